@@ -1,0 +1,57 @@
+# Celine: every target runs in .venv, built from requirements.txt on first use.
+# SIM=verilator|icarus picks the cocotb simulator (passed to the tests as CELINE_SIM).
+
+PYTHON      ?= python3
+VENV        ?= .venv
+SIM         ?= verilator
+JOBS        ?= 2
+ACCEL       ?= mac
+PARAMS      ?=
+PYTEST_ARGS ?=
+
+STAMP  := $(VENV)/.stamp
+PY     := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+export CELINE_SIM := $(SIM)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test sim verilog bench clean distclean
+
+help:
+	@echo "Celine targets:"
+	@echo "  make test      unit tests + one sampled cocotb case per testbench (pytest -m 'not sweep')"
+	@echo "  make sim       every cocotb testbench at every parameter point (pytest -m cocotb)"
+	@echo "  make verilog ACCEL=mac PARAMS=\"rows=8 cols=8\"   Verilog + params JSON in build/verilog/ACCEL"
+	@echo "  make bench     cycle/area benchmark reports in build/bench"
+	@echo "  make venv      create/refresh .venv from requirements.txt"
+	@echo "  make clean     remove build/ and caches (keeps .venv); make distclean also removes .venv"
+	@echo "Variables: SIM=verilator|icarus (default verilator), JOBS=2, PYTEST_ARGS=..., CELINE_WAVES=1 (FST traces)"
+
+# Rebuilt only when the pins or the project metadata change.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps -e .
+	touch $@
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PYTEST) -m "not sweep" -n $(JOBS) $(PYTEST_ARGS)
+
+sim: $(STAMP)
+	$(PYTEST) -m cocotb -n $(JOBS) $(PYTEST_ARGS)
+
+verilog: $(STAMP)
+	$(VENV)/bin/celine verilog $(ACCEL) $(PARAMS) --out build/verilog/$(ACCEL)
+
+bench: $(STAMP)
+	$(VENV)/bin/celine bench --out build/bench
+
+clean:
+	rm -rf build .pytest_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -name '*.egg-info' -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,113 @@
+"""Bit-exact model of the precision-scalable MAC array (rtl/mac), and its tiling of a matmul.
+
+Everything is int64 torch tensors. A tile at precision p consumes K beats of activation
+lanes and weight lanes and yields tile_rows(p) output rows of weight_lanes lanes:
+    out[m][n] = sum_k op_p(act[k][m]) * op_p(weight[k][n])   for n < tile_cols(p), else 0
+with op_p the operand reduction of golden/quant.py (p <= 8) or the 16-bit lane (p = 16),
+each sum wrapped to the width of the accumulator slot that holds it, then optionally
+requantized to int8.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from .lfsr import LFSR
+from .quant import reduce_precision, requantize, wrap
+
+LFSR_WIDTH = 16
+
+
+@dataclass(frozen=True)
+class Requant:
+    """Runtime output setting: int8 = clamp((x * multiplier + 2^(shift-1)) >> shift)."""
+    enable: bool = False
+    multiplier: int = 1
+    shift: int = 0
+
+
+def operands(lanes, precision):
+    """The p-bit operands that lane values supply (see rtl/mac/operand.py)."""
+    lanes = torch.as_tensor(lanes, dtype=torch.int64)
+    if precision == 16:
+        return wrap(lanes, 16)
+    return reduce_precision(lanes, precision)
+
+
+class MacArrayModel:
+    """Replays a MacArray tile by tile, including its Random Precision Switch LFSR."""
+
+    def __init__(self, params):
+        self.params = params
+        self.lfsr = LFSR(width=LFSR_WIDTH, seed=params.lfsr_seed)
+
+    def tile_precision(self, precision=None, *, rps=False):
+        """The precision the next tile runs at; with rps, draw it (advancing the LFSR)."""
+        if rps:
+            candidates = self.params.rps_candidates
+            return candidates[self.lfsr.draw(len(candidates))]
+        if precision not in self.params.precisions:
+            raise ValueError(f"precision must be one of {self.params.precisions}, not {precision!r}")
+        return precision
+
+    def tile(self, act, weight, precision, requant=Requant()):
+        """Output rows of one tile. act: (K, act_lanes), weight: (K, weight_lanes)."""
+        p = self.params
+        act = torch.as_tensor(act, dtype=torch.int64)
+        weight = torch.as_tensor(weight, dtype=torch.int64)
+        if act.ndim != 2 or act.shape[1] != p.act_lanes or act.shape[0] < 1:
+            raise ValueError(f"act must be K x {p.act_lanes} with K >= 1, not {tuple(act.shape)}")
+        if weight.shape != (act.shape[0], p.weight_lanes):
+            raise ValueError(f"weight must be {act.shape[0]} x {p.weight_lanes}, "
+                             f"not {tuple(weight.shape)}")
+        rows, cols = p.tile_rows(precision), p.tile_cols(precision)
+        sums = operands(act[:, :rows], precision).T @ operands(weight[:, :cols], precision)
+        out = torch.zeros(rows, p.weight_lanes, dtype=torch.int64)
+        for m in range(rows):
+            for n in range(cols):
+                width = p.slot_width(m // p.rows, n // p.cols)
+                out[m, n] = wrap(sums[m, n], width)
+        if requant.enable:
+            out[:, :cols] = requantize(out[:, :cols], requant.multiplier, requant.shift)
+        return out
+
+
+def reference_matmul(a, w, precision):
+    """A (M x K) @ W (K x N) at precision p from stored 8-bit (or 16-bit) values."""
+    return operands(a, precision) @ operands(w, precision)
+
+
+def tile_matmul(a, w, precision, params):
+    """Cut A (M x K) @ W (K x N) into array tiles.
+
+    Yields (m0, n0, act_beats, weight_beats): beat k of a tile carries A[m0:m0+R, k] on
+    the activation lanes and W[k, n0:n0+C] on the weight lanes (zero padded), R x C being
+    the tile shape at `precision`. Results of the tile are rows m0.. and columns n0.. of
+    the product (see `assemble`).
+    """
+    a = torch.as_tensor(a, dtype=torch.int64)
+    w = torch.as_tensor(w, dtype=torch.int64)
+    rows, cols = params.tile_rows(precision), params.tile_cols(precision)
+    size_m, size_k = a.shape
+    size_n = w.shape[1]
+    for m0 in range(0, size_m, rows):
+        for n0 in range(0, size_n, cols):
+            act = torch.zeros(size_k, params.act_lanes, dtype=torch.int64)
+            weight = torch.zeros(size_k, params.weight_lanes, dtype=torch.int64)
+            block_a = a[m0:m0 + rows, :].T
+            block_w = w[:, n0:n0 + cols]
+            act[:, :block_a.shape[1]] = block_a
+            weight[:, :block_w.shape[1]] = block_w
+            yield m0, n0, act, weight
+
+
+def assemble(size_m, size_n, tiles, precision, params):
+    """Place tile outputs [(m0, n0, rows_out)] into an M x N result."""
+    out = torch.zeros(size_m, size_n, dtype=torch.int64)
+    cols = params.tile_cols(precision)
+    for m0, n0, rows_out in tiles:
+        block = torch.as_tensor(rows_out, dtype=torch.int64)
+        height = min(block.shape[0], size_m - m0)
+        width = min(cols, size_n - n0)
+        out[m0:m0 + height, n0:n0 + width] = block[:height, :width]
+    return out

@@ -1,0 +1,117 @@
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..common.requant import Requantizer
+from ..common.skid import SkidBuffer
+
+
+REQUANT_LAYOUT = data.StructLayout({
+    "enable": 1,                    # 1: requantize to int8; 0: full accumulator value
+    "multiplier": unsigned(16),     # M
+    "shift": unsigned(6),           # S
+})
+
+
+def output_layout(params):
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(params.result_width), params.weight_lanes),
+        "last": 1,
+        "precision": unsigned(5),
+    })
+
+
+class ResultBank(wiring.Component):
+    """Holds one finished tile while the array computes the next, and streams it out.
+
+    On `load` (only while not `busy`) the bank captures the tile from the accumulators,
+    arranged as output rows: row m = ga * rows + r, lane n = gw * cols + c holds PE
+    (r, c)'s slot (ga, gw). It then emits rows * fusion(precision) beats on `o`, one
+    output row per beat, `last` on the final one. The rows form a shift register, so
+    draining costs no wide multiplexer; each register is as narrow as its slot.
+
+    Each lane passes through a Requantizer (int8 when requant.enable, else the full sum),
+    then a skid buffer, so `o.ready` has no combinational path into the bank. Full
+    throughput: one row per cycle while `o.ready` is high. `busy` is high from load until
+    the last row has left the bank (rows still in the requantizers do not count);
+    `pending` is high while any row is in the bank, the requantizers or the skid buffer.
+    """
+
+    def __init__(self, params):
+        self.params = params
+        row = data.ArrayLayout(signed(params.result_width), params.weight_lanes)
+        super().__init__({
+            "load": In(1),
+            "tile": In(data.ArrayLayout(row, params.act_lanes)),
+            "precision": In(range(len(params.precisions))),
+            "requant": In(REQUANT_LAYOUT),
+            "busy": Out(1),
+            "pending": Out(1),
+            "o": Out(stream.Signature(output_layout(params))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        params = self.params
+        rows, cols, fusion = params.rows, params.cols, params.max_fusion
+
+        entries = [[Signal(signed(params.slot_width(t // rows, n // cols)), name=f"row{t}_lane{n}")
+                    for n in range(params.weight_lanes)] for t in range(params.act_lanes)]
+        remaining = Signal(range(params.act_lanes + 1))
+        precision = Signal.like(self.precision)
+        requant = Signal(REQUANT_LAYOUT)
+        m.d.comb += self.busy.eq(remaining != 0)
+
+        # Output pipeline: the requantizers' two stages, advancing together.
+        m.submodules.skid = skid = SkidBuffer(output_layout(params))
+        wiring.connect(m, wiring.flipped(self.o), skid.o)
+        valid = Signal(2)
+        last = Signal(2)
+        value = [Signal(5, name=f"precision_stage{k}") for k in range(2)]
+        advance = ~valid[1] | skid.i.ready
+        take = advance & self.busy
+        m.d.comb += self.pending.eq(self.busy | valid.any() | self.o.valid)
+
+        for n in range(params.weight_lanes):
+            req = Requantizer(in_width=params.result_width)
+            m.submodules[f"requant_{n}"] = req
+            m.d.comb += [
+                req.en.eq(advance),
+                req.x.eq(entries[0][n]),
+                req.multiplier.eq(requant.multiplier),
+                req.shift.eq(requant.shift),
+                req.bypass.eq(~requant.enable),
+                skid.i.payload.data[n].eq(req.y),
+            ]
+        m.d.comb += [
+            skid.i.valid.eq(valid[1]),
+            skid.i.payload.last.eq(last[1]),
+            skid.i.payload.precision.eq(value[1]),
+        ]
+
+        current_value = 0
+        for k, p in enumerate(params.precisions):
+            current_value = Mux(precision == k, p, current_value)
+        with m.If(advance):
+            m.d.sync += [
+                valid.eq(valid << 1 | take),
+                last.eq(last << 1 | (remaining == 1)),
+                value[0].eq(current_value),
+                value[1].eq(value[0]),
+            ]
+
+        with m.If(self.load):
+            for t in range(params.act_lanes):
+                for n in range(params.weight_lanes):
+                    m.d.sync += entries[t][n].eq(self.tile[t][n])
+            beats = 0
+            for k, p in enumerate(params.precisions):
+                beats = Mux(self.precision == k, params.tile_rows(p), beats)
+            m.d.sync += [remaining.eq(beats), precision.eq(self.precision),
+                         requant.eq(self.requant)]
+        with m.Elif(take):
+            for t in range(params.act_lanes - 1):
+                for n in range(params.weight_lanes):
+                    m.d.sync += entries[t][n].eq(entries[t + 1][n])
+            m.d.sync += remaining.eq(remaining - 1)
+        return m
