@@ -66,6 +66,6 @@ def test_pytest_reports_missing_simulator_in_one_line(tmp_path):
                              "-p", "no:xdist", str(test_file)],
                             capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert ("Failed: SIM=icarus needs the program 'iverilog', which is not installed "
+    assert ("SIM=icarus needs the program 'iverilog', which is not installed "
             "(Debian: apt-get install iverilog)") in result.stdout
     assert "Traceback" not in result.stdout
