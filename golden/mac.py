@@ -62,11 +62,10 @@ class MacArrayModel:
                              f"not {tuple(weight.shape)}")
         rows, cols = p.tile_rows(precision), p.tile_cols(precision)
         sums = operands(act[:, :rows], precision).T @ operands(weight[:, :cols], precision)
+        widths = torch.tensor([[p.slot_width(m // p.rows, n // p.cols) for n in range(cols)]
+                               for m in range(rows)], dtype=torch.int64)
         out = torch.zeros(rows, p.weight_lanes, dtype=torch.int64)
-        for m in range(rows):
-            for n in range(cols):
-                width = p.slot_width(m // p.rows, n // p.cols)
-                out[m, n] = wrap(sums[m, n], width)
+        out[:, :cols] = wrap(sums, widths)
         if requant.enable:
             out[:, :cols] = requantize(out[:, :cols], requant.multiplier, requant.shift)
         return out

@@ -23,12 +23,17 @@ def signed_width(lo, hi):
 
 
 def wrap(x, bits):
-    """Reduce `x` modulo 2**bits into the signed range, as a `bits`-wide register does."""
+    """Reduce `x` modulo 2**bits into the signed range, as a `bits`-wide register does.
+
+    `bits` is an int or an int tensor broadcast against `x` (a width per element); widths
+    of 64 leave values unchanged.
+    """
     x = torch.as_tensor(x, dtype=torch.int64)
-    if bits >= 64:
-        return x.clone()
-    half = 1 << (bits - 1)
-    return ((x + half) & ((1 << bits) - 1)) - half
+    bits = torch.as_tensor(bits, dtype=torch.int64)
+    narrow = bits.clamp(max=63)
+    one = torch.ones((), dtype=torch.int64)
+    half = one << (narrow - 1)
+    return torch.where(bits >= 64, x, ((x + half) & ((one << narrow) - 1)) - half)
 
 
 def saturate(x, bits):

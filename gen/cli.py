@@ -1,0 +1,120 @@
+"""The `celine` command: generate Verilog, show parameters, run benchmarks.
+
+Bad input (an unknown accelerator, a bad parameter) prints one line to stderr and exits
+with status 2; no traceback.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import accelerators
+from .params_cli import parse_params
+
+
+class UsageError(Exception):
+    pass
+
+
+def resolve(accel_name, words):
+    """(accelerator, parameters) from the command line; bad input becomes a UsageError."""
+    try:
+        accel = accelerators.get(accel_name)
+        return accel, parse_params(accel.params, words)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+
+
+def derived(params):
+    """The resolved parameters: constructor arguments plus derived widths and lanes."""
+    out = params.to_dict()
+    for name in ("act_lanes", "weight_lanes", "operand_width", "result_width", "max_fusion"):
+        if hasattr(params, name):
+            out[name] = getattr(params, name)
+    if hasattr(params, "macs_per_cycle_ideal"):
+        out["macs_per_cycle_ideal"] = {str(p): params.macs_per_cycle_ideal(p)
+                                       for p in params.precisions}
+    return out
+
+
+def cmd_verilog(args):
+    from sim.emit import write_if_changed, verilog_text
+    accel, params = resolve(args.accel, args.params)
+    out = Path(args.out or f"build/verilog/{accel.name}")
+    top = args.top or f"celine_{accel.name}"
+    print(f"celine: generating {accel.name} ({accel.summary}) ...", file=sys.stderr)
+    text = verilog_text(accel.component(params), name=top)
+    changed = write_if_changed(out / f"{top}.v", text)
+    write_if_changed(out / f"{top}.json", json.dumps(
+        {"accel": accel.name, "top": top, "params": derived(params)}, indent=2) + "\n")
+    state = "written" if changed else "unchanged"
+    print(f"{out / (top + '.v')} ({len(text.splitlines())} lines, {state}); "
+          f"parameters in {out / (top + '.json')}")
+
+
+def cmd_params(args):
+    accel, params = resolve(args.accel, args.params)
+    print(json.dumps(derived(params), indent=2))
+
+
+def cmd_bench(args):
+    from .bench_mac import run_mac_bench
+    run_mac_bench(Path(args.out), quick=args.quick, synth=not args.no_synth)
+
+
+def cmd_list(args):
+    for accel in accelerators.ACCELERATORS.values():
+        print(f"{accel.name:8} {accel.summary}")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser():
+    parser = Parser(prog="celine", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the accelerators")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("verilog", help="write an accelerator's Verilog and resolved parameters")
+    p.add_argument("accel", help="accelerator name (see `celine list`)")
+    p.add_argument("params", nargs="*", metavar="key=value", help="generator parameters")
+    p.add_argument("--out", help="output directory (default build/verilog/<accel>)")
+    p.add_argument("--top", help="top module name (default celine_<accel>)")
+    p.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("params", help="show resolved parameters (defaults, derived widths)")
+    p.add_argument("accel")
+    p.add_argument("params", nargs="*", metavar="key=value")
+    p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("bench", help="measure throughput and resources; write JSON")
+    p.add_argument("--out", default="build/bench", help="output directory (default build/bench)")
+    p.add_argument("--quick", action="store_true", help="small matmul, for a smoke run")
+    p.add_argument("--no-synth", action="store_true", help="skip ECP5 synthesis")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)     # argparse itself exits 2 with one usage line
+    try:
+        args.func(args)
+    except UsageError as error:
+        print(f"celine: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("celine: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
