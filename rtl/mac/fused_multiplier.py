@@ -54,13 +54,23 @@ class FusedMultiplier(wiring.Component):
             bits = word[i * b:(i + 1) * b]
             return Cat(bits, bits[-1] & signed_ & is_top(i)).as_signed()
 
+        def brick_product(x, y):
+            # x * y for (b+1)-bit signed x, y as shifted adds of y, written out so that
+            # synthesis builds LUT logic (a `*` would be mapped onto a DSP block).
+            x_bits = Signal(b + 1)
+            m.d.comb += x_bits.eq(x)
+            total = 0
+            for bit in range(b):
+                total = total + Mux(x_bits[bit], y << bit, 0)
+            return total - Mux(x_bits[b], y << b, 0)
+
         # Level 0: one product per brick.
         level = [[Signal(signed(2 * b + 2), name=f"brick_{i}_{j}") for j in range(slices)]
                  for i in range(slices)]
         for i in range(slices):
             for j in range(slices):
-                m.d.comb += level[i][j].eq(brick_operand(self.a, i, self.a_signed) *
-                                           brick_operand(self.w, j, self.w_signed))
+                m.d.comb += level[i][j].eq(brick_product(brick_operand(self.a, i, self.a_signed),
+                                                         brick_operand(self.w, j, self.w_signed)))
 
         # Higher levels: a width-2w product is the sum of four width-w partial products.
         levels = {b: level}
