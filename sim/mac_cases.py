@@ -72,16 +72,18 @@ class TileBuilder:
 
 
 def mixed_tiles(params, seed, *, count=12, rps_tiles=4, max_depth=12):
-    """Tiles at every precision in random order (switched between tiles without reset),
-    depths from 1 to max_depth, requantization on some, then RPS-drawn tiles, and one
-    tile of only the most negative operands at each precision."""
+    """Per precision: a tile of max_reduction beats of only the most negative operands (the
+    accumulators' worst case) and a one-beat tile; then tiles at random precisions
+    (switched between tiles without reset), depths 1..max_depth, requantization on some;
+    then RPS-drawn tiles."""
     builder = TileBuilder(params, seed)
     rng = builder.rng
     for p in params.precisions:
         lo, _ = operand_range(params, p)
-        depth = rng.randint(1, max_depth)
+        depth = min(params.max_reduction, 1024)
         builder.add(precision=p, act=[[lo] * params.act_lanes] * depth,
                     weight=[[lo] * params.weight_lanes] * depth)
+        builder.add(precision=p, depth=1)
     for _ in range(count):
         requant = Requant(True, rng.randint(1, 65535), rng.randint(0, 40)) \
             if rng.random() < 0.4 else None
