@@ -7,6 +7,8 @@ SIM         ?= verilator
 JOBS        ?= 2
 ACCEL       ?= mac
 PARAMS      ?=
+BOARD       ?= ulx3s-85f
+SEED        ?= 1
 PYTEST_ARGS ?=
 
 STAMP  := $(VENV)/.stamp
@@ -15,7 +17,7 @@ PYTEST := $(PY) -m pytest
 export CELINE_SIM := $(SIM)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test sim verilog bench clean distclean
+.PHONY: help venv test sim verilog bench bitstream clean distclean
 
 help:
 	@echo "Celine targets:"
@@ -23,9 +25,11 @@ help:
 	@echo "  make sim       every cocotb testbench at every parameter point (pytest -m cocotb)"
 	@echo "  make verilog ACCEL=mac PARAMS=\"rows=8 cols=8\"   Verilog + params JSON in build/verilog/ACCEL"
 	@echo "  make bench     cycle/area benchmark reports in build/bench"
+	@echo "  make bitstream BOARD=ulx3s-85f ACCEL=mac PARAMS=\"rows=4\" SEED=1   bitstream + report.json in build/BOARD/ACCEL"
 	@echo "  make venv      create/refresh .venv from requirements.txt"
 	@echo "  make clean     remove build/ and caches (keeps .venv); make distclean also removes .venv"
 	@echo "Variables: SIM=verilator|icarus (default verilator), JOBS=2, PYTEST_ARGS=..., CELINE_WAVES=1 (FST traces)"
+	@echo "Boards: ulx3s-85f (default), ulx3s-25f, ecpix5-85f, versa-ecp5; ACCEL=echo builds a UART echo"
 
 # Rebuilt only when the pins or the project metadata change.
 $(STAMP): requirements.txt pyproject.toml
@@ -47,6 +51,9 @@ verilog: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/celine bench --out build/bench
+
+bitstream: $(STAMP)
+	$(VENV)/bin/celine bitstream --board $(BOARD) --accel $(ACCEL) --seed $(SEED) $(PARAMS)
 
 clean:
 	rm -rf build .pytest_cache

@@ -1,7 +1,8 @@
-"""The `celine` command: generate Verilog, show parameters, run benchmarks.
+"""The `celine` command: generate Verilog, show parameters, run benchmarks, build bitstreams.
 
 Bad input (an unknown accelerator, a bad parameter) prints one line to stderr and exits
-with status 2; no traceback.
+with status 2; no traceback. A failing tool (yosys, nextpnr, ecppack) ends with the tool's
+own last lines on stderr and exit status 1.
 """
 
 import argparse
@@ -15,6 +16,10 @@ from .params_cli import parse_params
 
 class UsageError(Exception):
     pass
+
+
+class ToolFailure(Exception):
+    """A build step failed; the message ends with the tool's own lines (exit status 1)."""
 
 
 def resolve(accel_name, words):
@@ -63,6 +68,38 @@ def cmd_bench(args):
     run_mac_bench(Path(args.out), quick=args.quick, synth=not args.no_synth)
 
 
+def cmd_bitstream(args):
+    from boards.designs import DesignUnavailable, get_design
+    from .bitstream import ToolError, build_bitstream
+    try:
+        design = get_design(args.accel)
+        params = None
+        if design.params is not None:
+            params = parse_params(design.params, args.params)
+        elif args.params:
+            raise ValueError(f"accelerator {args.accel!r} takes no parameters, "
+                             f"not {' '.join(args.params)!r}")
+        clock_hz = round(args.clock_mhz * 1e6)
+        build_bitstream(args.board, args.accel, params, seed=args.seed, clock_hz=clock_hz,
+                        baud=args.baud, constraint_mhz=args.constraint_mhz,
+                        router=args.router, out=args.out)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+    except (DesignUnavailable, ToolError) as error:
+        raise ToolFailure(str(error)) from None
+    from .report import format_report, load_report, report_path
+    print(format_report(load_report(report_path(args.out, board=args.board, accel=args.accel))))
+
+
+def cmd_report(args):
+    from .report import format_report, load_report, report_path
+    try:
+        print(format_report(load_report(report_path(args.path, board=args.board,
+                                                    accel=args.accel))))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def cmd_list(args):
     for accel in accelerators.ACCELERATORS.values():
         print(f"{accel.name:8} {accel.summary}")
@@ -99,6 +136,32 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="small matmul, for a smoke run")
     p.add_argument("--no-synth", action="store_true", help="skip ECP5 synthesis")
     p.set_defaults(func=cmd_bench)
+
+    from boards.platforms import BOARDS, DEFAULT_BOARD
+    from boards.top import DEFAULT_CLOCK_HZ
+    p = sub.add_parser("bitstream", help="build an ECP5 bitstream and its report")
+    p.add_argument("params", nargs="*", metavar="key=value", help="generator parameters")
+    p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS),
+                   help=f"target board (default {DEFAULT_BOARD})")
+    p.add_argument("--accel", default="mac", help="design: echo, mac (default mac)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_HZ / 1e6,
+                   help=f"PLL output (default {DEFAULT_CLOCK_HZ / 1e6:g})")
+    p.add_argument("--baud", type=int, help="UART rate (default: the highest standard rate "
+                   "the board's USB-serial chip and the clock allow)")
+    p.add_argument("--constraint-mhz", type=float,
+                   help="clock constraint for nextpnr (default: the clock)")
+    p.add_argument("--router", choices=["router1", "router2"],
+                   help="nextpnr router (router2 is much faster on large designs)")
+    p.add_argument("--out", help="output directory (default build/<board>/<accel>)")
+    p.set_defaults(func=cmd_bitstream)
+
+    p = sub.add_parser("report", help="show a bitstream report as a table")
+    p.add_argument("path", nargs="?", help="report.json or its directory "
+                   "(default build/<board>/<accel>/report.json)")
+    p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS))
+    p.add_argument("--accel", default="mac")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -110,6 +173,9 @@ def main(argv=None):
     except UsageError as error:
         print(f"celine: error: {error}", file=sys.stderr)
         return 2
+    except ToolFailure as error:
+        print(f"celine: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("celine: interrupted", file=sys.stderr)
         return 130

@@ -71,16 +71,16 @@ class TileBuilder:
             tile["origin"] = [m0, n0]
 
 
-def mixed_tiles(params, seed, *, count=12, rps_tiles=4, max_depth=12):
-    """Per precision: a tile of max_reduction beats of only the most negative operands (the
-    accumulators' worst case) and a one-beat tile; then tiles at random precisions
+def mixed_tiles(params, seed, *, count=12, rps_tiles=4, max_depth=12, worst_depth=1024):
+    """Per precision: a tile of min(max_reduction, worst_depth) beats of only the most
+    negative operands (the accumulators' worst case) and a one-beat tile; then tiles at random precisions
     (switched between tiles without reset), depths 1..max_depth, requantization on some;
     then RPS-drawn tiles."""
     builder = TileBuilder(params, seed)
     rng = builder.rng
     for p in params.precisions:
         lo, _ = operand_range(params, p)
-        depth = min(params.max_reduction, 1024)
+        depth = min(params.max_reduction, worst_depth)
         builder.add(precision=p, act=[[lo] * params.act_lanes] * depth,
                     weight=[[lo] * params.weight_lanes] * depth)
         builder.add(precision=p, depth=1)

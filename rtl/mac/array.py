@@ -6,7 +6,7 @@ from ..common.lfsr import LFSR
 from .operand import reduce_operand
 from .params import MacArrayParams, LFSR_WIDTH
 from .pe import ProcessingElement
-from .result_bank import REQUANT_LAYOUT, ResultBank, output_layout
+from .result_drain import REQUANT_LAYOUT, ResultDrain, output_layout
 
 
 def operand_layout(lanes, width):
@@ -31,8 +31,8 @@ class MacArray(wiring.Component):
     between tiles without reset.
 
     Throughput: one beat per cycle (one per 4 cycles at p = 16 on bricks). A finished
-    tile moves to the result bank and drains while the next tile computes; the final beat
-    of a tile waits only if the previous tile has not yet left the bank.
+    tile moves to the PEs' shadow registers and drains while the next tile computes; the
+    final beat of a tile waits only if the previous tile has not yet drained.
 
     Error flags (sticky until reset): `errors.framing` when `act.last` and `weight.last`
     disagree on an accepted beat (the activation stream's `last` ends the tile);
@@ -93,8 +93,8 @@ class MacArray(wiring.Component):
         # -- issue: one pass per cycle into the PEs ----------------------------------
         both_valid = self.act.valid & self.weight.valid
         closes_tile = self.act.payload.last & last_pass
-        m.submodules.bank = bank = ResultBank(params)
-        blocked = closes_tile & (copy_pending | bank.busy)
+        m.submodules.drain = drain = ResultDrain(params)
+        blocked = closes_tile & (copy_pending | drain.busy)
         issue = Signal()
         m.d.comb += [
             issue.eq(both_valid & ~blocked),
@@ -135,26 +135,41 @@ class MacArray(wiring.Component):
 
         # -- the PE grid ----------------------------------------------------------------
         fusion = params.max_fusion
-        for r in range(params.rows):
-            for c in range(params.cols):
-                pe = ProcessingElement(params)
+        rows, cols = params.rows, params.cols
+        pes = [[ProcessingElement(params) for c in range(cols)] for r in range(rows)]
+        for r in range(rows):
+            for c in range(cols):
+                pe = pes[r][c]
                 m.submodules[f"pe_{r}_{c}"] = pe
                 m.d.comb += [
                     pe.valid.eq(s1_valid), pe.first.eq(s1_first),
                     pe.precision.eq(s1_precision), pe.pass_index.eq(s1_pass),
+                    pe.load.eq(drain.load), pe.shift.eq(drain.shift),
                 ]
                 # Activation lane ga*rows + r feeds PE row r, group ga (likewise weights),
                 # so lanes 0..tile_rows(p)-1 are the used ones at every precision.
                 for g in range(fusion):
-                    m.d.comb += [pe.act[g].eq(s1_act[g * params.rows + r]),
-                                 pe.weight[g].eq(s1_weight[g * params.cols + c])]
+                    m.d.comb += [pe.act[g].eq(s1_act[g * rows + r]),
+                                 pe.weight[g].eq(s1_weight[g * cols + c])]
+                # Output row ga*rows + r is PE (r, c)'s slot row ga, so the rows leave in
+                # order when each column's shadow registers shift up one PE per row and
+                # the top PE's next slot row wraps around to the bottom PE.
+                for ga in range(fusion):
                     for gw in range(fusion):
-                        m.d.comb += bank.tile[g * params.rows + r][gw * params.cols + c].eq(
-                            pe.acc[g * fusion + gw])
+                        if r + 1 < rows:
+                            source = pes[r + 1][c].shadow[ga * fusion + gw]
+                        elif ga + 1 < fusion:
+                            source = pes[0][c].shadow[(ga + 1) * fusion + gw]
+                        else:
+                            continue
+                        m.d.comb += pe.shadow_next[ga * fusion + gw].eq(source)
+        for c in range(cols):
+            for gw in range(fusion):
+                m.d.comb += drain.row[gw * cols + c].eq(pes[0][c].shadow[gw])
 
-        # -- hand a finished tile to the bank ------------------------------------------
-        # The PEs register products (stage 2) and then accumulate; the bank copies the
-        # accumulators the cycle after the tile's last pass has been added.
+        # -- hand a finished tile to the drain -----------------------------------------
+        # The PEs register products (stage 2) and then accumulate; the shadow registers
+        # copy the accumulators the cycle after the tile's last pass has been added.
         s2_valid, s2_last = Signal(), Signal()
         s2_precision, s3_precision = Signal(prec_shape), Signal(prec_shape)
         s2_requant, s3_requant = Signal(REQUANT_LAYOUT), Signal(REQUANT_LAYOUT)
@@ -170,11 +185,11 @@ class MacArray(wiring.Component):
         with m.Elif(copy):
             m.d.sync += copy_pending.eq(0)
         m.d.comb += [
-            bank.load.eq(copy),
-            bank.precision.eq(s3_precision),
-            bank.requant.eq(s3_requant),
+            drain.load.eq(copy),
+            drain.precision.eq(s3_precision),
+            drain.requant.eq(s3_requant),
         ]
-        wiring.connect(m, bank.o, wiring.flipped(self.o))
+        wiring.connect(m, drain.o, wiring.flipped(self.o))
 
-        m.d.comb += self.busy.eq(in_tile | s1_valid | s2_valid | copy_pending | bank.pending)
+        m.d.comb += self.busy.eq(in_tile | s1_valid | s2_valid | copy_pending | drain.pending)
         return m

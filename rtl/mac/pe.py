@@ -18,6 +18,10 @@ class ProcessingElement(wiring.Component):
     sum one cycle after that. Slot ga * max_fusion + gw of `acc` is the dot product of
     activation lane ga and weight lane gw; slot widths follow params.slot_width and wrap
     around beyond it. The PE never stalls: the array only presents passes it can take.
+
+    Shadow registers hold the previous tile while it drains: `load` copies the
+    accumulators into them, `shift` replaces them with `shadow_next`. The array chains
+    them into one shift register per PE column, ordered as the output rows leave.
     """
 
     def __init__(self, params):
@@ -32,6 +36,10 @@ class ProcessingElement(wiring.Component):
             "act": In(data.ArrayLayout(operand, fusion)),
             "weight": In(data.ArrayLayout(operand, fusion)),
             "acc": Out(data.ArrayLayout(signed(params.result_width), fusion * fusion)),
+            "load": In(1),
+            "shift": In(1),
+            "shadow_next": In(data.ArrayLayout(signed(params.result_width), fusion * fusion)),
+            "shadow": Out(data.ArrayLayout(signed(params.result_width), fusion * fusion)),
         })
 
     def _is(self, precision):
@@ -96,4 +104,11 @@ class ProcessingElement(wiring.Component):
                 with m.If(valid):
                     m.d.sync += acc.eq(Mux(first, 0, acc) + term)
                 m.d.comb += self.acc[k].eq(acc)
+
+                shadow = Signal(signed(params.slot_width(ga, gw)), name=f"shadow_{ga}_{gw}")
+                with m.If(self.load):
+                    m.d.sync += shadow.eq(acc)
+                with m.Elif(self.shift):
+                    m.d.sync += shadow.eq(self.shadow_next[k])
+                m.d.comb += self.shadow[k].eq(shadow)
         return m

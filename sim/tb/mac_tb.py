@@ -15,7 +15,7 @@ from cocotb.utils import get_sim_time
 
 from rtl.mac.array import operand_layout
 from rtl.mac.params import MacArrayParams
-from rtl.mac.result_bank import REQUANT_LAYOUT, output_layout
+from rtl.mac.result_drain import REQUANT_LAYOUT, output_layout
 from sim.case import ENV_VAR, load_case
 from sim.payload import pack
 from sim.scoreboard import Scoreboard

@@ -21,28 +21,28 @@ def output_layout(params):
     })
 
 
-class ResultBank(wiring.Component):
-    """Holds one finished tile while the array computes the next, and streams it out.
+class ResultDrain(wiring.Component):
+    """Streams out finished tiles while the array computes the next one.
 
-    On `load` (only while not `busy`) the bank captures the tile from the accumulators,
-    arranged as output rows: row m = ga * rows + r, lane n = gw * cols + c holds PE
-    (r, c)'s slot (ga, gw). It then emits rows * fusion(precision) beats on `o`, one
-    output row per beat, `last` on the final one. The rows form a shift register, so
-    draining costs no wide multiplexer; each register is as narrow as its slot.
+    The finished tile itself sits in the PEs' shadow registers, which form one shift
+    register per PE column (see ProcessingElement); `row` is its head, output row 0 of
+    what is left. On `load` (only while not `busy`) the PEs copy their accumulators into
+    the shadow registers and the drain starts counting tile_rows(precision) rows; each
+    row it takes raises `shift` for one cycle, moving the next row to the head.
 
     Each lane passes through a Requantizer (int8 when requant.enable, else the full sum),
-    then a skid buffer, so `o.ready` has no combinational path into the bank. Full
+    then a skid buffer, so `o.ready` has no combinational path into the array. Full
     throughput: one row per cycle while `o.ready` is high. `busy` is high from load until
-    the last row has left the bank (rows still in the requantizers do not count);
-    `pending` is high while any row is in the bank, the requantizers or the skid buffer.
+    the last row has left the shadow registers; `pending` while any row is in them, the
+    requantizers or the skid buffer.
     """
 
     def __init__(self, params):
         self.params = params
-        row = data.ArrayLayout(signed(params.result_width), params.weight_lanes)
         super().__init__({
             "load": In(1),
-            "tile": In(data.ArrayLayout(row, params.act_lanes)),
+            "row": In(data.ArrayLayout(signed(params.result_width), params.weight_lanes)),
+            "shift": Out(1),
             "precision": In(range(len(params.precisions))),
             "requant": In(REQUANT_LAYOUT),
             "busy": Out(1),
@@ -53,10 +53,7 @@ class ResultBank(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         params = self.params
-        rows, cols, fusion = params.rows, params.cols, params.max_fusion
 
-        entries = [[Signal(signed(params.slot_width(t // rows, n // cols)), name=f"row{t}_lane{n}")
-                    for n in range(params.weight_lanes)] for t in range(params.act_lanes)]
         remaining = Signal(range(params.act_lanes + 1))
         precision = Signal.like(self.precision)
         requant = Signal(REQUANT_LAYOUT)
@@ -70,14 +67,17 @@ class ResultBank(wiring.Component):
         value = [Signal(5, name=f"precision_stage{k}") for k in range(2)]
         advance = ~valid[1] | skid.i.ready
         take = advance & self.busy
-        m.d.comb += self.pending.eq(self.busy | valid.any() | self.o.valid)
+        m.d.comb += [
+            self.shift.eq(take),
+            self.pending.eq(self.busy | valid.any() | self.o.valid),
+        ]
 
         for n in range(params.weight_lanes):
             req = Requantizer(in_width=params.result_width)
             m.submodules[f"requant_{n}"] = req
             m.d.comb += [
                 req.en.eq(advance),
-                req.x.eq(entries[0][n]),
+                req.x.eq(self.row[n]),
                 req.multiplier.eq(requant.multiplier),
                 req.shift.eq(requant.shift),
                 req.bypass.eq(~requant.enable),
@@ -101,17 +101,11 @@ class ResultBank(wiring.Component):
             ]
 
         with m.If(self.load):
-            for t in range(params.act_lanes):
-                for n in range(params.weight_lanes):
-                    m.d.sync += entries[t][n].eq(self.tile[t][n])
             beats = 0
             for k, p in enumerate(params.precisions):
                 beats = Mux(self.precision == k, params.tile_rows(p), beats)
             m.d.sync += [remaining.eq(beats), precision.eq(self.precision),
                          requant.eq(self.requant)]
         with m.Elif(take):
-            for t in range(params.act_lanes - 1):
-                for n in range(params.weight_lanes):
-                    m.d.sync += entries[t][n].eq(entries[t + 1][n])
             m.d.sync += remaining.eq(remaining - 1)
         return m

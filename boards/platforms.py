@@ -1,0 +1,153 @@
+"""The ECP5 boards Celine builds for: amaranth-boards platforms plus what the top needs.
+
+Each board names its oscillator, its USB-serial UART (and the highest baud its USB-serial
+chip supports), an LED for the `busy` output and how to program it. Building never needs
+the programmer: the ULX3S platform of amaranth-boards lists `openFPGALoader` among its
+required tools, so the platforms here drop it from the build requirements and check for it
+only when programming.
+"""
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from amaranth_boards import ecpix5, versa_ecp5
+from amaranth_boards.ulx3s import ULX3S_25F_Platform, ULX3S_85F_Platform
+
+__all__ = ["Board", "BOARDS", "DEFAULT_BOARD", "get_board", "ProgrammerMissing",
+           "program_command", "program"]
+
+_PROGRAMMERS = ("openFPGALoader", "openocd")
+
+
+class ProgrammerMissing(RuntimeError):
+    """The programming tool of a board is not installed."""
+
+
+class _BuildWithoutProgrammer:
+    """Platform mixin: building needs Yosys, nextpnr and ecppack only, never the programmer."""
+
+    board = None        # the Board, set on each subclass below
+
+    @property
+    def required_tools(self):
+        return [tool for tool in super().required_tools if tool not in _PROGRAMMERS]
+
+    def toolchain_program(self, products, name, **kwargs):
+        with products.extract(f"{name}.bit") as bitstream:
+            program(self.board, bitstream)
+
+
+class ULX3S85FPlatform(_BuildWithoutProgrammer, ULX3S_85F_Platform):
+    pass
+
+
+class ULX3S25FPlatform(_BuildWithoutProgrammer, ULX3S_25F_Platform):
+    pass
+
+
+class ECPIX585Platform(_BuildWithoutProgrammer, ecpix5.ECPIX585Platform):
+    pass
+
+
+class VersaECP5Platform(_BuildWithoutProgrammer, versa_ecp5.VersaECP5Platform):
+    pass
+
+
+@dataclass(frozen=True)
+class Board:
+    """A board: its platform class and the resources the Celine top uses.
+
+    `led` is (resource, number, subsignal or None) for the `busy` output, or None.
+    `programmer` is the program's argv before the bitstream path; its first word may be
+    overridden by the environment variable `programmer_env`.
+    """
+    name: str
+    title: str
+    platform: type
+    clock: str
+    clock_hz: int
+    uart: str
+    usb_serial: str
+    max_baud: int
+    led: tuple | None
+    programmer: tuple
+    programmer_env: str = "OPENFPGALOADER"
+
+    @property
+    def device(self):
+        return self.platform.device
+
+    @property
+    def package(self):
+        return self.platform.package
+
+    @property
+    def speed(self):
+        return self.platform.speed
+
+    @property
+    def nextpnr_options(self):
+        """Device, package and speed options of nextpnr-ecp5 (as Amaranth passes them)."""
+        return [self.platform._nextpnr_device_options[self.device],
+                "--package", self.platform._nextpnr_package_options[self.package].upper(),
+                "--speed", str(self.speed)]
+
+
+def _board(**kwargs):
+    board = Board(**kwargs)
+    board.platform.board = board
+    return board
+
+
+# FT231X (ULX3S): 300 baud to 3 Mbaud (FTDI DS_FT231X). FT2232H (ECPIX-5, Versa; channel
+# A is JTAG, channel B the UART): up to 12 Mbaud (FTDI DS_FT2232H).
+BOARDS = {board.name: board for board in (
+    _board(name="ulx3s-85f", title="ULX3S (LFE5U-85F)", platform=ULX3S85FPlatform,
+           clock="clk25", clock_hz=25_000_000, uart="uart", usb_serial="FT231X",
+           max_baud=3_000_000, led=("led", 0, None),
+           programmer=("openFPGALoader", "-b", "ulx3s", "-m")),
+    _board(name="ulx3s-25f", title="ULX3S (LFE5U-25F)", platform=ULX3S25FPlatform,
+           clock="clk25", clock_hz=25_000_000, uart="uart", usb_serial="FT231X",
+           max_baud=3_000_000, led=("led", 0, None),
+           programmer=("openFPGALoader", "-b", "ulx3s", "-m")),
+    _board(name="ecpix5-85f", title="ECPIX-5 (LFE5UM5G-85F)", platform=ECPIX585Platform,
+           clock="clk100", clock_hz=100_000_000, uart="uart", usb_serial="FT2232H",
+           max_baud=12_000_000, led=("rgb_led", 0, "g"),
+           programmer=("openFPGALoader", "-c", "ft2232", "-m")),
+    _board(name="versa-ecp5", title="Versa ECP5 (LFE5UM-45F)", platform=VersaECP5Platform,
+           clock="clk100", clock_hz=100_000_000, uart="uart", usb_serial="FT2232H",
+           max_baud=12_000_000, led=("led", 0, None),
+           programmer=("openFPGALoader", "-c", "ft2232", "-m")),
+)}
+
+DEFAULT_BOARD = "ulx3s-85f"
+
+
+def get_board(name):
+    """The Board called `name` (a Board passes through); ValueError for an unknown name."""
+    if isinstance(name, Board):
+        return name
+    try:
+        return BOARDS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {name!r}") from None
+
+
+def program_command(board, bitstream):
+    """The argv that loads `bitstream` into the board's SRAM; ProgrammerMissing if absent."""
+    board = get_board(board)
+    tool = os.environ.get(board.programmer_env, board.programmer[0])
+    path = shutil.which(tool)
+    if path is None:
+        raise ProgrammerMissing(
+            f"programming the {board.title} needs {tool}, which is not installed "
+            f"(install openFPGALoader, e.g. `apt install openfpgaloader`, or set "
+            f"{board.programmer_env} to its path)")
+    return [path, *board.programmer[1:], str(bitstream)]
+
+
+def program(board, bitstream):
+    """Load `bitstream` into the board (volatile); CalledProcessError if the tool fails."""
+    subprocess.run(program_command(board, bitstream), check=True)

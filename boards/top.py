@@ -1,0 +1,87 @@
+"""The board top: PLL clock, reset until lock, and the UART pins around one design."""
+
+from amaranth import ClockDomain, ClockSignal, Elaboratable, Module, Signal
+from amaranth.lib import io, wiring
+from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from .baud import check_baud, default_baud
+from .pll import EcpPll, pll_config
+from .platforms import get_board
+
+__all__ = ["BoardTop", "DEFAULT_CLOCK_HZ", "DESIGN_SIGNATURE"]
+
+DEFAULT_CLOCK_HZ = 50_000_000
+
+# What a design must offer to sit in a BoardTop (extra ports are not allowed: the top
+# would have nothing to connect them to).
+DESIGN_SIGNATURE = wiring.Signature({"rx": In(1), "tx": Out(1), "busy": Out(1)})
+
+
+def _fits(signature):
+    """Whether `signature` has exactly DESIGN_SIGNATURE's ports (initial values may differ)."""
+    members = signature.members
+    if set(members) != set(DESIGN_SIGNATURE.members):
+        return False
+    return all(members[name].is_port and members[name].flow == member.flow
+               and members[name].shape == member.shape
+               for name, member in DESIGN_SIGNATURE.members.items())
+
+
+class BoardTop(Elaboratable):
+    """The whole FPGA: `design_factory(clock_hz, baud)` on `board` with a PLL clock.
+
+    - `sync` runs from an EHXPLLL at the frequency nearest `clock_hz` (within 1 %;
+      `clock_hz` then holds the achieved value). Its reset is held while the PLL is not
+      locked (or the board's reset button, if any, is pressed) and released synchronously.
+    - The UART's rx pin reaches the design through a 2-flip-flop synchronizer (idle high);
+      tx goes straight to the pin. `busy` drives an LED where the board has one.
+    - `baud` defaults to the highest standard rate the board's USB-serial chip and the
+      clock allow (see `boards.baud`).
+    """
+
+    def __init__(self, board, design_factory, *, clock_hz=DEFAULT_CLOCK_HZ, baud=None):
+        self.board = get_board(board)
+        self.pll = pll_config(self.board.clock_hz, clock_hz)
+        output_hz = self.pll.output_hz
+        self.clock_hz = int(output_hz) if output_hz.denominator == 1 else float(output_hz)
+        if baud is None:
+            baud = default_baud(self.clock_hz, self.board.max_baud)
+        self.baud = check_baud(self.clock_hz, baud, self.board.max_baud)
+        self.design = design_factory(self.clock_hz, self.baud)
+        if not isinstance(self.design, wiring.Component):
+            raise TypeError(f"design must be a wiring.Component, not {self.design!r}")
+        if not _fits(self.design.signature):
+            raise TypeError(f"design must have exactly the ports rx: In(1), tx: Out(1), "
+                            f"busy: Out(1), not {self.design.signature!r}")
+
+    def elaborate(self, platform):
+        m = Module()
+        board = self.board
+
+        m.submodules.clk_buf = clk_buf = io.Buffer("i", platform.request(board.clock, 0, dir="-"))
+        m.submodules.pll = pll = EcpPll(self.pll)
+        m.d.comb += pll.clk_in.eq(clk_buf.i)
+
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += ClockSignal("sync").eq(pll.clk_out)
+        reset = Signal()
+        m.d.comb += reset.eq(~pll.locked)
+        if platform.default_rst is not None:
+            m.submodules.rst_buf = rst_buf = io.Buffer(
+                "i", platform.request(platform.default_rst, 0, dir="-"))
+            m.d.comb += reset.eq(~pll.locked | rst_buf.i)
+        m.submodules.reset_sync = ResetSynchronizer(reset, domain="sync")
+
+        m.submodules.design = design = self.design
+        uart = platform.request(board.uart, 0)
+        m.submodules.rx_sync = FFSynchronizer(uart.rx.i, design.rx, init=1)
+        m.d.comb += uart.tx.o.eq(design.tx)
+
+        if board.led is not None:
+            name, number, subsignal = board.led
+            led = platform.request(name, number)
+            if subsignal is not None:
+                led = getattr(led, subsignal)
+            m.d.comb += led.o.eq(design.busy)
+        return m

@@ -1,0 +1,103 @@
+"""Exceptions of the host runtime.
+
+    CelineError
+    ├── LinkTimeout        no reply, or only part of one, within the timeout
+    ├── ReplyCRCError      a reply failed its CRC
+    ├── ProtocolError      a well-formed reply that does not fit the request
+    ├── RunTimeout         a run still busy after its timeout
+    ├── EngineError        a run finished with engine error flags set
+    └── DeviceError        the device answered with an error status
+        ├── BadCRC, UnknownCommand, BadLength, BadAddress, FrameTimeout, Busy, BadRegister
+    SettingError(ValueError)  a setting rejected on the host before anything was sent
+"""
+
+from .protocol import Status
+
+__all__ = ["CelineError", "LinkTimeout", "ReplyCRCError", "ProtocolError", "RunTimeout",
+           "EngineError", "DeviceError",
+           "BadCRC", "UnknownCommand", "BadLength", "BadAddress", "FrameTimeout", "Busy",
+           "BadRegister", "SettingError", "device_error"]
+
+
+class CelineError(Exception):
+    """Base of every error the host runtime raises about the link or the device."""
+
+
+class LinkTimeout(CelineError):
+    """No complete reply arrived within the timeout."""
+
+
+class ReplyCRCError(CelineError):
+    """A reply arrived but failed its CRC."""
+
+
+class ProtocolError(CelineError):
+    """A reply that does not match its request (sequence number, payload size)."""
+
+
+class RunTimeout(CelineError):
+    """The device still reported busy when the run's timeout passed."""
+
+
+class EngineError(CelineError):
+    """A run ended with engine error flags set (MAC array: bit 0 framing, bit 1 precision)."""
+
+    def __init__(self, flags, message):
+        self.flags = flags
+        super().__init__(message)
+
+
+class DeviceError(CelineError):
+    """The device replied with an error status to a request."""
+
+    status = None
+
+    def __init__(self, status, seq, command, message=None):
+        self.status, self.seq, self.command = status, seq, command
+        name = getattr(command, "name", command)
+        status_name = getattr(status, "name", status)
+        super().__init__(message or f"device replied {status_name} to {name} (seq {seq})")
+
+
+class BadCRC(DeviceError):
+    status = Status.BAD_CRC
+
+
+class UnknownCommand(DeviceError):
+    status = Status.UNKNOWN_COMMAND
+
+
+class BadLength(DeviceError):
+    status = Status.BAD_LENGTH
+
+
+class BadAddress(DeviceError):
+    status = Status.BAD_ADDRESS
+
+
+class FrameTimeout(DeviceError):
+    status = Status.TIMEOUT
+
+
+class Busy(DeviceError):
+    status = Status.BUSY
+
+
+class BadRegister(DeviceError):
+    status = Status.BAD_REGISTER
+
+
+_BY_STATUS = {cls.status: cls for cls in (BadCRC, UnknownCommand, BadLength, BadAddress,
+                                          FrameTimeout, Busy, BadRegister)}
+
+
+def device_error(status, seq, command):
+    """The DeviceError subclass instance for an error *status* (DeviceError if unknown)."""
+    return _BY_STATUS.get(status, DeviceError)(status, seq, command)
+
+
+class SettingError(CelineError, ValueError):
+    """A setting the device cannot take, found before anything was sent.
+
+    The message reads "<name> must be <rule>, not <value!r>".
+    """

@@ -1,0 +1,266 @@
+"""firmware/device.py over LoopbackTransport to golden/shell.py: tensors, settings, retries."""
+
+import pytest
+import torch
+
+from firmware.device import Device
+from firmware.errors import (BadAddress, Busy, LinkTimeout, ReplyCRCError, RunTimeout,
+                             SettingError)
+from firmware.protocol import Command
+from firmware.transport import LoopbackTransport
+from golden.mac import MacArrayModel, Requant, reference_matmul
+from golden.quant import requantize
+from golden.shell import ShellModel
+from rtl.mac.params import MacArrayParams
+
+PARAMS = MacArrayParams(rows=2, cols=2)
+
+
+class CountingTransport(LoopbackTransport):
+    """A loopback that records the commands it carried."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.commands = []
+
+    def write(self, data):
+        if data[:1] == b"\xa5":
+            self.commands.append(Command(data[1]))
+        super().write(data)
+
+
+def open_device(params=PARAMS, **settings):
+    settings = {"act_depth": 64, "weight_depth": 64, "result_depth": 64, "max_payload": 64,
+                **settings}
+    model = ShellModel(params, **settings)
+    return Device.open("sim", transport=CountingTransport(model)), model
+
+
+def operands(shape, precision, seed):
+    bits = 16 if precision == 16 else 8
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(-(1 << (bits - 1)), 1 << (bits - 1), shape, generator=gen)
+
+
+def test_open_reads_info():
+    dev, model = open_device()
+    assert dev.info == model.info()
+    assert dev.engine.params == PARAMS
+    assert dev.buffers["result"].word_stride == 64 and not dev.buffers["result"].writable
+    assert dev.transport.commands == [Command.INFO]
+
+
+@pytest.mark.parametrize("precision", [2, 4, 8, 16])
+def test_matmul_is_bit_exact(precision):
+    dev, _ = open_device()
+    a, w = operands((9, 20), precision, 1), operands((20, 11), precision, 2)
+    assert torch.equal(dev.matmul(a, w, precision=precision), reference_matmul(a, w, precision))
+
+
+def test_matmul_extreme_operands():
+    dev, _ = open_device()
+    a = torch.tensor([[-128, 127, -128], [127, -128, -1]])
+    for precision in (2, 4, 8):
+        assert torch.equal(dev.matmul(a, a.T.contiguous(), precision=precision),
+                           reference_matmul(a, a.T, precision))
+
+
+def test_matmul_requantized():
+    dev, _ = open_device()
+    a, w = operands((5, 30), 8, 3), operands((30, 6), 8, 4)
+    y = dev.matmul(a, w, precision=8, requant=(77, 12))
+    assert torch.equal(y, requantize(reference_matmul(a, w, 8), 77, 12))
+    assert torch.equal(dev.matmul(a, w, precision=8, requant=Requant(True, 1, 0)),
+                       requantize(reference_matmul(a, w, 8), 1, 0))
+    assert torch.equal(dev.matmul(a, w, precision=8), reference_matmul(a, w, 8))   # off again
+
+
+def test_large_matmul_takes_several_runs():
+    # K = 30 beats: 2 tiles fit the 64-word act/weight buffers; 16 tiles -> 8 runs.
+    dev, _ = open_device()
+    a, w = operands((16, 30), 8, 5), operands((30, 16), 8, 6)
+    assert torch.equal(dev.matmul(a, w, precision=8), reference_matmul(a, w, 8))
+    assert dev.transport.commands.count(Command.RUN) == 32
+    # the result buffer limits too: 8 rows a tile at precision 2, 16 result words -> 2 tiles
+    dev, _ = open_device(result_depth=16)
+    a, w = operands((17, 4), 2, 7), operands((4, 9), 2, 8)
+    assert torch.equal(dev.matmul(a, w, precision=2), reference_matmul(a, w, 2))
+    assert dev.transport.commands.count(Command.RUN) == 6      # 3 x 3 tiles, 2 a run
+
+
+def test_frames_stay_within_max_payload():
+    dev, model = open_device(max_payload=16)
+    a, w = operands((3, 7), 4, 9), operands((7, 5), 4, 10)
+    assert torch.equal(dev.matmul(a, w, precision=4), reference_matmul(a, w, 4))
+    data = bytes(range(200))
+    dev.write_buffer("weight", 3, data)
+    assert dev.read_buffer("weight", 3, 200) == bytes(b if (3 + i) % 16 < 16 else 0
+                                                     for i, b in enumerate(data))
+
+
+def test_rps_replays_the_device_lfsr_across_calls():
+    params = MacArrayParams(rows=2, cols=2, rps_precisions=(2, 4, 8, 16), lfsr_seed=0x1234)
+    dev, model = open_device(params)
+    replay = MacArrayModel(params)
+    for seed in (11, 12):
+        a, w = operands((10, 6), 8, seed), operands((6, 13), 8, seed + 50)
+        y = dev.matmul(a, w, rps=True)
+        used = dev.engine.last_precisions
+        assert set(used.unique().tolist()) > {8}            # several precisions were drawn
+        for precision in params.rps_candidates:
+            mask = used == precision
+            assert torch.equal(y[mask], reference_matmul(a, w, precision)[mask])
+    # the host's replay and the device's LFSR are still in step
+    assert dev.engine.model.lfsr.state == model.array.lfsr.state
+    assert dev.engine.model.lfsr.state != replay.lfsr.state
+
+
+def test_run_polls_until_done():
+    dev, model = open_device(run_bit_times=1000)
+    dev.configure(depth=1, tiles=1, precision=8)
+    report = dev.run()
+    assert not report.busy and report.result_words == 2
+    assert dev.transport.commands.count(Command.STATUS) > 3
+    model.run_bit_times = 10 ** 9
+    with pytest.raises(RunTimeout, match=r"^run still busy after 0.5 s$"):
+        dev.run(timeout=0.5)
+    with pytest.raises(Busy, match=r"^device replied BUSY to CONFIGURE \(seq \d+\)$") as error:
+        dev.configure(depth=2)
+    assert error.value.command == Command.CONFIGURE
+
+
+def test_device_errors_are_raised_not_retried():
+    dev, _ = open_device()
+    with pytest.raises(BadAddress) as error:
+        dev._request(Command.READ, bytes([7, 0, 0, 0, 0, 1, 0]))
+    assert error.value.status == 4 and dev.transport.commands.count(Command.READ) == 1
+
+
+# -- settings checked before anything is sent -------------------------------------------
+
+@pytest.mark.parametrize("call,message", [
+    (lambda d: d.matmul([[1]], [[1]], precision=3),
+     r"^precision must be one of 2, 4, 8, 16, not 3$"),
+    (lambda d: d.matmul([[1]], [[1]], precision=True),
+     r"^precision must be one of 2, 4, 8, 16, not True$"),
+    (lambda d: d.matmul([[128]], [[1]], precision=8),
+     r"^a must hold int8 values \(-128\.\.127\), not values 128\.\.128$"),
+    (lambda d: d.matmul([[1]], [[-40000]], precision=16),
+     r"^w must hold int16 values \(-32768\.\.32767\), not values -40000\.\.-40000$"),
+    (lambda d: d.matmul([[300]], [[1]], rps=True),
+     r"^a must hold int8 values \(-128\.\.127\), not values 300\.\.300$"),
+    (lambda d: d.matmul([[1.5]], [[1]]),
+     r"^a must be a 2-D integer tensor, not torch\.float32 of shape \(1, 1\)$"),
+    (lambda d: d.matmul([[1, 2]], [[1]]),
+     r"^w must have 2 rows \(the columns of a\), not 1$"),
+    (lambda d: d.matmul(torch.ones(1, 65, dtype=torch.int64), torch.ones(65, 1, dtype=torch.int64)),
+     r"^K must be at most 64 \(the buffer depth\), not 65$"),
+    (lambda d: d.matmul([[1]], [[1]], requant=(1 << 16, 0)),
+     r"^requant multiplier must be between 0 and 65535, not 65536$"),
+    (lambda d: d.matmul([[1]], [[1]], requant=(1, 64)),
+     r"^requant shift must be between 0 and 63, not 64$"),
+    (lambda d: d.configure(depth=1, colour=2),
+     r"^register must be one of 'depth', 'tiles', 'precision', 'rps_enable', 'requant', "
+     r"not 'colour'$"),
+    (lambda d: d.configure(depth=-1),
+     r"^depth must be an integer between 0 and 4294967295, not -1$"),
+    (lambda d: d.write_buffer("result", 0, b"x"),
+     r"^buffer must be one of 'act', 'weight', not 'result'$"),
+    (lambda d: d.read_buffer("acts", 0, 1),
+     r"^buffer must be one of 'act', 'weight', 'result', not 'acts'$"),
+    (lambda d: d.write_buffer("act", 1020, b"12345"),
+     r"^offset \+ size must be at most 1024 \(buffer 'act'\), not 1025$"),
+    (lambda d: d.read_buffer("act", -1, 1),
+     r"^offset must be a non-negative integer, not -1$"),
+])
+def test_settings_are_checked_before_sending(call, message):
+    dev, model = open_device()
+    with pytest.raises(SettingError, match=message):
+        call(dev)
+    assert dev.transport.commands == [Command.INFO]
+    assert model.array.lfsr.state == dev.engine.model.lfsr.state
+
+
+def test_open_sim_needs_a_transport():
+    with pytest.raises(SettingError, match=r"^transport must be given for target 'sim', not None$"):
+        Device.open("sim")
+
+
+# -- a lossy link ------------------------------------------------------------------------
+
+class LossyTransport(LoopbackTransport):
+    """Drops or corrupts the replies to chosen requests (counted from 0 after open)."""
+
+    def __init__(self, model, *, drop=(), corrupt=(), truncate=()):
+        super().__init__(model)
+        self.drop, self.corrupt, self.truncate = set(drop), set(corrupt), set(truncate)
+        self.requests = -1            # the INFO of open is request -1
+        self.commands = []
+
+    def write(self, data):
+        self.commands.append(Command(data[1]))
+        before = len(self._received)
+        super().write(data)
+        index, self.requests = self.requests, self.requests + 1
+        if index in self.drop:
+            del self._received[before:]
+        elif index in self.corrupt:
+            self._received[-3] ^= 0x01
+        elif index in self.truncate:
+            del self._received[-2:]
+
+
+def lossy_device(**faults):
+    model = ShellModel(PARAMS, act_depth=64, weight_depth=64, result_depth=64, max_payload=64)
+    transport = LossyTransport(model, **faults)
+    return Device(transport, timeout=0.1, retries=2), transport
+
+
+def test_idempotent_requests_are_retried():
+    dev, transport = lossy_device(drop={0}, corrupt={1}, truncate={2})
+    dev.write_buffer("act", 0, b"\x05\x06")             # dropped, then corrupted, then cut
+    assert transport.commands[1:] == [Command.WRITE] * 4
+    assert dev.read_buffer("act", 0, 3) == b"\x05\x06\x00"
+    assert not dev.status().busy
+
+
+def test_retries_run_out():
+    dev, transport = lossy_device(drop={0, 1, 2})
+    with pytest.raises(LinkTimeout, match=r"^no reply within 0\.1 s$"):
+        dev.status()
+    assert transport.commands[1:] == [Command.STATUS] * 3
+    assert dev.status().result_words == 0              # resynchronised afterwards
+    dev, _ = lossy_device(corrupt={0, 1, 2})
+    with pytest.raises(ReplyCRCError):
+        dev.read_buffer("weight", 0, 4)
+
+
+def test_partial_reply_is_a_link_timeout():
+    dev, _ = lossy_device(truncate={0, 1, 2})
+    with pytest.raises(LinkTimeout, match=r"^no reply within 0\.1 s \(a partial reply\)$"):
+        dev.status()
+
+
+def test_run_is_never_repeated_after_a_lost_reply():
+    dev, transport = lossy_device(drop={1})
+    dev.configure(depth=1)
+    with pytest.raises(LinkTimeout):
+        dev.run()
+    assert transport.commands.count(Command.RUN) == 1
+    assert dev.status().result_words == 0          # tiles register is 0: an empty run
+
+
+def test_damaged_request_is_repeated_even_for_run():
+    class DamagingTransport(LoopbackTransport):
+        damaged = 0
+
+        def write(self, data):
+            if data[1] == Command.RUN and not self.damaged:
+                self.damaged = 1
+                data = data[:-1] + bytes([data[-1] ^ 0xFF])      # device replies BAD_CRC
+            super().write(data)
+
+    model = ShellModel(PARAMS)
+    dev = Device(DamagingTransport(model))
+    dev.configure(depth=1, tiles=1, precision=4)
+    assert dev.run().result_words == PARAMS.tile_rows(4)
