@@ -34,9 +34,9 @@ class MacArray(wiring.Component):
     tile moves to the PEs' shadow registers and drains while the next tile computes; the
     final beat of a tile waits only if the previous tile has not yet drained.
 
-    Error flags (sticky until reset): `errors.framing` when `act.last` and `weight.last`
-    disagree on an accepted beat (the activation stream's `last` ends the tile);
-    `errors.precision` when a tile starts with an unsupported `precision` (it then runs at
+    Error flags (sticky until reset or `clear_errors`): `errors.framing` when `act.last`
+    and `weight.last` disagree on an accepted beat (the activation stream's `last` ends
+    the tile); `errors.precision` when a tile starts with an unsupported `precision` (it then runs at
     the largest supported precision).
     """
 
@@ -53,6 +53,7 @@ class MacArray(wiring.Component):
             "requant": In(REQUANT_LAYOUT),
             "busy": Out(1),
             "errors": Out(data.StructLayout({"framing": 1, "precision": 1})),
+            "clear_errors": In(1),
         })
 
     def elaborate(self, platform):
@@ -132,6 +133,9 @@ class MacArray(wiring.Component):
                     m.d.sync += self.errors.precision.eq(1)
             with m.If(last_pass & (self.act.payload.last != self.weight.payload.last)):
                 m.d.sync += self.errors.framing.eq(1)
+
+        with m.If(self.clear_errors):
+            m.d.sync += self.errors.eq(0)
 
         # -- the PE grid ----------------------------------------------------------------
         fusion = params.max_fusion

@@ -12,7 +12,7 @@ class UARTReceiver(wiring.Component):
     `divisor` is clock cycles per bit (at least 4). The pin is synchronised by two
     flip-flops; a falling edge starts a frame, each bit is sampled in its middle, and a
     byte is offered on `o` after the stop bit. A frame whose stop bit reads 0 is dropped
-    (`framing_error` pulses). `o` is not buffered: a byte still waiting when the next one
+    (`framing_error` pulses) and the receiver waits for the line to return high. `o` is not buffered: a byte still waiting when the next one
     completes is overwritten and `overrun` pulses, so put a FIFO behind it if the reader
     can stall.
     """
@@ -60,10 +60,16 @@ class UARTReceiver(wiring.Component):
                     with m.If(rx):
                         m.d.sync += [self.o.payload.eq(shift), self.o.valid.eq(1)]
                         m.d.comb += self.overrun.eq(self.o.valid & ~self.o.ready)
+                        # Back to idle in the middle of the stop bit: the next start edge
+                        # may come half a bit later.
+                        m.next = "IDLE"
                     with m.Else():
                         m.d.comb += self.framing_error.eq(1)
-                    # Back to idle in the middle of the stop bit: the next start edge
-                    # may come half a bit later.
+                        m.next = "BREAK"
+            with m.State("BREAK"):
+                # After a missing stop bit, wait for the line to go idle (high) before
+                # looking for the next start bit.
+                with m.If(rx):
                     m.next = "IDLE"
         return m
 

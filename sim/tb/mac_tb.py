@@ -38,6 +38,7 @@ class TB:
         dut.precision.value = p.precisions[0]
         dut.rps_enable.value = 0
         dut.requant.value = 0
+        dut.clear_errors.value = 0
 
     def configure(self, tile):
         self.dut.precision.value = tile["request"]

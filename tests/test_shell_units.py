@@ -1,0 +1,159 @@
+"""Amaranth-simulator unit tests of the shell's parts: UART, CRC-16, and a protocol smoke test."""
+
+import json
+import random
+
+import pytest
+
+from firmware.protocol import Command, Status, crc16, encode_request
+from rtl.mac.params import MacArrayParams
+from rtl.shell.crc16 import CRC16
+from rtl.shell.shell import build_shell, uart_divisor
+from rtl.shell.uart import UARTReceiver, UARTTransmitter
+from sim.amaranth_sim import run_sim
+
+DIVISOR = 4
+
+
+async def send_uart(ctx, pin, data, divisor=DIVISOR, gap=0):
+    for byte in data:
+        for bit in [0] + [(byte >> k) & 1 for k in range(8)] + [1]:
+            ctx.set(pin, bit)
+            await ctx.tick().repeat(divisor)
+        for _ in range(gap):
+            await ctx.tick()
+
+
+async def receive_uart(ctx, pin, count, divisor=DIVISOR, timeout=200_000):
+    """Decode `count` bytes from a TX pin (sampling in the middle of each bit)."""
+    out = []
+    waited = 0
+    while len(out) < count:
+        if ctx.get(pin):
+            await ctx.tick()
+            waited += 1
+            if waited > timeout:
+                raise TimeoutError(f"received {out!r}, wanted {count} bytes")
+            continue
+        await ctx.tick().repeat(divisor + divisor // 2)
+        byte = 0
+        for k in range(8):
+            byte |= ctx.get(pin) << k
+            await ctx.tick().repeat(divisor)
+        out.append(byte)
+        waited = 0
+    return bytes(out)
+
+
+def test_crc16_matches_reference():
+    dut = CRC16()
+    message = b"123456789" + bytes(range(256))
+
+    async def testbench(ctx):
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        ctx.set(dut.en, 1)
+        for k, byte in enumerate(message):
+            ctx.set(dut.data, byte)
+            await ctx.tick()
+            if k == 8:
+                assert ctx.get(dut.value) == 0x29B1
+        assert ctx.get(dut.value) == crc16(message)
+
+    run_sim(dut, testbench)
+
+
+def test_uart_loopback_with_stalls():
+    from amaranth.hdl import Module
+    tx, rx = UARTTransmitter(divisor=5), UARTReceiver(divisor=5)
+    m = Module()
+    m.submodules.tx, m.submodules.rx = tx, rx
+    m.d.comb += rx.rx.eq(tx.tx)
+    data = bytes([0x00, 0xFF, 0x55, 0xAA, 0xA5, 0x5A]) + bytes(random.Random(1).randrange(256)
+                                                              for _ in range(20))
+    got = []
+
+    async def producer(ctx):
+        rng = random.Random(2)
+        for byte in data:
+            ctx.set(tx.i.payload, byte)
+            ctx.set(tx.i.valid, 1)
+            await ctx.tick().until(tx.i.ready)
+            ctx.set(tx.i.valid, 0)
+            for _ in range(rng.randrange(3) * 7):
+                await ctx.tick()
+
+    async def consumer(ctx):
+        ctx.set(rx.o.ready, 1)
+        while len(got) < len(data):
+            _, _, valid, payload = await ctx.tick().sample(rx.o.valid, rx.o.payload)
+            if valid:
+                got.append(payload)
+
+    run_sim(m, producer, consumer, deadline=1e-6 * 20 * 5 * 12 * len(data))
+    assert bytes(got) == data
+
+
+def test_uart_receiver_drops_a_frame_without_stop_bit():
+    dut = UARTReceiver(divisor=4)
+
+    async def testbench(ctx):
+        ctx.set(dut.rx, 1)
+        ctx.set(dut.o.ready, 1)
+        await ctx.tick().repeat(8)
+        for bit in [0] + [1] * 8 + [0]:          # stop bit missing
+            ctx.set(dut.rx, bit)
+            await ctx.tick().repeat(4)
+        ctx.set(dut.rx, 1)
+        seen = 0
+        for _ in range(40):
+            await ctx.tick()
+            seen |= ctx.get(dut.o.valid)
+        assert not seen
+
+    run_sim(dut, testbench)
+
+
+def test_uart_divisor_rule():
+    assert uart_divisor(50_000_000, 3_000_000) == 17
+    with pytest.raises(ValueError, match=r"^baud must be within 2 % of clock_hz / n for an integer "
+                                         r"n >= 4, not 12000000 at 50000000 Hz$"):
+        uart_divisor(50_000_000, 12_000_000)
+
+
+def test_shell_answers_status_info_write_read():
+    """A small shell in the Amaranth simulator, driven through its UART pins."""
+    clock = 1_000_000
+    dut = build_shell(accel_params=MacArrayParams(rows=1, cols=1, precisions=(8,)),
+                      clock_hz=clock * DIVISOR, baud=clock, operand_depth=4, result_depth=4,
+                      max_payload=1024)
+    info = json.loads(dut.info)
+
+    def reply(status, seq, payload=b""):
+        body = bytes([status, seq, len(payload) & 0xFF, len(payload) >> 8]) + payload
+        crc = crc16(body)
+        return bytes([0x5A]) + body + bytes([crc & 0xFF, crc >> 8])
+
+    async def testbench(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(10)
+        exchanges = [
+            (encode_request(Command.STATUS, 1), reply(Status.OK, 1, bytes(8))),
+            (encode_request(Command.WRITE, 2, bytes([0, 1, 0, 0, 0, 0x11, 0x22])),
+             reply(Status.OK, 2)),
+            (encode_request(Command.READ, 3, bytes([0, 0, 0, 0, 0, 4, 0])),
+             reply(Status.OK, 3, bytes([0, 0x11, 0x22, 0]))),
+            (b"\x00\x13" + encode_request(9, 4), reply(Status.UNKNOWN_COMMAND, 4)),
+            (encode_request(Command.READ, 5, bytes([2, 0, 1, 0, 0, 1, 0])), reply(Status.BAD_ADDRESS, 5)),
+        ]
+        for request, expected in exchanges:
+            await send_uart(ctx, dut.rx, request)
+            got = await receive_uart(ctx, dut.tx, len(expected))
+            assert got == expected, (request.hex(), got.hex(), expected.hex())
+        await send_uart(ctx, dut.rx, encode_request(Command.INFO, 6))
+        got = await receive_uart(ctx, dut.tx, 7 + len(dut.info))
+        assert got == reply(Status.OK, 6, dut.info)
+        assert info["buffers"][0]["name"] == "act"
+
+    run_sim(dut, testbench)
