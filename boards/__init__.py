@@ -1,0 +1,1 @@
+"""ECP5 boards: platforms (`platforms.BOARDS`), the PLL, the board top and its designs."""

@@ -30,6 +30,19 @@ class _BuildWithoutProgrammer:
 
     board = None        # the Board, set on each subclass below
 
+    # nextpnr derives the PLL output's constraint from the oscillator's (scaled by the PLL
+    # dividers), and a derived constraint beats --freq; a net name for the PLL output is
+    # not stable across flattening. So a clock constraint other than the PLL frequency is
+    # given as this (scaled) oscillator constraint, in Hz; None keeps the board's own.
+    oscillator_constraint_hz = None
+
+    def iter_port_clock_constraints(self):
+        for port, frequency in super().iter_port_clock_constraints():
+            if self.oscillator_constraint_hz is not None and \
+                    port.name.startswith(f"{self.board.clock}_0__"):
+                frequency = self.oscillator_constraint_hz
+            yield port, frequency
+
     @property
     def required_tools(self):
         return [tool for tool in super().required_tools if tool not in _PROGRAMMERS]

@@ -11,7 +11,7 @@ f_vco = f_out * CLKOP_DIV.
 from dataclasses import dataclass
 from fractions import Fraction
 
-from amaranth import Instance, Module, Signal
+from amaranth import Instance, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -74,14 +74,17 @@ class BoardTop(Elaboratable):
         m.submodules.reset_sync = ResetSynchronizer(reset, domain="sync")
 
         m.submodules.design = design = self.design
-        uart = platform.request(board.uart, 0)
-        m.submodules.rx_sync = FFSynchronizer(uart.rx.i, design.rx, init=1)
-        m.d.comb += uart.tx.o.eq(design.tx)
+        uart = platform.request(board.uart, 0, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.submodules.rx_sync = FFSynchronizer(rx_buf.i, design.rx, init=1)
+        m.d.comb += tx_buf.o.eq(design.tx)
 
         if board.led is not None:
             name, number, subsignal = board.led
-            led = platform.request(name, number)
+            led = platform.request(name, number, dir="-")
             if subsignal is not None:
                 led = getattr(led, subsignal)
-            m.d.comb += led.o.eq(design.busy)
+            m.submodules.led_buf = led_buf = io.Buffer("o", led)
+            m.d.comb += led_buf.o.eq(design.busy)
         return m

@@ -59,7 +59,7 @@ class Device:
         self.info = parse_info(self._request(Command.INFO))
         self.buffers = {b["name"]: BufferInfo(index, **b)
                         for index, b in enumerate(self.info["buffers"])}
-        self.registers = dict(self.info["registers"])
+        self.registers = dict(sorted(self.info["registers"].items(), key=lambda kv: kv[1]))
         self.max_payload = self.info["max_payload"]
         self.poll_interval = poll_bits / self.info["baud"]
         self.engine = mac.MacEngine(self) if self.info["engine"] == "mac" else None

@@ -121,6 +121,7 @@ class SimTransport(Transport):
     def __init__(self, clk, rx, tx, *, cycles_per_bit):
         import cocotb
         from cocotb.task import resume
+        from cocotb.triggers import Event
 
         if not isinstance(cycles_per_bit, int) or cycles_per_bit < 2:
             raise ValueError(f"cycles_per_bit must be an integer of at least 2, "
@@ -130,15 +131,15 @@ class SimTransport(Transport):
         self.rx.value = 1
         self._received = deque()
         self.framing_errors = 0
-        from cocotb.triggers import Event
         self._arrived = Event()
         self._receiver = cocotb.start_soon(self._receive())
-        self._send = resume(self._send_bytes)
-        self._wait = resume(self._wait_bytes)
+        self._send = resume(self.send)
+        self._wait = resume(self.wait_for)
         self._sleep = resume(self._sleep_for)
         self._time = resume(self._sim_time)
 
-    async def _send_bytes(self, data):
+    async def send(self, data):
+        """Coroutine: drive `data` onto ``rx`` (for testbench coroutines; threads use write)."""
         from cocotb.triggers import ClockCycles, RisingEdge
         await RisingEdge(self.clk)
         for byte in data:
@@ -165,7 +166,8 @@ class SimTransport(Transport):
             self._received.append(byte)
             self._arrived.set()
 
-    async def _wait_bytes(self, n, timeout):
+    async def wait_for(self, n, timeout):
+        """Coroutine: wait until `n` bytes are buffered or `timeout` seconds passed."""
         from cocotb.simtime import get_sim_time
         from cocotb.triggers import First, Timer
         deadline = get_sim_time("sec") + timeout
@@ -187,10 +189,14 @@ class SimTransport(Transport):
     def write(self, data):
         self._send(bytes(data))
 
+    def take(self, n):
+        """Up to `n` of the received bytes, at once."""
+        return bytes(self._received.popleft() for _ in range(min(n, len(self._received))))
+
     def read(self, n, timeout):
         if len(self._received) < n:
             self._wait(n, timeout)
-        return bytes(self._received.popleft() for _ in range(min(n, len(self._received))))
+        return self.take(n)
 
     def reset_input(self):
         self._received.clear()

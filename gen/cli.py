@@ -82,7 +82,7 @@ def cmd_bitstream(args):
         clock_hz = round(args.clock_mhz * 1e6)
         build_bitstream(args.board, args.accel, params, seed=args.seed, clock_hz=clock_hz,
                         baud=args.baud, constraint_mhz=args.constraint_mhz,
-                        router=args.router, out=args.out)
+                        router=args.router, flatten=args.flatten, out=args.out)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
     except (DesignUnavailable, ToolError) as error:
@@ -153,6 +153,8 @@ def build_parser():
                    help="clock constraint for nextpnr (default: the clock)")
     p.add_argument("--router", choices=["router1", "router2"],
                    help="nextpnr router (router2 is much faster on large designs)")
+    p.add_argument("--flatten", action="store_true",
+                   help="synthesize flat (default: one module at a time, -noflatten)")
     p.add_argument("--out", help="output directory (default build/<board>/<accel>)")
     p.set_defaults(func=cmd_bitstream)
 

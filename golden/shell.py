@@ -7,16 +7,17 @@ rtl/shell; the host runtime's unit tests talk to it through firmware.transport.
 
 Order of checks on a complete frame (the first that fails gives the status): CRC,
 command, length for the command, then BAD_ADDRESS (unknown or read-only buffer, range) or
-BAD_REGISTER, then BUSY. A READ count of 0 or above max_payload is BAD_LENGTH.
+BAD_REGISTER, then BUSY (WRITE, READ, CONFIGURE and RUN while a run is in progress). A
+READ count of 0 or above max_payload is BAD_LENGTH.
 
 A RUN computes its tiles at once with golden.mac.MacArrayModel; its results, ``cycles`` and
 ``result_words`` appear when it completes: at once, or after ``run_bit_times`` of idle
 line (``busy`` until then). ``cycles`` is an estimate (K beats per tile, times the passes
 at its precision): the RTL counts real cycles. Not defined by the protocol, so not to be
-relied on: with T*K beyond a buffer the beat address wraps modulo its depth, result rows
-past the result buffer are dropped. An unsupported ``precision`` register sets the
-engine's precision error (sticky) and the tile runs at the largest precision, as the
-array does.
+relied on: with T*K beyond a buffer the beat address wraps modulo its depth. Engine
+error flags (STATUS) belong to the last run, cleared when a run starts: bit 1 when a tile
+met an unsupported ``precision`` register (it runs at the largest precision, as the array
+does), bit 2 when result rows past the end of the result buffer were dropped.
 """
 
 import json
@@ -30,7 +31,7 @@ REQUEST_START, REPLY_START = 0xA5, 0x5A
 WRITE, READ, CONFIGURE, RUN, STATUS, INFO = range(1, 7)
 OK, BAD_CRC, UNKNOWN_COMMAND, BAD_LENGTH, BAD_ADDRESS, TIMEOUT, BUSY, BAD_REGISTER = range(8)
 REGISTERS = {"depth": 0, "tiles": 1, "precision": 2, "rps_enable": 3, "requant": 4}
-ENGINE_ERROR_FRAMING, ENGINE_ERROR_PRECISION = 1, 2
+ENGINE_ERROR_FRAMING, ENGINE_ERROR_PRECISION, ENGINE_ERROR_OVERFLOW = 1, 2, 4
 
 
 def crc16(data, crc=0xFFFF):
@@ -135,7 +136,7 @@ class ShellModel:
                 "max_payload": self.max_payload}
 
     def info_bytes(self):
-        return json.dumps(self.info(), separators=(",", ":")).encode()
+        return json.dumps(self.info(), sort_keys=True, separators=(",", ":")).encode()
 
     @property
     def busy(self):
@@ -229,6 +230,8 @@ class ShellModel:
         status, buffer = self._address(payload, count)
         if status != OK:
             return status, b""
+        if self.busy:
+            return BUSY, b""
         return OK, buffer.read(offset, count)
 
     def _configure(self, payload):
@@ -270,19 +273,19 @@ class ShellModel:
         """Run the tiles now; return the function that publishes the results."""
         p, regs = self.params, self.registers
         act, weight, result = self.buffers
-        depth, tiles = regs["depth"], regs["tiles"]
+        depth, tiles = regs["depth"] & 0xFFFF, regs["tiles"] & 0xFFFF   # 16-bit fields
         rps = bool(regs["rps_enable"] & 1)
         requant = Requant(enable=bool(regs["requant"] & 1),
                           multiplier=(regs["requant"] >> 1) & 0xFFFF,
                           shift=(regs["requant"] >> 17) & 0x3F)
-        rows_out, cycles = [], 0
+        rows_out, cycles, errors = [], 0, 0
         for tile in range(tiles if depth else 0):
             if rps:
                 precision = self.array.tile_precision(rps=True)
             elif regs["precision"] in p.precisions:
                 precision = regs["precision"]
             else:
-                self.engine_errors |= ENGINE_ERROR_PRECISION
+                errors |= ENGINE_ERROR_PRECISION
                 precision = max(p.precisions)
             beats = [(tile * depth + k) for k in range(depth)]
             act_lanes = [unpack_lanes(act.words[i % act.depth], p.act_lanes, p.operand_width)
@@ -293,9 +296,13 @@ class ShellModel:
                                   precision, requant)
             rows_out += [pack_lanes(row.tolist(), p.result_width) for row in out]
             cycles += depth * p.passes(precision)
-        rows_out = rows_out[:result.depth]
+        if len(rows_out) > result.depth:
+            errors |= ENGINE_ERROR_OVERFLOW
+            rows_out = rows_out[:result.depth]
+        self.engine_errors = 0
 
         def complete():
             result.words[:len(rows_out)] = rows_out
             self.cycles, self.result_words = cycles, len(rows_out)
+            self.engine_errors = errors
         return complete

@@ -35,7 +35,7 @@ def test_verilog_writes_verilog_and_resolved_params(tmp_path, capsys):
      "brick_width, precisions, impl, max_reduction, acc_width, rps_precisions, lfsr_seed)"),
     (["params", "vitcod"], "celine: error: accelerator must be one of mac, not 'vitcod'"),
     (["frobnicate"], "celine: error: argument command: invalid choice: 'frobnicate' "
-     "(choose from 'list', 'verilog', 'params', 'bench')"),
+     "(choose from 'list', 'verilog', 'params', 'bench', 'bitstream', 'report')"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = run(*args)

@@ -175,10 +175,12 @@ def test_busy_during_a_run():
     for command, payload in [(Command.WRITE, write_payload(0, 16, b"\xee")),
                              (Command.WRITE, write_payload(1, 0, b"\xee")),
                              (Command.CONFIGURE, configure_payload(0, 2)),
+                             (Command.READ, read_payload(2, 0, 4)),
                              (Command.RUN, b"")]:
         assert host.request(command, payload).status == Status.BUSY
-    host.act_intact(data)                                   # READ is allowed while busy
+    assert host.request(Command.READ, read_payload(3, 0, 4)).status == Status.BAD_ADDRESS
     assert host.model.idle(500) == b""
+    host.act_intact(data)
     report = parse_status(host.request(Command.STATUS).payload)
     assert not report.busy and report.result_words == 2
     assert host.model.registers["depth"] == 1
@@ -214,15 +216,20 @@ def test_run_computes_tiles_with_the_mac_model():
     assert torch.equal(torch.tensor(got), expected)
 
 
-def test_unsupported_precision_sets_the_sticky_engine_error():
+def test_engine_errors_belong_to_the_last_run():
     host = Host()
     for register, value in [(0, 1), (1, 1), (2, 3)]:
         host.request(Command.CONFIGURE, configure_payload(register, value))
-    host.request(Command.RUN)
+    host.request(Command.RUN)                                   # unsupported precision 3
     assert parse_status(host.request(Command.STATUS).payload).engine_errors == 2
-    host.request(Command.CONFIGURE, configure_payload(2, 8))
+    host.request(Command.CONFIGURE, configure_payload(2, 2))
+    host.request(Command.CONFIGURE, configure_payload(1, 3))   # 3 tiles x 8 rows > 16 words
     host.request(Command.RUN)
-    assert parse_status(host.request(Command.STATUS).payload).engine_errors == 2
+    report = parse_status(host.request(Command.STATUS).payload)
+    assert (report.engine_errors, report.result_words) == (4, 16)
+    host.request(Command.CONFIGURE, configure_payload(1, 1))
+    host.request(Command.RUN)
+    assert parse_status(host.request(Command.STATUS).payload).engine_errors == 0
 
 
 def test_depths_must_be_positive():

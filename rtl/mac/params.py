@@ -132,6 +132,10 @@ class MacArrayParams:
         used_by = [p for p in self.precisions if self.fusion(p) > max(ga, gw)]
         return self.acc_width_at(max(used_by))
 
+    def lane_width(self, lane):
+        """Width of the sums output lane `lane` carries (lane gw*cols + c holds slots (., gw))."""
+        return self.slot_width(0, lane // self.cols)
+
     @property
     def result_width(self):
         """Width of an output lane: int32, wider only if an accumulator is wider."""

@@ -73,11 +73,12 @@ class ResultDrain(wiring.Component):
         ]
 
         for n in range(params.weight_lanes):
-            req = Requantizer(in_width=params.result_width)
+            # Each lane's requantizer is as wide as the sums that lane can carry.
+            req = Requantizer(in_width=params.lane_width(n))
             m.submodules[f"requant_{n}"] = req
             m.d.comb += [
                 req.en.eq(advance),
-                req.x.eq(self.row[n]),
+                req.x.eq(self.row[n][:params.lane_width(n)]),
                 req.multiplier.eq(requant.multiplier),
                 req.shift.eq(requant.shift),
                 req.bypass.eq(~requant.enable),

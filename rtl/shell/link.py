@@ -70,16 +70,20 @@ class HostLink(wiring.Component):
     `info` the bytes of the INFO reply.
     """
 
-    def __init__(self, *, buffers, registers, info, max_payload=1024, timeout_cycles=1024):
+    def __init__(self, *, buffers, registers, info, max_payload=1024, timeout_cycles=1024,
+                 register_init=None):
         if not buffers or any(not isinstance(b, BufferSpec) for b in buffers):
             raise TypeError(f"buffers must be a non-empty list of BufferSpec, not {buffers!r}")
         check_int("registers", registers, minimum=1, maximum=256)
         check_int("max_payload", max_payload, minimum=16, maximum=65535)
         check_int("timeout_cycles", timeout_cycles, minimum=16, maximum=1 << 30)
-        if not isinstance(info, bytes) or not 0 < len(info) <= max_payload:
-            raise ValueError(f"info must be 1 to max_payload bytes, not {len(info)!r} bytes")
+        if not isinstance(info, bytes) or not 0 < len(info) <= 65535:
+            raise ValueError(f"info must be 1 to 65535 bytes, not {info!r}")
         self.buffers = list(buffers)
         self.register_count = registers
+        self.register_init = list(register_init or [0] * registers)
+        if len(self.register_init) != registers:
+            raise ValueError(f"register_init must have {registers} values, not {register_init!r}")
         self.info = info
         self.max_payload = max_payload
         self.timeout_cycles = timeout_cycles
@@ -87,7 +91,7 @@ class HostLink(wiring.Component):
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "mem": Out(memory_port_signature(self.buffers)),
-            "registers": Out(data.ArrayLayout(32, registers)),
+            "registers": Out(data.ArrayLayout(32, registers), init=self.register_init),
             "start": Out(1),
             "busy": In(1),
             "status": In(64),

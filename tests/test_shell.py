@@ -1,0 +1,116 @@
+"""The shell's Verilog (UART -> protocol -> buffers -> MAC array) against golden/shell.py."""
+
+import pytest
+import torch
+
+from firmware.protocol import Command, encode_request
+from golden.mac import reference_matmul
+from golden.shell import ShellModel
+from rtl.mac.params import MacArrayParams
+from rtl.shell.shell import build_shell
+from sim.runner import run_cocotb
+
+CLOCK_HZ = 100_000_000          # the testbench clock (10 ns)
+POINTS = {
+    "small": dict(mac=dict(rows=2, cols=2, precisions=(2, 4, 8, 16)),
+                  shell=dict(clock_hz=CLOCK_HZ, baud=CLOCK_HZ // 4, operand_depth=32,
+                             result_depth=32, max_payload=64, timeout_bits=64)),
+    "dsp": dict(mac=dict(rows=2, cols=3, impl="dsp", precisions=(4, 8)),
+                shell=dict(clock_hz=CLOCK_HZ, baud=CLOCK_HZ // 5, operand_depth=16,
+                           result_depth=16, max_payload=48, timeout_bits=40)),
+}
+
+
+def design(point):
+    p = POINTS[point]
+    return build_shell(accel_params=MacArrayParams(**p["mac"]), **p["shell"])
+
+
+def model(point):
+    p = POINTS[point]
+    shell = dict(p["shell"])
+    depth = shell.pop("operand_depth")
+    return ShellModel(MacArrayParams(**p["mac"]), act_depth=depth, weight_depth=depth, **shell)
+
+
+def fault_script(point):
+    """Each fault followed by good commands, buffers read back; replies from the golden model."""
+    m = model(point)
+    word = m.buffers[0].word_stride
+    data = bytes((7 * k + 3) & 0xFF for k in range(2 * word))
+    steps = []
+
+    def step(what, send, idle_bits=0):
+        expect = m.feed(send)
+        if idle_bits:
+            expect += m.idle(idle_bits)
+        steps.append({"what": what, "send": send.hex(), "expect": expect.hex()})
+
+    def write(seq, buffer, offset, payload):
+        return encode_request(Command.WRITE, seq, bytes([buffer]) + offset.to_bytes(4, "little")
+                              + payload)
+
+    def read(seq, buffer, offset, count):
+        return encode_request(Command.READ, seq, bytes([buffer]) + offset.to_bytes(4, "little")
+                              + count.to_bytes(2, "little"))
+
+    step("write", write(1, 0, 0, data))
+    step("read back", read(2, 0, 0, len(data)))
+    bad = bytearray(write(3, 0, 0, bytes(len(data))))
+    bad[-1] ^= 0x40
+    step("corrupted CRC", bytes(bad))
+    step("intact after bad CRC", read(4, 0, 0, len(data)))
+    step("truncated frame", write(5, 0, 0, bytes(8))[:9], idle_bits=m.timeout_bits + 10)
+    step("intact after timeout", read(6, 0, 0, len(data)))
+    oversized = encode_request(Command.WRITE, 7, bytes(m.max_payload + 1))
+    step("oversized length", oversized[:5])
+    step("garbage between frames", b"\x00\xff\x13\x37" + encode_request(Command.STATUS, 8))
+    step("unknown command", encode_request(0x42, 9))
+    step("read beyond buffer", read(10, 1, m.buffers[1].size - 2, 4))
+    step("write to result", write(11, 2, 0, b"\x01"))
+    step("bad register", encode_request(Command.CONFIGURE, 12, bytes([9, 0, 0, 0, 0])))
+    step("bad length", encode_request(Command.RUN, 13, b"\x00"))
+    step("read count 0", read(14, 0, 0, 0))
+    step("padding bytes", write(15, 0, m.buffers[0].word_bytes, b"\xAA") if
+         m.buffers[0].word_bytes < word else write(15, 0, 0, data[:1]))
+    step("intact at the end", read(16, 0, 0, len(data)))
+    step("info", encode_request(Command.INFO, 17))
+    return steps
+
+
+def run_point(request, point, testcase, data):
+    p = POINTS[point]
+    run_cocotb(design(point), toplevel=f"shell_{point}", test_module="sim.tb.shell_tb",
+               case_id=request.node.nodeid, testcase=testcase,
+               params={"mac": MacArrayParams(**p["mac"]).to_dict(), "shell": p["shell"]},
+               data=data)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("point", ["small", pytest.param("dsp", marks=pytest.mark.sweep)])
+def test_shell_faults_match_golden(request, point):
+    run_point(request, point, "replies_match_golden", {"script": fault_script(point)})
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("point,precisions", [
+    ("small", (4, 8)),
+    pytest.param("small", (2, 16), marks=pytest.mark.sweep),
+    pytest.param("dsp", (4, 8), marks=pytest.mark.sweep),
+])
+def test_shell_matmul_end_to_end(request, point, precisions):
+    gen = torch.Generator().manual_seed(sum(precisions))
+    jobs = []
+    for p in precisions:
+        bits = 16 if p == 16 else 8
+        a = torch.randint(-(1 << (bits - 1)), 1 << (bits - 1), (5, 7), generator=gen)
+        w = torch.randint(-(1 << (bits - 1)), 1 << (bits - 1), (7, 6), generator=gen)
+        a[0, 0] = w[0, 0] = -(1 << (bits - 1))          # the most negative operand
+        jobs.append({"a": a.tolist(), "w": w.tolist(), "precision": p,
+                     "expected": reference_matmul(a, w, p).tolist()})
+    run_point(request, point, "matmul_end_to_end", {"matmuls": jobs, "info": model(point).info()})
+
+
+def test_rtl_and_golden_describe_the_same_device():
+    for point in POINTS:
+        assert design(point).info == model(point).info_bytes()
