@@ -2,21 +2,17 @@
 
 A factory is called as `factory(params, clock_hz, baud)` (`params` is None for a design
 without parameters) and returns a component with ports rx: In(1), tx: Out(1),
-busy: Out(1). Accelerator designs wrap an engine in the host shell (`rtl.shell`), which is
-imported only when such a design is built.
+busy: Out(1). Accelerator designs wrap an engine in the host shell (`rtl.shell`).
 """
 
 from dataclasses import dataclass
 
 from rtl.mac.params import MacArrayParams
+from rtl.shell.shell import build_shell
 
 from .echo import UartEcho
 
-__all__ = ["Design", "ACCEL_DESIGNS", "get_design", "DesignUnavailable"]
-
-
-class DesignUnavailable(RuntimeError):
-    """The code a design needs (e.g. the accelerator shell) cannot be imported."""
+__all__ = ["Design", "ACCEL_DESIGNS", "get_design"]
 
 
 @dataclass(frozen=True)
@@ -36,12 +32,6 @@ def _echo(params, clock_hz, baud):
 
 def _shell(accel):
     def factory(params, clock_hz, baud):
-        try:
-            from rtl.shell.shell import build_shell
-        except ImportError as error:
-            raise DesignUnavailable(
-                f"accelerator {accel!r} needs rtl.shell.shell.build_shell, which cannot be "
-                f"imported ({error})") from None
         return build_shell(accel=accel, accel_params=params, clock_hz=clock_hz, baud=baud)
     return factory
 

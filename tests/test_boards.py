@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from boards.baud import check_baud, default_baud
-from boards.designs import ACCEL_DESIGNS, DesignUnavailable, get_design
+from boards.designs import ACCEL_DESIGNS, get_design
 from boards.echo import UartEcho
 from boards.platforms import BOARDS, ProgrammerMissing, get_board, program_command
 from boards.pll import pll_config
@@ -176,21 +176,7 @@ def test_designs_registry():
         get_design("x")
 
 
-def test_mac_design_needs_the_shell():
-    try:
-        import rtl.shell.shell  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("rtl.shell.shell exists")
-    design = get_design("mac")
-    with pytest.raises(DesignUnavailable, match=r"^accelerator 'mac' needs "
-                       r"rtl\.shell\.shell\.build_shell, which cannot be imported"):
-        design.component(design.params(), 50_000_000, 3_000_000)
-
-
 def test_mac_shell_prepares_on_the_default_board():
-    pytest.importorskip("rtl.shell.shell")
     from rtl.mac.params import MacArrayParams
     design = get_design("mac")
     params = MacArrayParams(rows=1, cols=1, precisions=(8,))
