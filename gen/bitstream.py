@@ -145,9 +145,15 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
     if constraint_mhz * 1e6 != top.pll.output_hz:
         platform.oscillator_constraint_hz = \
             float(constraint_mhz * 1e6 * top.pll.input_hz / top.pll.output_hz)
-    keep = "" if flatten else \
-        "setattr -mod -set keep_hierarchy 1 " + " ".join(KEEP_HIERARCHY)
-    plan = platform.prepare(top, name=name, debug_verilog=False, script_after_read=keep)
+    # Round trip through Verilog first: on Amaranth's RTLIL as read, ABC9's reintegration
+    # trips `count_id(wire->name) == 0` in kept modules; on the same design read from
+    # Verilog (as `celine bench` synthesizes it) it does not.
+    after_read = [f"proc; write_verilog {name}.rt.v; design -reset",
+                  f"read_verilog {name}.rt.v; hierarchy -top {name}"]
+    if not flatten:
+        after_read.append("setattr -mod -set keep_hierarchy 1 " + " ".join(KEEP_HIERARCHY))
+    plan = platform.prepare(top, name=name, debug_verilog=False,
+                            script_after_read="\n".join(after_read))
     for filename in (f"{name}.il", f"{name}.ys", f"{name}.lpf"):
         write_if_changed(out / filename, plan.files[filename])
 

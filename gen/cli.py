@@ -65,11 +65,15 @@ def cmd_params(args):
 
 def cmd_bench(args):
     from .bench_mac import run_mac_bench
-    run_mac_bench(Path(args.out), quick=args.quick, synth=not args.no_synth)
+    from .bench_shell import run_shell_bench
+    if args.only in (None, "mac"):
+        run_mac_bench(Path(args.out), quick=args.quick, synth=not args.no_synth)
+    if args.only in (None, "shell"):
+        run_shell_bench(Path(args.out), fpga=not args.no_synth)
 
 
 def cmd_bitstream(args):
-    from boards.designs import DesignUnavailable, get_design
+    from boards.designs import get_design
     from .bitstream import ToolError, build_bitstream
     try:
         design = get_design(args.accel)
@@ -85,7 +89,7 @@ def cmd_bitstream(args):
                         router=args.router, flatten=args.flatten, out=args.out)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
-    except (DesignUnavailable, ToolError) as error:
+    except ToolError as error:
         raise ToolFailure(str(error)) from None
     from .report import format_report, load_report, report_path
     print(format_report(load_report(report_path(args.out, board=args.board, accel=args.accel))))
@@ -134,7 +138,9 @@ def build_parser():
     p = sub.add_parser("bench", help="measure throughput and resources; write JSON")
     p.add_argument("--out", default="build/bench", help="output directory (default build/bench)")
     p.add_argument("--quick", action="store_true", help="small matmul, for a smoke run")
-    p.add_argument("--no-synth", action="store_true", help="skip ECP5 synthesis")
+    p.add_argument("--no-synth", action="store_true",
+                   help="skip ECP5 synthesis and place-and-route (RTL simulation only)")
+    p.add_argument("--only", choices=("mac", "shell"), help="run one benchmark only")
     p.set_defaults(func=cmd_bench)
 
     from boards.platforms import BOARDS, DEFAULT_BOARD

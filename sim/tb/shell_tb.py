@@ -76,3 +76,33 @@ async def matmul_end_to_end(dut):
     for job, product, report in results:
         assert product.tolist() == job["expected"], f"precision {job['precision']}"
         assert not report.busy and report.engine_errors == 0
+
+
+@cocotb.test()
+async def link_throughput(dut):
+    """Large WRITE and READ through the host runtime; writes link.json (simulated time)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from sim.case import ENV_VAR
+
+    case, host, bit_s = await start(dut)
+    size = case.data["bytes"]
+    payload = bytes((k * 131 + 7) & 0xFF for k in range(size))
+
+    def host_thread():
+        dev = Device.open("sim", transport=host, timeout=40_000 * bit_s)
+        buffer = case.data["buffer"]
+        start = host.now()
+        dev.write_buffer(buffer, 0, payload)
+        written = host.now()
+        back = dev.read_buffer(buffer, 0, size)
+        done = host.now()
+        return back, written - start, done - written
+
+    back, write_s, read_s = await bridge(host_thread)()
+    assert back == payload, "read back differs from what was written"
+    out = Path(os.environ[ENV_VAR]).parent / "link.json"
+    out.write_text(json.dumps({"bytes": size, "write_seconds": write_s, "read_seconds": read_s,
+                               "baud": case.params["shell"]["baud"]}))
