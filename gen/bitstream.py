@@ -152,8 +152,14 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
                   f"read_verilog {name}.rt.v; hierarchy -top {name}"]
     if not flatten:
         after_read.append("setattr -mod -set keep_hierarchy 1 " + " ".join(KEEP_HIERARCHY))
+    # LUT mapping with the classic ABC instead of ABC9: Yosys 0.70's ABC9 reintegration
+    # trips `count_id(wire->name) == 0` on the shell's modules.
+    after_synth = ["techmap -map +/lattice/latches_map.v", "abc -lut 4 -dress", "clean",
+                   f"synth_ecp5 -top {name} -run map_cells:"]
     plan = platform.prepare(top, name=name, debug_verilog=False,
-                            script_after_read="\n".join(after_read))
+                            script_after_read="\n".join(after_read),
+                            synth_opts="-run :map_luts",
+                            script_after_synth="\n".join(after_synth))
     for filename in (f"{name}.il", f"{name}.ys", f"{name}.lpf"):
         write_if_changed(out / filename, plan.files[filename])
 

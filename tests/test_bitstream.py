@@ -1,6 +1,7 @@
-"""Real ECP5 builds with the YoWASP tools: a small bitstream, and a failing tool step.
+"""Real ECP5 builds with the YoWASP tools: small bitstreams, and a failing tool step.
 
-Both run in `make test` (the echo build takes about 10 s, the failing one about 15 s).
+All run in `make test` (the echo build takes about 10 s, a 1x1 MAC array in the shell about
+45 s, the failing one about 15 s), so the flow cannot rot unnoticed.
 """
 
 import json
@@ -34,6 +35,16 @@ def test_echo_bitstream_on_ulx3s_85f(tmp_path, capsys):
 
     assert main(["report", str(tmp_path)]) == 0
     assert "board ulx3s-85f  accel echo  seed 3" in capsys.readouterr().out
+
+
+def test_small_mac_bitstream_on_ulx3s_85f(tmp_path):
+    assert main(["bitstream", "--accel", "mac", "--out", str(tmp_path),
+                 "rows=1", "cols=1", "precisions=4,8"]) == 0
+    assert (tmp_path / "celine_mac.bit").stat().st_size > 10_000
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["params"]["rows"] == 1 and report["params"]["precisions"] == [4, 8]
+    assert report["utilization"]["DP16KD"]["used"] >= 3          # act, weight, result buffers
+    assert report["utilization"]["TRELLIS_FF"]["used"] > 500
 
 
 # 30 multipliers of 18 x 18 bits: more MULT18X18D than the LFE5U-25F has (28).
