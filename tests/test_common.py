@@ -69,7 +69,7 @@ def test_requantizer_holds_without_enable():
         ctx.set(dut.x, 300)
         ctx.set(dut.multiplier, 1)
         ctx.set(dut.shift, 1)
-        await ctx.tick().repeat(2)
+        await ctx.tick().repeat(Requantizer.latency)
         assert ctx.get(dut.y) == 127          # (300 + 1) >> 1 = 150, saturated
         ctx.set(dut.en, 0)
         ctx.set(dut.x, -300)

@@ -12,12 +12,12 @@ class Requantizer(wiring.Component):
     to `out_width` bits, exactly as golden/quant.py `requantize`. With `bypass` high the
     value passes unchanged instead (so `y` is as wide as the wider of `x` and the result).
 
-    Pipelined: two register stages advancing on `en` (product, then round/shift/clamp), so
-    `y` shows the result of the `x` presented two enabled cycles earlier. The caller owns
-    the valid/ready handshake around it; `latency` says how many `en` cycles it spans.
+    Pipelined in `latency` = 4 register stages advancing on `en` (multiply; add the
+    rounding term; shift; clamp), so `y` shows the result for the `x` presented four
+    enabled cycles earlier. The caller owns the valid/ready handshake around it.
     """
 
-    latency = 2
+    latency = 4
 
     def __init__(self, *, in_width, multiplier_width=16, shift_width=6, out_width=8):
         check_int("in_width", in_width, minimum=2, maximum=64)
@@ -40,24 +40,31 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         product_width = self.in_width + self.multiplier_width + 1
-        product = Signal(signed(product_width))
-        shift = Signal.like(self.shift)
-        bypass = Signal()
-        raw = Signal.like(self.x)
-        with m.If(self.en):
-            m.d.sync += [
-                product.eq(self.x * self.multiplier),
-                shift.eq(self.shift),
-                bypass.eq(self.bypass),
-                raw.eq(self.x),
-            ]
 
-        # Round half up: add 2^(S-1) (0 when S = 0), then shift arithmetically.
-        rounding = (Const(1, 1) << shift) >> 1
-        rounded = Signal(signed(product_width + 1))
-        m.d.comb += rounded.eq((product + rounding) >> shift)
+        def stage(name, value, shape=None):
+            reg = Signal(shape if shape is not None else value.shape(), name=name)
+            with m.If(self.en):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        # Settings and the raw value travel along with the data.
+        shift = [self.shift]
+        bypass = [self.bypass]
+        raw = [self.x]
+        for k in range(1, 4):
+            shift.append(stage(f"shift_{k}", shift[-1]))
+            bypass.append(stage(f"bypass_{k}", bypass[-1]))
+            raw.append(stage(f"raw_{k}", raw[-1]))
+
+        product = stage("product", self.x * self.multiplier, signed(product_width))
+        rounding = stage("rounding", (Const(1, 1) << self.shift) >> 1,
+                         unsigned(1 << self.shift_width))
+        # Wide enough for the rounding term of the largest shift, so nothing overflows.
+        sum_width = max(product_width, 1 << self.shift_width) + 1
+        total = stage("total", product + rounding, signed(sum_width))
+        shifted = stage("shifted", total >> shift[2], signed(sum_width))
         lo, hi = -(1 << (self.out_width - 1)), (1 << (self.out_width - 1)) - 1
-        clamped = Mux(rounded < lo, lo, Mux(rounded > hi, hi, rounded))
+        clamped = Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted))
         with m.If(self.en):
-            m.d.sync += self.y.eq(Mux(bypass, raw, clamped))
+            m.d.sync += self.y.eq(Mux(bypass[3], raw[3], clamped))
         return m

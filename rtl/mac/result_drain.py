@@ -59,13 +59,14 @@ class ResultDrain(wiring.Component):
         requant = Signal(REQUANT_LAYOUT)
         m.d.comb += self.busy.eq(remaining != 0)
 
-        # Output pipeline: the requantizers' two stages, advancing together.
+        # Output pipeline: the requantizers' stages, advancing together.
+        stages = Requantizer.latency
         m.submodules.skid = skid = SkidBuffer(output_layout(params))
         wiring.connect(m, wiring.flipped(self.o), skid.o)
-        valid = Signal(2)
-        last = Signal(2)
-        value = [Signal(5, name=f"precision_stage{k}") for k in range(2)]
-        advance = ~valid[1] | skid.i.ready
+        valid = Signal(stages)
+        last = Signal(stages)
+        value = [Signal(5, name=f"precision_stage{k}") for k in range(stages)]
+        advance = ~valid[-1] | skid.i.ready
         take = advance & self.busy
         m.d.comb += [
             self.shift.eq(take),
@@ -85,9 +86,9 @@ class ResultDrain(wiring.Component):
                 skid.i.payload.data[n].eq(req.y),
             ]
         m.d.comb += [
-            skid.i.valid.eq(valid[1]),
-            skid.i.payload.last.eq(last[1]),
-            skid.i.payload.precision.eq(value[1]),
+            skid.i.valid.eq(valid[-1]),
+            skid.i.payload.last.eq(last[-1]),
+            skid.i.payload.precision.eq(value[-1]),
         ]
 
         current_value = 0
@@ -98,7 +99,7 @@ class ResultDrain(wiring.Component):
                 valid.eq(valid << 1 | take),
                 last.eq(last << 1 | (remaining == 1)),
                 value[0].eq(current_value),
-                value[1].eq(value[0]),
+                *(value[k + 1].eq(value[k]) for k in range(stages - 1)),
             ]
 
         with m.If(self.load):
