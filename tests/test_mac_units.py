@@ -54,12 +54,12 @@ def test_pe_accumulates_products(impl, precisions):
 
 
 def test_derived_quantities():
-    p = MacArrayParams()
+    p = MacArrayParams(rows=4, cols=4)
     assert (p.act_lanes, p.weight_lanes, p.operand_width) == (16, 16, 16)
     assert [p.macs_per_cycle_ideal(q) for q in (2, 4, 8, 16)] == [256, 64, 16, 4]
     assert p.needed_acc_width(8) == 26 and p.result_width == 42
     assert p.slot_width(0, 0) == 42 and p.slot_width(1, 0) == 18 and p.slot_width(3, 2) == 14
-    d = MacArrayParams(impl="dsp", precisions=(2, 4, 8))
+    d = MacArrayParams(rows=4, cols=4, impl="dsp", precisions=(2, 4, 8))
     assert d.act_lanes == 4 and d.macs_per_cycle_ideal(2) == 16 and d.result_width == 32
     assert MacArrayParams(acc_width=36).acc_width_at(16) == 36
     assert MacArrayParams.from_dict(p.to_dict()) == p

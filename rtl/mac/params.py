@@ -31,8 +31,8 @@ class MacArrayParams:
       longer sums wrap around, and the golden model wraps alike).
     """
 
-    rows: int = 4
-    cols: int = 4
+    rows: int = 2
+    cols: int = 2
     brick_width: int = 2
     precisions: tuple = (2, 4, 8, 16)
     impl: str = "bricks"
