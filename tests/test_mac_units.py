@@ -45,7 +45,7 @@ def test_pe_accumulates_products(impl, precisions):
                     ctx.set(dut.valid, 0)
                     for _ in range(rng.randint(0, 1)):       # idle cycles between passes
                         await ctx.tick()
-            await ctx.tick().repeat(2)
+            await ctx.tick().repeat(ProcessingElement.latency - 1)
             for ga in range(f):
                 for gw in range(f):
                     assert ctx.get(dut.acc[ga * fusion + gw]) == want[ga][gw], (p, ga, gw)

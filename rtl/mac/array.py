@@ -1,4 +1,4 @@
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -172,18 +172,21 @@ class MacArray(wiring.Component):
                 m.d.comb += drain.row[gw * cols + c].eq(pes[0][c].shadow[gw])
 
         # -- hand a finished tile to the drain -----------------------------------------
-        # The PEs register products (stage 2) and then accumulate; the shadow registers
-        # copy the accumulators the cycle after the tile's last pass has been added.
-        s2_valid, s2_last = Signal(), Signal()
-        s2_precision, s3_precision = Signal(prec_shape), Signal(prec_shape)
-        s2_requant, s3_requant = Signal(REQUANT_LAYOUT), Signal(REQUANT_LAYOUT)
+        # Control travels beside the PE pipeline: the copy happens the cycle the last pass's
+        # sum is in the accumulators (ProcessingElement.latency cycles after stage 1).
+        valid, last, tile_prec, tile_req = s1_valid, s1_last, s1_precision, s1_requant
+        in_flight = []
+        for k in range(ProcessingElement.latency - 1):
+            stage = (Signal(name=f"pe{k}_valid"), Signal(name=f"pe{k}_last"),
+                     Signal(prec_shape, name=f"pe{k}_precision"),
+                     Signal(REQUANT_LAYOUT, name=f"pe{k}_requant"))
+            m.d.sync += [reg.eq(value) for reg, value in
+                         zip(stage, (valid, last, tile_prec, tile_req))]
+            valid, last, tile_prec, tile_req = stage
+            in_flight.append(valid)
         copy = Signal()
-        m.d.sync += [
-            s2_valid.eq(s1_valid), s2_last.eq(s1_last),
-            s2_precision.eq(s1_precision), s2_requant.eq(s1_requant),
-            copy.eq(s2_valid & s2_last),
-            s3_precision.eq(s2_precision), s3_requant.eq(s2_requant),
-        ]
+        s3_precision, s3_requant = Signal(prec_shape), Signal(REQUANT_LAYOUT)
+        m.d.sync += [copy.eq(valid & last), s3_precision.eq(tile_prec), s3_requant.eq(tile_req)]
         with m.If(issue & closes_tile):
             m.d.sync += copy_pending.eq(1)
         with m.Elif(copy):
@@ -195,5 +198,6 @@ class MacArray(wiring.Component):
         ]
         wiring.connect(m, drain.o, wiring.flipped(self.o))
 
-        m.d.comb += self.busy.eq(in_tile | s1_valid | s2_valid | copy_pending | drain.pending)
+        m.d.comb += self.busy.eq(in_tile | s1_valid | Cat(*in_flight).any() | copy_pending
+                                 | drain.pending)
         return m

@@ -14,8 +14,8 @@ class ProcessingElement(wiring.Component):
     bit 1 selects the high activation byte, bit 0 the high weight byte); `first` (the
     tile's first pass: accumulators restart from the product instead of adding to it).
 
-    Latency: products are registered one cycle after the inputs; the accumulators hold the
-    sum one cycle after that. Slot ga * max_fusion + gw of `acc` is the dot product of
+    Latency: the operands are registered, then the products (two cycles after the inputs);
+    the accumulators hold the sum one cycle after that (`latency` = 3). Slot ga * max_fusion + gw of `acc` is the dot product of
     activation lane ga and weight lane gw; slot widths follow params.slot_width and wrap
     around beyond it. The PE never stalls: the array only presents passes it can take.
 
@@ -23,6 +23,8 @@ class ProcessingElement(wiring.Component):
     accumulators into them, `shift` replaces them with `shadow_next`. The array chains
     them into one shift register per PE column, ordered as the output rows leave.
     """
+
+    latency = 3   # cycles from a pass at the inputs to its sum in the accumulators
 
     def __init__(self, params):
         self.params = params
@@ -67,8 +69,10 @@ class ProcessingElement(wiring.Component):
             a_word = Mux(self._is(p), a_p, a_word)
             w_word = Mux(self._is(p), w_p, w_word)
             group = Mux(self._is(p), groups.index(min(p, 8)), group)
-        m.d.comb += [mul.a.eq(a_word), mul.w.eq(w_word), mul.group.eq(group),
-                     mul.a_signed.eq(a_signed), mul.w_signed.eq(w_signed)]
+        # Stage A: the operand words are registered in front of the multiplier.
+        with m.If(self.valid):
+            m.d.sync += [mul.a.eq(a_word), mul.w.eq(w_word), mul.group.eq(group),
+                         mul.a_signed.eq(a_signed), mul.w_signed.eq(w_signed)]
         return [mul.products[k] for k in range(len(mul.products))]
 
     def elaborate(self, platform):
@@ -76,24 +80,33 @@ class ProcessingElement(wiring.Component):
         params = self.params
         fusion = params.max_fusion
 
+        # Stage A: registered operands (words for the bricks; a DSP's input registers).
+        valid_a, first_a, shift_a = Signal(), Signal(), Signal(range(3))
+        m.d.sync += valid_a.eq(self.valid)
+        with m.If(self.valid):
+            m.d.sync += first_a.eq(self.first)
+            if 16 in params.precisions and params.passes(16) > 1:
+                # A 16-bit pass's product is shifted by 8 per high byte.
+                m.d.sync += shift_a.eq(Mux(self._is(16), self.pass_index[0] + self.pass_index[1], 0))
         if params.impl == "bricks":
             products = self._products_bricks(m)
         else:
-            products = [self.act[0] * self.weight[0]]
+            act, weight = Signal.like(self.act[0]), Signal.like(self.weight[0])
+            with m.If(self.valid):
+                m.d.sync += [act.eq(self.act[0]), weight.eq(self.weight[0])]
+            products = [act * weight]
 
-        # Stage 2: registered products. A 16-bit pass's product is shifted by 8 per high byte.
+        # Stage B: registered products.
         product_regs = [Signal(signed(len(p)), name=f"product_{k}") for k, p in enumerate(products)]
         valid = Signal()
         first = Signal()
         shift = Signal(range(3))
-        m.d.sync += valid.eq(self.valid)
-        with m.If(self.valid):
+        m.d.sync += valid.eq(valid_a)
+        with m.If(valid_a):
             m.d.sync += [reg.eq(p) for reg, p in zip(product_regs, products)]
-            m.d.sync += first.eq(self.first)
-            if 16 in params.precisions and params.passes(16) > 1:
-                m.d.sync += shift.eq(Mux(self._is(16), self.pass_index[0] + self.pass_index[1], 0))
+            m.d.sync += [first.eq(first_a), shift.eq(shift_a)]
 
-        # Stage 3: accumulate. Slot (ga, gw) is slot_width(ga, gw) bits wide and wraps.
+        # Stage C: accumulate. Slot (ga, gw) is slot_width(ga, gw) bits wide and wraps.
         for ga in range(fusion):
             for gw in range(fusion):
                 k = ga * fusion + gw
