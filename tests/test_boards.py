@@ -26,7 +26,7 @@ def test_each_board_prepares_a_build_plan(name):
     assert f'FREQUENCY PORT "{board.clock}_0__' in lpf
     assert 'LOCATE COMP "uart_0__rx__io"' in lpf and 'LOCATE COMP "uart_0__tx__io"' in lpf
     assert "EHXPLLL" in plan.files["celine_echo.il"]
-    assert top.clock_hz == 50_000_000
+    assert top.clock_hz == 45_000_000
 
 
 def test_build_plan_does_not_need_openfpgaloader(tmp_path, monkeypatch):

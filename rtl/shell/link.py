@@ -121,6 +121,7 @@ class HostLink(wiring.Component):
         reply_seq = Signal(8)
         reply_length = Signal(16)
         status_bytes = Signal(64)
+        payload_byte = Signal(8)
 
         buffer_id = args[0]
         offset = Cat(args[1], args[2], args[3], args[4])
@@ -155,6 +156,7 @@ class HostLink(wiring.Component):
         ]
         read_byte = Mux(lane_ok, self.mem.rdata.word_select(lane[:len(self.mem.mask).bit_length()], 8), 0)
 
+        m.d.comb += info_read.addr.eq(index)
         rx_byte = self.rx.payload
         rx_take = self.rx.valid & self.rx.ready
         m.d.comb += [rx_crc.data.eq(rx_byte), tx_crc.data.eq(self.tx.payload)]
@@ -329,14 +331,18 @@ class HostLink(wiring.Component):
                         m.next = "REPLY_FETCH"
                 send(m, reply_length[8:], after_length)
             with m.State("REPLY_FETCH"):
-                # Memories answer one cycle after the address.
-                m.d.comb += info_read.addr.eq(index)
+                # Memories answer one cycle after the address ...
+                m.next = "REPLY_LATCH"
+            with m.State("REPLY_LATCH"):
+                # ... and the chosen byte is registered before it goes out (the block
+                # RAM's output and the byte-lane multiplexer would not fit in one cycle).
+                m.d.sync += payload_byte.eq(
+                    Mux(command == Command.READ, read_byte,
+                        Mux(command == Command.STATUS, status_bytes.word_select(index[:3], 8),
+                            info_read.data)))
                 m.next = "REPLY_PAYLOAD"
             with m.State("REPLY_PAYLOAD"):
-                m.d.comb += info_read.addr.eq(index)
-                byte = Mux(command == Command.READ, read_byte,
-                       Mux(command == Command.STATUS, status_bytes.word_select(index[:3], 8),
-                           info_read.data))
+                byte = payload_byte
 
                 def next_byte():
                     m.d.sync += [index.eq(index + 1), address.eq(address + 1)]
