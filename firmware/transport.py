@@ -7,6 +7,7 @@ simulation, so that poll loops and deadlines mean the same thing on all three.
 """
 
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 
 from .errors import CelineError
@@ -14,18 +15,21 @@ from .errors import CelineError
 __all__ = ["Transport", "SerialTransport", "LoopbackTransport", "SimTransport"]
 
 
-class Transport:
+class Transport(ABC):
     """The interface: ``write(data)``, ``read(n, timeout)`` (at most n bytes, fewer if the
     timeout in seconds passes first), ``reset_input()`` (drop received bytes)."""
 
+    @abstractmethod
     def write(self, data):
-        raise NotImplementedError
+        """Send `data`."""
 
+    @abstractmethod
     def read(self, n, timeout):
-        raise NotImplementedError
+        """At most `n` received bytes; fewer if `timeout` seconds pass first."""
 
+    @abstractmethod
     def reset_input(self):
-        raise NotImplementedError
+        """Drop the bytes received so far."""
 
     def now(self):
         """Seconds on this transport's clock."""
