@@ -26,7 +26,7 @@ from amaranth.lib import wiring
 
 from . import toolchain
 from .case import ENV_VAR, Case, write_case
-from .emit import build_root, emit_verilog
+from .emit import build_root, emit_verilog, write_if_changed
 
 __all__ = ["run_cocotb", "case_dir", "CocotbFailure"]
 
@@ -44,6 +44,23 @@ def _safe_name(text):
 def case_dir(case_id):
     """``build/sim/<case_id>/`` (with characters unfit for paths replaced)."""
     return build_root() / "sim" / _safe_name(case_id)
+
+
+# Yosys's Verilog makes every `always @*` block read a dummy register initialised to 0, so
+# that simulators evaluate the block at time 0. Icarus applies declaration initialisers
+# without an event, so a block whose inputs never change (an FSM that stays in its reset
+# state) keeps X outputs for ever. Changing the dummy once, just after time 0, wakes them.
+_TIME_ZERO_DUMMY = re.compile(r"(  reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +)= 0;")
+
+
+def icarus_verilog(verilog):
+    """A copy of `verilog` whose combinational blocks Icarus evaluates at start-up."""
+    text = Path(verilog).read_text()
+    patched = _TIME_ZERO_DUMMY.sub(lambda m: f"{m.group(1)}= 0;\n  initial #1 {m.group(2)} = 1'h1;",
+                                   text)
+    path = Path(verilog).with_suffix(".icarus.v")
+    write_if_changed(path, patched)
+    return path
 
 
 def _default_top(component):
@@ -138,6 +155,9 @@ def run_cocotb(design, *, test_module, case_id, toplevel=None, params=None, data
     else:
         verilog = Path(design).resolve()
         toplevel = toplevel or verilog.stem
+
+    if sim == "icarus":
+        verilog = icarus_verilog(verilog)
 
     waves = _waves()
     args = list(build_args)

@@ -9,15 +9,7 @@ from golden.shell import ShellModel
 from rtl.mac.params import MacArrayParams
 from rtl.shell.shell import build_shell
 from sim.runner import run_cocotb
-from sim.toolchain import selected_simulator
 
-# Known problem: in Icarus 11 the shell never answers. Its combinational `always @*`
-# blocks whose inputs do not change after time 0 (the link's FSM state stays 0) are never
-# evaluated, so e.g. the link's rx.ready stays X. Verilator (2-state, evaluates everything
-# at start) runs these testbenches; the MAC array and stream testbenches run on both.
-not_on_icarus = pytest.mark.skipif(selected_simulator() == "icarus",
-                                   reason="the shell does not leave time 0 in Icarus 11 "
-                                          "(always @* blocks never evaluated)")
 
 CLOCK_HZ = 100_000_000          # the testbench clock (10 ns)
 POINTS = {
@@ -95,14 +87,12 @@ def run_point(request, point, testcase, data):
                data=data)
 
 
-@not_on_icarus
 @pytest.mark.cocotb
 @pytest.mark.parametrize("point", ["small", pytest.param("dsp", marks=pytest.mark.sweep)])
 def test_shell_faults_match_golden(request, point):
     run_point(request, point, "replies_match_golden", {"script": fault_script(point)})
 
 
-@not_on_icarus
 @pytest.mark.cocotb
 @pytest.mark.parametrize("point,precisions", [
     ("small", (4, 8)),

@@ -69,3 +69,15 @@ def test_pytest_reports_missing_simulator_in_one_line(tmp_path):
     assert ("SIM=icarus needs the program 'iverilog', which is not installed "
             "(Debian: apt-get install iverilog)") in result.stdout
     assert "Traceback" not in result.stdout
+
+
+def test_icarus_copy_wakes_combinational_blocks_at_start(tmp_path):
+    from sim.runner import icarus_verilog
+    source = tmp_path / "top.v"
+    source.write_text("module top;\n  reg \\$auto$verilog_backend.cc:2355:dump_module$3  = 0;\n"
+                      "  always @* begin\n    if (\\$auto$verilog_backend.cc:2355:dump_module$3 )"
+                      " begin end\n  end\nendmodule\n")
+    patched = icarus_verilog(source).read_text()
+    assert "  initial #1 \\$auto$verilog_backend.cc:2355:dump_module$3 = 1'h1;\n" in patched
+    assert patched.replace("  initial #1 \\$auto$verilog_backend.cc:2355:dump_module$3 = 1'h1;\n",
+                           "") == source.read_text()
