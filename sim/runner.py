@@ -58,7 +58,8 @@ def icarus_verilog(verilog):
     text = Path(verilog).read_text()
     patched = _TIME_ZERO_DUMMY.sub(lambda m: f"{m.group(1)}= 0;\n  initial #1 {m.group(2)} = 1'h1;",
                                    text)
-    path = Path(verilog).with_suffix(".icarus.v")
+    digest = hashlib.sha256(patched.encode()).hexdigest()
+    path = build_root() / "cache" / "icarus" / digest / Path(verilog).name
     write_if_changed(path, patched)
     return path
 
