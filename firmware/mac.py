@@ -17,6 +17,7 @@ block, row-major. `last_precisions` records the precision of every output elemen
 import torch
 
 from golden.mac import MacArrayModel, Requant, assemble, tile_matmul
+from golden.shell import pack_lanes, unpack_lanes
 from rtl.mac.params import MacArrayParams
 
 from .errors import CelineError, EngineError, ProtocolError, SettingError
@@ -27,22 +28,16 @@ __all__ = ["MacEngine", "pack_words", "unpack_words"]
 def pack_words(rows, width, word_bytes, word_stride):
     """Bytes of words (rows of signed lanes of `width` bits), word i at i*word_stride."""
     out = bytearray()
-    mask = (1 << width) - 1
     for row in rows:
-        word = 0
-        for lane, value in enumerate(row):
-            word |= (int(value) & mask) << (lane * width)
-        out += word.to_bytes(word_bytes, "little") + bytes(word_stride - word_bytes)
+        out += pack_lanes(row, width).to_bytes(word_bytes, "little") + \
+            bytes(word_stride - word_bytes)
     return bytes(out)
 
 
 def unpack_words(data, count, lanes, width, word_stride):
     """Inverse of pack_words: a (count x lanes) int64 tensor of signed lanes."""
-    rows = []
-    mask, sign = (1 << width) - 1, 1 << (width - 1)
-    for i in range(count):
-        word = int.from_bytes(data[i * word_stride:(i + 1) * word_stride], "little")
-        rows.append([(((word >> (lane * width)) & mask) ^ sign) - sign for lane in range(lanes)])
+    rows = [unpack_lanes(int.from_bytes(data[i * word_stride:(i + 1) * word_stride], "little"),
+                         lanes, width) for i in range(count)]
     return torch.tensor(rows, dtype=torch.int64).reshape(count, lanes)
 
 
