@@ -84,8 +84,8 @@ def test_requantizer_holds_without_enable():
     (lambda: LFSR(width=8, seed=0), ValueError, r"^seed must be between 1 and 255, not 0$"),
     (lambda: LFSR(seed="1"), TypeError, r"^seed must be an integer, not '1'$"),
     (lambda: Requantizer(in_width=1), ValueError, r"^in_width must be between 2 and 64, not 1$"),
-    (lambda: Requantizer(in_width=8, out_width=40), ValueError,
-     r"^out_width must be between 2 and 32, not 40$"),
+    (lambda: Requantizer(in_width=8, out_width=65), ValueError,
+     r"^out_width must be between 2 and 64, not 65$"),
     (lambda: Requantizer(in_width=8.0), TypeError, r"^in_width must be an integer, not 8.0$"),
 ])
 def test_bad_parameters(make, error, message):

@@ -23,7 +23,7 @@ class Requantizer(wiring.Component):
         check_int("in_width", in_width, minimum=2, maximum=64)
         check_int("multiplier_width", multiplier_width, minimum=1, maximum=32)
         check_int("shift_width", shift_width, minimum=1, maximum=7)
-        check_int("out_width", out_width, minimum=2, maximum=32)
+        check_int("out_width", out_width, minimum=2, maximum=64)
         self.in_width = in_width
         self.multiplier_width = multiplier_width
         self.shift_width = shift_width
