@@ -100,9 +100,9 @@ def run_sim(dut, *testbenches, processes=(), vcd=None, period=1e-6, deadline=Non
         sim.add_process(process)
     if vcd is not None:
         with sim.write_vcd(vcd):
-            _run(sim, deadline, running)
+            _run(sim, deadline, running, period)
     else:
-        _run(sim, deadline, running)
+        _run(sim, deadline, running, period)
 
 
 def _tracked(testbench, running):
@@ -115,11 +115,18 @@ def _tracked(testbench, running):
     return wrapper
 
 
-def _run(sim, deadline, running):
+def _run(sim, deadline, running, period):
     if deadline is None:
         sim.run()
         return
-    sim.run_until(deadline)
+    # In steps of a thousand cycles, so that the run ends soon after the testbenches do
+    # (a free-running clock would otherwise keep it going until the deadline).
+    step, now = 1000 * period, 0.0
+    while running or now == 0.0:
+        if now >= deadline:
+            break
+        now = min(now + step, deadline)
+        sim.run_until(now)
     if running:
         raise TimeoutError(f"testbenches {sorted(running)} still running after "
                            f"{deadline} s of simulated time")
