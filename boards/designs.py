@@ -2,13 +2,18 @@
 
 A factory is called as `factory(params, clock_hz, baud)` (`params` is None for a design
 without parameters) and returns a component with ports rx: In(1), tx: Out(1),
-busy: Out(1). Accelerator designs wrap an engine in the host shell (`rtl.shell`).
+busy: Out(1). Accelerator designs wrap an engine in the host shell (`rtl.shell`); their
+`core` is the engine's own component (what `celine verilog` generates, see
+gen/accelerators.py, which lists the designs that have one).
 """
 
 from dataclasses import dataclass
 
+from rtl.mac.array import MacArray
 from rtl.mac.params import MacArrayParams
 from rtl.shell.shell import build_shell
+from rtl.taylor.params import TaylorParams
+from rtl.taylor.pipeline import TaylorPipeline
 
 from .echo import UartEcho
 
@@ -21,6 +26,7 @@ class Design:
     params: type | None
     factory: object
     summary: str
+    core: type | None = None
 
     def component(self, params, clock_hz, baud):
         return self.factory(params, clock_hz, baud)
@@ -39,7 +45,9 @@ def _shell(accel):
 ACCEL_DESIGNS = {design.name: design for design in (
     Design("echo", None, _echo, "UART echo (rx -> tx), for board bring-up"),
     Design("mac", MacArrayParams, _shell("mac"),
-           "host shell + precision-scalable MAC array"),
+           "precision-scalable MAC array (2-in-1 Accelerator, InstantNet)", MacArray),
+    Design("taylor", TaylorParams, _shell("taylor"),
+           "ViTALiTy Taylor-attention pipeline (linear attention)", TaylorPipeline),
 )}
 
 

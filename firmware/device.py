@@ -1,7 +1,10 @@
 """The host runtime: a Celine device over a transport (docs/protocol.md).
 
     dev = Device.open("/dev/ttyUSB0", baud=115200)       # or Device.open("sim", transport=t)
-    y = dev.matmul(a, w, precision=4)                     # int64 tensor, bit-exact
+    y = dev.matmul(a, w, precision=4)                     # MAC array: int64, bit-exact
+    z = dev.attention(q, k, v)                            # Taylor attention: int64, bit-exact
+
+The engine kind comes from INFO ("engine": "mac" or "taylor").
 
 Every request gets one reply; the sequence number ties them (stale replies of earlier,
 timed-out requests are skipped). Retries happen only where a repeat cannot do harm:
@@ -16,7 +19,7 @@ After a missing or damaged reply the input is drained before the next attempt.
 
 from dataclasses import dataclass
 
-from . import mac
+from . import mac, taylor
 from .errors import (BadCRC, CelineError, FrameTimeout, LinkTimeout,
                      ProtocolError, ReplyCRCError, RunTimeout, SettingError, device_error)
 from .protocol import (Command, ReplyDecoder, Status, configure_payload, encode_request,
@@ -26,6 +29,7 @@ from .transport import SerialTransport
 __all__ = ["Device", "BufferInfo"]
 
 IDEMPOTENT = {Command.WRITE, Command.READ, Command.CONFIGURE, Command.STATUS, Command.INFO}
+ENGINES = {"mac": mac.MacEngine, "taylor": taylor.TaylorEngine}   # INFO "engine" -> host side
 ADDRESS_BYTES = 5
 
 
@@ -62,7 +66,8 @@ class Device:
         self.registers = dict(sorted(self.info["registers"].items(), key=lambda kv: kv[1]))
         self.max_payload = self.info["max_payload"]
         self.poll_interval = poll_bits / self.info["baud"]
-        self.engine = mac.MacEngine(self) if self.info["engine"] == "mac" else None
+        engine = ENGINES.get(self.info["engine"])
+        self.engine = engine(self) if engine is not None else None
 
     @classmethod
     def open(cls, target, *, transport=None, baud=115_200, **options):
@@ -207,7 +212,16 @@ class Device:
     def matmul(self, a, w, precision=4, requant=None, rps=False):
         """A (M x K) @ W (K x N) on the MAC array: an int64 tensor, bit-exact to
         golden.mac. See firmware.mac.MacEngine.matmul."""
-        if self.engine is None:
+        if not isinstance(self.engine, mac.MacEngine):
             raise CelineError(f"matmul needs a 'mac' engine, not {self.info['engine']!r}")
         return self.engine.matmul(a, w, precision=precision, requant=requant, rps=rps)
+
+    def attention(self, q, k, v, *, registers=None, head_mask=0, scales=None, out_scale=None,
+                  timeout=10.0):
+        """Taylor attention of one head (N x d) or heads (H x N x d) on the Taylor engine:
+        int64, bit-exact to golden.taylor.taylor_int. See firmware.taylor.TaylorEngine."""
+        if not isinstance(self.engine, taylor.TaylorEngine):
+            raise CelineError(f"attention needs a 'taylor' engine, not {self.info['engine']!r}")
+        return self.engine.attention(q, k, v, registers=registers, head_mask=head_mask,
+                                     scales=scales, out_scale=out_scale, timeout=timeout)
 

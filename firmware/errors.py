@@ -40,7 +40,8 @@ class RunTimeout(CelineError):
 
 
 class EngineError(CelineError):
-    """A run ended with engine error flags set (MAC array: bit 0 framing, bit 1 precision)."""
+    """A run ended with engine error flags set (docs/protocol.md: MAC array bit 0 framing,
+    bit 1 precision; Taylor attention bit 0 framing, bit 1 tokens)."""
 
     def __init__(self, flags, message):
         self.flags = flags

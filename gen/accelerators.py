@@ -1,9 +1,12 @@
-"""The accelerators the `celine` command can generate: name -> parameters and component."""
+"""The accelerators the `celine` command can generate: name -> parameters and component.
+
+The designs of boards/designs.py that have an engine core; `celine verilog` generates the
+core alone, `celine bitstream` the design (the core inside the host shell).
+"""
 
 from dataclasses import dataclass
 
-from rtl.mac.array import MacArray
-from rtl.mac.params import MacArrayParams
+from boards.designs import ACCEL_DESIGNS
 
 
 @dataclass(frozen=True)
@@ -14,10 +17,8 @@ class Accelerator:
     summary: str
 
 
-ACCELERATORS = {
-    "mac": Accelerator("mac", MacArrayParams, MacArray,
-                       "precision-scalable MAC array (2-in-1 Accelerator, InstantNet)"),
-}
+ACCELERATORS = {design.name: Accelerator(design.name, design.params, design.core, design.summary)
+                for design in ACCEL_DESIGNS.values() if design.core is not None}
 
 
 def get(name):

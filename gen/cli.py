@@ -34,9 +34,14 @@ def resolve(accel_name, words):
 def derived(params):
     """The resolved parameters: constructor arguments plus derived widths and lanes."""
     out = params.to_dict()
-    for name in ("act_lanes", "weight_lanes", "operand_width", "result_width", "max_fusion"):
-        if hasattr(params, name):
-            out[name] = getattr(params, name)
+    # The MAC array's derived values, then Taylor attention's (in MacArrayParams tile_rows
+    # and tile_cols are methods: callables are skipped).
+    for name in ("act_lanes", "weight_lanes", "operand_width", "result_width", "max_fusion",
+                 "tile_rows", "tile_cols", "row_beats", "blocks", "context_width",
+                 "sum_width", "kv_width", "score_width", "numerator_width", "recip_shift"):
+        value = getattr(params, name, None)
+        if value is not None and not callable(value):
+            out[name] = value
     if hasattr(params, "macs_per_cycle_ideal"):
         out["macs_per_cycle_ideal"] = {str(p): params.macs_per_cycle_ideal(p)
                                        for p in params.precisions}
@@ -66,10 +71,13 @@ def cmd_params(args):
 def cmd_bench(args):
     from .bench_mac import run_mac_bench
     from .bench_shell import run_shell_bench
+    from .bench_taylor import run_taylor_bench
     if args.only in (None, "mac"):
         run_mac_bench(Path(args.out), quick=args.quick, synth=not args.no_synth)
     if args.only in (None, "shell"):
         run_shell_bench(Path(args.out), fpga=not args.no_synth)
+    if args.only in (None, "taylor"):
+        run_taylor_bench(Path(args.out), quick=args.quick, fpga=not args.no_synth)
 
 
 def cmd_bitstream(args):
@@ -140,7 +148,7 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="small matmul, for a smoke run")
     p.add_argument("--no-synth", action="store_true",
                    help="skip ECP5 synthesis and place-and-route (RTL simulation only)")
-    p.add_argument("--only", choices=("mac", "shell"), help="run one benchmark only")
+    p.add_argument("--only", choices=("mac", "shell", "taylor"), help="run one benchmark only")
     p.set_defaults(func=cmd_bench)
 
     from boards.platforms import BOARDS, DEFAULT_BOARD
@@ -149,7 +157,7 @@ def build_parser():
     p.add_argument("params", nargs="*", metavar="key=value", help="generator parameters")
     p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS),
                    help=f"target board (default {DEFAULT_BOARD})")
-    p.add_argument("--accel", default="mac", help="design: echo, mac (default mac)")
+    p.add_argument("--accel", default="mac", help="design: echo, mac, taylor (default mac)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_HZ / 1e6,
                    help=f"PLL output (default {DEFAULT_CLOCK_HZ / 1e6:g})")

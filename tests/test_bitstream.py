@@ -1,7 +1,8 @@
 """Real ECP5 builds with the YoWASP tools: small bitstreams, and a failing tool step.
 
 All run in `make test` (the echo build takes about 10 s, a 1x1 MAC array in the shell about
-45 s, the failing one about 15 s), so the flow cannot rot unnoticed.
+45 s, a one-MAC Taylor pipeline in the shell about 70 s, the failing one about 15 s), so the
+flow cannot rot unnoticed.
 """
 
 import json
@@ -45,6 +46,16 @@ def test_small_mac_bitstream_on_ulx3s_85f(tmp_path):
     assert report["params"]["rows"] == 1 and report["params"]["precisions"] == [4, 8]
     assert report["utilization"]["DP16KD"]["used"] >= 3          # act, weight, result buffers
     assert report["utilization"]["TRELLIS_FF"]["used"] > 500
+
+
+def test_small_taylor_bitstream_on_ulx3s_85f(tmp_path):
+    assert main(["bitstream", "--accel", "taylor", "--out", str(tmp_path),
+                 "head_dim=8", "max_tokens=4", "mac_units=1", "heads=1"]) == 0
+    assert (tmp_path / "celine_taylor.bit").stat().st_size > 10_000
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["accel"] == "taylor" and report["params"]["mac_units"] == 1
+    assert report["utilization"]["MULT18X18D"]["used"] >= 5      # MAC, centering, output lane
+    assert report["timing_met"]
 
 
 # 30 multipliers of 18 x 18 bits: more MULT18X18D than the LFE5U-25F has (28).

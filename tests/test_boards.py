@@ -171,8 +171,9 @@ def test_echo_follows_rx_and_shows_activity():
 
 
 def test_designs_registry():
-    assert set(ACCEL_DESIGNS) >= {"echo", "mac"}
-    with pytest.raises(ValueError, match=r"^accelerator must be one of echo, mac, not 'x'$"):
+    assert set(ACCEL_DESIGNS) >= {"echo", "mac", "taylor"}
+    with pytest.raises(ValueError,
+                       match=r"^accelerator must be one of echo, mac, taylor, not 'x'$"):
         get_design("x")
 
 

@@ -11,6 +11,8 @@ from amaranth.lib.wiring import In, Out
 from ..common.checks import check_int
 from .link import HostLink
 from .mac_engine import REGISTERS as MAC_REGISTERS, MacEngine
+from .taylor_engine import REGISTERS as TAYLOR_REGISTERS, TaylorEngine
+from .taylor_engine import register_init as taylor_register_init
 from .uart import UARTReceiver, UARTTransmitter
 
 MAX_BAUD_ERROR = 0.02
@@ -28,6 +30,10 @@ def uart_divisor(clock_hz, baud):
 class Shell(wiring.Component):
     """A UART-attached accelerator: HostLink + buffers in block RAM + an engine.
 
+    The engine (MacEngine, TaylorEngine) has `start`, `busy`, `registers`, `errors`,
+    `cycles`, `result_words` and a list `buffers` of BufferSpec; for each buffer, ports
+    `<name>_addr` and `<name>_data`, in which it reads a host-writable buffer (one cycle
+    of read latency) and writes a read-only one (with `<name>_write`).
     The engine owns the buffers while it runs (`busy`); otherwise the host link does.
     Byte FIFOs decouple the UART from the link in both directions.
     """
@@ -101,7 +107,9 @@ class Shell(wiring.Component):
                                engine.result_words)),
         ]
 
-        # Buffers: engine ports while it runs, the link's otherwise.
+        # Buffers: engine ports while it runs, the link's otherwise. The engine has, per
+        # buffer, `<name>_addr` and `<name>_data`: it reads a host-writable buffer, and
+        # writes a read-only one (then also `<name>_write`).
         owned = engine.busy
         rdata = []
         for k, spec in enumerate(engine.buffers):
@@ -109,23 +117,24 @@ class Shell(wiring.Component):
             m.submodules[f"buffer_{spec.name}"] = memory
             write = memory.write_port(granularity=8)
             read = memory.read_port(transparent_for=())
-            host_write = link.mem.write & (link.mem.select == k)
-            if spec.name == "result":
-                m.d.comb += [
-                    write.addr.eq(Mux(owned, engine.result_addr, link.mem.addr)),
-                    write.data.eq(engine.result_data),
-                    write.en.eq(Mux(owned, engine.result_write.replicate(len(write.en)), 0)),
-                    read.addr.eq(link.mem.addr),
-                ]
-            else:
-                engine_addr = engine.act_addr if spec.name == "act" else engine.weight_addr
-                engine_data = engine.act_data if spec.name == "act" else engine.weight_data
+            engine_addr = getattr(engine, f"{spec.name}_addr")
+            engine_data = getattr(engine, f"{spec.name}_data")
+            if spec.writable:
+                host_write = link.mem.write & (link.mem.select == k)
                 m.d.comb += [
                     write.addr.eq(link.mem.addr),
                     write.data.eq(link.mem.wdata[:len(write.data)]),
                     write.en.eq(Mux(host_write & ~owned, link.mem.mask[:len(write.en)], 0)),
                     read.addr.eq(Mux(owned, engine_addr, link.mem.addr)),
                     engine_data.eq(read.data),
+                ]
+            else:
+                engine_write = getattr(engine, f"{spec.name}_write")
+                m.d.comb += [
+                    write.addr.eq(Mux(owned, engine_addr, link.mem.addr)),
+                    write.data.eq(engine_data),
+                    write.en.eq(Mux(owned, engine_write.replicate(len(write.en)), 0)),
+                    read.addr.eq(link.mem.addr),
                 ]
             rdata.append(read.data)
         selected = link.mem.rdata
@@ -135,16 +144,35 @@ class Shell(wiring.Component):
         return m
 
 
-def build_shell(*, accel="mac", accel_params=None, clock_hz, baud, operand_depth=512,
-                result_depth=512, max_payload=1024, timeout_bits=64):
-    """The shell around one engine, by name (boards/ builds it for a board)."""
-    if accel != "mac":
-        raise ValueError(f"accel must be 'mac', not {accel!r}")
-    from ..mac.params import MacArrayParams
-    params = accel_params if accel_params is not None else MacArrayParams()
-    engine = MacEngine(params, operand_depth=operand_depth, result_depth=result_depth)
-    init = [0] * len(MAC_REGISTERS)
-    init[MAC_REGISTERS["precision"]] = max(params.precisions)
-    return Shell(engine, engine_name="mac", registers=MAC_REGISTERS, params=params.to_dict(),
+def build_shell(*, accel="mac", accel_params=None, clock_hz, baud, operand_depth=None,
+                result_depth=None, max_payload=1024, timeout_bits=64):
+    """The shell around one engine, by name (boards/ builds it for a board).
+
+    accel "mac": the MAC array (MacArrayParams); its act/weight buffers hold
+    `operand_depth` words and its result buffer `result_depth` (default 512 each).
+    accel "taylor": the Taylor-attention pipeline (TaylorParams); its buffer depths follow
+    from the parameters (heads x max_tokens x row_beats), so the two depths must be None.
+    """
+    if accel == "mac":
+        from ..mac.params import MacArrayParams
+        params = accel_params if accel_params is not None else MacArrayParams()
+        engine = MacEngine(params, operand_depth=operand_depth or 512,
+                           result_depth=result_depth or 512)
+        registers = MAC_REGISTERS
+        init = [0] * len(MAC_REGISTERS)
+        init[MAC_REGISTERS["precision"]] = max(params.precisions)
+    elif accel == "taylor":
+        from ..taylor.params import TaylorParams
+        for name, value in (("operand_depth", operand_depth), ("result_depth", result_depth)):
+            if value is not None:
+                raise ValueError(f"{name} must be None for the taylor engine (its buffers "
+                                 f"hold heads x max_tokens x row_beats words), not {value!r}")
+        params = accel_params if accel_params is not None else TaylorParams()
+        engine = TaylorEngine(params)
+        registers = TAYLOR_REGISTERS
+        init = taylor_register_init(params)
+    else:
+        raise ValueError(f"accel must be 'mac' or 'taylor', not {accel!r}")
+    return Shell(engine, engine_name=accel, registers=registers, params=params.to_dict(),
                  clock_hz=clock_hz, baud=baud, max_payload=max_payload,
                  timeout_bits=timeout_bits, register_init=init)

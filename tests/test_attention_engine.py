@@ -1,0 +1,221 @@
+"""rtl/shell/taylor_engine.py in the Amaranth simulator: the adapter between block-RAM
+buffers and the Taylor pipeline, against golden/taylor.py; its shell and registries."""
+
+import json
+
+import pytest
+import torch
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib.memory import Memory
+
+from golden.shell import pack_lanes, unpack_lanes
+from golden.taylor import TaylorRegisters, calibrate, taylor_attention, taylor_int
+from rtl.shell.shell import build_shell
+from rtl.shell.taylor_engine import ERROR_TOKENS, REGISTERS, TaylorEngine
+from rtl.taylor.params import TaylorParams
+from sim.amaranth_sim import run_sim
+
+PARAMS = TaylorParams(head_dim=16, max_tokens=8, mac_units=4, heads=3)
+
+
+def operands(params, tokens, seed):
+    """(heads, N, d) q, k, v with a full-scale corner."""
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = params.operand_range
+    shape = (params.heads, tokens, params.head_dim)
+    q, k, v = (torch.randint(lo, hi + 1, shape, generator=gen) for _ in range(3))
+    q[0, 0, 0] = k[0, 0, 0] = v[0, 0, 0] = lo
+    return q, k, v
+
+
+def registers_for(q, k, v, scales):
+    """Calibrated registers, the output scale from the float Taylor output's peak."""
+    z = taylor_attention(*(x * s for x, s in zip((q, k, v), scales)))
+    return calibrate(q, k, v, scales=scales, out_scale=float(z.abs().max()) / 127)
+
+
+def buffer_words(params, x):
+    """A (heads, N, d) tensor as the words of its buffer (unused token slots 0)."""
+    words = [0] * (params.heads * params.max_tokens * params.row_beats)
+    for h in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            for b in range(params.row_beats):
+                lanes = x[h, i, b * 8:(b + 1) * 8].tolist()
+                words[(h * params.max_tokens + i) * params.row_beats + b] = \
+                    pack_lanes(lanes, params.operand_width)
+    return words
+
+
+class Bench(Elaboratable):
+    """The engine with its four buffers as plain memories (one cycle of read latency)."""
+
+    def __init__(self, params, q, k, v):
+        self.engine = TaylorEngine(params)
+        self.out = Memory(shape=len(self.engine.out_data), depth=self.engine.depth, init=[])
+        self.operands = {name: Memory(shape=len(self.engine.q_data), depth=self.engine.depth,
+                                      init=buffer_words(params, x))
+                         for name, x in (("q", q), ("k", k), ("v", v))}
+
+    def elaborate(self, platform):
+        m = Module()
+        engine = m.submodules.engine = self.engine
+        m.submodules.out = self.out
+        write = self.out.write_port()
+        m.d.comb += [write.addr.eq(engine.out_addr), write.data.eq(engine.out_data),
+                     write.en.eq(engine.out_write)]
+        for name, memory in self.operands.items():
+            m.submodules[name] = memory
+            read = memory.read_port(transparent_for=())
+            m.d.comb += [read.addr.eq(getattr(engine, f"{name}_addr")),
+                         getattr(engine, f"{name}_data").eq(read.data)]
+        return m
+
+
+def run_engine(params, q, k, v, settings, *, runs=1, limit=20_000):
+    """Set the registers, pulse start, wait for the end; (status per run, out words)."""
+    bench = Bench(params, q, k, v)
+    engine = bench.engine
+    status, out = [], []
+
+    async def testbench(ctx):
+        for name, value in settings.items():
+            ctx.set(engine.registers[REGISTERS[name]], value)
+        for _ in range(runs):
+            ctx.set(engine.start, 1)
+            await ctx.tick()
+            ctx.set(engine.start, 0)
+            assert ctx.get(engine.busy)
+            for _ in range(limit):
+                if not ctx.get(engine.busy):
+                    break
+                await ctx.tick()
+            else:
+                raise TimeoutError(f"still busy after {limit} cycles")
+            status.append((ctx.get(engine.errors), ctx.get(engine.cycles),
+                           ctx.get(engine.result_words)))
+        out.extend(ctx.get(bench.out.data[i]) for i in range(engine.depth))
+
+    run_sim(bench, testbench)
+    return status, out
+
+
+def kept_outputs(params, words, tokens, head_mask):
+    """The out buffer's words as the kept heads' (N, d) outputs, in head order."""
+    beats, lanes = params.row_beats, 8
+    outs = []
+    for h in range(params.heads):
+        if head_mask >> h & 1:
+            continue
+        rows = []
+        for i in range(tokens):
+            base = (h * params.max_tokens + i) * beats
+            rows.append(sum((unpack_lanes(words[base + b], lanes, params.operand_width)
+                             for b in range(beats)), []))
+        outs.append(torch.tensor(rows))
+    return outs
+
+
+def settings_of(regs, tokens, head_mask):
+    return {"tokens": tokens, "head_mask": head_mask, "ctx_shift": regs.ctx_shift,
+            "v_mult": regs.v_mult, "v_shift": regs.v_shift, "out_mult": regs.out_mult,
+            "out_shift": regs.out_shift}
+
+
+@pytest.mark.parametrize("tokens,head_mask", [(5, 0b010), (8, 0b000)])
+def test_engine_runs_kept_heads_bit_exactly(tokens, head_mask):
+    p = PARAMS
+    q, k, v = operands(p, tokens, seed=tokens)
+    regs = registers_for(q, k, v, (0.05, 0.04, 0.03))
+    (status,), words = run_engine(p, q, k, v, settings_of(regs, tokens, head_mask))
+    errors, cycles, result_words = status
+    expected = taylor_int(q, k, v, regs, head_mask=head_mask, max_tokens=p.max_tokens)
+    got = kept_outputs(p, words, tokens, head_mask)
+    for h, (want, have) in enumerate(zip(expected, got)):
+        assert have.tolist() == want.tolist(), f"kept head {h}"
+    kept = len(expected)
+    assert (errors, result_words) == (0, kept * tokens * p.row_beats)
+    # Ideal: 2 N d^2 / M MAC cycles a head, plus centering; the feed must keep up.
+    ideal = kept * 2 * tokens * p.blocks
+    assert ideal < cycles < ideal + kept * (p.head_dim ** 2 // p.tile_cols + 60)
+    skipped = [h for h in range(p.heads) if head_mask >> h & 1]
+    for h in skipped:
+        span = words[h * p.max_tokens * p.row_beats:(h + 1) * p.max_tokens * p.row_beats]
+        assert span == [0] * len(span), f"skipped head {h} was written"
+
+
+def test_engine_runs_again_with_the_same_buffers():
+    p = TaylorParams(head_dim=8, max_tokens=4, mac_units=2, heads=1)
+    q, k, v = operands(p, 3, seed=9)
+    regs = TaylorRegisters(ctx_shift=3, v_mult=500, v_shift=4, out_mult=3000, out_shift=14)
+    status, words = run_engine(p, q, k, v, settings_of(regs, 3, 0), runs=2)
+    assert status[0] == status[1] and status[0][0] == 0
+    (want,) = taylor_int(q, k, v, regs, max_tokens=p.max_tokens)
+    assert kept_outputs(p, words, 3, 0)[0].tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("tokens", [0, 9, (1 << 4) + 3, 1 << 31])
+def test_engine_rejects_a_token_count_out_of_range(tokens):
+    # 19 = 0b10011 would wrap to 3 in the pipeline's 4-bit port: the engine rejects it.
+    p = PARAMS
+    q, k, v = operands(p, 2, seed=1)
+    regs = TaylorRegisters(ctx_shift=0, v_mult=1, v_shift=0, out_mult=1, out_shift=0)
+    (status,), words = run_engine(p, q, k, v, settings_of(regs, tokens, 0))
+    errors, cycles, result_words = status
+    assert errors == ERROR_TOKENS and result_words == 0 and cycles <= 2
+    assert words == [0] * len(words)
+
+
+def test_engine_with_every_head_skipped_ends_at_once():
+    p = PARAMS
+    q, k, v = operands(p, 2, seed=2)
+    regs = TaylorRegisters(ctx_shift=0, v_mult=1, v_shift=0, out_mult=1, out_shift=0)
+    (status,), words = run_engine(p, q, k, v, settings_of(regs, 2, 0b111))
+    assert status[0] == 0 and status[2] == 0 and status[1] <= 2
+
+
+def test_engine_checks_its_parameters():
+    with pytest.raises(TypeError, match=r"^params must be a TaylorParams, not 3$"):
+        TaylorEngine(3)
+
+
+def test_taylor_shell_describes_itself():
+    p = TaylorParams(head_dim=16, max_tokens=8, mac_units=4, heads=2, out_mult=7, out_shift=3)
+    shell = build_shell(accel="taylor", accel_params=p, clock_hz=48_000_000, baud=3_000_000)
+    info = json.loads(shell.info)
+    assert info["engine"] == "taylor" and info["params"] == p.to_dict()
+    assert info["registers"] == REGISTERS
+    assert [(b["name"], b["word_bytes"], b["word_stride"], b["depth"], b["writable"])
+            for b in info["buffers"]] == [("q", 8, 8, 32, True), ("k", 8, 8, 32, True),
+                                          ("v", 8, 8, 32, True), ("out", 8, 8, 32, False)]
+    init = shell.link.register_init
+    assert (init[REGISTERS["out_mult"]], init[REGISTERS["out_shift"]]) == (7, 3)
+    assert build_shell(accel="taylor", clock_hz=48_000_000,
+                       baud=3_000_000).description["params"] == TaylorParams().to_dict()
+
+
+def test_build_shell_checks_its_engine_settings():
+    with pytest.raises(ValueError, match=r"^accel must be 'mac' or 'taylor', not 'vitcod'$"):
+        build_shell(accel="vitcod", clock_hz=48_000_000, baud=3_000_000)
+    with pytest.raises(ValueError, match=r"^operand_depth must be None for the taylor engine "
+                                         r"\(its buffers hold heads x max_tokens x row_beats "
+                                         r"words\), not 64$"):
+        build_shell(accel="taylor", clock_hz=48_000_000, baud=3_000_000, operand_depth=64)
+
+
+def test_celine_knows_the_taylor_engine(tmp_path, capsys):
+    from boards.designs import get_design
+    from gen.accelerators import ACCELERATORS
+    from gen.cli import main
+    from rtl.taylor.pipeline import TaylorPipeline
+    assert get_design("taylor").params is TaylorParams
+    assert ACCELERATORS["taylor"].component is TaylorPipeline
+    assert set(ACCELERATORS) == {"mac", "taylor"}              # the designs with a core
+    assert main(["list"]) == 0
+    assert "taylor   ViTALiTy Taylor-attention pipeline" in capsys.readouterr().out
+    assert main(["params", "taylor", "head_dim=16", "mac_units=8"]) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert (resolved["head_dim"], resolved["tile_rows"], resolved["tile_cols"],
+            resolved["row_beats"], resolved["blocks"]) == (16, 2, 4, 2, 32)
+    assert main(["verilog", "taylor", "head_dim=8", "max_tokens=4", "mac_units=2", "heads=1",
+                 "--out", str(tmp_path)]) == 0
+    assert "module celine_taylor" in (tmp_path / "celine_taylor.v").read_text()
