@@ -71,8 +71,7 @@ def run_point(request, point, jobs):
 
 @pytest.mark.cocotb
 def test_attention_end_to_end_small(request):
-    """Two heads of 9 tokens (head 0 skipped), then one head with given registers; runs in
-    `make test`."""
+    """Two heads of 9 tokens (head 0 skipped), then one head with given registers."""
     p = POINTS["small"]
     (q, k, v), scales, out_scale = quantized_heads(2, 9, 16, seed=1)
     q[1, 0, 0] = k[1, 0, 0] = v[1, 0, 0] = -128            # the most negative operand
@@ -85,11 +84,10 @@ def test_attention_end_to_end_small(request):
 
 
 @pytest.mark.cocotb
-@pytest.mark.sweep
 def test_attention_end_to_end_deit_tiny_head(request):
     """One DeiT-Tiny head (N = 197, d = 64) on the default engine (16 MACs, 3 heads). About
     100 s alone (Verilator build 45 s on 2 cores, run 51 s: 23 ms simulated, 50 kB over the
-    UART at 25 Mbaud), 3 minutes beside other jobs: only in `make sim`."""
+    UART at 25 Mbaud), up to 3 minutes beside other jobs."""
     p = POINTS["deit-tiny"]
     (q, k, v), scales, out_scale = quantized_heads(1, 197, 64, seed=197)
     cycles = run_point(request, "deit-tiny",
