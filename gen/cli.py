@@ -45,6 +45,12 @@ def derived(params):
     if hasattr(params, "macs_per_cycle_ideal"):
         out["macs_per_cycle_ideal"] = {str(p): params.macs_per_cycle_ideal(p)
                                        for p in params.precisions}
+    if hasattr(params, "useful_macs"):
+        # Taylor attention: the cycle model's figures for one head at max_tokens.
+        from .taylor_model import estimate
+        head = estimate(params, params.max_tokens, head_mask=(1 << params.heads) - 2)
+        out["model_cycles_per_head_at_max_tokens"] = head.cycles
+        out["model_utilization_at_max_tokens"] = round(head.utilization, 4)
     return out
 
 
