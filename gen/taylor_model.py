@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from rtl.taylor.params import TaylorParams
 
 # Latencies of the RTL's phase changes (cycles), named after what they wait for.
-KV_DRAIN = 3          # last K/V issue -> first centering issue (write-back of the tile)
+KV_DRAIN = 4          # last K/V issue -> first centering issue (write-back of the tile)
 CENTER_DRAIN = 9      # last centering issue -> first Q issue (centering unit, write-back)
-TILE_TO_LANE = 3      # last Q issue -> its sums enter the serializer (memory, products, tree)
+TILE_TO_LANE = 4      # last Q issue -> its sums enter the serializer (memory, operands,
+                      # products, tree)
 LANE_TO_BEAT = 2      # output lane done -> beat leaves the output FIFO
 HEAD_TURN = 2         # output lane empty -> the next head's first K/V issue
 

@@ -178,7 +178,7 @@ class TaylorParams:
     @property
     def row_tail(self):
         """Cycles from a Q row's last issue until its last beat is in the output FIFO."""
-        return 3 + self.tile_cols + self.output_latency + 1
+        return 4 + self.tile_cols + self.output_latency + 1
 
     @property
     def output_fifo_depth(self):

@@ -17,7 +17,7 @@ class TaylorPipeline(wiring.Component):
     Per kept head (bit h of `head_mask` set skips head h), in four phases:
       KV      the token sums S_K, S_V and P = K^T V; the r x c MAC tile adds one block of
               the outer product K_i^T V_i per cycle into the context memory (d^2/M cycles
-              per token, read-modify-write three cycles apart);
+              per token, read-modify-write four cycles apart);
       center  G_q = clamp_2w(round_shift(N*P - S_K^T S_V, ctx_shift)), one block row per
               cycle, in place (d^2/c cycles);
       Q       A_i = Q_i G_q: r query elements times a block of G_q, reduced over the r rows
@@ -121,13 +121,13 @@ class TaylorPipeline(wiring.Component):
         slot_full = loader.full.bit_select(read_slot, 1)
 
         # -- the MAC tile pipeline (KV and Q phases) ---------------------------------------
-        # issue -> s1 (memory data arrives) -> s2 (products) -> KV: write back / Q: s3 (tree)
+        # issue -> s1 (memory data arrives) -> s2 (multiplier inputs) -> s3 (products)
+        #   -> KV: write back / Q: s4 (adder tree over the r rows)
         head = Signal(range(p.heads + 1))
         token = Signal(p.token_width)
         ta = Signal(range(row_blocks))        # block row: K (or Q) elements ta*r ..
         tb = Signal(range(col_blocks))        # block column: V (or output) elements tb*c ..
         sub = Signal(range(r))                # the row inside a block (centering)
-        block = Signal(range(p.blocks))
         issue_kv = Signal()
         issue_q = Signal()
         issue_center = Signal()
@@ -153,47 +153,65 @@ class TaylorPipeline(wiring.Component):
         ]
         stored = data.View(data.ArrayLayout(signed(ew), p.mac_units), rd.data)
 
+        # s2: the multiplier inputs, registered (block RAM output -> multiplier in one cycle
+        # was the critical path): the Q element or K element, and the context or V element.
         product_width = 3 * w
         s2_valid, s2_query, s2_first, s2_last = Signal(), Signal(), Signal(), Signal()
         s2_addr = Signal(range(p.blocks))
         s2_tb = Signal(range(col_blocks))
-        s2_products = Signal(data.ArrayLayout(signed(product_width), p.mac_units))
+        s2_a = Signal(operand)
+        s2_b = Signal(data.ArrayLayout(signed(p.context_width), p.mac_units))
         s2_old = Signal(data.ArrayLayout(signed(ew), p.mac_units))
         m.d.sync += [
             s2_valid.eq(s1_valid), s2_query.eq(s1_query), s2_first.eq(s1_first),
-            s2_last.eq(s1_last), s2_addr.eq(s1_addr), s2_tb.eq(s1_tb),
+            s2_last.eq(s1_last), s2_addr.eq(s1_addr), s2_tb.eq(s1_tb), s2_a.eq(s1_a),
         ]
         for i in range(r):
             for j in range(c):
                 e = i * c + j
                 context = stored[e][:p.context_width].as_signed()
-                multiplicand = Mux(s1_query, context, s1_v[j])
                 m.d.sync += [
-                    s2_products[e].eq(s1_a[i] * multiplicand),
+                    s2_b[e].eq(Mux(s1_query, context, s1_v[j])),
                     s2_old[e].eq(Mux(s1_first, 0, stored[e])),
                 ]
 
-        # KV: write the updated block back (all granules).
+        # s3: the M products.
+        s3_valid, s3_query, s3_first, s3_last = Signal(), Signal(), Signal(), Signal()
+        s3_addr = Signal(range(p.blocks))
+        s3_tb = Signal(range(col_blocks))
+        s3_products = Signal(data.ArrayLayout(signed(product_width), p.mac_units))
+        s3_old = Signal(data.ArrayLayout(signed(ew), p.mac_units))
+        m.d.sync += [
+            s3_valid.eq(s2_valid), s3_query.eq(s2_query), s3_first.eq(s2_first),
+            s3_last.eq(s2_last), s3_addr.eq(s2_addr), s3_tb.eq(s2_tb), s3_old.eq(s2_old),
+        ]
+        for i in range(r):
+            for j in range(c):
+                e = i * c + j
+                m.d.sync += s3_products[e].eq(s2_a[i] * s2_b[e])
+
+        # KV: write the updated block back (all granules). A block is read again blocks
+        # = d²/M >= 8 cycles later, after this write (issue + 3) has landed.
         kv_sum = Signal(data.ArrayLayout(signed(ew), p.mac_units))
         for e in range(p.mac_units):
-            m.d.comb += kv_sum[e].eq(s2_old[e] + s2_products[e])
-        kv_write = s2_valid & ~s2_query
+            m.d.comb += kv_sum[e].eq(s3_old[e] + s3_products[e])
+        kv_write = s3_valid & ~s3_query
 
         # Q: reduce over the r rows, accumulate over the block rows.
-        s3_valid, s3_first, s3_last = Signal(), Signal(), Signal()
-        s3_tb = Signal(range(col_blocks))
-        s3_tree = Signal(data.ArrayLayout(signed(p.score_width), c))
+        s4_valid, s4_first, s4_last = Signal(), Signal(), Signal()
+        s4_tb = Signal(range(col_blocks))
+        s4_tree = Signal(data.ArrayLayout(signed(p.score_width), c))
         m.d.sync += [
-            s3_valid.eq(s2_valid & s2_query), s3_first.eq(s2_first), s3_last.eq(s2_last),
-            s3_tb.eq(s2_tb),
+            s4_valid.eq(s3_valid & s3_query), s4_first.eq(s3_first), s4_last.eq(s3_last),
+            s4_tb.eq(s3_tb),
         ]
         for j in range(c):
-            m.d.sync += s3_tree[j].eq(sum(s2_products[i * c + j] for i in range(r)))
+            m.d.sync += s4_tree[j].eq(sum(s3_products[i * c + j] for i in range(r)))
         scores = Signal(data.ArrayLayout(signed(p.score_width), c))
         scores_next = Signal.like(scores)
         for j in range(c):
-            m.d.comb += scores_next[j].eq(Mux(s3_first, 0, scores[j]) + s3_tree[j])
-        with m.If(s3_valid):
+            m.d.comb += scores_next[j].eq(Mux(s4_first, 0, scores[j]) + s4_tree[j])
+        with m.If(s4_valid):
             m.d.sync += scores.eq(scores_next)
 
         # Serializer: c finished sums -> the output lane, one per cycle. A new group
@@ -209,8 +227,8 @@ class TaylorPipeline(wiring.Component):
         ]
         with m.If(held_count != 0):
             m.d.sync += [held_count.eq(held_count - 1), held_index.eq(held_index + 1)]
-        with m.If(s3_valid & s3_last):
-            m.d.sync += [held.eq(scores_next), held_tb.eq(s3_tb), held_count.eq(c),
+        with m.If(s4_valid & s4_last):
+            m.d.sync += [held.eq(scores_next), held_tb.eq(s4_tb), held_count.eq(c),
                          held_index.eq(0)]
 
         m.d.comb += [
@@ -293,13 +311,13 @@ class TaylorPipeline(wiring.Component):
             ]
         with m.Elif(kv_write):
             m.d.comb += [
-                wr.addr.eq(s2_addr),
+                wr.addr.eq(s3_addr),
                 wr.data.eq(kv_sum.as_value()),
                 wr.en.eq(Const((1 << r) - 1, r)),
             ]
 
         # -- sequencing -------------------------------------------------------------------
-        mac_empty = ~s1_valid & ~s2_valid & ~s3_valid & (held_count == 0)
+        mac_empty = ~s1_valid & ~s2_valid & ~s3_valid & ~s4_valid & (held_count == 0)
         lane_empty = Signal()
         m.d.comb += lane_empty.eq(~lane.busy)
         center_empty = ~c1_valid & ~Cat(*(t[0] for t in track)).any()
