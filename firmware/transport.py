@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 
 from .errors import CelineError
+from .protocol import REQUEST_START, Command
 
 __all__ = ["Transport", "SerialTransport", "LoopbackTransport", "SimTransport"]
 
@@ -79,15 +80,19 @@ class LoopbackTransport(Transport):
     Time is virtual: it advances only when a read waits for bytes that are not there (by
     its whole timeout) or on ``pause``, and the model sees that time as idle line
     (``model.idle(bit_times)``), which times out partial frames and completes runs.
+    ``commands`` records the command of every request written (for tests of what was sent).
     """
 
     def __init__(self, device_model, *, baud=None):
         self.model = device_model
         self.baud = baud or device_model.baud
+        self.commands = []
         self._received = bytearray()
         self._time = 0.0
 
     def write(self, data):
+        if len(data) > 1 and data[0] == REQUEST_START:
+            self.commands.append(Command(data[1]))
         self._received += self.model.feed(bytes(data))
 
     def read(self, n, timeout):

@@ -88,20 +88,9 @@ class TaylorShellModel(ShellModel):
         return complete
 
 
-class CountingTransport(LoopbackTransport):
-    def __init__(self, model):
-        super().__init__(model)
-        self.commands = []
-
-    def write(self, data):
-        if data[:1] == b"\xa5":
-            self.commands.append(Command(data[1]))
-        super().write(data)
-
-
 def open_device(params=PARAMS, **settings):
     model = TaylorShellModel(params, **settings)
-    return Device.open("sim", transport=CountingTransport(model)), model
+    return Device.open("sim", transport=LoopbackTransport(model)), model
 
 
 def operands(shape, seed, width=8):

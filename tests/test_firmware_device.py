@@ -16,24 +16,11 @@ from rtl.mac.params import MacArrayParams
 PARAMS = MacArrayParams(rows=2, cols=2)
 
 
-class CountingTransport(LoopbackTransport):
-    """A loopback that records the commands it carried."""
-
-    def __init__(self, model):
-        super().__init__(model)
-        self.commands = []
-
-    def write(self, data):
-        if data[:1] == b"\xa5":
-            self.commands.append(Command(data[1]))
-        super().write(data)
-
-
 def open_device(params=PARAMS, **settings):
     settings = {"act_depth": 64, "weight_depth": 64, "result_depth": 64, "max_payload": 64,
                 **settings}
     model = ShellModel(params, **settings)
-    return Device.open("sim", transport=CountingTransport(model)), model
+    return Device.open("sim", transport=LoopbackTransport(model)), model
 
 
 def operands(shape, precision, seed):
@@ -195,10 +182,8 @@ class LossyTransport(LoopbackTransport):
         super().__init__(model)
         self.drop, self.corrupt, self.truncate = set(drop), set(corrupt), set(truncate)
         self.requests = -1            # the INFO of open is request -1
-        self.commands = []
 
     def write(self, data):
-        self.commands.append(Command(data[1]))
         before = len(self._received)
         super().write(data)
         index, self.requests = self.requests, self.requests + 1
