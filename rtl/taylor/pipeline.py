@@ -5,6 +5,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .centering import CenteringUnit
+from .mac_tile import MacTile
 from .output_lane import OutputLane
 from .params import LANES, MULT_BITS, SHIFT_BITS, TaylorParams
 from .reciprocal import Reciprocal
@@ -64,6 +65,7 @@ class TaylorPipeline(wiring.Component):
         m.submodules.loader = loader = RowLoader(p)
         m.submodules.recip = recip = Reciprocal(shift=p.recip_shift, n_width=p.token_width)
         m.submodules.centering = centering = CenteringUnit(p)
+        m.submodules.tile = tile = MacTile(p)
         m.submodules.lane = lane = OutputLane(p)
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(self.o.payload.as_value()),
                                                      depth=p.output_fifo_depth)
@@ -121,8 +123,7 @@ class TaylorPipeline(wiring.Component):
         slot_full = loader.full.bit_select(read_slot, 1)
 
         # -- the MAC tile pipeline (KV and Q phases) ---------------------------------------
-        # issue -> s1 (memory data arrives) -> s2 (multiplier inputs) -> s3 (products)
-        #   -> KV: write back / Q: s4 (adder tree over the r rows)
+        # issue -> s1 (the block's memory data arrives) -> the MAC tile (rtl/taylor/mac_tile.py)
         head = Signal(range(p.heads + 1))
         token = Signal(p.token_width)
         ta = Signal(range(row_blocks))        # block row: K (or Q) elements ta*r ..
@@ -151,72 +152,15 @@ class TaylorPipeline(wiring.Component):
             s1_a.eq(row_a.word_select(ta, r * w)),
             s1_v.eq(row_b.word_select(tb, c * w)),
         ]
-        stored = data.View(data.ArrayLayout(signed(ew), p.mac_units), rd.data)
-
-        # s2: the multiplier inputs, registered (block RAM output -> multiplier in one cycle
-        # was the critical path): the Q element or K element, and the context or V element.
-        product_width = 3 * w
-        s2_valid, s2_query, s2_first, s2_last = Signal(), Signal(), Signal(), Signal()
-        s2_addr = Signal(range(p.blocks))
-        s2_tb = Signal(range(col_blocks))
-        s2_a = Signal(operand)
-        s2_b = Signal(data.ArrayLayout(signed(p.context_width), p.mac_units))
-        s2_old = Signal(data.ArrayLayout(signed(ew), p.mac_units))
-        m.d.sync += [
-            s2_valid.eq(s1_valid), s2_query.eq(s1_query), s2_first.eq(s1_first),
-            s2_last.eq(s1_last), s2_addr.eq(s1_addr), s2_tb.eq(s1_tb), s2_a.eq(s1_a),
+        m.d.comb += [
+            tile.valid.eq(s1_valid), tile.query.eq(s1_query), tile.first.eq(s1_first),
+            tile.last.eq(s1_last), tile.addr.eq(s1_addr), tile.column.eq(s1_tb),
+            tile.a.eq(s1_a), tile.v.eq(s1_v), tile.stored.eq(rd.data),
         ]
-        for i in range(r):
-            for j in range(c):
-                e = i * c + j
-                context = stored[e][:p.context_width].as_signed()
-                m.d.sync += [
-                    s2_b[e].eq(Mux(s1_query, context, s1_v[j])),
-                    s2_old[e].eq(Mux(s1_first, 0, stored[e])),
-                ]
-
-        # s3: the M products.
-        s3_valid, s3_query, s3_first, s3_last = Signal(), Signal(), Signal(), Signal()
-        s3_addr = Signal(range(p.blocks))
-        s3_tb = Signal(range(col_blocks))
-        s3_products = Signal(data.ArrayLayout(signed(product_width), p.mac_units))
-        s3_old = Signal(data.ArrayLayout(signed(ew), p.mac_units))
-        m.d.sync += [
-            s3_valid.eq(s2_valid), s3_query.eq(s2_query), s3_first.eq(s2_first),
-            s3_last.eq(s2_last), s3_addr.eq(s2_addr), s3_tb.eq(s2_tb), s3_old.eq(s2_old),
-        ]
-        for i in range(r):
-            for j in range(c):
-                e = i * c + j
-                m.d.sync += s3_products[e].eq(s2_a[i] * s2_b[e])
-
-        # KV: write the updated block back (all granules). A block is read again blocks
-        # = d²/M >= 8 cycles later, after this write (issue + 3) has landed.
-        kv_sum = Signal(data.ArrayLayout(signed(ew), p.mac_units))
-        for e in range(p.mac_units):
-            m.d.comb += kv_sum[e].eq(s3_old[e] + s3_products[e])
-        kv_write = s3_valid & ~s3_query
-
-        # Q: reduce over the r rows, accumulate over the block rows.
-        s4_valid, s4_first, s4_last = Signal(), Signal(), Signal()
-        s4_tb = Signal(range(col_blocks))
-        s4_tree = Signal(data.ArrayLayout(signed(p.score_width), c))
-        m.d.sync += [
-            s4_valid.eq(s3_valid & s3_query), s4_first.eq(s3_first), s4_last.eq(s3_last),
-            s4_tb.eq(s3_tb),
-        ]
-        for j in range(c):
-            m.d.sync += s4_tree[j].eq(sum(s3_products[i * c + j] for i in range(r)))
-        scores = Signal(data.ArrayLayout(signed(p.score_width), c))
-        scores_next = Signal.like(scores)
-        for j in range(c):
-            m.d.comb += scores_next[j].eq(Mux(s4_first, 0, scores[j]) + s4_tree[j])
-        with m.If(s4_valid):
-            m.d.sync += scores.eq(scores_next)
 
         # Serializer: c finished sums -> the output lane, one per cycle. A new group
         # arrives every d/r cycles and c <= d/r (mac_units <= head_dim), so it never waits.
-        held = Signal.like(scores)
+        held = Signal.like(tile.scores)
         held_tb = Signal(range(col_blocks))
         held_count = Signal(range(c + 1))
         held_index = Signal(range(c))
@@ -227,8 +171,8 @@ class TaylorPipeline(wiring.Component):
         ]
         with m.If(held_count != 0):
             m.d.sync += [held_count.eq(held_count - 1), held_index.eq(held_index + 1)]
-        with m.If(s4_valid & s4_last):
-            m.d.sync += [held.eq(scores_next), held_tb.eq(s4_tb), held_count.eq(c),
+        with m.If(tile.scores_valid):
+            m.d.sync += [held.eq(tile.scores), held_tb.eq(tile.scores_column), held_count.eq(c),
                          held_index.eq(0)]
 
         m.d.comb += [
@@ -309,15 +253,15 @@ class TaylorPipeline(wiring.Component):
                 wr.data.eq(widened.as_value().replicate(r)),
                 wr.en.eq(Const(1, r) << center_sub),
             ]
-        with m.Elif(kv_write):
+        with m.Elif(tile.write_en):
             m.d.comb += [
-                wr.addr.eq(s3_addr),
-                wr.data.eq(kv_sum.as_value()),
+                wr.addr.eq(tile.write_addr),
+                wr.data.eq(tile.write_data),
                 wr.en.eq(Const((1 << r) - 1, r)),
             ]
 
         # -- sequencing -------------------------------------------------------------------
-        mac_empty = ~s1_valid & ~s2_valid & ~s3_valid & ~s4_valid & (held_count == 0)
+        mac_empty = ~s1_valid & ~tile.busy & (held_count == 0)
         lane_empty = Signal()
         m.d.comb += lane_empty.eq(~lane.busy)
         center_empty = ~c1_valid & ~Cat(*(t[0] for t in track)).any()
