@@ -4,15 +4,11 @@ from dataclasses import dataclass, field, fields
 
 from ..common.checks import check_choice, check_int, check_int_tuple
 from ..common.lfsr import TAPS
+from ..common.widths import signed_width
 
 PRECISIONS = (2, 4, 8, 16)
 IMPLS = ("bricks", "dsp")
 LFSR_WIDTH = 16
-
-
-def _signed_bits(magnitude):
-    """Width of a two's-complement value in [-magnitude, magnitude]."""
-    return magnitude.bit_length() + 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +72,16 @@ class MacArrayParams:
 
     # -- derived quantities ------------------------------------------------------------
 
+    def derived(self):
+        """The derived lanes and widths and the ideal MACs per cycle, JSON-ready."""
+        return {
+            "act_lanes": self.act_lanes, "weight_lanes": self.weight_lanes,
+            "operand_width": self.operand_width, "result_width": self.result_width,
+            "max_fusion": self.max_fusion,
+            "macs_per_cycle_ideal": {str(p): self.macs_per_cycle_ideal(p)
+                                     for p in self.precisions},
+        }
+
     @property
     def rps_candidates(self):
         return self._rps
@@ -119,7 +125,8 @@ class MacArrayParams:
 
     def needed_acc_width(self, precision):
         """Width that holds any sum of max_reduction products of two p-bit operands."""
-        return _signed_bits(self.max_reduction << (2 * precision - 2))
+        magnitude = self.max_reduction << (2 * precision - 2)
+        return signed_width(-magnitude, magnitude)
 
     def acc_width_at(self, precision):
         """The accumulator width results wrap to at `precision`."""

@@ -4,22 +4,11 @@ from dataclasses import dataclass, fields
 
 from ..common.checks import check_int
 from ..common.requant import Requantizer
+from ..common.widths import ceil_log2, signed_width
 
 LANES = 8                 # elements per stream beat (one 64-bit word at int8)
 SHIFT_BITS = 6            # ctx_shift, v_shift, out_shift: 0..63
 MULT_BITS = 16            # v_mult, out_mult: unsigned 16-bit
-
-
-def signed_width(lo, hi):
-    """The narrowest two's-complement width holding every integer in [lo, hi]."""
-    width = 1
-    while not (-(1 << (width - 1)) <= lo and hi <= (1 << (width - 1)) - 1):
-        width += 1
-    return width
-
-
-def _ceil_log2(n):
-    return (n - 1).bit_length()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +53,12 @@ class TaylorParams:
     @classmethod
     def from_dict(cls, values):
         return cls(**values)
+
+    def derived(self):
+        """The derived tile, memory and widths, JSON-ready."""
+        names = ("tile_rows", "tile_cols", "row_beats", "blocks", "context_width", "sum_width",
+                 "kv_width", "score_width", "numerator_width", "recip_shift")
+        return {name: getattr(self, name) for name in names}
 
     # -- the MAC tile and the context memory -------------------------------------------
 
@@ -157,7 +152,7 @@ class TaylorParams:
     @property
     def recip_shift(self):
         """R: recip = (2^R + N//2) // N keeps at least 16 significant bits at N = max_tokens."""
-        return 16 + _ceil_log2(self.max_tokens)
+        return 16 + ceil_log2(self.max_tokens)
 
     @property
     def recip_width(self):
