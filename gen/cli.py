@@ -32,19 +32,8 @@ def resolve(accel_name, words):
 
 
 def derived(params):
-    """The resolved parameters: constructor arguments plus derived widths and lanes."""
-    out = params.to_dict()
-    # The MAC array's derived values, then Taylor attention's (in MacArrayParams tile_rows
-    # and tile_cols are methods: callables are skipped).
-    for name in ("act_lanes", "weight_lanes", "operand_width", "result_width", "max_fusion",
-                 "tile_rows", "tile_cols", "row_beats", "blocks", "context_width",
-                 "sum_width", "kv_width", "score_width", "numerator_width", "recip_shift"):
-        value = getattr(params, name, None)
-        if value is not None and not callable(value):
-            out[name] = value
-    if hasattr(params, "macs_per_cycle_ideal"):
-        out["macs_per_cycle_ideal"] = {str(p): params.macs_per_cycle_ideal(p)
-                                       for p in params.precisions}
+    """The resolved parameters: constructor arguments plus the class's derived values."""
+    out = {**params.to_dict(), **params.derived()}
     if hasattr(params, "useful_macs"):
         # Taylor attention: the cycle model's figures for one head at max_tokens.
         from .taylor_model import estimate
