@@ -80,22 +80,11 @@ class Shell(wiring.Component):
         m.submodules.rx_fifo = rx_fifo = SyncFIFOBuffered(width=8, depth=32)
         m.submodules.tx_fifo = tx_fifo = SyncFIFOBuffered(width=8, depth=16)
 
-        m.d.comb += [
-            uart_rx.rx.eq(self.rx),
-            self.tx.eq(uart_tx.tx),
-            rx_fifo.w_data.eq(uart_rx.o.payload),
-            rx_fifo.w_en.eq(uart_rx.o.valid),
-            uart_rx.o.ready.eq(rx_fifo.w_rdy),
-            link.rx.payload.eq(rx_fifo.r_data),
-            link.rx.valid.eq(rx_fifo.r_rdy),
-            rx_fifo.r_en.eq(link.rx.ready),
-            tx_fifo.w_data.eq(link.tx.payload),
-            tx_fifo.w_en.eq(link.tx.valid),
-            link.tx.ready.eq(tx_fifo.w_rdy),
-            uart_tx.i.payload.eq(tx_fifo.r_data),
-            uart_tx.i.valid.eq(tx_fifo.r_rdy),
-            tx_fifo.r_en.eq(uart_tx.i.ready),
-        ]
+        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
+        wiring.connect(m, uart_rx.o, rx_fifo.w_stream)
+        wiring.connect(m, rx_fifo.r_stream, link.rx)
+        wiring.connect(m, link.tx, tx_fifo.w_stream)
+        wiring.connect(m, tx_fifo.r_stream, uart_tx.i)
 
         # Registers, start, status.
         m.d.comb += [
