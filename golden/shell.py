@@ -1,4 +1,4 @@
-"""Byte-level model of the accelerator shell with a MAC array engine (docs/protocol.md).
+"""Byte-level model of the accelerator shell with its engines (docs/protocol.md).
 
 ``ShellModel.feed(bytes)`` takes what the host sends and returns the reply bytes the
 device sends; ``idle(bit_times)`` says the line stayed quiet that long (the inter-byte
@@ -18,6 +18,9 @@ relied on: with T*K beyond a buffer the beat address wraps modulo its depth. Eng
 error flags (STATUS) belong to the last run, cleared when a run starts: bit 1 when a tile
 met an unsupported ``precision`` register (it runs at the largest precision, as the array
 does), bit 2 when result rows past the end of the result buffer were dropped.
+
+``TaylorShellModel`` is the same shell with the Taylor-attention engine: its RUN computes
+each kept head with golden.taylor (docs/protocol.md, "The Taylor-attention engine").
 """
 
 import json
@@ -26,12 +29,16 @@ import struct
 import torch
 
 from .mac import MacArrayModel, Requant
+from .taylor import TaylorRegisters, taylor_head_int
 
 REQUEST_START, REPLY_START = 0xA5, 0x5A
 WRITE, READ, CONFIGURE, RUN, STATUS, INFO = range(1, 7)
 OK, BAD_CRC, UNKNOWN_COMMAND, BAD_LENGTH, BAD_ADDRESS, TIMEOUT, BUSY, BAD_REGISTER = range(8)
 REGISTERS = {"depth": 0, "tiles": 1, "precision": 2, "rps_enable": 3, "requant": 4}
 ENGINE_ERROR_FRAMING, ENGINE_ERROR_PRECISION, ENGINE_ERROR_OVERFLOW = 1, 2, 4
+TAYLOR_REGISTERS = {"tokens": 0, "head_mask": 1, "ctx_shift": 2, "v_mult": 3, "v_shift": 4,
+                    "out_mult": 5, "out_shift": 6}
+TAYLOR_ERROR_TOKENS = 2
 
 
 def crc16(data, crc=0xFFFF):
@@ -101,6 +108,9 @@ class Buffer:
 class ShellModel:
     """The device: UART framing, command decoder, buffers act/weight/result, registers."""
 
+    engine = "mac"
+    register_ids = REGISTERS
+
     def __init__(self, params, *, act_depth=256, weight_depth=256, result_depth=256,
                  max_payload=256, clock_hz=48_000_000, baud=115_200, timeout_bits=64,
                  run_bit_times=0):
@@ -130,9 +140,9 @@ class ShellModel:
     # -- description -------------------------------------------------------------------
 
     def info(self):
-        return {"engine": "mac", "params": self.params.to_dict(),
+        return {"engine": self.engine, "params": self.params.to_dict(),
                 "buffers": [buffer.describe() for buffer in self.buffers],
-                "registers": dict(REGISTERS), "clock_hz": self.clock_hz, "baud": self.baud,
+                "registers": dict(self.register_ids), "clock_hz": self.clock_hz, "baud": self.baud,
                 "max_payload": self.max_payload}
 
     def info_bytes(self):
@@ -238,7 +248,7 @@ class ShellModel:
         if len(payload) != 5:
             return BAD_LENGTH, b""
         register, value = struct.unpack("<BI", payload)
-        names = {index: name for name, index in REGISTERS.items()}
+        names = {index: name for name, index in self.register_ids.items()}
         if register not in names:
             return BAD_REGISTER, b""
         if self.busy:
@@ -304,5 +314,68 @@ class ShellModel:
         def complete():
             result.words[:len(rows_out)] = rows_out
             self.cycles, self.result_words = cycles, len(rows_out)
+            self.engine_errors = errors
+        return complete
+
+
+class TaylorShellModel(ShellModel):
+    """The shell with the Taylor-attention engine: buffers q, k, v, out of one 8-lane beat
+    a word (head h, token i, beat x at word (h * max_tokens + i) * row_beats + x), the
+    registers of TAYLOR_REGISTERS, and a RUN that computes every kept head with
+    golden.taylor. `params` is an rtl.taylor TaylorParams (read by attribute). ``cycles``
+    is the ideal 2·N·d²/M per head; the RTL counts real cycles."""
+
+    engine = "taylor"
+    register_ids = TAYLOR_REGISTERS
+
+    def __init__(self, params, *, max_payload=256, clock_hz=48_000_000, baud=115_200,
+                 timeout_bits=64, run_bit_times=0):
+        self.params = params
+        self.max_payload = max_payload
+        self.clock_hz, self.baud, self.timeout_bits = clock_hz, baud, timeout_bits
+        self.run_bit_times = run_bit_times
+        depth = params.heads * params.max_tokens * params.row_beats
+        width = 8 * params.operand_width
+        self.buffers = [Buffer(name, width, depth, name != "out")
+                        for name in ("q", "k", "v", "out")]
+        self.registers = {name: 0 for name in TAYLOR_REGISTERS}
+        self.registers.update(out_mult=params.out_mult, out_shift=params.out_shift)
+        self.engine_errors = self.cycles = self.result_words = 0
+        self._pending_run, self._frame, self._gap = None, None, 0
+
+    def _compute(self):
+        p, regs = self.params, self.registers
+        tokens, beats = regs["tokens"], p.row_beats
+        q, k, v, out = self.buffers
+        written, errors = {}, 0
+        if 1 <= tokens <= p.max_tokens:
+            scale = TaylorRegisters(ctx_shift=regs["ctx_shift"] & 63,
+                                    v_mult=regs["v_mult"] & 0xFFFF, v_shift=regs["v_shift"] & 63,
+                                    out_mult=regs["out_mult"] & 0xFFFF,
+                                    out_shift=regs["out_shift"] & 63)
+            for h in range(p.heads):
+                if regs["head_mask"] >> h & 1:
+                    continue
+                base = h * p.max_tokens * beats
+
+                def rows(buffer):
+                    return torch.tensor([sum((unpack_lanes(buffer.words[base + i * beats + x],
+                                                           8, p.operand_width)
+                                              for x in range(beats)), [])
+                                         for i in range(tokens)])
+                result = taylor_head_int(rows(q), rows(k), rows(v), scale,
+                                         width=p.operand_width, max_tokens=p.max_tokens).out
+                for i in range(tokens):
+                    for x in range(beats):
+                        written[base + i * beats + x] = pack_lanes(
+                            result[i, 8 * x:8 * x + 8].tolist(), p.operand_width)
+        else:
+            errors = TAYLOR_ERROR_TOKENS
+        self.engine_errors = 0
+
+        def complete():
+            for index, word in written.items():
+                out.words[index] = word
+            self.cycles, self.result_words = 2 * len(written) * p.blocks, len(written)
             self.engine_errors = errors
         return complete

@@ -8,8 +8,7 @@ from firmware.device import Device
 from firmware.errors import CelineError, EngineError, ProtocolError, SettingError
 from firmware.protocol import Command
 from firmware.transport import LoopbackTransport
-from golden.shell import (BAD_LENGTH, BAD_REGISTER, BUSY, OK, Buffer, ShellModel,
-                          pack_lanes, unpack_lanes)
+from golden.shell import TAYLOR_ERROR_TOKENS, TAYLOR_REGISTERS, ShellModel, TaylorShellModel
 from golden.taylor import TaylorRegisters, calibrate, taylor_head_int, taylor_int
 from rtl.mac.params import MacArrayParams
 from rtl.shell.taylor_engine import ERROR_TOKENS, REGISTERS, register_init
@@ -17,75 +16,6 @@ from rtl.taylor.params import TaylorParams
 
 PARAMS = TaylorParams(head_dim=16, max_tokens=12, mac_units=4, heads=3)
 REGS = TaylorRegisters(ctx_shift=6, v_mult=900, v_shift=5, out_mult=20000, out_shift=22)
-
-
-class TaylorShellModel(ShellModel):
-    """golden.shell.ShellModel with the Taylor engine's buffers, registers and run
-    (docs/protocol.md, "The Taylor-attention engine"); the run is golden.taylor."""
-
-    def __init__(self, params, *, max_payload=256, clock_hz=48_000_000, baud=115_200,
-                 timeout_bits=64, run_bit_times=0):
-        self.params = params
-        self.max_payload = max_payload
-        self.clock_hz, self.baud, self.timeout_bits = clock_hz, baud, timeout_bits
-        self.run_bit_times = run_bit_times
-        depth = params.heads * params.max_tokens * params.row_beats
-        width = 8 * params.operand_width
-        self.buffers = [Buffer("q", width, depth, True), Buffer("k", width, depth, True),
-                        Buffer("v", width, depth, True), Buffer("out", width, depth, False)]
-        self.registers = dict(zip(REGISTERS, register_init(params)))
-        self.engine_errors = self.cycles = self.result_words = 0
-        self._pending_run, self._frame, self._gap = None, None, 0
-
-    def info(self):
-        return {**super().info(), "engine": "taylor", "registers": dict(REGISTERS)}
-
-    def _configure(self, payload):
-        if len(payload) != 5:
-            return BAD_LENGTH, b""
-        if payload[0] >= len(REGISTERS):
-            return BAD_REGISTER, b""
-        if self.busy:
-            return BUSY, b""
-        self.registers[list(REGISTERS)[payload[0]]] = int.from_bytes(payload[1:], "little")
-        return OK, b""
-
-    def _compute(self):
-        p, regs = self.params, self.registers
-        tokens, beats = regs["tokens"], p.row_beats
-        q, k, v, out = self.buffers
-        written, errors = {}, 0
-        if 1 <= tokens <= p.max_tokens:
-            scale = TaylorRegisters(ctx_shift=regs["ctx_shift"] & 63,
-                                    v_mult=regs["v_mult"] & 0xFFFF, v_shift=regs["v_shift"] & 63,
-                                    out_mult=regs["out_mult"] & 0xFFFF,
-                                    out_shift=regs["out_shift"] & 63)
-            for h in range(p.heads):
-                if regs["head_mask"] >> h & 1:
-                    continue
-                base = h * p.max_tokens * beats
-
-                def rows(buffer):
-                    return torch.tensor([sum((unpack_lanes(buffer.words[base + i * beats + x],
-                                                           8, p.operand_width)
-                                              for x in range(beats)), [])
-                                         for i in range(tokens)])
-                result = taylor_head_int(rows(q), rows(k), rows(v), scale,
-                                         width=p.operand_width, max_tokens=p.max_tokens).out
-                for i in range(tokens):
-                    for x in range(beats):
-                        written[base + i * beats + x] = pack_lanes(
-                            result[i, 8 * x:8 * x + 8].tolist(), p.operand_width)
-        else:
-            errors = ERROR_TOKENS
-        self.engine_errors = 0
-
-        def complete():
-            for index, word in written.items():
-                out.words[index] = word
-            self.cycles, self.result_words = 2 * len(written) * p.blocks, len(written)
-            self.engine_errors = errors
-        return complete
 
 
 def open_device(params=PARAMS, **settings):
@@ -234,3 +164,10 @@ def test_the_model_describes_the_device_as_the_rtl_does():
     shell = build_shell(accel="taylor", accel_params=PARAMS, clock_hz=48_000_000, baud=115_200,
                         max_payload=256)
     assert shell.info == TaylorShellModel(PARAMS).info_bytes()
+
+
+def test_the_model_has_the_rtl_registers_and_error_bits():
+    assert TAYLOR_REGISTERS == REGISTERS and TAYLOR_ERROR_TOKENS == ERROR_TOKENS
+    params = TaylorParams(head_dim=8, max_tokens=4, mac_units=4, heads=1, out_mult=9,
+                          out_shift=5)
+    assert list(TaylorShellModel(params).registers.values()) == register_init(params)
