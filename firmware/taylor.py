@@ -98,6 +98,10 @@ class TaylorEngine:
 
     # -- running -----------------------------------------------------------------------
 
+    def _head_offset(self, head, info):
+        """Byte offset of head `head`'s slot (max_tokens rows) in buffer `info`."""
+        return head * self.params.max_tokens * self.params.row_beats * info.word_stride
+
     def attention(self, q, k, v, *, registers=None, head_mask=0, scales=None, out_scale=None,
                   timeout=10.0):
         """Taylor attention of one head (q, k, v: N x d) or several (H x N x d).
@@ -123,9 +127,8 @@ class TaylorEngine:
             info = device.buffers[name]
             for h in kept:
                 rows = tensor[h].reshape(words, LANES).tolist()
-                device.write_buffer(name, h * p.max_tokens * p.row_beats * info.word_stride,
-                                    pack_words(rows, p.operand_width, info.word_bytes,
-                                               info.word_stride))
+                words_bytes = pack_words(rows, p.operand_width, info.word_bytes, info.word_stride)
+                device.write_buffer(name, self._head_offset(h, info), words_bytes)
         device_mask = head_mask | (((1 << p.heads) - 1) & ~((1 << heads) - 1))
         device.configure(tokens=tokens, head_mask=device_mask, ctx_shift=regs.ctx_shift,
                          v_mult=regs.v_mult, v_shift=regs.v_shift, out_mult=regs.out_mult,
@@ -141,7 +144,7 @@ class TaylorEngine:
         info = device.buffers["out"]
         outs = []
         for h in kept:
-            data = device.read_buffer("out", h * p.max_tokens * p.row_beats * info.word_stride,
+            data = device.read_buffer("out", self._head_offset(h, info),
                                       words * info.word_stride)
             rows = unpack_words(data, words, LANES, p.operand_width, info.word_stride)
             outs.append(rows.reshape(tokens, p.head_dim))
