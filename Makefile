@@ -9,7 +9,7 @@ ACCEL       ?= mac
 PARAMS      ?=
 BOARD       ?= ulx3s-85f
 SEED        ?= 1
-FLATTEN     ?=
+FLATTEN     ?= 0
 PYTEST_ARGS ?=
 
 STAMP  := $(VENV)/.stamp
@@ -54,7 +54,7 @@ bench: $(STAMP)
 	$(VENV)/bin/celine bench --out build/bench
 
 bitstream: $(STAMP)
-	$(VENV)/bin/celine bitstream --board $(BOARD) --accel $(ACCEL) --seed $(SEED) $(if $(FLATTEN),--flatten) $(PARAMS)
+	$(VENV)/bin/celine bitstream --board $(BOARD) --accel $(ACCEL) --seed $(SEED) $(if $(filter 1 yes true,$(FLATTEN)),--flatten) $(PARAMS)
 
 clean:
 	rm -rf build .pytest_cache

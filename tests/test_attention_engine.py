@@ -8,12 +8,12 @@ import torch
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
 
-from golden.shell import pack_lanes, unpack_lanes
-from golden.taylor import TaylorRegisters, calibrate, taylor_attention, taylor_int
-from rtl.shell.shell import build_shell
-from rtl.shell.taylor_engine import ERROR_TOKENS, REGISTERS, TaylorEngine
-from rtl.taylor.params import TaylorParams
-from sim.amaranth_sim import run_sim
+from celine.golden.shell import pack_lanes, unpack_lanes
+from celine.golden.taylor import TaylorRegisters, calibrate, taylor_attention, taylor_int
+from celine.rtl.shell.shell import build_shell
+from celine.rtl.shell.taylor_engine import ERROR_TOKENS, REGISTERS, TaylorEngine
+from celine.engines.taylor.spec import TaylorParams
+from celine.sim.amaranth_sim import run_sim
 
 PARAMS = TaylorParams(head_dim=16, max_tokens=8, mac_units=4, heads=3)
 
@@ -203,10 +203,10 @@ def test_build_shell_checks_its_engine_settings():
 
 
 def test_celine_knows_the_taylor_engine(tmp_path, capsys):
-    from boards.designs import get_design
-    from gen.accelerators import ACCELERATORS
-    from gen.cli import main
-    from rtl.taylor.pipeline import TaylorPipeline
+    from celine.boards.designs import get_design
+    from celine.gen.accelerators import ACCELERATORS
+    from celine.gen.cli import main
+    from celine.rtl.taylor.pipeline import TaylorPipeline
     assert get_design("taylor").params is TaylorParams
     assert ACCELERATORS["taylor"].component is TaylorPipeline
     assert set(ACCELERATORS) == {"mac", "taylor"}              # the designs with a core

@@ -9,8 +9,8 @@ import json
 import subprocess
 import sys
 
-from gen.bitstream import REPORT_KEYS
-from gen.cli import main
+from celine.gen.bitstream import REPORT_KEYS
+from celine.gen.cli import main
 
 
 def test_echo_bitstream_on_ulx3s_85f(tmp_path, capsys):
@@ -64,8 +64,8 @@ import sys
 from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-import boards.designs as designs
-from gen.cli import main
+import celine.boards.designs as designs
+from celine.gen.cli import main
 
 class MultiplierHog(wiring.Component):
     rx: In(1)
@@ -82,7 +82,7 @@ class MultiplierHog(wiring.Component):
         m.d.sync += self.tx.eq(total.xor())
         return m
 
-designs.ACCEL_DESIGNS["hog"] = designs.Design("hog", None, lambda *args: MultiplierHog(), "")
+designs.DESIGNS["hog"] = designs.Design("hog", None, lambda *args: MultiplierHog(), "")
 sys.exit(main(sys.argv[1:]))
 '''
 

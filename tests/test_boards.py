@@ -8,12 +8,12 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from boards.baud import check_baud, default_baud
-from boards.designs import ACCEL_DESIGNS, get_design
-from boards.echo import UartEcho
-from boards.platforms import BOARDS, ProgrammerMissing, get_board, program_command
-from boards.pll import pll_config
-from boards.top import BoardTop
+from celine.boards.baud import check_baud, default_baud
+from celine.boards.designs import ACCEL_DESIGNS, get_design
+from celine.boards.echo import UartEcho
+from celine.boards.platforms import BOARDS, ProgrammerMissing, get_board, program_command
+from celine.boards.pll import pll_config
+from celine.boards.top import BoardTop
 
 
 @pytest.mark.parametrize("name", list(BOARDS))
@@ -178,7 +178,7 @@ def test_designs_registry():
 
 
 def test_mac_shell_prepares_on_the_default_board():
-    from rtl.mac.params import MacArrayParams
+    from celine.engines.mac.spec import MacArrayParams
     design = get_design("mac")
     params = MacArrayParams(rows=1, cols=1, precisions=(8,))
     top = BoardTop("ulx3s-85f", lambda clock_hz, baud: design.component(params, clock_hz, baud))

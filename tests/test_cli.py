@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from gen.cli import main
+from celine.gen.cli import main
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "gen.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "celine.gen.cli", *args], capture_output=True,
                           text=True, cwd=cwd)
 
 

@@ -5,11 +5,11 @@ import random
 import pytest
 import torch
 
-from golden.lfsr import LFSR as GoldenLFSR
-from golden.quant import requantize
-from rtl.common.lfsr import LFSR
-from rtl.common.requant import Requantizer
-from sim.amaranth_sim import run_sim
+from celine.golden.lfsr import LFSR as GoldenLFSR
+from celine.golden.quant import requantize
+from celine.rtl.common.lfsr import LFSR
+from celine.rtl.common.requant import Requantizer
+from celine.sim.amaranth_sim import run_sim
 
 
 @pytest.mark.parametrize("width,seed", [(16, 0xACE1), (8, 1), (16, 0xFFFF)])

@@ -4,15 +4,15 @@ shell with the Taylor engine: layout, registers, calibration, and the host-side 
 import pytest
 import torch
 
-from firmware.device import Device
-from firmware.errors import CelineError, EngineError, ProtocolError, SettingError
-from firmware.protocol import Command
-from firmware.transport import LoopbackTransport
-from golden.shell import TAYLOR_ERROR_TOKENS, TAYLOR_REGISTERS, ShellModel, TaylorShellModel
-from golden.taylor import TaylorRegisters, calibrate, taylor_head_int, taylor_int
-from rtl.mac.params import MacArrayParams
-from rtl.shell.taylor_engine import ERROR_TOKENS, REGISTERS, register_init
-from rtl.taylor.params import TaylorParams
+from celine.firmware.device import Device
+from celine.firmware.errors import CelineError, EngineError, ProtocolError, SettingError
+from celine.firmware.protocol import Command
+from celine.firmware.transport import LoopbackTransport
+from celine.golden.shell import TAYLOR_ERROR_TOKENS, TAYLOR_REGISTERS, ShellModel, TaylorShellModel
+from celine.golden.taylor import TaylorRegisters, calibrate, taylor_head_int, taylor_int
+from celine.engines.mac.spec import MacArrayParams
+from celine.rtl.shell.taylor_engine import ERROR_TOKENS, REGISTERS, register_init
+from celine.engines.taylor.spec import TaylorParams
 
 PARAMS = TaylorParams(head_dim=16, max_tokens=12, mac_units=4, heads=3)
 REGS = TaylorRegisters(ctx_shift=6, v_mult=900, v_shift=5, out_mult=20000, out_shift=22)
@@ -160,7 +160,7 @@ def test_settings_are_checked_before_anything_is_sent(call, message):
 
 
 def test_the_model_describes_the_device_as_the_rtl_does():
-    from rtl.shell.shell import build_shell
+    from celine.rtl.shell.shell import build_shell
     shell = build_shell(accel="taylor", accel_params=PARAMS, clock_hz=48_000_000, baud=115_200,
                         max_payload=256)
     assert shell.info == TaylorShellModel(PARAMS).info_bytes()

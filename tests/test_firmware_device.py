@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from firmware.device import Device
-from firmware.errors import (BadAddress, Busy, LinkTimeout, ReplyCRCError, RunTimeout,
+from celine.firmware.device import Device
+from celine.firmware.errors import (BadAddress, Busy, LinkTimeout, ReplyCRCError, RunTimeout,
                              SettingError)
-from firmware.protocol import Command
-from firmware.transport import LoopbackTransport
-from golden.mac import MacArrayModel, Requant, reference_matmul
-from golden.quant import requantize
-from golden.shell import ShellModel
-from rtl.mac.params import MacArrayParams
+from celine.firmware.protocol import Command
+from celine.firmware.transport import LoopbackTransport
+from celine.golden.mac import MacArrayModel, Requant, reference_matmul
+from celine.golden.quant import requantize
+from celine.golden.shell import ShellModel
+from celine.engines.mac.spec import MacArrayParams
 
 PARAMS = MacArrayParams(rows=2, cols=2)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from firmware.protocol import (Command, Reply, ReplyDecoder, Status, StatusReport,
+from celine.firmware.protocol import (Command, Reply, ReplyDecoder, Status, StatusReport,
                                configure_payload, crc16, encode_reply, encode_request,
                                parse_address, parse_configure, parse_read, parse_status,
                                read_payload, status_payload, write_payload)

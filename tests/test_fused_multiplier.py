@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from rtl.mac.fused_multiplier import FusedMultiplier
-from sim.amaranth_sim import run_sim
+from celine.rtl.mac.fused_multiplier import FusedMultiplier
+from celine.sim.amaranth_sim import run_sim
 
 
 def operand(word, k, width, signed):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from golden.lfsr import LFSR
-from golden.mac import MacArrayModel, Requant, assemble, reference_matmul, tile_matmul
-from rtl.mac.params import MacArrayParams
+from celine.golden.lfsr import LFSR
+from celine.golden.mac import MacArrayModel, Requant, assemble, reference_matmul, tile_matmul
+from celine.engines.mac.spec import MacArrayParams
 
 
 @pytest.mark.parametrize("precision", [2, 4, 8, 16])

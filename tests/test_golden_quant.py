@@ -2,7 +2,7 @@
 
 import torch
 
-from golden.quant import (quantize, reduce_precision, requantize, round_shift, signed_range,
+from celine.golden.quant import (quantize, reduce_precision, requantize, round_shift, signed_range,
                           signed_width, wrap)
 
 

@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from firmware.protocol import (Command, ReplyDecoder, Status, configure_payload,
+from celine.firmware.protocol import (Command, ReplyDecoder, Status, configure_payload,
                                encode_request, parse_status, read_payload, write_payload)
-from golden.mac import MacArrayModel, Requant
-from golden.shell import ShellModel, pack_lanes, unpack_lanes
-from rtl.mac.params import MacArrayParams
+from celine.golden.mac import MacArrayModel, Requant
+from celine.golden.shell import ShellModel, pack_lanes, unpack_lanes
+from celine.engines.mac.spec import MacArrayParams
 
 PARAMS = MacArrayParams(rows=2, cols=2)
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from golden.taylor import (TaylorRegisters, attention_errors, calibrate, dominant_keys_inputs,
+from celine.golden.taylor import (TaylorRegisters, attention_errors, calibrate, dominant_keys_inputs,
                            error_report, random_inputs, reciprocal, recip_shift,
                            softmax_attention, taylor_attention, taylor_head_int, taylor_int)
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from rtl.mac.array import MacArray
-from rtl.mac.params import MacArrayParams
-from sim.mac_cases import mixed_tiles
-from sim.runner import run_cocotb
-from sim.toolchain import selected_simulator
+from celine.rtl.mac.array import MacArray
+from celine.engines.mac.spec import MacArrayParams
+from celine.sim.mac_cases import mixed_tiles
+from celine.sim.runner import run_cocotb
+from celine.sim.toolchain import selected_simulator
 
 # Icarus runs the big brick arrays at a few hundred cycles per second: there the worst-case
 # tile (most negative operands for max_reduction beats) is cut to 64 beats. Verilator runs
@@ -33,7 +33,7 @@ def run_point(request, name, *, seed, idle_prob, backpressure_prob, testcase="ti
     params = MacArrayParams(**POINTS[name])
     tiles = mixed_tiles(params, seed, max_depth=min(12, params.max_reduction * 2),
                         worst_depth=WORST_DEPTH[selected_simulator()])
-    run_cocotb(MacArray(params), toplevel=f"mac_{name}", test_module="sim.tb.mac_tb",
+    run_cocotb(MacArray(params), toplevel=f"mac_{name}", test_module="celine.sim.tb.mac_tb",
                case_id=request.node.nodeid, params=params.to_dict(), seed=seed,
                testcase=testcase,
                data={"tiles": tiles, "idle_prob": idle_prob, "backpressure_prob": backpressure_prob})
@@ -57,6 +57,6 @@ def test_mac_array_sweep(request, name, idle_prob, backpressure_prob):
 @pytest.mark.parametrize("name", ["bricks_default"])
 def test_mac_array_error_flags(request, name):
     params = MacArrayParams(**POINTS[name])
-    run_cocotb(MacArray(params), toplevel=f"mac_{name}", test_module="sim.tb.mac_tb",
+    run_cocotb(MacArray(params), toplevel=f"mac_{name}", test_module="celine.sim.tb.mac_tb",
                case_id=request.node.nodeid, params=params.to_dict(), testcase="error_flags",
                data={})

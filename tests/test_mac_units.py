@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from rtl.mac.array import MacArray
-from rtl.mac.params import MacArrayParams
-from rtl.mac.pe import ProcessingElement
-from sim.amaranth_sim import run_sim
+from celine.rtl.mac.array import MacArray
+from celine.engines.mac.spec import MacArrayParams
+from celine.rtl.mac.pe import ProcessingElement
+from celine.sim.amaranth_sim import run_sim
 
 
 @pytest.mark.parametrize("impl,precisions", [("bricks", (2, 4, 8, 16)), ("bricks", (4, 16)),

@@ -6,7 +6,7 @@ import pytest
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from sim.payload import layout_width, pack, unpack
+from celine.sim.payload import layout_width, pack, unpack
 
 FRAME = data.StructLayout({"data": data.ArrayLayout(signed(8), 4), "last": 1})
 NESTED = data.StructLayout({

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from firmware.protocol import Command, encode_request
-from golden.mac import reference_matmul
-from golden.shell import ShellModel
-from rtl.mac.params import MacArrayParams
-from rtl.shell.shell import build_shell
-from sim.runner import run_cocotb
+from celine.firmware.protocol import Command, encode_request
+from celine.golden.mac import reference_matmul
+from celine.golden.shell import ShellModel
+from celine.engines.mac.spec import MacArrayParams
+from celine.rtl.shell.shell import build_shell
+from celine.sim.runner import run_cocotb
 
 
 CLOCK_HZ = 100_000_000          # the testbench clock (10 ns)
@@ -81,7 +81,7 @@ def fault_script(point):
 
 def run_point(request, point, testcase, data):
     p = POINTS[point]
-    run_cocotb(design(point), toplevel=f"shell_{point}", test_module="sim.tb.shell_tb",
+    run_cocotb(design(point), toplevel=f"shell_{point}", test_module="celine.sim.tb.shell_tb",
                case_id=request.node.nodeid, testcase=testcase,
                params={"mac": MacArrayParams(**p["mac"]).to_dict(), "shell": p["shell"]},
                data=data)

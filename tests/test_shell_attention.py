@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from golden.quant import quantize
-from golden.taylor import (TaylorRegisters, calibrate, random_inputs, taylor_attention,
+from celine.golden.quant import quantize
+from celine.golden.taylor import (TaylorRegisters, calibrate, random_inputs, taylor_attention,
                            taylor_int)
-from rtl.shell.shell import build_shell
-from rtl.taylor.params import TaylorParams
-from sim.runner import run_cocotb
+from celine.rtl.shell.shell import build_shell
+from celine.engines.taylor.spec import TaylorParams
+from celine.sim.runner import run_cocotb
 
 CLOCK_HZ = 100_000_000          # the testbench clock (10 ns)
 SHELL = dict(clock_hz=CLOCK_HZ, baud=CLOCK_HZ // 4, max_payload=1024, timeout_bits=64)
@@ -62,7 +62,7 @@ def job(params, q, k, v, *, head_mask=0, registers=None, scales=None, out_scale=
 def run_point(request, point, jobs):
     shell = design(point)
     directory = run_cocotb(shell, toplevel=f"taylor_shell_{point.replace('-', '_')}",
-                           test_module="sim.tb.shell_tb", case_id=request.node.nodeid,
+                           test_module="celine.sim.tb.shell_tb", case_id=request.node.nodeid,
                            testcase="attention_end_to_end",
                            params={"taylor": POINTS[point].to_dict(), "shell": SHELL},
                            data={"attention": jobs, "info": json.loads(shell.info)})

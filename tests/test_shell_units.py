@@ -5,12 +5,12 @@ import random
 
 import pytest
 
-from firmware.protocol import Command, Status, crc16, encode_request
-from rtl.mac.params import MacArrayParams
-from rtl.shell.crc16 import CRC16
-from rtl.shell.shell import build_shell, uart_divisor
-from rtl.shell.uart import UARTReceiver, UARTTransmitter
-from sim.amaranth_sim import run_sim
+from celine.firmware.protocol import Command, Status, crc16, encode_request
+from celine.engines.mac.spec import MacArrayParams
+from celine.rtl.shell.crc16 import CRC16
+from celine.rtl.shell.shell import build_shell, uart_divisor
+from celine.rtl.shell.uart import UARTReceiver, UARTTransmitter
+from celine.sim.amaranth_sim import run_sim
 
 DIVISOR = 4
 

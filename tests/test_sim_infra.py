@@ -6,15 +6,15 @@ import sys
 
 import pytest
 
-from rtl.common.skid import SkidBuffer
-from sim.runner import run_cocotb
-from sim.tb.skid_tb import frame_layout
-from sim.toolchain import ToolchainError, selected_simulator, simulator_environment
+from celine.rtl.common.skid import SkidBuffer
+from celine.sim.runner import run_cocotb
+from celine.sim.tb.skid_tb import frame_layout
+from celine.sim.toolchain import ToolchainError, selected_simulator, simulator_environment
 
 
 def run_skid(request, *, lanes, width, seed, idle_prob, backpressure_prob, beats=300):
     run_cocotb(SkidBuffer(frame_layout(lanes, width)), toplevel=f"skid_{lanes}x{width}",
-               test_module="sim.tb.skid_tb", case_id=request.node.nodeid,
+               test_module="celine.sim.tb.skid_tb", case_id=request.node.nodeid,
                params={"lanes": lanes, "width": width}, seed=seed,
                data={"beats": beats, "idle_prob": idle_prob,
                      "backpressure_prob": backpressure_prob})
@@ -57,7 +57,7 @@ def test_pytest_reports_missing_simulator_in_one_line(tmp_path):
         "from rtl.common.skid import SkidBuffer\n"
         "from sim.runner import run_cocotb\n"
         "def test_it():\n"
-        "    run_cocotb(SkidBuffer(8), test_module='sim.tb.skid_tb', case_id='x', sim='icarus')\n")
+        "    run_cocotb(SkidBuffer(8), test_module='celine.sim.tb.skid_tb', case_id='x', sim='icarus')\n")
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
                            if not os.path.exists(os.path.join(p, "iverilog")))
     env = dict(os.environ, PATH=path, CELINE_BUILD_DIR=str(tmp_path / "build"))
@@ -72,7 +72,7 @@ def test_pytest_reports_missing_simulator_in_one_line(tmp_path):
 
 
 def test_icarus_copy_wakes_combinational_blocks_at_start(tmp_path):
-    from sim.runner import icarus_verilog
+    from celine.sim.runner import icarus_verilog
     source = tmp_path / "top.v"
     source.write_text("module top;\n  reg \\$auto$verilog_backend.cc:2355:dump_module$3  = 0;\n"
                       "  always @* begin\n    if (\\$auto$verilog_backend.cc:2355:dump_module$3 )"

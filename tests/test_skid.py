@@ -7,8 +7,8 @@ import pytest
 from amaranth.hdl import signed
 from amaranth.lib import data
 
-from rtl.common.skid import SkidBuffer
-from sim.amaranth_sim import run_sim, stream_get_n, stream_put_all
+from celine.rtl.common.skid import SkidBuffer
+from celine.sim.amaranth_sim import run_sim, stream_get_n, stream_put_all
 
 FRAME = data.StructLayout({"data": data.ArrayLayout(signed(8), 4), "last": 1})
 

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from gen.taylor_model import cycles as model_cycles
-from rtl.taylor.params import TaylorParams
-from rtl.taylor.pipeline import TaylorPipeline
-from sim.runner import run_cocotb
-from sim.taylor_cases import make_run
+from celine.gen.taylor_model import cycles as model_cycles
+from celine.engines.taylor.spec import TaylorParams
+from celine.rtl.taylor.pipeline import TaylorPipeline
+from celine.sim.runner import run_cocotb
+from celine.sim.taylor_cases import make_run
 
 # (name, parameters, runs): every parameter point and the runs it takes, in order.
 # A run is (tokens, head_mask, kind) with kind as in sim/taylor_cases.py.
@@ -49,7 +49,7 @@ def run_point(request, name, *, seed, idle_prob=0.0, backpressure_prob=0.0,
               testcase="runs_match_golden", runs=None):
     params, all_runs = runs_for(name, seed)
     return run_cocotb(TaylorPipeline(params), toplevel=f"taylor_{name}",
-                      test_module="sim.tb.taylor_tb", case_id=request.node.nodeid,
+                      test_module="celine.sim.tb.taylor_tb", case_id=request.node.nodeid,
                       params=params.to_dict(), seed=seed, testcase=testcase,
                       data={"runs": all_runs if runs is None else runs(all_runs),
                             "idle_prob": idle_prob, "backpressure_prob": backpressure_prob})

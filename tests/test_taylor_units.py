@@ -6,16 +6,16 @@ import random
 import pytest
 import torch
 
-from gen.taylor_model import cycles, estimate
-from golden.taylor import TaylorRegisters, reciprocal, taylor_head_int
-from golden.quant import requantize, round_shift, saturate
-from rtl.taylor.centering import CenteringUnit
-from rtl.taylor.output_lane import OutputLane
-from rtl.taylor.params import TaylorParams
-from rtl.taylor.pipeline import TaylorPipeline
-from rtl.taylor.reciprocal import Reciprocal
-from sim.amaranth_sim import run_sim, stream_get_n, stream_put_all
-from sim.taylor_cases import make_run
+from celine.gen.taylor_model import cycles, estimate
+from celine.golden.taylor import TaylorRegisters, reciprocal, taylor_head_int
+from celine.golden.quant import requantize, round_shift, saturate
+from celine.rtl.taylor.centering import CenteringUnit
+from celine.rtl.taylor.output_lane import OutputLane
+from celine.engines.taylor.spec import TaylorParams
+from celine.rtl.taylor.pipeline import TaylorPipeline
+from celine.rtl.taylor.reciprocal import Reciprocal
+from celine.sim.amaranth_sim import run_sim, stream_get_n, stream_put_all
+from celine.sim.taylor_cases import make_run
 
 
 def test_reciprocal_matches_golden():

@@ -1,0 +1,98 @@
+"""The engine record: everything the rest of Celine needs to know about one engine.
+
+An engine is a package `celine/engines/<name>/` (this record in its `__init__.py`, its
+dependency-free declarations in `spec.py`, its host API, cycle model and benchmark) plus
+its hardware in `celine/rtl/<name>/` and its golden model in `celine/golden/<name>.py`;
+`celine.registry` lists the records. The shell, the golden shell model, the host
+`Device`, the board designs, the CLI and the benchmarks loop over the registry and
+never name an engine. docs/engines.md is the checklist for adding one.
+
+Everything that needs Amaranth or torch is named by a `Ref` ("module:attribute") and
+imported only when used, so that the host runtime can read the registry without them.
+"""
+
+from dataclasses import dataclass, field
+from importlib import import_module
+
+from ..spec.protocol import engine_description
+
+__all__ = ["Ref", "Accelerator", "CycleEstimate"]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A lazily imported object: "package.module:attribute"."""
+    target: str
+
+    def load(self):
+        module, _, attribute = self.target.partition(":")
+        return getattr(import_module(module), attribute)
+
+
+@dataclass(frozen=True)
+class CycleEstimate:
+    """What a cycle model predicts for one workload."""
+    cycles: int
+    useful_macs: int
+    mac_units: float          # ideal MACs per cycle
+
+
+    @property
+    def utilization(self):
+        return self.useful_macs / (self.cycles * self.mac_units) if self.cycles else 0.0
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """One engine.
+
+    name, summary: as `celine list` shows them; `name` is also INFO's "engine" and the
+      host's attribute (`dev.<name>`).
+    params: the generator-parameter class (a frozen dataclass, dependency-free, with
+      to_dict/from_dict/derived).
+    registers: params -> celine.spec.fields.RegisterMap (ids, fields, reset values).
+    buffers: (params, **options) -> [celine.spec.fields.BufferSpec], in id order.
+    errors: the IntFlag of the engine's STATUS error bits.
+    options: the shell options `buffers`, the adapter and the golden model take (name ->
+      default), e.g. buffer depths that are not fixed by the parameters.
+    core: the engine's own component, params -> wiring.Component (`celine verilog`).
+    adapter: the shell adapter, (params, **options) -> a component with the signature of
+      celine.rtl.shell.contract.engine_signature.
+    golden: the golden engine model the golden shell model composes,
+      (params, **options) -> celine.golden.shell.EngineModel.
+    host: the host API, device -> object; the device offers it as `dev.<name>`.
+    cycles: the cycle model, (params, **workload) -> CycleEstimate; `workload` is the
+      default workload, named for reports.
+    bench: `run(out: Path, *, quick: bool, fpga: bool) -> dict`, writes <out>/<name>.json.
+    space: the exploration space, {parameter: tuple of values}.
+    """
+    name: str
+    summary: str
+    params: type
+    registers: object
+    buffers: object
+    errors: type
+    core: Ref
+    adapter: Ref
+    golden: Ref
+    host: Ref
+    cycles: Ref
+    bench: Ref
+    space: dict
+    workload: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+    def resolve_options(self, options):
+        """`options` over the defaults; ValueError for an unknown name."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            known = ", ".join(self.options) or "none"
+            raise ValueError(f"option must be one of {known} for the {self.name} engine, "
+                             f"not {unknown[0]!r}")
+        return {**self.options, **options}
+
+    def describe(self, params, **options):
+        """The engine's part of the INFO description."""
+        options = self.resolve_options(options)
+        return engine_description(self.name, params, self.buffers(params, **options),
+                                  self.registers(params))

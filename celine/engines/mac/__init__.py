@@ -1,0 +1,24 @@
+"""The precision-scalable MAC array (2-in-1 Accelerator, InstantNet): the engine record."""
+
+from .. import Accelerator, Ref
+from . import spec
+
+ENGINE = Accelerator(
+    name="mac",
+    summary="precision-scalable MAC array (2-in-1 Accelerator, InstantNet)",
+    params=spec.MacArrayParams,
+    registers=spec.registers,
+    buffers=spec.buffers,
+    errors=spec.Errors,
+    options={"operand_depth": spec.DEFAULT_OPERAND_DEPTH,
+             "result_depth": spec.DEFAULT_RESULT_DEPTH},
+    core=Ref("celine.rtl.mac.array:MacArray"),
+    adapter=Ref("celine.rtl.mac.shell_adapter:MacShellAdapter"),
+    golden=Ref("celine.golden.mac:MacEngineModel"),
+    host=Ref("celine.engines.mac.host:MacArrayHost"),
+    cycles=Ref("celine.engines.mac.cycles:estimate"),
+    workload={"m": 64, "k": 64, "n": 64},
+    bench=Ref("celine.engines.mac.bench:run"),
+    space={"rows": (1, 2, 4, 8, 16), "cols": (1, 2, 4, 8, 16), "impl": spec.IMPLS,
+           "brick_width": (1, 2, 4), "precisions": ((8,), (4, 8), (2, 4, 8, 16))},
+)

@@ -1,0 +1,44 @@
+"""Cycle model of the MAC array (rtl/mac/array.py) for an M x K x N matmul.
+
+A product is cut into tiles of tile_rows(p) x tile_cols(p) outputs (golden.mac.tile_matmul);
+each tile streams K beats, one a cycle, `passes(p)` cycles each (four at 16 bits on
+bricks), back to back with the input always valid and the output always ready (the
+bench's conditions). The array's pipeline adds `PIPELINE_LATENCY` cycles from the first
+beat to the first output row, and a tile's rows leave one a cycle behind it, overlapped
+with the next tile's beats; only the last tile's rows are exposed.
+"""
+
+from .. import CycleEstimate
+from .spec import MacArrayParams
+
+# First beat in -> first output row out (operand registers, multipliers, adder tree,
+# accumulator, result drain with its requantizer); measured in RTL simulation.
+PIPELINE_LATENCY = 9
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def tiles(params: MacArrayParams, m, n, precision):
+    return _ceil_div(m, params.tile_rows(precision)) * _ceil_div(n, params.tile_cols(precision))
+
+
+def cycles(params: MacArrayParams, m=64, k=64, n=64, precision=None) -> int:
+    """Cycles from the first beat to the last output row of an m x k x n matmul."""
+    p = params
+    precision = max(p.precisions) if precision is None else precision
+    if precision not in p.precisions:
+        raise ValueError(f"precision must be one of {', '.join(map(str, p.precisions))}, "
+                         f"not {precision!r}")
+    for name, value in (("m", m), ("k", k), ("n", n)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    streaming = tiles(p, m, n, precision) * k * p.passes(precision)
+    return streaming + PIPELINE_LATENCY + p.tile_rows(precision) - 1
+
+
+def estimate(params: MacArrayParams, m=64, k=64, n=64, precision=None) -> CycleEstimate:
+    precision = max(params.precisions) if precision is None else precision
+    return CycleEstimate(cycles(params, m, k, n, precision), m * k * n,
+                         params.macs_per_cycle_ideal(precision))

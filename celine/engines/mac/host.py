@@ -1,0 +1,185 @@
+"""Matrix products on the MAC array engine: settings checks, tiling, packing, batching.
+
+A product is cut into array tiles with golden.mac.tile_matmul; tiles go to the device in
+runs of as many as the act/weight buffers (T*K beats) and the result buffer (the rows of
+T tiles) hold. Beats pack into words of `operand_width`-bit lanes, lane 0 lowest,
+little-endian, word i at byte i*word_stride; result words are weight_lanes lanes of
+result_width bits.
+
+Random Precision Switch: the device's LFSR draws each tile's precision. The host replays
+the draws with one golden.mac.MacArrayModel per device (so it stays in step across runs
+and calls) and cuts each tile at its drawn precision. Tiles then differ in shape, so the
+output is covered greedily: a tile claims the still-uncovered blocks of its footprint
+(blocks being the tile shape of the largest candidate precision) at the first uncovered
+block, row-major. `last_precisions` records the precision of every output element.
+"""
+
+import torch
+
+from ...firmware.errors import CelineError, EngineError, ProtocolError, SettingError
+from ...firmware.words import pack_words, unpack_words
+from ...golden.mac import MacArrayModel, Requant, assemble, tile_matmul
+from .spec import MacArrayParams
+
+__all__ = ["MacArrayHost"]
+
+
+def _as_matrix(name, value):
+    tensor = torch.as_tensor(value)
+    if tensor.ndim != 2 or tensor.dtype.is_floating_point or tensor.dtype.is_complex \
+            or tensor.dtype == torch.bool:
+        raise SettingError(f"{name} must be a 2-D integer tensor, not "
+                           f"{tensor.dtype} of shape {tuple(tensor.shape)}")
+    return tensor.to(torch.int64)
+
+
+class MacArrayHost:
+    """`dev.mac`: matrix products on a MAC array device."""
+
+    def __init__(self, device):
+        self.device = device
+        self.params = MacArrayParams.from_dict(device.info["params"])
+        self.model = MacArrayModel(self.params)     # replays the device's LFSR
+        self.last_precisions = None
+
+    # -- checks ------------------------------------------------------------------------
+
+    def _check(self, a, w, precision, requant, rps):
+        p = self.params
+        a, w = _as_matrix("a", a), _as_matrix("w", w)
+        if a.shape[1] != w.shape[0] or a.shape[1] < 1:
+            raise SettingError(f"w must have {a.shape[1]} rows (the columns of a), "
+                               f"not {w.shape[0]}")
+        if not rps and (not isinstance(precision, int) or isinstance(precision, bool)
+                        or precision not in p.precisions):
+            rule = ", ".join(map(str, p.precisions))
+            raise SettingError(f"precision must be one of {rule}, not {precision!r}")
+        wide = (p.rps_candidates if rps else (precision,)) == (16,)
+        lo, hi = (-(1 << 15), (1 << 15) - 1) if wide else (-128, 127)
+        kind = "int16" if wide else "int8"
+        for name, tensor in (("a", a), ("w", w)):
+            if tensor.numel() and not (lo <= int(tensor.min()) and int(tensor.max()) <= hi):
+                raise SettingError(f"{name} must hold {kind} values ({lo}..{hi}), not values "
+                                   f"{int(tensor.min())}..{int(tensor.max())}")
+        if requant is not None and not isinstance(requant, Requant):
+            requant = Requant(True, *requant)
+        if requant is not None and requant.enable:
+            if not 0 <= requant.multiplier < 1 << 16:
+                raise SettingError(f"requant multiplier must be between 0 and 65535, "
+                                   f"not {requant.multiplier!r}")
+            if not 0 <= requant.shift < 64:
+                raise SettingError(f"requant shift must be between 0 and 63, "
+                                   f"not {requant.shift!r}")
+        depth = min(self.device.buffers["act"].depth, self.device.buffers["weight"].depth)
+        if a.shape[1] > depth:
+            raise SettingError(f"K must be at most {depth} (the buffer depth), not {a.shape[1]}")
+        return a, w, requant
+
+    # -- tiling ------------------------------------------------------------------------
+
+    def _plan(self, a, w, precision, rps):
+        """[(m0, n0, precision, act_beats, weight_beats)] in device order."""
+        if not rps:
+            return [(m0, n0, precision, act, weight)
+                    for m0, n0, act, weight in tile_matmul(a, w, precision, self.params)]
+        p = self.params
+        unit_r = min(p.tile_rows(c) for c in p.rps_candidates)
+        unit_c = min(p.tile_cols(c) for c in p.rps_candidates)
+        grid_r, grid_c = -(-a.shape[0] // unit_r), -(-w.shape[1] // unit_c)
+        covered = [[False] * grid_c for _ in range(grid_r)]
+        plan = []
+        for r in range(grid_r):
+            for c in range(grid_c):
+                if covered[r][c]:
+                    continue
+                drawn = self.model.tile_precision(rps=True)
+                m0, n0 = r * unit_r, c * unit_c
+                rows, cols = p.tile_rows(drawn), p.tile_cols(drawn)
+                for rr in range(r, min(grid_r, r + rows // unit_r)):
+                    for cc in range(c, min(grid_c, c + cols // unit_c)):
+                        covered[rr][cc] = True
+                (_, _, act, weight), = tile_matmul(a[m0:m0 + rows], w[:, n0:n0 + cols],
+                                                   drawn, p)
+                plan.append((m0, n0, drawn, act, weight))
+        return plan
+
+    def _tiles_per_run(self, size_k, rps, precision):
+        p, buffers = self.params, self.device.buffers
+        rows = max(p.tile_rows(c) for c in (p.rps_candidates if rps else (precision,)))
+        tiles = min(buffers["act"].depth // size_k, buffers["weight"].depth // size_k,
+                    buffers["result"].depth // rows, 0xFFFF // rows)
+        if tiles < 1:
+            raise CelineError(f"the result buffer ({buffers['result'].depth} words) cannot "
+                              f"hold one tile of {rows} rows")
+        return tiles
+
+    # -- running -----------------------------------------------------------------------
+
+    def matmul(self, a, w, *, precision=4, requant=None, rps=False):
+        """A (M x K) @ W (K x N): an (M x N) int64 tensor.
+
+        a, w: stored int8 values (int16 at precision 16), reduced to `precision` bits on
+        the device; requant: None (exact sums), golden.mac.Requant or (M, S) for int8
+        outputs; rps: each tile's precision drawn by the device (see the module docstring).
+        """
+        a, w, requant = self._check(a, w, precision, requant, rps)
+        size_m, size_k = a.shape
+        size_n = w.shape[1]
+        per_run = self._tiles_per_run(size_k, rps, precision)
+        plan = self._plan(a, w, precision, rps)
+        word = requant if requant is not None else Requant()
+        self.device.configure(depth=size_k, precision=max(self.params.precisions) if rps
+                              else precision, rps_enable=int(rps),
+                              requant=int(word.enable) | word.multiplier << 1 | word.shift << 17)
+        results, tiles_set = [], None
+        for start in range(0, len(plan), per_run):
+            batch = plan[start:start + per_run]
+            if len(batch) != tiles_set:
+                self.device.configure(tiles=len(batch))
+                tiles_set = len(batch)
+            results += self._run_batch(batch)
+        return self._assemble(size_m, size_n, plan, results, precision, rps)
+
+    def _write_beats(self, name, beats, lanes):
+        info = self.device.buffers[name]
+        rows = torch.cat(beats).reshape(-1, lanes).tolist()
+        self.device.write_buffer(name, 0, pack_words(rows, self.params.operand_width,
+                                                     info.word_bytes, info.word_stride))
+
+    def _run_batch(self, batch):
+        p = self.params
+        self._write_beats("act", [act for *_, act, _ in batch], p.act_lanes)
+        self._write_beats("weight", [weight for *_, weight in batch], p.weight_lanes)
+        report = self.device.run()
+        if report.engine_errors:
+            raise EngineError(report.engine_errors, f"run ended with engine error flags "
+                                                    f"{report.engine_errors:#04x}")
+        expected = sum(p.tile_rows(prec) for _, _, prec, _, _ in batch)
+        if report.result_words != expected:
+            raise ProtocolError(f"run wrote {report.result_words} result words, "
+                                f"not {expected}")
+        info = self.device.buffers["result"]
+        data = self.device.read_buffer("result", 0, expected * info.word_stride)
+        rows = unpack_words(data, expected, p.weight_lanes, p.result_width, info.word_stride)
+        out, at = [], 0
+        for _, _, prec, _, _ in batch:
+            out.append(rows[at:at + p.tile_rows(prec)])
+            at += p.tile_rows(prec)
+        return out
+
+    def _assemble(self, size_m, size_n, plan, results, precision, rps):
+        if not rps:
+            self.last_precisions = torch.full((size_m, size_n), precision, dtype=torch.int64)
+            return assemble(size_m, size_n, [(m0, n0, rows) for (m0, n0, *_), rows
+                                             in zip(plan, results)], precision, self.params)
+        # Later tiles only own blocks no earlier tile covered; placing tiles last to
+        # first lets every block end with its owner's values.
+        out = torch.zeros(size_m, size_n, dtype=torch.int64)
+        precisions = torch.zeros(size_m, size_n, dtype=torch.int64)
+        for (m0, n0, prec, _, _), rows in reversed(list(zip(plan, results))):
+            height = min(rows.shape[0], size_m - m0)
+            width = min(self.params.tile_cols(prec), size_n - n0)
+            out[m0:m0 + height, n0:n0 + width] = rows[:height, :width]
+            precisions[m0:m0 + height, n0:n0 + width] = prec
+        self.last_precisions = precisions
+        return out

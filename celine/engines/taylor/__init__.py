@@ -1,0 +1,22 @@
+"""The ViTALiTy Taylor-attention pipeline: the engine record."""
+
+from .. import Accelerator, Ref
+from . import spec
+
+ENGINE = Accelerator(
+    name="taylor",
+    summary="ViTALiTy Taylor-attention pipeline (linear attention)",
+    params=spec.TaylorParams,
+    registers=spec.registers,
+    buffers=spec.buffers,
+    errors=spec.Errors,
+    core=Ref("celine.rtl.taylor.pipeline:TaylorPipeline"),
+    adapter=Ref("celine.rtl.taylor.shell_adapter:TaylorShellAdapter"),
+    golden=Ref("celine.golden.taylor:TaylorEngineModel"),
+    host=Ref("celine.engines.taylor.host:TaylorHost"),
+    cycles=Ref("celine.engines.taylor.cycles:estimate"),
+    workload={"tokens": 197},
+    bench=Ref("celine.engines.taylor.bench:run"),
+    space={"mac_units": (1, 2, 4, 8, 16, 32, 64), "head_dim": (32, 64),
+           "max_tokens": (197, 256, 512), "heads": (1, 3, 6)},
+)

@@ -1,0 +1,152 @@
+"""Attention heads on the Taylor-attention engine: settings checks, calibration, layout.
+
+One call runs up to `heads` heads (the device's parameter) with one token count N and one
+set of scale registers. Head h's rows go to its own slot of the q, k and v buffers (beat
+x of token i at word (h * max_tokens + i) * row_beats + x, 8 lanes a word, lane 0
+lowest); only kept heads are sent and read back. Heads the caller did not give are
+skipped on the device too (their head_mask bits are set).
+
+The scale registers come from golden.taylor.calibrate unless given: with `scales`
+(s_q, s_k, s_v), the real values the integers stand for (real = scale * integer), and
+`out_scale` for the output. Without them the operands are read as signed fixed-point
+fractions (scale 2^-(w-1), so int8 127 is 0.99) and the output has the scale of v (an
+attention output is a weighted average of value rows).
+"""
+
+import torch
+
+from ...firmware.errors import EngineError, ProtocolError, SettingError
+from ...firmware.words import pack_words, unpack_words
+from ...golden.taylor import TaylorRegisters, calibrate
+from .spec import LANES, TaylorParams
+
+__all__ = ["TaylorHost"]
+
+
+def _as_heads(name, value):
+    tensor = torch.as_tensor(value)
+    if tensor.ndim not in (2, 3) or tensor.dtype.is_floating_point or \
+            tensor.dtype.is_complex or tensor.dtype == torch.bool:
+        raise SettingError(f"{name} must be a 2-D (tokens x head_dim) or 3-D (heads x tokens "
+                           f"x head_dim) integer tensor, not {tensor.dtype} of shape "
+                           f"{tuple(tensor.shape)}")
+    return tensor.to(torch.int64)
+
+
+class TaylorHost:
+    """`dev.taylor`: attention heads on a Taylor-attention device."""
+
+    def __init__(self, device):
+        self.device = device
+        self.params = TaylorParams.from_dict(device.info["params"])
+        self.last_registers = None
+
+    # -- checks ------------------------------------------------------------------------
+
+    def _check(self, q, k, v, head_mask):
+        """(q, k, v as H x N x d int64, head_mask); SettingError for anything the device
+        cannot take."""
+        p = self.params
+        q, k, v = _as_heads("q", q), _as_heads("k", k), _as_heads("v", v)
+        for name, tensor in (("k", k), ("v", v)):
+            if tensor.shape != q.shape:
+                raise SettingError(f"{name} must have the shape of q {tuple(q.shape)}, "
+                                   f"not {tuple(tensor.shape)}")
+        single = q.ndim == 2
+        if single:
+            q, k, v = q[None], k[None], v[None]
+        heads, tokens, head_dim = q.shape
+        if head_dim != p.head_dim:
+            raise SettingError(f"head_dim must be {p.head_dim} (the device's), not {head_dim}")
+        if not 1 <= tokens <= p.max_tokens:
+            raise SettingError(f"tokens must be between 1 and {p.max_tokens}, not {tokens}")
+        if not 1 <= heads <= p.heads:
+            raise SettingError(f"heads must be between 1 and {p.heads} (the device's), "
+                               f"not {heads}")
+        lo, hi = p.operand_range
+        for name, tensor in (("q", q), ("k", k), ("v", v)):
+            low, high = int(tensor.min()), int(tensor.max())
+            if low < lo or high > hi:
+                raise SettingError(f"{name} must hold int{p.operand_width} values "
+                                   f"({lo}..{hi}), not values {low}..{high}")
+        if single and head_mask != 0:
+            raise SettingError(f"head_mask must be 0 for one head (2-D q, k, v), "
+                               f"not {head_mask!r}")
+        if not isinstance(head_mask, int) or isinstance(head_mask, bool) or \
+                not 0 <= head_mask < 1 << heads:
+            raise SettingError(f"head_mask must be between 0 and {(1 << heads) - 1}, "
+                               f"not {head_mask!r}")
+        return single, q, k, v
+
+    def _registers(self, q, k, v, registers, scales, out_scale):
+        if registers is not None:
+            if not isinstance(registers, TaylorRegisters):
+                raise SettingError(f"registers must be a golden.taylor.TaylorRegisters or "
+                                   f"None, not {registers!r}")
+            if scales is not None or out_scale is not None:
+                raise SettingError(f"scales and out_scale must be None when registers are "
+                                   f"given, not {scales!r} and {out_scale!r}")
+            return registers
+        if scales is None:
+            scales = (2.0 ** (1 - self.params.operand_width),) * 3
+        try:
+            if out_scale is None and isinstance(scales, (tuple, list)) and len(scales) == 3:
+                out_scale = scales[2]
+            return calibrate(q, k, v, scales=scales, out_scale=out_scale,
+                             width=self.params.operand_width)
+        except (TypeError, ValueError) as error:
+            raise SettingError(str(error)) from None
+
+    # -- running -----------------------------------------------------------------------
+
+    def _head_offset(self, head, info):
+        """Byte offset of head `head`'s slot (max_tokens rows) in buffer `info`."""
+        return head * self.params.max_tokens * self.params.row_beats * info.word_stride
+
+    def attention(self, q, k, v, *, registers=None, head_mask=0, scales=None, out_scale=None,
+                  timeout=10.0):
+        """Taylor attention of one head (q, k, v: N x d) or several (H x N x d).
+
+        Returns the output (N x d int64) of one head, or a list with the output of each
+        kept head (bit h of head_mask set skips head h) for several: bit-exact with
+        golden.taylor.taylor_int with the same registers (kept in `last_registers`).
+        registers: a golden.taylor.TaylorRegisters, or None to calibrate them from
+        `scales` and `out_scale` (see the module docstring). timeout: seconds for the run.
+        """
+        p = self.params
+        single, q, k, v = self._check(q, k, v, head_mask)
+        heads, tokens, _ = q.shape
+        kept = [h for h in range(heads) if not head_mask >> h & 1]
+        if not kept:
+            self.last_registers = registers
+            return []
+        regs = self._registers(q[kept], k[kept], v[kept], registers, scales, out_scale)
+
+        device = self.device
+        words = tokens * p.row_beats
+        for name, tensor in (("k", k), ("v", v), ("q", q)):
+            info = device.buffers[name]
+            for h in kept:
+                rows = tensor[h].reshape(words, LANES).tolist()
+                words_bytes = pack_words(rows, p.operand_width, info.word_bytes, info.word_stride)
+                device.write_buffer(name, self._head_offset(h, info), words_bytes)
+        device_mask = head_mask | (((1 << p.heads) - 1) & ~((1 << heads) - 1))
+        device.configure(tokens=tokens, head_mask=device_mask, ctx_shift=regs.ctx_shift,
+                         v_mult=regs.v_mult, v_shift=regs.v_shift, out_mult=regs.out_mult,
+                         out_shift=regs.out_shift)
+        self.last_registers = regs
+        report = device.run(timeout=timeout)
+        if report.engine_errors:
+            raise EngineError(report.engine_errors, f"run ended with engine error flags "
+                                                    f"{report.engine_errors:#04x}")
+        if report.result_words != min(len(kept) * words, 0xFFFF):
+            raise ProtocolError(f"run wrote {report.result_words} result words, "
+                                f"not {len(kept) * words}")
+        info = device.buffers["out"]
+        outs = []
+        for h in kept:
+            data = device.read_buffer("out", self._head_offset(h, info),
+                                      words * info.word_stride)
+            rows = unpack_words(data, words, LANES, p.operand_width, info.word_stride)
+            outs.append(rows.reshape(tokens, p.head_dim))
+        return outs[0] if single else outs

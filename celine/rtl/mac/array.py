@@ -1,0 +1,203 @@
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..common.lfsr import LFSR
+from .operand import reduce_operand
+from ...engines.mac.spec import MacArrayParams, LFSR_WIDTH
+from .pe import ProcessingElement
+from .result_drain import REQUANT_LAYOUT, ResultDrain, output_layout
+
+
+def operand_layout(lanes, width):
+    return data.StructLayout({"data": data.ArrayLayout(signed(width), lanes), "last": 1})
+
+
+class MacArray(wiring.Component):
+    """Precision-scalable, output-stationary MAC array (2-in-1 Accelerator, InstantNet).
+
+    Computes tiles: out[m][n] = sum_k act_k[m] * weight_k[n], where act_k and weight_k are
+    the k-th beats of `act` and `weight` (consumed together; `last` on both marks the
+    tile's final k). At precision p a tile is tile_rows(p) x tile_cols(p): activation
+    lanes 0..tile_rows-1 and weight lanes 0..tile_cols-1 carry operands, higher lanes are
+    ignored. Lanes hold stored 8-bit values (the low 8 bits) reduced to p bits on entry,
+    or whole 16-bit operands at p = 16. The tile leaves on `o` as tile_rows(p) beats of
+    one output row each (lanes beyond tile_cols(p) read 0), `last` on the final row, with
+    the tile's precision; int8 (sign-extended) when requant.enable, else the exact sum.
+
+    Runtime settings are sampled at each tile's first beat: `precision` (2/4/8/16), or,
+    with `rps_enable`, a precision drawn by the LFSR from params.rps_candidates (Random
+    Precision Switch; golden/mac.py replays the draws), and `requant`. They may change
+    between tiles without reset.
+
+    Throughput: one beat per cycle (one per 4 cycles at p = 16 on bricks). A finished
+    tile moves to the PEs' shadow registers and drains while the next tile computes; the
+    final beat of a tile waits only if the previous tile has not yet drained.
+
+    Error flags (sticky until reset or `clear_errors`): `errors.framing` when `act.last`
+    and `weight.last` disagree on an accepted beat (the activation stream's `last` ends
+    the tile); `errors.precision` when a tile starts with an unsupported `precision` (it then runs at
+    the largest supported precision).
+    """
+
+    def __init__(self, params: MacArrayParams):
+        if not isinstance(params, MacArrayParams):
+            raise TypeError(f"params must be a MacArrayParams, not {params!r}")
+        self.params = params
+        super().__init__({
+            "act": In(stream.Signature(operand_layout(params.act_lanes, params.operand_width))),
+            "weight": In(stream.Signature(operand_layout(params.weight_lanes, params.operand_width))),
+            "o": Out(stream.Signature(output_layout(params))),
+            "precision": In(unsigned(5)),
+            "rps_enable": In(1),
+            "requant": In(REQUANT_LAYOUT),
+            "busy": Out(1),
+            "errors": Out(data.StructLayout({"framing": 1, "precision": 1})),
+            "clear_errors": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        params = self.params
+        precisions = params.precisions
+        prec_shape = range(len(precisions))
+
+        # -- precision of a starting tile ----------------------------------------------
+        m.submodules.lfsr = lfsr = LFSR(width=LFSR_WIDTH, seed=params.lfsr_seed)
+        draw = lfsr.draw(len(params.rps_candidates))
+        drawn = Signal(prec_shape)
+        requested = Signal(prec_shape, init=len(precisions) - 1)
+        supported = Signal()
+        for k, p in enumerate(params.rps_candidates):
+            with m.If(draw == k):
+                m.d.comb += drawn.eq(precisions.index(p))
+        for k, p in enumerate(precisions):
+            with m.If(self.precision == p):
+                m.d.comb += [requested.eq(k), supported.eq(1)]
+
+        in_tile = Signal()
+        tile_precision = Signal(prec_shape)
+        tile_requant = Signal(REQUANT_LAYOUT)
+        pass_index = Signal(2)
+        copy_pending = Signal()
+
+        precision = Signal(prec_shape)
+        m.d.comb += precision.eq(Mux(in_tile, tile_precision,
+                                     Mux(self.rps_enable, drawn, requested)))
+        requant = Mux(in_tile, tile_requant, self.requant)
+        last_pass = Signal()
+        m.d.comb += last_pass.eq(1)
+        if params.passes(16) > 1 and 16 in precisions:
+            with m.If(precision == params.encode_precision(16)):
+                m.d.comb += last_pass.eq(pass_index == params.passes(16) - 1)
+
+        # -- issue: one pass per cycle into the PEs ----------------------------------
+        both_valid = self.act.valid & self.weight.valid
+        closes_tile = self.act.payload.last & last_pass
+        m.submodules.drain = drain = ResultDrain(params)
+        blocked = closes_tile & (copy_pending | drain.busy)
+        issue = Signal()
+        m.d.comb += [
+            issue.eq(both_valid & ~blocked),
+            self.act.ready.eq(issue & last_pass),
+            self.weight.ready.eq(issue & last_pass),
+        ]
+
+        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        s1_precision = Signal(prec_shape)
+        s1_pass = Signal(2)
+        s1_requant = Signal(REQUANT_LAYOUT)
+        operand = signed(params.operand_width)
+        s1_act = [Signal(operand, name=f"act_{k}") for k in range(params.act_lanes)]
+        s1_weight = [Signal(operand, name=f"weight_{k}") for k in range(params.weight_lanes)]
+
+        m.d.sync += s1_valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += [
+                s1_first.eq(~in_tile),
+                s1_last.eq(closes_tile),
+                s1_precision.eq(precision),
+                s1_pass.eq(pass_index),
+                s1_requant.eq(requant),
+                in_tile.eq(~closes_tile),
+                pass_index.eq(Mux(last_pass, 0, pass_index + 1)),
+            ]
+            m.d.sync += [reg.eq(reduce_operand(self.act.payload.data[k], precision, params))
+                         for k, reg in enumerate(s1_act)]
+            m.d.sync += [reg.eq(reduce_operand(self.weight.payload.data[k], precision, params))
+                         for k, reg in enumerate(s1_weight)]
+            with m.If(~in_tile):
+                m.d.sync += [tile_precision.eq(precision), tile_requant.eq(self.requant)]
+                m.d.comb += lfsr.en.eq(self.rps_enable)
+                with m.If(~self.rps_enable & ~supported):
+                    m.d.sync += self.errors.precision.eq(1)
+            with m.If(last_pass & (self.act.payload.last != self.weight.payload.last)):
+                m.d.sync += self.errors.framing.eq(1)
+
+        with m.If(self.clear_errors):
+            m.d.sync += self.errors.eq(0)
+
+        # -- the PE grid ----------------------------------------------------------------
+        fusion = params.max_fusion
+        rows, cols = params.rows, params.cols
+        pes = [[ProcessingElement(params) for c in range(cols)] for r in range(rows)]
+        for r in range(rows):
+            for c in range(cols):
+                pe = pes[r][c]
+                m.submodules[f"pe_{r}_{c}"] = pe
+                m.d.comb += [
+                    pe.valid.eq(s1_valid), pe.first.eq(s1_first),
+                    pe.precision.eq(s1_precision), pe.pass_index.eq(s1_pass),
+                    pe.load.eq(drain.load), pe.shift.eq(drain.shift),
+                ]
+                # Activation lane ga*rows + r feeds PE row r, group ga (likewise weights),
+                # so lanes 0..tile_rows(p)-1 are the used ones at every precision.
+                for g in range(fusion):
+                    m.d.comb += [pe.act[g].eq(s1_act[g * rows + r]),
+                                 pe.weight[g].eq(s1_weight[g * cols + c])]
+                # Output row ga*rows + r is PE (r, c)'s slot row ga, so the rows leave in
+                # order when each column's shadow registers shift up one PE per row and
+                # the top PE's next slot row wraps around to the bottom PE.
+                for ga in range(fusion):
+                    for gw in range(fusion):
+                        if r + 1 < rows:
+                            source = pes[r + 1][c].shadow[ga * fusion + gw]
+                        elif ga + 1 < fusion:
+                            source = pes[0][c].shadow[(ga + 1) * fusion + gw]
+                        else:
+                            continue
+                        m.d.comb += pe.shadow_next[ga * fusion + gw].eq(source)
+        for c in range(cols):
+            for gw in range(fusion):
+                m.d.comb += drain.row[gw * cols + c].eq(pes[0][c].shadow[gw])
+
+        # -- hand a finished tile to the drain -----------------------------------------
+        # Control travels beside the PE pipeline: the copy happens the cycle the last pass's
+        # sum is in the accumulators (ProcessingElement.latency cycles after stage 1).
+        valid, last, tile_prec, tile_req = s1_valid, s1_last, s1_precision, s1_requant
+        in_flight = []
+        for k in range(ProcessingElement.latency - 1):
+            stage = (Signal(name=f"pe{k}_valid"), Signal(name=f"pe{k}_last"),
+                     Signal(prec_shape, name=f"pe{k}_precision"),
+                     Signal(REQUANT_LAYOUT, name=f"pe{k}_requant"))
+            m.d.sync += [reg.eq(value) for reg, value in
+                         zip(stage, (valid, last, tile_prec, tile_req))]
+            valid, last, tile_prec, tile_req = stage
+            in_flight.append(valid)
+        copy = Signal()
+        s3_precision, s3_requant = Signal(prec_shape), Signal(REQUANT_LAYOUT)
+        m.d.sync += [copy.eq(valid & last), s3_precision.eq(tile_prec), s3_requant.eq(tile_req)]
+        with m.If(issue & closes_tile):
+            m.d.sync += copy_pending.eq(1)
+        with m.Elif(copy):
+            m.d.sync += copy_pending.eq(0)
+        m.d.comb += [
+            drain.load.eq(copy),
+            drain.precision.eq(s3_precision),
+            drain.requant.eq(s3_requant),
+        ]
+        wiring.connect(m, drain.o, wiring.flipped(self.o))
+
+        m.d.comb += self.busy.eq(in_tile | s1_valid | Cat(*in_flight).any() | copy_pending
+                                 | drain.pending)
+        return m

@@ -1,0 +1,65 @@
+"""The engine <-> shell contract: the signature an engine's shell adapter must have.
+
+An adapter has, besides its own parameters, exactly what `engine_signature(buffers,
+registers)` lists:
+- `start` (In, one cycle: RUN), `busy` (Out: running; the engine owns the buffers),
+- `registers` (In: the CONFIGURE values, 32 bits each, in register id order),
+- `errors` (Out, 8 bits: the STATUS engine error flags of the last run), `cycles` (Out,
+  32 bits) and `result_words` (Out, 16 bits) of the last run,
+- `mem`: one port per buffer, by the buffer's name. A host-writable buffer is read by the
+  engine (`addr` out, `data` in one cycle later); a read-only one is written by it
+  (`addr`, `data`, `write` out).
+The shell checks an adapter against it when the design is built (`check_engine`).
+"""
+
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...spec.fields import REGISTER_BITS
+
+__all__ = ["buffer_port_signature", "engine_signature", "check_engine",
+           "ERROR_BITS", "CYCLE_BITS", "RESULT_WORD_BITS"]
+
+ERROR_BITS, CYCLE_BITS, RESULT_WORD_BITS = 8, 32, 16     # STATUS fields
+
+
+def buffer_port_signature(buffer):
+    """The engine's port into one buffer (a BufferSpec)."""
+    if buffer.writable:
+        return wiring.Signature({"addr": Out(range(buffer.depth)), "data": In(buffer.width)})
+    return wiring.Signature({"addr": Out(range(buffer.depth)), "data": Out(buffer.width),
+                             "write": Out(1)})
+
+
+def engine_signature(buffers, registers):
+    """The adapter side of the contract for `buffers` (BufferSpecs) and `registers`."""
+    return wiring.Signature({
+        "start": In(1),
+        "busy": Out(1),
+        "registers": In(data.ArrayLayout(REGISTER_BITS, len(registers))),
+        "errors": Out(ERROR_BITS),
+        "cycles": Out(CYCLE_BITS),
+        "result_words": Out(RESULT_WORD_BITS),
+        "mem": Out(wiring.Signature({b.name: Out(buffer_port_signature(b)) for b in buffers})),
+    })
+
+
+def _ports(signature):
+    return {".".join(map(str, path)): (member.flow, member.shape)
+            for path, member in signature.members.flatten() if member.is_port}
+
+
+def check_engine(engine, buffers, registers, *, name="engine"):
+    """TypeError naming the first member `engine` lacks or has wrong, if any."""
+    if not isinstance(engine, wiring.Component):
+        raise TypeError(f"{name} must be a wiring.Component, not {engine!r}")
+    want = _ports(engine_signature(buffers, registers))
+    have = _ports(engine.signature)
+    for path, (flow, shape) in want.items():
+        if path not in have:
+            raise TypeError(f"{name} must have a member {path!r} ({flow.name}, {shape!r}) "
+                            f"for the shell, not none")
+        if have[path] != (flow, shape):
+            got_flow, got_shape = have[path]
+            raise TypeError(f"{name} member {path!r} must be {flow.name} {shape!r}, "
+                            f"not {got_flow.name} {got_shape!r}")

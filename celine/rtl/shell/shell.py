@@ -1,0 +1,141 @@
+"""The accelerator shell: UART link, protocol, buffers and one engine (docs/protocol.md)."""
+
+from amaranth.hdl import Cat, Const, Module, Mux
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ... import registry
+from ...spec.checks import check_int
+from ...spec.protocol import DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT_BITS, info_bytes
+from .contract import check_engine
+from .link import HostLink
+from .uart import UARTReceiver, UARTTransmitter
+
+MAX_BAUD_ERROR = 0.02
+
+
+def uart_divisor(clock_hz, baud):
+    """Clock cycles per bit; ValueError if the rate is off by 2 % or more, or too fast."""
+    divisor = round(clock_hz / baud)
+    if divisor < 4 or abs(clock_hz / divisor - baud) / baud >= MAX_BAUD_ERROR:
+        raise ValueError(f"baud must be within 2 % of clock_hz / n for an integer n >= 4, "
+                         f"not {baud!r} at {clock_hz!r} Hz")
+    return divisor
+
+
+class Shell(wiring.Component):
+    """A UART-attached accelerator: HostLink + buffers in block RAM + an engine adapter.
+
+    `engine` is a shell adapter (celine.rtl.shell.contract): checked against the contract
+    for `buffers` (BufferSpecs, in id order) and `registers` (a RegisterMap) here, so
+    that a missing or mistyped member fails when the design is built. The engine owns
+    the buffers while it runs (`busy`); otherwise the host link does. Byte FIFOs
+    decouple the UART from the link in both directions. `description` is the engine's
+    part of INFO (celine.engines.Accelerator.describe).
+    """
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+    busy: Out(1)
+
+    def __init__(self, engine, *, buffers, registers, description, clock_hz, baud,
+                 max_payload=DEFAULT_MAX_PAYLOAD, timeout_bits=DEFAULT_TIMEOUT_BITS):
+        check_int("clock_hz", clock_hz, minimum=1_000_000, maximum=500_000_000)
+        check_int("baud", baud, minimum=1200, maximum=clock_hz // 4)
+        check_int("timeout_bits", timeout_bits, minimum=12, maximum=1 << 16)
+        check_engine(engine, buffers, registers)
+        self.engine = engine
+        self.buffers = list(buffers)
+        self.divisor = uart_divisor(clock_hz, baud)
+        self.clock_hz = clock_hz
+        self.baud = baud
+        self.max_payload = max_payload
+        self.timeout_cycles = timeout_bits * self.divisor
+        self.description = {**description, "clock_hz": clock_hz, "baud": baud,
+                            "max_payload": max_payload}
+        self.info = info_bytes(self.description)
+        super().__init__()
+        # Built here so that a bad setting fails at construction, not at elaboration.
+        self.link = HostLink(buffers=self.buffers, registers=len(registers), info=self.info,
+                             max_payload=max_payload, timeout_cycles=self.timeout_cycles,
+                             register_init=list(registers.reset_values().values()))
+
+    def elaborate(self, platform):
+        m = Module()
+        engine, link = self.engine, self.link
+        m.submodules.engine = engine
+        m.submodules.link = link
+        m.submodules.uart_rx = uart_rx = UARTReceiver(divisor=self.divisor)
+        m.submodules.uart_tx = uart_tx = UARTTransmitter(divisor=self.divisor)
+        m.submodules.rx_fifo = rx_fifo = SyncFIFOBuffered(width=8, depth=32)
+        m.submodules.tx_fifo = tx_fifo = SyncFIFOBuffered(width=8, depth=16)
+
+        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
+        wiring.connect(m, uart_rx.o, rx_fifo.w_stream)
+        wiring.connect(m, rx_fifo.r_stream, link.rx)
+        wiring.connect(m, link.tx, tx_fifo.w_stream)
+        wiring.connect(m, tx_fifo.r_stream, uart_tx.i)
+
+        # Registers, start, status.
+        m.d.comb += [
+            engine.registers.eq(link.registers),
+            engine.start.eq(link.start),
+            link.busy.eq(engine.busy),
+            self.busy.eq(engine.busy),
+            # The STATUS payload (celine.spec.protocol.STATUS_FORMAT): flags, errors,
+            # cycles, result words.
+            link.status.eq(Cat(engine.busy, Const(0, 7), engine.errors, engine.cycles,
+                               engine.result_words)),
+        ]
+
+        # Buffers: the engine's port while it runs, the link's otherwise. The engine
+        # reads a host-writable buffer and writes a read-only one.
+        owned = engine.busy
+        rdata = []
+        for k, spec in enumerate(self.buffers):
+            memory = Memory(shape=8 * spec.word_bytes, depth=spec.depth, init=[])
+            m.submodules[f"buffer_{spec.name}"] = memory
+            write = memory.write_port(granularity=8)
+            read = memory.read_port(transparent_for=())
+            port = getattr(engine.mem, spec.name)
+            if spec.writable:
+                host_write = link.mem.write & (link.mem.select == k)
+                m.d.comb += [
+                    write.addr.eq(link.mem.addr),
+                    write.data.eq(link.mem.wdata[:len(write.data)]),
+                    write.en.eq(Mux(host_write & ~owned, link.mem.mask[:len(write.en)], 0)),
+                    read.addr.eq(Mux(owned, port.addr, link.mem.addr)),
+                    port.data.eq(read.data),
+                ]
+            else:
+                m.d.comb += [
+                    write.addr.eq(Mux(owned, port.addr, link.mem.addr)),
+                    write.data.eq(port.data),
+                    write.en.eq(Mux(owned, port.write.replicate(len(write.en)), 0)),
+                    read.addr.eq(link.mem.addr),
+                ]
+            rdata.append(read.data)
+        selected = link.mem.rdata
+        for k, value in enumerate(rdata):
+            with m.If(link.mem.select == k):
+                m.d.comb += selected.eq(value)
+        return m
+
+
+def build_shell(*, accel=None, accel_params=None, clock_hz, baud,
+                max_payload=DEFAULT_MAX_PAYLOAD, timeout_bits=DEFAULT_TIMEOUT_BITS, **options):
+    """The shell around the engine named `accel` (default: the registry's first) with
+    generator parameters `accel_params` (default: the engine's defaults). `options` are
+    the engine's shell options (celine.engines.Accelerator.options), e.g. buffer depths."""
+    record = registry.get(registry.DEFAULT if accel is None else accel)
+    params = record.params() if accel_params is None else accel_params
+    if not isinstance(params, record.params):
+        raise TypeError(f"accel_params must be a {record.params.__name__}, not {params!r}")
+    options = record.resolve_options(options)
+    adapter = record.adapter.load()(params, **options)
+    return Shell(adapter, buffers=record.buffers(params, **options),
+                 registers=record.registers(params), description=record.describe(params, **options),
+                 clock_hz=clock_hz, baud=baud, max_payload=max_payload,
+                 timeout_bits=timeout_bits)

@@ -1,0 +1,122 @@
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...engines.taylor.spec import TaylorParams
+
+
+class MacTile(wiring.Component):
+    """The M = r x c multipliers of the Taylor pipeline and what follows them.
+
+    Each `valid` cycle takes one block of the context memory (`stored`: r x c elements,
+    row-major, the memory's output for block `addr`), r elements `a` of a K (or Q) row and
+    c elements `v` of a V row:
+
+      K/V (`query` low): block += a^T v, an outer product; the sum leaves on `write_*` three
+          cycles later, to go back to `addr` (all granules). `first` (token 0) reads the
+          old block as 0.
+      Q (`query` high): the r x c products a[i] * G[i][j] are reduced over i by an adder
+          tree and added into c running sums, restarted on `first` (block row 0); on
+          `last` (the final block row) the c finished sums leave on `scores` with
+          `scores_valid` and the block column `scores_column`, four cycles later.
+
+    Stages: the multiplier inputs (the context or the V element, selected and
+    registered: the block RAM's output never feeds a multiplier directly), the products,
+    then the write-back (K/V) or the adder tree and the running sums (Q). `busy` while any
+    stage holds a block.
+    """
+
+    def __init__(self, params: TaylorParams):
+        self.params = p = params
+        w, r, c = p.operand_width, p.tile_rows, p.tile_cols
+        super().__init__({
+            "valid": In(1),
+            "query": In(1),
+            "first": In(1),
+            "last": In(1),
+            "addr": In(range(p.blocks)),
+            "column": In(range(p.head_dim // c)),
+            "a": In(data.ArrayLayout(signed(w), r)),
+            "v": In(data.ArrayLayout(signed(w), c)),
+            "stored": In(unsigned(p.mac_units * p.element_width)),
+            "write_en": Out(1),
+            "write_addr": Out(range(p.blocks)),
+            "write_data": Out(unsigned(p.mac_units * p.element_width)),
+            "scores_valid": Out(1),
+            "scores": Out(data.ArrayLayout(signed(p.score_width), c)),
+            "scores_column": Out(range(p.head_dim // c)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        r, c, ew = p.tile_rows, p.tile_cols, p.element_width
+        elements = data.ArrayLayout(signed(ew), p.mac_units)
+        stored = data.View(elements, self.stored)
+
+        def control(name):
+            """(valid, query, first, last, addr, column) registers of one stage."""
+            return [Signal(name=f"{name}_valid"), Signal(name=f"{name}_query"),
+                    Signal(name=f"{name}_first"), Signal(name=f"{name}_last"),
+                    Signal.like(self.addr, name=f"{name}_addr"),
+                    Signal.like(self.column, name=f"{name}_column")]
+
+        given = [self.valid, self.query, self.first, self.last, self.addr, self.column]
+
+        # Stage 1: the multiplier inputs and the old block (0 for a K/V run's first token).
+        ctl_1 = control("in")
+        a_1 = Signal.like(self.a)
+        b_1 = Signal(data.ArrayLayout(signed(p.context_width), p.mac_units))
+        old_1 = Signal(elements)
+        m.d.sync += [reg.eq(value) for reg, value in zip(ctl_1, given)]
+        m.d.sync += a_1.eq(self.a)
+        for i in range(r):
+            for j in range(c):
+                e = i * c + j
+                context = stored[e][:p.context_width].as_signed()
+                m.d.sync += [
+                    b_1[e].eq(Mux(self.query, context, self.v[j])),
+                    old_1[e].eq(Mux(self.first, 0, stored[e])),
+                ]
+
+        # Stage 2: the products.
+        ctl_2 = control("product")
+        products = Signal(data.ArrayLayout(signed(3 * p.operand_width), p.mac_units))
+        old_2 = Signal(elements)
+        m.d.sync += [reg.eq(value) for reg, value in zip(ctl_2, ctl_1)]
+        m.d.sync += old_2.eq(old_1)
+        for i in range(r):
+            for j in range(c):
+                m.d.sync += products[i * c + j].eq(a_1[i] * b_1[i * c + j])
+
+        # K/V: the updated block, written back this cycle.
+        valid_2, query_2, first_2, last_2, addr_2, column_2 = ctl_2
+        updated = Signal(elements)
+        for e in range(p.mac_units):
+            m.d.comb += updated[e].eq(old_2[e] + products[e])
+        m.d.comb += [
+            self.write_en.eq(valid_2 & ~query_2),
+            self.write_addr.eq(addr_2),
+            self.write_data.eq(updated.as_value()),
+        ]
+
+        # Q, stage 3: the adder tree over the r rows; then the running sums.
+        valid_3, first_3, last_3 = Signal(), Signal(), Signal()
+        column_3 = Signal.like(self.column)
+        tree = Signal(data.ArrayLayout(signed(p.score_width), c))
+        m.d.sync += [valid_3.eq(valid_2 & query_2), first_3.eq(first_2), last_3.eq(last_2),
+                     column_3.eq(column_2)]
+        for j in range(c):
+            m.d.sync += tree[j].eq(sum(products[i * c + j] for i in range(r)))
+        sums = Signal.like(tree)
+        for j in range(c):
+            m.d.comb += self.scores[j].eq(Mux(first_3, 0, sums[j]) + tree[j])
+        with m.If(valid_3):
+            m.d.sync += sums.eq(self.scores)
+        m.d.comb += [
+            self.scores_valid.eq(valid_3 & last_3),
+            self.scores_column.eq(column_3),
+            self.busy.eq(Cat(ctl_1[0], valid_2, valid_3).any()),
+        ]
+        return m

@@ -1,0 +1,94 @@
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...engines.taylor.spec import LANES, TaylorParams
+
+
+def beat_layout(width):
+    """One stream beat: LANES elements of a row, `last` on a block's final beat."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(width), LANES), "last": 1})
+
+
+class RowLoader(wiring.Component):
+    """Collects the input stream into two token slots (double buffering).
+
+    Per kept head the stream carries N tokens of (K row, V row) and then N Q rows, each
+    row as `row_beats` beats. A K/V token fills both rows of a slot (`row_a` = K,
+    `row_b` = V); a Q token fills `row_a`. A filled slot is `full` until the consumer
+    pulses `release` (it then moves to the other slot); the loader fills the slots in the
+    same alternating order, so up to two tokens wait ahead of the computation.
+
+    `start` (with `tokens` and `heads`, the number of kept heads, held for the run)
+    restarts the sequence. `framing` pulses when an accepted beat's `last` disagrees with
+    its position (the last beat of a head's K/V block and of its Q block carry it); the
+    count of N tokens, not `last`, decides where blocks end.
+    """
+
+    def __init__(self, params: TaylorParams):
+        self.params = params
+        row = data.ArrayLayout(signed(params.operand_width), params.head_dim)
+        super().__init__({
+            "i": In(stream.Signature(beat_layout(params.operand_width))),
+            "start": In(1),
+            "tokens": In(params.token_width),
+            "heads": In(range(params.heads + 1)),
+            "row_a": Out(row).array(2),
+            "row_b": Out(row).array(2),
+            "full": Out(2),
+            "release": In(1),
+            "framing": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        beats = p.row_beats
+        word = LANES * p.operand_width
+
+        active = Signal()           # more beats expected in this run
+        head = Signal(range(p.heads + 1))
+        query = Signal()            # loading Q rows (else K/V tokens)
+        token = Signal(p.token_width)
+        beat = Signal(range(2 * beats))
+        slot = Signal()             # the slot being filled
+        read_slot = Signal()        # the slot the consumer holds
+
+        token_beats = Mux(query, beats, 2 * beats)
+        last_beat = beat == token_beats - 1
+        last_token = token == self.tokens - 1
+        m.d.comb += self.i.ready.eq(active & ~self.full.bit_select(slot, 1))
+
+        accepted = self.i.valid & self.i.ready
+        m.d.comb += self.framing.eq(accepted & (self.i.payload.last != (last_beat & last_token)))
+
+        with m.If(accepted):
+            for s in range(2):
+                with m.If(slot == s):
+                    with m.If(beat < beats):
+                        m.d.sync += self.row_a[s].as_value().word_select(beat, word).eq(
+                            self.i.payload.data)
+                    with m.Else():
+                        m.d.sync += self.row_b[s].as_value().word_select(
+                            (beat - beats)[:len(beat)], word).eq(self.i.payload.data)
+            m.d.sync += beat.eq(beat + 1)
+            with m.If(last_beat):
+                m.d.sync += [beat.eq(0), slot.eq(~slot)]
+                m.d.sync += self.full.bit_select(slot, 1).eq(1)
+                m.d.sync += token.eq(token + 1)
+                with m.If(last_token):
+                    m.d.sync += token.eq(0)
+                    with m.If(query):
+                        m.d.sync += [query.eq(0), head.eq(head + 1)]
+                        with m.If(head + 1 == self.heads):
+                            m.d.sync += active.eq(0)
+                    with m.Else():
+                        m.d.sync += query.eq(1)
+
+        with m.If(self.release):
+            m.d.sync += [self.full.bit_select(read_slot, 1).eq(0), read_slot.eq(~read_slot)]
+
+        with m.If(self.start):
+            m.d.sync += [active.eq(self.heads != 0), head.eq(0), query.eq(0), token.eq(0),
+                         beat.eq(0), slot.eq(0), read_slot.eq(0), self.full.eq(0)]
+        return m

@@ -1,0 +1,168 @@
+"""The Taylor-attention pipeline in the shell: heads from the q/k/v buffers into `out`."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+
+from ...engines.taylor.spec import LANES, Errors, TaylorParams, buffers, registers
+from ..shell.contract import engine_signature
+from .pipeline import TaylorPipeline
+
+
+class TaylorShellAdapter(wiring.Component):
+    """Runs the Taylor-attention pipeline over the shell's buffers (docs/protocol.md,
+    "The Taylor-attention engine").
+
+    Buffers `q`, `k`, `v` (written by the host) and `out` (read-only to the host) hold one
+    8-lane beat per word, `heads * max_tokens * row_beats` words: beat x of token i of
+    head h at word (h * max_tokens + i) * row_beats + x.
+
+    On `start`: for each kept head (bit h of `head_mask` clear), in head order, streams N
+    tokens of (K row, V row) and then N Q rows into the pipeline, `last` on the final beat
+    of each block, and writes the pipeline's output beats to `out` at the same words of
+    that head. Skipped heads' words of `out` are left as they were. The three operand
+    buffers share one read address (their layouts are the same); reads go through a
+    prefetch FIFO, so block-RAM latency never starves the pipeline (one beat per cycle at
+    most). The output is never stalled: a beat is written the cycle it appears.
+
+    `busy` holds from `start` until the last output beat is written (and the pipeline is
+    idle). A `tokens` register outside 1..max_tokens sets `errors` bit 1 and runs nothing;
+    bit 0 is the pipeline's framing error. `cycles` counts the cycles of the last run,
+    `result_words` the output beats it wrote (saturating at 65535).
+    """
+
+    def __init__(self, params: TaylorParams):
+        if not isinstance(params, TaylorParams):
+            raise TypeError(f"params must be a TaylorParams, not {params!r}")
+        self.params = params
+        self.buffers = buffers(params)
+        self.register_map = registers(params)
+        self.depth = self.buffers[0].depth
+        super().__init__(engine_signature(self.buffers, self.register_map))
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        beats, heads = p.row_beats, p.heads
+        head_words = p.max_tokens * beats
+        beat_bits = LANES * p.operand_width
+        m.submodules.pipeline = pipeline = TaylorPipeline(p)
+
+        regs = {name: self.registers[self.register_map.index(name)]
+                for name in self.register_map.names}
+        for name in ("head_mask", "ctx_shift", "v_mult", "v_shift", "out_mult", "out_shift"):
+            port = getattr(pipeline, name)
+            m.d.comb += port.eq(regs[name][:len(port)])
+        # A count beyond the port's width must not wrap into range: give the pipeline 0,
+        # which it rejects (errors.tokens).
+        tokens_reg = regs["tokens"]
+        m.d.comb += pipeline.tokens.eq(Mux(tokens_reg > p.max_tokens, 0,
+                                           tokens_reg[:len(pipeline.tokens)]))
+        bad_tokens = (tokens_reg == 0) | (tokens_reg > p.max_tokens)
+        kept_mask = ~regs["head_mask"][:heads]
+
+        running = Signal()
+        launch = self.start & ~self.busy
+        m.d.comb += [
+            pipeline.start.eq(launch),
+            self.busy.eq(running | pipeline.busy),
+            self.errors.eq(Mux(pipeline.errors.framing, Errors.FRAMING, 0)
+                           | Mux(pipeline.errors.tokens, Errors.TOKENS, 0)),
+        ]
+        tokens = Signal(p.token_width)
+        with m.If(launch):
+            m.d.sync += [self.cycles.eq(0), self.result_words.eq(0),
+                         tokens.eq(tokens_reg[:p.token_width])]
+        with m.If(running):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+
+        def lowest(mask, name):
+            """The lowest set bit's index of `mask` (0 when none)."""
+            index = Signal(range(heads), name=name)
+            for h in reversed(range(heads)):
+                with m.If(mask[h]):
+                    m.d.comb += index.eq(h)
+            return index
+
+        def head_base(head, name):
+            """Word of beat 0 of token 0 of `head` (a table: no multiplier)."""
+            base = Signal(range(self.depth), name=name)
+            with m.Switch(head):
+                for h in range(heads):
+                    with m.Case(h):
+                        m.d.comb += base.eq(h * head_words)
+            return base
+
+        # -- reads: kept heads in order; per head N x (K row, V row), then N Q rows ------
+        to_read = Signal(heads)            # kept heads whose beats are not all read yet
+        read_head = lowest(to_read, "read_head")
+        query = Signal()                   # reading the Q block (else K/V)
+        value = Signal()                   # in the K/V block: reading the V row
+        token = Signal(p.token_width)
+        beat = Signal(range(beats))
+        row = Signal(range(head_words + 1))    # token * row_beats
+        address = head_base(read_head, "read_base") + row + beat
+        last_beat, last_token = beat == beats - 1, token == tokens - 1
+
+        m.submodules.prefetch = fifo = SyncFIFOBuffered(width=beat_bits + 1, depth=8)
+        inflight = Signal()                # a read whose data arrives this cycle
+        inflight_src = Signal(2)           # 0 q, 1 k, 2 v
+        inflight_last = Signal()
+        room = fifo.level + inflight < fifo.depth - 1
+        read = (to_read != 0) & room
+        src = Mux(query, 0, Mux(value, 2, 1))
+        block_last = last_beat & last_token & (query | value)
+        mem = self.mem
+        m.d.comb += [mem.q.addr.eq(address), mem.k.addr.eq(address), mem.v.addr.eq(address)]
+        m.d.sync += [inflight.eq(read), inflight_src.eq(src), inflight_last.eq(block_last)]
+
+        with m.If(read):
+            m.d.sync += beat.eq(beat + 1)
+            with m.If(last_beat):
+                m.d.sync += beat.eq(0)
+                with m.If(~query & ~value):
+                    m.d.sync += value.eq(1)          # the same token's V row next
+                with m.Else():
+                    m.d.sync += [value.eq(0), token.eq(token + 1), row.eq(row + beats)]
+                    with m.If(last_token):
+                        m.d.sync += [token.eq(0), row.eq(0), query.eq(~query)]
+                        with m.If(query):
+                            m.d.sync += to_read.bit_select(read_head, 1).eq(0)
+        with m.If(launch):
+            m.d.sync += [query.eq(0), value.eq(0), token.eq(0), beat.eq(0), row.eq(0),
+                         to_read.eq(Mux(bad_tokens, 0, kept_mask))]
+
+        operand = Mux(inflight_src == 0, mem.q.data,
+                      Mux(inflight_src == 1, mem.k.data, mem.v.data))
+        m.d.comb += [
+            fifo.w_en.eq(inflight),
+            fifo.w_data.eq(Cat(operand, inflight_last)),
+            pipeline.i.valid.eq(fifo.r_rdy),
+            pipeline.i.payload.data.as_value().eq(fifo.r_data[:beat_bits]),
+            pipeline.i.payload.last.eq(fifo.r_data[-1]),
+            fifo.r_en.eq(pipeline.i.ready),
+        ]
+
+        # -- writes: output beats of kept heads, in order, at their head's words ----------
+        to_write = Signal(heads)           # kept heads whose output is not all written yet
+        write_head = lowest(to_write, "write_head")
+        written = Signal(range(head_words + 1))
+        m.d.comb += [
+            pipeline.o.ready.eq(1),
+            mem.out.addr.eq(head_base(write_head, "write_base") + written),
+            mem.out.data.eq(pipeline.o.payload.data.as_value()),
+            mem.out.write.eq(pipeline.o.valid),
+        ]
+        with m.If(pipeline.o.valid):
+            m.d.sync += written.eq(written + 1)
+            with m.If(self.result_words != 0xFFFF):
+                m.d.sync += self.result_words.eq(self.result_words + 1)
+            with m.If(pipeline.o.payload.last):
+                m.d.sync += [written.eq(0), to_write.bit_select(write_head, 1).eq(0)]
+
+        with m.If(launch):
+            m.d.sync += [written.eq(0), to_write.eq(Mux(bad_tokens, 0, kept_mask)),
+                         running.eq(1)]
+        with m.Elif(running & (to_write == 0)):
+            m.d.sync += running.eq(0)
+        return m
