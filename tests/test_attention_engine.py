@@ -1,4 +1,4 @@
-"""rtl/shell/taylor_engine.py in the Amaranth simulator: the adapter between block-RAM
+"""rtl/taylor/shell_adapter.py in the Amaranth simulator: the adapter between block-RAM
 buffers and the Taylor pipeline, against golden/taylor.py; its shell and registries."""
 
 import json
@@ -11,8 +11,8 @@ from amaranth.lib.memory import Memory
 from celine.golden.shell import pack_lanes, unpack_lanes
 from celine.golden.taylor import TaylorRegisters, calibrate, taylor_attention, taylor_int
 from celine.rtl.shell.shell import build_shell
-from celine.rtl.shell.taylor_engine import ERROR_TOKENS, REGISTERS, TaylorEngine
-from celine.engines.taylor.spec import TaylorParams
+from celine.rtl.taylor.shell_adapter import TaylorShellAdapter
+from celine.engines.taylor.spec import Errors, TaylorParams, registers
 from celine.sim.amaranth_sim import run_sim
 
 PARAMS = TaylorParams(head_dim=16, max_tokens=8, mac_units=4, heads=3)
@@ -50,9 +50,9 @@ class Bench(Elaboratable):
     """The engine with its four buffers as plain memories (one cycle of read latency)."""
 
     def __init__(self, params, q, k, v):
-        self.engine = TaylorEngine(params)
-        self.out = Memory(shape=len(self.engine.out_data), depth=self.engine.depth, init=[])
-        self.operands = {name: Memory(shape=len(self.engine.q_data), depth=self.engine.depth,
+        self.engine = TaylorShellAdapter(params)
+        self.out = Memory(shape=len(self.engine.mem.out.data), depth=self.engine.depth, init=[])
+        self.operands = {name: Memory(shape=len(self.engine.mem.q.data), depth=self.engine.depth,
                                       init=buffer_words(params, x))
                          for name, x in (("q", q), ("k", k), ("v", v))}
 
@@ -61,13 +61,13 @@ class Bench(Elaboratable):
         engine = m.submodules.engine = self.engine
         m.submodules.out = self.out
         write = self.out.write_port()
-        m.d.comb += [write.addr.eq(engine.out_addr), write.data.eq(engine.out_data),
-                     write.en.eq(engine.out_write)]
+        m.d.comb += [write.addr.eq(engine.mem.out.addr), write.data.eq(engine.mem.out.data),
+                     write.en.eq(engine.mem.out.write)]
         for name, memory in self.operands.items():
             m.submodules[name] = memory
             read = memory.read_port(transparent_for=())
-            m.d.comb += [read.addr.eq(getattr(engine, f"{name}_addr")),
-                         getattr(engine, f"{name}_data").eq(read.data)]
+            port = getattr(engine.mem, name)
+            m.d.comb += [read.addr.eq(port.addr), port.data.eq(read.data)]
         return m
 
 
@@ -79,7 +79,7 @@ def run_engine(params, q, k, v, settings, *, runs=1, limit=20_000):
 
     async def testbench(ctx):
         for name, value in settings.items():
-            ctx.set(engine.registers[REGISTERS[name]], value)
+            ctx.set(engine.registers[engine.register_map.index(name)], value)
         for _ in range(runs):
             ctx.set(engine.start, 1)
             await ctx.tick()
@@ -161,7 +161,7 @@ def test_engine_rejects_a_token_count_out_of_range(tokens):
     regs = TaylorRegisters(ctx_shift=0, v_mult=1, v_shift=0, out_mult=1, out_shift=0)
     (status,), words = run_engine(p, q, k, v, settings_of(regs, tokens, 0))
     errors, cycles, result_words = status
-    assert errors == ERROR_TOKENS and result_words == 0 and cycles <= 2
+    assert errors == Errors.TOKENS and result_words == 0 and cycles <= 2
     assert words == [0] * len(words)
 
 
@@ -175,7 +175,7 @@ def test_engine_with_every_head_skipped_ends_at_once():
 
 def test_engine_checks_its_parameters():
     with pytest.raises(TypeError, match=r"^params must be a TaylorParams, not 3$"):
-        TaylorEngine(3)
+        TaylorShellAdapter(3)
 
 
 def test_taylor_shell_describes_itself():
@@ -183,33 +183,34 @@ def test_taylor_shell_describes_itself():
     shell = build_shell(accel="taylor", accel_params=p, clock_hz=48_000_000, baud=3_000_000)
     info = json.loads(shell.info)
     assert info["engine"] == "taylor" and info["params"] == p.to_dict()
-    assert info["registers"] == REGISTERS
+    assert info["registers"] == {"tokens": 0, "head_mask": 1, "ctx_shift": 2, "v_mult": 3,
+                                 "v_shift": 4, "out_mult": 5, "out_shift": 6}
     assert [(b["name"], b["word_bytes"], b["word_stride"], b["depth"], b["writable"])
             for b in info["buffers"]] == [("q", 8, 8, 32, True), ("k", 8, 8, 32, True),
                                           ("v", 8, 8, 32, True), ("out", 8, 8, 32, False)]
     init = shell.link.register_init
-    assert (init[REGISTERS["out_mult"]], init[REGISTERS["out_shift"]]) == (7, 3)
+    ids = registers(p).index
+    assert (init[ids("out_mult")], init[ids("out_shift")]) == (7, 3)
     assert build_shell(accel="taylor", clock_hz=48_000_000,
                        baud=3_000_000).description["params"] == TaylorParams().to_dict()
 
 
 def test_build_shell_checks_its_engine_settings():
-    with pytest.raises(ValueError, match=r"^accel must be 'mac' or 'taylor', not 'vitcod'$"):
+    with pytest.raises(ValueError, match=r"^accelerator must be one of mac, taylor, not "
+                                         r"'vitcod'$"):
         build_shell(accel="vitcod", clock_hz=48_000_000, baud=3_000_000)
-    with pytest.raises(ValueError, match=r"^operand_depth must be None for the taylor engine "
-                                         r"\(its buffers hold heads x max_tokens x row_beats "
-                                         r"words\), not 64$"):
+    with pytest.raises(ValueError, match=r"^option must be one of none for the taylor engine, "
+                                         r"not 'operand_depth'$"):
         build_shell(accel="taylor", clock_hz=48_000_000, baud=3_000_000, operand_depth=64)
 
 
 def test_celine_knows_the_taylor_engine(tmp_path, capsys):
     from celine.boards.designs import get_design
-    from celine.gen.accelerators import ACCELERATORS
+    from celine import registry
     from celine.gen.cli import main
     from celine.rtl.taylor.pipeline import TaylorPipeline
     assert get_design("taylor").params is TaylorParams
-    assert ACCELERATORS["taylor"].component is TaylorPipeline
-    assert set(ACCELERATORS) == {"mac", "taylor"}              # the designs with a core
+    assert registry.get("taylor").core.load() is TaylorPipeline
     assert main(["list"]) == 0
     assert "taylor   ViTALiTy Taylor-attention pipeline" in capsys.readouterr().out
     assert main(["params", "taylor", "head_dim=16", "mac_units=8"]) == 0

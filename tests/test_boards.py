@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from celine.boards.baud import check_baud, default_baud
-from celine.boards.designs import ACCEL_DESIGNS, get_design
+from celine.boards.designs import DESIGNS, get_design
 from celine.boards.echo import UartEcho
 from celine.boards.platforms import BOARDS, ProgrammerMissing, get_board, program_command
 from celine.boards.pll import pll_config
@@ -171,7 +171,7 @@ def test_echo_follows_rx_and_shows_activity():
 
 
 def test_designs_registry():
-    assert set(ACCEL_DESIGNS) >= {"echo", "mac", "taylor"}
+    assert set(DESIGNS) >= {"echo", "mac", "taylor"}
     with pytest.raises(ValueError,
                        match=r"^accelerator must be one of echo, mac, taylor, not 'x'$"):
         get_design("x")

@@ -8,18 +8,17 @@ from celine.firmware.device import Device
 from celine.firmware.errors import CelineError, EngineError, ProtocolError, SettingError
 from celine.firmware.protocol import Command
 from celine.firmware.transport import LoopbackTransport
-from celine.golden.shell import TAYLOR_ERROR_TOKENS, TAYLOR_REGISTERS, ShellModel, TaylorShellModel
+from celine.golden.shell import shell_model
 from celine.golden.taylor import TaylorRegisters, calibrate, taylor_head_int, taylor_int
 from celine.engines.mac.spec import MacArrayParams
-from celine.rtl.shell.taylor_engine import ERROR_TOKENS, REGISTERS, register_init
-from celine.engines.taylor.spec import TaylorParams
+from celine.engines.taylor.spec import Errors, TaylorParams
 
 PARAMS = TaylorParams(head_dim=16, max_tokens=12, mac_units=4, heads=3)
 REGS = TaylorRegisters(ctx_shift=6, v_mult=900, v_shift=5, out_mult=20000, out_shift=22)
 
 
 def open_device(params=PARAMS, **settings):
-    model = TaylorShellModel(params, **settings)
+    model = shell_model("taylor", params, **settings)
     return Device.open("sim", transport=LoopbackTransport(model)), model
 
 
@@ -33,13 +32,16 @@ def test_open_finds_the_taylor_engine():
     dev, model = open_device()
     assert dev.info["engine"] == "taylor" and dev.engine.params == PARAMS
     assert list(dev.buffers) == ["q", "k", "v", "out"] and not dev.buffers["out"].writable
-    with pytest.raises(CelineError, match=r"^matmul needs a 'mac' engine, not 'taylor'$"):
+    assert dev.taylor is dev.engine and dev.attention == dev.engine.attention
+    with pytest.raises(AttributeError, match=r"^'Device' with engine 'taylor' has no "
+                                             r"attribute 'matmul'$"):
         dev.matmul([[1]], [[1]])
 
 
 def test_a_mac_device_has_no_attention():
-    dev = Device.open("sim", transport=LoopbackTransport(ShellModel(MacArrayParams())))
-    with pytest.raises(CelineError, match=r"^attention needs a 'taylor' engine, not 'mac'$"):
+    dev = Device.open("sim", transport=LoopbackTransport(shell_model("mac", MacArrayParams())))
+    with pytest.raises(AttributeError, match=r"^'Device' with engine 'mac' has no attribute "
+                                             r"'attention'$"):
         dev.attention(*operands((2, 16), 0))
 
 
@@ -163,11 +165,11 @@ def test_the_model_describes_the_device_as_the_rtl_does():
     from celine.rtl.shell.shell import build_shell
     shell = build_shell(accel="taylor", accel_params=PARAMS, clock_hz=48_000_000, baud=115_200,
                         max_payload=256)
-    assert shell.info == TaylorShellModel(PARAMS).info_bytes()
+    assert shell.info == shell_model("taylor", PARAMS).info_bytes()
 
 
-def test_the_model_has_the_rtl_registers_and_error_bits():
-    assert TAYLOR_REGISTERS == REGISTERS and TAYLOR_ERROR_TOKENS == ERROR_TOKENS
+def test_the_output_scale_registers_reset_to_the_parameters():
     params = TaylorParams(head_dim=8, max_tokens=4, mac_units=4, heads=1, out_mult=9,
                           out_shift=5)
-    assert list(TaylorShellModel(params).registers.values()) == register_init(params)
+    model = shell_model("taylor", params)
+    assert (model.registers["out_mult"], model.registers["out_shift"]) == (9, 5)

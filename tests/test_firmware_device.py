@@ -10,16 +10,16 @@ from celine.firmware.protocol import Command
 from celine.firmware.transport import LoopbackTransport
 from celine.golden.mac import MacArrayModel, Requant, reference_matmul
 from celine.golden.quant import requantize
-from celine.golden.shell import ShellModel
+from celine.golden.shell import shell_model
 from celine.engines.mac.spec import MacArrayParams
 
 PARAMS = MacArrayParams(rows=2, cols=2)
 
 
 def open_device(params=PARAMS, **settings):
-    settings = {"act_depth": 64, "weight_depth": 64, "result_depth": 64, "max_payload": 64,
+    settings = {"operand_depth": 64, "result_depth": 64, "max_payload": 64,
                 **settings}
-    model = ShellModel(params, **settings)
+    model = shell_model("mac", params, **settings)
     return Device.open("sim", transport=LoopbackTransport(model)), model
 
 
@@ -98,7 +98,7 @@ def test_rps_replays_the_device_lfsr_across_calls():
             mask = used == precision
             assert torch.equal(y[mask], reference_matmul(a, w, precision)[mask])
     # the host's replay and the device's LFSR are still in step
-    assert dev.engine.model.lfsr.state == model.array.lfsr.state
+    assert dev.engine.model.lfsr.state == model.engine.array.lfsr.state
     assert dev.engine.model.lfsr.state != replay.lfsr.state
 
 
@@ -165,7 +165,7 @@ def test_settings_are_checked_before_sending(call, message):
     with pytest.raises(SettingError, match=message):
         call(dev)
     assert dev.transport.commands == [Command.INFO]
-    assert model.array.lfsr.state == dev.engine.model.lfsr.state
+    assert model.engine.array.lfsr.state == dev.engine.model.lfsr.state
 
 
 def test_open_sim_needs_a_transport():
@@ -196,7 +196,7 @@ class LossyTransport(LoopbackTransport):
 
 
 def lossy_device(retries=2, **faults):
-    model = ShellModel(PARAMS, act_depth=64, weight_depth=64, result_depth=64, max_payload=64)
+    model = shell_model("mac", PARAMS, operand_depth=64, result_depth=64, max_payload=64)
     transport = LossyTransport(model, **faults)
     return Device(transport, timeout=0.1, retries=retries), transport
 
@@ -245,7 +245,7 @@ def test_damaged_request_is_repeated_even_for_run():
                 data = data[:-1] + bytes([data[-1] ^ 0xFF])      # device replies BAD_CRC
             super().write(data)
 
-    model = ShellModel(PARAMS)
+    model = shell_model("mac", PARAMS)
     dev = Device(DamagingTransport(model))
     dev.configure(depth=1, tiles=1, precision=4)
     assert dev.run().result_words == PARAMS.tile_rows(4)

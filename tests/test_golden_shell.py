@@ -9,7 +9,8 @@ import torch
 from celine.firmware.protocol import (Command, ReplyDecoder, Status, configure_payload,
                                encode_request, parse_status, read_payload, write_payload)
 from celine.golden.mac import MacArrayModel, Requant
-from celine.golden.shell import ShellModel, pack_lanes, unpack_lanes
+from celine.golden.shell import shell_model
+from celine.spec.lanes import pack_lanes, unpack_lanes
 from celine.engines.mac.spec import MacArrayParams
 
 PARAMS = MacArrayParams(rows=2, cols=2)
@@ -19,7 +20,7 @@ class Host:
     """Talks to a ShellModel frame by frame."""
 
     def __init__(self, **settings):
-        self.model = ShellModel(PARAMS, act_depth=8, weight_depth=8, result_depth=16,
+        self.model = shell_model("mac", PARAMS, operand_depth=8, result_depth=16,
                                 max_payload=32, **settings)
         self.decoder = ReplyDecoder()
 
@@ -57,7 +58,7 @@ def test_info_describes_buffers_and_registers():
 
 def test_padding_bytes_read_zero_and_ignore_writes():
     # 3 lanes x 8 bits: 3 bytes a word, 4 apart
-    model = ShellModel(MacArrayParams(rows=3, cols=1, precisions=(8,)), act_depth=2)
+    model = shell_model("mac", MacArrayParams(rows=3, cols=1, precisions=(8,)), operand_depth=2)
     replies = ReplyDecoder().feed(
         model.feed(encode_request(Command.WRITE, 1, write_payload(0, 0, b"\x01\x02\x03\x04\x05")))
         + model.feed(encode_request(Command.READ, 2, read_payload(0, 0, 8)))
@@ -233,5 +234,8 @@ def test_engine_errors_belong_to_the_last_run():
 
 
 def test_depths_must_be_positive():
-    with pytest.raises(ValueError, match=r"^act_depth must be a positive integer, not 0$"):
-        ShellModel(PARAMS, act_depth=0)
+    with pytest.raises(ValueError, match=r"^operand_depth must be between 1 and 65536, not 0$"):
+        shell_model("mac", PARAMS, operand_depth=0)
+    with pytest.raises(ValueError, match=r"^option must be one of operand_depth, result_depth "
+                                         r"for the mac engine, not 'act_depth'$"):
+        shell_model("mac", PARAMS, act_depth=8)

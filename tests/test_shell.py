@@ -5,7 +5,7 @@ import torch
 
 from celine.firmware.protocol import Command, encode_request
 from celine.golden.mac import reference_matmul
-from celine.golden.shell import ShellModel
+from celine.golden.shell import shell_model
 from celine.engines.mac.spec import MacArrayParams
 from celine.rtl.shell.shell import build_shell
 from celine.sim.runner import run_cocotb
@@ -30,8 +30,7 @@ def design(point):
 def model(point):
     p = POINTS[point]
     shell = dict(p["shell"])
-    depth = shell.pop("operand_depth")
-    return ShellModel(MacArrayParams(**p["mac"]), act_depth=depth, weight_depth=depth, **shell)
+    return shell_model("mac", MacArrayParams(**p["mac"]), **shell)
 
 
 def fault_script(point):

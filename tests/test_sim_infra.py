@@ -54,8 +54,8 @@ def test_pytest_reports_missing_simulator_in_one_line(tmp_path):
     """Under pytest, a missing simulator is one short failure, not a traceback."""
     test_file = tmp_path / "test_needs_icarus.py"
     test_file.write_text(
-        "from rtl.common.skid import SkidBuffer\n"
-        "from sim.runner import run_cocotb\n"
+        "from celine.rtl.common.skid import SkidBuffer\n"
+        "from celine.sim.runner import run_cocotb\n"
         "def test_it():\n"
         "    run_cocotb(SkidBuffer(8), test_module='celine.sim.tb.skid_tb', case_id='x', sim='icarus')\n")
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)

@@ -1,11 +1,11 @@
 """The Taylor-attention pipeline's generated Verilog against golden/taylor.py in cocotb,
-and the cycle model (gen/taylor_model.py) against its measured cycles."""
+and the cycle model (engines/taylor/cycles.py) against its measured cycles."""
 
 import json
 
 import pytest
 
-from celine.gen.taylor_model import cycles as model_cycles
+from celine.engines.taylor.cycles import cycles as model_cycles
 from celine.engines.taylor.spec import TaylorParams
 from celine.rtl.taylor.pipeline import TaylorPipeline
 from celine.sim.runner import run_cocotb

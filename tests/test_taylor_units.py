@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from celine.gen.taylor_model import cycles, estimate
+from celine.engines.taylor.cycles import cycles, estimate
 from celine.golden.taylor import TaylorRegisters, reciprocal, taylor_head_int
 from celine.golden.quant import requantize, round_shift, saturate
 from celine.rtl.taylor.centering import CenteringUnit

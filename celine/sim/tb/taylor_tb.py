@@ -3,7 +3,7 @@
 Case parameters: the TaylorParams fields. Case data: `runs` (see sim/taylor_cases.py),
 `idle_prob`, `backpressure_prob`. The `throughput` test runs the first run with no idle
 cycles and no backpressure and writes `throughput.json` (cycles from the cycle `start` is
-high to the cycle the last output beat is taken, inclusive: gen/taylor_model.py's count).
+high to the cycle the last output beat is taken, inclusive: engines/taylor/cycles.py's count).
 """
 
 import json

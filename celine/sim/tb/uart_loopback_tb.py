@@ -16,7 +16,7 @@ from celine.firmware.device import Device
 from celine.firmware.protocol import ReplyDecoder, Status, encode_reply
 from celine.firmware.transport import SimTransport
 from celine.golden.mac import reference_matmul
-from celine.golden.shell import ShellModel
+from celine.golden.shell import shell_model
 from celine.engines.mac.spec import MacArrayParams
 from celine.sim.case import load_case
 
@@ -72,7 +72,7 @@ async def device_runtime_over_the_pins(dut):
     # The device's line: it decodes what the host drives on rx and drives dev_tx.
     device_line = SimTransport(dut.clk, dut.dev_tx, dut.rx, cycles_per_bit=cpb)
     params = MacArrayParams(rows=1, cols=2, precisions=(4, 8))
-    model = ShellModel(params, act_depth=8, weight_depth=8, result_depth=8, max_payload=32,
+    model = shell_model("mac", params, operand_depth=8, result_depth=8, max_payload=32,
                        clock_hz=clock_hz, baud=clock_hz // cpb)
     cocotb.start_soon(serve(device_line, model))
     a = torch.tensor(case.data["a"])
