@@ -136,7 +136,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
 
     # Amaranth writes the RTLIL, the Yosys script and the .lpf; the tools run here.
     # Hierarchy: the WebAssembly ABC9 fails without a message on a large flat design (a
-    # brick MAC array is ~100k AND gates), and Yosys 0.70's ABC9 trips an assertion
+    # brick multiplier array is ~100k AND gates), and Yosys 0.70's ABC9 trips an assertion
     # (`count_id(wire->name) == 0`) on some modules (the shell's link) when nothing is
     # flattened. So the engine's repeated units (PEs, requantizers) keep their hierarchy
     # and everything else is flattened; nextpnr reads the hierarchical netlist. `flatten`

@@ -12,6 +12,7 @@ registers)` lists:
 The shell checks an adapter against it when the design is built (`check_engine`).
 """
 
+from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -45,7 +46,7 @@ def engine_signature(buffers, registers):
 
 
 def _ports(signature):
-    return {".".join(map(str, path)): (member.flow, member.shape)
+    return {".".join(map(str, path)): (member.flow, Shape.cast(member.shape))
             for path, member in signature.members.flatten() if member.is_port}
 
 
@@ -57,9 +58,9 @@ def check_engine(engine, buffers, registers, *, name="engine"):
     have = _ports(engine.signature)
     for path, (flow, shape) in want.items():
         if path not in have:
-            raise TypeError(f"{name} must have a member {path!r} ({flow.name}, {shape!r}) "
-                            f"for the shell, not none")
+            raise TypeError(f"{name} must have a member {path!r} of {flow.name}({shape!r}) "
+                            f"(the shell contract), not none")
         if have[path] != (flow, shape):
             got_flow, got_shape = have[path]
-            raise TypeError(f"{name} member {path!r} must be {flow.name} {shape!r}, "
-                            f"not {got_flow.name} {got_shape!r}")
+            raise TypeError(f"{name} member {path!r} must be {flow.name}({shape!r}), "
+                            f"not {got_flow.name}({got_shape!r})")
