@@ -3,9 +3,8 @@
 __all__ = ["STANDARD_BAUDS", "baud_error", "check_baud", "default_baud",
            "MAX_BAUD_ERROR", "MIN_CYCLES_PER_BIT"]
 
-# Highest first; the rates above 3 Mbaud exist only on the high-speed FTDI chips (FT2232H).
-STANDARD_BAUDS = (12_000_000, 6_000_000, 4_000_000, 3_000_000, 2_000_000, 1_500_000,
-                  1_000_000, 921_600, 460_800, 230_400, 115_200)
+from ..spec.uart import STANDARD_BAUDS  # highest first (defined once, dependency-free)
+
 MAX_BAUD_ERROR = 0.02
 MIN_CYCLES_PER_BIT = 4
 
