@@ -114,19 +114,46 @@ def test_default_baud(clock_hz, max_baud, baud):
 
 
 @pytest.mark.parametrize("baud,message", [
-    (12_000_000, r"^baud must be between 1 and 3000000 \(the board's USB-serial chip\), "
+    (12_000_000, r"^baud must be between 1200 and 3000000 and reachable from 25 MHz within 2%, "
                  r"not 12000000$"),
-    (2_000_000, r"^baud must be reachable from 25 MHz within 2%, not 2000000 \(error 4\.2%\)$"),
+    (600, r"^baud must be between 1200 and 3000000 and reachable from 25 MHz within 2%, "
+          r"not 600$"),
+    (2_000_000, r"^baud must be between 1200 and 3000000 and reachable from 25 MHz within 2%, "
+                r"not 2000000 \(error 4\.2%\)$"),
 ])
 def test_bad_baud(baud, message):
     with pytest.raises(ValueError, match=message):
         check_baud(25_000_000, baud, 3_000_000)
 
 
+def test_bad_baud_type():
+    with pytest.raises(TypeError, match=r"^baud must be an integer, not 115200\.0$"):
+        check_baud(25_000_000, 115200.0, 3_000_000)
+
+
 def test_too_few_cycles_per_bit():
-    with pytest.raises(ValueError, match=r"^baud must leave at least 4 clock cycles per bit "
-                       r"at 40 MHz, not 12000000$"):
+    with pytest.raises(ValueError, match=r"^baud must be between 1200 and 10000000 and reachable "
+                       r"from 40 MHz within 2%, not 12000000$"):
         check_baud(40_000_000, 12_000_000, 12_000_000)
+
+
+@pytest.mark.parametrize("baud", [600, 12_000_000, 13_000_000])
+def test_shell_and_board_top_share_the_baud_rule(baud):
+    """One rule, one message: the shell (no USB-serial chip limit) and the board top (with
+    one) differ only in the highest rate. The shell used to say "between 1200 and
+    <clock/4>", the board top "between 1 and <chip>", and uart_divisor a third rule."""
+    from celine.rtl.shell.shell import build_shell, uart_divisor
+    with pytest.raises(ValueError) as board:
+        BoardTop("ulx3s-85f", UartEcho, clock_hz=50_000_000, baud=baud)
+    with pytest.raises(ValueError) as shell:
+        build_shell(clock_hz=50_000_000, baud=baud)
+    with pytest.raises(ValueError) as divisor:
+        uart_divisor(50_000_000, baud)
+    rule = "baud must be between 1200 and {} and reachable from 50 MHz within 2%, not " + str(baud)
+    assert str(board.value).startswith(rule.format(3_000_000))
+    assert str(shell.value).startswith(rule.format(12_500_000))
+    assert str(shell.value) == str(divisor.value) == str(
+        pytest.raises(ValueError, check_baud, 50_000_000, baud).value)
 
 
 def test_board_top_chooses_clock_and_baud():

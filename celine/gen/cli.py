@@ -1,13 +1,18 @@
 """The `celine` command: generate Verilog, show parameters, run benchmarks, build bitstreams.
 
-Bad input (an unknown accelerator, a bad parameter) prints one line to stderr and exits
-with status 2; no traceback. A failing tool (yosys, nextpnr, ecppack) ends with the tool's
+Bad input (an unknown accelerator, a bad or repeated parameter, an output directory that
+cannot be created or written, a bad clock, top name or report) prints one line to stderr,
+`celine: error: <message>`, and exits with status 2; no traceback. It is checked before
+any long work (generation, synthesis, benchmarks) starts. A failing tool (yosys, nextpnr, ecppack) ends with the tool's
 own last lines on stderr and exit status 1.
 """
 
 import argparse
 import json
+import math
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 from .. import registry
@@ -31,6 +36,55 @@ def resolve(accel_name, words):
         raise UsageError(str(error)) from None
 
 
+def check_out(path):
+    """`path` as an output directory, created if need be (before any long work starts);
+    UsageError if it names a file or cannot be created or written to."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"out must be a directory, not {str(path)!r} (an existing file)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise UsageError(f"out must be a directory that can be created and written to, "
+                         f"not {str(path)!r} ({error.strerror})") from None
+    return path
+
+
+# Verilog-2005 keywords (IEEE 1364-2005, annex B): not identifiers.
+VERILOG_KEYWORDS = frozenset("""
+    always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config
+    deassign default defparam design disable edge else end endcase endconfig endfunction
+    endgenerate endmodule endprimitive endspecify endtable endtask event for force forever
+    fork function generate genvar highz0 highz1 if ifnone incdir include initial inout input
+    instance integer join large liblist library localparam macromodule medium module nand
+    negedge nmos nor noshowcancelled not notif0 notif1 or output parameter pmos posedge
+    primitive pull0 pull1 pulldown pullup pulsestyle_ondetect pulsestyle_onevent rcmos real
+    realtime reg release repeat rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled
+    signed small specify specparam strong0 strong1 supply0 supply1 table task time tran
+    tranif0 tranif1 tri tri0 tri1 triand trior trireg unsigned use uwire vectored wait wand
+    weak0 weak1 while wire wor xnor xor""".split())
+VERILOG_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
+def check_top(name):
+    """`name` if it is a Verilog (simple) identifier, else UsageError."""
+    if not VERILOG_IDENTIFIER.fullmatch(name) or name in VERILOG_KEYWORDS:
+        raise UsageError(f"top must be a Verilog identifier (a letter or _, then letters, "
+                         f"digits, _ or $; not a keyword), not {name!r}")
+    return name
+
+
+def check_clock_mhz(mhz):
+    """`mhz` if the ECP5 PLL can output it (inf and nan cannot), else UsageError."""
+    from ..boards.pll import OUTPUT_RANGE_HZ
+    lowest, highest = (hz / 1e6 for hz in OUTPUT_RANGE_HZ)
+    if not lowest <= mhz <= highest:
+        raise UsageError(f"clock must be between {lowest:g} and {highest:g} MHz, not {mhz:g}")
+    return mhz
+
+
 def derived(accel, params):
     """The resolved parameters: constructor arguments, the class's derived values, and the
     cycle model's figures for the engine's default workload."""
@@ -47,8 +101,8 @@ def derived(accel, params):
 def cmd_verilog(args):
     from celine.sim.emit import write_if_changed, verilog_text
     accel, params = resolve(args.accel, args.params)
-    out = Path(args.out or f"build/verilog/{accel.name}")
-    top = args.top or f"celine_{accel.name}"
+    top = check_top(args.top if args.top is not None else f"celine_{accel.name}")
+    out = check_out(args.out or f"build/verilog/{accel.name}")
     print(f"celine: generating {accel.name} ({accel.summary}) ...", file=sys.stderr)
     text = verilog_text(accel.core.load()(params), name=top)
     changed = write_if_changed(out / f"{top}.v", text)
@@ -72,6 +126,7 @@ def benchmarks():
 
 
 def cmd_bench(args):
+    check_out(args.out)
     for name, bench in benchmarks().items():
         if args.only in (None, name):
             bench.load()(Path(args.out), quick=args.quick, fpga=not args.no_synth)
@@ -79,6 +134,7 @@ def cmd_bench(args):
 
 def cmd_bitstream(args):
     from ..boards.designs import get_design
+    from ..sim.emit import build_root
     from .bitstream import ToolError, build_bitstream
     try:
         design = get_design(args.accel)
@@ -88,16 +144,20 @@ def cmd_bitstream(args):
         elif args.params:
             raise ValueError(f"accelerator {args.accel!r} takes no parameters, "
                              f"not {' '.join(args.params)!r}")
-        clock_hz = round(args.clock_mhz * 1e6)
+        clock_hz = round(check_clock_mhz(args.clock_mhz) * 1e6)
+        constraint = args.constraint_mhz
+        if constraint is not None and not (math.isfinite(constraint) and constraint > 0):
+            raise ValueError(f"constraint must be a positive number of MHz, not {constraint:g}")
+        out = check_out(args.out or build_root() / args.board / args.accel)
         build_bitstream(args.board, args.accel, params, seed=args.seed, clock_hz=clock_hz,
                         baud=args.baud, constraint_mhz=args.constraint_mhz,
-                        router=args.router, flatten=args.flatten, out=args.out)
+                        router=args.router, flatten=args.flatten, out=out)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
     except ToolError as error:
         raise ToolFailure(str(error)) from None
     from .report import format_report, load_report, report_path
-    print(format_report(load_report(report_path(args.out, board=args.board, accel=args.accel))))
+    print(format_report(load_report(report_path(out))))
 
 
 def cmd_report(args):
@@ -115,10 +175,11 @@ def cmd_list(args):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (exit status 2)."""
+    """argparse, but a usage error is one line on stderr (exit status 2), `celine: error:`
+    for the subcommands too."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"celine: error: {message}\n")
 
 
 def build_parser():
@@ -130,14 +191,15 @@ def build_parser():
 
     p = sub.add_parser("verilog", help="write an accelerator's Verilog and resolved parameters")
     p.add_argument("accel", help="accelerator name (see `celine list`)")
-    p.add_argument("params", nargs="*", metavar="key=value", help="generator parameters")
+    p.add_argument("params", nargs="*", default=[], metavar="key=value",
+                   help="generator parameters")
     p.add_argument("--out", help="output directory (default build/verilog/<accel>)")
     p.add_argument("--top", help="top module name (default celine_<accel>)")
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("params", help="show resolved parameters (defaults, derived widths)")
     p.add_argument("accel")
-    p.add_argument("params", nargs="*", metavar="key=value")
+    p.add_argument("params", nargs="*", default=[], metavar="key=value")
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("bench", help="measure throughput and resources; write JSON")
@@ -152,7 +214,8 @@ def build_parser():
     from ..boards.platforms import BOARDS, DEFAULT_BOARD
     from ..boards.top import DEFAULT_CLOCK_HZ
     p = sub.add_parser("bitstream", help="build an ECP5 bitstream and its report")
-    p.add_argument("params", nargs="*", metavar="key=value", help="generator parameters")
+    p.add_argument("params", nargs="*", default=[], metavar="key=value",
+                   help="generator parameters")
     p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS),
                    help=f"target board (default {DEFAULT_BOARD})")
     p.add_argument("--accel", default=registry.DEFAULT,

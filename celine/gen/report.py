@@ -1,11 +1,13 @@
 """Bitstream build reports (`build/<board>/<accel>/report.json`) as text tables."""
 
 import json
+import reprlib
 from pathlib import Path
 
 from celine.sim.emit import build_root
 
-__all__ = ["report_path", "load_report", "format_report", "KEY_RESOURCES"]
+__all__ = ["report_path", "load_report", "format_report", "KEY_RESOURCES",
+           "REPORT_FIELDS"]
 
 # Always shown, even when unused: LUT4s, flip-flops, multipliers, block RAMs.
 KEY_RESOURCES = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD")
@@ -19,8 +21,43 @@ def report_path(path=None, *, board=None, accel=None):
     return path / "report.json" if path.is_dir() else path
 
 
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _mapping_of(check):
+    return lambda value: isinstance(value, dict) and all(map(check, value.values()))
+
+
+def _count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# What `format_report` reads: {key: (required, rule, check)}; the optional keys are checked
+# when present.
+REPORT_FIELDS = {
+    "board": (True, "a string", lambda value: isinstance(value, str)),
+    "accel": (True, "a string", lambda value: isinstance(value, str)),
+    "seed": (True, "an integer", lambda value: isinstance(value, int)
+             and not isinstance(value, bool)),
+    "constraint_mhz": (True, "a number", _number),
+    "fmax_mhz": (True, "a mapping of clock name to MHz", _mapping_of(_number)),
+    "utilization": (True, "a mapping of cell type to {used, available} counts",
+                    _mapping_of(lambda value: isinstance(value, dict)
+                                and _count(value.get("used"))
+                                and _count(value.get("available")))),
+    "params": (False, "a mapping or null", lambda value: value is None
+               or isinstance(value, dict)),
+    "clock_hz": (False, "a number", _number),
+    "step_seconds": (False, "a mapping of step name to seconds", _mapping_of(_number)),
+    "tool_versions": (False, "a mapping of tool name to version",
+                      lambda value: isinstance(value, dict)),
+}
+
+
 def load_report(path):
-    """The report at `path`; ValueError (one line) if it is missing or not a report."""
+    """The report at `path`; ValueError (one line) if it is missing or not a report: not
+    JSON, or without a key `format_report` needs, or with a value of the wrong kind."""
     try:
         report = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -28,8 +65,21 @@ def load_report(path):
                          f"(run `celine bitstream` first)") from None
     except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as error:
         raise ValueError(f"report must be a JSON file, not {str(path)!r} ({error})") from None
-    if not isinstance(report, dict) or "utilization" not in report:
-        raise ValueError(f"report must be a bitstream report.json, not {str(path)!r}")
+    except OSError as error:
+        raise ValueError(f"report must be a readable file, not {str(path)!r} "
+                         f"({error.strerror})") from None
+    if not isinstance(report, dict):
+        raise ValueError(f"report must be a bitstream report.json, not {str(path)!r} "
+                         f"(a JSON {type(report).__name__}, not an object)")
+    missing = [key for key, (required, _, _) in REPORT_FIELDS.items()
+               if required and key not in report]
+    if missing:
+        raise ValueError(f"report must be a bitstream report.json, not {str(path)!r} "
+                         f"(missing: {', '.join(missing)})")
+    for key, (_, rule, check) in REPORT_FIELDS.items():
+        if key in report and not check(report[key]):
+            raise ValueError(f"{key} in {str(path)!r} must be {rule}, "
+                             f"not {reprlib.repr(report[key])}")
     return report
 
 

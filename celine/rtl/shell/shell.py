@@ -7,22 +7,19 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ... import registry
+from ...boards.baud import check_baud
 from ...spec.checks import check_int
 from ...spec.protocol import DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT_BITS, info_bytes
 from .contract import check_engine
 from .link import HostLink
 from .uart import UARTReceiver, UARTTransmitter
 
-MAX_BAUD_ERROR = 0.02
-
 
 def uart_divisor(clock_hz, baud):
-    """Clock cycles per bit; ValueError if the rate is off by 2 % or more, or too fast."""
-    divisor = round(clock_hz / baud)
-    if divisor < 4 or abs(clock_hz / divisor - baud) / baud >= MAX_BAUD_ERROR:
-        raise ValueError(f"baud must be within 2 % of clock_hz / n for an integer n >= 4, "
-                         f"not {baud!r} at {clock_hz!r} Hz")
-    return divisor
+    """Clock cycles per bit; TypeError/ValueError if `baud` breaks the UART rate rule
+    (celine.boards.baud.check_baud, the same rule and message as the board top's)."""
+    check_baud(clock_hz, baud)
+    return round(clock_hz / baud)
 
 
 class Shell(wiring.Component):
@@ -43,7 +40,7 @@ class Shell(wiring.Component):
     def __init__(self, engine, *, buffers, registers, description, clock_hz, baud,
                  max_payload=DEFAULT_MAX_PAYLOAD, timeout_bits=DEFAULT_TIMEOUT_BITS):
         check_int("clock_hz", clock_hz, minimum=1_000_000, maximum=500_000_000)
-        check_int("baud", baud, minimum=1200, maximum=clock_hz // 4)
+        uart_divisor(clock_hz, baud)                # the baud rule (celine.boards.baud)
         check_int("timeout_bits", timeout_bits, minimum=12, maximum=1 << 16)
         check_engine(engine, buffers, registers)
         self.engine = engine
