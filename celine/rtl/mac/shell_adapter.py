@@ -1,13 +1,14 @@
 """The MAC array in the shell: runs tiles from the act/weight buffers into `result`."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, wiring
 
 from ...engines.mac.spec import (DEFAULT_OPERAND_DEPTH, DEFAULT_RESULT_DEPTH, Errors,
                                  MacArrayParams, buffers, registers)
+from ..common.buffer_reader import BufferReader
+from ..common.buffer_writer import BufferWriter
 from ..shell.contract import engine_signature
-from .array import MacArray
+from .array import MacArray, operand_layout
 from .result_drain import REQUANT_LAYOUT
 
 
@@ -17,7 +18,8 @@ class MacShellAdapter(wiring.Component):
     On `start`: streams words 0 .. tiles*depth-1 of the `act` and `weight` buffers into
     the array (`last` on every depth-th), and writes the output rows to `result` from word 0
     on, while `busy`. Reads are prefetched into a small FIFO so the array gets a beat per
-    cycle; result rows are written as they come (the array's output is never stalled).
+    cycle (rtl/common's BufferReader reads act and weight as one word); result rows are
+    written as they come (a BufferWriter: the array's output is never stalled).
     Rows beyond the result buffer are dropped and flag Errors.OVERFLOW. `cycles` counts the
     cycles of the last run; `result_words` the rows it wrote.
     """
@@ -49,67 +51,71 @@ class MacShellAdapter(wiring.Component):
             array.requant.eq(regs[ids("requant")][:REQUANT_LAYOUT.size]),
         ]
 
-        act_bits = p.act_lanes * p.operand_width
-        weight_bits = p.weight_lanes * p.operand_width
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=act_bits + weight_bits + 1, depth=4)
+        # One read word is an act beat and a weight beat (the two buffers share addresses).
+        operands = data.StructLayout({
+            "act": operand_layout(p.act_lanes, p.operand_width)["data"].shape,
+            "weight": operand_layout(p.weight_lanes, p.operand_width)["data"].shape,
+        })
+        m.submodules.reader = reader = BufferReader(
+            data.StructLayout({"data": operands, "last": 1}),
+            buffer_depth=self.operand_depth, buffers=("operands",), queue_depth=4)
+        m.submodules.writer = writer = BufferWriter(
+            array.o.payload.data.shape(), depth=self.result_depth, sequential=True)
 
         issued = Signal(32)          # words read so far
         in_beat = Signal(32)         # position of the next word within its tile
-        inflight = Signal()          # a read whose data arrives this cycle
-        inflight_last = Signal()
         tiles_done = Signal(32)
-        overflow = Signal()
 
         running = Signal()
         m.d.comb += self.busy.eq(running)
         with m.If(self.start & ~running):
             m.d.sync += [
                 running.eq(1), issued.eq(0), in_beat.eq(0), tiles_done.eq(0),
-                self.cycles.eq(0), self.result_words.eq(0), overflow.eq(0),
-                total.eq(depth[:16] * tiles[:16]),
+                self.cycles.eq(0), total.eq(depth[:16] * tiles[:16]),
             ]
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
-        # Read words into the FIFO, never more than it can take (counting the read in flight).
-        room = fifo.level + inflight < fifo.depth - 1
-        read = running & (issued < total) & room
-        m.d.comb += [self.mem.act.addr.eq(issued), self.mem.weight.addr.eq(issued)]
-        m.d.sync += [inflight.eq(read), inflight_last.eq(in_beat + 1 == depth)]
-        with m.If(read):
+        # Words 0 .. total-1 of act and weight, `last` on every depth-th.
+        request = reader.req
+        m.d.comb += [
+            request.valid.eq(running & (issued < total)),
+            request.payload.addr.eq(issued),
+            request.payload.last.eq(in_beat + 1 == depth),
+            self.mem.act.addr.eq(reader.mem.operands.addr),
+            self.mem.weight.addr.eq(reader.mem.operands.addr),
+            reader.mem.operands.data.act.eq(self.mem.act.data),
+            reader.mem.operands.data.weight.eq(self.mem.weight.data),
+        ]
+        with m.If(request.valid & request.ready):
             m.d.sync += issued.eq(issued + 1)
             m.d.sync += in_beat.eq(Mux(in_beat + 1 == depth, 0, in_beat + 1))
-        m.d.comb += [
-            fifo.w_en.eq(inflight),
-            fifo.w_data.eq(Cat(self.mem.act.data, self.mem.weight.data,
-                               inflight_last)),
-        ]
 
-        # FIFO -> array (both operand streams move together).
-        beat = fifo.r_data
+        # Reader -> array (both operand streams move together).
+        beat = reader.o.payload
         m.d.comb += [
             array.clear_errors.eq(self.start & ~running),
-            array.act.valid.eq(fifo.r_rdy),
-            array.weight.valid.eq(fifo.r_rdy),
-            array.act.payload.data.eq(beat[:act_bits]),
-            array.weight.payload.data.eq(beat[act_bits:act_bits + weight_bits]),
-            array.act.payload.last.eq(beat[-1]),
-            array.weight.payload.last.eq(beat[-1]),
-            fifo.r_en.eq(array.act.ready),       # the array takes both beats together
+            array.act.valid.eq(reader.o.valid),
+            array.weight.valid.eq(reader.o.valid),
+            array.act.payload.data.eq(beat.data.act),
+            array.weight.payload.data.eq(beat.data.weight),
+            array.act.payload.last.eq(beat.last),
+            array.weight.payload.last.eq(beat.last),
+            reader.o.ready.eq(array.act.ready),   # the array takes both beats together
         ]
 
-        # Array -> result buffer.
+        # Array -> result buffer, rows from word 0 on.
         m.d.comb += [
-            array.o.ready.eq(1),
-            self.mem.result.addr.eq(self.result_words),
-            self.mem.result.data.eq(array.o.payload.data.as_value()),
-            self.mem.result.write.eq(array.o.valid & (self.result_words < self.result_depth)),
+            writer.restart.eq(self.start & ~running),
+            writer.i.valid.eq(array.o.valid),
+            writer.i.payload.data.eq(array.o.payload.data),
+            array.o.ready.eq(writer.i.ready),
+            self.mem.result.addr.eq(writer.mem.addr),
+            self.mem.result.data.eq(writer.mem.data),
+            self.mem.result.write.eq(writer.mem.write),
+            self.result_words.eq(writer.count),
         ]
         with m.If(array.o.valid):
-            with m.If(self.result_words < self.result_depth):
-                m.d.sync += self.result_words.eq(self.result_words + 1)
-            with m.Else():
-                m.d.sync += overflow.eq(1)
             with m.If(array.o.payload.last):
                 m.d.sync += tiles_done.eq(tiles_done + 1)
                 with m.If(tiles_done + 1 == tiles):
@@ -119,5 +125,5 @@ class MacShellAdapter(wiring.Component):
 
         m.d.comb += self.errors.eq(Mux(array.errors.framing, Errors.FRAMING, 0)
                                   | Mux(array.errors.precision, Errors.PRECISION, 0)
-                                  | Mux(overflow, Errors.OVERFLOW, 0))
+                                  | Mux(writer.overflow, Errors.OVERFLOW, 0))
         return m

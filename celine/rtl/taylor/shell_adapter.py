@@ -1,12 +1,14 @@
 """The Taylor-attention pipeline in the shell: heads from the q/k/v buffers into `out`."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 
-from ...engines.taylor.spec import LANES, Errors, TaylorParams, buffers, registers
+from ...engines.taylor.spec import Errors, TaylorParams, buffers, registers
+from ..common.buffer_reader import BufferReader
+from ..common.buffer_writer import BufferWriter
 from ..shell.contract import engine_signature
 from .pipeline import TaylorPipeline
+from .row_loader import beat_layout
 
 
 class TaylorShellAdapter(wiring.Component):
@@ -22,8 +24,9 @@ class TaylorShellAdapter(wiring.Component):
     of each block, and writes the pipeline's output beats to `out` at the same words of
     that head. Skipped heads' words of `out` are left as they were. The three operand
     buffers share one read address (their layouts are the same); reads go through a
-    prefetch FIFO, so block-RAM latency never starves the pipeline (one beat per cycle at
-    most). The output is never stalled: a beat is written the cycle it appears.
+    prefetch queue (rtl/common's BufferReader), so block-RAM latency never starves the
+    pipeline (one beat per cycle at most). The output is never stalled (a BufferWriter):
+    a beat is written the cycle it appears.
 
     `busy` holds from `start` until the last output beat is written (and the pipeline is
     idle). A `tokens` register outside 1..max_tokens sets `errors` bit 1 and runs nothing;
@@ -45,7 +48,6 @@ class TaylorShellAdapter(wiring.Component):
         p = self.params
         beats, heads = p.row_beats, p.heads
         head_words = p.max_tokens * beats
-        beat_bits = LANES * p.operand_width
         m.submodules.pipeline = pipeline = TaylorPipeline(p)
 
         regs = {name: self.registers[self.register_map.index(name)]
@@ -104,17 +106,25 @@ class TaylorShellAdapter(wiring.Component):
         address = head_base(read_head, "read_base") + row + beat
         last_beat, last_token = beat == beats - 1, token == tokens - 1
 
-        m.submodules.prefetch = fifo = SyncFIFOBuffered(width=beat_bits + 1, depth=8)
-        inflight = Signal()                # a read whose data arrives this cycle
-        inflight_src = Signal(2)           # 0 q, 1 k, 2 v
-        inflight_last = Signal()
-        room = fifo.level + inflight < fifo.depth - 1
-        read = (to_read != 0) & room
-        src = Mux(query, 0, Mux(value, 2, 1))
-        block_last = last_beat & last_token & (query | value)
+        operands = ("q", "k", "v")
+        m.submodules.prefetch = reader = BufferReader(
+            beat_layout(p.operand_width), buffer_depth=self.depth, buffers=operands,
+            queue_depth=8)
+        wiring.connect(m, reader.o, pipeline.i)
         mem = self.mem
-        m.d.comb += [mem.q.addr.eq(address), mem.k.addr.eq(address), mem.v.addr.eq(address)]
-        m.d.sync += [inflight.eq(read), inflight_src.eq(src), inflight_last.eq(block_last)]
+        for name in operands:
+            m.d.comb += [getattr(mem, name).addr.eq(getattr(reader.mem, name).addr),
+                         getattr(reader.mem, name).data.eq(getattr(mem, name).data)]
+        request = reader.req
+        read = request.valid & request.ready
+        m.d.comb += [
+            request.valid.eq(to_read != 0),
+            request.payload.addr.eq(address),
+            request.payload.buffer.eq(Mux(query, operands.index("q"),
+                                          Mux(value, operands.index("v"),
+                                              operands.index("k")))),
+            request.payload.last.eq(last_beat & last_token & (query | value)),
+        ]
 
         with m.If(read):
             m.d.sync += beat.eq(beat + 1)
@@ -132,26 +142,20 @@ class TaylorShellAdapter(wiring.Component):
             m.d.sync += [query.eq(0), value.eq(0), token.eq(0), beat.eq(0), row.eq(0),
                          to_read.eq(Mux(bad_tokens, 0, kept_mask))]
 
-        operand = Mux(inflight_src == 0, mem.q.data,
-                      Mux(inflight_src == 1, mem.k.data, mem.v.data))
-        m.d.comb += [
-            fifo.w_en.eq(inflight),
-            fifo.w_data.eq(Cat(operand, inflight_last)),
-            pipeline.i.valid.eq(fifo.r_rdy),
-            pipeline.i.payload.data.as_value().eq(fifo.r_data[:beat_bits]),
-            pipeline.i.payload.last.eq(fifo.r_data[-1]),
-            fifo.r_en.eq(pipeline.i.ready),
-        ]
-
         # -- writes: output beats of kept heads, in order, at their head's words ----------
         to_write = Signal(heads)           # kept heads whose output is not all written yet
         write_head = lowest(to_write, "write_head")
         written = Signal(range(head_words + 1))
+        m.submodules.writer = writer = BufferWriter(pipeline.o.payload.data.shape(),
+                                                    depth=self.depth)
         m.d.comb += [
-            pipeline.o.ready.eq(1),
-            mem.out.addr.eq(head_base(write_head, "write_base") + written),
-            mem.out.data.eq(pipeline.o.payload.data.as_value()),
-            mem.out.write.eq(pipeline.o.valid),
+            writer.i.valid.eq(pipeline.o.valid),
+            writer.i.payload.addr.eq(head_base(write_head, "write_base") + written),
+            writer.i.payload.data.eq(pipeline.o.payload.data),
+            pipeline.o.ready.eq(writer.i.ready),
+            mem.out.addr.eq(writer.mem.addr),
+            mem.out.data.eq(writer.mem.data),
+            mem.out.write.eq(writer.mem.write),
         ]
         with m.If(pipeline.o.valid):
             m.d.sync += written.eq(written + 1)
