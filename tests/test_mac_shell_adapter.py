@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
 
-from celine.engines.mac.spec import Errors, MacArrayParams
+from celine.engines.mac.spec import REQUANT_REGISTER, Errors, MacArrayParams
 from celine.golden.mac import MacEngineModel
 from celine.golden.shell import Buffer
 from celine.rtl.mac.shell_adapter import MacShellAdapter
@@ -103,7 +103,6 @@ def golden(params, settings, words, *, runs=1, **options):
 
 
 def requant(enable=1, multiplier=1, shift=0):
-    from celine.engines.mac.spec import REQUANT_REGISTER
     return REQUANT_REGISTER.pack(enable=enable, multiplier=multiplier, shift=shift)
 
 
