@@ -125,6 +125,19 @@ def test_truncated_frame_times_out():
     host.act_intact(data)
 
 
+def test_quiet_gaps_of_timeout_bits_between_every_byte_never_time_out():
+    """The timeout counts quiet line time since the last byte, not the bytes themselves,
+    and does not add up over a frame (docs/protocol.md)."""
+    host = Host()
+    frame = encode_request(Command.WRITE, 4, write_payload(0, 16, b"\x5c"))
+    out = b""
+    for byte in frame:
+        out += host.model.feed(bytes([byte])) + host.model.idle(host.model.timeout_bits)
+    (reply,) = host.decoder.feed(out)
+    assert (reply.status, reply.seq) == (Status.OK, 4)
+    host.act_intact(b"\x5c")
+
+
 def test_timeout_right_after_the_start_byte_has_seq_0():
     host = Host()
     assert host.send(b"\xa5") == []

@@ -117,8 +117,8 @@ def test_uart_receiver_drops_a_frame_without_stop_bit():
 
 def test_uart_divisor_rule():
     assert uart_divisor(50_000_000, 3_000_000) == 17
-    with pytest.raises(ValueError, match=r"^baud must be within 2 % of clock_hz / n for an integer "
-                                         r"n >= 4, not 12000000 at 50000000 Hz$"):
+    with pytest.raises(ValueError, match=r"^baud must be between 1200 and 12500000 and reachable "
+                                         r"from 50 MHz within 2%, not 12000000 \(error 4\.2%\)$"):
         uart_divisor(50_000_000, 12_000_000)
 
 
@@ -157,3 +157,130 @@ def test_shell_answers_status_info_write_read():
         assert info["buffers"][0]["name"] == "act"
 
     run_sim(dut, testbench)
+
+
+# -- regressions: inter-byte timeout and receive overrun (issue 8 §4) ------------------------
+
+def reply_frame(status, seq, payload=b""):
+    from celine.spec.protocol import encode_reply
+    return encode_reply(status, seq, payload)
+
+
+def small_shell(divisor=DIVISOR, **settings):
+    """A 1x1 MAC shell whose `act` and `weight` buffers hold 64 one-byte words."""
+    settings = {"operand_depth": 64, "result_depth": 4, "max_payload": 64, "timeout_bits": 64,
+                **settings}
+    return build_shell(accel_params=MacArrayParams(rows=1, cols=1, precisions=(8,)),
+                       clock_hz=1_000_000 * divisor, baud=1_000_000, **settings)
+
+
+@pytest.mark.parametrize("divisor", [4, 5])
+@pytest.mark.parametrize("extra_bits,status", [(0, Status.OK), (1, Status.TIMEOUT)])
+def test_inter_byte_timeout_counts_quiet_line_time(divisor, extra_bits, status):
+    """Gaps of timeout_bits bit times between the bytes of a frame never time out; one of
+    timeout_bits + 1 always does (docs/protocol.md). Regression: the timer restarted when a
+    byte was taken at its stop bit, so the next byte's own 10 bit times counted against the
+    gap and a quiet gap of about 55 bit times timed out."""
+    dut = small_shell(divisor)
+    gap_bits = dut.timeout_cycles // divisor + extra_bits
+    request = encode_request(Command.WRITE, 7, bytes([0, 3, 0, 0, 0, 0x5C]))
+    sent = []
+
+    async def host(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(10)
+        await send_uart(ctx, dut.rx, request[:3], divisor)
+        for k in range(3, len(request) - 1):        # each byte after a long quiet gap
+            await ctx.tick().repeat(gap_bits * divisor)
+            await send_uart(ctx, dut.rx, request[k:k + 1], divisor)
+        await send_uart(ctx, dut.rx, request[-1:], divisor)
+        sent.append(True)
+
+    async def listener(ctx):
+        reply = await receive_uart(ctx, dut.tx, 7, divisor)
+        assert reply == reply_frame(status, 7)
+        assert sent or status != Status.OK, "a reply before the frame was whole"
+        while not sent:                             # a timed-out frame's rest is garbage
+            await ctx.tick()
+        # Then the buffer: written when the frame was whole, not after a timeout.
+        await send_uart(ctx, dut.rx, encode_request(Command.READ, 8, bytes([0, 3, 0, 0, 0, 1, 0])),
+                        divisor)
+        written = b"\x5c" if status == Status.OK else b"\x00"
+        assert await receive_uart(ctx, dut.tx, 8, divisor) == reply_frame(Status.OK, 8, written)
+
+    run_sim(dut, host, listener)
+
+
+@pytest.mark.parametrize("reads", [1, 2])
+def test_a_request_sent_during_a_long_reply_is_received(reads):
+    """Regression: a full-size WRITE sent while the reply to a READ of max_payload bytes
+    went out overran the 32-byte receive FIFO and was lost. With two READs ahead of it
+    (the second waits for the first's reply), most of the WRITE waits in the FIFO."""
+    dut = small_shell()
+    size = dut.max_payload
+    data = bytes((37 * k + 11) & 0xFF for k in range(size - 5))
+    write = encode_request(Command.WRITE, 9, bytes([1, 0, 0, 0, 0]) + data)
+    read = b"".join(encode_request(Command.READ, seq, bytes(5) + size.to_bytes(2, "little"))
+                    for seq in range(reads))
+    assert len(write) == size + 7
+
+    async def host(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(10)
+        await send_uart(ctx, dut.rx, read + write)      # the WRITE while READ replies go out
+
+    async def listener(ctx):
+        replies = await receive_uart(ctx, dut.tx, reads * (size + 7) + 7)
+        assert replies == b"".join(reply_frame(Status.OK, seq, bytes(size))
+                                   for seq in range(reads)) + reply_frame(Status.OK, 9)
+        await send_uart(ctx, dut.rx, encode_request(Command.READ, 3, bytes([1, 0, 0, 0, 0])
+                                                    + (size - 5).to_bytes(2, "little")))
+        assert await receive_uart(ctx, dut.tx, size + 2) == reply_frame(Status.OK, 3, data)
+        await send_uart(ctx, dut.rx, encode_request(Command.STATUS, 4))
+        assert (await receive_uart(ctx, dut.tx, 15))[5] == 0, "STATUS flags: no overrun"
+
+    run_sim(dut, host, listener)
+
+
+async def receive_until_quiet(ctx, pin, quiet_bits, divisor=DIVISOR):
+    """Bytes from a TX pin until it stays idle for `quiet_bits` bit times."""
+    out = bytearray()
+    while True:
+        for _ in range(quiet_bits * divisor):
+            await ctx.tick()
+            if not ctx.get(pin):
+                break
+        else:
+            return bytes(out)
+        out += await receive_uart(ctx, pin, 1, divisor)
+
+
+def test_a_lost_byte_is_reported_in_status_once():
+    """Requests sent back to back, faster than their replies go out, overrun the receive
+    FIFO at last: STATUS reports it (StatusFlags.OVERRUN) once."""
+    from celine.spec.protocol import StatusFlags
+    dut = small_shell()
+    size = dut.max_payload
+    reads = b"".join(encode_request(Command.READ, seq, bytes(5) + size.to_bytes(2, "little"))
+                     for seq in range(16))
+    sent = []
+
+    async def host(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(10)
+        await send_uart(ctx, dut.rx, reads)
+        sent.append(True)
+
+    async def listener(ctx):
+        replies = await receive_until_quiet(ctx, dut.tx, 3 * 64)
+        assert sent
+        assert len(replies) < 16 * (size + 7), "every request answered: no overrun happened"
+        flags = []
+        for seq in (20, 21):
+            await send_uart(ctx, dut.rx, encode_request(Command.STATUS, seq))
+            reply = await receive_uart(ctx, dut.tx, 15)
+            assert reply[:5] == bytes([0x5A, Status.OK, seq, 8, 0])
+            flags.append(reply[5])
+        assert flags == [StatusFlags.OVERRUN, 0]
+
+    run_sim(dut, host, listener)

@@ -2,7 +2,12 @@
 
 ``ShellModel(engine).feed(bytes)`` takes what the host sends and returns the reply bytes
 the device sends; ``idle(bit_times)`` says the line stayed quiet that long (the inter-byte
-timeout, and the progress of a run when ``run_bit_times`` > 0). It is the golden model of
+timeout, and the progress of a run when ``run_bit_times`` > 0). The inter-byte timeout
+counts quiet line time only, from the end of one byte to the start bit of the next (bytes
+given to one ``feed`` follow each other with no gap): a frame times out once the quiet time
+since its last byte exceeds ``timeout_bits`` (the RTL decides between timeout_bits and
+timeout_bits + 1, docs/protocol.md). The model receives every byte: the device's receive
+overrun (StatusFlags.OVERRUN) has no counterpart here. It is the golden model of
 rtl/shell; the host runtime's unit tests talk to it through firmware.transport. The engine
 is a golden engine model (`EngineModel`), as the RTL shell takes an engine adapter;
 `shell_model(accel, params, **options)` builds one for a registered engine.
@@ -102,7 +107,7 @@ class ShellModel:
         self.cycles = self.result_words = 0
         self._pending_run = None     # (bit times left, completion function)
         self._frame = None           # bytes of the frame after its start byte, or None
-        self._gap = 0                # idle bit times since the last byte of a frame
+        self._gap = 0                # quiet bit times since the last byte of a frame
 
     # -- description -------------------------------------------------------------------
 
@@ -125,7 +130,8 @@ class ShellModel:
     # -- the receiver ------------------------------------------------------------------
 
     def feed(self, data):
-        """Bytes from the host (back to back); returns the reply bytes they caused."""
+        """Bytes from the host, back to back (no quiet time between them); returns the reply
+        bytes they caused."""
         out = bytearray()
         for byte in bytes(data):
             self._gap = 0
@@ -146,8 +152,9 @@ class ShellModel:
         return bytes(out)
 
     def idle(self, bit_times):
-        """The line stays idle for `bit_times`: a frame in progress may time out, and a
-        run in progress advances. Returns the reply bytes this caused."""
+        """The line stays quiet for `bit_times` after the last byte: a frame in progress
+        times out when its quiet time since its last byte exceeds `timeout_bits`, and a run
+        in progress advances. Returns the reply bytes this caused."""
         out = b""
         if self._frame is not None:
             self._gap += bit_times

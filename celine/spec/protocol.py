@@ -54,6 +54,8 @@ class Status(IntEnum):
 class StatusFlags(IntFlag):
     """Byte 0 of the STATUS payload."""
     BUSY = 0x01           # a run is in progress
+    OVERRUN = 0x02        # the receiver lost a byte since the last STATUS (sticky; cleared
+                          # by the STATUS reply that reports it); never set by the golden model
 
 
 def crc16(data, crc=CRC_INIT):

@@ -66,10 +66,13 @@ class Shell(wiring.Component):
         m.submodules.link = link
         m.submodules.uart_rx = uart_rx = UARTReceiver(divisor=self.divisor)
         m.submodules.uart_tx = uart_tx = UARTTransmitter(divisor=self.divisor)
-        m.submodules.rx_fifo = rx_fifo = SyncFIFOBuffered(width=8, depth=32)
+        # The receive FIFO (block RAM) holds a whole request sent while a reply goes out;
+        # a byte lost all the same is reported in STATUS (StatusFlags.OVERRUN).
+        m.submodules.rx_fifo = rx_fifo = SyncFIFOBuffered(width=8, depth=link.longest_request)
         m.submodules.tx_fifo = tx_fifo = SyncFIFOBuffered(width=8, depth=16)
 
-        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
+        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx),
+                     link.quiet.eq(uart_rx.quiet), link.overrun.eq(uart_rx.overrun)]
         wiring.connect(m, uart_rx.o, rx_fifo.w_stream)
         wiring.connect(m, rx_fifo.r_stream, link.rx)
         wiring.connect(m, link.tx, tx_fifo.w_stream)

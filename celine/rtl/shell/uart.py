@@ -12,9 +12,16 @@ class UARTReceiver(wiring.Component):
     `divisor` is clock cycles per bit (at least 4). The pin is synchronised by two
     flip-flops; a falling edge starts a frame, each bit is sampled in its middle, and a
     byte is offered on `o` after the stop bit. A frame whose stop bit reads 0 is dropped
-    (`framing_error` pulses) and the receiver waits for the line to return high. `o` is not buffered: a byte still waiting when the next one
-    completes is overwritten and `overrun` pulses, so put a FIFO behind it if the reader
-    can stall.
+    (`framing_error` pulses) and the receiver waits for the line to return high. `o` is
+    not buffered: a byte still waiting when the next one completes is overwritten and
+    `overrun` pulses, so put a FIFO behind it if the reader can stall.
+
+    `quiet` is high while no byte is on the line: it falls when a start bit is seen and
+    rises one bit time after the middle of the stop bit (half a bit after the byte's end:
+    the stop bit is sampled in its middle, and half a bit of margin keeps a quiet time
+    measured from `quiet` from counting any of the byte). It stays high after a missing
+    stop bit. So a count of the cycles `quiet` is high between two bytes is the quiet gap
+    between them less half a bit time (within a cycle or two).
     """
 
     def __init__(self, *, divisor):
@@ -25,6 +32,7 @@ class UARTReceiver(wiring.Component):
             "o": Out(stream.Signature(8)),
             "framing_error": Out(1),
             "overrun": Out(1),
+            "quiet": Out(1, init=1),
         })
 
     def elaborate(self, platform):
@@ -43,8 +51,13 @@ class UARTReceiver(wiring.Component):
             with m.State("IDLE"):
                 with m.If(~rx):
                     # Wait to the middle of the first data bit: 1.5 bit times.
-                    m.d.sync += [timer.eq(self.divisor * 3 // 2 - 1), bit.eq(0)]
+                    m.d.sync += [timer.eq(self.divisor * 3 // 2 - 1), bit.eq(0),
+                                 self.quiet.eq(0)]
                     m.next = "DATA"
+                with m.Elif(timer != 0):
+                    m.d.sync += timer.eq(timer - 1)
+                with m.Else():
+                    m.d.sync += self.quiet.eq(1)
             with m.State("DATA"):
                 with m.If(timer != 0):
                     m.d.sync += timer.eq(timer - 1)
@@ -58,13 +71,15 @@ class UARTReceiver(wiring.Component):
                     m.d.sync += timer.eq(timer - 1)
                 with m.Else():
                     with m.If(rx):
-                        m.d.sync += [self.o.payload.eq(shift), self.o.valid.eq(1)]
+                        m.d.sync += [self.o.payload.eq(shift), self.o.valid.eq(1),
+                                     timer.eq(self.divisor - 1)]      # `quiet` in a bit
                         m.d.comb += self.overrun.eq(self.o.valid & ~self.o.ready)
                         # Back to idle in the middle of the stop bit: the next start edge
                         # may come half a bit later.
                         m.next = "IDLE"
                     with m.Else():
                         m.d.comb += self.framing_error.eq(1)
+                        m.d.sync += self.quiet.eq(1)
                         m.next = "BREAK"
             with m.State("BREAK"):
                 # After a missing stop bit, wait for the line to go idle (high) before

@@ -1,0 +1,181 @@
+"""Checked requests in, commands done, reply descriptors out (docs/protocol.md, "Commands")."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...spec.checks import check_int
+from ...spec.fields import BufferSpec
+from ...spec.protocol import ADDRESS_BYTES, STATUS_BYTES, Command, Status, StatusFlags
+from .link_streams import (CONFIGURE_BYTES, READ_BYTES, Source, buffer_write_signature,
+                           byte_lane, reply_layout, request_fields, request_layout,
+                           staging_signature)
+
+__all__ = ["CommandExecutor"]
+
+
+class CommandExecutor(wiring.Component):
+    """Executes one `request` at a time and describes its reply on `reply`.
+
+    A request that arrived with an error status is answered with it. Otherwise the checks
+    run in the protocol's order (command, length for the command, buffer address or
+    register, busy), and only then does anything change: WRITE copies the staged data
+    bytes (`staging`) into the buffer through `mem`, CONFIGURE sets a `registers` entry,
+    RUN pulses `start`, STATUS snapshots `status`. The request is taken when its reply
+    descriptor is offered; the next request waits until the reply was sent (the reply
+    encoder takes the descriptor at the end of the frame), so `mem` is free whenever the
+    reply stream is idle (the encoder reads the buffers while it is valid).
+
+    `overrun` pulses when the receiver lost a byte: a sticky flag, reported in the next
+    STATUS reply (StatusFlags.OVERRUN) and cleared by it.
+    """
+
+    def __init__(self, *, buffers, registers, max_payload, info_length, register_init=None):
+        if not buffers or any(not isinstance(b, BufferSpec) for b in buffers):
+            raise TypeError(f"buffers must be a non-empty list of BufferSpec, not {buffers!r}")
+        check_int("registers", registers, minimum=1, maximum=256)
+        check_int("max_payload", max_payload, minimum=16, maximum=65535)
+        check_int("info_length", info_length, minimum=1, maximum=65535)
+        self.buffers = list(buffers)
+        self.register_count = registers
+        self.register_init = list(register_init or [0] * registers)
+        if len(self.register_init) != registers:
+            raise ValueError(f"register_init must have {registers} values, not {register_init!r}")
+        self.max_payload = max_payload
+        self.info_length = info_length
+        super().__init__({
+            "request": In(stream.Signature(request_layout())),
+            "staging": Out(staging_signature(max_payload)),
+            "reply": Out(stream.Signature(reply_layout(self.buffers))),
+            "mem": Out(buffer_write_signature(self.buffers)),
+            "registers": Out(data.ArrayLayout(32, registers), init=self.register_init),
+            "start": Out(1),
+            "busy": In(1),
+            "status": In(8 * STATUS_BYTES),
+            "overrun": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        buffers = self.buffers
+        request = self.request.payload
+        reply = self.reply.payload
+        command = request.command
+        select, offset, count = request_fields(request)
+
+        # First cycle of a request: the end of its byte range and the length check,
+        # registered; the second decides.
+        end = Signal(34)
+        length_ok = Signal()
+        m.d.sync += [
+            end.eq(offset + Mux(command == Command.WRITE, request.length - ADDRESS_BYTES, count)),
+            length_ok.eq(Mux(command == Command.WRITE, request.length > ADDRESS_BYTES,
+                         Mux(command == Command.READ,
+                             (request.length == READ_BYTES) & (count != 0)
+                             & (count <= self.max_payload),
+                         Mux(command == Command.CONFIGURE, request.length == CONFIGURE_BYTES,
+                             request.length == 0)))),
+        ]
+        known = Cat(*(command == c for c in Command)).any()
+        in_range = Signal()
+        writable = Signal()
+        for k, b in enumerate(buffers):
+            with m.If(select == k):
+                m.d.comb += [in_range.eq(end <= b.size), writable.eq(b.writable)]
+        address_ok = Mux(command == Command.WRITE, in_range & writable,
+                         Mux(command == Command.READ, in_range, 1))
+        register_ok = (command != Command.CONFIGURE) | (select < self.register_count)
+        needs_idle = (command != Command.STATUS) & (command != Command.INFO)
+
+        # The overrun flag.
+        overrun = Signal()
+        clear_overrun = Signal()
+        with m.If(self.overrun):
+            m.d.sync += overrun.eq(1)
+        with m.Elif(clear_overrun):
+            m.d.sync += overrun.eq(0)
+
+        # WRITE: staged payload byte `index` goes to byte `address` of the buffer.
+        index = Signal(16)
+        address = Signal(32)
+        word, lane, lane_ok = byte_lane(m, buffers, select, address)
+        mask = Signal.like(self.mem.mask)
+        m.d.comb += [
+            self.mem.select.eq(select),
+            self.mem.wdata.eq(self.staging.data.replicate(len(self.mem.mask))),
+            self.mem.mask.eq(mask),
+            self.staging.addr.eq(index),
+        ]
+
+        def respond(status, length=0, source=Source.NONE):
+            m.d.sync += [reply.status.eq(status), reply.seq.eq(request.seq),
+                         reply.length.eq(length), reply.source.eq(source),
+                         reply.buffer.eq(select), reply.offset.eq(offset)]
+            m.next = "ACCEPT"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.request.valid):
+                    m.next = "PREPARE"
+            with m.State("PREPARE"):
+                with m.If(request.status != Status.OK):
+                    respond(request.status)
+                with m.Else():
+                    m.next = "CHECK"
+
+            with m.State("CHECK"):
+                m.d.sync += [address.eq(offset), index.eq(ADDRESS_BYTES)]
+                with m.If(~known):
+                    respond(Status.UNKNOWN_COMMAND)
+                with m.Elif(~length_ok):
+                    respond(Status.BAD_LENGTH)
+                with m.Elif(~address_ok):
+                    respond(Status.BAD_ADDRESS)
+                with m.Elif(~register_ok):
+                    respond(Status.BAD_REGISTER)
+                with m.Elif(needs_idle & self.busy):
+                    respond(Status.BUSY)
+                with m.Elif(command == Command.WRITE):
+                    m.next = "WRITE_ADDRESS"
+                with m.Elif(command == Command.READ):
+                    respond(Status.OK, count, Source.BUFFER)
+                with m.Elif(command == Command.CONFIGURE):
+                    for k in range(self.register_count):
+                        with m.If(select == k):
+                            m.d.sync += self.registers[k].eq(offset)
+                    respond(Status.OK)
+                with m.Elif(command == Command.RUN):
+                    m.d.comb += self.start.eq(1)
+                    respond(Status.OK)
+                with m.Elif(command == Command.STATUS):
+                    m.d.sync += reply.snapshot.eq(
+                        self.status | Mux(overrun, int(StatusFlags.OVERRUN), 0))
+                    m.d.comb += clear_overrun.eq(1)
+                    respond(Status.OK, STATUS_BYTES, Source.STATUS)
+                with m.Else():
+                    respond(Status.OK, self.info_length, Source.INFO)
+
+            # Two cycles a byte: word, lane and staged byte fetched, then written.
+            with m.State("WRITE_ADDRESS"):
+                m.d.sync += [self.mem.addr.eq(word),
+                             mask.eq(Mux(lane_ok, Const(1, len(mask)) << lane, 0))]
+                m.next = "WRITE_STORE"
+            with m.State("WRITE_STORE"):
+                m.d.comb += self.mem.write.eq(1)
+                m.d.sync += [index.eq(index + 1), address.eq(address + 1)]
+                with m.If(index + 1 == request.length):
+                    respond(Status.OK)
+                with m.Else():
+                    m.next = "WRITE_ADDRESS"
+
+            with m.State("ACCEPT"):
+                m.d.comb += [self.request.ready.eq(1), self.reply.valid.eq(1)]
+                with m.If(self.reply.ready):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "REPLY"
+            with m.State("REPLY"):
+                m.d.comb += self.reply.valid.eq(1)
+                with m.If(self.reply.ready):
+                    m.next = "IDLE"
+        return m

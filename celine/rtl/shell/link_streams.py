@@ -1,0 +1,124 @@
+"""What the host link's three parts pass each other (celine.rtl.shell.link).
+
+    rx bytes -> FrameDecoder -> request -> CommandExecutor -> reply -> ReplyEncoder -> tx bytes
+
+A *request* is a received frame, checked for framing (length, CRC, inter-byte timeout):
+its command, sequence number, payload length and first payload bytes (`args`; the whole
+payload stays in the decoder's staging RAM, read through the `staging` port), or the error
+status the frame earned. A *reply* describes a reply frame: status, sequence number, payload
+length, and where the payload bytes come from (a buffer, the STATUS snapshot it carries, or
+the INFO ROM).
+"""
+
+from amaranth.hdl import Cat, Signal
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...spec.protocol import ADDRESS_BYTES, STATUS_BYTES, configure_payload, read_payload
+
+__all__ = ["READ_BYTES", "CONFIGURE_BYTES", "ARG_BYTES", "Source", "request_layout",
+           "reply_layout", "staging_signature", "buffer_write_signature",
+           "buffer_read_signature", "memory_port_signature", "request_fields", "byte_lane"]
+
+READ_BYTES = len(read_payload(0, 0, 0))                # buffer, offset, count
+CONFIGURE_BYTES = len(configure_payload(0, 0))         # register, value
+ARG_BYTES = max(READ_BYTES, CONFIGURE_BYTES, ADDRESS_BYTES)
+COUNT_BYTES = READ_BYTES - ADDRESS_BYTES
+
+
+class Source(enum.Enum, shape=2):
+    """Where a reply's payload bytes come from."""
+    NONE = 0
+    BUFFER = 1        # `length` bytes of buffer `buffer` from byte `offset` (READ)
+    STATUS = 2        # the reply's `snapshot` (STATUS)
+    INFO = 3          # the INFO ROM
+
+
+def request_layout():
+    return data.StructLayout({
+        "status": 8,          # Status.OK, or BAD_LENGTH / BAD_CRC / TIMEOUT: reply just that
+        "command": 8,
+        "seq": 8,             # 0 when the frame timed out before its sequence number
+        "length": 16,
+        "args": data.ArrayLayout(8, ARG_BYTES),    # payload bytes 0 .. ARG_BYTES - 1 (0 beyond)
+    })
+
+
+def reply_layout(buffers):
+    return data.StructLayout({
+        "status": 8,
+        "seq": 8,
+        "length": 16,
+        "source": Source,
+        "buffer": range(len(buffers)),
+        "offset": 32,
+        "snapshot": 8 * STATUS_BYTES,
+    })
+
+
+def staging_signature(depth):
+    """A reader's port into the decoder's staging RAM: payload byte `addr`, one cycle later."""
+    return wiring.Signature({"addr": Out(range(depth)), "data": In(8)})
+
+
+def _word_bytes(buffers):
+    return max(b.word_bytes for b in buffers)
+
+
+def _depth(buffers):
+    return max(b.depth for b in buffers)
+
+
+def buffer_write_signature(buffers):
+    """The executor's port into the buffers: byte writes (`mask`) to word `addr` of `select`."""
+    return wiring.Signature({
+        "select": Out(range(len(buffers))),
+        "addr": Out(range(_depth(buffers))),
+        "write": Out(1),
+        "mask": Out(_word_bytes(buffers)),
+        "wdata": Out(8 * _word_bytes(buffers)),
+    })
+
+
+def buffer_read_signature(buffers):
+    """The encoder's port into the buffers: word `addr` of `select` on `rdata` a cycle later."""
+    return wiring.Signature({
+        "select": Out(range(len(buffers))),
+        "addr": Out(range(_depth(buffers))),
+        "rdata": In(8 * _word_bytes(buffers)),
+    })
+
+
+def memory_port_signature(buffers):
+    """The link's one port into the buffers (the shell routes it by `select`)."""
+    return wiring.Signature({
+        **buffer_write_signature(buffers).members,
+        "rdata": In(8 * _word_bytes(buffers)),      # word at `addr` of `select`, a cycle later
+    })
+
+
+def request_fields(request):
+    """(buffer or register id, offset or value, count) of a request's payload view."""
+    args = request.args
+    return (args[0], Cat(*(args[1 + k] for k in range(4))),
+            Cat(*(args[ADDRESS_BYTES + k] for k in range(COUNT_BYTES))))
+
+
+def byte_lane(m, buffers, select, address):
+    """(word, lane, lane_ok): where byte `address` of buffer `select` lives (comb logic).
+
+    Word `address // word_stride`, byte lane `address % word_stride`; `lane_ok` is 0 for
+    the padding bytes after a word (word_bytes <= lane < word_stride)."""
+    word = Signal(range(_depth(buffers)))
+    lane = Signal(range(max(b.word_stride for b in buffers)))
+    lane_ok = Signal()
+    for k, b in enumerate(buffers):
+        with m.If(select == k):
+            stride_bits = (b.word_stride - 1).bit_length()
+            m.d.comb += [
+                word.eq(address >> stride_bits),
+                lane.eq(address & (b.word_stride - 1)),
+                lane_ok.eq((address & (b.word_stride - 1)) < b.word_bytes),
+            ]
+    return word, lane, lane_ok
+

@@ -1,0 +1,124 @@
+"""Reply descriptors in, reply frames out (docs/protocol.md, "Reply frame")."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ...spec.fields import BufferSpec
+from ...spec.protocol import REPLY_START, STATUS_BYTES
+from .crc16 import CRC16
+from .link_streams import Source, buffer_read_signature, byte_lane, reply_layout
+
+__all__ = ["ReplyEncoder"]
+
+SNAPSHOT_INDEX_BITS = (STATUS_BYTES - 1).bit_length()
+
+
+class ReplyEncoder(wiring.Component):
+    """Sends the frame a `reply` descriptor describes on `tx`: start byte, status, sequence
+    number, length, payload, CRC-16 (over status .. payload).
+
+    Payload bytes come from buffer `buffer` from byte `offset` on (through `mem`, whose
+    read data follows the address by one cycle), from the descriptor's STATUS `snapshot`,
+    or from the INFO ROM holding `info`. Each payload byte is fetched and registered
+    before it goes out (a block RAM's output and a byte-lane multiplexer in one cycle
+    would limit the clock), four cycles a byte, far less than a UART needs. The descriptor
+    is taken after the last CRC byte went out: until then it stays valid, and `mem` is
+    this encoder's.
+    """
+
+    def __init__(self, *, buffers, info):
+        if not buffers or any(not isinstance(b, BufferSpec) for b in buffers):
+            raise TypeError(f"buffers must be a non-empty list of BufferSpec, not {buffers!r}")
+        if not isinstance(info, bytes) or not 0 < len(info) <= 65535:
+            raise ValueError(f"info must be 1 to 65535 bytes, not {info!r}")
+        self.buffers = list(buffers)
+        self.info = info
+        super().__init__({
+            "reply": In(stream.Signature(reply_layout(self.buffers))),
+            "tx": Out(stream.Signature(8)),
+            "mem": Out(buffer_read_signature(self.buffers)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        reply = self.reply.payload
+        m.submodules.info = info_rom = Memory(shape=8, depth=len(self.info), init=list(self.info))
+        info_read = info_rom.read_port(transparent_for=())
+        m.submodules.crc = crc = CRC16()
+
+        index = Signal(16)                # payload byte
+        address = Signal(32)              # its byte address in the buffer
+        word, lane, lane_ok = byte_lane(m, self.buffers, reply.buffer, address)
+        byte_lane_reg = Signal.like(lane)
+        lane_ok_reg = Signal()
+        payload_byte = Signal(8)
+        m.d.comb += [
+            self.mem.select.eq(reply.buffer),
+            info_read.addr.eq(index),
+            crc.data.eq(self.tx.payload),
+        ]
+
+        def send(byte, state, fold=True):
+            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
+            with m.If(self.tx.ready):
+                if fold:
+                    m.d.comb += crc.en.eq(1)
+                m.next = state
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += crc.clear.eq(1)
+                m.d.sync += [index.eq(0), address.eq(reply.offset)]
+                with m.If(self.reply.valid):
+                    m.next = "START"
+            with m.State("START"):
+                send(REPLY_START, "STATUS", fold=False)
+            with m.State("STATUS"):
+                send(reply.status, "SEQ")
+            with m.State("SEQ"):
+                send(reply.seq, "LENGTH_LOW")
+            with m.State("LENGTH_LOW"):
+                send(reply.length[:8], "LENGTH_HIGH")
+            with m.State("LENGTH_HIGH"):
+                send(reply.length[8:], "ADDRESS")
+                with m.If(self.tx.ready & (reply.length == 0)):
+                    m.next = "CRC_LOW"
+
+            # Four cycles a payload byte: word and lane, memory read, byte registered, sent.
+            with m.State("ADDRESS"):
+                m.d.sync += [self.mem.addr.eq(word), byte_lane_reg.eq(lane),
+                             lane_ok_reg.eq(lane_ok)]
+                m.next = "READ"
+            with m.State("READ"):
+                m.next = "LATCH"
+            with m.State("LATCH"):
+                buffer_byte = Mux(lane_ok_reg, self.mem.rdata.word_select(byte_lane_reg, 8), 0)
+                status_byte = reply.snapshot.word_select(index[:SNAPSHOT_INDEX_BITS], 8)
+                with m.Switch(reply.source):
+                    with m.Case(Source.BUFFER):
+                        m.d.sync += payload_byte.eq(buffer_byte)
+                    with m.Case(Source.STATUS):
+                        m.d.sync += payload_byte.eq(status_byte)
+                    with m.Default():
+                        m.d.sync += payload_byte.eq(info_read.data)
+                m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(payload_byte)]
+                with m.If(self.tx.ready):
+                    m.d.comb += crc.en.eq(1)
+                    m.d.sync += [index.eq(index + 1), address.eq(address + 1)]
+                    with m.If(index + 1 == reply.length):
+                        m.next = "CRC_LOW"
+                    with m.Else():
+                        m.next = "ADDRESS"
+
+            with m.State("CRC_LOW"):
+                send(crc.value[:8], "CRC_HIGH", fold=False)
+            with m.State("CRC_HIGH"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(crc.value[8:])]
+                with m.If(self.tx.ready):
+                    m.d.comb += self.reply.ready.eq(1)
+                    m.next = "IDLE"
+        return m
