@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from celine.firmware.device import Device
-from celine.firmware.errors import (BadAddress, Busy, LinkTimeout, ReplyCRCError, RunTimeout,
-                             SettingError)
+from celine.firmware.errors import (BadAddress, Busy, CelineError, LinkError, LinkTimeout,
+                                    ReplyCRCError, RunTimeout, SettingError)
 from celine.firmware.protocol import Command
-from celine.firmware.transport import LoopbackTransport
+from celine.firmware.transport import LoopbackTransport, SerialTransport
 from celine.golden.mac import MacArrayModel, Requant, reference_matmul
 from celine.golden.quant import requantize
 from celine.golden.shell import shell_model
@@ -159,6 +159,52 @@ def test_device_errors_are_raised_not_retried():
      r"^offset \+ size must be at most 1024 \(buffer 'act'\), not 1025$"),
     (lambda d: d.read_buffer("act", -1, 1),
      r"^offset must be a non-negative integer, not -1$"),
+    # defects of issue 8 section 4: raw Python errors, or nothing, before the fix
+    (lambda d: d.matmul([[1]], [[1]], requant=(1,)),
+     r"^requant must be None, a golden\.mac\.Requant or a \(multiplier, shift\) pair of "
+     r"integers, not \(1,\)$"),
+    (lambda d: d.matmul([[1]], [[1]], requant=(1, 2, 3)),
+     r"^requant must be None, a golden\.mac\.Requant or a \(multiplier, shift\) pair of "
+     r"integers, not \(1, 2, 3\)$"),
+    (lambda d: d.matmul([[1]], [[1]], requant=5),
+     r"^requant must be None, a golden\.mac\.Requant or a \(multiplier, shift\) pair of "
+     r"integers, not 5$"),
+    (lambda d: d.matmul([[1]], [[1]], requant=(1.5, 2)),
+     r"^requant multiplier must be an integer, not 1\.5$"),
+    (lambda d: d.matmul([[1]], [[1]], requant=(1, "2")),
+     r"^requant shift must be an integer, not '2'$"),
+    (lambda d: d.matmul([[1]], [[1]], requant=Requant(1, 3, 2)),
+     r"^requant enable must be True or False, not 1$"),
+    (lambda d: d.matmul([[1]], [[1]], rps="no"),
+     r"^rps must be True or False, not 'no'$"),
+    (lambda d: d.matmul([[1]], [[1]], rps=1),
+     r"^rps must be True or False, not 1$"),
+    (lambda d: d.matmul([[1, 2], [3]], [[1], [1]]),
+     r"^a must be a 2-D integer tensor, not a ragged list \[\[1, 2\], \[3\]\]$"),
+    (lambda d: d.matmul("12", [[1], [1]]),
+     r"^a must be a 2-D integer tensor, not '12'$"),
+    (lambda d: d.matmul([[1]], [["1"]]),
+     r"^w must be a 2-D integer tensor, not \[\['1'\]\]$"),
+    (lambda d: d.matmul([[1]], [[1 << 70]]),
+     r"^w must be a 2-D integer tensor, not \[\[1180591620717411303424\]\]$"),
+    (lambda d: d.matmul(torch.zeros(2, 0, dtype=torch.int64), torch.zeros(0, 3, dtype=torch.int64)),
+     r"^K must be at least 1 \(the columns of a, the rows of w\), not 0$"),
+    (lambda d: d.matmul([[]], [[]]),
+     r"^K must be at least 1 \(the columns of a, the rows of w\), not 0$"),
+    (lambda d: d.write_buffer("act", 0, "abc"),
+     r"^data must be bytes or integers between 0 and 255, not 'abc'$"),
+    (lambda d: d.write_buffer("act", 0, [1, 300]),
+     r"^data must be bytes or integers between 0 and 255, not \[1, 300\]$"),
+    (lambda d: d.write_buffer("act", 0, 5),
+     r"^data must be bytes or integers between 0 and 255, not 5$"),
+    (lambda d: d.read_buffer("act", 0, 2.5),
+     r"^count must be a non-negative integer, not 2\.5$"),
+    (lambda d: d.read_buffer("act", 0, -1),
+     r"^count must be a non-negative integer, not -1$"),
+    (lambda d: d.read_buffer("act", True, 1),
+     r"^offset must be a non-negative integer, not True$"),
+    (lambda d: d.run(timeout="1"),
+     r"^timeout must be a positive number of seconds, not '1'$"),
 ])
 def test_settings_are_checked_before_sending(call, message):
     dev, model = open_device()
@@ -168,9 +214,148 @@ def test_settings_are_checked_before_sending(call, message):
     assert model.engine.array.lfsr.state == dev.engine.model.lfsr.state
 
 
-def test_open_sim_needs_a_transport():
-    with pytest.raises(SettingError, match=r"^transport must be given for target 'sim', not None$"):
-        Device.open("sim")
+@pytest.mark.parametrize("settings,message", [
+    ({"retries": -1}, r"^retries must be a non-negative integer, not -1$"),
+    ({"retries": 1.0}, r"^retries must be a non-negative integer, not 1\.0$"),
+    ({"timeout": "1"}, r"^timeout must be a positive number of seconds, not '1'$"),
+    ({"timeout": 0}, r"^timeout must be a positive number of seconds, not 0$"),
+    ({"timeout": float("inf")}, r"^timeout must be a positive number of seconds, not inf$"),
+    ({"timeout": float("nan")}, r"^timeout must be a positive number of seconds, not nan$"),
+    ({"poll_bits": 0}, r"^poll_bits must be a positive number, not 0$"),
+    ({"run_timeout": -1}, r"^run_timeout must be a positive number of seconds, not -1$"),
+])
+def test_device_settings_are_checked_before_sending(settings, message):
+    model = shell_model("mac", PARAMS)
+    transport = LoopbackTransport(model)
+    with pytest.raises(SettingError, match=message):
+        Device(transport, **settings)
+    with pytest.raises(SettingError, match=message):
+        Device.open("model", **settings)
+    assert transport.commands == []
+
+
+def test_unknown_transport_is_a_setting_error():
+    class Link:                                    # has no Transport methods at all
+        pass
+    with pytest.raises(SettingError, match=r"^transport must be a celine\.firmware\.transport"
+                                           r"\.Transport, not <.*Link object at .*>$"):
+        Device(Link())
+    with pytest.raises(SettingError, match=r"^transport must be a celine\.firmware\.transport"
+                                           r"\.Transport, not 'loop'$"):
+        Device.open("sim", transport="loop")
+
+
+@pytest.mark.parametrize("target", [None, 3, ""])
+def test_unknown_target_is_a_setting_error(target):
+    with pytest.raises(SettingError, match=r"^target must be 'model', 'sim' or a serial port "
+                                           r"\(e\.g\. '/dev/ttyUSB0'\), not "):
+        Device.open(target)
+    with pytest.raises(SettingError, match=r"^target must be 'model' or 'sim' for accel, params "
+                                           r"and shell options, not 'models'$"):
+        Device.open("models", accel="mac", operand_depth=16)
+
+
+def test_closed_device_raises():
+    dev, model = open_device()
+    dev.close()
+    dev.close()                                    # closing twice is harmless
+    for call in (lambda: dev.status(), lambda: dev.read_buffer("act", 0, 1),
+                 lambda: dev.write_buffer("act", 0, b"x"), lambda: dev.configure(depth=1),
+                 lambda: dev.run(), lambda: dev.matmul([[1]], [[1]])):
+        with pytest.raises(CelineError, match=r"^the device is closed$"):
+            call()
+    assert dev.transport.commands == [Command.INFO]
+    with Device.open("model", accel="mac") as dev:
+        assert not dev.status().busy
+    with pytest.raises(CelineError, match=r"^the device is closed$"):
+        dev.status()
+
+
+def test_closed_serial_port_raises_a_celine_error():
+    port = SerialTransport("loop://", 115_200)
+    port.write(b"ab")
+    assert port.read(2, 0.5) == b"ab"
+    port.close()
+    for call in (lambda: port.write(b"x"), lambda: port.read(1, 0.01), port.reset_input):
+        with pytest.raises(CelineError, match=r"^serial port 'loop://' is closed$"):
+            call()
+    port.close()
+
+
+def test_matmul_defaults_to_full_precision():
+    dev, _ = open_device()
+    assert dev.matmul([[100, -50]], [[20], [30]]).tolist() == [[500]]
+    assert dev.engine.last_precisions.tolist() == [[16]]
+    assert dev.matmul([[1000, -32768]], [[20], [1]]).tolist() == [[20000 - 32768]]
+    # without 16 the widest is 8: int8 operands, exact sums
+    dev, _ = open_device(MacArrayParams(rows=2, cols=2, precisions=(4, 8)))
+    assert dev.matmul([[100, -50]], [[20], [30]]).tolist() == [[500]]
+    with pytest.raises(SettingError, match=r"^a must hold int8 values \(-128\.\.127\), "
+                                           r"not values 1000\.\.1000$"):
+        dev.matmul([[1000]], [[1]])
+    # the int8 range still holds at explicit precisions below 16
+    dev, _ = open_device()
+    with pytest.raises(SettingError, match=r"^a must hold int8 values"):
+        dev.matmul([[1000]], [[1]], precision=8)
+
+
+def test_matmul_takes_numpy_and_nested_lists():
+    np = pytest.importorskip("numpy")
+    dev, _ = open_device()
+    a, w = operands((3, 5), 8, 21), operands((5, 4), 8, 22)
+    want = reference_matmul(a, w, 8)
+    assert torch.equal(dev.matmul(a.numpy().astype(np.int8), w.tolist(), precision=8), want)
+    assert torch.equal(dev.matmul(tuple(map(tuple, a.tolist())), w.numpy(), precision=8), want)
+    with pytest.raises(SettingError, match=r"^a must be a 2-D integer tensor, not float64 of "
+                                           r"shape \(1, 1\)$"):
+        dev.matmul(np.ones((1, 1)), [[1]])
+
+
+def test_write_buffer_takes_bytes_likes_and_int_sequences():
+    dev, _ = open_device()
+    dev.write_buffer("act", 0, bytearray(b"\x01\x02"))
+    dev.write_buffer("act", 2, memoryview(b"\x03"))
+    dev.write_buffer("act", 3, [4, 255])
+    assert dev.read_buffer("act", 0, 5) == b"\x01\x02\x03\x04\xff"
+    assert dev.read_buffer("act", 0, 0) == b""
+
+
+class BabblingTransport(LoopbackTransport):
+    """A line that never goes quiet (a wrong bitstream, noise): every read returns bytes."""
+
+    def read(self, n, timeout):
+        self.pause(min(timeout, 1e-4))
+        return bytes([0x13]) * max(1, n // 2)
+
+
+def test_drain_has_a_deadline():
+    model = shell_model("mac", PARAMS)
+    transport = LoopbackTransport(model)
+    dev = Device(transport, timeout=0.2, retries=2)
+    transport.__class__ = BabblingTransport
+    with pytest.raises(LinkError, match=r"^the line did not go quiet within 0\.2 s "):
+        dev.status()
+    assert issubclass(LinkTimeout, LinkError) and issubclass(ReplyCRCError, LinkError)
+
+
+def test_open_model_is_a_one_liner():
+    with Device.open("model") as dev:                  # the default engine, default params
+        assert dev.accelerator.name == "mac"
+        a, w = operands((3, 4), 8, 31), operands((4, 2), 8, 32)
+        assert torch.equal(dev.matmul(a, w, precision=8), reference_matmul(a, w, 8))
+    dev = Device.open("model", accel="mac", params=PARAMS, operand_depth=16, max_payload=32,
+                      timeout=0.5, retries=1)
+    assert dev.info["params"] == PARAMS.to_dict() and dev.buffers["act"].depth == 16
+    assert dev.max_payload == 32 and dev.timeout == 0.5 and dev.retries == 1
+    dev = Device.open("model", params=PARAMS.to_dict())
+    assert dev.engine.params == PARAMS
+    with pytest.raises(SettingError, match=r"^accel must be one of mac, taylor"):
+        Device.open("model", accel="vitcod")
+    with pytest.raises(SettingError, match=r"^params must be a MacArrayParams, a dict of its "
+                                           r"fields or None, not 3$"):
+        Device.open("model", params=3)
+    with pytest.raises(SettingError, match=r"colour"):
+        Device.open("model", colour=2)
 
 
 # -- a lossy link ------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Exceptions of the host runtime.
 
-    CelineError
-    ├── LinkTimeout        no reply, or only part of one, within the timeout
-    ├── ReplyCRCError      a reply failed its CRC
+    CelineError            also: a closed device, a serial port that cannot be opened
+    ├── LinkError          the link failed: a line that never went quiet, a closed
+    │   │                  connection, a port error
+    │   ├── LinkTimeout    no reply, or only part of one, within the timeout
+    │   └── ReplyCRCError  a reply failed its CRC
     ├── ProtocolError      a well-formed reply that does not fit the request
     ├── RunTimeout         a run still busy after its timeout
     ├── EngineError        a run finished with engine error flags set
@@ -13,8 +15,8 @@
 
 from .protocol import Status
 
-__all__ = ["CelineError", "LinkTimeout", "ReplyCRCError", "ProtocolError", "RunTimeout",
-           "EngineError", "DeviceError",
+__all__ = ["CelineError", "LinkError", "LinkTimeout", "ReplyCRCError", "ProtocolError",
+           "RunTimeout", "EngineError", "DeviceError",
            "BadCRC", "UnknownCommand", "BadLength", "BadAddress", "FrameTimeout", "Busy",
            "BadRegister", "SettingError", "device_error"]
 
@@ -23,11 +25,16 @@ class CelineError(Exception):
     """Base of every error the host runtime raises about the link or the device."""
 
 
-class LinkTimeout(CelineError):
+class LinkError(CelineError):
+    """The link to the device failed; every wait of the host runtime ends in one of these
+    (or in RunTimeout) when its deadline passes."""
+
+
+class LinkTimeout(LinkError):
     """No complete reply arrived within the timeout."""
 
 
-class ReplyCRCError(CelineError):
+class ReplyCRCError(LinkError):
     """A reply arrived but failed its CRC."""
 
 

@@ -1,24 +1,35 @@
-"""Byte links to a device: a serial port, an in-process model, or a cocotb simulation.
+"""Byte links to a device: a serial port, an in-process model, a cocotb simulation, or a
+TCP socket (a simulation in a subprocess, celine.firmware.simulate).
 
 A Transport moves bytes only; framing, retries and timeouts of whole replies live in
 firmware.device. Every transport also keeps a clock (``now``, ``pause``) in its own time
-base: wall time for a serial port, model time for the loopback, simulated time for the
-simulation, so that poll loops and deadlines mean the same thing on all three.
+base: wall time for a serial port and a socket, model time for the loopback, simulated
+time for the in-simulation transport, so that poll loops and deadlines mean the same
+thing on all of them. No call waits without a deadline: reads take a timeout, writes
+have one (``write_timeout``), and failures of the link raise LinkError.
 """
 
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections import deque
 
-from .errors import CelineError
+from .errors import CelineError, LinkError, LinkTimeout
 from .protocol import REQUEST_START, Command
 
-__all__ = ["Transport", "SerialTransport", "LoopbackTransport", "SimTransport"]
+__all__ = ["Transport", "SerialTransport", "LoopbackTransport", "SimTransport",
+           "SocketTransport"]
 
 
 class Transport(ABC):
     """The interface: ``write(data)``, ``read(n, timeout)`` (at most n bytes, fewer if the
-    timeout in seconds passes first), ``reset_input()`` (drop received bytes)."""
+    timeout in seconds passes first), ``reset_input()`` (drop received bytes).
+
+    ``latency``: seconds bytes may take beyond their time on the line (a USB-serial chip's
+    latency timer, OS buffers, a simulator), so that "the line has been quiet" waits for it.
+    """
+
+    latency = 0.0
 
     @abstractmethod
     def write(self, data):
@@ -45,30 +56,65 @@ class Transport(ABC):
 
 
 class SerialTransport(Transport):
-    """A UART through pyserial (8N1)."""
+    """A UART through pyserial (8N1). `port` is a device ("/dev/ttyUSB0", "COM3") or a
+    pyserial URL ("loop://", "socket://host:port", "rfc2217://..."). `baud` can be
+    changed while open (Device.open probes rates that way). Writes give up after
+    `write_timeout` seconds (LinkTimeout); port errors are LinkErrors, and any use after
+    close() a CelineError."""
 
-    def __init__(self, port, baud=115_200, timeout=1.0):
+    latency = 0.02            # FTDI chips hold a partial USB packet for up to 16 ms
+
+    def __init__(self, port, baud=115_200, timeout=1.0, *, write_timeout=5.0):
         try:
             import serial
         except ImportError:
             raise CelineError("a serial port needs the Python package 'pyserial' "
                               "(pip install pyserial)") from None
+        self._serial = serial
+        self.name = port
+        self.write_timeout = write_timeout
         try:
-            self.port = serial.Serial(port, baudrate=baud, bytesize=8, parity="N",
-                                      stopbits=1, timeout=timeout)
-        except serial.SerialException as error:
+            self.port = serial.serial_for_url(port, baudrate=baud, bytesize=8, parity="N",
+                                              stopbits=1, timeout=timeout,
+                                              write_timeout=write_timeout)
+        except (serial.SerialException, OSError, ValueError) as error:
             raise CelineError(f"cannot open serial port {port!r}: {error}") from None
 
+    def _call(self, action):
+        if not self.port.is_open:
+            raise CelineError(f"serial port {self.name!r} is closed")
+        try:
+            return action()
+        except self._serial.SerialTimeoutException:
+            raise LinkTimeout(f"serial port {self.name!r}: write not done within "
+                              f"{self.write_timeout} s") from None
+        except (self._serial.SerialException, OSError) as error:
+            raise LinkError(f"serial port {self.name!r}: {error}") from None
+
+    @property
+    def baud(self):
+        return self.port.baudrate
+
+    @baud.setter
+    def baud(self, baud):
+        def change():
+            self.port.baudrate = baud
+        self._call(change)
+
     def write(self, data):
-        self.port.write(bytes(data))
-        self.port.flush()
+        def write():
+            self.port.write(bytes(data))
+            self.port.flush()
+        self._call(write)
 
     def read(self, n, timeout):
-        self.port.timeout = timeout
-        return bytes(self.port.read(n))
+        def read():
+            self.port.timeout = timeout
+            return bytes(self.port.read(n))
+        return self._call(read)
 
     def reset_input(self):
-        self.port.reset_input_buffer()
+        self._call(self.port.reset_input_buffer)
 
     def close(self):
         self.port.close()
@@ -87,15 +133,25 @@ class LoopbackTransport(Transport):
         self.model = device_model
         self.baud = baud or device_model.baud
         self.commands = []
+        self.closed = False
         self._received = bytearray()
         self._time = 0.0
 
+    def _check_open(self):
+        if self.closed:
+            raise CelineError("the loopback transport is closed")
+
+    def close(self):
+        self.closed = True
+
     def write(self, data):
+        self._check_open()
         if len(data) > 1 and data[0] == REQUEST_START:
             self.commands.append(Command(data[1]))
         self._received += self.model.feed(bytes(data))
 
     def read(self, n, timeout):
+        self._check_open()
         if len(self._received) < n:
             self.pause(timeout)
         out = bytes(self._received[:n])
@@ -216,3 +272,93 @@ class SimTransport(Transport):
     def pause(self, seconds):
         if seconds > 0:
             self._sleep(seconds)
+
+
+class SocketTransport(Transport):
+    """Bytes over a connected stream socket: a simulated device's UART relayed by
+    celine.sim.tb.serve_tb (celine.firmware.simulate), or any TCP-to-serial bridge.
+
+    Time is wall time. `process` (a subprocess.Popen, optional) is the simulation behind
+    the socket: close() closes the socket, which ends the simulation, and waits up to
+    `close_timeout` seconds for the process to exit (then terminates its process group).
+    """
+
+    def __init__(self, sock, *, process=None, latency=0.0, write_timeout=30.0,
+                 close_timeout=60.0, log=None):
+        self.sock = sock
+        self.process = process
+        self.latency = latency
+        self.write_timeout = write_timeout
+        self.close_timeout = close_timeout
+        self.log = log
+        self.closed = False
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @classmethod
+    def connect(cls, host, port, *, timeout=10.0, **options):
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as error:
+            raise LinkError(f"cannot connect to {host}:{port}: {error}") from None
+        return cls(sock, **options)
+
+    def _check_open(self):
+        if self.closed:
+            raise CelineError("the socket transport is closed")
+
+    def write(self, data):
+        self._check_open()
+        self.sock.settimeout(self.write_timeout)
+        try:
+            self.sock.sendall(bytes(data))
+        except socket.timeout:
+            raise LinkTimeout(f"write not done within {self.write_timeout} s") from None
+        except OSError as error:
+            raise LinkError(f"the connection failed: {error}") from None
+
+    def read(self, n, timeout):
+        self._check_open()
+        out = bytearray()
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(n - len(out))
+            except socket.timeout:
+                break
+            except OSError as error:
+                raise LinkError(f"the connection failed: {error}") from None
+            if not chunk:
+                raise LinkError("the connection was closed by the other end "
+                                "(the simulation ended?)")
+            out += chunk
+        return bytes(out)
+
+    def reset_input(self):
+        self._check_open()
+        self.sock.setblocking(False)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as error:
+            raise LinkError(f"the connection failed: {error}") from None
+        finally:
+            self.sock.setblocking(True)
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        if self.process is not None:
+            from .simulate import stop
+            stop(self.process, self.close_timeout)

@@ -1,6 +1,5 @@
-"""Buffer words <-> tensors of signed lanes: the byte layout of docs/protocol.md."""
-
-import torch
+"""Buffer words <-> tensors of signed lanes: the byte layout of docs/protocol.md.
+(torch is imported by unpack_words only, which returns a tensor.)"""
 
 from ..spec.lanes import pack_lanes, unpack_lanes
 
@@ -18,6 +17,7 @@ def pack_words(rows, width, word_bytes, word_stride):
 
 def unpack_words(data, count, lanes, width, word_stride):
     """Inverse of pack_words: a (count x lanes) int64 tensor of signed lanes."""
+    import torch
     rows = [unpack_lanes(int.from_bytes(data[i * word_stride:(i + 1) * word_stride], "little"),
                          lanes, width) for i in range(count)]
     return torch.tensor(rows, dtype=torch.int64).reshape(count, lanes)

@@ -12,25 +12,50 @@ and calls) and cuts each tile at its drawn precision. Tiles then differ in shape
 output is covered greedily: a tile claims the still-uncovered blocks of its footprint
 (blocks being the tile shape of the largest candidate precision) at the first uncovered
 block, row-major. `last_precisions` records the precision of every output element.
+
+Operands may be torch tensors, numpy arrays or nested lists of integers
+(celine.firmware.tensors); every setting is checked before anything is sent.
 """
 
 import torch
 
 from ...firmware.errors import CelineError, EngineError, ProtocolError, SettingError
+from ...firmware.tensors import as_int_tensor
 from ...firmware.words import pack_words, unpack_words
 from ...golden.mac import MacArrayModel, Requant, assemble, tile_matmul
-from .spec import MacArrayParams
+from ...spec.numerics import MULT_BITS, SHIFT_BITS
+from .spec import REQUANT_REGISTER, MacArrayParams
 
 __all__ = ["MacArrayHost"]
 
 
 def _as_matrix(name, value):
-    tensor = torch.as_tensor(value)
-    if tensor.ndim != 2 or tensor.dtype.is_floating_point or tensor.dtype.is_complex \
-            or tensor.dtype == torch.bool:
-        raise SettingError(f"{name} must be a 2-D integer tensor, not "
-                           f"{tensor.dtype} of shape {tuple(tensor.shape)}")
-    return tensor.to(torch.int64)
+    return as_int_tensor(name, value, ndims=(2,), rule="a 2-D integer tensor")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_requant(requant):
+    """None or a checked Requant from None, a Requant or a (multiplier, shift) pair."""
+    if requant is None:
+        return None
+    if not isinstance(requant, Requant):
+        if not isinstance(requant, (tuple, list)) or len(requant) != 2:
+            raise SettingError(f"requant must be None, a golden.mac.Requant or a "
+                               f"(multiplier, shift) pair of integers, not {requant!r}")
+        requant = Requant(True, *requant)
+    if not isinstance(requant.enable, bool):
+        raise SettingError(f"requant enable must be True or False, not {requant.enable!r}")
+    for name, value, bits in (("multiplier", requant.multiplier, MULT_BITS),
+                              ("shift", requant.shift, SHIFT_BITS)):
+        if not _is_int(value):
+            raise SettingError(f"requant {name} must be an integer, not {value!r}")
+        if not 0 <= value < 1 << bits:
+            raise SettingError(f"requant {name} must be between 0 and {(1 << bits) - 1}, "
+                               f"not {value!r}")
+    return requant
 
 
 class MacArrayHost:
@@ -46,12 +71,17 @@ class MacArrayHost:
 
     def _check(self, a, w, precision, requant, rps):
         p = self.params
+        self.device.check_open()
         a, w = _as_matrix("a", a), _as_matrix("w", w)
-        if a.shape[1] != w.shape[0] or a.shape[1] < 1:
+        if a.shape[1] < 1 or w.shape[0] < 1:
+            raise SettingError(f"K must be at least 1 (the columns of a, the rows of w), "
+                               f"not {min(a.shape[1], w.shape[0])}")
+        if a.shape[1] != w.shape[0]:
             raise SettingError(f"w must have {a.shape[1]} rows (the columns of a), "
                                f"not {w.shape[0]}")
-        if not rps and (not isinstance(precision, int) or isinstance(precision, bool)
-                        or precision not in p.precisions):
+        if not isinstance(rps, bool):
+            raise SettingError(f"rps must be True or False, not {rps!r}")
+        if not rps and (not _is_int(precision) or precision not in p.precisions):
             rule = ", ".join(map(str, p.precisions))
             raise SettingError(f"precision must be one of {rule}, not {precision!r}")
         wide = (p.rps_candidates if rps else (precision,)) == (16,)
@@ -61,15 +91,7 @@ class MacArrayHost:
             if tensor.numel() and not (lo <= int(tensor.min()) and int(tensor.max()) <= hi):
                 raise SettingError(f"{name} must hold {kind} values ({lo}..{hi}), not values "
                                    f"{int(tensor.min())}..{int(tensor.max())}")
-        if requant is not None and not isinstance(requant, Requant):
-            requant = Requant(True, *requant)
-        if requant is not None and requant.enable:
-            if not 0 <= requant.multiplier < 1 << 16:
-                raise SettingError(f"requant multiplier must be between 0 and 65535, "
-                                   f"not {requant.multiplier!r}")
-            if not 0 <= requant.shift < 64:
-                raise SettingError(f"requant shift must be between 0 and 63, "
-                                   f"not {requant.shift!r}")
+        requant = _as_requant(requant)
         depth = min(self.device.buffers["act"].depth, self.device.buffers["weight"].depth)
         if a.shape[1] > depth:
             raise SettingError(f"K must be at most {depth} (the buffer depth), not {a.shape[1]}")
@@ -115,13 +137,26 @@ class MacArrayHost:
 
     # -- running -----------------------------------------------------------------------
 
-    def matmul(self, a, w, *, precision=4, requant=None, rps=False):
+    def matmul(self, a, w, *, precision=None, requant=None, rps=False):
         """A (M x K) @ W (K x N): an (M x N) int64 tensor.
 
-        a, w: stored int8 values (int16 at precision 16), reduced to `precision` bits on
-        the device; requant: None (exact sums), golden.mac.Requant or (M, S) for int8
-        outputs; rps: each tile's precision drawn by the device (see the module docstring).
+        a, w: integer operands (torch, numpy or nested lists): int16 values at precision
+        16, int8 values otherwise (in rps mode int16 only if 16 is the only candidate).
+        precision: one of the device's precisions; None (the default) is the largest, so
+        that by default the result is the exact product (a @ w for int16 operands on a
+        device with precision 16, for int8 operands on any device).
+        Units of the result: without requant, the exact integer sums of products of the
+        p-bit operands the device derives. At 8 and 16 those are the values given, so the
+        result is a @ w itself; below 8 each int8 value x becomes round(x / 2^(8-p))
+        saturated to p bits, so the result approximates (a @ w) / 4^(8-p) (at precision
+        4, [[100, -50]] @ [[20], [30]] is 6*1 + (-3)*2 = 0, not 500).
+        requant: None (the sums above), or golden.mac.Requant / (multiplier, shift) for
+        int8 outputs clamp((sum * multiplier + 2^(shift-1)) >> shift) to -128..127.
+        rps: True to let the device draw each tile's precision from its rps candidates
+        (see the module docstring; `last_precisions` tells which, `precision` is ignored).
         """
+        if precision is None:
+            precision = max(self.params.precisions)
         a, w, requant = self._check(a, w, precision, requant, rps)
         size_m, size_k = a.shape
         size_n = w.shape[1]
@@ -130,7 +165,9 @@ class MacArrayHost:
         word = requant if requant is not None else Requant()
         self.device.configure(depth=size_k, precision=max(self.params.precisions) if rps
                               else precision, rps_enable=int(rps),
-                              requant=int(word.enable) | word.multiplier << 1 | word.shift << 17)
+                              requant=REQUANT_REGISTER.pack(enable=int(word.enable),
+                                                            multiplier=word.multiplier,
+                                                            shift=word.shift))
         results, tiles_set = [], None
         for start in range(0, len(plan), per_run):
             batch = plan[start:start + per_run]

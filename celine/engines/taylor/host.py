@@ -24,13 +24,9 @@ __all__ = ["TaylorHost"]
 
 
 def _as_heads(name, value):
-    tensor = torch.as_tensor(value)
-    if tensor.ndim not in (2, 3) or tensor.dtype.is_floating_point or \
-            tensor.dtype.is_complex or tensor.dtype == torch.bool:
-        raise SettingError(f"{name} must be a 2-D (tokens x head_dim) or 3-D (heads x tokens "
-                           f"x head_dim) integer tensor, not {tensor.dtype} of shape "
-                           f"{tuple(tensor.shape)}")
-    return tensor.to(torch.int64)
+    from ...firmware.tensors import as_int_tensor   # SettingError for ragged lists, strings...
+    return as_int_tensor(name, value, ndims=(2, 3), rule="a 2-D (tokens x head_dim) or 3-D "
+                         "(heads x tokens x head_dim) integer tensor")
 
 
 class TaylorHost:
