@@ -3,11 +3,12 @@
 Adding an engine adds one line here; docs/engines.md says what the record names.
 """
 
-from .engines import mac, taylor
+from .engines import activation, mac, taylor
 
 ENGINES = (
     mac.ENGINE,
     taylor.ENGINE,
+    activation.ENGINE,
 )
 
 BY_NAME = {engine.name: engine for engine in ENGINES}

@@ -1,0 +1,21 @@
+"""The activation engine (element-wise activation by table: GELU, ...): the engine record."""
+
+from .. import Accelerator, Ref
+from . import spec
+
+ENGINE = Accelerator(
+    name="activation",
+    summary="element-wise activation by table (GELU, ...): int8 -> int8",
+    params=spec.ActivationParams,
+    registers=spec.registers,
+    buffers=spec.buffers,
+    errors=spec.Errors,
+    core=Ref("celine.rtl.activation.lookup:TableLookup"),
+    adapter=Ref("celine.rtl.activation.shell_adapter:ActivationShellAdapter"),
+    golden=Ref("celine.golden.activation:ActivationEngineModel"),
+    host=Ref("celine.engines.activation.host:ActivationHost"),
+    cycles=Ref("celine.engines.activation.cycles:estimate"),
+    workload={"elements": 197 * 768},
+    bench=Ref("celine.engines.activation.bench:run"),
+    space={"lanes": (1, 2, 4, 8, 16, 32), "max_words": (256, 1024, 4096)},
+)
