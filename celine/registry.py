@@ -1,16 +1,19 @@
 """The engines Celine generates: one record each (celine.engines.Accelerator).
 
-Adding an engine adds one line here; docs/engines.md says what the record names.
+Adding an engine adds one line to PACKAGES: the name of its package under
+celine/engines/, whose `ENGINE` is its record. docs/engines.md says what a record names.
+The first engine is the default design (`make bitstream`, `celine bitstream`).
 """
 
-from .engines import activation, mac, taylor
+from importlib import import_module
 
-ENGINES = (
-    mac.ENGINE,
-    taylor.ENGINE,
-    activation.ENGINE,
+PACKAGES = (
+    "mac",
+    "taylor",
+    "activation",
 )
 
+ENGINES = tuple(import_module(f"{__package__}.engines.{name}").ENGINE for name in PACKAGES)
 BY_NAME = {engine.name: engine for engine in ENGINES}
 DEFAULT = ENGINES[0].name
 

@@ -27,6 +27,9 @@ def test_payload_round_trips():
     assert configure_payload(4, 0x12345678) == bytes([4, 0x78, 0x56, 0x34, 0x12])
     assert parse_configure(configure_payload(4, 0x12345678)) == (4, 0x12345678)
     report = StatusReport(busy=True, engine_errors=2, cycles=123456, result_words=17)
+    assert parse_status(status_payload(report)) == report
+    report = StatusReport(busy=False, engine_errors=0, cycles=1, result_words=2, overrun=True)
+    assert status_payload(report)[0] == 0x02
     assert len(status_payload(report)) == 8
     assert parse_status(status_payload(report)) == report
 

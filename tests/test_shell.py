@@ -78,9 +78,9 @@ def fault_script(point):
     return steps
 
 
-def run_point(request, point, testcase, data):
+def run_point(request, point, testcase, data, test_module="celine.sim.tb.shell_tb"):
     p = POINTS[point]
-    run_cocotb(design(point), toplevel=f"shell_{point}", test_module="celine.sim.tb.shell_tb",
+    run_cocotb(design(point), toplevel=f"shell_{point}", test_module=test_module,
                case_id=request.node.nodeid, testcase=testcase,
                params={"mac": MacArrayParams(**p["mac"]).to_dict(), "shell": p["shell"]},
                data=data)
@@ -108,7 +108,8 @@ def test_shell_matmul_end_to_end(request, point, precisions):
         a[0, 0] = w[0, 0] = -(1 << (bits - 1))          # the most negative operand
         jobs.append({"a": a.tolist(), "w": w.tolist(), "precision": p,
                      "expected": reference_matmul(a, w, p).tolist()})
-    run_point(request, point, "matmul_end_to_end", {"matmuls": jobs, "info": model(point).info()})
+    run_point(request, point, "matmul_end_to_end", {"matmuls": jobs, "info": model(point).info()},
+              test_module="celine.sim.tb.mac_shell_tb")
 
 
 def test_rtl_and_golden_describe_the_same_device():

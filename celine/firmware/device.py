@@ -2,11 +2,11 @@
 
     dev = Device.open("/dev/ttyUSB0")              # a board; its UART rate is probed
     dev = Device.open("/dev/ttyUSB0", baud=3_000_000)   # ... or given
-    dev = Device.open("model", accel="mac")        # the golden model, in process (fast)
-    dev = Device.open("sim", accel="mac", params=MacArrayParams(rows=2, cols=2),
-                      operand_depth=16, result_depth=16)  # the RTL under Verilator (slow)
+    dev = Device.open("model", accel=name)         # the golden model, in process (fast)
+    dev = Device.open("sim", accel=name, params=params, **options)
+                                                   # the RTL under Verilator (slow)
     dev = Device.open("sim", transport=t)          # any Transport (e.g. in a cocotb test)
-    dev.<engine>.<call>(...)                       # the engine's host API, e.g. dev.mac.matmul
+    dev.<engine>.<call>(...)                       # the engine's host API (docs/engines.md)
     dev.<call>(...)                                # the same, through the device
     dev.close()                                    # or: with Device.open(...) as dev: ...
 
@@ -213,7 +213,7 @@ class Device:
 
     def __getattr__(self, name):
         # dev.<engine name> is the engine's host API; other unknown names are its calls
-        # (dev.matmul is dev.mac.matmul on a MAC array device).
+        # (dev.<call> is dev.<engine>.<call>).
         if name.startswith("_") or "accelerator" not in self.__dict__:
             raise AttributeError(name)
         if name == self.accelerator.name:

@@ -47,8 +47,8 @@ class RunTimeout(CelineError):
 
 
 class EngineError(CelineError):
-    """A run ended with engine error flags set (docs/protocol.md: MAC array bit 0 framing,
-    bit 1 precision; Taylor attention bit 0 framing, bit 1 tokens)."""
+    """A run ended with engine error flags set: `flags`, the engine's Errors (an IntFlag of
+    its spec; docs/protocol.md lists each engine's bits)."""
 
     def __init__(self, flags, message):
         self.flags = flags

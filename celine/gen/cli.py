@@ -170,8 +170,9 @@ def cmd_report(args):
 
 
 def cmd_list(args):
+    width = max(len(accel.name) for accel in registry.ENGINES) + 2
     for accel in registry.ENGINES:
-        print(f"{accel.name:8} {accel.summary}")
+        print(f"{accel.name:{width}}{accel.summary}")
 
 
 class Parser(argparse.ArgumentParser):

@@ -118,10 +118,13 @@ def parse_configure(payload):
 
 @dataclass(frozen=True)
 class StatusReport:
+    """The STATUS payload. `overrun`: the device's receiver lost a byte since the last
+    STATUS (a host that keeps one request in flight never causes it)."""
     busy: bool
     engine_errors: int
     cycles: int
     result_words: int
+    overrun: bool = False
 
 
 STATUS_FORMAT = "<BBIH"   # flags, engine error flags, cycles, result words
@@ -129,14 +132,16 @@ STATUS_BYTES = struct.calcsize(STATUS_FORMAT)
 
 
 def status_payload(report):
-    return struct.pack(STATUS_FORMAT, int(StatusFlags.BUSY if report.busy else 0),
-                       report.engine_errors, report.cycles & 0xFFFFFFFF,
+    flags = (StatusFlags.BUSY if report.busy else 0) | \
+        (StatusFlags.OVERRUN if report.overrun else 0)
+    return struct.pack(STATUS_FORMAT, int(flags), report.engine_errors, report.cycles & 0xFFFFFFFF,
                        report.result_words & 0xFFFF)
 
 
 def parse_status(payload):
     flags, errors, cycles, words = struct.unpack(STATUS_FORMAT, payload)
-    return StatusReport(bool(flags & StatusFlags.BUSY), errors, cycles, words)
+    return StatusReport(bool(flags & StatusFlags.BUSY), errors, cycles, words,
+                        bool(flags & StatusFlags.OVERRUN))
 
 
 def engine_description(name, params, buffers, registers):

@@ -4,7 +4,6 @@ Case parameters: `mac` (MacArrayParams fields) or `taylor` (TaylorParams fields)
 `shell` (clock_hz, baud, and the shell's other settings). Case data per test:
 - `script`: steps {"send": hex, "expect": hex}; the bytes the golden model
   (golden/shell.py) replied to the same traffic. Replies must match byte for byte.
-- `matmuls`: [{"a", "w", "precision", "expected"}] run with the host runtime.
 - `attention`: [{"q", "k", "v", "head_mask", "registers" or "scales" and "out_scale",
   "expected" (the kept heads' outputs), "expected_registers", "max_cycles"}] run with
   the host runtime (Device.attention); the cycles of each run go to `attention.json`.
@@ -12,29 +11,10 @@ Case parameters: `mac` (MacArrayParams fields) or `taylor` (TaylorParams fields)
 
 import cocotb
 import torch
-from cocotb.clock import Clock
 from cocotb.task import bridge
-from cocotb.triggers import ClockCycles
 
 from celine.firmware.device import Device
-from celine.firmware.transport import SimTransport
-from celine.sim.case import load_case
-
-PERIOD_NS = 10
-
-
-async def start(dut):
-    case = load_case()
-    Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
-    shell = case.params["shell"]
-    cycles_per_bit = shell["clock_hz"] // shell["baud"]
-    host = SimTransport(dut.clk, dut.rx, dut.tx, cycles_per_bit=cycles_per_bit)
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 3)
-    return case, host, cycles_per_bit * PERIOD_NS * 1e-9
-
+from celine.sim.shell_host import start_shell as start
 
 @cocotb.test()
 async def replies_match_golden(dut):
@@ -57,28 +37,6 @@ async def replies_match_golden(dut):
     for what, want, got, extra in await bridge(host_thread)():
         assert got == want, f"{what}: expected {want.hex()}, received {got.hex()}"
         assert extra == b"", f"{what}: unexpected extra bytes {extra.hex()}"
-
-
-@cocotb.test()
-async def matmul_end_to_end(dut):
-    """Host runtime -> UART -> shell -> MAC array, bit-exact against the golden matmul."""
-    case, host, bit_s = await start(dut)
-
-    def host_thread():
-        # Timeouts in bit times of the simulated line (INFO alone is about 6000).
-        dev = Device.open("sim", transport=host, timeout=40_000 * bit_s)
-        out = []
-        for job in case.data["matmuls"]:
-            product = dev.matmul(torch.tensor(job["a"]), torch.tensor(job["w"]),
-                                 precision=job["precision"])
-            out.append((job, product, dev.status()))
-        return dev.info, out
-
-    info, results = await bridge(host_thread)()
-    assert info == case.data["info"], "INFO differs from the golden description"
-    for job, product, report in results:
-        assert product.tolist() == job["expected"], f"precision {job['precision']}"
-        assert not report.busy and report.engine_errors == 0
 
 
 @cocotb.test()
