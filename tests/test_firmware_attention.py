@@ -1,6 +1,8 @@
 """Device.attention (firmware/taylor.py) over LoopbackTransport to a byte-level model of the
 shell with the Taylor engine: layout, registers, calibration, and the host-side checks."""
 
+import math
+
 import pytest
 import torch
 
@@ -9,7 +11,10 @@ from celine.firmware.errors import CelineError, EngineError, ProtocolError, Sett
 from celine.firmware.protocol import Command
 from celine.firmware.transport import LoopbackTransport
 from celine.golden.shell import shell_model
-from celine.golden.taylor import TaylorRegisters, calibrate, taylor_head_int, taylor_int
+from celine.golden.quant import quantize
+from celine.golden.taylor import (TaylorRegisters, attention_errors, calibrate,
+                                  mixed_heads_inputs, output_scales, taylor_attention,
+                                  taylor_head_int, taylor_int)
 from celine.engines.mac.spec import MacArrayParams
 from celine.engines.taylor.spec import Errors, TaylorParams
 
@@ -64,6 +69,7 @@ def test_heads_with_a_mask_are_bit_exact_and_skip_the_masked_ones():
     assert model.buffers[0].words[12 * 2:12 * 2 + 14] == [0] * 14
     assert dev.transport.commands.count(Command.WRITE) == 6
     assert model.registers["head_mask"] == 0b010 and model.registers["tokens"] == 7
+    assert model.registers["out_mult_2"] == REGS.out_mult
 
 
 def test_fewer_heads_than_the_device_mask_the_rest():
@@ -89,10 +95,105 @@ def test_registers_are_calibrated_from_the_scales():
     assert dev.engine.last_registers == regs
     assert all(torch.equal(a, b) for a, b in zip(outs, taylor_int(q, k, v, regs,
                                                                    max_tokens=12)))
-    # default: fixed-point fractions (2^-7 at int8), the output in v's scale
-    dev.attention(q, k, v)
-    assert dev.engine.last_registers == calibrate(q, k, v, scales=(2 ** -7,) * 3,
-                                                  out_scale=2 ** -7)
+    assert dev.engine.last_output_scales == [output_scales(regs, scales=(0.02, 0.03, 0.05),
+                                                           tokens=12, head_dim=16)] * 2
+    # default: the integers are the values, each head's output scale from its data
+    outs = dev.attention(q, k, v)
+    regs = calibrate(q, k, v)
+    assert dev.engine.last_registers == regs and regs.heads == 2
+    assert dev.engine.last_output_scales == list(output_scales(regs, tokens=12, head_dim=16))
+    assert all(torch.equal(a, b) for a, b in zip(outs, taylor_int(q, k, v, regs,
+                                                                   max_tokens=12)))
+
+
+def test_each_head_gets_its_own_output_registers():
+    dev, model = open_device()
+    q, k, v = operands((3, 6, 16), 11)
+    regs = TaylorRegisters(ctx_shift=6, v_mult=900, v_shift=5, out_mult=(20000, 5000, 65535),
+                           out_shift=(22, 19, 24))
+    outs = dev.attention(q, k, v, registers=regs, head_mask=0b001)
+    expected = taylor_int(q, k, v, regs, head_mask=0b001, max_tokens=12)
+    assert all(torch.equal(a, b) for a, b in zip(outs, expected))
+    assert [model.registers[f"out_mult_{h}"] for h in range(3)] == [
+        PARAMS.out_mult, 5000, 65535]              # a skipped head's registers are not sent
+    assert dev.engine.last_output_scales is None   # the inputs' real scales are unknown
+    # Fewer heads than the device: per-head registers cover the heads of the call.
+    one = TaylorRegisters(ctx_shift=6, v_mult=900, v_shift=5, out_mult=(20000,),
+                          out_shift=(22,))
+    (out,) = dev.attention(q[:1], k[:1], v[:1], registers=one)
+    assert torch.equal(out, taylor_head_int(q[0], k[0], v[0], one.head(0), max_tokens=12).out)
+    # One head (N x d): a single float output step.
+    dev.attention(q[0], k[0], v[0], scales=(0.02, 0.03, 0.05))
+    assert isinstance(dev.engine.last_output_scales, float)
+
+
+# -- the default calibration on data quantized as a real layer's is --------------------------
+
+DEVICE = TaylorParams(head_dim=16, max_tokens=64, mac_units=4, heads=2)
+
+
+def quantized_heads(tokens=64, head_dim=16, seed=0):
+    """golden.taylor.mixed_heads_inputs (head 0's output beyond V's range, head 1's a
+    small part of it) quantized per tensor at their own scales, as a real layer's are:
+    ((q, k, v) float H x N x d, (q, k, v) int8, (s_q, s_k, s_v))."""
+    q, k, v = mixed_heads_inputs(tokens, head_dim, seed=seed)
+    scales = tuple(float(x.abs().max()) / 127 for x in (q, k, v))
+    return (q, k, v), tuple(quantize(x, s, 8) for x, s in zip((q, k, v), scales)), scales
+
+
+def output_step(regs, h, scales, tokens, head_dim):
+    """The real value of one output step of head h (docs/taylor.md): u * 2^out_shift /
+    out_mult, u = s_q*s_k*s_v*2^ctx_shift / (N*sqrt(d))."""
+    def pick(value):
+        return value[h] if isinstance(value, tuple) else value
+    unit = math.prod(scales) * 2 ** regs.ctx_shift / (tokens * math.sqrt(head_dim))
+    return unit * 2 ** pick(regs.out_shift) / pick(regs.out_mult)
+
+
+def default_run(**kwargs):
+    """The two heads through dev.attention with the default output scale; per head
+    (output, its real step, the float Taylor output of the integers at the scales used)."""
+    dev, _ = open_device(DEVICE)
+    floats, ints, scales = quantized_heads()
+    outs = dev.attention(*ints, **kwargs)
+    used = kwargs.get("scales", (1.0, 1.0, 1.0))
+    reference = taylor_attention(*(x.double() * s for x, s in zip(ints, used)))
+    regs = dev.engine.last_registers
+    return [(out, output_step(regs, h, used, 64, 16), reference[h])
+            for h, out in enumerate(outs)], floats
+
+
+@pytest.mark.parametrize("kwargs", [dict(scales="given"), dict()], ids=["scales", "no_scales"])
+def test_default_output_tracks_float_taylor(kwargs):
+    # Tolerance: rel_frobenius < 0.015 per head against the float Taylor output of the
+    # integers at the scales used (given, or 1.0 without them). Measured: 0.0087 and 0.0087
+    # (0.0090 and 0.0099 without scales). Before the fix: 0.34 (head 0, 21% saturated) and
+    # 0.041 (head 1, 27 levels) with scales; 4.5 and 136 without (2^-7 fractions).
+    if kwargs:
+        kwargs = dict(scales=quantized_heads()[2])
+    heads, floats = default_run(**kwargs)
+    for out, step, reference in heads:
+        assert attention_errors(reference, out * step)["rel_frobenius"] < 0.015
+    if kwargs:       # and against the real data (input quantization included): measured 0.012
+        out, step, _ = heads[0]
+        assert attention_errors(taylor_attention(*floats)[0], out * step)["rel_frobenius"] < 0.02
+
+
+def test_default_output_rarely_saturates():
+    # At most 1% of each head's outputs at the rails (measured: none; the peak rounds to
+    # 127); before the fix 20.7% of head 0's.
+    heads, _ = default_run(scales=quantized_heads()[2])
+    for out, _, _ in heads:
+        assert float(((out == 127) | (out == -128)).double().mean()) <= 0.01
+
+
+def test_default_output_uses_the_int8_range_in_every_head():
+    # Each head's largest output magnitude is at least 120 of 127 (measured: 127 in each
+    # head, with and without scales; before the fix head 1 reached 27 with scales, and
+    # 13 and 17 without).
+    for kwargs in (dict(scales=quantized_heads()[2]), dict()):
+        heads, _ = default_run(**kwargs)
+        assert [int(out.abs().max()) >= 120 for out, _, _ in heads] == [True, True]
 
 
 def test_engine_errors_and_short_results_are_reported():
@@ -153,6 +254,11 @@ Q, K, V = operands((2, 4, 16), 6)
      r"scales and out_scale must be None when registers are given, not \(1, 1, 1\) and None"),
     (lambda d: d.attention(Q, K, V, scales=(1, -1, 1)), r"s_k must be a positive number, "
      r"not -1"),
+    (lambda d: d.attention(Q, K, V, out_scale=(1, 2, 3)), r"out_scale must be a positive "
+     r"number or 2 of them, not \(1, 2, 3\)"),
+    (lambda d: d.attention(Q, K, V, registers=TaylorRegisters(
+        ctx_shift=0, v_mult=1, v_shift=0, out_mult=(1, 1, 1), out_shift=0)),
+     r"registers must hold out_mult and out_shift for the 2 heads of q, not 3"),
 ])
 def test_settings_are_checked_before_anything_is_sent(call, message):
     dev, _ = open_device()
@@ -172,4 +278,4 @@ def test_the_output_scale_registers_reset_to_the_parameters():
     params = TaylorParams(head_dim=8, max_tokens=4, mac_units=4, heads=1, out_mult=9,
                           out_shift=5)
     model = shell_model("taylor", params)
-    assert (model.registers["out_mult"], model.registers["out_shift"]) == (9, 5)
+    assert (model.registers["out_mult_0"], model.registers["out_shift_0"]) == (9, 5)

@@ -40,8 +40,8 @@ def quantized_heads(heads, tokens, head_dim, seed, width=8):
 
 def job(params, q, k, v, *, head_mask=0, registers=None, scales=None, out_scale=None):
     kept = [h for h in range(q.shape[0]) if not head_mask >> h & 1]
-    regs = registers or calibrate(q[kept], k[kept], v[kept], scales=scales,
-                                  out_scale=out_scale)
+    regs = registers or calibrate(q, k, v, scales=scales, out_scale=out_scale,
+                                  head_mask=head_mask)
     expected = taylor_int(q, k, v, regs, head_mask=head_mask, max_tokens=params.max_tokens)
     tokens = q.shape[1]
     # the ideal 2 N d^2 / M MAC cycles a head, plus centering (d^2 / c) and some slack

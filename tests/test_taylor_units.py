@@ -5,17 +5,21 @@ import random
 
 import pytest
 import torch
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib.memory import Memory
 
 from celine.engines.taylor.cycles import cycles, estimate
-from celine.golden.taylor import TaylorRegisters, reciprocal, taylor_head_int
+from celine.golden.taylor import TaylorRegisters, reciprocal, taylor_head_int, taylor_int
 from celine.golden.quant import requantize, round_shift, saturate
 from celine.rtl.taylor.centering import CenteringUnit
 from celine.rtl.taylor.output_lane import OutputLane
-from celine.engines.taylor.spec import TaylorParams
+from celine.engines.taylor.spec import TaylorParams, registers
 from celine.rtl.taylor.pipeline import TaylorPipeline
 from celine.rtl.taylor.reciprocal import Reciprocal
+from celine.rtl.taylor.shell_adapter import TaylorShellAdapter
 from celine.sim.amaranth_sim import run_sim, stream_get_n, stream_put_all
-from celine.sim.taylor_cases import make_run
+from celine.sim.taylor_cases import make_run, operands
+from celine.spec.lanes import pack_lanes, unpack_lanes
 
 
 def test_reciprocal_matches_golden():
@@ -110,15 +114,23 @@ def test_output_lane_matches_golden():
     run_sim(dut, testbench)
 
 
-@pytest.mark.parametrize("params,tokens,mask,kind", [
-    (dict(head_dim=8, max_tokens=6, mac_units=4, heads=2), 6, 0b00, "random"),
-    (dict(head_dim=8, max_tokens=6, mac_units=8, heads=2), 3, 0b01, "extreme"),
+# Each head its own output scale, a factor 2^5 apart (as a small-output and a large-output
+# head would be calibrated): the pipeline must use head h's registers for head h's output.
+PER_HEAD = TaylorRegisters(ctx_shift=9, v_mult=40000, v_shift=14, out_mult=(40000, 40000, 50000),
+                           out_shift=(16, 21, 19))
+
+
+@pytest.mark.parametrize("params,tokens,mask,kind,registers", [
+    (dict(head_dim=8, max_tokens=6, mac_units=4, heads=2), 6, 0b00, "random", None),
+    (dict(head_dim=8, max_tokens=6, mac_units=8, heads=2), 3, 0b01, "extreme", None),
+    (dict(head_dim=8, max_tokens=6, mac_units=2, heads=3), 5, 0b000, "random", PER_HEAD),
+    (dict(head_dim=8, max_tokens=6, mac_units=2, heads=3), 4, 0b010, "random", PER_HEAD),
 ])
-def test_pipeline_in_amaranth_sim(params, tokens, mask, kind):
+def test_pipeline_in_amaranth_sim(params, tokens, mask, kind, registers):
     """The whole pipeline, stalls on both streams, checked beat for beat; the cycle model
     is checked on the same run without stalls."""
     p = TaylorParams(**params)
-    run = make_run(p, tokens, seed=2, head_mask=mask, kind=kind)
+    run = make_run(p, tokens, seed=2, head_mask=mask, kind=kind, registers=registers)
     for idle, backpressure in ((0.3, 0.4), (0.0, 0.0)):
         dut = TaylorPipeline(p)
         rng = random.Random(7)
@@ -154,6 +166,83 @@ def test_pipeline_in_amaranth_sim(params, tokens, mask, kind):
         run_sim(dut, control, source, sink, deadline=1.0)
         assert got == run["expected"]
     assert timing["cycles"] == cycles(p, tokens, mask)
+
+
+def test_pipeline_settings_are_the_registers():
+    """One setting port per register but `tokens`, with its width and reset value; each
+    head has its own output registers."""
+    p = TaylorParams(heads=3, out_mult=9, out_shift=4)
+    pipeline = TaylorPipeline(p)
+    regs = registers(p)
+    assert pipeline.settings == regs.names[1:] == (
+        "head_mask", "ctx_shift", "v_mult", "v_shift", "out_mult_0", "out_shift_0",
+        "out_mult_1", "out_shift_1", "out_mult_2", "out_shift_2")
+    for name in pipeline.settings:
+        port = getattr(pipeline, name)
+        assert (len(port), port.init) == (regs[name].width, regs[name].reset), name
+
+
+class AdapterBench(Elaboratable):
+    """The shell adapter with its q, k, v and out buffers as plain memories."""
+
+    def __init__(self, params, operands):
+        self.engine = engine = TaylorShellAdapter(params)
+        width = len(engine.mem.out.data)
+        self.out = Memory(shape=width, depth=engine.depth, init=[])
+        self.operands = {}
+        for name, x in zip("qkv", operands):
+            words = [0] * engine.depth
+            for h in range(x.shape[0]):
+                for i in range(x.shape[1]):
+                    for b in range(params.row_beats):
+                        words[(h * params.max_tokens + i) * params.row_beats + b] = pack_lanes(
+                            x[h, i, 8 * b:8 * b + 8].tolist(), params.operand_width)
+            self.operands[name] = Memory(shape=width, depth=engine.depth, init=words)
+
+    def elaborate(self, platform):
+        m = Module()
+        engine = m.submodules.engine = self.engine
+        m.submodules.out = self.out
+        write = self.out.write_port()
+        m.d.comb += [write.addr.eq(engine.mem.out.addr), write.data.eq(engine.mem.out.data),
+                     write.en.eq(engine.mem.out.write)]
+        for name, memory in self.operands.items():
+            m.submodules[name] = memory
+            read = memory.read_port(transparent_for=())
+            port = getattr(engine.mem, name)
+            m.d.comb += [read.addr.eq(port.addr), port.data.eq(read.data)]
+        return m
+
+
+def test_shell_adapter_gives_each_head_its_output_registers():
+    """The registers out_mult_<h>, out_shift_<h> reach the pipeline through the adapter."""
+    p = TaylorParams(head_dim=8, max_tokens=6, mac_units=2, heads=3)
+    regs = PER_HEAD
+    tokens, mask = 5, 0b010
+    q, k, v = operands(p, tokens, seed=4)
+    bench = AdapterBench(p, (q, k, v))
+    engine = bench.engine
+    words = []
+
+    async def testbench(ctx):
+        for name, value in {"tokens": tokens, "head_mask": mask, **regs.values(3)}.items():
+            ctx.set(engine.registers[engine.register_map.index(name)], value)
+        ctx.set(engine.start, 1)
+        await ctx.tick()
+        ctx.set(engine.start, 0)
+        for _ in range(5000):
+            if not ctx.get(engine.busy):
+                break
+            await ctx.tick()
+        assert ctx.get(engine.errors) == 0
+        words.extend(ctx.get(bench.out.data[i]) for i in range(engine.depth))
+
+    run_sim(bench, testbench)
+    expected = taylor_int(q, k, v, regs, head_mask=mask, max_tokens=p.max_tokens)
+    for h, want in zip((0, 2), expected):
+        got = [sum((unpack_lanes(words[(h * p.max_tokens + i) * p.row_beats + b], 8, 8)
+                    for b in range(p.row_beats)), []) for i in range(tokens)]
+        assert got == want.tolist(), f"head {h}"
 
 
 def test_skipped_heads_cost_nothing():

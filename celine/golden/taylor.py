@@ -2,7 +2,9 @@
 
 The float functions follow the paper (docs/taylor.md, "The algorithm"); `taylor_head_int`
 computes, bit for bit, what the hardware computes (docs/taylor.md, "The integer
-arithmetic"), and `calibrate` is the host's choice of the runtime registers.
+arithmetic"), `taylor_int` runs several heads (each with its own output scale), and
+`calibrate` is the host's choice of the runtime registers (by default from the data:
+docs/taylor.md, "Choosing the registers").
 
 Exactness: every intermediate is an exact integer. For operand widths up to 8 bits
 (max_tokens <= 4096, head_dim <= 256) all of them fit int64 with room to spare: the
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engines.taylor.spec import LANES, Errors, buffers, registers
+from ..engines.taylor.spec import LANES, Errors, buffers, head_register, registers
 from ..spec.numerics import MULT_BITS, SHIFT_BITS
 from .quant import quantize, requantize, round_shift, saturate, signed_range
 from ..spec.lanes import pack_lanes, unpack_lanes
@@ -68,21 +70,82 @@ def taylor_attention(q, k, v):
 # -- runtime registers and the reciprocal -------------------------------------------------
 
 
+def _per_head(name, value, maximum):
+    """An int, or a non-empty list/tuple of ints (one per head) as a tuple, each checked."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{name} must be an integer or one integer per head, not {value!r}")
+        return tuple(_check_int(f"{name}[{h}]", x, 0, maximum) for h, x in enumerate(value))
+    return _check_int(name, value, 0, maximum)
+
+
 @dataclass(frozen=True)
 class TaylorRegisters:
-    """The scale registers of one run (docs/taylor.md); one set serves every head."""
+    """The scale registers of one run (docs/taylor.md).
+
+    ctx_shift, v_mult and v_shift serve every head. out_mult and out_shift are each an
+    int (every head alike) or a tuple with one value per head of the call (head h of
+    q, k, v uses out_mult[h] and out_shift[h]; a list is taken as a tuple); when both are
+    tuples they have the same length. `head(h)` gives head h's registers as ints.
+    """
     ctx_shift: int
     v_mult: int
     v_shift: int
-    out_mult: int
-    out_shift: int
+    out_mult: int | tuple
+    out_shift: int | tuple
 
     def __post_init__(self):
         _check_int("ctx_shift", self.ctx_shift, 0, SHIFT_MAX)
         _check_int("v_mult", self.v_mult, 0, MULT_MAX)
         _check_int("v_shift", self.v_shift, 0, SHIFT_MAX)
-        _check_int("out_mult", self.out_mult, 0, MULT_MAX)
-        _check_int("out_shift", self.out_shift, 0, SHIFT_MAX)
+        object.__setattr__(self, "out_mult", _per_head("out_mult", self.out_mult, MULT_MAX))
+        object.__setattr__(self, "out_shift", _per_head("out_shift", self.out_shift, SHIFT_MAX))
+        if isinstance(self.out_mult, tuple) and isinstance(self.out_shift, tuple) and \
+                len(self.out_mult) != len(self.out_shift):
+            raise ValueError(f"out_shift must have one value per head as out_mult "
+                             f"({len(self.out_mult)}), not {len(self.out_shift)}")
+
+    @property
+    def heads(self):
+        """The number of heads the per-head values cover, None if every head is alike."""
+        for value in (self.out_mult, self.out_shift):
+            if isinstance(value, tuple):
+                return len(value)
+        return None
+
+    def head(self, h):
+        """Head h's registers, with out_mult and out_shift as ints."""
+        heads = self.heads
+        if heads is not None:
+            _check_int("head", h, 0, heads - 1)
+
+        def pick(value):
+            return value[h] if isinstance(value, tuple) else value
+        return TaylorRegisters(ctx_shift=self.ctx_shift, v_mult=self.v_mult,
+                               v_shift=self.v_shift, out_mult=pick(self.out_mult),
+                               out_shift=pick(self.out_shift))
+
+    def values(self, heads):
+        """{register name: value} for the engine's registers (spec.registers) of heads
+        0 .. heads - 1 (the per-head values must cover exactly that many)."""
+        if self.heads not in (None, heads):
+            raise ValueError(f"registers must hold out_mult and out_shift for {heads} "
+                             f"heads, not {self.heads}")
+        values = {"ctx_shift": self.ctx_shift, "v_mult": self.v_mult, "v_shift": self.v_shift}
+        for h in range(heads):
+            one = self.head(h)
+            values[head_register("out_mult", h)] = one.out_mult
+            values[head_register("out_shift", h)] = one.out_shift
+        return values
+
+    @classmethod
+    def from_values(cls, values, heads):
+        """The registers from {register name: value} (the inverse of `values`); the
+        per-head values as tuples."""
+        return cls(ctx_shift=values["ctx_shift"], v_mult=values["v_mult"],
+                   v_shift=values["v_shift"],
+                   out_mult=tuple(values[head_register("out_mult", h)] for h in range(heads)),
+                   out_shift=tuple(values[head_register("out_shift", h)] for h in range(heads)))
 
 
 def recip_shift(max_tokens):
@@ -192,10 +255,14 @@ def taylor_head_int(q, k, v, regs, *, width=8, max_tokens):
     """One head of the integer pipeline, exactly as docs/taylor.md; returns a TaylorTrace.
 
     q, k, v: integer tensors N×d holding signed `width`-bit values, 1 <= N <= max_tokens.
+    regs: one head's registers (out_mult and out_shift ints; `TaylorRegisters.head(h)`).
     """
     _check_int("max_tokens", max_tokens, 1, MAX_TOKENS)
     if not isinstance(regs, TaylorRegisters):
         raise TypeError(f"regs must be a TaylorRegisters, not {regs!r}")
+    if regs.heads is not None:
+        raise ValueError(f"regs must hold one head's out_mult and out_shift (integers), "
+                         f"not {regs.out_mult!r} and {regs.out_shift!r}")
     q, k, v = _operands(q, k, v, width, 2)
     tokens = q.shape[0]
     _check_int("tokens", tokens, 1, max_tokens)
@@ -221,12 +288,19 @@ def taylor_head_int(q, k, v, regs, *, width=8, max_tokens):
 def taylor_int(q, k, v, regs, *, head_mask=0, width=8, max_tokens):
     """H heads in sequence (q, k, v: H×N×d); the kept heads' outputs, in head order.
 
-    Bit h of head_mask set = head h skipped (it neither takes nor gives data).
+    Bit h of head_mask set = head h skipped (it neither takes nor gives data). Head h
+    runs with regs.head(h): per-head out_mult/out_shift must cover all H heads.
     """
     q, k, v = _operands(q, k, v, width, 3)
     heads = q.shape[0]
     _check_int("head_mask", head_mask, 0, (1 << heads) - 1)
-    return [taylor_head_int(q[h], k[h], v[h], regs, width=width, max_tokens=max_tokens).out
+    if not isinstance(regs, TaylorRegisters):
+        raise TypeError(f"regs must be a TaylorRegisters, not {regs!r}")
+    if regs.heads not in (None, heads):
+        raise ValueError(f"regs must hold out_mult and out_shift for the {heads} heads of q, "
+                         f"not {regs.heads}")
+    return [taylor_head_int(q[h], k[h], v[h], regs.head(h), width=width,
+                            max_tokens=max_tokens).out
             for h in range(heads) if not head_mask >> h & 1]
 
 
@@ -255,35 +329,86 @@ def _multiplier(ratio_name, register, ratio):
     return mult, shift
 
 
-def calibrate(q, k, v, *, scales, out_scale, width=8):
-    """The registers for integer q, k, v (N×d or H×N×d) with real scales (s_q, s_k, s_v).
+def _nearest_multiplier(ratio):
+    """(mult, shift) as `_multiplier`, or the nearest representable gain when there is
+    none: 65535 at shift 0 above it, 1 at shift 63 below it."""
+    if not ratio < MULT_MAX + 0.5:
+        return MULT_MAX, 0
+    if math.floor(math.ldexp(ratio, SHIFT_MAX) + 0.5) == 0:
+        return 1, SHIFT_MAX
+    return _multiplier("ratio", "out", ratio)
 
-    ctx_shift: the smallest shift keeping every round_shift(G_N, shift) of every head in
-    2·width bits without saturation, raised further only if s_v/u (below) would exceed
+
+def _unit(scales, ctx_shift, tokens, head_dim):
+    """u = s_q·s_k·s_v·2^ctx_shift / (N·√d): the real value of one unit of A and of quot."""
+    s_q, s_k, s_v = scales
+    return s_q * s_k * s_v * 2.0 ** ctx_shift / (tokens * math.sqrt(head_dim))
+
+
+def _scales(scales):
+    if scales is None:
+        return 1.0, 1.0, 1.0
+    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__len__") or len(scales) != 3:
+        raise TypeError(f"scales must be a tuple (s_q, s_k, s_v), not {scales!r}")
+    return tuple(_positive(name, s) for name, s in zip(("s_q", "s_k", "s_v"), scales))
+
+
+def calibrate(q, k, v, *, scales=None, out_scale=None, width=8, head_mask=0):
+    """The registers for integer q, k, v (N×d, or H×N×d for H heads).
+
+    scales (s_q, s_k, s_v): the real values the integers stand for (real = scale ×
+    integer). None (the default) means 1.0 each: the integers are the values. Taylor
+    attention is not scale-invariant in q and k (the weight of token j is
+    1 + s_q·s_k·q_i·K̂_j/√d), so integers quantized from real data need their scales.
+
+    out_scale: the real value of one output step. A number: every head alike (out_mult and
+    out_shift come back as ints). A sequence of H numbers (H×N×d only): one per head.
+    None (the default): calibrated from the data, per head: s_out[h] = max|Z_h| /
+    (2^(w−1) − 1), where Z_h = taylor_attention(s_q·q[h], s_k·k[h], s_v·v[h]) is the
+    float Taylor output of head h's integers at `scales`, so that the head's largest output
+    reaches ±(2^(w−1) − 1), each head uses the whole output range and nothing saturates
+    beyond rounding (s_out[h] = s_v if Z_h is all zero). out_mult and out_shift then hold
+    one value per head (a tuple for H×N×d, ints for N×d); where u/s_out[h] (below) has no
+    16-bit multiplier the nearest one is taken (65535 at shift 0, or 1 at shift 63).
+    `output_scales` gives the real value of one output step that the registers implement.
+
+    head_mask: bit h set = head h will be skipped: it does not count for ctx_shift (it
+    still gets output registers).
+
+    ctx_shift: the smallest shift keeping every round_shift(G_N, shift) of every kept head
+    in 2·width bits without saturation, raised further only if s_v/u (below) would exceed
     65535 at v_shift 0 (very few tokens). One unit of A is then worth
     u = s_q·s_k·s_v·2^ctx_shift / (N·√d), so v_mult/2^v_shift ≈ s_v/u and
     out_mult/2^out_shift ≈ u/s_out, each with the largest shift whose multiplier fits
-    16 bits. Raises ValueError when a ratio has no such multiplier (above 65535 at
-    shift 0, or rounding to 0 at shift 63).
+    16 bits. Raises ValueError when s_v/u, or u/out_scale for a given out_scale, has no
+    such multiplier (above 65535 at shift 0, or rounding to 0 at shift 63).
     """
     _check_int("width", width, 2, MAX_WIDTH)
     q = torch.as_tensor(q)
     if q.ndim not in (2, 3):
         raise ValueError(f"q must be a tokens x head_dim or heads x tokens x head_dim tensor, "
                          f"not shape {tuple(q.shape)}")
+    single = q.ndim == 2
     q, k, v = _operands(q, k, v, width, q.ndim)
-    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__len__") or len(scales) != 3:
-        raise TypeError(f"scales must be a tuple (s_q, s_k, s_v), not {scales!r}")
-    s_q, s_k, s_v = (_positive(name, s) for name, s in zip(("s_q", "s_k", "s_v"), scales))
-    s_out = _positive("out_scale", out_scale)
-    if q.ndim == 2:
-        k, v = k[None], v[None]
-    tokens, head_dim = k.shape[-2], k.shape[-1]
+    s_q, s_k, s_v = _scales(scales)
+    if single:
+        q, k, v = q[None], k[None], v[None]
+    heads, tokens, head_dim = k.shape
+    _check_int("head_mask", head_mask, 0, 0 if single else (1 << heads) - 1)
+    if out_scale is None or isinstance(out_scale, numbers.Real):
+        s_out = None if out_scale is None else _positive("out_scale", out_scale)
+    elif single or isinstance(out_scale, (str, bytes)) or not hasattr(out_scale, "__len__") \
+            or len(out_scale) != heads:
+        what = "a positive number" if single else f"a positive number or {heads} of them"
+        raise TypeError(f"out_scale must be {what}, not {out_scale!r}")
+    else:
+        s_out = tuple(_positive(f"out_scale[{h}]", x) for h, x in enumerate(out_scale))
     if tokens < 1:
         raise ValueError(f"tokens must be at least 1, not {tokens!r}")
 
     lo, hi = signed_range(2 * width)
-    centered = [_centered_context(k[h], v[h])[3] for h in range(k.shape[0])]
+    kept = [h for h in range(heads) if not head_mask >> h & 1]
+    centered = [_centered_context(k[h], v[h])[3] for h in kept]
     for ctx_shift in range(SHIFT_MAX + 1):
         rounded = [round_shift(g, ctx_shift) for g in centered]
         if all(int(r.min()) >= lo and int(r.max()) <= hi for r in rounded):
@@ -294,14 +419,47 @@ def calibrate(q, k, v, *, scales, out_scale, width=8):
     while (product > 0 and ctx_shift < SHIFT_MAX
            and not tokens * math.sqrt(head_dim) / product / 2.0 ** ctx_shift < MULT_MAX + 0.5):
         ctx_shift += 1
-    unit = s_q * s_k * s_v * 2.0 ** ctx_shift / (tokens * math.sqrt(head_dim))
+    unit = _unit((s_q, s_k, s_v), ctx_shift, tokens, head_dim)
     if not (0 < unit < math.inf):
         raise ValueError(f"u = s_q*s_k*s_v*2^ctx_shift/(N*sqrt(d)) must be a positive finite "
                          f"number, not {unit!r}")
     v_mult, v_shift = _multiplier("s_v / u", "v", s_v / unit)
-    out_mult, out_shift = _multiplier("u / out_scale", "out", unit / s_out)
+    if isinstance(s_out, float):
+        out_mult, out_shift = _multiplier("u / out_scale", "out", unit / s_out)
+        return TaylorRegisters(ctx_shift=ctx_shift, v_mult=v_mult, v_shift=v_shift,
+                               out_mult=out_mult, out_shift=out_shift)
+    if s_out is None:
+        peak = signed_range(width)[1]
+        reference = taylor_attention(q.double() * s_q, k.double() * s_k, v.double() * s_v)
+        pairs = []
+        for h in range(heads):
+            largest = float(reference[h].abs().max())
+            pairs.append(_nearest_multiplier(unit * peak / largest) if largest > 0
+                         else _nearest_multiplier(unit / s_v))
+    else:
+        pairs = [_multiplier(f"u / out_scale[{h}]", "out", unit / x) for h, x in enumerate(s_out)]
+    out_mult, out_shift = (tuple(x) for x in zip(*pairs))
+    if single:
+        out_mult, out_shift = out_mult[0], out_shift[0]
     return TaylorRegisters(ctx_shift=ctx_shift, v_mult=v_mult, v_shift=v_shift,
                            out_mult=out_mult, out_shift=out_shift)
+
+
+def output_scales(regs, *, scales=None, tokens, head_dim):
+    """The real value of one output step that `regs` implement, u·2^out_shift/out_mult
+    (u as in `calibrate`; inf where out_mult is 0): a float, or a tuple with one per head
+    when regs hold per-head output registers. scales as in `calibrate` (None: 1.0 each)."""
+    if not isinstance(regs, TaylorRegisters):
+        raise TypeError(f"regs must be a TaylorRegisters, not {regs!r}")
+    _check_int("tokens", tokens, 1, MAX_TOKENS)
+    _check_int("head_dim", head_dim, 1, 1 << 16)
+    unit = _unit(_scales(scales), regs.ctx_shift, tokens, head_dim)
+
+    def one(r):
+        return math.ldexp(unit, r.out_shift) / r.out_mult if r.out_mult else math.inf
+    if regs.heads is None:
+        return one(regs)
+    return tuple(one(regs.head(h)) for h in range(regs.heads))
 
 
 # -- error measurement ---------------------------------------------------------------------
@@ -373,6 +531,22 @@ def dominant_keys_inputs(n, d, *, keys=3, seed=0, strength=8.0):
     return q, k, v
 
 
+def mixed_heads_inputs(n, d, *, seed=0):
+    """Float64 q, k, v (2×n×d): two heads of very different output ranges, as a trained
+    layer's heads can be. Head 0 has large scores (q ~ 2.5·√d·N(0, 1)) and V correlated
+    with K (v = k·W/√d + 0.3·N(0, 1)), so its Taylor weights go below 0 and above 1 and its
+    output exceeds V's range; head 1 is standard normal, its output a small part of V's."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def normal(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+    k0 = normal(n, d)
+    v0 = k0 @ normal(d, d) / math.sqrt(d) + 0.3 * normal(n, d)
+    q0 = 2.5 * math.sqrt(d) * normal(n, d)
+    return tuple(torch.stack(pair) for pair in zip((q0, k0, v0),
+                                                   (normal(n, d) for _ in range(3))))
+
+
 # -- the Taylor-attention engine in the shell --------------------------------------------
 
 class TaylorEngineModel(EngineModel):
@@ -397,9 +571,7 @@ class TaylorEngineModel(EngineModel):
             return RunResult(errors=int(Errors.TOKENS))
         fields = {name: self.register_map[name].field(name).extract(value)
                   for name, value in registers.items()}
-        scale = TaylorRegisters(ctx_shift=fields["ctx_shift"], v_mult=fields["v_mult"],
-                                v_shift=fields["v_shift"], out_mult=fields["out_mult"],
-                                out_shift=fields["out_shift"])
+        scale = TaylorRegisters.from_values(fields, p.heads)
         for h in range(p.heads):
             if registers["head_mask"] >> h & 1:
                 continue
@@ -410,7 +582,7 @@ class TaylorEngineModel(EngineModel):
                                                        LANES, p.operand_width)
                                           for x in range(beats)), [])
                                      for i in range(tokens)])
-            result = taylor_head_int(rows(q), rows(k), rows(v), scale,
+            result = taylor_head_int(rows(q), rows(k), rows(v), scale.head(h),
                                      width=p.operand_width, max_tokens=p.max_tokens).out
             for i in range(tokens):
                 for x in range(beats):

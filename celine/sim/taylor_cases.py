@@ -1,7 +1,8 @@
 """Runs of the Taylor-attention pipeline with their golden outputs, as stream beats.
 
 A run is a dict (JSON-ready) for sim/tb/taylor_tb.py:
-  tokens, head_mask, registers {ctx_shift, v_mult, v_shift, out_mult, out_shift},
+  tokens, head_mask, registers {ctx_shift, v_mult, v_shift, out_mult_<h>, out_shift_<h>}
+           (the pipeline's setting ports, every head's output registers),
   beats    the input stream: per kept head, N tokens of (K row, V row), then N Q rows,
            8 elements per beat, `last` on the final beat of each block;
   expected the output stream: N rows per kept head, `last` on a head's final beat.
@@ -11,8 +12,7 @@ import dataclasses
 
 import torch
 
-from celine.golden.taylor import (TaylorRegisters, calibrate, taylor_attention, taylor_head_int,
-                           taylor_int)
+from celine.golden.taylor import TaylorRegisters, calibrate, taylor_head_int, taylor_int
 from celine.engines.taylor.spec import LANES, TaylorParams
 
 
@@ -77,24 +77,22 @@ def extreme_registers(params: TaylorParams, q, k, v):
 
 def make_run(params: TaylorParams, tokens, *, seed=1, head_mask=0, kind="random",
              registers=None):
-    """One run: operands drawn by `kind`, registers calibrated on them unless given."""
+    """One run: operands drawn by `kind`, registers calibrated on them unless given
+    (random operands: at scale 2^-(w-1), each head's output scale from its own data, so
+    the heads' output registers differ)."""
     q, k, v = operands(params, tokens, seed=seed, kind=kind)
     if registers is None and kind != "random":
         registers = extreme_registers(params, q, k, v)
     if registers is None:
-        kept = [h for h in range(params.heads) if not head_mask >> h & 1] or [0]
-        # Real scales as from a quantizer; the output scale spans the float result.
         scale = 1.0 / (1 << (params.operand_width - 1))
-        reference = taylor_attention(q[kept] * scale, k[kept] * scale, v[kept] * scale)
-        out_scale = float(reference.abs().max()) / params.operand_range[1]
-        registers = calibrate(q[kept], k[kept], v[kept], scales=(scale, scale, scale),
-                              out_scale=out_scale, width=params.operand_width)
+        registers = calibrate(q, k, v, scales=(scale, scale, scale), head_mask=head_mask,
+                              width=params.operand_width)
     outputs = taylor_int(q, k, v, registers, head_mask=head_mask, width=params.operand_width,
                          max_tokens=params.max_tokens)
     return {
         "tokens": tokens,
         "head_mask": head_mask,
-        "registers": dataclasses.asdict(registers),
+        "registers": registers.values(params.heads),
         "beats": stream_beats(q, k, v, head_mask),
         "expected": output_beats(outputs),
     }

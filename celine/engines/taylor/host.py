@@ -1,24 +1,33 @@
 """Attention heads on the Taylor-attention engine: settings checks, calibration, layout.
 
-One call runs up to `heads` heads (the device's parameter) with one token count N and one
-set of scale registers. Head h's rows go to its own slot of the q, k and v buffers (beat
-x of token i at word (h * max_tokens + i) * row_beats + x, 8 lanes a word, lane 0
-lowest); only kept heads are sent and read back. Heads the caller did not give are
-skipped on the device too (their head_mask bits are set).
+One call runs up to `heads` heads (the device's parameter) with one token count N, one
+context and value-term scale (ctx_shift, v_mult, v_shift) and an output scale per head
+(the out_mult_<h>, out_shift_<h> registers). Head h's rows go to its own slot of the q, k
+and v buffers (beat x of token i at word (h * max_tokens + i) * row_beats + x, 8 lanes a
+word, lane 0 lowest); only kept heads are sent and read back. Heads the caller did not
+give are skipped on the device too (their head_mask bits are set).
 
-The scale registers come from golden.taylor.calibrate unless given: with `scales`
-(s_q, s_k, s_v), the real values the integers stand for (real = scale * integer), and
-`out_scale` for the output. Without them the operands are read as signed fixed-point
-fractions (scale 2^-(w-1), so int8 127 is 0.99) and the output has the scale of v (an
-attention output is a weighted average of value rows).
+The scale registers come from golden.taylor.calibrate unless given (docs/taylor.md,
+"Choosing the registers"):
+- `scales` (s_q, s_k, s_v): the real values the integers stand for (real = scale *
+  integer). Default: 1.0 each, i.e. the integers are the values. Taylor attention is not
+  scale-invariant in q and k, so integers quantized from real data need their scales.
+- `out_scale`: the real value of one output step, one number for every head or one per
+  head of the call. Default: calibrated from the data, per head: the float Taylor output
+  of the head's integers at `scales`, its largest magnitude mapped to the top of the
+  output range (127 at int8). So every head uses the whole range and no output
+  saturates beyond rounding, whatever its size.
+The result comes back as integers in units of the output step: head h's real output is
+`out * last_output_scales[h]` (`last_output_scales` is None when registers are given,
+as the real scale of the inputs is then unknown).
 """
 
 import torch
 
 from ...firmware.errors import EngineError, ProtocolError, SettingError
 from ...firmware.words import pack_words, unpack_words
-from ...golden.taylor import TaylorRegisters, calibrate
-from .spec import LANES, TaylorParams
+from ...golden.taylor import TaylorRegisters, calibrate, output_scales
+from .spec import HEAD_REGISTERS, LANES, TaylorParams, head_register
 
 __all__ = ["TaylorHost"]
 
@@ -36,6 +45,7 @@ class TaylorHost:
         self.device = device
         self.params = TaylorParams.from_dict(device.info["params"])
         self.last_registers = None
+        self.last_output_scales = None
 
     # -- checks ------------------------------------------------------------------------
 
@@ -74,7 +84,9 @@ class TaylorHost:
                                f"not {head_mask!r}")
         return single, q, k, v
 
-    def _registers(self, q, k, v, registers, scales, out_scale):
+    def _registers(self, q, k, v, registers, scales, out_scale, head_mask):
+        """(registers, output scale per head of the call or None)."""
+        heads, tokens, head_dim = q.shape
         if registers is not None:
             if not isinstance(registers, TaylorRegisters):
                 raise SettingError(f"registers must be a golden.taylor.TaylorRegisters or "
@@ -82,16 +94,17 @@ class TaylorHost:
             if scales is not None or out_scale is not None:
                 raise SettingError(f"scales and out_scale must be None when registers are "
                                    f"given, not {scales!r} and {out_scale!r}")
-            return registers
-        if scales is None:
-            scales = (2.0 ** (1 - self.params.operand_width),) * 3
+            if registers.heads not in (None, heads):
+                raise SettingError(f"registers must hold out_mult and out_shift for the "
+                                   f"{heads} heads of q, not {registers.heads}")
+            return registers, None
         try:
-            if out_scale is None and isinstance(scales, (tuple, list)) and len(scales) == 3:
-                out_scale = scales[2]
-            return calibrate(q, k, v, scales=scales, out_scale=out_scale,
-                             width=self.params.operand_width)
+            regs = calibrate(q, k, v, scales=scales, out_scale=out_scale,
+                             width=self.params.operand_width, head_mask=head_mask)
         except (TypeError, ValueError) as error:
             raise SettingError(str(error)) from None
+        steps = output_scales(regs, scales=scales, tokens=tokens, head_dim=head_dim)
+        return regs, steps if isinstance(steps, tuple) else (steps,) * heads
 
     # -- running -----------------------------------------------------------------------
 
@@ -105,18 +118,25 @@ class TaylorHost:
 
         Returns the output (N x d int64) of one head, or a list with the output of each
         kept head (bit h of head_mask set skips head h) for several: bit-exact with
-        golden.taylor.taylor_int with the same registers (kept in `last_registers`).
-        registers: a golden.taylor.TaylorRegisters, or None to calibrate them from
-        `scales` and `out_scale` (see the module docstring). timeout: seconds for the run.
+        golden.taylor.taylor_int with the same registers (kept in `last_registers`; for
+        calibrated ones, out_mult and out_shift hold one value per head of the call).
+        The values are in units of each head's output step: real output = value *
+        `last_output_scales[i]` for the i-th returned head (a float for one head).
+        registers: a golden.taylor.TaylorRegisters, or None to calibrate them (see the
+        module docstring): by default (no `scales`, no `out_scale`) the integers are taken
+        as the values and each head's output scale is chosen from its data so that its
+        largest output is +-127 (int8). scales: (s_q, s_k, s_v), the real value of one
+        step of q, k and v. out_scale: the real value of one output step, for every head
+        or one per head of the call. timeout: seconds for the run.
         """
         p = self.params
         single, q, k, v = self._check(q, k, v, head_mask)
         heads, tokens, _ = q.shape
         kept = [h for h in range(heads) if not head_mask >> h & 1]
         if not kept:
-            self.last_registers = registers
+            self.last_registers, self.last_output_scales = registers, None
             return []
-        regs = self._registers(q[kept], k[kept], v[kept], registers, scales, out_scale)
+        regs, steps = self._registers(q, k, v, registers, scales, out_scale, head_mask)
 
         device = self.device
         words = tokens * p.row_beats
@@ -127,10 +147,15 @@ class TaylorHost:
                 words_bytes = pack_words(rows, p.operand_width, info.word_bytes, info.word_stride)
                 device.write_buffer(name, self._head_offset(h, info), words_bytes)
         device_mask = head_mask | (((1 << p.heads) - 1) & ~((1 << heads) - 1))
-        device.configure(tokens=tokens, head_mask=device_mask, ctx_shift=regs.ctx_shift,
-                         v_mult=regs.v_mult, v_shift=regs.v_shift, out_mult=regs.out_mult,
-                         out_shift=regs.out_shift)
+        values = regs.values(heads)
+        for h in range(heads):              # skipped heads' output registers stay as they are
+            if head_mask >> h & 1:
+                for name in HEAD_REGISTERS:
+                    del values[head_register(name, h)]
+        device.configure(tokens=tokens, head_mask=device_mask, **values)
         self.last_registers = regs
+        self.last_output_scales = None if steps is None else \
+            (steps[0] if single else [steps[h] for h in kept])
         report = device.run(timeout=timeout)
         if report.engine_errors:
             raise EngineError(report.engine_errors, f"run ended with engine error flags "

@@ -9,8 +9,8 @@ from ...spec.fields import BufferSpec, Register, RegisterMap
 from ...spec.numerics import LANES, MULT_BITS, REQUANT_LATENCY, SHIFT_BITS
 from ...spec.widths import ceil_log2, signed_width
 
-__all__ = ["TaylorParams", "LANES", "MULT_BITS", "SHIFT_BITS", "registers", "Errors",
-           "buffers"]
+__all__ = ["TaylorParams", "LANES", "MULT_BITS", "SHIFT_BITS", "registers", "head_register",
+           "HEAD_REGISTERS", "Errors", "buffers"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,7 +22,8 @@ class TaylorParams:
     mac_units M: a power of two, at most d; arranged as tile_rows x tile_cols.
     operand_width w: the width of Q, K, V and of the output; the context G is 2w bits.
     heads: heads per run, processed one after another; a runtime mask skips some.
-    out_mult, out_shift: the output scale the `out_mult`/`out_shift` registers reset to.
+    out_mult, out_shift: the output scale every head's `out_mult_<h>`/`out_shift_<h>`
+        registers reset to.
     """
 
     head_dim: int = 64
@@ -196,16 +197,33 @@ class TaylorParams:
 
 # -- the engine in the shell ------------------------------------------------------------
 
+HEAD_REGISTERS = ("out_mult", "out_shift")     # one register of each per head
+
+
+def head_register(name, head):
+    """The name of head `head`'s register `name` (one of HEAD_REGISTERS): "out_mult_2"."""
+    return f"{name}_{head}"
+
+
 def registers(params):
-    """The pipeline's runtime inputs, sampled by RUN."""
+    """The pipeline's runtime inputs, sampled by RUN: the token count, the head mask, the
+    context and value-term scales (every head), then each head's output scale
+    (`out_mult_<h>`, `out_shift_<h>` for h = 0 .. heads - 1, in that order)."""
+    per_head = []
+    for h in range(params.heads):
+        per_head += [
+            Register(head_register("out_mult", h), f"head {h}'s output multiplier",
+                     width=MULT_BITS, reset=params.out_mult),
+            Register(head_register("out_shift", h), f"head {h}'s output shift",
+                     width=SHIFT_BITS, reset=params.out_shift),
+        ]
     return RegisterMap([
         Register("tokens", "the token count N, 1 .. max_tokens", width=16),
         Register("head_mask", "bit h set: head h is skipped", width=params.heads),
-        Register("ctx_shift", "the context's shift", width=SHIFT_BITS),
-        Register("v_mult", "the value term's multiplier", width=MULT_BITS),
-        Register("v_shift", "the value term's shift", width=SHIFT_BITS),
-        Register("out_mult", "the output multiplier", width=MULT_BITS, reset=params.out_mult),
-        Register("out_shift", "the output shift", width=SHIFT_BITS, reset=params.out_shift),
+        Register("ctx_shift", "the context's shift (every head)", width=SHIFT_BITS),
+        Register("v_mult", "the value term's multiplier (every head)", width=MULT_BITS),
+        Register("v_shift", "the value term's shift (every head)", width=SHIFT_BITS),
+        *per_head,
     ])
 
 

@@ -14,10 +14,11 @@ class RowLoader(wiring.Component):
     """Collects the input stream into two token slots (double buffering).
 
     Per kept head the stream carries N tokens of (K row, V row) and then N Q rows, each
-    row as `row_beats` beats. A K/V token fills both rows of a slot (`row_a` = K,
-    `row_b` = V); a Q token fills `row_a`. A filled slot is `full` until the consumer
-    pulses `release` (it then moves to the other slot); the loader fills the slots in the
-    same alternating order, so up to two tokens wait ahead of the computation.
+    row as `row_beats` beats. A K/V token fills both rows of a slot (a = K, b = V); a Q
+    token fills row a. A filled slot is full until the consumer pulses `release` (it then
+    moves to the other slot); the loader fills the slots in the same alternating order,
+    so up to two tokens wait ahead of the computation. The consumer sees its slot:
+    `row_a`, `row_b` and `ready` (the slot is full).
 
     `start` (with `tokens` and `heads`, the number of kept heads, held for the run)
     restarts the sequence. `framing` pulses when an accepted beat's `last` disagrees with
@@ -33,9 +34,9 @@ class RowLoader(wiring.Component):
             "start": In(1),
             "tokens": In(params.token_width),
             "heads": In(range(params.heads + 1)),
-            "row_a": Out(row).array(2),
-            "row_b": Out(row).array(2),
-            "full": Out(2),
+            "row_a": Out(row),
+            "row_b": Out(row),
+            "ready": Out(1),
             "release": In(1),
             "framing": Out(1),
         })
@@ -53,11 +54,20 @@ class RowLoader(wiring.Component):
         beat = Signal(range(2 * beats))
         slot = Signal()             # the slot being filled
         read_slot = Signal()        # the slot the consumer holds
+        row = data.ArrayLayout(signed(p.operand_width), p.head_dim)
+        rows_a = [Signal(row, name=f"slot{s}_a") for s in range(2)]
+        rows_b = [Signal(row, name=f"slot{s}_b") for s in range(2)]
+        full = Signal(2)
+        m.d.comb += [
+            self.row_a.eq(Mux(read_slot, rows_a[1].as_value(), rows_a[0].as_value())),
+            self.row_b.eq(Mux(read_slot, rows_b[1].as_value(), rows_b[0].as_value())),
+            self.ready.eq(full.bit_select(read_slot, 1)),
+        ]
 
         token_beats = Mux(query, beats, 2 * beats)
         last_beat = beat == token_beats - 1
         last_token = token == self.tokens - 1
-        m.d.comb += self.i.ready.eq(active & ~self.full.bit_select(slot, 1))
+        m.d.comb += self.i.ready.eq(active & ~full.bit_select(slot, 1))
 
         accepted = self.i.valid & self.i.ready
         m.d.comb += self.framing.eq(accepted & (self.i.payload.last != (last_beat & last_token)))
@@ -66,15 +76,15 @@ class RowLoader(wiring.Component):
             for s in range(2):
                 with m.If(slot == s):
                     with m.If(beat < beats):
-                        m.d.sync += self.row_a[s].as_value().word_select(beat, word).eq(
+                        m.d.sync += rows_a[s].as_value().word_select(beat, word).eq(
                             self.i.payload.data)
                     with m.Else():
-                        m.d.sync += self.row_b[s].as_value().word_select(
+                        m.d.sync += rows_b[s].as_value().word_select(
                             (beat - beats)[:len(beat)], word).eq(self.i.payload.data)
             m.d.sync += beat.eq(beat + 1)
             with m.If(last_beat):
                 m.d.sync += [beat.eq(0), slot.eq(~slot)]
-                m.d.sync += self.full.bit_select(slot, 1).eq(1)
+                m.d.sync += full.bit_select(slot, 1).eq(1)
                 m.d.sync += token.eq(token + 1)
                 with m.If(last_token):
                     m.d.sync += token.eq(0)
@@ -86,9 +96,9 @@ class RowLoader(wiring.Component):
                         m.d.sync += query.eq(1)
 
         with m.If(self.release):
-            m.d.sync += [self.full.bit_select(read_slot, 1).eq(0), read_slot.eq(~read_slot)]
+            m.d.sync += [full.bit_select(read_slot, 1).eq(0), read_slot.eq(~read_slot)]
 
         with m.If(self.start):
             m.d.sync += [active.eq(self.heads != 0), head.eq(0), query.eq(0), token.eq(0),
-                         beat.eq(0), slot.eq(0), read_slot.eq(0), self.full.eq(0)]
+                         beat.eq(0), slot.eq(0), read_slot.eq(0), full.eq(0)]
         return m

@@ -1,0 +1,123 @@
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ...engines.taylor.spec import TaylorParams
+
+
+class PhaseSequencer(wiring.Component):
+    """The Taylor pipeline's phase controller: which block of which phase issues when.
+
+    `start` (with `tokens` and `head_mask` held for the run) begins a run; `running`
+    holds until every head is done. Per head, in order (bit h of `head_mask` set skips
+    head h at one cycle):
+      SELECT        `selecting` is high; the counters restart;
+      KV            per token, while `slot_ready`: one block (ta, tb) per cycle, tb
+                    fastest (`issue_kv`), d²/M blocks; `release` on the token's last;
+      KV_DRAIN      until `mac_empty` (the last write-back is in the context memory);
+      CENTER        one block row (ta, tb, sub) per cycle, sub fastest (`issue_center`);
+      CENTER_DRAIN  until `center_empty`;
+      Q             per query row: its first block waits for `slot_ready`, `room` (output
+                    space for the row) and `recip_done`, then one block per cycle, ta
+                    fastest (`issue_q`); `release` on the row's last;
+      Q_DRAIN       until `mac_empty` and `lane_empty`, then the next head.
+    `row_start` marks a Q row's first issue, `first_token` the K/V blocks of token 0.
+    """
+
+    def __init__(self, params: TaylorParams):
+        self.params = p = params
+        super().__init__({
+            "start": In(1),
+            "tokens": In(p.token_width),
+            "head_mask": In(p.heads),
+            "slot_ready": In(1),
+            "room": In(1),
+            "recip_done": In(1),
+            "mac_empty": In(1),
+            "center_empty": In(1),
+            "lane_empty": In(1),
+            "running": Out(1),
+            "selecting": Out(1),
+            "head": Out(range(p.heads + 1)),
+            "token": Out(p.token_width),
+            "ta": Out(range(p.head_dim // p.tile_rows)),
+            "tb": Out(range(p.head_dim // p.tile_cols)),
+            "sub": Out(range(p.tile_rows)),
+            "issue_kv": Out(1),
+            "issue_center": Out(1),
+            "issue_q": Out(1),
+            "release": Out(1),
+            "row_start": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        r = p.tile_rows
+        head, token, ta, tb, sub = self.head, self.token, self.ta, self.tb, self.sub
+        last_ta = ta == p.head_dim // r - 1
+        last_tb = tb == p.head_dim // p.tile_cols - 1
+        block_0 = (ta == 0) & (tb == 0)
+        m.d.comb += self.row_start.eq(self.issue_q & block_0)
+
+        with m.If(self.start):
+            m.d.sync += self.running.eq(1)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += head.eq(0)
+                    m.next = "SELECT"
+            with m.State("SELECT"):
+                m.d.comb += self.selecting.eq(1)
+                m.d.sync += [token.eq(0), ta.eq(0), tb.eq(0), sub.eq(0)]
+                with m.If(head == p.heads):
+                    m.d.sync += self.running.eq(0)
+                    m.next = "IDLE"
+                with m.Elif(self.head_mask.bit_select(head, 1)):
+                    m.d.sync += head.eq(head + 1)
+                with m.Else():
+                    m.next = "KV"
+            with m.State("KV"):
+                with m.If(self.slot_ready):
+                    m.d.comb += self.issue_kv.eq(1)
+                    m.d.sync += tb.eq(tb + 1)
+                    with m.If(last_tb):
+                        m.d.sync += [tb.eq(0), ta.eq(ta + 1)]
+                        with m.If(last_ta):
+                            m.d.sync += [ta.eq(0), token.eq(token + 1)]
+                            m.d.comb += self.release.eq(1)
+                            with m.If(token == self.tokens - 1):
+                                m.next = "KV_DRAIN"
+            with m.State("KV_DRAIN"):
+                m.d.sync += token.eq(0)
+                with m.If(self.mac_empty):
+                    m.next = "CENTER"
+            with m.State("CENTER"):
+                m.d.comb += self.issue_center.eq(1)
+                m.d.sync += sub.eq(sub + 1)
+                with m.If(sub == r - 1):
+                    m.d.sync += [sub.eq(0), tb.eq(tb + 1)]
+                    with m.If(last_tb):
+                        m.d.sync += [tb.eq(0), ta.eq(ta + 1)]
+                        with m.If(last_ta):
+                            m.d.sync += ta.eq(0)
+                            m.next = "CENTER_DRAIN"
+            with m.State("CENTER_DRAIN"):
+                with m.If(self.center_empty):
+                    m.next = "Q"
+            with m.State("Q"):
+                with m.If(~block_0 | (self.slot_ready & self.room & self.recip_done)):
+                    m.d.comb += self.issue_q.eq(1)
+                    m.d.sync += ta.eq(ta + 1)
+                    with m.If(last_ta):
+                        m.d.sync += [ta.eq(0), tb.eq(tb + 1)]
+                        with m.If(last_tb):
+                            m.d.sync += [tb.eq(0), token.eq(token + 1)]
+                            m.d.comb += self.release.eq(1)
+                            with m.If(token == self.tokens - 1):
+                                m.next = "Q_DRAIN"
+            with m.State("Q_DRAIN"):
+                with m.If(self.mac_empty & self.lane_empty):
+                    m.d.sync += head.eq(head + 1)
+                    m.next = "SELECT"
+        return m
