@@ -52,7 +52,7 @@ class TaylorShellAdapter(wiring.Component):
 
         regs = {name: self.registers[self.register_map.index(name)]
                 for name in self.register_map.names}
-        for name in ("head_mask", "ctx_shift", "v_mult", "v_shift", "out_mult", "out_shift"):
+        for name in pipeline.settings:          # every register but tokens (spec.registers)
             port = getattr(pipeline, name)
             m.d.comb += port.eq(regs[name][:len(port)])
         # A count beyond the port's width must not wrap into range: give the pipeline 0,
