@@ -115,10 +115,9 @@ def kept_outputs(params, words, tokens, head_mask):
     return outs
 
 
-def settings_of(regs, tokens, head_mask):
-    return {"tokens": tokens, "head_mask": head_mask, "ctx_shift": regs.ctx_shift,
-            "v_mult": regs.v_mult, "v_shift": regs.v_shift, "out_mult": regs.out_mult,
-            "out_shift": regs.out_shift}
+def settings_of(regs, tokens, head_mask, heads=None):
+    return {"tokens": tokens, "head_mask": head_mask,
+            **regs.values(PARAMS.heads if heads is None else heads)}
 
 
 # The adapter's cycle counts, measured before rtl/common's buffer blocks replaced its
@@ -150,7 +149,7 @@ def test_engine_runs_again_with_the_same_buffers():
     p = TaylorParams(head_dim=8, max_tokens=4, mac_units=2, heads=1)
     q, k, v = operands(p, 3, seed=9)
     regs = TaylorRegisters(ctx_shift=3, v_mult=500, v_shift=4, out_mult=3000, out_shift=14)
-    status, words = run_engine(p, q, k, v, settings_of(regs, 3, 0), runs=2)
+    status, words = run_engine(p, q, k, v, settings_of(regs, 3, 0, p.heads), runs=2)
     assert status[0] == status[1] == (0, 263, 3)
     (want,) = taylor_int(q, k, v, regs, max_tokens=p.max_tokens)
     assert kept_outputs(p, words, 3, 0)[0].tolist() == want.tolist()
@@ -187,13 +186,15 @@ def test_taylor_shell_describes_itself():
     info = json.loads(shell.info)
     assert info["engine"] == "taylor" and info["params"] == p.to_dict()
     assert info["registers"] == {"tokens": 0, "head_mask": 1, "ctx_shift": 2, "v_mult": 3,
-                                 "v_shift": 4, "out_mult": 5, "out_shift": 6}
+                                 "v_shift": 4, "out_mult_0": 5, "out_shift_0": 6,
+                                 "out_mult_1": 7, "out_shift_1": 8}
     assert [(b["name"], b["word_bytes"], b["word_stride"], b["depth"], b["writable"])
             for b in info["buffers"]] == [("q", 8, 8, 32, True), ("k", 8, 8, 32, True),
                                           ("v", 8, 8, 32, True), ("out", 8, 8, 32, False)]
     init = shell.link.register_init
     ids = registers(p).index
-    assert (init[ids("out_mult")], init[ids("out_shift")]) == (7, 3)
+    assert [init[ids(f"out_{name}_{h}")] for h in range(2) for name in ("mult", "shift")] \
+        == [7, 3, 7, 3]
     assert build_shell(accel="taylor", clock_hz=48_000_000,
                        baud=3_000_000).description["params"] == TaylorParams().to_dict()
 
@@ -218,7 +219,9 @@ def test_celine_knows_the_taylor_engine(tmp_path, capsys):
     assert get_design("taylor").params is TaylorParams
     assert registry.get("taylor").core.load() is TaylorPipeline
     assert main(["list"]) == 0
-    assert "taylor   ViTALiTy Taylor-attention pipeline" in capsys.readouterr().out
+    assert any(line.split(None, 1) == ["taylor", "ViTALiTy Taylor-attention pipeline "
+                                                 "(linear attention)"]
+               for line in capsys.readouterr().out.splitlines())
     assert main(["params", "taylor", "head_dim=16", "mac_units=8"]) == 0
     resolved = json.loads(capsys.readouterr().out)
     assert (resolved["head_dim"], resolved["tile_rows"], resolved["tile_cols"],
