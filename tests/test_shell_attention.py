@@ -55,14 +55,14 @@ def job(params, q, k, v, *, head_mask=0, registers=None, scales=None, out_scale=
     if registers is not None:
         item["registers"] = dataclasses.asdict(registers)
     else:
-        item.update(scales=list(scales), out_scale=out_scale)
+        item.update(scales=None if scales is None else list(scales), out_scale=out_scale)
     return item
 
 
 def run_point(request, point, jobs):
     shell = design(point)
     directory = run_cocotb(shell, toplevel=f"taylor_shell_{point.replace('-', '_')}",
-                           test_module="celine.sim.tb.shell_tb", case_id=request.node.nodeid,
+                           test_module="celine.sim.tb.taylor_shell_tb", case_id=request.node.nodeid,
                            testcase="attention_end_to_end",
                            params={"taylor": POINTS[point].to_dict(), "shell": SHELL},
                            data={"attention": jobs, "info": json.loads(shell.info)})
@@ -71,15 +71,19 @@ def run_point(request, point, jobs):
 
 @pytest.mark.cocotb
 def test_attention_end_to_end_small(request):
-    """Two heads of 9 tokens (head 0 skipped), then one head with given registers."""
+    """Two heads of 9 tokens (head 0 skipped), one head with given registers, and two heads
+    with the default calibration (an output scale per head)."""
     p = POINTS["small"]
     (q, k, v), scales, out_scale = quantized_heads(2, 9, 16, seed=1)
     q[1, 0, 0] = k[1, 0, 0] = v[1, 0, 0] = -128            # the most negative operand
     # about 5x the calibrated output scale: a quarter of the outputs saturate
     regs = TaylorRegisters(ctx_shift=5, v_mult=27961, v_shift=3, out_mult=60000, out_shift=25)
     (q1, k1, v1), _, _ = quantized_heads(1, 16, 16, seed=7)
+    (q2, k2, v2), _, _ = quantized_heads(2, 5, 16, seed=3)
+    v2[1] //= 8                                  # head 1's outputs are much smaller
     jobs = [job(p, q, k, v, head_mask=0b01, scales=scales, out_scale=out_scale),
-            job(p, q1, k1, v1, registers=regs)]
+            job(p, q1, k1, v1, registers=regs),
+            job(p, q2, k2, v2)]                  # the defaults: each head its own scale
     run_point(request, "small", jobs)
 
 
