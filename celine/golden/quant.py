@@ -50,12 +50,12 @@ def round_shift(x, shift):
 
 
 def requantize(x, multiplier, shift, bits=8):
-    """y = clamp((x * M + 2^(S-1)) >> S, lo, hi): the requantizer of DESIGN.md §2."""
+    """y = clamp((x * M + 2^(S-1)) >> S, lo, hi): the requantizer of docs/engines.md, "Numerics"."""
     return saturate(round_shift(torch.as_tensor(x, dtype=torch.int64) * multiplier, shift), bits)
 
 
 def reduce_precision(x8, precision):
-    """The p-bit operand derived from a stored 8-bit value (DESIGN.md §3.1).
+    """The p-bit operand derived from a stored 8-bit value (docs/mac.md).
 
     round_half_up(x / 2^(8-p)), saturated to p bits. Only the low 8 bits of `x8` are
     read, as the hardware does (values outside int8 wrap first).
