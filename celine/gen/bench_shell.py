@@ -55,20 +55,12 @@ def measure_link():
 
 
 def measure_fpga(board, seeds):
-    from .bitstream import build_bitstream
-    fmax, reports = [], []
-    for seed in seeds:
-        log(f"fpga: the default design ({registry.DEFAULT}) in the shell on {board}, seed "
-            f"{seed} (synthesis + place and route: tens of minutes) ...")
-        report = build_bitstream(board, registry.DEFAULT, seed=seed, router="router2",
-                                 out=Path("build/bench/fpga") / f"seed{seed}",
-                                 progress=lambda text: log(f"  {text}"))
-        fmax.append(min(report["fmax_mhz"].values()))
-        reports.append(report)
-    return {"board": board, "seeds": list(seeds), "fmax_mhz": fmax,
-            "clock_mhz": reports[0]["clock_hz"] / 1e6,
-            "utilization": reports[0]["utilization"],
-            "step_seconds": [r["step_seconds"] for r in reports]}
+    from .bitstream import bench_build
+    builds = [bench_build(board, registry.DEFAULT, seed=seed, log=log,
+                          out=Path("build/bench/fpga") / f"seed{seed}") for seed in seeds]
+    return {"board": board, "seeds": list(seeds), "fmax_mhz": [b["fmax_mhz"] for b in builds],
+            "clock_mhz": builds[0]["clock_mhz"], "utilization": builds[0]["utilization"],
+            "step_seconds": [b["step_seconds"] for b in builds]}
 
 
 def run(out, *, quick=False, fpga=True, board="ulx3s-85f", seeds=(1, 2, 3)):

@@ -22,7 +22,7 @@ from celine.sim.emit import build_root, write_if_changed
 
 from .synth import ToolError, _tool
 
-__all__ = ["build_bitstream", "ToolError", "REPORT_KEYS", "PROGRESS_SECONDS"]
+__all__ = ["build_bitstream", "bench_build", "ToolError", "REPORT_KEYS", "PROGRESS_SECONDS"]
 
 REPORT_KEYS = ("board", "accel", "params", "seed", "flatten", "clock_hz", "baud", "utilization",
                "fmax_mhz", "constraint_mhz", "timing_met", "tool_versions", "step_seconds",
@@ -202,3 +202,16 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
     write_if_changed(out / "report.json", json.dumps(report, indent=2) + "\n")
     progress(f"{out / report['bitstream']}; report in {out / 'report.json'}")
     return report
+
+
+def bench_build(board, accel, params=None, *, seed=1, out, log):
+    """A benchmark's bitstream build (router2, `log` gets the progress): its figures."""
+    log(f"fpga: {accel} in the shell on {board}, seed {seed} (synthesis + place and route: "
+        f"minutes to tens of minutes) ...")
+    report = build_bitstream(board, accel, params, seed=seed, router="router2", out=out,
+                             progress=lambda text: log(f"  {text}"))
+    return {"board": board, "params": report["params"], "seed": seed,
+            "clock_mhz": report["clock_hz"] / 1e6,
+            "fmax_mhz": min(report["fmax_mhz"].values()),
+            "utilization": report["utilization"],
+            "step_seconds": report["step_seconds"]}

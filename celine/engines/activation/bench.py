@@ -116,17 +116,9 @@ def measure_table_errors():
 
 
 def measure_fpga(board, seed=1):
-    from ...gen.bitstream import build_bitstream
-    params = ActivationParams()
-    log(f"fpga: default activation engine in the shell on {board}, seed {seed} ...")
-    report = build_bitstream(board, "activation", params, seed=seed, router="router2",
-                             out=Path("build/bench/fpga_activation"),
-                             progress=lambda text: log(f"  {text}"))
-    return {"board": board, "params": params.to_dict(), "seed": seed,
-            "clock_mhz": report["clock_hz"] / 1e6,
-            "fmax_mhz": min(report["fmax_mhz"].values()),
-            "utilization": report["utilization"],
-            "step_seconds": report["step_seconds"]}
+    from ...gen.bitstream import bench_build
+    return bench_build(board, "activation", ActivationParams(), seed=seed, log=log,
+                       out=Path("build/bench/fpga_activation"))
 
 
 def run(out, *, quick=False, fpga=True, board="ulx3s-85f"):

@@ -5,11 +5,12 @@ The engine maps every int8 element x of its input through a 256-entry table of i
 values: y = table[x + 128] (docs/activation.md, "The arithmetic").
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import IntFlag
 
 from ...spec.checks import check_int
 from ...spec.fields import BufferSpec, Register, RegisterMap
+from ...spec.params import Params
 
 __all__ = ["ActivationParams", "ELEMENT_BITS", "TABLE_SIZE", "TABLE_OFFSET", "MAX_LANES",
            "MAX_WORDS", "registers", "Errors", "buffers"]
@@ -22,7 +23,7 @@ MAX_WORDS = 16384
 
 
 @dataclass(frozen=True, kw_only=True)
-class ActivationParams:
+class ActivationParams(Params):
     """An element-wise table lookup, `lanes` elements a cycle.
 
     lanes: int8 elements per stream beat and per buffer word (1 .. 64); the table is held
@@ -37,13 +38,6 @@ class ActivationParams:
     def __post_init__(self):
         check_int("lanes", self.lanes, minimum=1, maximum=MAX_LANES)
         check_int("max_words", self.max_words, minimum=1, maximum=MAX_WORDS)
-
-    def to_dict(self):
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, values):
-        return cls(**values)
 
     def derived(self):
         """The word width and the largest run, JSON-ready."""

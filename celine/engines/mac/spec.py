@@ -1,12 +1,13 @@
 """The precision-scalable MAC array's declarations: generator parameters, registers,
 error flags and shell buffers (docs/mac.md, docs/protocol.md). Dependency-free."""
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import IntFlag
 
 from ...spec.checks import check_choice, check_int, check_int_tuple
 from ...spec.fields import BufferSpec, Field, Register, RegisterMap
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
+from ...spec.params import Params
 from ...spec.widths import signed_width
 
 PRECISIONS = (2, 4, 8, 16)
@@ -15,7 +16,7 @@ LFSR_WIDTH = 16
 
 
 @dataclass(frozen=True, kw_only=True)
-class MacArrayParams:
+class MacArrayParams(Params):
     """A rows x cols array of processing elements (PEs), output-stationary.
 
     impl="bricks": a PE is an 8x8 multiplier built from (8/b)^2 b x b "bricks"; at a
@@ -63,15 +64,6 @@ class MacArrayParams:
                              f"not {self.rps_precisions!r}")
         object.__setattr__(self, "_rps", rps)
         check_int("lfsr_seed", self.lfsr_seed, minimum=1, maximum=(1 << LFSR_WIDTH) - 1)
-
-    def to_dict(self):
-        """The constructor arguments, JSON-ready (tuples become lists)."""
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-                for f in fields(self) if f.init}
-
-    @classmethod
-    def from_dict(cls, values):
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     # -- derived quantities ------------------------------------------------------------
 

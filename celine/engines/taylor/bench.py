@@ -91,18 +91,9 @@ def measure_errors():
 
 
 def measure_fpga(board, seed=1):
-    from ...gen.bitstream import build_bitstream
-    params = TaylorParams()
-    log(f"fpga: default Taylor pipeline in the shell on {board}, seed {seed} "
-        f"(synthesis + place and route: tens of minutes) ...")
-    report = build_bitstream(board, "taylor", params, seed=seed, router="router2",
-                             out=Path("build/bench/fpga_taylor"),
-                             progress=lambda text: log(f"  {text}"))
-    return {"board": board, "params": params.to_dict(), "seed": seed,
-            "clock_mhz": report["clock_hz"] / 1e6,
-            "fmax_mhz": min(report["fmax_mhz"].values()),
-            "utilization": report["utilization"],
-            "step_seconds": report["step_seconds"]}
+    from ...gen.bitstream import bench_build
+    return bench_build(board, "taylor", TaylorParams(), seed=seed, log=log,
+                       out=Path("build/bench/fpga_taylor"))
 
 
 def run(out, *, quick=False, fpga=True, board="ulx3s-85f"):

@@ -1,12 +1,13 @@
 """The Taylor-attention engine's declarations: generator parameters, registers, error
 flags and shell buffers (docs/taylor.md, docs/protocol.md). Dependency-free."""
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import IntFlag
 
 from ...spec.checks import check_int
 from ...spec.fields import BufferSpec, Register, RegisterMap
 from ...spec.numerics import LANES, MULT_BITS, REQUANT_LATENCY, SHIFT_BITS
+from ...spec.params import Params
 from ...spec.widths import ceil_log2, signed_width
 
 __all__ = ["TaylorParams", "LANES", "MULT_BITS", "SHIFT_BITS", "registers", "head_register",
@@ -14,7 +15,7 @@ __all__ = ["TaylorParams", "LANES", "MULT_BITS", "SHIFT_BITS", "registers", "hea
 
 
 @dataclass(frozen=True, kw_only=True)
-class TaylorParams:
+class TaylorParams(Params):
     """One Taylor-attention pipeline: `mac_units` multipliers over `heads` heads in sequence.
 
     head_dim d: the per-head feature size (a multiple of the 8-lane beat).
@@ -49,13 +50,6 @@ class TaylorParams:
         check_int("heads", self.heads, minimum=1, maximum=16)
         check_int("out_mult", self.out_mult, minimum=0, maximum=(1 << MULT_BITS) - 1)
         check_int("out_shift", self.out_shift, minimum=0, maximum=(1 << SHIFT_BITS) - 1)
-
-    def to_dict(self):
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, values):
-        return cls(**values)
 
     def derived(self):
         """The derived tile, memory and widths, JSON-ready."""

@@ -201,18 +201,9 @@ async def shell_end_to_end(dut):
     import numpy as np
 
     from celine.firmware.device import Device
-    from celine.firmware.transport import SimTransport
+    from celine.sim.shell_host import start_shell
 
-    case = load_case()
-    Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
-    shell = case.params["shell"]
-    cycles_per_bit = shell["clock_hz"] // shell["baud"]
-    host = SimTransport(dut.clk, dut.rx, dut.tx, cycles_per_bit=cycles_per_bit)
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 3)
-    bit_s = cycles_per_bit * PERIOD_NS * 1e-9
+    case, host, bit_s = await start_shell(dut)
 
     def host_thread():
         dev = Device.open("sim", transport=host, timeout=40_000 * bit_s)
