@@ -32,7 +32,7 @@ def log(message):
     print(f"[bench mac] {message}", file=sys.stderr, flush=True)
 
 
-def measure(params, precision, size, seed=1):
+def measure(params, precision, size, seed=1, case_id=None):
     """(cycles, MACs) of a size^3 matmul on the array at `precision`, checked bit-exactly."""
     gen = torch.Generator().manual_seed(seed)
     lo, hi = operand_range(params, precision)
@@ -46,7 +46,8 @@ def measure(params, precision, size, seed=1):
     if not torch.equal(whole, reference_matmul(a, w, precision)):
         raise AssertionError("tiling does not reproduce the matmul (golden model bug)")
     case = run_cocotb(MacArray(params), toplevel=f"bench_mac_{params.impl}",
-                      test_module="celine.sim.tb.mac_tb", case_id=f"bench_mac_{params.impl}_p{precision}",
+                      test_module="celine.sim.tb.mac_tb",
+                      case_id=case_id or f"bench_mac_{params.impl}_p{precision}",
                       params=params.to_dict(), testcase="throughput",
                       data={"tiles": builder.tiles})
     result = json.loads((case / "throughput.json").read_text())

@@ -12,8 +12,10 @@ from .. import CycleEstimate
 from .spec import MacArrayParams
 
 # First beat in -> first output row out (operand registers, multipliers, adder tree,
-# accumulator, result drain with its requantizer); measured in RTL simulation.
-PIPELINE_LATENCY = 9
+# accumulator, result drain with its requantizer). Measured in RTL simulation (`celine
+# bench --only mac`: 64^3 on 4x4 PEs takes 1050, 4114, 16398 and 65550 cycles at 2, 4, 8
+# and 16 bits on bricks and 16398 on dsp; the model gives each exactly with 11).
+PIPELINE_LATENCY = 11
 
 
 def _ceil_div(a, b):
