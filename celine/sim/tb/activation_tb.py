@@ -116,6 +116,12 @@ async def lookup_throughput(dut):
 
 # -- the shell adapter, its buffers modelled here ---------------------------------------
 
+def _address(port, depth):
+    """The value of an address port; a one-word buffer's port is zero bits wide, which
+    Yosys leaves undriven (X on Icarus): its address is 0."""
+    return 0 if depth == 1 else int(port.value)
+
+
 class Buffers:
     """The shell's buffers as the adapter sees them: a host-writable buffer shows the word
     of the address of the cycle before; a `write` lands at the end of its cycle."""
@@ -133,9 +139,9 @@ class Buffers:
         while self.running:
             await FallingEdge(dut.clk)
             table_addr = int(dut.mem__table__addr.value)
-            x_addr = int(dut.mem__x__addr.value)
+            x_addr = _address(dut.mem__x__addr, len(self.x))
             if int(dut.mem__y__write.value):
-                self.y[int(dut.mem__y__addr.value)] = int(dut.mem__y__data.value)
+                self.y[_address(dut.mem__y__addr, len(self.y))] = int(dut.mem__y__data.value)
             await RisingEdge(dut.clk)
             dut.mem__table__data.value = self.table[table_addr]
             dut.mem__x__data.value = self.x[x_addr] if x_addr < len(self.x) else 0
