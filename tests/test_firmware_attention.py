@@ -1,4 +1,4 @@
-"""Device.attention (firmware/taylor.py) over LoopbackTransport to a byte-level model of the
+"""dev.taylor.attention (celine/engines/taylor/host.py) over LoopbackTransport to a byte-level model of the
 shell with the Taylor engine: layout, registers, calibration, and the host-side checks."""
 
 import math

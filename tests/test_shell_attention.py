@@ -1,5 +1,5 @@
 """The Taylor-attention shell's Verilog end to end: host runtime (Device.attention) ->
-UART -> shell -> TaylorEngine -> TaylorPipeline, bit-exact against golden/taylor.py."""
+UART -> shell -> TaylorShellAdapter -> TaylorPipeline, bit-exact against golden/taylor.py."""
 
 import dataclasses
 import json

@@ -24,7 +24,7 @@ from .cycles import cycles as model_cycles
 from .spec import MacArrayParams
 
 
-# The benchmarked array: 4 x 4 PEs (the board default is 2 x 2, see rtl/mac/params.py).
+# The benchmarked array: 4 x 4 PEs (the board default is 2 x 2, see celine/engines/mac/spec.py).
 BENCH_ROWS = BENCH_COLS = 4
 
 
