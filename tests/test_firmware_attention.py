@@ -1,5 +1,6 @@
-"""dev.taylor.attention (celine/engines/taylor/host.py) over LoopbackTransport to a byte-level model of the
-shell with the Taylor engine: layout, registers, calibration, and the host-side checks."""
+"""dev.taylor.attention (celine/engines/taylor/host.py) over LoopbackTransport to a
+byte-level model of the shell with the Taylor engine: layout, registers, calibration, and
+the host-side checks."""
 
 import math
 

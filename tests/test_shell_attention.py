@@ -1,4 +1,4 @@
-"""The Taylor-attention shell's Verilog end to end: host runtime (Device.attention) ->
+"""The Taylor-attention shell's Verilog end to end: host runtime (dev.taylor.attention) ->
 UART -> shell -> TaylorShellAdapter -> TaylorPipeline, bit-exact against golden/taylor.py."""
 
 import dataclasses
