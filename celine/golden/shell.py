@@ -24,6 +24,7 @@ when a run starts.
 """
 
 import struct
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from ..spec.lanes import pack_lanes, unpack_lanes
@@ -73,7 +74,7 @@ class RunResult:
     errors: int = 0
 
 
-class EngineModel:
+class EngineModel(ABC):
     """The golden model of an engine in the shell: subclasses set `name`, `params`,
     `buffer_specs` (BufferSpecs in id order) and `register_map` (a RegisterMap), and
     implement `run(registers, buffers)`: registers {name: 32-bit value}, buffers {name:
@@ -82,8 +83,9 @@ class EngineModel:
 
     name = None
 
+    @abstractmethod
     def run(self, registers, buffers):
-        raise NotImplementedError
+        """Run the engine over `buffers` with `registers`; a RunResult."""
 
 
 class ShellModel:
