@@ -5,15 +5,13 @@ import json
 
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module
-from amaranth.lib.memory import Memory
 
-from celine.golden.shell import pack_lanes, unpack_lanes
+from celine.spec.lanes import pack_lanes, unpack_lanes
 from celine.golden.taylor import TaylorRegisters, calibrate, taylor_attention, taylor_int
 from celine.rtl.shell.shell import build_shell
 from celine.rtl.taylor.shell_adapter import TaylorShellAdapter
 from celine.engines.taylor.spec import Errors, TaylorParams, registers
-from celine.sim.amaranth_sim import run_sim
+from celine.sim.adapter_bench import run_adapter
 
 PARAMS = TaylorParams(head_dim=16, max_tokens=8, mac_units=4, heads=3)
 
@@ -46,57 +44,12 @@ def buffer_words(params, x):
     return words
 
 
-class Bench(Elaboratable):
-    """The engine with its four buffers as plain memories (one cycle of read latency)."""
-
-    def __init__(self, params, q, k, v):
-        self.engine = TaylorShellAdapter(params)
-        self.out = Memory(shape=len(self.engine.mem.out.data), depth=self.engine.depth, init=[])
-        self.operands = {name: Memory(shape=len(self.engine.mem.q.data), depth=self.engine.depth,
-                                      init=buffer_words(params, x))
-                         for name, x in (("q", q), ("k", k), ("v", v))}
-
-    def elaborate(self, platform):
-        m = Module()
-        engine = m.submodules.engine = self.engine
-        m.submodules.out = self.out
-        write = self.out.write_port()
-        m.d.comb += [write.addr.eq(engine.mem.out.addr), write.data.eq(engine.mem.out.data),
-                     write.en.eq(engine.mem.out.write)]
-        for name, memory in self.operands.items():
-            m.submodules[name] = memory
-            read = memory.read_port(transparent_for=())
-            port = getattr(engine.mem, name)
-            m.d.comb += [read.addr.eq(port.addr), port.data.eq(read.data)]
-        return m
-
-
 def run_engine(params, q, k, v, settings, *, runs=1, limit=20_000):
     """Set the registers, pulse start, wait for the end; (status per run, out words)."""
-    bench = Bench(params, q, k, v)
-    engine = bench.engine
-    status, out = [], []
-
-    async def testbench(ctx):
-        for name, value in settings.items():
-            ctx.set(engine.registers[engine.register_map.index(name)], value)
-        for _ in range(runs):
-            ctx.set(engine.start, 1)
-            await ctx.tick()
-            ctx.set(engine.start, 0)
-            assert ctx.get(engine.busy)
-            for _ in range(limit):
-                if not ctx.get(engine.busy):
-                    break
-                await ctx.tick()
-            else:
-                raise TimeoutError(f"still busy after {limit} cycles")
-            status.append((ctx.get(engine.errors), ctx.get(engine.cycles),
-                           ctx.get(engine.result_words)))
-        out.extend(ctx.get(bench.out.data[i]) for i in range(engine.depth))
-
-    run_sim(bench, testbench)
-    return status, out
+    contents = {name: buffer_words(params, x) for name, x in (("q", q), ("k", k), ("v", v))}
+    status, words = run_adapter(TaylorShellAdapter(params), contents, settings, runs=runs,
+                                limit=limit)
+    return status, words["out"]
 
 
 def kept_outputs(params, words, tokens, head_mask):

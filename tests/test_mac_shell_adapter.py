@@ -4,42 +4,15 @@ and the MAC array, against the golden engine model (golden/mac.py, MacEngineMode
 import random
 
 import pytest
-from amaranth.hdl import Elaboratable, Module
-from amaranth.lib.memory import Memory
 
 from celine.engines.mac.spec import REQUANT_REGISTER, Errors, MacArrayParams
 from celine.golden.mac import MacEngineModel
 from celine.golden.shell import Buffer
 from celine.rtl.mac.shell_adapter import MacShellAdapter
-from celine.sim.amaranth_sim import run_sim
+from celine.sim.adapter_bench import run_adapter as adapter_run
 
 SMALL = MacArrayParams(rows=2, cols=2, precisions=(2, 4, 8, 16))
 DSP = MacArrayParams(rows=2, cols=3, impl="dsp", precisions=(4, 8))
-
-
-class Bench(Elaboratable):
-    """The adapter with each buffer as a plain memory (one cycle of read latency)."""
-
-    def __init__(self, engine, contents):
-        self.engine = engine
-        self.memories = {spec.name: Memory(shape=spec.width, depth=spec.depth,
-                                           init=contents.get(spec.name, []))
-                         for spec in engine.buffers}
-
-    def elaborate(self, platform):
-        m = Module()
-        engine = m.submodules.engine = self.engine
-        for spec in engine.buffers:
-            memory = m.submodules[spec.name] = self.memories[spec.name]
-            port = getattr(engine.mem, spec.name)
-            if spec.writable:
-                read = memory.read_port(transparent_for=())
-                m.d.comb += [read.addr.eq(port.addr), port.data.eq(read.data)]
-            else:
-                write = memory.write_port()
-                m.d.comb += [write.addr.eq(port.addr), write.data.eq(port.data),
-                             write.en.eq(port.write)]
-        return m
 
 
 def operand_words(spec, seed):
@@ -56,31 +29,7 @@ def run_adapter(params, settings, *, runs=1, limit=20_000, seed=0, **options):
     engine = MacShellAdapter(params, **options)
     contents = {spec.name: operand_words(spec, seed + i)
                 for i, spec in enumerate(engine.buffers) if spec.writable}
-    bench = Bench(engine, contents)
-    status, words = [], {}
-
-    async def testbench(ctx):
-        for name in engine.register_map.names:
-            value = settings.get(name, engine.register_map[name].reset)
-            ctx.set(engine.registers[engine.register_map.index(name)], value)
-        for _ in range(runs):
-            ctx.set(engine.start, 1)
-            await ctx.tick()
-            ctx.set(engine.start, 0)
-            assert ctx.get(engine.busy)
-            for _ in range(limit):
-                if not ctx.get(engine.busy):
-                    break
-                await ctx.tick()
-            else:
-                raise TimeoutError(f"still busy after {limit} cycles")
-            status.append((ctx.get(engine.errors), ctx.get(engine.cycles),
-                           ctx.get(engine.result_words)))
-        for name, memory in bench.memories.items():
-            words[name] = [ctx.get(memory.data[i]) for i in range(memory.depth)]
-
-    run_sim(bench, testbench)
-    return status, words
+    return adapter_run(engine, contents, settings, runs=runs, limit=limit)
 
 
 def golden(params, settings, words, *, runs=1, **options):

@@ -1,0 +1,67 @@
+"""A shell adapter alone in the Amaranth simulator: each of its buffers a plain memory
+(one cycle of read latency, as in the shell), its registers set, `start` pulsed."""
+
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib.memory import Memory
+
+from .amaranth_sim import run_sim
+
+__all__ = ["AdapterBench", "run_adapter"]
+
+
+class AdapterBench(Elaboratable):
+    """`engine` (a shell adapter with `buffers` and the contract's `mem` ports) with each
+    buffer as a memory, initialised from `contents` {buffer name: words}."""
+
+    def __init__(self, engine, contents):
+        self.engine = engine
+        self.memories = {spec.name: Memory(shape=spec.width, depth=spec.depth,
+                                           init=contents.get(spec.name, []))
+                         for spec in engine.buffers}
+
+    def elaborate(self, platform):
+        m = Module()
+        engine = m.submodules.engine = self.engine
+        for spec in engine.buffers:
+            memory = m.submodules[spec.name] = self.memories[spec.name]
+            port = getattr(engine.mem, spec.name)
+            if spec.writable:
+                read = memory.read_port(transparent_for=())
+                m.d.comb += [read.addr.eq(port.addr), port.data.eq(read.data)]
+            else:
+                write = memory.write_port()
+                m.d.comb += [write.addr.eq(port.addr), write.data.eq(port.data),
+                             write.en.eq(port.write)]
+        return m
+
+
+def run_adapter(engine, contents, settings, *, runs=1, limit=20_000):
+    """Set the registers (`settings` by name, the others at their reset values), pulse
+    `start` `runs` times, each time waiting for `busy` to fall (TimeoutError after `limit`
+    cycles); ([(errors, cycles, result_words)] per run, {buffer name: words} after)."""
+    bench = AdapterBench(engine, contents)
+    registers = engine.register_map
+    status, words = [], {}
+
+    async def testbench(ctx):
+        for name in registers.names:
+            ctx.set(engine.registers[registers.index(name)],
+                    settings.get(name, registers[name].reset))
+        for _ in range(runs):
+            ctx.set(engine.start, 1)
+            await ctx.tick()
+            ctx.set(engine.start, 0)
+            assert ctx.get(engine.busy), "start did not make the engine busy"
+            for _ in range(limit):
+                if not ctx.get(engine.busy):
+                    break
+                await ctx.tick()
+            else:
+                raise TimeoutError(f"still busy after {limit} cycles")
+            status.append((ctx.get(engine.errors), ctx.get(engine.cycles),
+                           ctx.get(engine.result_words)))
+        for name, memory in bench.memories.items():
+            words[name] = [ctx.get(memory.data[i]) for i in range(memory.depth)]
+
+    run_sim(bench, testbench)
+    return status, words
