@@ -140,3 +140,22 @@ def test_the_wheel_holds_one_top_level_package(tmp_path):
     assert {name.split("/")[0] for name in names} == {"celine", "celine-0.1.0.dist-info"}
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "celine = celine.gen.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_register_tables_check_themselves():
+    from celine.spec.fields import Field, Register
+    requant = Register("requant", fields=(Field("enable", 0, 1), Field("multiplier", 1, 16)))
+    assert requant.pack(enable=1, multiplier=300) == 601
+    assert requant.unpack(601) == {"enable": 1, "multiplier": 300}
+    with pytest.raises(ValueError, match=r"^requant\.multiplier must be an integer between 0 "
+                                         r"and 65535, not 65536$"):
+        requant.pack(multiplier=1 << 16)
+    with pytest.raises(ValueError, match=r"^tokens must be an integer between 0 and 255, "
+                                         r"not -1$"):
+        Register("tokens", width=8).pack(tokens=-1)
+    with pytest.raises(ValueError, match=r"^fields of register 'wide' must fit in 32 bits, "
+                                         r"not 33$"):
+        Register("wide", fields=(Field("a", 0, 16), Field("b", 16, 17)))
+    with pytest.raises(ValueError,
+                       match=r"^register names must be distinct, not \['a', 'a'\]$"):
+        RegisterMap([Register("a"), Register("a")])
