@@ -1,0 +1,279 @@
+"""The ViTCoD engine's declarations: generator parameters, the softmax unit's integer
+formats, registers, error flags and shell buffers (docs/vitcod.md). Dependency-free."""
+
+import math
+from dataclasses import dataclass
+from enum import IntFlag
+
+from ...spec.checks import check_int
+from ...spec.fields import BufferSpec, Register, RegisterMap
+from ...spec.numerics import LANES, MULT_BITS, SHIFT_BITS
+from ...spec.params import Params
+from ...spec.widths import ceil_log2, signed_width
+
+__all__ = ["VitcodParams", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS", "E_BITS",
+           "X_BITS", "EXP_HI_TABLE", "EXP_LO_TABLE", "registers", "head_register",
+           "HEAD_REGISTERS", "Errors", "buffers"]
+
+# -- the engines' dot-product units --------------------------------------------------------
+
+DPU_WIDTH = LANES          # MACs of one dot-product unit; an engine has a whole number of them
+
+# -- the softmax unit's exponential (docs/vitcod.md, "The integer softmax") ---------------
+#
+# x = min(m - s, 2^X_BITS - 1) >= 0 is a score's distance below its row's maximum;
+# z = (x * exp_mult) >> exp_shift is x * scale * log2(e) in units of 2^-EXP_FRAC_BITS;
+# e = 2^(E_BITS) * 2^(-z / 2^EXP_FRAC_BITS), from two tables of the fraction's halves and
+# a shift by its integer part, rounded half up: at most 2^E_BITS (the row maximum).
+
+X_BITS = 17                # the clamp of x: an unsigned 17-bit operand of a MULT18X18D
+EXP_FRAC_BITS = 12         # z's fraction bits
+EXP_TABLE_BITS = EXP_FRAC_BITS // 2    # each table covers half of the fraction
+E_BITS = 16                # e is unsigned with E_BITS fraction bits, 0 .. 2^E_BITS
+
+
+def _exp_table(step_bits):
+    """round(2^E_BITS * 2^(-a / 2^step_bits)) for a in 0 .. 2^EXP_TABLE_BITS - 1."""
+    return tuple(int(math.floor((1 << E_BITS) * 2.0 ** (-a / (1 << step_bits)) + 0.5))
+                 for a in range(1 << EXP_TABLE_BITS))
+
+
+EXP_HI_TABLE = _exp_table(EXP_TABLE_BITS)      # the fraction's high half: 2^(-a/64)
+EXP_LO_TABLE = _exp_table(EXP_FRAC_BITS)       # its low half: 2^(-b/4096)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VitcodParams(Params):
+    """One ViTCoD attention engine: a denser and a sparser SDDMM engine, a softmax unit and
+    an SpMM over the kept entries, for `heads` heads in sequence (docs/vitcod.md).
+
+    head_dim d: the per-head feature size (a multiple of the 8-MAC dot-product unit).
+    max_tokens: the largest runtime token count N.
+    heads: heads per run, processed one after another; a runtime mask skips some.
+    max_global: key columns the denser engine computes densely for every row (its score
+        memory holds max_tokens x max_global scores); 0 with no denser engine.
+    sparse_capacity: kept entries of the sparse region per head (the sparser engine's
+        score memory and the index lists); 0 with no sparser engine.
+    dense_macs, sparse_macs: the MAC units of the denser and of the sparser engine, whole
+        dot-product units of 8, each at most d (one score a cycle). Their sum M is also
+        the SpMM's width: it must divide d or be 2d.
+    operand_width w: the width of Q, K, V and of the output.
+    prob_bits F: fraction bits of the probabilities (unsigned, 0 .. 2^F).
+    out_lanes: output values requantized per cycle (a divisor of d).
+    out_mult, out_shift: the output scale every head's registers reset to.
+    """
+
+    head_dim: int = 64
+    max_tokens: int = 197
+    heads: int = 3
+    max_global: int = 32
+    sparse_capacity: int = 2048
+    dense_macs: int = 8
+    sparse_macs: int = 56
+    operand_width: int = 8
+    prob_bits: int = 12
+    out_lanes: int = 16
+    out_mult: int = 1
+    out_shift: int = 0
+
+    def __post_init__(self):
+        check_int("head_dim", self.head_dim, minimum=DPU_WIDTH, maximum=256)
+        if self.head_dim % DPU_WIDTH:
+            raise ValueError(f"head_dim must be a multiple of {DPU_WIDTH}, not {self.head_dim!r}")
+        check_int("max_tokens", self.max_tokens, minimum=1, maximum=1024)
+        check_int("heads", self.heads, minimum=1, maximum=16)
+        check_int("max_global", self.max_global, minimum=0, maximum=self.max_tokens)
+        check_int("sparse_capacity", self.sparse_capacity, minimum=0,
+                  maximum=self.max_tokens * self.max_tokens)
+        for name in ("dense_macs", "sparse_macs"):
+            value = getattr(self, name)
+            check_int(name, value, minimum=0, maximum=self.head_dim)
+            if value % DPU_WIDTH:
+                raise ValueError(f"{name} must be a multiple of {DPU_WIDTH}, not {value!r}")
+        if (self.dense_macs == 0) != (self.max_global == 0):
+            raise ValueError(f"max_global must be 0 exactly when dense_macs is 0, "
+                             f"not {self.max_global!r}")
+        if (self.sparse_macs == 0) != (self.sparse_capacity == 0):
+            raise ValueError(f"sparse_capacity must be 0 exactly when sparse_macs is 0, "
+                             f"not {self.sparse_capacity!r}")
+        if self.mac_units == 0:
+            raise ValueError("dense_macs + sparse_macs must be at least 8, not 0")
+        if self.head_dim % self.mac_units and self.mac_units != 2 * self.head_dim:
+            raise ValueError(f"dense_macs + sparse_macs must divide head_dim "
+                             f"({self.head_dim}) or be twice it, not {self.mac_units!r}")
+        check_int("operand_width", self.operand_width, minimum=2, maximum=8)
+        check_int("prob_bits", self.prob_bits, minimum=4, maximum=15)
+        check_int("out_lanes", self.out_lanes, minimum=1, maximum=self.head_dim)
+        if self.head_dim % self.out_lanes:
+            raise ValueError(f"out_lanes must divide head_dim ({self.head_dim}), "
+                             f"not {self.out_lanes!r}")
+        check_int("out_mult", self.out_mult, minimum=0, maximum=(1 << MULT_BITS) - 1)
+        check_int("out_shift", self.out_shift, minimum=0, maximum=(1 << SHIFT_BITS) - 1)
+
+    def derived(self):
+        """The derived units, widths and latencies, JSON-ready."""
+        names = ("mac_units", "dense_dpus", "sparse_dpus", "slices", "spmm_lanes",
+                 "spmm_cycles", "score_width", "sum_width", "recip_shift", "recip_width",
+                 "out_acc_width", "token_bits", "position_bits")
+        return {name: getattr(self, name) for name in names}
+
+    # -- units ---------------------------------------------------------------------------
+
+    @property
+    def mac_units(self):
+        """M: every MAC unit; the SDDMM splits them, the SpMM uses them all."""
+        return self.dense_macs + self.sparse_macs
+
+    @property
+    def dense_dpus(self):
+        return self.dense_macs // DPU_WIDTH
+
+    @property
+    def sparse_dpus(self):
+        return self.sparse_macs // DPU_WIDTH
+
+    @property
+    def slices(self):
+        """t: cycles a dot-product unit takes for one score (d / 8)."""
+        return self.head_dim // DPU_WIDTH
+
+    @property
+    def spmm_lanes(self):
+        """Kept entries the SpMM (and the softmax unit) take per cycle: 2 when M = 2d."""
+        return max(1, self.mac_units // self.head_dim)
+
+    @property
+    def spmm_cycles(self):
+        """Cycles of one kept entry in the SpMM when M <= d (d / M), else 1."""
+        return max(1, self.head_dim // self.mac_units)
+
+    # -- widths (worst case, so that nothing overflows) ----------------------------------
+
+    @property
+    def operand_range(self):
+        return -(1 << (self.operand_width - 1)), (1 << (self.operand_width - 1)) - 1
+
+    @property
+    def token_bits(self):
+        """A token index, 0 .. max_tokens - 1 (and the count N in token_bits + 1)."""
+        return max(1, ceil_log2(self.max_tokens))
+
+    @property
+    def position_bits(self):
+        """A position in a head's sparse lists, 0 .. sparse_capacity - 1."""
+        return max(1, ceil_log2(max(1, self.sparse_capacity)))
+
+    @property
+    def score_width(self):
+        """s = q . k: d products of w-bit operands."""
+        lo, hi = self.operand_range
+        return signed_width(self.head_dim * lo * hi, self.head_dim * lo * lo)
+
+    @property
+    def sum_width(self):
+        """The row sum of e: at most max_tokens entries of at most 2^E_BITS."""
+        return (self.max_tokens << E_BITS).bit_length()
+
+    @property
+    def recip_shift(self):
+        """R: r = (2^R + sum//2) // sum keeps F + 3 significant bits at the largest sum."""
+        return E_BITS + self.prob_bits + ceil_log2(self.max_tokens) + 3
+
+    @property
+    def recip_width(self):
+        """r <= 2^(R - E_BITS) since sum >= 2^E_BITS (the row maximum's own e)."""
+        return self.recip_shift - E_BITS + 1
+
+    @property
+    def prob_width(self):
+        """p, unsigned 0 .. 2^F."""
+        return self.prob_bits + 1
+
+    @property
+    def out_acc_width(self):
+        """o = sum_j p_j v_j: |o| <= max|v| * (2^F + N/2) (each p rounds up by at most 1/2)."""
+        lo, hi = self.operand_range
+        bound = (1 << self.prob_bits) + (self.max_tokens + 1) // 2
+        return signed_width(lo * bound, hi * bound)
+
+    # -- ideal figures -------------------------------------------------------------------
+
+    def useful_macs(self, work):
+        """MACs of one head whose kept work (g*N + sparse kept entries) is `work`:
+        d per score (SDDMM) and d per kept entry (SpMM)."""
+        return 2 * work * self.head_dim
+
+
+# -- the engine in the shell ------------------------------------------------------------
+
+HEAD_REGISTERS = ("globals", "nnz", "exp_mult", "exp_shift", "out_mult", "out_shift")
+
+
+def head_register(name, head):
+    """The name of head `head`'s register `name` (one of HEAD_REGISTERS): "nnz_2"."""
+    return f"{name}_{head}"
+
+
+def registers(params):
+    """The runtime inputs, sampled by RUN: the token count and the head mask, then per head
+    h: its global columns g, its sparse kept entries, its exponent scale and its output
+    scale (docs/vitcod.md, "Registers")."""
+    p = params
+    per_head = []
+    for h in range(p.heads):
+        per_head += [
+            Register(head_register("globals", h), f"head {h}'s global columns g",
+                     width=p.token_bits + 1),
+            Register(head_register("nnz", h), f"head {h}'s sparse kept entries",
+                     width=p.position_bits + 1),
+            Register(head_register("exp_mult", h), f"head {h}'s exponent multiplier",
+                     width=MULT_BITS),
+            Register(head_register("exp_shift", h), f"head {h}'s exponent shift",
+                     width=SHIFT_BITS),
+            Register(head_register("out_mult", h), f"head {h}'s output multiplier",
+                     width=MULT_BITS, reset=p.out_mult),
+            Register(head_register("out_shift", h), f"head {h}'s output shift",
+                     width=SHIFT_BITS, reset=p.out_shift),
+        ]
+    return RegisterMap([
+        Register("tokens", "the token count N, 1 .. max_tokens", width=16),
+        Register("head_mask", "bit h set: head h is skipped", width=p.heads),
+        *per_head,
+    ])
+
+
+class Errors(IntFlag):
+    """STATUS engine error flags of a run."""
+    TOKENS = 0x01         # `tokens` outside 1 .. max_tokens: nothing ran
+    CAPACITY = 0x02       # a head's globals > max_global or nnz > sparse_capacity: nothing ran
+    INDEX = 0x04          # a head's index lists are malformed: that head and later ones did not run
+
+
+def csc_fields(params):
+    """A CSC word of the sparse region: (column, row, CSR position), low bits first."""
+    return (("col", params.token_bits), ("row", params.token_bits),
+            ("pos", params.position_bits))
+
+
+def csr_fields(params):
+    """A CSR word of the sparse region: (row, column), low bits first."""
+    return (("row", params.token_bits), ("col", params.token_bits))
+
+
+def buffers(params):
+    """q, k, v (written by the host; two engine read ports each, one per SDDMM engine) and
+    out: one d-element row a word, a slot of max_tokens rows per head (head h, token i at
+    word h * max_tokens + i); csc and csr: a head's sparse index lists, a slot of
+    sparse_capacity words per head."""
+    p = params
+    row_bits = p.head_dim * p.operand_width
+    rows = p.heads * p.max_tokens
+    lists = max(1, p.heads * p.sparse_capacity)
+    return [
+        BufferSpec("q", row_bits, rows, True, read_ports=2),
+        BufferSpec("k", row_bits, rows, True, read_ports=2),
+        BufferSpec("v", row_bits, rows, True, read_ports=2),
+        BufferSpec("csc", sum(w for _, w in csc_fields(p)), lists, True),
+        BufferSpec("csr", sum(w for _, w in csr_fields(p)), lists, True),
+        BufferSpec("out", row_bits, rows, False),
+    ]
