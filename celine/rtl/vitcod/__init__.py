@@ -1,0 +1,1 @@
+"""The ViTCoD attention engine's hardware (docs/vitcod.md, "The hardware")."""
