@@ -86,12 +86,12 @@ def _check_mask(name, kept, *, ndim=None):
 
 
 def data_dir():
-    """The directory of the shipped ViTCoD data: $CELINE_VITCOD_DATA, or ../shared/data/vitcod
-    next to the repository root."""
+    """The directory of the shipped ViTCoD data: $CELINE_VITCOD_DATA, or the repository's
+    data/vitcod (a copy of the project's shared data/vitcod, so that a clone has it)."""
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env)
-    return _REPO_ROOT.parent / "shared" / "data" / "vitcod"
+    return _REPO_ROOT / "data" / "vitcod"
 
 
 def _data_file(path, name):
