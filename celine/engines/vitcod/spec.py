@@ -277,3 +277,24 @@ def buffers(params):
         BufferSpec("csr", sum(w for _, w in csr_fields(p)), lists, True),
         BufferSpec("out", row_bits, rows, False),
     ]
+
+
+def pack_word(fields, values):
+    """The word of `fields` ((name, width), low bits first) holding `values` {name: int}."""
+    word, shift = 0, 0
+    for name, width in fields:
+        value = values[name]
+        if not 0 <= value < 1 << width:
+            raise ValueError(f"{name} must be between 0 and {(1 << width) - 1}, not {value!r}")
+        word |= value << shift
+        shift += width
+    return word
+
+
+def unpack_word(fields, word):
+    """{name: value} of a word of `fields` (inverse of pack_word)."""
+    values, shift = {}, 0
+    for name, width in fields:
+        values[name] = (word >> shift) & ((1 << width) - 1)
+        shift += width
+    return values

@@ -1,0 +1,22 @@
+"""ViTCoD: softmax attention over a fixed polarized sparse mask: the engine record."""
+
+from .. import Accelerator, Ref
+from . import spec
+
+ENGINE = Accelerator(
+    name="vitcod",
+    summary="ViTCoD dense/sparse softmax attention (denser + sparser SDDMM engines, softmax, SpMM)",
+    params=spec.VitcodParams,
+    registers=spec.registers,
+    buffers=spec.buffers,
+    errors=spec.Errors,
+    core=Ref("celine.rtl.vitcod.core:VitcodCore"),
+    adapter=Ref("celine.rtl.vitcod.shell_adapter:VitcodShellAdapter"),
+    golden=Ref("celine.golden.vitcod.engine_model:VitcodEngineModel"),
+    host=Ref("celine.engines.vitcod.host:VitcodHost"),
+    cycles=Ref("celine.engines.vitcod.cycles:estimate"),
+    workload={"tokens": 197, "sparsity": 0.9},
+    bench=Ref("celine.engines.vitcod.bench:run"),
+    space={"dense_macs": (8, 16, 32), "sparse_macs": (8, 16, 32, 56), "head_dim": (32, 64),
+           "max_tokens": (197, 256), "heads": (1, 3)},
+)

@@ -1,0 +1,162 @@
+"""Sparse (or dense) softmax attention heads on the ViTCoD engine.
+
+One call runs up to `heads` heads (the device's parameter) with one token count N. For
+each head the host polarizes the mask for the device (global columns first, up to its
+max_global), reorders K and V, builds and checks the index lists and chooses the scales
+(celine/golden/vitcod/plan.py), and checks everything the device would reject before it
+sends anything. The result is bit-exact with golden.vitcod.attention.attention_head_int on
+the head's plan (`last_plans`, `last_scales`).
+
+Scales (real = scale * integer): `scales` (s_q, s_k, s_v) default 1.0 each; `out_scale`
+the real value of one output step, for every head or one per head, by default chosen per
+head so that its largest float output maps to the top of the output range.
+"""
+
+from ...firmware.errors import EngineError, ProtocolError, SettingError
+from ...firmware.words import pack_words, unpack_words
+from .spec import VitcodParams, head_register
+
+__all__ = ["VitcodHost"]
+
+
+def _as_heads(name, value):
+    from ...firmware.tensors import as_int_tensor
+    return as_int_tensor(name, value, ndims=(2, 3), rule="a 2-D (tokens x head_dim) or 3-D "
+                         "(heads x tokens x head_dim) integer tensor")
+
+
+class VitcodHost:
+    """`dev.vitcod`: softmax attention over fixed sparse masks."""
+
+    def __init__(self, device):
+        self.device = device
+        self.params = VitcodParams.from_dict(device.info["params"])
+        self.last_plans = None
+        self.last_scales = None
+        self.last_output_scales = None
+
+    def _check(self, q, k, v, mask, head_mask, scales, out_scale):
+        import torch
+        p = self.params
+        q, k, v = _as_heads("q", q), _as_heads("k", k), _as_heads("v", v)
+        for name, tensor in (("k", k), ("v", v)):
+            if tensor.shape != q.shape:
+                raise SettingError(f"{name} must have the shape of q {tuple(q.shape)}, "
+                                   f"not {tuple(tensor.shape)}")
+        single = q.ndim == 2
+        if single:
+            q, k, v = q[None], k[None], v[None]
+        heads, tokens, head_dim = q.shape
+        if head_dim != p.head_dim:
+            raise SettingError(f"head_dim must be {p.head_dim} (the device's), not {head_dim}")
+        if not 1 <= tokens <= p.max_tokens:
+            raise SettingError(f"tokens must be between 1 and {p.max_tokens}, not {tokens}")
+        if not 1 <= heads <= p.heads:
+            raise SettingError(f"heads must be between 1 and {p.heads} (the device's), "
+                               f"not {heads}")
+        lo, hi = p.operand_range
+        for name, tensor in (("q", q), ("k", k), ("v", v)):
+            low, high = int(tensor.min()), int(tensor.max())
+            if low < lo or high > hi:
+                raise SettingError(f"{name} must hold int{p.operand_width} values "
+                                   f"({lo}..{hi}), not values {low}..{high}")
+        if not isinstance(head_mask, int) or isinstance(head_mask, bool) or \
+                not 0 <= head_mask < 1 << heads or (single and head_mask):
+            raise SettingError(f"head_mask must be between 0 and {(1 << heads) - 1 if not single else 0}, "
+                               f"not {head_mask!r}")
+        if mask is None:
+            masks = [None] * heads
+        else:
+            mask = torch.as_tensor(mask)
+            if mask.dtype != torch.bool or mask.shape not in ((tokens, tokens), (heads, tokens, tokens)):
+                raise SettingError(f"mask must be None or a bool tensor of shape ({tokens}, {tokens}) "
+                                   f"or ({heads}, {tokens}, {tokens}) (True = kept), not "
+                                   f"{mask.dtype} {tuple(mask.shape)}")
+            masks = [mask] * heads if mask.ndim == 2 else list(mask)
+        if scales is None:
+            scales = (1.0, 1.0, 1.0)
+        if len(scales) != 3 or any(not isinstance(s, (int, float)) or not s > 0 for s in scales):
+            raise SettingError(f"scales must be three positive numbers (s_q, s_k, s_v), "
+                               f"not {scales!r}")
+        if out_scale is None or isinstance(out_scale, (int, float)):
+            steps = [out_scale] * heads
+        else:
+            steps = list(out_scale)
+            if len(steps) != heads:
+                raise SettingError(f"out_scale must be a number or one per head ({heads}), "
+                                   f"not {out_scale!r}")
+        return single, q, k, v, masks, tuple(float(s) for s in scales), steps
+
+    def plan(self, q, k, v, mask=None, *, head_mask=0, threshold=50, scales=None,
+             out_scale=None):
+        """[(head, HeadPlan, HeadScales, output step)] for the kept heads: everything the
+        device will be sent, checked (SettingError for what it cannot take)."""
+        from ...golden.vitcod.plan import calibrate_head, plan_head
+        _, q, k, v, masks, scales, steps = self._check(q, k, v, mask, head_mask, scales, out_scale)
+        plans = []
+        for h in range(q.shape[0]):
+            if head_mask >> h & 1:
+                continue
+            try:
+                plan = plan_head(self.params, q[h], k[h], v[h], masks[h], threshold=threshold)
+                head_scales, step = calibrate_head(plan, self.params, scales=scales,
+                                                   out_step=steps[h])
+            except ValueError as error:
+                raise SettingError(f"head {h}: {error}") from None
+            plans.append((h, plan, head_scales, step))
+        return plans
+
+    def sparse_attention(self, q, k, v, mask=None, *, head_mask=0, threshold=50, scales=None,
+                         out_scale=None, timeout=10.0):
+        """Softmax attention of one head (q, k, v: N x d, mask N x N bool, True = kept) or
+        several (H x N x d; mask N x N for all or H x N x N); mask=None is dense attention.
+        Returns the output (N x d int64) or a list of the kept heads' outputs, in units of
+        each head's output step (`last_output_scales`)."""
+        p = self.params
+        single = _as_heads("q", q).ndim == 2
+        heads = 1 if single else _as_heads("q", q).shape[0]
+        plans = self.plan(q, k, v, mask, head_mask=head_mask, threshold=threshold,
+                          scales=scales, out_scale=out_scale)
+        self.last_plans = [plan for _, plan, _, _ in plans]
+        self.last_scales = [s for _, _, s, _ in plans]
+        self.last_output_scales = [step for _, _, _, step in plans]
+        if not plans:
+            return []
+        device = self.device
+        tokens = plans[0][1].q.shape[0]
+        values = {}
+        for h, plan, head_scales, _ in plans:
+            for name in ("q", "k", "v"):
+                info = device.buffers[name]
+                data = pack_words(getattr(plan, name).tolist(), p.operand_width,
+                                  info.word_bytes, info.word_stride)
+                device.write_buffer(name, h * p.max_tokens * info.word_stride, data)
+            for name, words in (("csc", plan.csc_words), ("csr", plan.csr_words)):
+                info = device.buffers[name]
+                if words:
+                    data = b"".join(w.to_bytes(info.word_bytes, "little") +
+                                    bytes(info.word_stride - info.word_bytes) for w in words)
+                    device.write_buffer(name, h * p.sparse_capacity * info.word_stride, data)
+            values.update({head_register("globals", h): plan.globals,
+                           head_register("nnz", h): plan.nnz,
+                           head_register("exp_mult", h): head_scales.exp_mult,
+                           head_register("exp_shift", h): head_scales.exp_shift,
+                           head_register("out_mult", h): head_scales.out_mult,
+                           head_register("out_shift", h): head_scales.out_shift})
+        kept = {h for h, *_ in plans}
+        device_mask = ((1 << p.heads) - 1) & ~sum(1 << h for h in kept)
+        device.configure(tokens=tokens, head_mask=device_mask, **values)
+        report = device.run(timeout=timeout)
+        if report.engine_errors:
+            raise EngineError(report.engine_errors, f"run ended with engine error flags "
+                                                    f"{report.engine_errors:#04x}")
+        if report.result_words != min(len(kept) * tokens, 0xFFFF):
+            raise ProtocolError(f"run wrote {report.result_words} result words, "
+                                f"not {len(kept) * tokens}")
+        info = device.buffers["out"]
+        outs = []
+        for h, *_ in plans:
+            data = device.read_buffer("out", h * p.max_tokens * info.word_stride,
+                                      tokens * info.word_stride)
+            outs.append(unpack_words(data, tokens, p.head_dim, p.operand_width, info.word_stride))
+        return outs[0] if single else outs

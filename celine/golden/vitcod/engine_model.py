@@ -1,0 +1,102 @@
+"""The ViTCoD engine in the shell: what a RUN does to the buffers, bit for bit
+(docs/vitcod.md, "Registers", "Buffers", "Errors")."""
+
+import torch
+
+from ...engines.vitcod.spec import (Errors, buffers, csc_fields, csr_fields, head_register,
+                                    registers, unpack_word)
+from ...spec.lanes import pack_lanes, unpack_lanes
+from ..shell import EngineModel, RunResult
+from .attention import HeadScales, attention_head_int
+
+__all__ = ["VitcodEngineModel", "head_mask_of_lists", "index_error"]
+
+
+def index_error(csc, csr, *, tokens, globals_, nnz):
+    """Why the decoded lists (csc: [(col, row, pos)], csr: [(row, col)]) are malformed, or
+    None: what the engine checks while a head's SDDMM runs. CSC entries strictly increase in
+    (col, row), CSR entries in (row, col); rows are below N, columns in g .. N-1, positions
+    below nnz, and the CSR entry at each CSC entry's position is that same (row, col)."""
+    previous = None
+    for n, (col, row, pos) in enumerate(csc):
+        if not globals_ <= col < tokens or row >= tokens or pos >= nnz:
+            return f"csc entry {n} (col {col}, row {row}, pos {pos}) is out of range"
+        if previous is not None and (col, row) <= previous:
+            return f"csc entry {n} is out of order"
+        previous = (col, row)
+        if csr[pos] != (row, col):
+            return f"csc entry {n} points at csr entry {pos}, which is not (row {row}, col {col})"
+    previous = None
+    for n, (row, col) in enumerate(csr):
+        if not globals_ <= col < tokens or row >= tokens:
+            return f"csr entry {n} (row {row}, col {col}) is out of range"
+        if previous is not None and (row, col) <= previous:
+            return f"csr entry {n} is out of order"
+        previous = (row, col)
+    return None
+
+
+def head_mask_of_lists(csr, *, tokens, globals_):
+    """The kept mask (in the buffers' key order) of a head with `globals_` global columns
+    and the sparse entries `csr` [(row, col)]."""
+    kept = torch.zeros(tokens, tokens, dtype=torch.bool)
+    kept[:, :globals_] = True
+    for row, col in csr:
+        kept[row, col] = True
+    return kept
+
+
+class VitcodEngineModel(EngineModel):
+    """A RUN computes every kept head with attention_head_int into its slot of `out`
+    (skipped heads and rows N .. max_tokens - 1 keep what they held).
+
+    Errors: TOKENS or CAPACITY (any kept head) and nothing runs; INDEX: the heads before
+    the first head with malformed lists are written, that head and the later ones not.
+    `cycles` is the ideal 2·W·d/M per head; the RTL counts real cycles."""
+
+    name = "vitcod"
+
+    def __init__(self, params):
+        self.params = params
+        self.buffer_specs = buffers(params)
+        self.register_map = registers(params)
+
+    def _rows(self, buffer, base, tokens):
+        p = self.params
+        return torch.tensor([unpack_lanes(buffer.words[base + i], p.head_dim, p.operand_width)
+                             for i in range(tokens)], dtype=torch.int64)
+
+    def run(self, registers, buffers):
+        p = self.params
+        tokens = registers["tokens"]
+        if not 1 <= tokens <= p.max_tokens:
+            return RunResult(errors=int(Errors.TOKENS))
+        fields = {name: self.register_map[name].field(name).extract(value)
+                  for name, value in registers.items()}
+        heads = [h for h in range(p.heads) if not fields["head_mask"] >> h & 1]
+        for h in heads:
+            if fields[head_register("globals", h)] > p.max_global or \
+                    fields[head_register("nnz", h)] > p.sparse_capacity:
+                return RunResult(errors=int(Errors.CAPACITY))
+        written, cycles = {}, 0
+        for h in heads:
+            g, nnz = fields[head_register("globals", h)], fields[head_register("nnz", h)]
+            base, list_base = h * p.max_tokens, h * p.sparse_capacity
+            csc = [tuple(unpack_word(csc_fields(p), buffers["csc"].words[list_base + n]).values())
+                   for n in range(nnz)]
+            csr = [tuple(unpack_word(csr_fields(p), buffers["csr"].words[list_base + n]).values())
+                   for n in range(nnz)]
+            empty_row = g == 0 and {row for row, _ in csr} != set(range(tokens))
+            if empty_row or index_error(csc, csr, tokens=tokens, globals_=g, nnz=nnz):
+                return RunResult(writes={"out": written}, cycles=cycles,
+                                 result_words=len(written), errors=int(Errors.INDEX))
+            kept = head_mask_of_lists(csr, tokens=tokens, globals_=g)
+            scales = HeadScales(*(fields[head_register(name, h)] for name in
+                                  ("exp_mult", "exp_shift", "out_mult", "out_shift")))
+            y = attention_head_int(self._rows(buffers["q"], base, tokens),
+                                   self._rows(buffers["k"], base, tokens),
+                                   self._rows(buffers["v"], base, tokens), kept, scales, p)
+            for i in range(tokens):
+                written[base + i] = pack_lanes(y[i].tolist(), p.operand_width)
+            cycles += 2 * (g * tokens + nnz) * p.head_dim // p.mac_units
+        return RunResult(writes={"out": written}, cycles=cycles, result_words=len(written))
