@@ -264,7 +264,8 @@ def buffers(params):
     """q, k, v (written by the host; two engine read ports each, one per SDDMM engine) and
     out: one d-element row a word, a slot of max_tokens rows per head (head h, token i at
     word h * max_tokens + i); csc and csr: a head's sparse index lists, a slot of
-    sparse_capacity words per head."""
+    sparse_capacity words per head, with two read ports each (the sparser engine and the
+    list checks read them at once)."""
     p = params
     row_bits = p.head_dim * p.operand_width
     rows = p.heads * p.max_tokens
@@ -273,8 +274,8 @@ def buffers(params):
         BufferSpec("q", row_bits, rows, True, read_ports=2),
         BufferSpec("k", row_bits, rows, True, read_ports=2),
         BufferSpec("v", row_bits, rows, True, read_ports=2),
-        BufferSpec("csc", sum(w for _, w in csc_fields(p)), lists, True),
-        BufferSpec("csr", sum(w for _, w in csr_fields(p)), lists, True),
+        BufferSpec("csc", sum(w for _, w in csc_fields(p)), lists, True, read_ports=2),
+        BufferSpec("csr", sum(w for _, w in csr_fields(p)), lists, True, read_ports=2),
         BufferSpec("out", row_bits, rows, False),
     ]
 
