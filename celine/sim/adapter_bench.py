@@ -1,5 +1,6 @@
 """A shell adapter alone in the Amaranth simulator: each of its buffers a plain memory
-(one cycle of read latency, as in the shell), its registers set, `start` pulsed."""
+(one cycle of read latency, as in the shell, on each of its read ports), its registers
+set, `start` pulsed."""
 
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
@@ -26,8 +27,11 @@ class AdapterBench(Elaboratable):
             memory = m.submodules[spec.name] = self.memories[spec.name]
             port = getattr(engine.mem, spec.name)
             if spec.writable:
-                read = memory.read_port(transparent_for=())
-                m.d.comb += [read.addr.eq(port.addr), port.data.eq(read.data)]
+                # Port A, and port B of a buffer with two read ports (BufferSpec.read_ports).
+                ports = [port, port.b] if spec.read_ports == 2 else [port]
+                for engine_port in ports:
+                    read = memory.read_port(transparent_for=())
+                    m.d.comb += [read.addr.eq(engine_port.addr), engine_port.data.eq(read.data)]
             else:
                 write = memory.write_port()
                 m.d.comb += [write.addr.eq(port.addr), write.data.eq(port.data),

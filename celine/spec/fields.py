@@ -6,7 +6,9 @@ An engine declares its registers once (a `RegisterMap` of `Register`s, each made
 `pack`/`unpack`, and the INFO description and docs/protocol.md list them from here.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .checks import check_choice, check_int
 
 __all__ = ["REGISTER_BITS", "Field", "Register", "RegisterMap", "BufferSpec"]
 
@@ -124,11 +126,24 @@ class BufferSpec:
     (word_stride is the power of two >= word_bytes, so an offset splits into word and byte
     with no division). `writable`: the host writes it and the engine reads it; otherwise
     the engine writes it and the host only reads it.
+
+    `read_ports` (keyword, 1 or 2): how many read ports the engine gets into a host-writable
+    buffer (celine.rtl.shell.contract). The second costs no block RAM: the shell maps the
+    buffer onto the true-dual-port RAM's second port. It is internal to the FPGA, so INFO
+    (`describe`) does not show it.
     """
     name: str
     width: int
     depth: int
     writable: bool
+    read_ports: int = field(default=1, kw_only=True)
+
+    def __post_init__(self):
+        check_int("read_ports", self.read_ports)
+        check_choice("read_ports", self.read_ports, (1, 2))
+        if not self.writable and self.read_ports != 1:
+            raise ValueError(f"read_ports must be 1 for a buffer the engine writes, "
+                             f"not {self.read_ports!r}")
 
     @property
     def word_bytes(self):

@@ -8,7 +8,10 @@ registers)` lists:
   32 bits) and `result_words` (Out, 16 bits) of the last run,
 - `mem`: one port per buffer, by the buffer's name. A host-writable buffer is read by the
   engine (`addr` out, `data` in one cycle later); a read-only one is written by it
-  (`addr`, `data`, `write` out).
+  (`addr`, `data`, `write` out). A host-writable buffer with `read_ports=2` (BufferSpec)
+  has a second read port `b` (`b.addr` out, `b.data` in one cycle later, the same timing
+  as the first), for reading two addresses in the same cycle; the shell serves it from
+  the block RAM's second port, so it costs no block RAM.
 The shell checks an adapter against it when the design is built (`check_engine`).
 """
 
@@ -18,16 +21,24 @@ from amaranth.lib.wiring import In, Out
 
 from ...spec.fields import REGISTER_BITS
 
-__all__ = ["buffer_port_signature", "engine_signature", "check_engine",
+__all__ = ["read_port_signature", "buffer_port_signature", "engine_signature", "check_engine",
            "ERROR_BITS", "CYCLE_BITS", "RESULT_WORD_BITS"]
 
 ERROR_BITS, CYCLE_BITS, RESULT_WORD_BITS = 8, 32, 16     # STATUS fields
 
 
+def read_port_signature(buffer):
+    """One read port into a buffer (a BufferSpec): `addr` out, `data` in one cycle later."""
+    return wiring.Signature({"addr": Out(range(buffer.depth)), "data": In(buffer.width)})
+
+
 def buffer_port_signature(buffer):
     """The engine's port into one buffer (a BufferSpec)."""
     if buffer.writable:
-        return wiring.Signature({"addr": Out(range(buffer.depth)), "data": In(buffer.width)})
+        members = dict(read_port_signature(buffer).members)
+        if buffer.read_ports == 2:
+            members["b"] = Out(read_port_signature(buffer))
+        return wiring.Signature(members)
     return wiring.Signature({"addr": Out(range(buffer.depth)), "data": Out(buffer.width),
                              "write": Out(1)})
 

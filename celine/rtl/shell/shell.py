@@ -22,6 +22,17 @@ def uart_divisor(clock_hz, baud):
     return round(clock_hz / baud)
 
 
+# The memory attributes of a buffer with two read ports. A DP16KD read on one port of the
+# word the other port writes in the same cycle is undefined, and yosys' ECP5 library says
+# so (no cross-port transparency), so it would keep the "read the old word" promise of
+# port B towards port A's write by doubling the block RAM. `no_rw_check` waives that
+# promise: port B is the engine's and the host writes only while the engine does not own
+# the buffer, when the engine ignores what port B returns. It waives it on port A too,
+# where nothing depends on it: the link writes a buffer before it replies and reads one
+# only to send a reply (link.py), never both in one cycle.
+_TWO_READ_PORTS = {"no_rw_check": 1}
+
+
 class Shell(wiring.Component):
     """A UART-attached accelerator: HostLink + buffers in block RAM + an engine adapter.
 
@@ -95,20 +106,31 @@ class Shell(wiring.Component):
         owned = engine.busy
         rdata = []
         for k, spec in enumerate(self.buffers):
-            memory = Memory(shape=8 * spec.word_bytes, depth=spec.depth, init=[])
+            memory = Memory(shape=8 * spec.word_bytes, depth=spec.depth, init=[],
+                            attrs=_TWO_READ_PORTS if spec.read_ports == 2 else None)
             m.submodules[f"buffer_{spec.name}"] = memory
             write = memory.write_port(granularity=8)
             read = memory.read_port(transparent_for=())
             port = getattr(engine.mem, spec.name)
             if spec.writable:
                 host_write = link.mem.write & (link.mem.select == k)
+                read_addr = Mux(owned, port.addr, link.mem.addr)
+                # With a second read port, port A of the true-dual-port block RAM (DP16KD)
+                # writes and reads, port B reads (see _TWO_READ_PORTS): yosys merges a
+                # write and a read port into one RAM port only when their addresses are
+                # the same signal. The write is disabled while the engine owns the
+                # buffer, so its address may be the engine's then.
+                two = spec.read_ports == 2
                 m.d.comb += [
-                    write.addr.eq(link.mem.addr),
+                    write.addr.eq(read_addr if two else link.mem.addr),
                     write.data.eq(link.mem.wdata[:len(write.data)]),
                     write.en.eq(Mux(host_write & ~owned, link.mem.mask[:len(write.en)], 0)),
-                    read.addr.eq(Mux(owned, port.addr, link.mem.addr)),
+                    read.addr.eq(read_addr),
                     port.data.eq(read.data),
                 ]
+                if two:
+                    read_b = memory.read_port(transparent_for=())
+                    m.d.comb += [read_b.addr.eq(port.b.addr), port.b.data.eq(read_b.data)]
             else:
                 m.d.comb += [
                     write.addr.eq(Mux(owned, port.addr, link.mem.addr)),

@@ -1,0 +1,180 @@
+"""A buffer with two read ports (BufferSpec.read_ports): its checks, its place in the
+engine <-> shell contract, and the shell and the adapter bench serving both ports."""
+
+import random
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from celine.rtl.shell.contract import buffer_port_signature, check_engine, engine_signature
+from celine.rtl.shell.shell import Shell
+from celine.sim.adapter_bench import AdapterBench
+from celine.sim.amaranth_sim import run_sim
+from celine.spec.fields import BufferSpec, Register, RegisterMap
+from celine.spec.protocol import (Command, Status, encode_reply, encode_request, read_payload,
+                                  write_payload)
+
+DEPTH = 32
+BUFFERS = [BufferSpec("q", 16, DEPTH, True, read_ports=2),     # two read ports
+           BufferSpec("k", 8, 8, True),                       # one
+           BufferSpec("out", 8, 4, False)]                    # written by the engine
+REGISTERS = RegisterMap([Register("count")])
+
+
+# -- BufferSpec ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [0, 3])
+def test_read_ports_is_1_or_2(value):
+    with pytest.raises(ValueError, match=rf"^read_ports must be 1 or 2, not {value}$"):
+        BufferSpec("q", 8, 4, True, read_ports=value)
+
+
+def test_read_ports_is_an_integer():
+    with pytest.raises(TypeError, match=r"^read_ports must be an integer, not True$"):
+        BufferSpec("q", 8, 4, True, read_ports=True)
+
+
+def test_a_buffer_the_engine_writes_has_one_read_port():
+    with pytest.raises(ValueError, match=r"^read_ports must be 1 for a buffer the engine "
+                                         r"writes, not 2$"):
+        BufferSpec("out", 8, 4, False, read_ports=2)
+
+
+def test_read_ports_is_a_keyword_and_not_in_info():
+    with pytest.raises(TypeError):
+        BufferSpec("q", 8, 4, True, 2)              # pylint: disable=too-many-function-args
+    assert BufferSpec("q", 8, 4, True).read_ports == 1
+    assert (BufferSpec("q", 8, 4, True, read_ports=2).describe()
+            == BufferSpec("q", 8, 4, True).describe()
+            == {"name": "q", "word_bytes": 1, "word_stride": 1, "depth": 4, "writable": True})
+
+
+# -- the contract ----------------------------------------------------------------------------
+
+def ports(signature):
+    return {".".join(map(str, path)): (member.flow, member.shape)
+            for path, member in signature.members.flatten() if member.is_port}
+
+
+def test_port_b_is_in_the_contract_exactly_with_two_read_ports():
+    q, k, out = BUFFERS
+    assert ports(buffer_port_signature(q)) == {
+        "addr": (Out, range(DEPTH)), "data": (In, 16),
+        "b.addr": (Out, range(DEPTH)), "b.data": (In, 16)}
+    assert ports(buffer_port_signature(k)) == {"addr": (Out, range(8)), "data": (In, 8)}
+    assert set(ports(buffer_port_signature(out))) == {"addr", "data", "write"}
+    paths = ports(engine_signature(BUFFERS, REGISTERS))
+    assert {p for p in paths if ".b." in p} == {"mem.q.b.addr", "mem.q.b.data"}
+
+
+def component(signature):
+    class Partial(wiring.Component):
+        def __init__(self):
+            super().__init__(signature)
+
+        def elaborate(self, platform):
+            return Module()
+    return Partial()
+
+
+def test_check_engine_names_a_missing_port_b():
+    one_port = [BufferSpec("q", 16, DEPTH, True)] + BUFFERS[1:]
+    with pytest.raises(TypeError, match=r"^engine must have a member 'mem\.q\.b\.addr' of "
+                                        r"Out\(unsigned\(5\)\) \(the shell contract\), "
+                                        r"not none$"):
+        check_engine(component(engine_signature(one_port, REGISTERS)), BUFFERS, REGISTERS)
+    narrow = [BufferSpec("q", 8, DEPTH, True, read_ports=2)] + BUFFERS[1:]
+    with pytest.raises(TypeError, match=r"^engine member 'mem\.q\.data' must be "
+                                        r"In\(unsigned\(16\)\), not In\(unsigned\(8\)\)$"):
+        check_engine(component(engine_signature(narrow, REGISTERS)), BUFFERS, REGISTERS)
+
+
+# -- the shell and the adapter bench serve both ports ---------------------------------------
+
+async def read_both_ports(ctx, port, words, rng, cycles=60):
+    """Drive two random addresses a cycle on ports A and B of `port`; each port returns its
+    word one cycle later."""
+    for _ in range(cycles):
+        a, b = rng.randrange(len(words)), rng.randrange(len(words))
+        ctx.set(port.addr, a)
+        ctx.set(port.b.addr, b)
+        await ctx.tick()
+        assert (ctx.get(port.data), ctx.get(port.b.data)) == (words[a], words[b]), (a, b)
+
+
+def test_the_adapter_bench_serves_port_b():
+    engine = component(engine_signature(BUFFERS, REGISTERS))
+    engine.buffers = BUFFERS
+    rng = random.Random(1)
+    words = [rng.randrange(1 << 16) for _ in range(DEPTH)]
+
+    async def testbench(ctx):
+        await read_both_ports(ctx, engine.mem.q, words, rng)
+
+    run_sim(AdapterBench(engine, {"q": words}), testbench)
+
+
+DIVISOR = 4        # clock cycles per UART bit
+
+
+async def uart_send(ctx, pin, data):
+    for byte in data:
+        for bit in [0] + [(byte >> k) & 1 for k in range(8)] + [1]:
+            ctx.set(pin, bit)
+            await ctx.tick().repeat(DIVISOR)
+
+
+async def uart_receive(ctx, pin, count, timeout=20_000):
+    """`count` bytes from a TX pin, each bit sampled in its middle."""
+    out = bytearray()
+    for _ in range(timeout):
+        if len(out) == count:
+            return bytes(out)
+        if ctx.get(pin):
+            await ctx.tick()
+            continue
+        await ctx.tick().repeat(DIVISOR + DIVISOR // 2)
+        byte = 0
+        for k in range(8):
+            byte |= ctx.get(pin) << k
+            await ctx.tick().repeat(DIVISOR)
+        out.append(byte)
+    raise TimeoutError(f"received {bytes(out)!r}, wanted {count} bytes")
+
+
+def test_the_shell_serves_two_read_ports_from_host_written_words():
+    """The host writes the buffer over the UART; then the engine (here the testbench,
+    driving the outputs of an engine without logic) owns it and reads two random addresses
+    a cycle on ports A and B; then the host reads it back through port A."""
+
+    class Engine(wiring.Component):
+        def __init__(self):
+            super().__init__(engine_signature(BUFFERS, REGISTERS))
+
+        def elaborate(self, platform):
+            return Module()
+
+    engine = Engine()
+    dut = Shell(engine, buffers=BUFFERS, registers=REGISTERS, description={"engine": "test"},
+                clock_hz=DIVISOR * 1_000_000, baud=1_000_000, max_payload=128)
+    rng = random.Random(2)
+    words = [rng.randrange(1 << 16) for _ in range(DEPTH)]
+    data = b"".join(word.to_bytes(2, "little") for word in words)
+
+    async def exchange(ctx, command, seq, payload, reply):
+        await uart_send(ctx, dut.rx, encode_request(command, seq, payload))
+        expected = encode_reply(Status.OK, seq, reply)
+        assert await uart_receive(ctx, dut.tx, len(expected)) == expected
+
+    async def testbench(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(10)
+        await exchange(ctx, Command.WRITE, 1, write_payload(0, 0, data), b"")
+        ctx.set(engine.busy, 1)
+        await read_both_ports(ctx, engine.mem.q, words, rng)
+        ctx.set(engine.busy, 0)
+        await exchange(ctx, Command.READ, 2, read_payload(0, 6, 20), data[6:26])
+
+    run_sim(dut, testbench)
