@@ -1,0 +1,265 @@
+"""The ViTCoD SpMM and its output stage in the Amaranth simulator, with a real MacBank, a v
+memory of one-cycle read latency and the writes to `out` collected: every row written ==
+requantize(p @ v, out_mult, out_shift) of celine/golden/quant.py, under random idle
+cycles on the entry stream; and the cycle count of an uninterrupted run."""
+
+import random
+
+import pytest
+import torch
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+
+from celine.engines.vitcod.spec import VitcodParams
+from celine.golden.quant import requantize
+from celine.rtl.vitcod.mac_bank import MacBank
+from celine.rtl.vitcod.output_stage import OutputStage
+from celine.rtl.vitcod.spmm import Spmm, spmm_latency
+from celine.sim.amaranth_sim import run_sim, stream_put_all
+from celine.spec.lanes import pack_lanes, unpack_lanes
+
+
+def make_params(head_dim, macs, *, out_lanes, max_tokens=13, heads=2, prob_bits=12):
+    """A VitcodParams whose MAC bank has `macs` units (the split does not matter here)."""
+    dense = min(8, macs) if macs > 8 else 0
+    return VitcodParams(head_dim=head_dim, max_tokens=max_tokens, heads=heads,
+                        max_global=max_tokens if dense else 0, sparse_capacity=16,
+                        dense_macs=dense, sparse_macs=macs - dense, prob_bits=prob_bits,
+                        out_lanes=out_lanes)
+
+
+class Bench(Elaboratable):
+    """The Spmm with a MacBank and the v buffer (a Memory, synchronous read) attached."""
+
+    def __init__(self, params, v_words):
+        self.params = params
+        self.spmm = Spmm(params)
+        self.v_words = v_words
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        m.submodules.spmm = spmm = self.spmm
+        m.submodules.bank = bank = MacBank(p.mac_units)
+        wiring.connect(m, spmm.mul, bank.bus)
+        m.submodules.v = v = Memory(shape=p.head_dim * p.operand_width,
+                                    depth=p.heads * p.max_tokens, init=self.v_words)
+        read = v.read_port()
+        m.d.comb += [read.addr.eq(spmm.v.addr), spmm.v.data.eq(read.data)]
+        return m
+
+
+# -- cases -------------------------------------------------------------------------------
+
+
+def budget(params):
+    """The largest sum of one row's p that the accumulators are sized for (2^F + N/2)."""
+    return (1 << params.prob_bits) + (params.max_tokens + 1) // 2
+
+
+def random_probs(rng, count, params):
+    """`count` probabilities in 0 .. 2^F (the ends often) whose sum stays within budget."""
+    top = 1 << params.prob_bits
+    probs = [rng.choice([0, top, rng.randint(0, top), rng.randint(0, 8)]) for _ in range(count)]
+    room = budget(params)
+    for j, value in enumerate(probs):
+        probs[j] = min(value, room)
+        room -= probs[j]
+    rng.shuffle(probs)
+    return probs
+
+
+def random_rows(rng, tokens, params, *, lengths=None):
+    """Rows 0 .. N-1 of (column, p) entries, distinct columns in random order."""
+    rows = []
+    for i in range(tokens):
+        n = lengths(i) if lengths else rng.choice([1, 1, 2, 3, rng.randint(1, tokens)])
+        cols = rng.sample(range(tokens), min(n, tokens))
+        rows.append(list(zip(cols, random_probs(rng, len(cols), params))))
+    return rows
+
+
+def beats(rows):
+    return [{"row": i, "col": j, "p": prob, "last": int(k == len(row) - 1)}
+            for i, row in enumerate(rows) for k, (j, prob) in enumerate(row)]
+
+
+def expected(rows, v, head_base, out_mult, out_shift, params):
+    """The golden rows: requantize(P @ V) of the head's v rows."""
+    tokens = len(rows)
+    probs = torch.zeros(tokens, tokens, dtype=torch.int64)
+    for i, row in enumerate(rows):
+        for j, prob in row:
+            probs[i, j] = prob
+    o = probs @ v[head_base:head_base + tokens]
+    return requantize(o, out_mult, out_shift, params.operand_width).tolist()
+
+
+def random_v(rng, params, *, fill=None):
+    lo, hi = params.operand_range
+    shape = (params.heads * params.max_tokens, params.head_dim)
+    if fill is not None:
+        return torch.full(shape, fill, dtype=torch.int64)
+    gen = torch.Generator().manual_seed(rng.randrange(1 << 30))
+    v = torch.randint(lo, hi + 1, shape, generator=gen)
+    v[torch.rand(shape, generator=gen) < 0.15] = lo          # plenty of -128
+    return v
+
+
+def simulate(params, v, runs, *, idle_prob, seed=0):
+    """Runs [(rows, head_base, out_mult, out_shift)] one after another; returns per run the
+    writes {addr: row values} and the cycles from the start pulse until busy fell."""
+    words = [pack_lanes(row, params.operand_width) for row in v.tolist()]
+    bench = Bench(params, words)
+    dut = bench.spmm
+    stream = [b for rows, *_ in runs for b in beats(rows)]
+    results = []
+
+    async def producer(ctx):
+        await stream_put_all(ctx, dut.entries, stream, rng=random.Random(seed),
+                             idle_prob=idle_prob)
+
+    async def control(ctx):
+        for rows, head_base, out_mult, out_shift in runs:
+            ctx.set(dut.tokens, len(rows))
+            ctx.set(dut.head_base, head_base)
+            ctx.set(dut.out_mult, out_mult)
+            ctx.set(dut.out_shift, out_shift)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            writes, cycle = {}, 0
+            while True:
+                cycle += 1
+                *_, busy, write, addr, data = await ctx.tick().sample(
+                    dut.busy, dut.out.write, dut.out.addr, dut.out.data)
+                if write:
+                    assert busy, "a write after busy fell"
+                    assert addr not in writes, f"row word {addr} written twice"
+                    writes[addr] = unpack_lanes(data, params.head_dim, params.operand_width)
+                if not busy:
+                    break
+            results.append((writes, cycle))
+
+    run_sim(bench, producer, control, deadline=1.0)
+    return results
+
+
+def check(params, v, runs, *, idle_prob, seed=0):
+    results = simulate(params, v, runs, idle_prob=idle_prob, seed=seed)
+    for (rows, head_base, out_mult, out_shift), (writes, _) in zip(runs, results):
+        want = expected(rows, v, head_base, out_mult, out_shift, params)
+        assert sorted(writes) == list(range(head_base, head_base + len(rows)))
+        for i, row in enumerate(want):
+            assert writes[head_base + i] == row, (i, out_mult, out_shift)
+    return results
+
+
+# out_mult / out_shift pairs: zero, saturation both ways, the largest shift, typical scales.
+EDGE_SCALES = [(0, 0), (65535, 0), (1, 0), (65535, 63), (1, 63), (65535, 20)]
+
+
+def typical_scale(rng, params):
+    """A random multiplier with a shift that leaves most outputs inside int8."""
+    return rng.randint(1, 65535), params.prob_bits + rng.randint(13, 18)
+
+
+# -- bit-exact -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head_dim, macs, out_lanes, prob_bits", [
+    (16, 16, 16, 12),      # one entry a cycle, the whole row requantized at once
+    (16, 8, 4, 15),        # two cycles an entry, out_lanes = d/4, p up to 2^15
+    (64, 32, 16, 12),      # two cycles an entry at d = 64
+])
+def test_spmm_matches_golden(head_dim, macs, out_lanes, prob_bits):
+    p = make_params(head_dim, macs, out_lanes=out_lanes, prob_bits=prob_bits)
+    rng = random.Random(head_dim * 100 + macs)
+    v = random_v(rng, p)
+    base = p.max_tokens
+    runs = [
+        (random_rows(rng, p.max_tokens, p), base, *typical_scale(rng, p)),    # N = max, odd
+        (random_rows(rng, 1, p), 0, *typical_scale(rng, p)),                  # N = 1
+        (random_rows(rng, 6, p), base, *typical_scale(rng, p)),
+    ]
+    runs += [(random_rows(rng, 3, p), rng.choice([0, base]), mult, shift)
+             for mult, shift in EDGE_SCALES[:4 if head_dim == 64 else None]]
+    check(p, v, runs, idle_prob=0.3, seed=head_dim + macs)
+
+
+def test_spmm_d64_one_entry_rows_and_extremes():
+    """d = M = 64: rows of one entry (output-bound at out_lanes = d/4) and long rows, with
+    and without idle cycles; v = -128 and p = 2^F."""
+    p = make_params(64, 64, out_lanes=16, max_tokens=9)
+    rng = random.Random(64)
+    v = random_v(rng, p)
+    one = random_rows(rng, 9, p, lengths=lambda i: 1)
+    long = random_rows(rng, 7, p, lengths=lambda i: rng.randint(4, 9))
+    runs = [(one, 0, *typical_scale(rng, p)), (long, 9, *typical_scale(rng, p)),
+            (one, 9, 65535, 63)]
+    check(p, v, runs, idle_prob=0.0)
+    check(p, v, runs[:2], idle_prob=0.4, seed=5)
+
+
+def test_spmm_extreme_sums():
+    """The accumulators' bounds: rows whose p sum to 2^F + N/2 (the most a softmax row can
+    round to) against v all -128 or all 127, and single entries of 2^F; one scale that
+    brings every sum into the int8 range and one (shift 0) that saturates them."""
+    p = make_params(16, 16, out_lanes=16, max_tokens=9, heads=1)
+    top = 1 << p.prob_bits
+    extra = budget(p) - top
+    rows = [[(0, top), (1, extra)], [(2, top)], [(3, top - 1), (4, extra + 1)], [(4, 0)],
+            [(1, top), (0, extra), (2, 0)]]
+    shift = p.prob_bits + 2           # |o| <= 128 * (2^F + 5) -> |y| <= 32.2
+    for fill in (-128, 127):
+        v = random_v(random.Random(0), p, fill=fill)
+        check(p, v, [(rows, 0, 1, shift), (rows, 0, 1, 0)], idle_prob=0.2)
+
+
+def test_spmm_out_lanes_d_with_s2():
+    """M = d/2 with out_lanes = d: the output keeps up with single-entry rows."""
+    p = make_params(16, 8, out_lanes=16)
+    rng = random.Random(7)
+    v = random_v(rng, p)
+    runs = [(random_rows(rng, 13, p), 13, *EDGE_SCALES[2]),
+            (random_rows(rng, 5, p, lengths=lambda i: 1), 0, *typical_scale(rng, p))]
+    check(p, v, runs, idle_prob=0.25, seed=3)
+
+
+# -- cycles -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head_dim, macs, out_lanes", [(16, 8, 4), (16, 16, 16), (64, 64, 16)])
+def test_spmm_cycles(head_dim, macs, out_lanes):
+    """`entries` always valid: busy falls E·d/M + latency cycles after start, latency =
+    d/out_lanes + 10, with long rows and with rows of the shortest length that never
+    stalls: max(S + 3, d/out_lanes) cycles (S = d/M cycles an entry)."""
+    p = make_params(head_dim, macs, out_lanes=out_lanes)
+    slices, chunks = head_dim // macs, head_dim // out_lanes
+    shortest = -(-max(slices + 3, chunks) // slices)          # entries
+    rng = random.Random(11)
+    v = random_v(rng, p)
+    runs = [(random_rows(rng, 13, p, lengths=lambda i: rng.randint(5, 13)), 13,
+             *typical_scale(rng, p)),
+            (random_rows(rng, 11, p, lengths=lambda i: shortest), 0, *typical_scale(rng, p))]
+    latency = spmm_latency(p)
+    assert latency == chunks + 10
+    results = check(p, v, runs, idle_prob=0.0)
+    for (rows, *_), (_, cycles) in zip(runs, results):
+        assert cycles == sum(len(r) for r in rows) * slices + latency
+
+
+# -- parameters -----------------------------------------------------------------------------------
+
+
+def test_spmm_rejects_bad_params():
+    p = VitcodParams(head_dim=16, max_tokens=9, max_global=4, sparse_capacity=8,
+                     dense_macs=16, sparse_macs=16, out_lanes=4)
+    with pytest.raises(ValueError, match=r"^dense_macs \+ sparse_macs must divide head_dim "
+                                         r"\(16\) in the SpMM, not 32$"):
+        Spmm(p)
+    with pytest.raises(TypeError, match=r"^params must be a VitcodParams, not 3$"):
+        Spmm(3)
+    with pytest.raises(TypeError, match=r"^params must be a VitcodParams, not None$"):
+        OutputStage(None)
