@@ -68,11 +68,11 @@ class VitcodEngineModel(EngineModel):
 
     def run(self, registers, buffers):
         p = self.params
-        tokens = registers["tokens"]
-        if not 1 <= tokens <= p.max_tokens:
-            return RunResult(errors=int(Errors.TOKENS))
         fields = {name: self.register_map[name].field(name).extract(value)
                   for name, value in registers.items()}
+        tokens = fields["tokens"]            # a register keeps its field's width
+        if not 1 <= tokens <= p.max_tokens:
+            return RunResult(errors=int(Errors.TOKENS))
         heads = [h for h in range(p.heads) if not fields["head_mask"] >> h & 1]
         for h in heads:
             if fields[head_register("globals", h)] > p.max_global or \

@@ -1,0 +1,245 @@
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ...engines.vitcod.spec import Errors, VitcodParams, buffers
+from ...spec.numerics import MULT_BITS, SHIFT_BITS
+from ..shell.contract import (CYCLE_BITS, ERROR_BITS, RESULT_WORD_BITS, buffer_port_signature)
+from .csr_check import CsrCheck
+from .dense_sddmm import DenseSddmm
+from .index_check import IndexCheck
+from .mac_bank import MacBank
+from .row_max import RowMax
+from .softmax_unit import SoftmaxUnit
+from .sparse_sddmm import SparseSddmm
+from .spmm import Spmm
+
+__all__ = ["VitcodCore", "head_fields"]
+
+
+def head_fields(params):
+    """The per-head runtime values: name -> width (docs/vitcod.md, "Registers")."""
+    p = params
+    return {"globals": p.token_bits + 1, "nnz": p.position_bits + 1, "exp_mult": MULT_BITS,
+            "exp_shift": SHIFT_BITS, "out_mult": MULT_BITS, "out_shift": SHIFT_BITS}
+
+
+class VitcodCore(wiring.Component):
+    """The ViTCoD engine over the shell's buffers (docs/vitcod.md, "The hardware").
+
+    On `start` (the runtime values stable until `busy` drops, as the shell keeps them):
+    N outside 1 .. max_tokens sets Errors.TOKENS, a kept head with g > max_global or
+    nnz > sparse_capacity sets Errors.CAPACITY, and nothing runs. Otherwise, for each kept
+    head in order (bit h of `head_mask` set skips head h):
+
+    1. SDDMM: the denser engine (q, k port B) and the sparser engine (q, k port A; csc
+       port A) fill the score memories and the row maxima while CsrCheck (csr port A) and
+       IndexCheck (csc, csr port B) check the lists. A failed check sets Errors.INDEX and
+       ends the run before the head writes anything.
+    2. Softmax and SpMM: the softmax unit (csr port A) streams (j, p) to the SpMM (v port A),
+       which writes the head's N output rows to `out`.
+
+    The MAC bank belongs to the SDDMM engines in phase 1 (units 0 .. dense_macs-1 to the
+    denser one) and to the SpMM in phase 2. `cycles` counts the cycles `busy` was high,
+    `result_words` the rows written (saturating).
+    """
+
+    def __init__(self, params):
+        if not isinstance(params, VitcodParams):
+            raise TypeError(f"params must be a VitcodParams, not {params!r}")
+        self.params = params
+        p = params
+        self.buffers = buffers(p)
+        per_head = {name: In(data.ArrayLayout(unsigned(width), p.heads))
+                    for name, width in head_fields(p).items()}
+        super().__init__({
+            "start": In(1),
+            "tokens": In(16),
+            "head_mask": In(p.heads),
+            **per_head,
+            "busy": Out(1),
+            "errors": Out(ERROR_BITS),
+            "cycles": Out(CYCLE_BITS),
+            "result_words": Out(RESULT_WORD_BITS),
+            "mem": Out(wiring.Signature({b.name: Out(buffer_port_signature(b))
+                                         for b in self.buffers})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        mem = self.mem
+        has_dense, has_sparse = p.dense_macs > 0, p.sparse_macs > 0
+
+        m.submodules.bank = bank = MacBank(p.mac_units)
+        m.submodules.row_max = row_max = RowMax(p)
+        m.submodules.softmax = softmax = SoftmaxUnit(p)
+        m.submodules.spmm = spmm = Spmm(p)
+        if has_dense:
+            m.submodules.dense = dense = DenseSddmm(p)
+            m.submodules.dense_scores = dense_scores = Memory(
+                shape=signed(p.score_width), depth=p.max_tokens * p.max_global, init=[])
+        if has_sparse:
+            m.submodules.sparse = sparse = SparseSddmm(p)
+            m.submodules.csr_check = csr_check = CsrCheck(p)
+            m.submodules.index_check = index_check = IndexCheck(p)
+            m.submodules.sparse_scores = sparse_scores = Memory(
+                shape=signed(p.score_width), depth=p.sparse_capacity, init=[])
+
+        # -- the run's sequence ------------------------------------------------------------
+        head = Signal(range(p.heads + 1))
+        phase_b = Signal()                        # the MAC bank and csr port A: phase 2's
+        head_base = Signal(range(p.heads * p.max_tokens + 1))
+        list_base = Signal(range(max(1, p.heads * p.sparse_capacity) + 1))
+        current = {name: Signal(width, name=f"head_{name}")
+                   for name, width in head_fields(p).items()}
+        start_a, start_b = Signal(), Signal()
+        tokens = self.tokens[:p.token_bits + 1]
+
+        kept = Array(~self.head_mask[h] for h in range(p.heads))
+        over = Signal()
+        m.d.comb += over.eq(0)
+        for h in range(p.heads):
+            with m.If(kept[h] & ((self.globals[h] > p.max_global) |
+                                 (self.nnz[h] > p.sparse_capacity))):
+                m.d.comb += over.eq(1)
+
+        phase_a_busy = row_max.busy
+        index_error = 0
+        if has_dense:
+            phase_a_busy = phase_a_busy | dense.busy
+        if has_sparse:
+            phase_a_busy = phase_a_busy | sparse.busy | csr_check.busy | index_check.busy
+            index_error = sparse.error | csr_check.error | index_check.error
+
+        with m.If(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(mem.out.write & (self.result_words != (1 << RESULT_WORD_BITS) - 1)):
+            m.d.sync += self.result_words.eq(self.result_words + 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [self.busy.eq(1), self.cycles.eq(0), self.result_words.eq(0),
+                                 self.errors.eq(0), head.eq(0), head_base.eq(0),
+                                 list_base.eq(0), phase_b.eq(0)]
+                    with m.If((self.tokens == 0) | (self.tokens > p.max_tokens)):
+                        m.d.sync += self.errors.eq(Errors.TOKENS)
+                        m.next = "DONE"
+                    with m.Elif(over):
+                        m.d.sync += self.errors.eq(Errors.CAPACITY)
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "NEXT_HEAD"
+            with m.State("NEXT_HEAD"):
+                # One head a visit: skip it, or take its values and start its SDDMM.
+                m.d.sync += phase_b.eq(0)
+                with m.If(head == p.heads):
+                    m.next = "DONE"
+                with m.Elif(~kept[head]):
+                    m.d.sync += [head.eq(head + 1), head_base.eq(head_base + p.max_tokens),
+                                 list_base.eq(list_base + p.sparse_capacity)]
+                with m.Else():
+                    for name, signal in current.items():
+                        m.d.sync += signal.eq(Array(getattr(self, name))[head])
+                    m.next = "START_A"
+            with m.State("START_A"):
+                m.d.comb += start_a.eq(1)
+                m.next = "WAIT_A"
+            with m.State("WAIT_A"):
+                with m.If(~phase_a_busy):
+                    with m.If(index_error):
+                        m.d.sync += self.errors.eq(Errors.INDEX)
+                        m.next = "DONE"
+                    with m.Else():
+                        m.d.sync += phase_b.eq(1)
+                        m.next = "START_B"
+            with m.State("START_B"):
+                m.d.comb += start_b.eq(1)
+                m.next = "WAIT_B"
+            with m.State("WAIT_B"):
+                with m.If(~softmax.busy & ~spmm.busy):
+                    m.d.sync += [head.eq(head + 1), head_base.eq(head_base + p.max_tokens),
+                                 list_base.eq(list_base + p.sparse_capacity)]
+                    m.next = "NEXT_HEAD"
+            with m.State("DONE"):
+                m.d.sync += self.busy.eq(0)
+                m.next = "IDLE"
+
+        # -- phase 1 -----------------------------------------------------------------------
+        m.d.comb += row_max.clear.eq(start_a)
+        for unit in ([dense] if has_dense else []) + ([sparse] if has_sparse else []):
+            m.d.comb += [unit.start.eq(start_a), unit.tokens.eq(tokens),
+                         unit.globals.eq(current["globals"]), unit.head_base.eq(head_base)]
+        if has_dense:
+            m.d.comb += [
+                mem.q.b.addr.eq(dense.q.addr), dense.q.data.eq(mem.q.b.data),
+                mem.k.b.addr.eq(dense.k.addr), dense.k.data.eq(mem.k.b.data),
+                row_max.dense.row.eq(dense.row_max.row),
+                row_max.dense.value.eq(dense.row_max.value),
+                row_max.dense.en.eq(dense.row_max.en),
+            ]
+            write = dense_scores.write_port()
+            m.d.comb += [write.addr.eq(dense.score.addr), write.data.eq(dense.score.data),
+                         write.en.eq(dense.score.en)]
+        if has_sparse:
+            m.d.comb += [
+                sparse.nnz.eq(current["nnz"]), sparse.list_base.eq(list_base),
+                mem.q.addr.eq(sparse.q.addr), sparse.q.data.eq(mem.q.data),
+                mem.k.addr.eq(sparse.k.addr), sparse.k.data.eq(mem.k.data),
+                mem.csc.addr.eq(sparse.csc.addr), sparse.csc.data.eq(mem.csc.data),
+                row_max.sparse.row.eq(sparse.score_row.row),
+                row_max.sparse.value.eq(sparse.score_row.value),
+                row_max.sparse.en.eq(sparse.score_row.en),
+                csr_check.start.eq(start_a), csr_check.tokens.eq(tokens),
+                csr_check.globals.eq(current["globals"]), csr_check.nnz.eq(current["nnz"]),
+                csr_check.list_base.eq(list_base),
+                csr_check.csr.data.eq(mem.csr.data),
+                index_check.start.eq(start_a), index_check.nnz.eq(current["nnz"]),
+                index_check.list_base.eq(list_base),
+                mem.csc.b.addr.eq(index_check.csc.addr), index_check.csc.data.eq(mem.csc.b.data),
+                mem.csr.b.addr.eq(index_check.csr.addr), index_check.csr.data.eq(mem.csr.b.data),
+                mem.csr.addr.eq(Mux(phase_b, softmax.csr.addr, csr_check.csr.addr)),
+            ]
+            write = sparse_scores.write_port()
+            m.d.comb += [write.addr.eq(sparse.score.addr), write.data.eq(sparse.score.data),
+                         write.en.eq(sparse.score.en)]
+        m.d.comb += softmax.csr.data.eq(mem.csr.data) if has_sparse else []
+
+        # -- the MAC bank: the SDDMM engines' in phase 1, the SpMM's in phase 2 --------------
+        for k in range(p.mac_units):
+            if k < p.dense_macs:
+                engine, unit = dense, k
+            else:
+                engine, unit = sparse, k - p.dense_macs
+            m.d.comb += [
+                bank.bus.a[k].eq(Mux(phase_b, spmm.mul.a[k], engine.mul.a[unit])),
+                bank.bus.b[k].eq(Mux(phase_b, spmm.mul.b[k], engine.mul.b[unit])),
+                engine.mul.p[unit].eq(bank.bus.p[k]),
+                spmm.mul.p[k].eq(bank.bus.p[k]),
+            ]
+
+        # -- phase 2 -----------------------------------------------------------------------
+        m.d.comb += [
+            softmax.start.eq(start_b), softmax.tokens.eq(tokens),
+            softmax.globals.eq(current["globals"]), softmax.nnz.eq(current["nnz"]),
+            softmax.exp_mult.eq(current["exp_mult"]), softmax.exp_shift.eq(current["exp_shift"]),
+            softmax.list_base.eq(list_base),
+            row_max.read.addr.eq(softmax.row_max.addr), softmax.row_max.data.eq(row_max.read.data),
+            spmm.start.eq(start_b), spmm.tokens.eq(tokens), spmm.head_base.eq(head_base),
+            spmm.out_mult.eq(current["out_mult"]), spmm.out_shift.eq(current["out_shift"]),
+            mem.v.addr.eq(spmm.v.addr), spmm.v.data.eq(mem.v.data),
+            mem.out.addr.eq(spmm.out.addr), mem.out.data.eq(spmm.out.data),
+            mem.out.write.eq(spmm.out.write),
+        ]
+        wiring.connect(m, softmax.entries, spmm.entries)
+        if has_dense:
+            read = dense_scores.read_port(transparent_for=())
+            m.d.comb += [read.addr.eq(softmax.dense_scores.addr),
+                         softmax.dense_scores.data.eq(read.data)]
+        if has_sparse:
+            read = sparse_scores.read_port(transparent_for=())
+            m.d.comb += [read.addr.eq(softmax.sparse_scores.addr),
+                         softmax.sparse_scores.data.eq(read.data)]
+        return m

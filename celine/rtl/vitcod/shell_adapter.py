@@ -1,0 +1,42 @@
+"""The ViTCoD engine in the shell: the registers decoded onto the core's runtime values."""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+
+from ...engines.vitcod.spec import VitcodParams, buffers, head_register, registers
+from ..shell.contract import engine_signature
+from .core import VitcodCore, head_fields
+
+__all__ = ["VitcodShellAdapter"]
+
+
+class VitcodShellAdapter(wiring.Component):
+    """VitcodCore with the shell's contract (docs/engines.md): `tokens`, `head_mask` and
+    each head's `<name>_<h>` registers (docs/vitcod.md, "Registers") drive the core's
+    runtime values; the buffers' ports pass through."""
+
+    def __init__(self, params):
+        if not isinstance(params, VitcodParams):
+            raise TypeError(f"params must be a VitcodParams, not {params!r}")
+        self.params = params
+        self.buffers = buffers(params)
+        self.register_map = registers(params)
+        super().__init__(engine_signature(self.buffers, self.register_map))
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        m.submodules.core = core = VitcodCore(p)
+        regs = {name: self.registers[self.register_map.index(name)]
+                for name in self.register_map.names}
+        m.d.comb += [core.start.eq(self.start), self.busy.eq(core.busy),
+                     self.errors.eq(core.errors), self.cycles.eq(core.cycles),
+                     self.result_words.eq(core.result_words),
+                     core.tokens.eq(regs["tokens"][:16]),
+                     core.head_mask.eq(regs["head_mask"][:p.heads])]
+        # A register holds its field's width (RegisterMap): the bits above are not kept.
+        for name, width in head_fields(p).items():
+            for h in range(p.heads):
+                m.d.comb += getattr(core, name)[h].eq(regs[head_register(name, h)][:width])
+        wiring.connect(m, wiring.flipped(self.mem), core.mem)
+        return m
