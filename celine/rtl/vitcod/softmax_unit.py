@@ -1,0 +1,372 @@
+"""The ViTCoD softmax unit: a head's kept scores in, its probabilities out, row by row
+(docs/vitcod.md, "The hardware", phase 2's front half), bit for bit as
+celine.golden.vitcod.attention.softmax_int computes them."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ...engines.vitcod.spec import X_BITS, VitcodParams, buffers, csr_fields
+from ...spec.numerics import MULT_BITS, SHIFT_BITS
+from ..common.shaped_queue import ShapedQueue, _rejected
+from ..shell.contract import read_port_signature
+from .divider import ReciprocalPipeline
+from .exp_unit import E_WIDTH, ExpUnit
+from .mac_bank import OPERAND_WIDTH
+
+__all__ = ["SoftmaxUnit", "entry_layout", "score_port_signature"]
+
+# The queues are filled on credit (a count of the words issued and not yet taken out), so
+# nothing upstream of them stalls. That needs a ShapedQueue of depth >= 3, which takes a
+# beat whenever its level is below its depth (at depth 2 it may not).
+CSR_QUEUE_DEPTH = 4      # CSR words prefetched: one a cycle needs 4 (a read in flight, the
+                         # queue's two stages, the word being taken); 3 halves the rate
+OUT_QUEUE_DEPTH = 10     # stage 2's six stages + the output queue's two: 9 suffice
+# Cycles of stage 1's pipeline and of the bookkeeping around the divider that the entry
+# queue covers besides a whole row, the ExpUnit and the divider (SoftmaxUnit.
+# entry_queue_depth): with rows of max_tokens entries, 6 suffice to keep stage 1 at one
+# entry a cycle (measured, tests/test_vitcod_softmax.py, throughput); 10 leave a margin.
+ENTRY_QUEUE_SLACK = 10
+
+
+def entry_layout(params):
+    """A probability on the `entries` stream: its row, column (the key token, K in the
+    polarized order), p (0 .. 2^F) and whether it is the row's last entry."""
+    return data.StructLayout({"row": params.token_bits, "col": params.token_bits,
+                              "p": params.prob_width, "last": 1})
+
+
+def score_port_signature(params, depth):
+    """A read port into a score memory of `depth` words: `addr` out, the signed score in
+    one cycle later."""
+    return wiring.Signature({"addr": Out(range(max(1, depth))),
+                             "data": In(signed(params.score_width))})
+
+
+class SoftmaxUnit(wiring.Component):
+    """The integer softmax of one head's kept scores, one entry a cycle.
+
+    ``start`` (ignored while ``busy``) samples the head: ``tokens`` N (>= 1), ``globals``
+    g (dense columns per row), ``nnz`` (CSR entries), ``exp_mult``, ``exp_shift`` and
+    ``list_base`` (the head's first CSR word). ``busy`` stays high until the last entry
+    of row N − 1 has been taken from ``entries``.
+
+    Read ports (``addr`` out, ``data`` in the cycle after):
+    - ``dense_scores``: score (i, j) of a global column j < g at i·max_global + j;
+    - ``sparse_scores``: the score of the CSR entry at list position n at address n;
+    - ``csr``: the CSR words (row, col), sorted by (row, col), at list_base + n;
+    - ``row_max``: m_i at address i, over both kinds of scores.
+    Every row must keep at least one entry (the caller's guarantee).
+
+    - ``csr`` is the shell's read port into the ``csr`` buffer (rtl/shell/contract.py).
+    ``entries`` (stream of entry_layout): for rows i = 0 .. N − 1, the dense entries
+    (j = 0 .. g − 1) and then the row's CSR entries in list order, each with p_ij and
+    ``last`` on the row's last entry. Any ready pattern is honoured; ``valid`` and the
+    payload come from registers.
+
+    How: stage 1 walks the rows (a small walker that takes a dense column, else the head
+    of a prefetched CSR queue while its row is the current one, else moves to the next
+    row's first entry in the same cycle, so rows follow each other without a bubble),
+    reads the score and the row maximum, computes e (ExpUnit) and the row sum S, which
+    goes through the ReciprocalPipeline; r_i lands in a row-indexed memory. e and the
+    column wait in the entry queue (block RAM) until r_i is there; stage 2 then reads r_i
+    by the entry's row and computes p = min((e·r + 2^(R−F−1)) >> (R−F), 2^F) (e times
+    17-bit chunks of r, one MULT18X18D each, registered before and after, then their
+    sum, then the rounding) into a small output queue. Every block-RAM output goes
+    straight into a register (an ECP5 block RAM's unregistered output takes ~5.8 ns); out
+    of context on an ECP5-85F the unit at the default parameters reaches ~127 MHz.
+    Nothing in the pipelines stalls: stage 1 issues an entry only while the entry
+    queue has room for every entry issued and not yet taken out (a credit count), and
+    stage 2 likewise against the output queue. The entry queue holds a whole row plus the
+    entries issued while the row's sum goes through the divider, so with ``entries``
+    always ready stage 1 never waits: a head takes at most entries + (its longest row) +
+    ExpUnit.latency + recip_width + 16 cycles from start to its last entry (the longest
+    row because p of a row needs the row's whole sum first, so stage 2 runs up to a row
+    behind stage 1; measured at recip_width 22: + 43 with dense columns, + 46 with g = 0,
+    whose first entry waits 3 cycles for the CSR prefetch).
+    """
+
+    def __init__(self, params):
+        try:
+            if not isinstance(params, VitcodParams):
+                raise TypeError(f"params must be a VitcodParams, not {params!r}")
+        except Exception:
+            _rejected(self)
+            raise
+        self.params = p = params
+        csr_buffer, = (b for b in buffers(p) if b.name == "csr")
+        self.csr_depth = csr_buffer.depth
+        self.dense_depth = max(1, p.max_tokens * p.max_global)
+        self.sparse_depth = max(1, p.sparse_capacity)
+        self.entry_queue_depth = (p.max_tokens + ExpUnit.latency + p.recip_width
+                                  + ENTRY_QUEUE_SLACK)
+        super().__init__({
+            "start": In(1),
+            "tokens": In(p.token_bits + 1),
+            "globals": In(p.token_bits + 1),
+            "nnz": In(p.position_bits + 1),
+            "exp_mult": In(MULT_BITS),
+            "exp_shift": In(SHIFT_BITS),
+            "list_base": In(range(self.csr_depth)),
+            "busy": Out(1),
+            "dense_scores": Out(score_port_signature(p, self.dense_depth)),
+            "sparse_scores": Out(score_port_signature(p, self.sparse_depth)),
+            "csr": Out(read_port_signature(csr_buffer)),
+            "row_max": Out(score_port_signature(p, p.max_tokens)),
+            "entries": Out(stream.Signature(entry_layout(p))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        tb = p.token_bits
+        start = self.start & ~self.busy
+
+        # -- the head, sampled by start ----------------------------------------------------
+        last_row = Signal(tb)                     # N - 1
+        globals_ = Signal.like(self.globals)
+        nnz = Signal.like(self.nnz)
+        exp_mult = Signal.like(self.exp_mult)
+        exp_shift = Signal.like(self.exp_shift)
+        running = Signal()                        # stage 1's walk is on
+
+        # -- the CSR prefetch: words list_base + n into a small queue, counted ------------
+        csr_layout = data.StructLayout(dict(csr_fields(p)))
+        m.submodules.csr_queue = csr_queue = ShapedQueue(csr_layout, CSR_QUEUE_DEPTH)
+        fetch_n = Signal.like(self.nnz)
+        fetch_addr = Signal(range(self.csr_depth + 1))
+        fetched = Signal()                        # a read in flight
+        csr_held = Signal(range(CSR_QUEUE_DEPTH + 1))   # in flight or queued
+        fetch = Signal()
+        pop = Signal()
+        m.d.comb += [
+            fetch.eq(running & (fetch_n != nnz) & (csr_held != CSR_QUEUE_DEPTH)),
+            self.csr.addr.eq(fetch_addr),
+            csr_queue.i.valid.eq(fetched),
+            csr_queue.i.payload.eq(self.csr.data),
+            csr_queue.o.ready.eq(pop),
+        ]
+        m.d.sync += [fetched.eq(fetch), csr_held.eq(csr_held + fetch - pop)]
+        with m.If(fetch):
+            m.d.sync += [fetch_n.eq(fetch_n + 1), fetch_addr.eq(fetch_addr + 1)]
+        head = csr_queue.o.payload
+        head_valid = csr_queue.o.valid
+        with m.If(~running):
+            m.d.comb += pop.eq(head_valid)        # words a malformed list left: dropped
+
+        # -- stage 1's walker -------------------------------------------------------------
+        row = Signal(tb)
+        col = Signal(tb + 1)                      # the next dense column j
+        dense_addr = Signal(range(self.dense_depth + 1))     # row * max_global + col
+        next_base = Signal(range(self.dense_depth + p.max_global + 1))  # (row+1)*max_global
+        list_pos = Signal.like(self.nnz)          # CSR entries taken
+        occupancy = Signal(range(self.entry_queue_depth + 1))   # issued, not yet in stage 2
+        # The held entry: it moves on when the next one is issued (or the walk ends), when
+        # it is known whether it is its row's last.
+        held = Signal()
+        held_row = Signal(tb)
+        held_col = Signal(tb)
+        held_sparse = Signal()
+        held_addr = Signal(range(max(self.dense_depth, self.sparse_depth)))
+
+        # Flags kept in registers, for a short decision path: col != g, list_pos != nnz,
+        # row == N - 1, g != 0, g > 1.
+        dense_left, sparse_left, on_last_row = Signal(), Signal(), Signal()
+        has_dense, several_dense = Signal(), Signal()
+        row_done = ~dense_left & (~sparse_left | (head_valid & (head.row != row)))
+        credit = occupancy != self.entry_queue_depth
+        issue = Signal()                          # a new entry into the held register
+        new_row = Signal()                        # ... the first of the next row
+        flush = Signal()                          # the walk's end: the held entry moves on
+        new = {"row": Signal(tb), "col": Signal(tb), "sparse": Signal(),
+               "addr": Signal.like(held_addr)}
+        with m.If(running):
+            with m.If(dense_left):
+                m.d.comb += [issue.eq(credit), new["row"].eq(row), new["col"].eq(col),
+                             new["addr"].eq(dense_addr)]
+                with m.If(credit):
+                    m.d.sync += [col.eq(col + 1), dense_addr.eq(dense_addr + 1),
+                                 dense_left.eq(col + 1 != globals_)]
+            with m.Elif(sparse_left & head_valid & (head.row == row)):
+                m.d.comb += [issue.eq(credit), pop.eq(credit), new["row"].eq(row),
+                             new["col"].eq(head.col), new["sparse"].eq(1),
+                             new["addr"].eq(list_pos)]
+                with m.If(credit):
+                    m.d.sync += [list_pos.eq(list_pos + 1),
+                                 sparse_left.eq(list_pos + 1 != nnz)]
+            with m.Elif(row_done):
+                with m.If(on_last_row):
+                    m.d.comb += flush.eq(1)
+                    m.d.sync += running.eq(0)
+                with m.Elif(has_dense):
+                    m.d.comb += [issue.eq(credit), new_row.eq(1), new["row"].eq(row + 1),
+                                 new["addr"].eq(next_base)]
+                    with m.If(credit):
+                        m.d.sync += [row.eq(row + 1), col.eq(1),
+                                     dense_addr.eq(next_base + 1),
+                                     next_base.eq(next_base + p.max_global),
+                                     on_last_row.eq(row + 1 == last_row),
+                                     dense_left.eq(several_dense)]
+                with m.Elif(head_valid):      # g = 0: the head is row + 1's first entry
+                    m.d.comb += [issue.eq(credit), new_row.eq(1), pop.eq(credit),
+                                 new["row"].eq(row + 1), new["col"].eq(head.col),
+                                 new["sparse"].eq(1), new["addr"].eq(list_pos)]
+                    with m.If(credit):
+                        m.d.sync += [row.eq(row + 1), list_pos.eq(list_pos + 1),
+                                     on_last_row.eq(row + 1 == last_row),
+                                     sparse_left.eq(list_pos + 1 != nnz)]
+
+        move = (issue & held) | flush
+        with m.If(issue):
+            m.d.sync += [held.eq(1), held_row.eq(new["row"]), held_col.eq(new["col"]),
+                         held_sparse.eq(new["sparse"]), held_addr.eq(new["addr"])]
+        with m.Elif(flush):
+            m.d.sync += held.eq(0)
+
+        # -- stage 1's data path: the reads, x, e and the row sum ------------------------
+        m.d.comb += [self.dense_scores.addr.eq(held_addr), self.sparse_scores.addr.eq(held_addr),
+                     self.row_max.addr.eq(held_row)]
+        tag = data.StructLayout({"row": tb, "col": tb, "last": 1})
+        valid_0 = Signal()
+        tag_0 = Signal(tag)
+        sparse_0 = Signal()
+        m.d.sync += [valid_0.eq(move), tag_0.row.eq(held_row), tag_0.col.eq(held_col),
+                     tag_0.last.eq(new_row | flush), sparse_0.eq(held_sparse)]
+
+        # The memories' outputs go straight into registers (a block RAM's output is slow).
+        valid_1 = Signal()
+        tag_1 = Signal(tag)
+        sparse_1 = Signal()
+        dense_1 = Signal.like(self.dense_scores.data)
+        sparse_score_1 = Signal.like(self.sparse_scores.data)
+        max_1 = Signal.like(self.row_max.data)
+        m.d.sync += [valid_1.eq(valid_0), tag_1.eq(tag_0), sparse_1.eq(sparse_0),
+                     dense_1.eq(self.dense_scores.data),
+                     sparse_score_1.eq(self.sparse_scores.data), max_1.eq(self.row_max.data)]
+        valid_2 = Signal()
+        tag_2 = Signal(tag)
+        distance_2 = Signal(p.score_width + 1)   # m - s >= 0
+        m.d.sync += [valid_2.eq(valid_1), tag_2.eq(tag_1),
+                     distance_2.eq(max_1 - Mux(sparse_1, sparse_score_1, dense_1))]
+
+        m.submodules.exp = exp = ExpUnit(tag)
+        x_max = (1 << X_BITS) - 1
+        m.d.comb += [exp.valid.eq(valid_2), exp.tag.eq(tag_2),
+                     exp.x.eq(Mux(distance_2 > x_max, x_max, distance_2)),
+                     exp.exp_mult.eq(exp_mult), exp.exp_shift.eq(exp_shift)]
+        e_tag = exp.out_tag
+
+        queued = data.StructLayout({"e": E_WIDTH, "col": tb, "last": 1})
+        m.submodules.entry_queue = entry_queue = ShapedQueue(queued, self.entry_queue_depth)
+        m.d.comb += [entry_queue.i.valid.eq(exp.out_valid),
+                     entry_queue.i.payload.e.eq(exp.e),
+                     entry_queue.i.payload.col.eq(e_tag.col),
+                     entry_queue.i.payload.last.eq(e_tag.last)]
+
+        row_part = Signal(p.sum_width)          # the sum of the row's entries so far
+        row_sum = Signal(p.sum_width)
+        sum_valid = Signal()
+        sum_row = Signal(tb)
+        m.d.sync += sum_valid.eq(exp.out_valid & e_tag.last)
+        with m.If(exp.out_valid):
+            with m.If(e_tag.last):
+                m.d.sync += [row_part.eq(0), row_sum.eq(row_part + exp.e),
+                             sum_row.eq(e_tag.row)]
+            with m.Else():
+                m.d.sync += row_part.eq(row_part + exp.e)
+
+        # -- the reciprocals, by row ------------------------------------------------------
+        m.submodules.recip = recip = ReciprocalPipeline(p, tb)
+        m.d.comb += [recip.valid.eq(sum_valid), recip.s.eq(row_sum), recip.tag.eq(sum_row)]
+        m.submodules.recips = recips = Memory(shape=p.recip_width, depth=p.max_tokens, init=[])
+        recip_write = recips.write_port()
+        recip_read = recips.read_port()           # not transparent: a plain block-RAM port
+        rows_known = Signal(tb + 1)               # rows whose r is in the memory
+        m.d.comb += [recip_write.addr.eq(recip.out_tag), recip_write.data.eq(recip.r),
+                     recip_write.en.eq(recip.out_valid)]
+        m.d.sync += rows_known.eq(rows_known + recip.out_valid)
+
+        # -- stage 2: p = min((e * r + 2^(R-F-1)) >> (R-F), 2^F) ---------------------------
+        # The queue's head goes straight from the block RAM into a register (loaded
+        # whenever it is empty or taken), which stage 2 takes from: the block RAM's
+        # output would be too slow for the row count and the checks that depend on it.
+        head_held = Signal()
+        queue_head = Signal(queued)
+        row_2 = Signal(tb + 1)                    # the row of queue_head
+        out_held = Signal(range(OUT_QUEUE_DEPTH + 1))   # taken, not yet delivered
+        take = Signal()
+        advance = ~head_held | take
+        m.d.comb += [
+            take.eq(head_held & (rows_known > row_2) & (out_held != OUT_QUEUE_DEPTH)),
+            entry_queue.o.ready.eq(advance),
+        ]
+        with m.If(advance):
+            m.d.sync += [head_held.eq(entry_queue.o.valid),
+                         queue_head.eq(entry_queue.o.payload)]
+        with m.If(take & queue_head.last):
+            m.d.sync += row_2.eq(row_2 + 1)
+
+        # a: the entry taken (its row addresses r: a register drives the block RAM's
+        # address, and a row taken at c was written before c, so the read at c + 1 sees
+        # it); b: r read; c: r registered; d: e times each MULT18X18D-sized chunk of r;
+        # e: their sum; f: rounded and shifted. The tag rides along.
+        out_tag = data.StructLayout({"row": tb, "col": tb, "last": 1})
+        valid, tag_s = Signal(name="valid_a"), Signal(out_tag, name="tag_a")
+        m.d.sync += [valid.eq(take), tag_s.row.eq(row_2), tag_s.col.eq(queue_head.col),
+                     tag_s.last.eq(queue_head.last)]
+        m.d.comb += recip_read.addr.eq(tag_s.row)
+        for stage in "bcdef":
+            valid_k, tag_k = Signal(name=f"valid_{stage}"), Signal(out_tag, name=f"tag_{stage}")
+            m.d.sync += [valid_k.eq(valid), tag_k.eq(tag_s)]
+            valid, tag_s = valid_k, tag_k
+        e_a, e_b, e_c = (Signal(E_WIDTH, name=f"e_{stage}") for stage in "abc")
+        r_c = Signal(p.recip_width)
+        m.d.sync += [e_a.eq(queue_head.e), e_b.eq(e_a), e_c.eq(e_b), r_c.eq(recip_read.data)]
+        chunk = OPERAND_WIDTH - 1                 # unsigned operands of a signed multiplier
+        pieces = []
+        for low in range(0, p.recip_width, chunk):
+            r_chunk = r_c[low:low + chunk]
+            piece = Signal(E_WIDTH + len(r_chunk), name=f"piece_d_{low}")
+            m.d.sync += piece.eq(e_c * r_chunk)
+            pieces.append(piece << low)
+        product_e = Signal(E_WIDTH + p.recip_width)
+        m.d.sync += product_e.eq(sum(pieces))
+        drop = p.recip_shift - p.prob_bits
+        rounded_f = Signal(len(product_e) - drop + 1)
+        m.d.sync += rounded_f.eq((product_e + (1 << (drop - 1))) >> drop)
+
+        one = 1 << p.prob_bits
+        m.submodules.out_queue = out_queue = ShapedQueue(entry_layout(p), OUT_QUEUE_DEPTH)
+        m.d.comb += [
+            out_queue.i.valid.eq(valid),
+            out_queue.i.payload.row.eq(tag_s.row),
+            out_queue.i.payload.col.eq(tag_s.col),
+            out_queue.i.payload.p.eq(Mux(rounded_f > one, one, rounded_f)),
+            out_queue.i.payload.last.eq(tag_s.last),
+            self.entries.valid.eq(out_queue.o.valid),
+            self.entries.payload.eq(out_queue.o.payload),
+            out_queue.o.ready.eq(self.entries.ready),
+        ]
+        delivered = self.entries.valid & self.entries.ready
+        m.d.sync += [out_held.eq(out_held + take - delivered),
+                     occupancy.eq(occupancy + issue - take)]
+
+        with m.If(delivered & self.entries.payload.last
+                  & (self.entries.payload.row == last_row)):
+            m.d.sync += self.busy.eq(0)
+
+        # -- start (last: it overrides the above) ----------------------------------------
+        with m.If(start):
+            m.d.sync += [
+                self.busy.eq(1), running.eq(1),
+                last_row.eq(self.tokens - 1), globals_.eq(self.globals), nnz.eq(self.nnz),
+                exp_mult.eq(self.exp_mult), exp_shift.eq(self.exp_shift),
+                fetch_n.eq(0), fetch_addr.eq(self.list_base),
+                row.eq(0), col.eq(0), dense_addr.eq(0), next_base.eq(p.max_global),
+                dense_left.eq(self.globals != 0), has_dense.eq(self.globals != 0),
+                several_dense.eq(self.globals > 1), sparse_left.eq(self.nnz != 0),
+                on_last_row.eq(self.tokens == 1),
+                list_pos.eq(0), row_part.eq(0), rows_known.eq(0), row_2.eq(0),
+            ]
+        return m
