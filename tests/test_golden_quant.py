@@ -1,9 +1,13 @@
 """golden/quant.py: the integer arithmetic every golden model is built on."""
 
+import math
+import random
+
+import pytest
 import torch
 
-from celine.golden.quant import (quantize, reduce_precision, requantize, round_shift, signed_range,
-                          signed_width, wrap)
+from celine.golden.quant import (mult_shift, quantize, reduce_precision, requantize, round_shift,
+                                 signed_range, signed_width, wrap)
 
 
 def test_wrap_and_ranges():
@@ -36,3 +40,39 @@ def test_reduce_precision_matches_definition():
 
 def test_quantize_rounds_half_up():
     assert quantize(torch.tensor([0.5, -0.5, 1000.0]), 1.0).tolist() == [1, 0, 127]
+
+
+def test_mult_shift_is_the_most_precise_16_bit_gain():
+    assert mult_shift(1.0) == (32768, 15)
+    assert mult_shift(65535.0) == (65535, 0) and mult_shift(65535.49) == (65535, 0)
+    assert mult_shift(2.0 ** -64) == (1, 63)          # 0.5 at shift 63 rounds half up to 1
+    assert mult_shift(0.75) == (49152, 16)
+    # Round half up, not to even (Python's round() gives 65534 and 2 here).
+    assert mult_shift(65534.5) == (65535, 0)
+    assert mult_shift(5 * 2.0 ** -64) == (3, 63)       # 2.5 at shift 63 -> 3
+    rng = random.Random(0)
+    for _ in range(2000):
+        ratio = math.ldexp(rng.uniform(0.5, 1.0), rng.randint(-62, 16))
+        mult, shift = mult_shift(ratio)
+        assert 0 <= shift <= 63 and 1 <= mult <= 65535
+        assert mult == math.floor(ratio * 2 ** shift + 0.5)          # round half up
+        # The largest shift: one more would need a 17-bit multiplier (or exceed 6 bits).
+        assert shift == 63 or math.floor(ratio * 2 ** (shift + 1) + 0.5) > 65535
+        assert abs(mult / 2 ** shift - ratio) <= 2.0 ** -(shift + 1)
+
+
+@pytest.mark.parametrize("ratio, error, message", [
+    (0.0, ValueError, "scale must be a finite number above 0, not 0.0"),
+    (-1.0, ValueError, "scale must be a finite number above 0, not -1.0"),
+    (float("inf"), ValueError, "scale must be a finite number above 0, not inf"),
+    (float("nan"), ValueError, "scale must be a finite number above 0, not nan"),
+    (65535.5, ValueError, "scale must be below 65535.5 (mult 65535 at shift 0), not 65535.5"),
+    (2.0 ** -66, ValueError,
+     f"scale must be at least 2^-64 (mult 1 at shift 63), not {2.0 ** -66!r}"),
+    (True, TypeError, "scale must be a real number, not True"),
+    ("1", TypeError, "scale must be a real number, not '1'"),
+])
+def test_mult_shift_validation(ratio, error, message):
+    with pytest.raises(error) as info:
+        mult_shift(ratio)
+    assert str(info.value) == message

@@ -36,6 +36,7 @@ PIXEL_MAX = 16.0            # ... with grey levels 0..16
 CLASSES = 10
 TEST_IMAGES = 360           # the fixed split: 1,437 train, 360 test (stratified)
 SPLIT_SEED = 0
+LABEL_SMOOTHING = 0.1
 CACHE_FORMAT = 1            # bump when the cached file's layout or the training code changes
 
 
@@ -193,23 +194,33 @@ class DigitsViT(nn.Module):
 # -- training -------------------------------------------------------------------------------
 
 @contextlib.contextmanager
+def one_thread():
+    """torch on one intra-op thread inside (the caller's count restored on exit). This
+    model's tensors are small: more threads only contend, and on a loaded 2-core machine
+    they make evaluation 20x slower. Usable as a decorator."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
 def deterministic(seed):
     """Fixed seed, one thread and deterministic kernels inside; the caller's RNG state,
     thread count and determinism setting are restored on exit."""
-    threads = torch.get_num_threads()
     was_deterministic = torch.are_deterministic_algorithms_enabled()
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), one_thread():
         torch.manual_seed(seed)
-        torch.set_num_threads(1)
         torch.use_deterministic_algorithms(True)
         try:
             yield
         finally:
             torch.use_deterministic_algorithms(was_deterministic)
-            torch.set_num_threads(threads)
 
 
-def _shift_augment(images, generator):
+def shift_augment(images, generator):
     """Each image translated by -1, 0 or +1 pixel on each axis (zero fill)."""
     b = images.shape[0]
     padded = nn.functional.pad(images, (1, 1, 1, 1))
@@ -219,6 +230,21 @@ def _shift_augment(images, generator):
     return padded[torch.arange(b)[:, None, None], rows, cols]
 
 
+def training_batches(data, batch_size, generator):
+    """One epoch over the train split: (shift-augmented images, labels) in shuffled batches,
+    every random draw from `generator`."""
+    order = torch.randperm(len(data.train_labels), generator=generator)
+    for first in range(0, len(order), batch_size):
+        batch = order[first:first + batch_size]
+        yield shift_augment(data.train_images[batch], generator), data.train_labels[batch]
+
+
+def classification_loss(logits, labels):
+    """The training loss: cross-entropy with label smoothing 0.1."""
+    return nn.functional.cross_entropy(logits, labels, label_smoothing=LABEL_SMOOTHING)
+
+
+@one_thread()
 @torch.no_grad()
 def accuracy(model, images, labels, qk_transform=None):
     """The fraction of `images` classified as `labels` (qk_transform: see DigitsViT.trace)."""
@@ -242,21 +268,18 @@ def train_vit(config, data=None, *, progress=True):
             pct_start=0.1)
         for epoch in range(config.epochs):
             model.train()
-            order = torch.randperm(len(data.train_labels), generator=generator)
             total = 0.0
-            for first in range(0, len(order), config.batch_size):
-                batch = order[first:first + config.batch_size]
-                images = _shift_augment(data.train_images[batch], generator)
-                loss = nn.functional.cross_entropy(model(images), data.train_labels[batch],
-                                                   label_smoothing=0.1)
+            for images, labels in training_batches(data, config.batch_size, generator):
+                loss = classification_loss(model(images), labels)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                total += float(loss.detach()) * len(batch)
+                total += float(loss.detach()) * len(labels)
             if progress:
                 test = accuracy(model, data.test_images, data.test_labels)
-                print(f"epoch {epoch + 1:3d}/{config.epochs}  loss {total / len(order):.4f}  "
+                print(f"epoch {epoch + 1:3d}/{config.epochs}  "
+                      f"loss {total / len(data.train_labels):.4f}  "
                       f"test accuracy {test:.4f}  ({time.perf_counter() - start:.1f} s)",
                       flush=True)
         model.eval()
@@ -302,6 +325,7 @@ def trained_vit(config=None, *, progress=True):
 
 # -- what the ViTCoD models consume ---------------------------------------------------------
 
+@one_thread()
 @torch.no_grad()
 def capture_qkv(model, images):
     """{layer: (q, k, v)}, each float (B, heads, N, head_dim), for (B, 8, 8) images."""
@@ -310,6 +334,7 @@ def capture_qkv(model, images):
     return {layer: (q, k, v) for layer, (q, k, v, _) in enumerate(internals)}
 
 
+@one_thread()
 @torch.no_grad()
 def attention_maps(model, images):
     """The softmax attention maps averaged over `images`: (layers, heads, N, N)."""

@@ -22,7 +22,7 @@ import torch
 
 from ..engines.taylor.spec import LANES, Errors, buffers, head_register, registers
 from ..spec.numerics import MULT_BITS, SHIFT_BITS
-from .quant import quantize, requantize, round_shift, saturate, signed_range
+from .quant import mult_shift, quantize, requantize, round_shift, saturate, signed_range
 from ..spec.lanes import pack_lanes, unpack_lanes
 from .shell import EngineModel, RunResult
 
@@ -316,27 +316,25 @@ def _positive(name, value):
 
 
 def _multiplier(ratio_name, register, ratio):
-    """(mult, shift): the largest shift in 0..63 with round(ratio·2^shift) <= 65535."""
-    if not ratio < MULT_MAX + 0.5:                 # round(ratio) > 65535, or inf
+    """quant.mult_shift(ratio), its errors named after the register pair it sets."""
+    try:
+        return mult_shift(ratio)
+    except ValueError:
+        pass
+    if not ratio < 1:                              # too large for mult at shift 0, or inf/nan
         raise ValueError(f"{ratio_name} must be at most {MULT_MAX} ({register}_mult at "
                          f"{register}_shift 0), not {ratio:.6g}")
-    shift = next(shift for shift in range(SHIFT_MAX, -1, -1)
-                 if math.floor(math.ldexp(ratio, shift) + 0.5) <= MULT_MAX)
-    mult = math.floor(math.ldexp(ratio, shift) + 0.5)
-    if mult == 0:
-        raise ValueError(f"{ratio_name} must be at least 2^-64 ({register}_mult at "
-                         f"{register}_shift {SHIFT_MAX}), not {ratio:.6g}")
-    return mult, shift
+    raise ValueError(f"{ratio_name} must be at least 2^-64 ({register}_mult at "
+                     f"{register}_shift {SHIFT_MAX}), not {ratio:.6g}")
 
 
 def _nearest_multiplier(ratio):
     """(mult, shift) as `_multiplier`, or the nearest representable gain when there is
     none: 65535 at shift 0 above it, 1 at shift 63 below it."""
-    if not ratio < MULT_MAX + 0.5:
-        return MULT_MAX, 0
-    if math.floor(math.ldexp(ratio, SHIFT_MAX) + 0.5) == 0:
-        return 1, SHIFT_MAX
-    return _multiplier("ratio", "out", ratio)
+    try:
+        return mult_shift(ratio)
+    except ValueError:
+        return (MULT_MAX, 0) if not ratio < 1 else (1, SHIFT_MAX)
 
 
 def _unit(scales, ctx_shift, tokens, head_dim):

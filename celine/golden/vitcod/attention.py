@@ -26,7 +26,7 @@ import torch
 from ...engines.vitcod.spec import (E_BITS, EXP_FRAC_BITS, EXP_HI_TABLE, EXP_LO_TABLE,
                                     EXP_TABLE_BITS, X_BITS, VitcodParams)
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
-from ..quant import requantize, signed_range
+from ..quant import mult_shift, requantize, signed_range
 
 __all__ = ["masked_softmax_attention", "exp_int", "softmax_int", "SoftmaxTrace", "HeadScales",
            "attention_head_int", "exp_scale", "out_scale", "softmax_error", "check_mask"]
@@ -153,29 +153,15 @@ def attention_head_int(q, k, v, kept, scales, params, *, trace=False):
 # -- choosing the scales ----------------------------------------------------------------------
 
 
-def _mult_shift(ratio):
-    """(mult, shift) with mult / 2^shift ≈ ratio, mult < 2^16 as large as the shift allows."""
-    if not ratio > 0 or not math.isfinite(ratio):
-        raise ValueError(f"scale must be a positive finite number, not {ratio!r}")
-    shift = SHIFT_MAX
-    while shift > 0 and round(ratio * (1 << shift)) > MULT_MAX:
-        shift -= 1
-    mult = round(ratio * (1 << shift))
-    if mult > MULT_MAX or mult == 0:
-        raise ValueError(f"scale must be representable as mult / 2^shift with a 16-bit mult "
-                         f"and a 6-bit shift, not {ratio!r}")
-    return mult, shift
-
-
 def exp_scale(score_scale):
     """(exp_mult, exp_shift) for real scores s * score_scale (e.g. sq * sk / √d):
     z = x * score_scale * log2(e) in units of 2^-12."""
-    return _mult_shift(score_scale * math.log2(math.e) * (1 << EXP_FRAC_BITS))
+    return mult_shift(score_scale * math.log2(math.e) * (1 << EXP_FRAC_BITS))
 
 
 def out_scale(v_scale, y_scale, params):
     """(out_mult, out_shift) for y = o * v_scale / (2^F * y_scale)."""
-    return _mult_shift(v_scale / (y_scale * (1 << params.prob_bits)))
+    return mult_shift(v_scale / (y_scale * (1 << params.prob_bits)))
 
 
 # -- accuracy of the integer softmax ---------------------------------------------------------------
