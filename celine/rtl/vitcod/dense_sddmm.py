@@ -1,0 +1,137 @@
+"""The denser SDDMM engine: a head's scores of every query row against its g global key
+columns (docs/vitcod.md, "The hardware", phase 1)."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ...engines.vitcod.spec import buffers
+from ..shell.contract import read_port_signature
+from .dpu import (DpuArray, array_latency, biased, check_params, issue_cycle,
+                  row_value_signature, score_port_signature)
+from .mac_bank import bank_signature
+
+__all__ = ["DenseSddmm"]
+
+
+class DenseSddmm(wiring.Component):
+    """s_ij = q_i . k_j for i in 0 .. N-1 (outer), j in 0 .. g-1 (inner), on the
+    dense_macs / 8 DPUs of a DpuArray.
+
+    start (In): sample `tokens` N, `globals` g and `head_base` (the head's first q/k word).
+    busy (Out): from the cycle after start until the last row maximum has left; never
+        raised when g = 0 (or N = 0).
+    q, k: read ports (`addr` out, `data` in a cycle later); job (i, j) reads q row
+        head_base + i and k row head_base + j in its issue cycle.
+    mul: the engine's multipliers of the MacBank.
+    score: write port of the dense score memory, score s_ij at address i*max_global + j.
+    row_max: {row, value, en}, one pulse per row i with max_j s_ij, the cycle after the
+        row's last score.
+
+    Cycles (`run_cycles`): the J = N*g jobs are issued from the cycle after start at
+    issue_cycle(m, n, t) (one a cycle at n = t DPUs); job m's score is written
+    `write_latency` = t + 9 cycles after its issue (array_latency: the read 1, the rows'
+    register 1, Dpu.latency t + 6, the OR of the DPUs 1); the last row maximum a cycle
+    later, and busy falls in the cycle after that. So busy is low again
+    issue_cycle(J-1, n, t) + t + 12 cycles after the start cycle (1 if J = 0).
+    """
+
+    READ_LEAD = 1          # issue cycle (q/k addresses) -> rows on the read ports
+
+    def __init__(self, params):
+        p = check_params(params)
+        if p.dense_macs == 0:
+            raise ValueError(f"dense_macs must be at least 8 for a denser engine, "
+                             f"not {p.dense_macs!r}")
+        self.params = p
+        self.array = DpuArray(p, p.dense_dpus, lead=self.READ_LEAD)
+        self.write_latency = self.array.latency
+        bufs = {b.name: b for b in buffers(p)}
+        super().__init__({
+            "start": In(1),
+            "tokens": In(p.token_bits + 1),
+            "globals": In(p.token_bits + 1),
+            "head_base": In(range(bufs["q"].depth)),
+            "busy": Out(1),
+            "q": Out(read_port_signature(bufs["q"])),
+            "k": Out(read_port_signature(bufs["k"])),
+            "mul": Out(bank_signature(p.dense_macs)),
+            "score": Out(score_port_signature(p, p.max_tokens * p.max_global)),
+            "row_max": Out(row_value_signature(p)),
+        })
+
+    @staticmethod
+    def run_cycles(params, tokens, globals_):
+        """Cycles from the start cycle to the first cycle with busy low."""
+        jobs = tokens * globals_
+        if jobs == 0:
+            return 1
+        last = issue_cycle(jobs - 1, params.dense_dpus, params.slices)
+        write = array_latency(params.slices, DenseSddmm.READ_LEAD)
+        return 1 + last + write + 2
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        m.submodules.array = array = self.array
+        wiring.connect(m, wiring.flipped(self.mul), array.mul)
+
+        last_i = Signal.like(self.tokens)             # N - 1 and g - 1
+        last_j = Signal.like(self.globals)
+        head_base = Signal.like(self.head_base)
+        go = Signal()
+
+        # -- issue: q row head_base + i, k row head_base + j -------------------------------
+        i = Signal(range(p.max_tokens))
+        j = Signal(range(p.max_tokens))
+        q_addr = Signal.like(self.q.addr)
+        k_addr = Signal.like(self.k.addr)
+        m.d.comb += [self.q.addr.eq(q_addr), self.k.addr.eq(k_addr),
+                     array.start.eq(self.start), array.go.eq(go),
+                     array.q_row.eq(self.q.data), array.k_row.eq(self.k.data)]
+        with m.If(self.start):
+            work = (self.tokens != 0) & (self.globals != 0)
+            m.d.sync += [last_i.eq(self.tokens - 1), last_j.eq(self.globals - 1),
+                         head_base.eq(self.head_base), go.eq(work), self.busy.eq(work),
+                         i.eq(0), j.eq(0), q_addr.eq(self.head_base),
+                         k_addr.eq(self.head_base)]
+        with m.Elif(array.issue):
+            with m.If(j == last_j):
+                m.d.sync += [j.eq(0), k_addr.eq(head_base), i.eq(i + 1), q_addr.eq(q_addr + 1)]
+                with m.If(i == last_i):
+                    m.d.sync += go.eq(0)
+            with m.Else():
+                m.d.sync += [j.eq(j + 1), k_addr.eq(k_addr + 1)]
+
+        # -- scores, in issue order: address i*max_global + j, and the row maxima ----------
+        out_i = Signal(range(p.max_tokens))
+        out_j = Signal(range(p.max_tokens))
+        out_addr = Signal.like(self.score.addr)
+        row_addr = Signal.like(self.score.addr)
+        running = Signal(signed(p.score_width))
+        finishing = Signal()
+        m.d.comb += [self.score.addr.eq(out_addr), self.score.data.eq(array.score),
+                     self.score.en.eq(array.done)]
+        row_first = out_j == 0
+        row_last = out_j == last_j
+        row_best = Mux(row_first | (biased(array.score) > biased(running)), array.score,
+                       running)
+        m.d.sync += self.row_max.en.eq(0)
+        with m.If(self.start):
+            m.d.sync += [out_i.eq(0), out_j.eq(0), out_addr.eq(0), row_addr.eq(0),
+                         finishing.eq(0)]
+        with m.Elif(array.done):
+            m.d.sync += running.eq(row_best)
+            with m.If(row_last):
+                m.d.sync += [out_j.eq(0), out_i.eq(out_i + 1),
+                             out_addr.eq(row_addr + p.max_global),
+                             row_addr.eq(row_addr + p.max_global),
+                             self.row_max.en.eq(1), self.row_max.row.eq(out_i),
+                             self.row_max.value.eq(row_best)]
+                with m.If(out_i == last_i):
+                    m.d.sync += finishing.eq(1)
+            with m.Else():
+                m.d.sync += [out_j.eq(out_j + 1), out_addr.eq(out_addr + 1)]
+        with m.If(finishing):
+            m.d.sync += [finishing.eq(0), self.busy.eq(0)]
+        return m

@@ -1,0 +1,237 @@
+"""The dot-product units of the ViTCoD SDDMM engines (docs/vitcod.md, "MAC units").
+
+A DPU computes one score s = q . k of d = head_dim w-bit elements on DPU_WIDTH (8)
+multipliers of the shared MacBank in t = d / 8 cycles: it latches the whole q and k rows,
+shifts them out one slice (elements 8c .. 8c+7) a cycle into the bank, sums each slice's
+8 products in a pipelined adder tree (one adder level a stage) and accumulates the t
+partial sums.
+
+A DpuArray is an engine's n <= t DPUs behind one read port on q and one on k: a slot
+counter, reset by `start` and free-running after it, lets DPU k take a job only in cycles
+whose slot (cycles since start, mod t) is k, so at most one job is issued a cycle and, with
+n = t, one every cycle. Its owner reads the job's rows at the issue cycle's fixed lead and
+gets the scores back in issue order at a fixed latency: a schedule with no stalls, which
+the cycle model counts exactly (`issue_cycle`).
+"""
+
+import functools
+import operator
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ...engines.vitcod.spec import DPU_WIDTH, VitcodParams
+from ...spec.checks import check_int
+from ...spec.widths import ceil_log2
+from .mac_bank import MacBank, bank_signature
+
+__all__ = ["TREE_LEVELS", "Dpu", "DpuArray", "dpu_latency", "array_latency", "issue_cycle",
+           "biased", "delayed", "score_port_signature", "row_value_signature", "check_params"]
+
+TREE_LEVELS = ceil_log2(DPU_WIDTH)       # adder levels (and register stages) of a slice's sum
+
+
+def check_params(params):
+    """`params` as a VitcodParams (TypeError otherwise)."""
+    if not isinstance(params, VitcodParams):
+        raise TypeError(f"params must be a VitcodParams, not {params!r}")
+    return params
+
+
+def issue_cycle(job, dpus, slices):
+    """The cycle, counted from the first cycle after `start` (0), in which an array of `dpus`
+    DPUs of `slices` slices issues job number `job` (0-based) when jobs are always waiting:
+    the jobs of a slot period go to DPUs 0 .. dpus-1 in consecutive cycles."""
+    return (job // dpus) * slices + job % dpus
+
+
+def dpu_latency(slices):
+    """Cycles from a DPU's load to its score: the last slice leaves the shift register
+    `slices` cycles after the load, its products come back MacBank.latency cycles later,
+    the adder tree takes TREE_LEVELS and the accumulator one."""
+    return slices + MacBank.latency + TREE_LEVELS + 1
+
+
+def array_latency(slices, lead):
+    """Cycles from a DpuArray's issue of a job to its score: the rows' `lead`, the rows'
+    input register, the DPU and the register that ORs the DPUs' scores."""
+    return lead + 1 + dpu_latency(slices) + 1
+
+
+def biased(value):
+    """A two's-complement value with its sign bit flipped, and back (as unsigned bits):
+    signed values are ordered as the unsigned biased forms, whose compare is a bare carry
+    chain (a signed compare costs LUT levels after it on ECP5)."""
+    return value.as_unsigned() ^ (1 << (len(value) - 1))
+
+
+def delayed(m, value, cycles, name):
+    """`value` delayed by `cycles` sync registers (the value itself for 0)."""
+    for stage in range(cycles):
+        reg = Signal.like(value, name=f"{name}_d{stage + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+def score_port_signature(params, depth):
+    """A score memory's write port (all Out): `addr` in range(depth), signed `data`, `en`."""
+    return wiring.Signature({"addr": Out(range(depth)),
+                             "data": Out(signed(params.score_width)),
+                             "en": Out(1)})
+
+
+def row_value_signature(params):
+    """A score (or a row's maximum) for the row maximum tracker (all Out): `row`, `value`,
+    `en`."""
+    return wiring.Signature({"row": Out(range(params.max_tokens)),
+                             "value": Out(signed(params.score_width)),
+                             "en": Out(1)})
+
+
+class Dpu(wiring.Component):
+    """One dot-product unit: `score` = q_row . k_row of the rows presented with `load`.
+
+    load (In): latch q_row and k_row (head_dim elements of operand_width bits, element c in
+        bits [c*w, (c+1)*w)) in this cycle; allowed again `slices` cycles later, while the
+        previous score is still in the adder tree.
+    mul: the DPU's DPU_WIDTH multipliers of the MacBank (operands sign-extended to 18 bits).
+    score, done (Out): the score, in the one cycle `done` is high, `latency` cycles after
+        the load cycle; 0 in every other cycle (so an array ORs its DPUs' scores).
+
+    latency = dpu_latency(slices) = slices + 6.
+    """
+
+    def __init__(self, params):
+        self.params = check_params(params)
+        self.slices = params.slices
+        self.latency = dpu_latency(self.slices)
+        row_bits = params.head_dim * params.operand_width
+        super().__init__({
+            "load": In(1),
+            "q_row": In(row_bits),
+            "k_row": In(row_bits),
+            "mul": Out(bank_signature(DPU_WIDTH)),
+            "score": Out(signed(params.score_width)),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, t, w = self.params, self.slices, self.params.operand_width
+
+        # The operand shift registers: slice 0 in the low bits, one slice out a cycle.
+        q_sr = Signal.like(self.q_row, name="q_sr")
+        k_sr = Signal.like(self.k_row, name="k_sr")
+        with m.If(self.load):
+            m.d.sync += [q_sr.eq(self.q_row), k_sr.eq(self.k_row)]
+        with m.Else():
+            step = DPU_WIDTH * w
+            m.d.sync += [q_sr.eq(q_sr >> step), k_sr.eq(k_sr >> step)]
+        for lane in range(DPU_WIDTH):
+            m.d.comb += [self.mul.a[lane].eq(q_sr[lane * w:(lane + 1) * w].as_signed()),
+                         self.mul.b[lane].eq(k_sr[lane * w:(lane + 1) * w].as_signed())]
+
+        # Which slice the shift register presents: `active` for t cycles after a load.
+        index = Signal(range(max(t, 2)))
+        active = Signal()
+        with m.If(self.load):
+            m.d.sync += [index.eq(0), active.eq(1)]
+        with m.Elif(active):
+            m.d.sync += index.eq(index + 1)
+            with m.If(index == t - 1):
+                m.d.sync += [index.eq(0), active.eq(0)]
+        flags_delay = MacBank.latency + TREE_LEVELS
+        valid = delayed(m, active, flags_delay, "valid")
+        first = delayed(m, index == 0, flags_delay, "first")
+        last = delayed(m, index == t - 1, flags_delay, "last")
+
+        # The slice's sum: products of w-bit operands fit 2w bits; one adder level a stage.
+        level = [self.mul.p[lane][:2 * w].as_signed() for lane in range(DPU_WIDTH)]
+        depth = 0
+        while len(level) > 1:
+            depth += 1
+            pairs = []
+            for k in range(0, len(level), 2):
+                pair = level[k:k + 2]
+                total = pair[0] + pair[1] if len(pair) == 2 else pair[0]
+                reg = Signal(signed(2 * w + depth), name=f"sum{depth}_{k // 2}")
+                m.d.sync += reg.eq(total)
+                pairs.append(reg)
+            level = pairs
+        assert depth == TREE_LEVELS
+        partial = level[0]
+
+        # The accumulator: the score leaves in the cycle after its last partial sum.
+        acc = Signal(signed(p.score_width))
+        total = Mux(first, partial, acc + partial)
+        with m.If(valid):
+            m.d.sync += acc.eq(total)
+        m.d.sync += [self.score.eq(Mux(valid & last, total, 0)),
+                     self.done.eq(valid & last)]
+        return m
+
+
+class DpuArray(wiring.Component):
+    """`dpus` DPUs sharing one q and one k read port, started in turn by a slot counter.
+
+    start (In): reset the slot counter (slot 0 in the next cycle); it then counts cycles
+        mod `slices`.
+    go (In): a job is waiting. issue (Out, combinational): the job is taken in this cycle
+        (go and the slot belongs to a DPU: slot < dpus); its rows must be on q_row and
+        k_row exactly `lead` cycles later. They go into a register there (q_row straight
+        from a block RAM's slow output would fan out to every DPU) and DPU `slot` latches
+        them from it in the next cycle.
+    score, done (Out): each job's score, in issue order, `latency` = lead + 1 +
+        Dpu.latency + 1 cycles after its issue cycle (array_latency: the DPUs' scores ORed
+        into one register).
+    """
+
+    def __init__(self, params, dpus, lead):
+        self.params = check_params(params)
+        self.slices = params.slices
+        self.dpus = check_int("dpus", dpus, minimum=1, maximum=self.slices)
+        self.lead = check_int("lead", lead, minimum=0, maximum=16)
+        self.units = [Dpu(params) for _ in range(dpus)]
+        self.latency = array_latency(self.slices, lead)
+        row_bits = params.head_dim * params.operand_width
+        super().__init__({
+            "start": In(1),
+            "go": In(1),
+            "issue": Out(1),
+            "q_row": In(row_bits),
+            "k_row": In(row_bits),
+            "mul": Out(bank_signature(dpus * DPU_WIDTH)),
+            "score": Out(signed(params.score_width)),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        t, n = self.slices, self.dpus
+
+        slot = Signal(range(max(t, 2)))
+        with m.If(self.start | (slot == t - 1)):
+            m.d.sync += slot.eq(0)
+        with m.Else():
+            m.d.sync += slot.eq(slot + 1)
+        m.d.comb += self.issue.eq(self.go & (slot < n))
+
+        q_row = delayed(m, self.q_row, 1, "q_row")
+        k_row = delayed(m, self.k_row, 1, "k_row")
+        for k, unit in enumerate(self.units):
+            m.submodules[f"dpu{k}"] = unit
+            load = delayed(m, self.issue & (slot == k), self.lead + 1, f"load{k}")
+            m.d.comb += [unit.load.eq(load), unit.q_row.eq(q_row), unit.k_row.eq(k_row)]
+            for lane in range(DPU_WIDTH):
+                bank = k * DPU_WIDTH + lane
+                m.d.comb += [self.mul.a[bank].eq(unit.mul.a[lane]),
+                             self.mul.b[bank].eq(unit.mul.b[lane]),
+                             unit.mul.p[lane].eq(self.mul.p[bank])]
+
+        # At most one DPU finishes a cycle, and the others' scores are 0.
+        m.d.sync += [self.score.eq(functools.reduce(operator.or_,
+                                                    [u.score for u in self.units])),
+                     self.done.eq(functools.reduce(operator.or_, [u.done for u in self.units]))]
+        return m

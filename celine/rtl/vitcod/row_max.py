@@ -1,0 +1,110 @@
+"""The row maxima of a head's kept scores, tracked while its SDDMM engines run
+(docs/vitcod.md, "The hardware", phase 1)."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .dpu import biased, check_params, row_value_signature
+
+__all__ = ["RowMax"]
+
+DISTRIBUTED = {"ram_style": "distributed"}      # yosys: LUT RAM, not a block RAM
+
+
+class RowMax(wiring.Component):
+    """m_i = max(the denser engine's row maximum, the sparser engine's scores of row i).
+
+    clear (In): a head starts: every row's two valid bits (max_tokens each, in registers)
+        are cleared at once. Pulse it with nothing in flight (busy low, no en with it).
+    dense (In): {row, value, en}: a row's maximum over its global columns (stored as is).
+    sparse (In): {row, value, en}: one score, folded into its row's running maximum; one a
+        cycle, any rows in any order (the same row in consecutive cycles too). A
+        three-stage read-modify-write (read, compare, write back), exact by forwarding the
+        new maxima of the two scores before (see elaborate).
+    busy (Out): a sparse score is still being folded in (presented in one of the two
+        previous cycles).
+    read: {addr (In), data (Out)}: data in the next cycle is the maximum of whichever of the
+        row's two maxima are valid (0 if neither is: the caller reads only rows with a kept
+        entry); combinational from the registered reads (a compare and a mux). A read in a
+        cycle with busy low sees every value presented before that cycle: reads may begin
+        once the engines are idle and busy is low (two cycles after the last score).
+    """
+
+    def __init__(self, params):
+        self.params = p = check_params(params)
+        super().__init__({
+            "clear": In(1),
+            "dense": In(row_value_signature(p)),
+            "sparse": In(row_value_signature(p)),
+            "busy": Out(1),
+            "read": In(wiring.Signature({"addr": Out(range(p.max_tokens)),
+                                         "data": In(signed(p.score_width))})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        shape = signed(p.score_width)
+        # Small memories in distributed RAM: a block RAM's unregistered output is slow, and
+        # its output register would cost the read-modify-write a cycle.
+        m.submodules.dense_max = dense_max = Memory(shape=shape, depth=p.max_tokens, init=[],
+                                                    attrs=DISTRIBUTED)
+        m.submodules.sparse_max = sparse_max = Memory(shape=p.score_width, depth=p.max_tokens,
+                                                      init=[], attrs=DISTRIBUTED)
+        dense_valid = Signal(p.max_tokens)
+        sparse_valid = Signal(p.max_tokens)
+        with m.If(self.clear):
+            m.d.sync += [dense_valid.eq(0), sparse_valid.eq(0)]
+
+        # The dense maxima: stored.
+        dense_write = dense_max.write_port()
+        m.d.comb += [dense_write.addr.eq(self.dense.row), dense_write.data.eq(self.dense.value),
+                     dense_write.en.eq(self.dense.en)]
+        with m.If(self.dense.en):
+            m.d.sync += dense_valid.bit_select(self.dense.row, 1).eq(1)
+
+        # The sparse maxima, a score presented in cycle X:
+        #   X    its row's maximum and valid bit are read (into registers, `s1`);
+        #   X+1  compared with the score (`s2` gets the new maximum);
+        #   X+2  written back. The two scores before it are not yet in what X read: if one
+        #        of them is of the same row, its new maximum (in `s2` or `s3`, the later
+        #        one first) replaces the read.
+        sparse_old = sparse_max.read_port(transparent_for=())
+        row1, row2 = Signal.like(self.sparse.row), Signal.like(self.sparse.row)
+        value1, value2, value3 = (Signal(p.score_width) for _ in range(3))
+        en1, en2 = Signal(), Signal()
+        valid1, forward_2, forward_3 = Signal(), Signal(), Signal()
+        m.d.comb += [sparse_old.addr.eq(self.sparse.row), self.busy.eq(en1 | en2)]
+        m.d.sync += [row1.eq(self.sparse.row), value1.eq(biased(self.sparse.value)),
+                     en1.eq(self.sparse.en),
+                     valid1.eq(sparse_valid.bit_select(self.sparse.row, 1)),
+                     forward_2.eq(en1 & (row1 == self.sparse.row)),    # in s2 next cycle
+                     forward_3.eq(en2 & (row2 == self.sparse.row))]    # in s3 next cycle
+        # The candidates are compared with the score in parallel (unsigned compares of the
+        # biased values); the loop through s2 (the same row twice in a row) is a compare
+        # and two LUT levels.
+        older = Mux(forward_3, value3, sparse_old.data)
+        older_wins = Mux(forward_3, value3 > value1, valid1 & (sparse_old.data > value1))
+        new = Mux(forward_2, Mux(value2 > value1, value2, value1),
+                  Mux(older_wins, older, value1))
+        m.d.sync += [row2.eq(row1), en2.eq(en1), value2.eq(new), value3.eq(value2)]
+        sparse_write = sparse_max.write_port()
+        m.d.comb += [sparse_write.addr.eq(row2), sparse_write.data.eq(value2),
+                     sparse_write.en.eq(en2)]
+        with m.If(en2):
+            m.d.sync += sparse_valid.bit_select(row2, 1).eq(1)
+
+        # The read port: both maxima read into registers, then combined.
+        dense_read = dense_max.read_port(transparent_for=())
+        sparse_read = sparse_max.read_port(transparent_for=())
+        d_valid = Signal()
+        s_valid = Signal()
+        m.d.comb += [dense_read.addr.eq(self.read.addr), sparse_read.addr.eq(self.read.addr)]
+        m.d.sync += [d_valid.eq(dense_valid.bit_select(self.read.addr, 1)),
+                     s_valid.eq(sparse_valid.bit_select(self.read.addr, 1))]
+        d, s = dense_read.data, biased(sparse_read.data).as_signed()
+        m.d.comb += self.read.data.eq(
+            Mux(d_valid & s_valid, Mux(d > s, d, s), Mux(d_valid, d, Mux(s_valid, s, 0))))
+        return m

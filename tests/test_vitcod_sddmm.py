@@ -1,0 +1,551 @@
+"""The ViTCoD SDDMM engines (a head's phase 1) in the Amaranth simulator: DenseSddmm,
+SparseSddmm, RowMax and CsrCheck against q @ k.T and the golden row maxima, with the q/k/list
+memories modelled in the testbench (one cycle of read latency) and a real MacBank; the
+exact cycle counts the engines promise; the index-list error flags."""
+
+import random
+
+import pytest
+import torch
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import wiring
+
+from celine.engines.vitcod.spec import VitcodParams, csc_fields, csr_fields
+from celine.golden.vitcod.attention import softmax_int
+from celine.rtl.vitcod.csr_check import CsrCheck
+from celine.rtl.vitcod.dense_sddmm import DenseSddmm
+from celine.rtl.vitcod.dpu import Dpu, DpuArray, issue_cycle
+from celine.rtl.vitcod.mac_bank import MacBank
+from celine.rtl.vitcod.row_max import RowMax
+from celine.rtl.vitcod.sparse_sddmm import SparseSddmm
+from celine.sim.amaranth_sim import run_sim
+
+HEAD = 1          # the head slot the tests use: nonzero bases
+
+
+def make_params(d, dense_dpus, sparse_dpus, *, max_tokens=9, max_global=5, capacity=40):
+    """Engines of `dense_dpus` and `sparse_dpus` DPUs (0: no such engine)."""
+    return VitcodParams(head_dim=d, max_tokens=max_tokens, heads=2,
+                        max_global=max_global if dense_dpus else 0,
+                        sparse_capacity=capacity if sparse_dpus else 0,
+                        dense_macs=8 * dense_dpus, sparse_macs=8 * sparse_dpus, out_lanes=8)
+
+
+# -- test data -----------------------------------------------------------------------------
+
+
+def pack_row(values, width):
+    word = 0
+    for c, v in enumerate(values):
+        word |= (int(v) & ((1 << width) - 1)) << (c * width)
+    return word
+
+
+def pack_fields(fields, values):
+    word, shift = 0, 0
+    for (name, width), value in zip(fields, values):
+        assert 0 <= value < (1 << width), (name, value)
+        word |= value << shift
+        shift += width
+    return word
+
+
+def operands(p, tokens, seed, extreme=False):
+    """q, k: (tokens, d) int64 tensors, random or all most-negative."""
+    if extreme:
+        low = p.operand_range[0]
+        return (torch.full((tokens, p.head_dim), low, dtype=torch.int64),) * 2
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = p.operand_range
+    return tuple(torch.randint(lo, hi + 1, (tokens, p.head_dim), generator=gen)
+                 for _ in range(2))
+
+
+def row_memory(p, rows):
+    """The q or k buffer's words with `rows` in head HEAD's slot (0 elsewhere)."""
+    words = [0] * (p.heads * p.max_tokens)
+    for i, row in enumerate(rows.tolist()):
+        words[HEAD * p.max_tokens + i] = pack_row(row, p.operand_width)
+    return words
+
+
+def sparse_region(tokens, globals_, density, seed, empty_cols=(), empty_rows=()):
+    """A random set of kept (row, col) entries with col >= globals_; some rows and columns
+    left empty."""
+    rng = random.Random(seed)
+    return {(i, j) for i in range(tokens) for j in range(globals_, tokens)
+            if i not in empty_rows and j not in empty_cols and rng.random() < density}
+
+
+def index_lists(kept_sparse):
+    """CSC entries (col, row, pos) sorted by (col, row), pos the CSR index; CSR (row, col)."""
+    csr = sorted(kept_sparse)
+    pos = {entry: n for n, entry in enumerate(csr)}
+    csc = [(j, i, pos[(i, j)]) for (i, j) in sorted(kept_sparse, key=lambda e: (e[1], e[0]))]
+    return csc, csr
+
+
+def list_memory(p, fields, entries):
+    words = [0] * max(1, p.heads * p.sparse_capacity)
+    for n, entry in enumerate(entries):
+        words[HEAD * p.sparse_capacity + n] = pack_fields(fields, entry)
+    return words
+
+
+# -- the testbench's memories and recorders ------------------------------------------------
+
+
+def read_model(port, words, reads=None):
+    """A synchronous read port: data in the cycle after addr; 0 outside the memory."""
+    async def process(ctx):
+        async for _clk, _rst, addr in ctx.tick().sample(port.addr):
+            ctx.set(port.data, words[addr] if addr < len(words) else 0)
+            if reads is not None:
+                reads.append(addr)
+    return process
+
+
+def recorder(port, names, log):
+    """Appends a tuple of `names` of `port` in every cycle its `en` is high."""
+    async def process(ctx):
+        signals = [getattr(port, name) for name in names]
+        async for _clk, _rst, en, *values in ctx.tick().sample(port.en, *signals):
+            if en:
+                log.append(tuple(int(v) for v in values))
+    return process
+
+
+def strobe_recorder(strobe, value, log):
+    async def process(ctx):
+        async for _clk, _rst, hit, v in ctx.tick().sample(strobe, value):
+            if hit:
+                log.append(int(v))
+    return process
+
+
+class Bench(Elaboratable):
+    """Engines sharing one MacBank (each its own slice of it, in order), plus RowMax."""
+
+    def __init__(self, p, *engines, row_max=False):
+        self.engines = engines
+        self.units = sum(e.mul.a.shape().length for e in engines)
+        self.bank = MacBank(self.units)
+        self.row_max = RowMax(p) if row_max else None
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bank = self.bank
+        if self.row_max is not None:
+            m.submodules.row_max = self.row_max
+        base = 0
+        for n, engine in enumerate(self.engines):
+            m.submodules[f"engine{n}"] = engine
+            for lane in range(engine.mul.a.shape().length):
+                m.d.comb += [self.bank.bus.a[base + lane].eq(engine.mul.a[lane]),
+                             self.bank.bus.b[base + lane].eq(engine.mul.b[lane]),
+                             engine.mul.p[lane].eq(self.bank.bus.p[base + lane])]
+            base += engine.mul.a.shape().length
+        return m
+
+
+async def run_until_idle(ctx, dut, inputs, limit=100_000):
+    """Pulse start with `inputs`; the cycles from the start cycle to busy low."""
+    for name, value in inputs.items():
+        ctx.set(getattr(dut, name), value)
+    ctx.set(dut.start, 1)
+    await ctx.tick()
+    ctx.set(dut.start, 0)
+    cycles = 1
+    while ctx.get(dut.busy):
+        await ctx.tick()
+        cycles += 1
+        assert cycles < limit, "the engine hangs"
+    await ctx.tick().repeat(2)          # the recorders' last samples
+    return cycles
+
+
+# -- one head's phase 1: both engines, the row maxima --------------------------------------
+
+
+def run_phase1(p, tokens, globals_, kept_sparse, q, k, *, with_dense, with_sparse):
+    """Runs the engines concurrently on HEAD; returns what the memories and outputs saw."""
+    csc, csr = index_lists(kept_sparse)
+    q_words, k_words = row_memory(p, q), row_memory(p, k)
+    head_base, list_base = HEAD * p.max_tokens, HEAD * p.sparse_capacity
+    dense = DenseSddmm(p) if with_dense else None
+    sparse = SparseSddmm(p) if with_sparse else None
+    engines = [e for e in (dense, sparse) if e is not None]
+    bench = Bench(p, *engines, row_max=True)
+    rm = bench.row_max
+    seen = {"dense": [], "row_max": [], "sparse": [], "score_row": [], "k_fetch": [],
+            "cycles": {}, "maxima": {}}
+    processes = []
+    if dense:
+        processes += [read_model(dense.q, q_words), read_model(dense.k, k_words),
+                      recorder(dense.score, ("addr", "data"), seen["dense"]),
+                      recorder(dense.row_max, ("row", "value"), seen["row_max"])]
+    if sparse:
+        processes += [read_model(sparse.q, q_words), read_model(sparse.k, k_words),
+                      read_model(sparse.csc, list_memory(p, csc_fields(p), csc)),
+                      recorder(sparse.score, ("addr", "data"), seen["sparse"]),
+                      recorder(sparse.score_row, ("row", "value"), seen["score_row"]),
+                      strobe_recorder(sparse.k_fetch, sparse.k.addr, seen["k_fetch"])]
+
+    async def testbench(ctx):
+        ctx.set(rm.clear, 1)
+        await ctx.tick()
+        ctx.set(rm.clear, 0)
+        for e, name in ((dense, "dense"), (sparse, "sparse")):
+            if e is None:
+                continue
+            ctx.set(e.tokens, tokens)
+            ctx.set(e.globals, globals_)
+            ctx.set(e.head_base, head_base)
+            ctx.set(e.start, 1)
+        if sparse:
+            ctx.set(sparse.nnz, len(csc))
+            ctx.set(sparse.list_base, list_base)
+        await ctx.tick()
+        for e in engines:
+            ctx.set(e.start, 0)
+        cycle = 1
+        while True:
+            for e, name in ((dense, "dense"), (sparse, "sparse")):
+                if e is not None and name not in seen["cycles"] and not ctx.get(e.busy):
+                    seen["cycles"][name] = cycle
+            if len(seen["cycles"]) == len(engines):
+                break
+            await ctx.tick()
+            cycle += 1
+            assert cycle < 100_000, "the engines hang"
+        if sparse:
+            seen["error"] = ctx.get(sparse.error)
+        # The row maxima: read from the first cycle with the engines and RowMax idle.
+        while ctx.get(rm.busy):
+            await ctx.tick()
+        for row in range(tokens):
+            ctx.set(rm.read.addr, row)
+            await ctx.tick()
+            seen["maxima"][row] = ctx.get(rm.read.data)
+        await ctx.tick().repeat(2)
+
+    # RowMax listens to the engines' outputs.
+    class Wired(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.bench = bench
+            if dense:
+                wiring.connect(m, dense.row_max, rm.dense)
+            if sparse:
+                wiring.connect(m, sparse.score_row, rm.sparse)
+            return m
+
+    run_sim(Wired(), testbench, processes=processes)
+    return seen, csc
+
+
+def golden(p, q, k, tokens, globals_, kept_sparse):
+    scores = q @ k.T
+    kept = torch.zeros(tokens, tokens, dtype=torch.bool)
+    kept[:, :globals_] = True
+    for i, j in kept_sparse:
+        kept[i, j] = True
+    return scores, kept
+
+
+def check_phase1(p, tokens, globals_, kept_sparse, seed, extreme=False):
+    """Runs the engines the parameters have (the other's share of the mask is not computed)
+    and compares scores, addresses, row maxima, K reads and cycle counts."""
+    with_dense, with_sparse = p.dense_macs > 0, p.sparse_macs > 0
+    q, k = operands(p, tokens, seed, extreme)
+    seen, csc = run_phase1(p, tokens, globals_, kept_sparse if with_sparse else set(), q, k,
+                           with_dense=with_dense, with_sparse=with_sparse)
+    scores, kept = golden(p, q, k, tokens, globals_, kept_sparse)
+    if with_dense:
+        want = [(i * p.max_global + j, int(scores[i, j]))
+                for i in range(tokens) for j in range(globals_)]
+        assert seen["dense"] == want                   # in job order, each address once
+        want_max = [(i, int(scores[i, :globals_].max())) for i in range(tokens)] \
+            if globals_ else []
+        assert seen["row_max"] == want_max
+        assert seen["cycles"]["dense"] == DenseSddmm.run_cycles(p, tokens, globals_)
+    if with_sparse:
+        assert seen["sparse"] == [(pos, int(scores[i, j])) for j, i, pos in csc]
+        assert seen["score_row"] == [(i, int(scores[i, j])) for j, i, pos in csc]
+        cols = sorted({j for j, _, _ in csc})
+        assert seen["k_fetch"] == [HEAD * p.max_tokens + j for j in cols]   # once per column
+        assert seen["cycles"]["sparse"] == SparseSddmm.run_cycles(p, len(csc))
+        assert seen["error"] == 0
+    # The row maxima over both engines (rows with a kept entry of an engine that ran).
+    ran = torch.zeros_like(kept)
+    if with_dense:
+        ran[:, :globals_] = True
+    if with_sparse:
+        ran[:, globals_:] = True
+    kept &= ran
+    lowest = torch.iinfo(torch.int64).min
+    want = torch.where(kept, scores, lowest).amax(dim=-1)
+    for row in range(tokens):
+        if kept[row].any():
+            assert seen["maxima"][row] == int(want[row]), row
+    return seen
+
+
+# (d, dense DPUs, sparse DPUs): the DPUs' sum divides t = d/8 (the MAC units divide d)
+POINTS = [(8, 1, 0), (8, 0, 1),                                   # t = 1
+          (16, 1, 1), (16, 2, 0), (16, 0, 2),                     # t = 2
+          (64, 1, 7), (64, 3, 5), (64, 7, 1), (64, 8, 0), (64, 0, 8)]   # t = 8
+
+
+@pytest.mark.parametrize("d, dense, sparse", POINTS)
+def test_phase1_scores_and_row_maxima(d, dense, sparse):
+    p = make_params(d, dense, sparse)
+    tokens, globals_ = 7, 2
+    kept = sparse_region(tokens, globals_, 0.5, seed=dense + 10 * sparse, empty_cols=(4,),
+                         empty_rows=(2,))
+    check_phase1(p, tokens, globals_, kept, seed=d + dense)
+
+
+def test_phase1_edges():
+    p = make_params(16, 1, 1)
+    # N = 1: one global column, no sparse region.
+    check_phase1(p, 1, 1, set(), seed=1)
+    # N = max_tokens, most-negative operands everywhere; a dense region and a sparse one.
+    n = p.max_tokens
+    check_phase1(p, n, 3, sparse_region(n, 3, 0.4, seed=5), seed=2, extreme=True)
+    p = make_params(64, 7, 1, max_tokens=13, max_global=4, capacity=120)
+    check_phase1(p, 13, 4, sparse_region(13, 4, 0.3, seed=6), seed=3, extreme=True)
+    # A larger odd N at d = 64, both engines at partial occupancy.
+    p = make_params(64, 3, 5, max_tokens=23, max_global=6, capacity=300)
+    check_phase1(p, 21, 6, sparse_region(21, 6, 0.3, seed=7, empty_cols=(9, 10),
+                                         empty_rows=(0, 20)), seed=4)
+    # Full dense (g = N = max_global), no sparse entries: the sparser engine idles.
+    p = make_params(16, 1, 1, max_tokens=5, max_global=5, capacity=20)
+    check_phase1(p, 5, 5, set(), seed=3)
+    # No global columns: the denser engine idles, the sparse region has a whole column.
+    kept = sparse_region(5, 0, 0.5, seed=4) | {(i, 3) for i in range(5)}
+    check_phase1(p, 5, 0, kept, seed=4)
+
+
+def test_phase1_default_parameters():
+    """The default engine (d = 64, 1 + 7 DPUs) on N = max_tokens = 197."""
+    p = VitcodParams()
+    tokens, globals_ = p.max_tokens, 3
+    kept = sparse_region(tokens, globals_, 0.02, seed=8)
+    assert 0 < len(kept) <= p.sparse_capacity
+    check_phase1(p, tokens, globals_, kept, seed=9)
+
+
+def test_cycle_counts():
+    """The formulas at full and partial occupancy, by hand (docstrings' constants)."""
+    for dense, sparse, t in ((8, 8, 8), (7, 1, 8), (1, 7, 8), (2, 2, 2)):
+        p = make_params(8 * t, dense, t - dense)
+        p_sparse = make_params(8 * t, t - sparse, sparse)
+        tokens, g, nnz = 5, 3, 11
+        jobs = tokens * g
+        assert issue_cycle(jobs - 1, dense, t) == (jobs - 1) // dense * t + (jobs - 1) % dense
+        assert DenseSddmm.run_cycles(p, tokens, g) == issue_cycle(jobs - 1, dense, t) + t + 12
+        assert SparseSddmm.run_cycles(p_sparse, nnz) == issue_cycle(nnz - 1, sparse, t) + t + 15
+        assert DenseSddmm.run_cycles(p, tokens, 0) == SparseSddmm.run_cycles(p_sparse, 0) == 1
+    p = make_params(64, 8, 0)
+    assert DenseSddmm.run_cycles(p, 5, 3) == 15 + 8 + 11          # one job a cycle: J + t + 11
+    p = make_params(64, 7, 1)
+    assert DenseSddmm.run_cycles(p, 5, 3) == 16 + 8 + 12          # 7 of every 8 cycles
+    # The ideal g*N*t/n plus the latency, at n | jobs: (jobs/n - 1)*t + n - 1 + t + 11.
+    # Sparse, 14 entries on 7 DPUs: ideally nnz*t/n = 16 cycles; the last issue is in cycle
+    # 16 - (t - n) - 1 = 14 (no wait for the idle slot), then t + 15.
+    p = make_params(64, 1, 7)
+    assert SparseSddmm.run_cycles(p, 14) == 14 + 8 + 15
+    assert SparseSddmm.run_cycles(make_params(64, 0, 8), 14) == 13 + 8 + 15
+
+
+# -- the sparser engine's error flag -------------------------------------------------------
+
+
+def run_sparse(p, tokens, globals_, entries, q, k, runs=1):
+    """Runs SparseSddmm on raw CSC `entries` (col, row, pos) `runs` times; per run: error,
+    cycles and the scores written."""
+    sparse = SparseSddmm(p)
+    bench = Bench(p, sparse)
+    results = []
+    written = []
+
+    async def testbench(ctx):
+        for _ in range(runs):
+            written.clear()
+            cycles = await run_until_idle(ctx, sparse, {
+                "tokens": tokens, "globals": globals_, "nnz": len(entries),
+                "head_base": HEAD * p.max_tokens, "list_base": HEAD * p.sparse_capacity})
+            results.append((ctx.get(sparse.error), cycles, list(written)))
+
+    run_sim(bench, testbench, processes=[
+        read_model(sparse.q, row_memory(p, q)), read_model(sparse.k, row_memory(p, k)),
+        read_model(sparse.csc, list_memory(p, csc_fields(p), entries)),
+        recorder(sparse.score, ("addr", "data"), written)])
+    return results
+
+
+MALFORMED = {            # CSC entries (col, row, pos) with N = 6, g = 2; the good ones
+    "col below g": ([(1, 0, 0), (2, 1, 1)], [1]),
+    "col beyond N": ([(2, 0, 0), (6, 1, 1)], [0]),
+    "row beyond N": ([(2, 0, 0), (2, 6, 1)], [0]),
+    "pos beyond nnz": ([(2, 0, 0), (3, 1, 2)], [0]),
+    "col decreasing": ([(3, 0, 0), (2, 1, 1)], [0]),
+    "row repeated": ([(2, 1, 0), (2, 1, 1)], [0]),
+    "row decreasing": ([(2, 3, 0), (2, 1, 1), (4, 0, 2)], [0, 2]),
+}
+
+
+def test_sparse_error_flags():
+    p = make_params(16, 0, 2, max_tokens=8)
+    tokens, globals_ = 6, 2
+    q, k = operands(p, tokens, 7)
+    scores = q @ k.T
+    for name, (entries, good) in MALFORMED.items():
+        (error, cycles, written), (error2, _, _) = run_sparse(
+            p, tokens, globals_, entries, q, k, runs=2)
+        assert error == 1 and error2 == 1, name
+        assert cycles == SparseSddmm.run_cycles(p, len(entries)), name   # finishes on time
+        # The well-formed entries are written, the flagged ones are not.
+        want = [(entries[n][2], int(scores[entries[n][1], entries[n][0]])) for n in good]
+        assert written == want, name
+    # A good list after a bad one: the flag is cleared by start.
+    good = [(2, 0, 0), (2, 4, 1), (5, 1, 2)]
+    sparse = SparseSddmm(p)
+    bench = Bench(p, sparse)
+    entries = {"bad": MALFORMED["row repeated"][0], "good": good}
+    flags = []
+
+    async def testbench(ctx):
+        for base in (0, 1):
+            await run_until_idle(ctx, sparse, {
+                "tokens": tokens, "globals": globals_, "nnz": 2 + base, "head_base": 0,
+                "list_base": base * p.sparse_capacity})
+            flags.append(ctx.get(sparse.error))
+
+    memory = [0] * (p.heads * p.sparse_capacity)
+    for base, name in ((0, "bad"), (1, "good")):
+        for n, entry in enumerate(entries[name]):
+            memory[base * p.sparse_capacity + n] = pack_fields(csc_fields(p), entry)
+    run_sim(bench, testbench, processes=[
+        read_model(sparse.q, [0] * 16), read_model(sparse.k, [0] * 16),
+        read_model(sparse.csc, memory)])
+    assert flags == [1, 0]
+
+
+# -- CsrCheck ------------------------------------------------------------------------------
+
+
+def run_csr_check(p, tokens, globals_, lists):
+    dut = CsrCheck(p)
+    results = []
+    memory = [0] * (p.heads * p.sparse_capacity)
+
+    async def testbench(ctx):
+        for n, entries in enumerate(lists):
+            base = (n % p.heads) * p.sparse_capacity
+            for m_, entry in enumerate(entries):
+                memory[base + m_] = pack_fields(csr_fields(p), entry)
+            cycles = await run_until_idle(ctx, dut, {
+                "tokens": tokens, "globals": globals_, "nnz": len(entries),
+                "list_base": base})
+            results.append((ctx.get(dut.error), cycles))
+
+    run_sim(dut, testbench, processes=[read_model(dut.csr, memory)])
+    return results
+
+
+def test_csr_check():
+    p = make_params(16, 1, 1, max_tokens=8, capacity=24)
+    tokens, globals_ = 6, 2
+    kept = sparse_region(tokens, globals_, 0.5, seed=11)
+    _, good = index_lists(kept)
+    bad = {
+        "row beyond N": [(0, 2), (6, 3)],
+        "col below g": [(0, 2), (1, 1)],
+        "col beyond N": [(0, 2), (1, 6)],
+        "row decreasing": [(1, 2), (0, 3)],
+        "col repeated": [(1, 2), (1, 2)],
+        "col decreasing": [(1, 3), (1, 2)],
+    }
+    lists = [good, []]
+    for entries in bad.values():
+        lists += [entries, good]            # each bad list, then the flag cleared by a good one
+    results = run_csr_check(p, tokens, globals_, lists)
+    assert results[0] == (0, len(good) + 3) and results[1] == (0, 1)
+    for n, name in enumerate(bad):
+        assert results[2 + 2 * n] == (1, CsrCheck.run_cycles(len(bad[name]))), name
+        assert results[3 + 2 * n] == (0, len(good) + 3), name
+
+
+# -- RowMax alone: arbitrary sparse updates, the same row back to back ---------------------
+
+
+def test_row_max_read_modify_write():
+    p = make_params(16, 1, 1, max_tokens=6, capacity=20)
+    dut = RowMax(p)
+    rng = random.Random(5)
+    lo, hi = -(1 << (p.score_width - 1)), (1 << (p.score_width - 1)) - 1
+    rounds = []
+    for _ in range(3):
+        dense = {row: rng.randint(lo, hi) for row in range(p.max_tokens) if rng.random() < 0.5}
+        sparse = []
+        for _ in range(30):
+            row = sparse[-1][0] if sparse and rng.random() < 0.4 else rng.randrange(p.max_tokens)
+            sparse.append((row, rng.choice([lo, hi, rng.randint(lo, hi)])))
+        rounds.append((dense, sparse))
+
+    async def testbench(ctx):
+        for dense, sparse in rounds:
+            ctx.set(dut.clear, 1)
+            await ctx.tick()
+            ctx.set(dut.clear, 0)
+            dense_items = list(dense.items())
+            for n in range(max(len(sparse), len(dense_items))):
+                if n < len(dense_items):
+                    ctx.set(dut.dense.row, dense_items[n][0])
+                    ctx.set(dut.dense.value, dense_items[n][1])
+                    ctx.set(dut.dense.en, 1)
+                if n < len(sparse):
+                    ctx.set(dut.sparse.row, sparse[n][0])
+                    ctx.set(dut.sparse.value, sparse[n][1])
+                    ctx.set(dut.sparse.en, 1)
+                await ctx.tick()
+                ctx.set(dut.dense.en, 0)
+                ctx.set(dut.sparse.en, 0)
+            assert ctx.get(dut.busy) == (len(sparse) >= len(dense_items))
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            for row in range(p.max_tokens):
+                values = [v for r, v in sparse if r == row]
+                if row in dense:
+                    values.append(dense[row])
+                ctx.set(dut.read.addr, row)
+                await ctx.tick()
+                if values:
+                    assert ctx.get(dut.read.data) == max(values), row
+
+    run_sim(dut, testbench)
+
+
+# -- parameters ----------------------------------------------------------------------------
+
+
+def test_parameters_are_checked():
+    with pytest.raises(TypeError, match="^params must be a VitcodParams, not 3$"):
+        DenseSddmm(3)
+    only_sparse = VitcodParams(head_dim=16, max_tokens=8, max_global=0, dense_macs=0,
+                               sparse_macs=16, sparse_capacity=8, out_lanes=8)
+    with pytest.raises(ValueError, match="^dense_macs must be at least 8 for a denser engine, "
+                                         "not 0$"):
+        DenseSddmm(only_sparse)
+    only_dense = VitcodParams(head_dim=16, max_tokens=8, max_global=8, dense_macs=16,
+                              sparse_macs=0, sparse_capacity=0, out_lanes=8)
+    with pytest.raises(ValueError, match="^sparse_macs must be at least 8 for a sparser engine, "
+                                         "not 0$"):
+        SparseSddmm(only_dense)
+    p = make_params(16, 1, 1)
+    with pytest.raises(ValueError, match="^dpus must be between 1 and 2, not 3$"):
+        DpuArray(p, 3, lead=1)
+    with pytest.raises(TypeError, match="^params must be a VitcodParams, not None$"):
+        Dpu(None)
