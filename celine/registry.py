@@ -11,6 +11,7 @@ PACKAGES = (
     "mac",
     "taylor",
     "activation",
+    "vitcod",
 )
 
 ENGINES = tuple(import_module(f"{__package__}.engines.{name}").ENGINE for name in PACKAGES)

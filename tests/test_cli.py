@@ -41,8 +41,8 @@ def test_verilog_writes_verilog_and_resolved_params(tmp_path, capsys):
     (["verilog", "mac", "rows"], "celine: error: parameters must be written key=value, not 'rows'"),
     (["params", "mac", "depth=3"], "celine: error: unknown parameter 'depth' (known: rows, cols, "
      "brick_width, precisions, impl, max_reduction, acc_width, rps_precisions, lfsr_seed)"),
-    (["params", "vitcod"], f"celine: error: accelerator must be one of {', '.join(ENGINES)}, "
-     f"not 'vitcod'"),
+    (["params", "nosuch"], f"celine: error: accelerator must be one of {', '.join(ENGINES)}, "
+     f"not 'nosuch'"),
     (["frobnicate"], "celine: error: argument command: invalid choice: 'frobnicate' "
      "(choose from 'list', 'verilog', 'params', 'bench', 'bitstream', 'report')"),
 ])

@@ -350,7 +350,7 @@ def test_open_model_is_a_one_liner():
     dev = Device.open("model", params=PARAMS.to_dict())
     assert dev.engine.params == PARAMS
     with pytest.raises(SettingError, match=r"^accel must be one of mac, taylor"):
-        Device.open("model", accel="vitcod")
+        Device.open("model", accel="nosuch")
     with pytest.raises(SettingError, match=r"^params must be a MacArrayParams, a dict of its "
                                            r"fields or None, not 3$"):
         Device.open("model", params=3)

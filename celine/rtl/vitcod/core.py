@@ -94,7 +94,9 @@ class VitcodCore(wiring.Component):
         list_base = Signal(range(max(1, p.heads * p.sparse_capacity) + 1))
         current = {name: Signal(width, name=f"head_{name}")
                    for name, width in head_fields(p).items()}
-        start_a, start_b = Signal(), Signal()
+        # The phases' start pulses (attributes, so a testbench can watch the phases).
+        start_a = self.phase_1_start = Signal()
+        start_b = self.phase_2_start = Signal()
         tokens = self.tokens[:p.token_bits + 1]
 
         kept = Array(~self.head_mask[h] for h in range(p.heads))

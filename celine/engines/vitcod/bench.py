@@ -1,0 +1,195 @@
+"""`celine bench` for the ViTCoD engine (`--only vitcod`): cycles of sparse and dense
+attention heads in RTL simulation (bit-exact against the golden model), with the split
+of the MAC units sized for each workload and one fixed split; the cycle model beside
+them; Taylor against dense attention; the auto-encoder's link savings; the integer
+softmax's error; ECP5 figures. Writes <out>/vitcod.json.
+
+points: N = 197, d = 64, 64 MAC units: random masks at 0/50/75/90/95% sparsity and every
+shipped DeiT-Tiny head (95%); `cycles_dense` is the full mask with all 64 units in the
+denser engine; speedup = cycles_dense / cycles; utilization = 2·W·d / (cycles · 64) with
+W = g·N + nnz (the polarized mask's work).
+"""
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ...sim.emit import write_if_changed
+from .cycles import HeadWork, cycles as model_cycles
+from .spec import VitcodParams
+
+TOKENS, HEAD_DIM, MAC_UNITS = 197, 64, 64
+GRANULE = 8
+SPARSITIES = (0.0, 0.5, 0.75, 0.9, 0.95)
+FIXED = dict(dense_macs=8, sparse_macs=56)
+
+
+def log(message):
+    print(f"[bench vitcod] {message}", file=sys.stderr, flush=True)
+
+
+def _params(dense_macs, sparse_macs, globals_, nnz):
+    return VitcodParams(head_dim=HEAD_DIM, max_tokens=TOKENS, heads=1,
+                        dense_macs=dense_macs, sparse_macs=sparse_macs,
+                        max_global=globals_ if dense_macs else 0,
+                        sparse_capacity=max(nnz, 1) if sparse_macs else 0, out_lanes=16)
+
+
+def measure(params, kept, seed):
+    """(cycles in RTL simulation, model cycles, the HeadWork) of one head; raises if the
+    RTL's output differs from the golden model's."""
+    from ...rtl.vitcod.shell_adapter import VitcodShellAdapter
+    from ...sim.adapter_bench import run_adapter
+    from ...sim.vitcod_cases import make_case
+    case = make_case(params, TOKENS, [kept], seed=seed)
+    (status,), words = run_adapter(VitcodShellAdapter(params), case.contents, case.settings,
+                                   limit=2_000_000)
+    out = list(case.contents["out"])
+    for address, word in case.expected.writes["out"].items():
+        out[address] = word
+    if status[0] or words["out"] != out:
+        raise AssertionError("the RTL's output differs from the golden model")
+    plan = case.plans[0]
+    work = HeadWork(plan.globals, tuple(int(n) for n in plan.kept[:, plan.globals:].sum(dim=1)))
+    return status[1], model_cycles(params, [work]), work
+
+
+def sized_split(polar):
+    from ...golden.vitcod.mask import split_macs
+    return split_macs(polar, MAC_UNITS, GRANULE)
+
+
+def point(name, sparsity, kept, config, cycles_dense, seed):
+    from ...golden.vitcod.mask import polarize
+    polar = polarize(kept)
+    if config == "sized":
+        dense_macs, sparse_macs = sized_split(polar)
+    else:
+        dense_macs, sparse_macs = FIXED["dense_macs"], FIXED["sparse_macs"]
+    params = _params(dense_macs, sparse_macs, max(polar.globals, 1), max(polar.nnz_sparse, 1))
+    start = time.monotonic()
+    cycles, predicted, work = measure(params, kept, seed)
+    useful = params.useful_macs(work.work)
+    result = {
+        "mask": name, "sparsity": round(sparsity, 4), "config": config, "tokens": TOKENS,
+        "head_dim": HEAD_DIM, "mac_units": MAC_UNITS, "dense_macs": dense_macs,
+        "sparse_macs": sparse_macs, "global_tokens": work.globals, "nnz": work.nnz,
+        "work": work.work, "cycles": cycles, "model_cycles": predicted,
+        "model_error": round((predicted - cycles) / cycles, 5),
+        "cycles_dense": cycles_dense, "speedup": round(cycles_dense / cycles, 3),
+        "utilization": round(useful / (cycles * MAC_UNITS), 4),
+    }
+    log(f"{name} ({config} {dense_macs}/{sparse_macs}): g={work.globals} nnz={work.nnz} "
+        f"{cycles} cycles (model {predicted}), speedup {result['speedup']:.2f}, "
+        f"utilization {result['utilization']:.3f} [{time.monotonic() - start:.0f} s]")
+    return result
+
+
+def dense_baseline(seed=0):
+    """The full mask on all 64 MAC units in the denser engine: (cycles, params)."""
+    params = _params(MAC_UNITS, 0, TOKENS, 0)
+    log(f"dense baseline: N={TOKENS}, d={HEAD_DIM}, {MAC_UNITS} MAC units in the denser engine ...")
+    cycles, predicted, _ = measure(params, torch.ones(TOKENS, TOKENS, dtype=torch.bool), seed)
+    log(f"  {cycles} cycles (model {predicted}, ideal {2 * TOKENS * TOKENS})")
+    return cycles, predicted
+
+
+def masks(quick):
+    from ...golden.vitcod.mask import load_deit_masks, random_mask, sparsity
+    out = [(f"random_{int(s * 100)}", s, random_mask(TOKENS, s, seed=int(s * 100)))
+           for s in SPARSITIES]
+    deit = load_deit_masks()
+    layers = range(2) if quick else range(deit.shape[0])
+    for layer in layers:
+        for head in range(deit.shape[1]):
+            kept = deit[layer, head]
+            out.append((f"deit_tiny_l{layer}h{head}", sparsity(kept), kept))
+    return out
+
+
+def summarize_deit(points):
+    """Per shipped layer and over all of them, per config: total cycles and speedup (the
+    heads' cycles summed, as the engine runs them one after another), mean utilization."""
+    out = {}
+    for config in ("sized", "fixed"):
+        deit = [p for p in points if p["config"] == config and p["mask"].startswith("deit")]
+        if not deit:
+            continue
+        layers = sorted({p["mask"].split("h")[0] for p in deit})
+        groups = {layer: [p for p in deit if p["mask"].split("h")[0] == layer] for layer in layers}
+        groups["all"] = deit
+        out[config] = {
+            name: {"heads": len(group), "cycles": sum(p["cycles"] for p in group),
+                   "speedup": round(sum(p["cycles_dense"] for p in group) /
+                                    sum(p["cycles"] for p in group), 3),
+                   "mean_speedup": round(sum(p["speedup"] for p in group) / len(group), 3),
+                   "min_utilization": min(p["utilization"] for p in group)}
+            for name, group in groups.items()}
+    return out
+
+
+def taylor_vs_dense(cycles_dense):
+    from ..taylor.cycles import cycles as taylor_cycles
+    from ..taylor.spec import TaylorParams
+    taylor = taylor_cycles(TaylorParams(head_dim=HEAD_DIM, max_tokens=256, mac_units=MAC_UNITS,
+                                        heads=1), TOKENS)
+    return {"tokens": TOKENS, "head_dim": HEAD_DIM, "mac_units": MAC_UNITS,
+            "taylor_cycles": taylor, "taylor_cycles_from": "the Taylor cycle model "
+            "(exact against its RTL, tests/test_taylor.py)", "dense_cycles": cycles_dense,
+            "ratio": round(cycles_dense / taylor, 3), "mac_bound": round(TOKENS / HEAD_DIM, 3)}
+
+
+def softmax_accuracy():
+    """The integer softmax against float softmax on the shipped masks with correlated q, k."""
+    from ...golden.vitcod.attention import softmax_error
+    from ...golden.vitcod.mask import load_deit_masks
+    params = VitcodParams()
+    deit = load_deit_masks()
+    generator = torch.Generator().manual_seed(0)
+    reports = []
+    for layer in range(deit.shape[0]):
+        for head in range(deit.shape[1]):
+            qf = torch.randn(TOKENS, HEAD_DIM, generator=generator)
+            kf = 0.6 * qf + 0.8 * torch.randn(TOKENS, HEAD_DIM, generator=generator)
+            sq, sk = float(qf.abs().max() / 127), float(kf.abs().max() / 127)
+            q, k = torch.round(qf / sq).long(), torch.round(kf / sk).long()
+            reports.append(softmax_error(q @ k.T, deit[layer, head], sq * sk / math.sqrt(HEAD_DIM),
+                                         params))
+    entries = sum(r["entries"] for r in reports)
+    return {"prob_bits": params.prob_bits, "entries": entries,
+            "within_one_lsb": round(sum(r["within_one_lsb"] * r["entries"] for r in reports) / entries, 6),
+            "max_lsb": round(max(r["max_lsb"] for r in reports), 4),
+            "mean_lsb": round(sum(r["mean_lsb"] * r["entries"] for r in reports) / entries, 4),
+            "scores": "the 18 shipped DeiT-Tiny masks; q ~ N(0,1), k = 0.6 q + 0.8 N(0,1), int8"}
+
+
+def autoencoder():
+    from ...golden.vitcod.autoencoder import autoencoder_report
+    log("auto-encoder: the digits ViT and its Q/K auto-encoders (cached under build/models) ...")
+    report = autoencoder_report()
+    return {key: report[key] for key in ("bytes_plain", "bytes_compressed", "recon_rel_error",
+                                         "attention_rel_error") if key in report} | \
+        {"report": report}
+
+
+def run(out, *, quick=False, fpga=True):
+    """The benchmark (`celine bench --only vitcod`); `quick` runs fewer masks, `fpga` False
+    skips the ECP5 builds."""
+    cycles_dense, dense_model = dense_baseline()
+    points = []
+    for name, sparsity, kept in masks(quick):
+        for config in (("sized",) if quick else ("sized", "fixed")):
+            points.append(point(name, sparsity, kept, config, cycles_dense, seed=len(points)))
+    result = {"points": points, "deit_tiny": summarize_deit(points),
+              "dense_baseline": {"cycles": cycles_dense, "model_cycles": dense_model},
+              "taylor_vs_dense": taylor_vs_dense(cycles_dense),
+              "softmax_error": softmax_accuracy(), "autoencoder": autoencoder()}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "vitcod.json"
+    write_if_changed(path, json.dumps(result, indent=2) + "\n")
+    log(f"wrote {path}")
+    return result

@@ -1,0 +1,125 @@
+"""Analytical cycle model of the ViTCoD engine (rtl/vitcod/core.py), from the parameters,
+N and the structure of each head's polarized mask: g and the kept entries of each row.
+
+A run: `start`, then per kept head phase 1 (the SDDMM engines and the list checks at once;
+the slowest decides) and phase 2 (the softmax unit streams each row's entries to the SpMM,
+which takes d/M cycles an entry and at least `row_floor` cycles a row; a row's
+probabilities wait for its reciprocal, so phase 2 runs a row behind the softmax unit's
+first stage). The constants are the RTL's latencies (named after what they wait for);
+tests/test_vitcod_cycles.py holds the model against RTL simulation.
+"""
+
+from dataclasses import dataclass
+
+from .. import CycleEstimate
+from .spec import VitcodParams
+
+# Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
+DENSE_TAIL = 10        # last dense job issued -> busy low, beyond the job's t slices
+SPARSE_TAIL = 15       # last sparse job issued -> busy low, beyond the job's t slices
+CHECK_TAIL = 3         # CsrCheck / IndexCheck: nnz + 3
+# Phase 2.
+EXP_LATENCY = 8        # ExpUnit
+FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit
+SPARSE_FIRST = 3       # ... later when the row's first entry is a CSR one (g = 0)
+RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider's stages)
+SPMM_TAIL = 4          # the last entry taken -> the SpMM's busy low (plus d / out_lanes)
+ROW_SETUP = 3          # a row's SpMM hand-off: a row takes at least d/M + 3 cycles
+# The core's sequencer.
+RUN_SETUP = 2          # start -> the first head's phase 1 (IDLE, NEXT_HEAD)
+PHASE_TURN = 3         # phase 1's last busy -> phase 2's start pulse (WAIT_A, START_B)
+HEAD_TURN = 2          # phase 2 done -> the next head's phase 1 (WAIT_B, NEXT_HEAD)
+
+
+def issue_cycle(job, dpus, slices):
+    """The cycle (from the engine's start) its DPU array issues job `job` (0-based)."""
+    return (job // dpus) * slices + job % dpus
+
+
+@dataclass(frozen=True)
+class HeadWork:
+    """The structure of one head's polarized mask: g global columns and the kept sparse
+    entries of each row (N rows)."""
+    globals: int
+    row_nnz: tuple
+
+    @property
+    def tokens(self):
+        return len(self.row_nnz)
+
+    @property
+    def nnz(self):
+        return sum(self.row_nnz)
+
+    @property
+    def work(self):
+        """W: g*N dense scores + the sparse kept entries."""
+        return self.globals * self.tokens + self.nnz
+
+
+def phase_1(p, head):
+    tokens, g, nnz = head.tokens, head.globals, head.nnz
+    ends = [1]
+    if g:
+        ends.append(issue_cycle(g * tokens - 1, p.dense_dpus, p.slices) + p.slices + DENSE_TAIL)
+    if nnz:
+        ends.append(issue_cycle(nnz - 1, p.sparse_dpus, p.slices) + p.slices + SPARSE_TAIL)
+        ends.append(nnz + CHECK_TAIL)
+    return max(ends)
+
+
+def phase_2(p, head):
+    """Row by row: the softmax unit's first stage streams entries one a cycle; row i's p
+    can leave once its sum went through the divider; the SpMM takes row i when row i-1 is
+    done and its p are there."""
+    g = head.globals
+    spmm = p.spmm_cycles
+    row_floor = max(spmm + ROW_SETUP, p.head_dim // p.out_lanes)
+    fed = FIRST_ENTRY + (0 if g else SPARSE_FIRST)    # the first stage's next free cycle
+    done = 0                                          # the SpMM's previous row's end
+    last = len(head.row_nnz) - 1
+    for i, nnz in enumerate(head.row_nnz):
+        length = g + nnz
+        fed += length
+        ready = fed + EXP_LATENCY + p.recip_width + RECIP_TO_P
+        start = max(ready, done)
+        # the next row may start once this one's hand-off is free; the last one ends as
+        # soon as its entries went through
+        done = start + (length * spmm if i == last else max(length * spmm, row_floor))
+    return done + p.head_dim // p.out_lanes + SPMM_TAIL
+
+
+def cycles(params: VitcodParams, heads, head_mask: int = 0):
+    """Cycles of one run over `heads` (a HeadWork per head of the engine; skipped heads'
+    entries are ignored); N outside 1 .. max_tokens raises ValueError."""
+    p = params
+    total = RUN_SETUP
+    kept = [(h, head) for h, head in enumerate(heads) if not head_mask >> h & 1]
+    for h, head in kept:
+        if not 1 <= head.tokens <= p.max_tokens:
+            raise ValueError(f"tokens must be between 1 and {p.max_tokens}, not {head.tokens!r}")
+        total += phase_1(p, head) + PHASE_TURN + phase_2(p, head) + HEAD_TURN
+    return total + len(heads) - len(kept)
+
+
+def random_head(tokens, sparsity, *, seed=0, globals_=None, threshold=50, max_global=None):
+    """The HeadWork of a random mask (celine.golden.vitcod.mask.random_mask), polarized."""
+    from ...golden.vitcod.mask import polarize, random_mask
+    polar = polarize(random_mask(tokens, sparsity, seed=seed), threshold=threshold,
+                     max_global=max_global)
+    return work_of(polar)
+
+
+def work_of(polar):
+    """The HeadWork of a polarized mask (celine.golden.vitcod.mask.Polarized)."""
+    g = polar.globals
+    return HeadWork(g, tuple(int(n) for n in polar.kept[:, g:].sum(dim=1)))
+
+
+def estimate(params: VitcodParams, tokens: int = 197, sparsity: float = 0.9,
+             heads: int = 1, seed: int = 0) -> CycleEstimate:
+    """The estimate for `heads` heads of a random mask at `sparsity` (polarized for the
+    engine's max_global): `celine params vitcod` and the exploration use it."""
+    work = random_head(tokens, sparsity, seed=seed, max_global=params.max_global)
+    total = cycles(params, [work] * heads)
+    return CycleEstimate(total, heads * params.useful_macs(work.work), params.mac_units)
