@@ -1,7 +1,7 @@
 """The check of a head's CSR list, run in its phase 1 so that the softmax unit (phase 2)
 walks only a well-formed list (docs/vitcod.md, "Errors": INDEX)."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,7 +20,8 @@ def csr_layout(params):
 class CsrCheck(wiring.Component):
     """Reads entries list_base .. list_base + nnz - 1 of the CSR list, one a cycle, and
     flags one with row >= N, col < g, col >= N, or not strictly after the previous entry
-    in (row, col) order.
+    in (row, col) order; with g = 0 also a row without an entry (the first entry's row is
+    not 0, a row is skipped, the last entry's row is not N-1, or nnz = 0).
 
     start (In): sample `tokens` N, `globals` g, `nnz` and `list_base`; clear `error`.
     busy (Out): from the cycle after start while reading; low again (with `error` final)
@@ -76,12 +77,23 @@ class CsrCheck(wiring.Component):
         have_prev = Signal()
         out_of_order = have_prev & ((entry.row < prev_row) |
                                     ((entry.row == prev_row) & (entry.col <= prev_col)))
+        # With no global column every row needs a CSR entry (else it has no score and the
+        # softmax unit would wait for it): rows start at 0, never skip one, end at N-1.
+        next_row = Signal.like(tokens)            # prev_row + 1, registered
+        last_row = Signal.like(tokens)            # N - 1, registered
+        no_dense = Signal()
+        gap = no_dense & (Mux(have_prev, entry.row > next_row, entry.row != 0) |
+                          (final & (entry.row != last_row)))
         bad = ((entry.row >= tokens) | (entry.col < globals_) | (entry.col >= tokens) |
-               out_of_order)
+               out_of_order | gap)
         with m.If(self.start):
-            m.d.sync += [have_prev.eq(0), self.error.eq(0)]
+            m.d.sync += [have_prev.eq(0), no_dense.eq(self.globals == 0),
+                         last_row.eq(self.tokens - 1),
+                         # no entry at all and no global column: every row is empty
+                         self.error.eq((self.globals == 0) & (self.nnz == 0))]
         with m.Elif(valid):
-            m.d.sync += [prev_row.eq(entry.row), prev_col.eq(entry.col), have_prev.eq(1)]
+            m.d.sync += [prev_row.eq(entry.row), prev_col.eq(entry.col), have_prev.eq(1),
+                         next_row.eq(entry.row + 1)]
             with m.If(bad):
                 m.d.sync += self.error.eq(1)
             with m.If(final):
