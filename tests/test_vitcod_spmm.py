@@ -1,7 +1,8 @@
 """The ViTCoD SpMM and its output stage in the Amaranth simulator, with a real MacBank, a v
 memory of one-cycle read latency and the writes to `out` collected: every row written ==
 requantize(p @ v, out_mult, out_shift) of celine/golden/quant.py, under random idle
-cycles on the entry stream; and the cycle count of an uninterrupted run."""
+cycles on the entry stream; and every run's cycle count == the Spmm's schedule (its
+docstring) from the cycles the entries were offered in."""
 
 import random
 
@@ -107,9 +108,37 @@ def random_v(rng, params, *, fill=None):
     return v
 
 
+def schedule(params, rows, offers):
+    """The cycle (the start pulse in cycle 0) from which `busy` is low, by the Spmm's
+    schedule: entry k's first slice on the bank in b_k = max(o_k + 2, b_(k-1) + S, b_l + K
+    if it ends a row, l the previous row's last entry), o_k >= 1 (`entries.ready` rises
+    in cycle 1); busy low from b_last + S + K + 6."""
+    slices = params.head_dim // params.mac_units
+    chunks = params.head_dim // params.out_lanes
+    ends = [len(row) - 1 == k for row in rows for k in range(len(row))]
+    bank, previous_end = None, None
+    for offer, end in zip(offers, ends):
+        bank = max([max(offer, 1) + 2]
+                   + ([bank + slices] if bank is not None else [])
+                   + ([previous_end + chunks] if end and previous_end is not None else []))
+        if end:
+            previous_end = bank
+    return bank + slices + chunks + 6
+
+
+def always_valid(params, lengths):
+    """The same with `entries` always valid, as a sum over rows of e entries: e_0·S +
+    sum over later rows of max(e·S, K) + spmm_latency."""
+    slices = params.head_dim // params.mac_units
+    chunks = params.head_dim // params.out_lanes
+    return (lengths[0] * slices + sum(max(e * slices, chunks) for e in lengths[1:])
+            + spmm_latency(params))
+
+
 def simulate(params, v, runs, *, idle_prob, seed=0):
     """Runs [(rows, head_base, out_mult, out_shift)] one after another; returns per run the
-    writes {addr: row values} and the cycles from the start pulse until busy fell."""
+    writes {addr: row values}, the cycles from the start pulse until busy fell and the
+    cycle (the same count) each entry was first offered in."""
     words = [pack_lanes(row, params.operand_width) for row in v.tolist()]
     bench = Bench(params, words)
     dut = bench.spmm
@@ -127,32 +156,44 @@ def simulate(params, v, runs, *, idle_prob, seed=0):
             ctx.set(dut.out_mult, out_mult)
             ctx.set(dut.out_shift, out_shift)
             ctx.set(dut.start, 1)
-            await ctx.tick()
+            # An entry still offered from before the start counts from cycle 0.
+            *_, valid, ready = await ctx.tick().sample(dut.entries.valid, dut.entries.ready)
+            assert not ready, "entries taken during the start pulse"
             ctx.set(dut.start, 0)
-            writes, cycle = {}, 0
+            writes, offers, cycle = {}, [], 0
+            offered = 0 if valid else None
             while True:
                 cycle += 1
-                *_, busy, write, addr, data = await ctx.tick().sample(
-                    dut.busy, dut.out.write, dut.out.addr, dut.out.data)
+                *_, busy, write, addr, data, valid, ready = await ctx.tick().sample(
+                    dut.busy, dut.out.write, dut.out.addr, dut.out.data,
+                    dut.entries.valid, dut.entries.ready)
                 if write:
                     assert busy, "a write after busy fell"
                     assert addr not in writes, f"row word {addr} written twice"
                     writes[addr] = unpack_lanes(data, params.head_dim, params.operand_width)
+                if valid and offered is None:
+                    offered = cycle
+                if valid and ready:
+                    offers.append(offered)
+                    offered = None
                 if not busy:
                     break
-            results.append((writes, cycle))
+            results.append((writes, cycle, offers))
 
     run_sim(bench, producer, control, deadline=1.0)
     return results
 
 
 def check(params, v, runs, *, idle_prob, seed=0):
+    """Bit-exact rows, each written once, and the run's cycles == schedule(...)."""
     results = simulate(params, v, runs, idle_prob=idle_prob, seed=seed)
-    for (rows, head_base, out_mult, out_shift), (writes, _) in zip(runs, results):
+    for (rows, head_base, out_mult, out_shift), (writes, cycles, offers) in zip(runs, results):
         want = expected(rows, v, head_base, out_mult, out_shift, params)
         assert sorted(writes) == list(range(head_base, head_base + len(rows)))
         for i, row in enumerate(want):
             assert writes[head_base + i] == row, (i, out_mult, out_shift)
+        assert len(offers) == sum(len(row) for row in rows)
+        assert cycles == schedule(params, rows, offers)
     return results
 
 
@@ -233,32 +274,54 @@ def test_spmm_out_lanes_d_with_s2():
 @pytest.mark.parametrize("head_dim, macs, out_lanes", [(16, 8, 4), (16, 16, 16), (64, 64, 16)])
 def test_spmm_cycles(head_dim, macs, out_lanes):
     """`entries` always valid: busy falls E·d/M + latency cycles after start, latency =
-    d/out_lanes + 10, with long rows and with rows of the shortest length that never
-    stalls: max(S + 3, d/out_lanes) cycles (S = d/M cycles an entry)."""
+    d/out_lanes + 9, with long rows; rows shorter than K = d/out_lanes cycles take K; and
+    rows of mixed short lengths take max(e·S, K) each (S = d/M cycles an entry)."""
     p = make_params(head_dim, macs, out_lanes=out_lanes)
     slices, chunks = head_dim // macs, head_dim // out_lanes
-    shortest = -(-max(slices + 3, chunks) // slices)          # entries
+    shortest = -(-chunks // slices)                    # entries of a row that never waits
     rng = random.Random(11)
     v = random_v(rng, p)
-    runs = [(random_rows(rng, 13, p, lengths=lambda i: rng.randint(5, 13)), 13,
+    runs = [(random_rows(rng, 13, p, lengths=lambda i: rng.randint(shortest, 13)), 13,
              *typical_scale(rng, p)),
-            (random_rows(rng, 11, p, lengths=lambda i: shortest), 0, *typical_scale(rng, p))]
+            (random_rows(rng, 11, p, lengths=lambda i: shortest), 0, *typical_scale(rng, p)),
+            (random_rows(rng, 12, p, lengths=lambda i: 1), 13, *typical_scale(rng, p)),
+            (random_rows(rng, 13, p, lengths=lambda i: rng.choice([1, 2, 3])), 0,
+             *typical_scale(rng, p))]
     latency = spmm_latency(p)
-    assert latency == chunks + 10
+    assert latency == chunks + 9
     results = check(p, v, runs, idle_prob=0.0)
-    for (rows, *_), (_, cycles) in zip(runs, results):
-        assert cycles == sum(len(r) for r in rows) * slices + latency
+    cycles = [c for _, c, _ in results]
+    lengths = [[len(r) for r in rows] for rows, *_ in runs]
+    assert cycles == [always_valid(p, e) for e in lengths]
+    assert cycles[0] == sum(lengths[0]) * slices + latency
+    assert cycles[1] == 11 * shortest * slices + latency
+    assert cycles[2] == slices + 11 * max(slices, chunks) + latency
+
+
+@pytest.mark.parametrize("out_lanes", [64, 32])
+def test_spmm_one_entry_rows_at_the_floor(out_lanes):
+    """d = M = 64 (one cycle an entry): a run of 1-entry rows takes max(1, d/out_lanes)
+    cycles a row, 1 at out_lanes = d and 2 at out_lanes = d/2; then a DeiT-like head (many
+    rows of 2 entries and one long row) at max(2, K) a row; also under idle cycles."""
+    p = make_params(64, 64, out_lanes=out_lanes, max_tokens=25, heads=1)
+    chunks = 64 // out_lanes
+    rng = random.Random(out_lanes)
+    v = random_v(rng, p)
+    ones = random_rows(rng, 25, p, lengths=lambda i: 1)
+    deit = random_rows(rng, 25, p, lengths=lambda i: 25 if i == 12 else 2)
+    runs = [(ones, 0, *typical_scale(rng, p)), (deit, 0, *typical_scale(rng, p))]
+    cycles = [c for _, c, _ in check(p, v, runs, idle_prob=0.0)]
+    assert cycles[0] == 1 + 24 * chunks + chunks + 9          # 35 or 60
+    assert cycles[1] == 2 + 11 * 2 + 25 + 12 * 2 + chunks + 9
+    check(p, v, runs, idle_prob=0.3, seed=out_lanes)
 
 
 # -- parameters -----------------------------------------------------------------------------------
 
 
 def test_spmm_rejects_bad_params():
-    p = VitcodParams(head_dim=16, max_tokens=9, max_global=4, sparse_capacity=8,
-                     dense_macs=16, sparse_macs=16, out_lanes=4)
-    with pytest.raises(ValueError, match=r"^dense_macs \+ sparse_macs must divide head_dim "
-                                         r"\(16\) in the SpMM, not 32$"):
-        Spmm(p)
+    # M | d, which the SpMM's slices rely on, is VitcodParams' own check
+    # (tests/test_vitcod_golden.py).
     with pytest.raises(TypeError, match=r"^params must be a VitcodParams, not 3$"):
         Spmm(3)
     with pytest.raises(TypeError, match=r"^params must be a VitcodParams, not None$"):

@@ -27,7 +27,7 @@ def row_layout(params):
 
 
 def output_latency(params):
-    """Cycles from a row offered to an idle OutputStage to its write: d / out_lanes chunks
+    """Cycles from a row offered to the OutputStage to its write: d / out_lanes chunks
     through the requantizers."""
     return params.head_dim // params.out_lanes + Requantizer.latency
 
@@ -35,17 +35,21 @@ def output_latency(params):
 class OutputStage(wiring.Component):
     """Requantizes finished rows `out_lanes` values a cycle and writes each as one word.
 
-    A row taken from `rows` is copied into a working register (so the SpMM can finish the
+    A row offered on `rows` is copied into a working register (so the SpMM can finish the
     next row meanwhile) that shifts `out_lanes` sums a cycle into as many Requantizers
     (y = requantize(o, multiplier, shift), int8 at operand_width 8); the results are
     collected into the row's word, written on `out` (`write` for one cycle) when its last
-    lanes leave the requantizers. A row takes K = d / out_lanes cycles; `rows.ready` is
-    high while the working register is empty or shows its last lanes, so rows follow one
-    another every K cycles without a gap.
+    lanes leave the requantizers. A row takes K = d / out_lanes cycles.
 
-    `multiplier` and `shift` are held for a run. A row offered to an idle stage in cycle c
-    is written in cycle c + `latency` (output_latency: K + Requantizer.latency); `busy` is
-    high while a row is in the working register or the requantizers, up to its write.
+    `rows` is always ready: the stage never stalls (the write port has no backpressure),
+    so its user schedules the rows at least K cycles apart (the SpMM does: see its
+    `gap`), and a row then always arrives when the working register is empty or shows its
+    last lanes (one arriving sooner would overwrite the row being requantized). Rows K
+    cycles apart follow one another without a gap.
+
+    `multiplier` and `shift` are held for a run. A row offered in cycle c is written in
+    cycle c + `latency` (output_latency: K + Requantizer.latency); `busy` is high while a
+    row is in the working register or the requantizers, up to its write.
     """
 
     def __init__(self, params):
@@ -55,7 +59,7 @@ class OutputStage(wiring.Component):
         self.chunks = params.head_dim // params.out_lanes
         self.latency = output_latency(params)
         super().__init__({
-            "rows": In(stream.Signature(row_layout(params))),
+            "rows": In(stream.Signature(row_layout(params), always_ready=True)),
             "multiplier": In(unsigned(MULT_BITS)),
             "shift": In(unsigned(SHIFT_BITS)),
             "out": Out(buffer_port_signature(_buffer(params, "out"))),
@@ -73,11 +77,8 @@ class OutputStage(wiring.Component):
         work_addr = Signal.like(self.rows.payload.addr)
         left = Signal(range(chunks + 1))           # chunks still to present
         present = Signal()
-        m.d.comb += [
-            present.eq(left != 0),
-            self.rows.ready.eq(left <= 1),
-        ]
-        with m.If(self.rows.valid & self.rows.ready):
+        m.d.comb += present.eq(left != 0)
+        with m.If(self.rows.valid):
             m.d.sync += [work.eq(self.rows.payload.sums), work_addr.eq(self.rows.payload.addr),
                          left.eq(chunks)]
         with m.Elif(present):

@@ -7,20 +7,18 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .mac_bank import MacBank, bank_signature
-from .output_stage import OutputStage, output_latency, row_layout
+from .output_stage import OutputStage, output_latency
 from ..shell.contract import buffer_port_signature, read_port_signature
 from ...engines.vitcod.spec import VitcodParams, buffers
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
 
 __all__ = ["Spmm", "entry_layout", "spmm_latency"]
 
-# Cycles from the start pulse to the first entry's first slice on the bank: `ready` rises
-# the cycle after start, an accepted entry is registered with its v address, and v's
-# synchronous read returns the row a cycle later.
-START_TO_ISSUE = 3
-# The accumulator that takes a row's final product is copied into the hand-off register
-# in the same cycle; the row is offered to the output stage one cycle later.
-CAPTURE = 1
+# Cycles from an entry offered on an idle SpMM to its first slice on the bank: it is
+# registered with its v address, whose synchronous read returns the row a cycle later.
+OFFER_TO_BANK = 2
+# `entries.ready` rises the cycle after the start pulse.
+START_TO_OFFER = 1
 
 
 def entry_layout(params):
@@ -35,8 +33,9 @@ def entry_layout(params):
 
 
 def spmm_latency(params):
-    """Cycles an uninterrupted run takes beyond its E·d/M entry cycles (Spmm, "latency")."""
-    return START_TO_ISSUE + MacBank.latency + CAPTURE + output_latency(params)
+    """Cycles an uninterrupted run takes beyond its E·d/M entry cycles (Spmm, "latency"):
+    d / out_lanes + 9."""
+    return START_TO_OFFER + OFFER_TO_BANK + MacBank.latency + output_latency(params)
 
 
 class Spmm(wiring.Component):
@@ -52,26 +51,35 @@ class Spmm(wiring.Component):
     v[sM .. sM+M-1] (sign-extended) and p (zero-extended). The products come back
     MacBank.latency cycles later into S rotating groups of M accumulators (out_acc_width
     bits, two's complement wrap; the row's sum always fits): a row's first entry loads
-    them, later ones add. The final product of a row goes with the other groups into a
-    hand-off register offered to the OutputStage, so the next row starts at once.
+    them, later ones add. The final product of a row goes with the other groups straight
+    into the OutputStage's working register, so the next row starts at once.
 
-    Backpressure: a row's last entry starts only when the hand-off register will be free
-    (it is reserved from then until the output stage takes the row), so no product is
-    ever lost; meanwhile the entry waits and `entries.ready` falls. With `entries` always
-    valid one entry is taken every S cycles as long as each row lasts at least
-    max(S + 3, d / out_lanes) cycles (shorter rows are output-bound).
+    Schedule: the bank and the output stage never stall, so a row's sums reach the output
+    stage exactly S + 2 cycles after its last entry left the entry register. The output
+    stage takes a row every K = d / out_lanes cycles, so a row's last entry waits (and
+    `entries.ready` falls) until K cycles after the previous row's last entry: a counter
+    (`gap`), no path from the output stage. Entry k of the run (0-based, all rows) has its
+    first slice on the bank in cycle
 
-    With `entries` always valid and no such stall, `busy` falls E·S + `latency` cycles after
-    the start pulse, E the entries of the run: latency = START_TO_ISSUE + MacBank.latency +
-    CAPTURE + OutputStage latency (d / out_lanes + Requantizer.latency) = d / out_lanes + 10.
+        b_k = max(o_k + 2, b_(k-1) + S, b_l + K if k ends a row)
+
+    with the start pulse in cycle 0, o_k the first cycle `entries` offers it (1 if it was
+    offered before) and l the previous row's last entry. With its entries there, a row of
+    e entries thus ends max(e·S, K) cycles after the previous one: the floor a row is
+    max(S, K). The last row's word is written in cycle b + S + K + 5 and `busy` is low
+    from cycle b + S + K + 6 on (b its last entry's). With `entries` always valid that is
+    cycle
+
+        e_0·S + sum over rows n >= 1 of max(e_n·S, K) + `latency`,
+
+    latency = spmm_latency = START_TO_OFFER + OFFER_TO_BANK + MacBank.latency + OutputStage
+    latency (K + Requantizer.latency) = K + 9: E·S + K + 9 when every row but the first
+    has e·S >= K.
     """
 
     def __init__(self, params):
         if not isinstance(params, VitcodParams):
             raise TypeError(f"params must be a VitcodParams, not {params!r}")
-        if params.head_dim % params.mac_units:
-            raise ValueError(f"dense_macs + sparse_macs must divide head_dim "
-                             f"({params.head_dim}) in the SpMM, not {params.mac_units!r}")
         self.params = params
         self.slices = params.head_dim // params.mac_units
         self.latency = spmm_latency(params)
@@ -113,16 +121,11 @@ class Spmm(wiring.Component):
                          next_first.eq(1), out_mult.eq(self.out_mult),
                          out_shift.eq(self.out_shift)]
 
-        # -- hand-off register (declared here: its reservation gates the issue) ------------
-        done = Signal(row_layout(p))
-        done_valid = Signal()
-        reserved = Signal()        # a row's last entry has started; its sums go to `done`
-        take = Signal()
-        m.d.comb += [
-            output.rows.payload.eq(done),
-            output.rows.valid.eq(done_valid),
-            take.eq(done_valid & output.rows.ready),
-        ]
+        # -- the row spacing the output stage needs: K cycles between last entries --------
+        chunks = p.head_dim // p.out_lanes
+        gap = Signal(range(chunks))        # cycles until a row's last entry may move
+        gap_clear = Signal()
+        m.d.comb += gap_clear.eq(gap == 0)
 
         # -- R: the accepted entry, its v row being read ----------------------------------
         r_valid, r_first, r_last = Signal(), Signal(), Signal()
@@ -137,7 +140,7 @@ class Spmm(wiring.Component):
 
         x_free = ~x_valid | x_final                  # X takes a new entry next cycle
         r_move = Signal()
-        m.d.comb += r_move.eq(r_valid & x_free & (~r_last | ~reserved | take))
+        m.d.comb += r_move.eq(r_valid & x_free & (~r_last | gap_clear))
         entry = self.entries.payload
         accept = self.entries.valid & self.entries.ready
         m.d.comb += self.entries.ready.eq((rows_in != 0) & (~r_valid | r_move))
@@ -163,9 +166,9 @@ class Spmm(wiring.Component):
             m.d.sync += x_valid.eq(0)
 
         with m.If(r_move & r_last):
-            m.d.sync += reserved.eq(1)
-        with m.Elif(take):
-            m.d.sync += reserved.eq(0)
+            m.d.sync += gap.eq(chunks - 1)
+        with m.Elif(~gap_clear):
+            m.d.sync += gap.eq(gap - 1)
 
         # -- operands: slice x_k of the v row, and p -------------------------------------
         row = self.v.data
@@ -192,18 +195,16 @@ class Spmm(wiring.Component):
         rotated = acc[1:] + [new]
         with m.If(valid):
             m.d.sync += [a.eq(b) for a, b in zip(acc, rotated)]
-            with m.If(final):
-                m.d.sync += [
-                    done.sums.as_value().eq(Cat(*(g.as_value() for g in rotated))),
-                    done.addr.eq(next_addr),
-                    next_addr.eq(next_addr + 1),
-                    rows_left.eq(rows_left - 1),
-                ]
-
+        # A finished row goes to the output stage as its final product arrives; the
+        # schedule above guarantees that the stage takes it (rows.ready is constant 1).
+        handoff = output.rows.payload
+        m.d.comb += [
+            handoff.sums.as_value().eq(Cat(*(g.as_value() for g in rotated))),
+            handoff.addr.eq(next_addr),
+            output.rows.valid.eq(valid & final),
+        ]
         with m.If(valid & final):
-            m.d.sync += done_valid.eq(1)
-        with m.Elif(take):
-            m.d.sync += done_valid.eq(0)
+            m.d.sync += [next_addr.eq(next_addr + 1), rows_left.eq(rows_left - 1)]
 
-        m.d.comb += self.busy.eq((rows_left != 0) | done_valid | output.busy)
+        m.d.comb += self.busy.eq((rows_left != 0) | output.busy)
         return m
