@@ -53,7 +53,7 @@ def test_model_against_rtl_sweep(point, case):
     check(POINTS[point], *case)
 
 
-def test_skipped_head_costs_one_cycle():
+def test_skipped_head_costs_nothing():
     p = POINTS["d32_m16_2h"]
     check(p, 20, 0.7, 50, head_mask=0b01)
     one = HeadWork(2, (3,) * 20)

@@ -3,7 +3,7 @@ N and the structure of each head's polarized mask: g and the kept entries of eac
 
 A run: `start`, then per kept head phase 1 (the SDDMM engines and the list checks at once;
 the slowest decides) and phase 2 (the softmax unit streams each row's entries to the SpMM,
-which takes d/M cycles an entry and at least `row_floor` cycles a row; a row's
+which takes d/M cycles an entry and at least d/out_lanes cycles a row; a row's
 probabilities wait for its reciprocal, so phase 2 runs a row behind the softmax unit's
 first stage). The constants are the RTL's latencies (named after what they wait for);
 tests/test_vitcod_cycles.py holds the model against RTL simulation.
@@ -23,8 +23,7 @@ EXP_LATENCY = 8        # ExpUnit
 FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit
 SPARSE_FIRST = 3       # ... later when the row's first entry is a CSR one (g = 0)
 RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider's stages)
-SPMM_TAIL = 4          # the last entry taken -> the SpMM's busy low (plus d / out_lanes)
-ROW_SETUP = 3          # a row's SpMM hand-off: a row takes at least d/M + 3 cycles
+SPMM_TAIL = 2          # the last row's end on the bank -> busy low (plus d / out_lanes)
 # The core's sequencer.
 RUN_SETUP = 2          # start -> the first head's phase 1 (IDLE, NEXT_HEAD)
 PHASE_TURN = 3         # phase 1's last busy -> phase 2's start pulse (WAIT_A, START_B)
@@ -70,23 +69,22 @@ def phase_1(p, head):
 
 def phase_2(p, head):
     """Row by row: the softmax unit's first stage streams entries one a cycle; row i's p
-    can leave once its sum went through the divider; the SpMM takes row i when row i-1 is
-    done and its p are there."""
+    can leave once its sum went through the divider; the SpMM takes d/M cycles an entry,
+    and a row's last entry waits until the output stage is free (a row every d/out_lanes
+    cycles)."""
     g = head.globals
-    spmm = p.spmm_cycles
-    row_floor = max(spmm + ROW_SETUP, p.head_dim // p.out_lanes)
+    spmm, floor = p.spmm_cycles, p.head_dim // p.out_lanes
     fed = FIRST_ENTRY + (0 if g else SPARSE_FIRST)    # the first stage's next free cycle
-    done = 0                                          # the SpMM's previous row's end
-    last = len(head.row_nnz) - 1
-    for i, nnz in enumerate(head.row_nnz):
+    done = None                                       # the previous row's end on the bank
+    for nnz in head.row_nnz:
         length = g + nnz
         fed += length
         ready = fed + EXP_LATENCY + p.recip_width + RECIP_TO_P
-        start = max(ready, done)
-        # the next row may start once this one's hand-off is free; the last one ends as
-        # soon as its entries went through
-        done = start + (length * spmm if i == last else max(length * spmm, row_floor))
-    return done + p.head_dim // p.out_lanes + SPMM_TAIL
+        if done is None:
+            done = ready + length * spmm
+        else:
+            done = max(max(ready, done) + length * spmm, done + floor)
+    return done + floor + SPMM_TAIL
 
 
 def cycles(params: VitcodParams, heads, head_mask: int = 0):
@@ -99,7 +97,7 @@ def cycles(params: VitcodParams, heads, head_mask: int = 0):
         if not 1 <= head.tokens <= p.max_tokens:
             raise ValueError(f"tokens must be between 1 and {p.max_tokens}, not {head.tokens!r}")
         total += phase_1(p, head) + PHASE_TURN + phase_2(p, head) + HEAD_TURN
-    return total + len(heads) - len(kept)
+    return total
 
 
 def random_head(tokens, sparsity, *, seed=0, globals_=None, threshold=50, max_global=None):
