@@ -72,6 +72,7 @@ def heads(count, tokens, head_dim, seed, low=-128, high=128):
 
 
 @pytest.mark.cocotb
+@pytest.mark.sweep          # make sim; the engine-level tests cover these cases in make test
 def test_sparse_attention_end_to_end_small(request):
     """Two sparse heads, a skipped head, a dense head, one token, most-negative operands."""
     p = POINTS["small"]

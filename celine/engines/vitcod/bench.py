@@ -176,7 +176,47 @@ def autoencoder():
         {"report": report}
 
 
-def run(out, *, quick=False, fpga=True):
+MASE = dict(tokens=16, head_dim=16)
+
+
+def mase_shape(fpga):
+    """One dense head at N = 16, d = 16, the shape of a published open attention head
+    (258 cycles, 26,176 LUT4, 60 MULT18X18D, 55.8 MHz with 32 MACs): cycles in simulation
+    and, with `fpga`, the engine core out of context on the LFE5U-85F. The SpMM needs
+    M to divide d, so this engine has at most d = 16 MAC units here (8 + 8)."""
+    tokens, head_dim = MASE["tokens"], MASE["head_dim"]
+    params = VitcodParams(head_dim=head_dim, max_tokens=tokens, heads=1, max_global=8,
+                          sparse_capacity=tokens * tokens, dense_macs=8, sparse_macs=8,
+                          out_lanes=head_dim)
+    from ...rtl.vitcod.shell_adapter import VitcodShellAdapter
+    from ...sim.adapter_bench import run_adapter
+    from ...sim.vitcod_cases import make_case
+    # the host puts 8 of the 16 dense columns in the denser engine (threshold 0 makes every
+    # column global; max_global 8 keeps half of them), the rest in the sparser engine
+    case = make_case(params, tokens, [None], threshold=0)
+    (status,), _ = run_adapter(VitcodShellAdapter(params), case.contents, case.settings)
+    result = {"tokens": tokens, "head_dim": head_dim, "mac_units": params.mac_units,
+              "cycles": status[1], "ideal_cycles": 2 * tokens * tokens * head_dim // params.mac_units,
+              "note": "M must divide d in this engine, so 16 MAC units, not 32"}
+    log(f"mase shape: {status[1]} cycles on {params.mac_units} MAC units")
+    if fpga:
+        from ...gen.synth import place_and_route
+        from ...rtl.vitcod.core import VitcodCore
+        log("mase shape: the core out of context on the LFE5U-85F (minutes) ...")
+        figures = place_and_route(VitcodCore(params), top="vitcod_mase",
+                                  workdir=Path("build/bench/ooc_vitcod"), log=log)
+        result.update(lut4=figures["lut4"], ff=figures["ff"], mult18x18d=figures["mult18x18d"],
+                      dp16kd=figures["dp16kd"], fmax_mhz=figures["fmax_mhz"])
+    return result
+
+
+def measure_fpga(board, seed=1):
+    from ...gen.bitstream import bench_build
+    return bench_build(board, "vitcod", VitcodParams(), seed=seed, log=log,
+                       out=Path("build/bench/fpga_vitcod"))
+
+
+def run(out, *, quick=False, fpga=True, board="ulx3s-85f"):
     """The benchmark (`celine bench --only vitcod`); `quick` runs fewer masks, `fpga` False
     skips the ECP5 builds."""
     cycles_dense, dense_model = dense_baseline()
@@ -187,7 +227,10 @@ def run(out, *, quick=False, fpga=True):
     result = {"points": points, "deit_tiny": summarize_deit(points),
               "dense_baseline": {"cycles": cycles_dense, "model_cycles": dense_model},
               "taylor_vs_dense": taylor_vs_dense(cycles_dense),
-              "softmax_error": softmax_accuracy(), "autoencoder": autoencoder()}
+              "softmax_error": softmax_accuracy(), "autoencoder": autoencoder(),
+              "mase_shape": mase_shape(fpga)}
+    if fpga:
+        result["fpga"] = measure_fpga(board)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "vitcod.json"
     write_if_changed(path, json.dumps(result, indent=2) + "\n")
