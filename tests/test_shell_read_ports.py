@@ -1,5 +1,6 @@
-"""A buffer with two read ports (BufferSpec.read_ports): its checks, its place in the
-engine <-> shell contract, and the shell and the adapter bench serving both ports."""
+"""A buffer with two read ports (BufferSpec.read_ports), and one the engine also writes
+(BufferSpec.engine_writes): their checks, their place in the engine <-> shell contract,
+and the shell and the adapter bench serving them."""
 
 import random
 
@@ -176,5 +177,109 @@ def test_the_shell_serves_two_read_ports_from_host_written_words():
         await read_both_ports(ctx, engine.mem.q, words, rng)
         ctx.set(engine.busy, 0)
         await exchange(ctx, Command.READ, 2, read_payload(0, 6, 20), data[6:26])
+
+    run_sim(dut, testbench)
+
+
+# -- a host-writable buffer the engine writes too (engine_writes) ---------------------------
+
+WRITTEN = [BufferSpec("q", 16, DEPTH, True, read_ports=2, engine_writes=True),
+           BufferSpec("out", 8, 4, False)]
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: BufferSpec("q", 8, 4, True, read_ports=2, engine_writes=1), TypeError,
+     "engine_writes must be True or False, not 1"),
+    (lambda: BufferSpec("out", 8, 4, False, engine_writes=True), ValueError,
+     "engine_writes must be False for a buffer the host does not write, not True"),
+    (lambda: BufferSpec("q", 8, 4, True, engine_writes=True), ValueError,
+     "engine_writes must be False for a buffer with 1 read port, not True"),
+])
+def test_engine_writes_checks(make, error, message):
+    with pytest.raises(error) as info:
+        make()
+    assert str(info.value) == message
+
+
+def test_engine_writes_in_the_contract_not_in_info():
+    q = WRITTEN[0]
+    assert ports(buffer_port_signature(q)) == {
+        "addr": (Out, range(DEPTH)), "data": (In, 16), "wdata": (Out, 16), "write": (Out, 1),
+        "b.addr": (Out, range(DEPTH)), "b.data": (In, 16)}
+    assert q.describe() == BUFFERS[0].describe()
+    with pytest.raises(TypeError, match=r"^engine must have a member 'mem\.q\.wdata' of "
+                                        r"Out\(unsigned\(16\)\) \(the shell contract\), "
+                                        r"not none$"):
+        check_engine(component(engine_signature(BUFFERS[:1] + WRITTEN[1:], REGISTERS)),
+                     WRITTEN, REGISTERS)
+
+
+async def write_through_port_a(ctx, port, words, rng, count=40):
+    """The engine writes `count` random words through port A (some cycles idle, reading
+    port B meanwhile); `words` follows."""
+    for _ in range(count):
+        a, b = rng.randrange(len(words)), rng.randrange(len(words))
+        write = rng.random() < 0.7
+        value = rng.randrange(1 << 16)
+        ctx.set(port.addr, a)
+        ctx.set(port.b.addr, b)
+        ctx.set(port.wdata, value)
+        ctx.set(port.write, write)
+        await ctx.tick()
+        assert ctx.get(port.b.data) == words[b], b          # the word before this write
+        if write:
+            words[a] = value
+    ctx.set(port.write, 0)
+
+
+def test_the_adapter_bench_serves_engine_writes():
+    engine = component(engine_signature(WRITTEN, REGISTERS))
+    engine.buffers = WRITTEN
+    rng = random.Random(3)
+    words = [rng.randrange(1 << 16) for _ in range(DEPTH)]
+    bench = AdapterBench(engine, {"q": list(words)})
+
+    async def testbench(ctx):
+        await write_through_port_a(ctx, engine.mem.q, words, rng)
+        await read_both_ports(ctx, engine.mem.q, words, rng)
+        assert [ctx.get(bench.memories["q"].data[i]) for i in range(DEPTH)] == words
+
+    run_sim(bench, testbench)
+
+
+def test_the_shell_serves_engine_writes_through_port_a():
+    """The host writes the buffer; the engine owns it and writes random words through port
+    A while reading port B, then reads both ports; the host reads every word back."""
+
+    class Engine(wiring.Component):
+        def __init__(self):
+            super().__init__(engine_signature(WRITTEN, REGISTERS))
+
+        def elaborate(self, platform):
+            return Module()
+
+    engine = Engine()
+    dut = Shell(engine, buffers=WRITTEN, registers=REGISTERS, description={"engine": "test"},
+                clock_hz=DIVISOR * 1_000_000, baud=1_000_000, max_payload=128)
+    rng = random.Random(4)
+    words = [rng.randrange(1 << 16) for _ in range(DEPTH)]
+
+    def as_bytes(values):
+        return b"".join(word.to_bytes(2, "little") for word in values)
+
+    async def exchange(ctx, command, seq, payload, reply):
+        await uart_send(ctx, dut.rx, encode_request(command, seq, payload))
+        expected = encode_reply(Status.OK, seq, reply)
+        assert await uart_receive(ctx, dut.tx, len(expected)) == expected
+
+    async def testbench(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(10)
+        await exchange(ctx, Command.WRITE, 1, write_payload(0, 0, as_bytes(words)), b"")
+        ctx.set(engine.busy, 1)
+        await write_through_port_a(ctx, engine.mem.q, words, rng)
+        await read_both_ports(ctx, engine.mem.q, words, rng)
+        ctx.set(engine.busy, 0)
+        await exchange(ctx, Command.READ, 2, read_payload(0, 0, 64), as_bytes(words))
 
     run_sim(dut, testbench)

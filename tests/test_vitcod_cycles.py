@@ -65,3 +65,30 @@ def test_estimate_and_errors():
     assert result.mac_units == 64 and 0 < result.utilization <= 1
     with pytest.raises(ValueError, match="tokens must be between 1 and 197, not 198"):
         cycles(VitcodParams(), [HeadWork(0, (1,) * 198)])
+
+
+def test_model_with_the_decoders():
+    """With the auto-encoder built in: the decode phase (DECODE_TURN + an AeDecoder run per
+    enabled decoder, ae_codec.mixer_cycles) before the heads."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_vitcod_engine import ae_case, check_ae
+    from celine.engines.vitcod.cycles import DECODE_TURN, decode_phase
+    from celine.rtl.vitcod.ae_codec import mixer_cycles
+    p = VitcodParams(head_dim=32, max_tokens=13, heads=4, max_global=4, sparse_capacity=120,
+                     dense_macs=8, sparse_macs=8, out_lanes=16, autoencoder=True)
+    for tokens, enable, head_mask in ((9, 0b11, 0), (13, 0b10, 0b0100), (1, 0, 0)):
+        masks = [random_mask(tokens, 0.5, seed=h) for h in range(p.heads)]
+        case = ae_case(p, tokens, masks, ae_enable=enable, seed=5, head_mask=head_mask)
+        rtl = check_ae(case, limit=100_000)
+        plans = iter(case.plans)
+        works = [HeadWork(0, (1,) * tokens) if head_mask >> h & 1 else work(next(plans))
+                 for h in range(p.heads)]
+        model = cycles(p, works, head_mask, ae_enable=enable)
+        assert abs(model - rtl) <= 0.02 * rtl, f"model {model}, RTL {rtl}"
+        assert model - cycles(p, works, head_mask) == (decode_phase(p, tokens, enable)
+                                                         - decode_phase(p, tokens, 0))
+        assert abs(model - rtl) <= 2
+    assert decode_phase(p, 9, 0b11) == DECODE_TURN + 2 * mixer_cycles(p, 2, 4, 9)
+    assert decode_phase(POINTS["d16_m16"], 9, 0b11) == 0

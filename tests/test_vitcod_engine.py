@@ -127,3 +127,133 @@ def test_a_row_without_entries_is_malformed():
     case = _corrupt(case, "csr", h, 0, lambda w: w)
     assert case.expected.errors == Errors.INDEX and case.expected.result_words == 12
     check(case, limit=20_000)
+
+
+# -- the auto-encoder's decoder in the run ----------------------------------------------------
+
+AE = VitcodParams(head_dim=16, max_tokens=13, heads=3, max_global=4, sparse_capacity=120,
+                  dense_macs=8, sparse_macs=8, out_lanes=4, autoencoder=True)
+
+
+def random_decoder(rng, params):
+    """Random decoder fields (weights often at the int8 ends; scales that leave most
+    outputs inside int8, some saturating)."""
+    weights = [[rng.choice([-128, 127, rng.randint(-128, 127)]) for _ in range(params.code_heads)]
+               for _ in range(params.heads)]
+    biases = [rng.choice([0, rng.randint(-(1 << 16), 1 << 16), -(1 << 31), (1 << 31) - 1])
+              for _ in range(params.heads)]
+    return weights, biases, rng.randint(1 << 15, (1 << 16) - 1), rng.randint(21, 24)
+
+
+def ae_case(params, tokens, masks, *, ae_enable, seed, head_mask=0, threshold=50):
+    """make_case with random code heads in q and k after the H heads' slots and random
+    decoders in the registers; the expected result recomputed by the golden model."""
+    import random as _random
+
+    from celine.engines.vitcod.spec import ae_settings, code_word
+    from celine.golden.shell import Buffer
+    from celine.golden.vitcod.engine_model import VitcodEngineModel
+    from celine.spec.lanes import pack_lanes
+    rng = _random.Random(seed)
+    case = make_case(params, tokens, masks, seed=seed, head_mask=head_mask, threshold=threshold)
+    for name in ("q", "k"):
+        for c in range(params.code_heads):
+            for i in range(tokens):
+                row = [rng.choice([-128, 127, rng.randint(-128, 127)])
+                       for _ in range(params.head_dim)]
+                case.contents[name][code_word(params, c, i)] = pack_lanes(row, 8)
+        case.settings.update(ae_settings(params, name, *random_decoder(rng, params)))
+    case.settings["ae_enable"] = ae_enable
+    model = VitcodEngineModel(params)
+    buffers = {spec.name: Buffer(spec) for spec in model.buffer_specs}
+    for name, words in case.contents.items():
+        buffers[name].words = list(words)
+    case.expected = model.run(case.settings, buffers)
+    return case
+
+
+def check_ae(case, limit=60_000):
+    """check() plus the q and k words the run rewrote (== the golden model's writes)."""
+    status, words = run_adapter(VitcodShellAdapter(case.params), case.contents, case.settings,
+                                limit=limit)
+    (errors, cycles, result_words), = status
+    expected = case.expected
+    assert (errors, result_words) == (expected.errors, expected.result_words)
+    for name in ("q", "k", "out"):
+        want = list(case.contents[name])
+        for address, word in expected.writes.get(name, {}).items():
+            want[address] = word
+        assert words[name] == want, name
+    return cycles
+
+
+def test_both_decoders_then_the_heads():
+    masks = [random_mask(11, 0.6, seed=20), None, random_mask(11, 0.8, seed=21)]
+    case = ae_case(AE, 11, masks, ae_enable=0b11, seed=22, threshold=4)
+    assert set(case.expected.writes) == {"q", "k", "out"}
+    assert len(case.expected.writes["q"]) == len(case.expected.writes["k"]) == 3 * 11
+    check_ae(case)
+
+
+def test_q_decoder_alone_with_a_skipped_head_and_max_tokens():
+    masks = [random_mask(13, 0.5, seed=23)] * 3
+    case = ae_case(AE, 13, masks, ae_enable=0b01, seed=24, head_mask=0b100)
+    assert set(case.expected.writes) == {"q", "out"}
+    check_ae(case)
+
+
+def test_decoders_off_and_one_token():
+    """ae_enable = 0: the code heads are ignored (the plain run); N = 1 with K's decoder."""
+    case = ae_case(AE, 7, [random_mask(7, 0.5, seed=25)] * 3, ae_enable=0, seed=26)
+    assert set(case.expected.writes) == {"out"}
+    check_ae(case)
+    check_ae(ae_case(AE, 1, [None] * 3, ae_enable=0b10, seed=27))
+
+
+def test_bad_tokens_decode_nothing():
+    case = ae_case(AE, 5, [None] * 3, ae_enable=0b11, seed=28)
+    case.settings["tokens"] = 14
+    case = _corrupt(case, "csr", 0, 0, lambda w: w)      # recompute the golden result
+    assert case.expected.errors == Errors.TOKENS and not case.expected.writes
+    check_ae(case)
+
+
+def test_autoencoder_parameter():
+    """Pinned checks; the buffers and registers it adds."""
+    from celine.engines.vitcod.spec import (ae_register, ae_settings, ae_values, buffers,
+                                            code_word, pack_ae_weights, registers,
+                                            unpack_ae_weights)
+    base = dict(head_dim=16, max_tokens=13, max_global=4, sparse_capacity=120, dense_macs=8,
+                sparse_macs=8, out_lanes=4)
+    cases = [
+        (dict(heads=3, autoencoder=1), TypeError, "autoencoder must be True or False, not 1"),
+        (dict(heads=3, autoencoder=True, operand_width=6), ValueError,
+         "operand_width must be 8 with the auto-encoder, not 6"),
+        (dict(heads=1, autoencoder=True), ValueError,
+         "heads must be at least 2 with the auto-encoder, not 1"),
+    ]
+    for extra, error, message in cases:
+        with pytest.raises(error) as info:
+            VitcodParams(**base, **extra)
+        assert str(info.value) == message
+    plain = {b.name: b for b in buffers(VitcodParams(**base, heads=3))}
+    ae = {b.name: b for b in buffers(AE)}
+    assert not plain["q"].engine_writes and plain["q"].depth == 3 * 13
+    for name in ("q", "k"):
+        assert ae[name].engine_writes and ae[name].depth == (3 + 2) * 13
+    assert [b.engine_writes for n, b in ae.items() if n not in ("q", "k")] == [False] * 4
+    assert code_word(AE, 1, 4) == 4 * 13 + 4
+    assert "ae_enable" not in registers(VitcodParams(**base, heads=3))
+    regs = registers(AE)
+    assert regs.names[-15:] == (
+        "ae_enable", "ae_q_weights_0", "ae_q_weights_1", "ae_q_bias_0", "ae_q_bias_1",
+        "ae_q_bias_2", "ae_q_mult", "ae_q_shift", "ae_k_weights_0", "ae_k_weights_1",
+        "ae_k_bias_0", "ae_k_bias_1", "ae_k_bias_2", "ae_k_mult", "ae_k_shift")
+    assert regs[ae_register("q", "weights", 1)].width == 16        # 6 weights: 4 + 2
+    # Row-major, low byte first, two's complement.
+    weights = [[-128, 1], [2, -1], [127, -2]]
+    assert pack_ae_weights(weights) == [0xFF_02_01_80, 0xFE_7F]
+    assert unpack_ae_weights(pack_ae_weights(weights), 3, 2) == weights
+    values = {**regs.reset_values(), **ae_settings(AE, "k", weights, [-1, 0, 7], 9, 3)}
+    assert values["ae_k_bias_0"] == 0xFFFF_FFFF
+    assert ae_values(AE, "k", values) == (weights, [-1, 0, 7], 9, 3)

@@ -90,3 +90,89 @@ def test_over_capacity_rejected(dev):
         dev.sparse_attention(q, q, q, torch.ones(21, 21, dtype=torch.bool), threshold=50)
     assert str(info.value) == ("head 0: mask must fit the engine: 441 sparse entries after "
                                "0 global columns, capacity 400")
+
+
+# -- Q and K sent compressed (autoencoder=) --------------------------------------------------
+
+AE = VitcodParams(head_dim=16, max_tokens=24, heads=3, max_global=8, sparse_capacity=400,
+                  dense_macs=8, sparse_macs=8, out_lanes=4, autoencoder=True)
+
+
+def random_qae(seed, heads=3):
+    """A QuantizedAutoEncoder of random int8 weights, small biases and scales that keep
+    most values inside int8."""
+    from celine.golden.vitcod.autoencoder import QuantizedAutoEncoder, code_heads
+    g = torch.Generator().manual_seed(seed)
+    code = code_heads(heads)
+
+    def ints(*shape, lo=-128, hi=127):
+        return torch.randint(lo, hi + 1, shape, generator=g).tolist()
+    return QuantizedAutoEncoder(w_enc=ints(code, heads), b_enc=ints(code, lo=-999, hi=999),
+                                enc_mult=40000, enc_shift=22, w_dec=ints(heads, code),
+                                b_dec=ints(heads, lo=-999, hi=999), dec_mult=40000,
+                                dec_shift=21, in_scale=1.0, code_scale=1.0, out_scale=1.0)
+
+
+def test_compressed_q_and_k():
+    """The device decodes what the host encoded: the result is attention on
+    decode_int(encode_int(.)) of Q and of K (K in each head's polarized order), with the plan
+    built on the decoded heads; a plain call on the same device after it turns the
+    decoders off."""
+    from celine.golden.vitcod.autoencoder import decode_int, encode_int
+    torch.manual_seed(4)
+    q, k, v = (torch.randint(-128, 128, (3, 20, 16)) for _ in range(3))
+    masks = torch.stack([random_mask(20, 0.8, seed=5), random_mask(20, 0.6, seed=6),
+                         random_mask(20, 0.7, seed=7)])
+    qaes = (random_qae(1), random_qae(2))
+    with Device.open("model", accel="vitcod", params=AE) as dev:
+        outs = dev.sparse_attention(q, k, v, masks, threshold=6, autoencoder=qaes)
+        q_dec = decode_int(qaes[0], encode_int(qaes[0], q[None]))[0]
+        for h in range(3):
+            order = plan_head(AE, q[h], k[h], v[h], masks[h], threshold=6).order
+            k_engine = torch.stack([k[j][plan_head(AE, q[j], k[j], v[j], masks[j],
+                                                   threshold=6).order] for j in range(3)])
+            k_dec = torch.empty_like(k[h])
+            k_dec[order] = decode_int(qaes[1], encode_int(qaes[1], k_engine[None]))[0, h]
+            assert torch.equal(outs[h], expected(AE, q_dec[h], k_dec, v[h], masks[h],
+                                                 threshold=6))
+            assert torch.equal(dev.vitcod.last_plans[h].q, q_dec[h])
+        assert not torch.equal(q_dec, q)
+        assert dev.vitcod.last_link_bytes == {"plain": 2 * 3 * 20 * 16,
+                                              "compressed": 2 * 2 * 20 * 16,
+                                              "ae_registers": 4 * 2 * (2 + 3 + 2)}
+        skipped = dev.sparse_attention(q, k, v, masks, threshold=6, head_mask=0b010,
+                                       autoencoder=qaes)
+        assert len(skipped) == 2
+        assert dev.vitcod.last_link_bytes["plain"] == 2 * 2 * 20 * 16
+        plain = dev.sparse_attention(q, k, v, masks, threshold=6)
+        assert all(torch.equal(plain[h], expected(AE, q[h], k[h], v[h], masks[h], threshold=6))
+                   for h in range(3))
+        assert dev.vitcod.last_link_bytes == {"plain": 2 * 3 * 20 * 16,
+                                              "compressed": 2 * 3 * 20 * 16, "ae_registers": 0}
+
+
+def test_autoencoder_rejected():
+    q = torch.randint(-100, 100, (3, 20, 16))
+    cases = [
+        (SMALL, q[:2], (random_qae(1), random_qae(2)),
+         "autoencoder must be None on a device built without the auto-encoder, not a pair "
+         "of QuantizedAutoEncoders"),
+        (AE, q, random_qae(1),
+         "autoencoder must be None or a pair (Q's, K's) of QuantizedAutoEncoders, not "
+         + repr(random_qae(1))),
+        (AE, q, (random_qae(1), random_qae(2, heads=4)),
+         "the k autoencoder must have 3 heads (the device's), not 4"),
+        (AE, q[:2], (random_qae(1), random_qae(2)),
+         "q must hold all 3 heads (the device's) with an autoencoder, not 2"),
+        (AE, q[0], (random_qae(1), random_qae(2)),
+         "q must hold all 3 heads (the device's) with an autoencoder, not 1"),
+    ]
+    for params, x, qaes, message in cases:
+        with Device.open("model", accel="vitcod", params=params) as dev:
+            sent = []
+            write = dev.write_buffer
+            dev.write_buffer = lambda *a, **kw: sent.append(a) or write(*a, **kw)
+            with pytest.raises(SettingError) as info:
+                dev.sparse_attention(x, x, x, autoencoder=qaes)
+            assert str(info.value) == message
+            assert not sent

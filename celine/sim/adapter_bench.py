@@ -1,6 +1,6 @@
 """A shell adapter alone in the Amaranth simulator: each of its buffers a plain memory
-(one cycle of read latency, as in the shell, on each of its read ports), its registers
-set, `start` pulsed."""
+(one cycle of read latency, as in the shell, on each of its read ports; the engine's writes
+into a buffer it writes), its registers set, `start` pulsed."""
 
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
@@ -32,6 +32,11 @@ class AdapterBench(Elaboratable):
                 for engine_port in ports:
                     read = memory.read_port(transparent_for=())
                     m.d.comb += [read.addr.eq(engine_port.addr), engine_port.data.eq(read.data)]
+                if spec.engine_writes:
+                    # The engine's writes through port A, at port A's address.
+                    write = memory.write_port()
+                    m.d.comb += [write.addr.eq(port.addr), write.data.eq(port.wdata),
+                                 write.en.eq(port.write)]
             else:
                 write = memory.write_port()
                 m.d.comb += [write.addr.eq(port.addr), write.data.eq(port.data),

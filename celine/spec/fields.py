@@ -131,12 +131,20 @@ class BufferSpec:
     buffer (celine.rtl.shell.contract). The second costs no block RAM: the shell maps the
     buffer onto the true-dual-port RAM's second port. It is internal to the FPGA, so INFO
     (`describe`) does not show it.
+
+    `engine_writes` (keyword): the engine also writes this host-writable buffer, through
+    its first port at that port's address (the contract adds `wdata` and `write`), for an
+    engine that rebuilds some words in place before it reads them. Only with two read
+    ports: the host's writes and the engine's first port already share one RAM port then,
+    so the engine's write costs no block RAM either. Not in INFO: the host sees the same
+    buffer, whose words a run may change.
     """
     name: str
     width: int
     depth: int
     writable: bool
     read_ports: int = field(default=1, kw_only=True)
+    engine_writes: bool = field(default=False, kw_only=True)
 
     def __post_init__(self):
         check_int("read_ports", self.read_ports)
@@ -144,6 +152,14 @@ class BufferSpec:
         if not self.writable and self.read_ports != 1:
             raise ValueError(f"read_ports must be 1 for a buffer the engine writes, "
                              f"not {self.read_ports!r}")
+        if not isinstance(self.engine_writes, bool):
+            raise TypeError(f"engine_writes must be True or False, not {self.engine_writes!r}")
+        if self.engine_writes and not self.writable:
+            raise ValueError("engine_writes must be False for a buffer the host does not "
+                             "write, not True")
+        if self.engine_writes and self.read_ports != 2:
+            raise ValueError(f"engine_writes must be False for a buffer with "
+                             f"{self.read_ports} read port, not True")
 
     @property
     def word_bytes(self):

@@ -1,7 +1,7 @@
 """Analytical cycle model of the ViTCoD engine (rtl/vitcod/core.py), from the parameters,
 N and the structure of each head's polarized mask: g and the kept entries of each row.
 
-A run: `start`, then per kept head phase 1 (the SDDMM engines and the list checks at once;
+A run: `start`, then (with the auto-encoder) the decode phase, then per kept head phase 1 (the SDDMM engines and the list checks at once;
 the slowest decides) and phase 2 (the softmax unit streams each row's entries to the SpMM,
 which takes d/M cycles an entry and at least d/out_lanes cycles a row; a row's
 probabilities wait for its reciprocal, so phase 2 runs a row behind the softmax unit's
@@ -28,6 +28,8 @@ SPMM_TAIL = 2          # the last row's end on the bank -> busy low (plus d / ou
 RUN_SETUP = 2          # start -> the first head's phase 1 (IDLE, NEXT_HEAD)
 PHASE_TURN = 3         # phase 1's last busy -> phase 2's start pulse (WAIT_A, START_B)
 HEAD_TURN = 2          # phase 2 done -> the next head's phase 1 (WAIT_B, NEXT_HEAD)
+DECODE_TURN = 2        # with the auto-encoder built in: the sequencer's visits of Q's and
+                       # K's decode (DECODE), whether they run or not
 
 
 def issue_cycle(job, dpus, slices):
@@ -87,9 +89,22 @@ def phase_2(p, head):
     return done + floor + SPMM_TAIL
 
 
-def cycles(params: VitcodParams, heads, head_mask: int = 0):
+def decode_phase(p, tokens, ae_enable):
+    """The decode phase of an engine built with the auto-encoder: DECODE_TURN, plus for each
+    set bit of `ae_enable` (Q, K) one AeDecoder run over N tokens (C code rows -> H heads,
+    ae_codec.mixer_cycles). 0 for an engine without it."""
+    if not p.autoencoder:
+        return 0
+    from ...rtl.vitcod.ae_codec import mixer_cycles      # Amaranth: only when needed
+    runs = bin(ae_enable & 0b11).count("1")
+    return DECODE_TURN + runs * mixer_cycles(p, p.code_heads, p.heads, tokens)
+
+
+def cycles(params: VitcodParams, heads, head_mask: int = 0, ae_enable: int = 0):
     """Cycles of one run over `heads` (a HeadWork per head of the engine; skipped heads'
-    entries are ignored); N outside 1 .. max_tokens raises ValueError."""
+    entries are ignored; N is the kept heads' token count); N outside 1 .. max_tokens
+    raises ValueError. `ae_enable`: the decoders that run first (bit 0 Q, bit 1 K; only
+    with params.autoencoder)."""
     p = params
     total = RUN_SETUP
     kept = [(h, head) for h, head in enumerate(heads) if not head_mask >> h & 1]
@@ -97,6 +112,9 @@ def cycles(params: VitcodParams, heads, head_mask: int = 0):
         if not 1 <= head.tokens <= p.max_tokens:
             raise ValueError(f"tokens must be between 1 and {p.max_tokens}, not {head.tokens!r}")
         total += phase_1(p, head) + PHASE_TURN + phase_2(p, head) + HEAD_TURN
+    if p.autoencoder:
+        tokens = (kept or list(enumerate(heads)))[0][1].tokens
+        total += decode_phase(p, tokens, ae_enable)
     return total
 
 

@@ -10,11 +10,16 @@ the head's plan (`last_plans`, `last_scales`).
 Scales (real = scale * integer): `scales` (s_q, s_k, s_v) default 1.0 each; `out_scale`
 the real value of one output step, for every head or one per head, by default chosen per
 head so that its largest float output maps to the top of the output range.
+
+With `autoencoder` (a device built with it) Q and K travel as ceil(H/2) code heads
+(encode_int) that the engine decodes on chip (decode_int) before the heads run; the
+result is the attention of the decoded heads, and the plans are built on them. K is
+encoded in each head's polarized key order (the order the engine reads it in).
 """
 
 from ...firmware.errors import EngineError, ProtocolError, SettingError
 from ...firmware.words import pack_words, unpack_words
-from .spec import VitcodParams, head_register
+from .spec import AE_OPERANDS, VitcodParams, ae_settings, code_word, head_register
 
 __all__ = ["VitcodHost"]
 
@@ -34,6 +39,7 @@ class VitcodHost:
         self.last_plans = None
         self.last_scales = None
         self.last_output_scales = None
+        self.last_link_bytes = None
 
     def _check(self, q, k, v, mask, head_mask, scales, out_scale):
         import torch
@@ -106,15 +112,67 @@ class VitcodHost:
             plans.append((h, plan, head_scales, step))
         return plans
 
+    def compress(self, q, k, v, mask=None, *, head_mask=0, threshold=50, scales=None,
+                 out_scale=None, autoencoder=None):
+        """(decoded q, decoded k, (q's codes, k's codes)) of H x N x d heads through the
+        auto-encoders `autoencoder` = (Q's, K's QuantizedAutoEncoder): the codes are
+        encode_int of q and of k in each kept head's polarized key order (a skipped head's
+        keys as given), as the engine will hold them; decoded = decode_int(codes), k back in
+        the caller's key order. SettingError for what the device cannot take."""
+        import torch
+        from ...golden.vitcod.autoencoder import QuantizedAutoEncoder, decode_int, encode_int
+        p = self.params
+        if not p.autoencoder:
+            raise SettingError("autoencoder must be None on a device built without the "
+                               "auto-encoder, not a pair of QuantizedAutoEncoders")
+        if not isinstance(autoencoder, (tuple, list)) or len(autoencoder) != 2 or \
+                not all(isinstance(a, QuantizedAutoEncoder) for a in autoencoder):
+            raise SettingError(f"autoencoder must be None or a pair (Q's, K's) of "
+                               f"QuantizedAutoEncoders, not {autoencoder!r}")
+        for name, qae in zip(AE_OPERANDS, autoencoder):
+            if qae.heads != p.heads:
+                raise SettingError(f"the {name} autoencoder must have {p.heads} heads (the "
+                                   f"device's), not {qae.heads}")
+        single, qt, kt, _, _, _, _ = self._check(q, k, v, mask, head_mask, scales, out_scale)
+        if single or qt.shape[0] != p.heads:
+            raise SettingError(f"q must hold all {p.heads} heads (the device's) with an "
+                               f"autoencoder, not {1 if single else qt.shape[0]}")
+        plans = self.plan(q, k, v, mask, head_mask=head_mask, threshold=threshold,
+                          scales=scales, out_scale=out_scale)
+        orders = {h: plan.order for h, plan, _, _ in plans}
+        identity = torch.arange(qt.shape[1])
+        order = [orders.get(h, identity) for h in range(p.heads)]
+        k_engine = torch.stack([kt[h][order[h]] for h in range(p.heads)])
+        qae_q, qae_k = autoencoder
+        codes = (encode_int(qae_q, qt[None])[0], encode_int(qae_k, k_engine[None])[0])
+        q_dec = decode_int(qae_q, codes[0][None])[0]
+        k_dec_engine = decode_int(qae_k, codes[1][None])[0]
+        k_dec = torch.empty_like(k_dec_engine)
+        for h in range(p.heads):
+            k_dec[h][order[h]] = k_dec_engine[h]
+        return q_dec, k_dec, codes
+
     def sparse_attention(self, q, k, v, mask=None, *, head_mask=0, threshold=50, scales=None,
-                         out_scale=None, timeout=10.0):
+                         out_scale=None, autoencoder=None, timeout=10.0):
         """Softmax attention of one head (q, k, v: N x d, mask N x N bool, True = kept) or
         several (H x N x d; mask N x N for all or H x N x N); mask=None is dense attention.
         Returns the output (N x d int64) or a list of the kept heads' outputs, in units of
-        each head's output step (`last_output_scales`)."""
+        each head's output step (`last_output_scales`).
+
+        `autoencoder` (Q's, K's QuantizedAutoEncoder, on a device built with the
+        auto-encoder; q and k all H heads, int8 in the auto-encoders' input scale): only
+        the code heads of Q and K are sent (`compress`) and the engine decodes them; the
+        result is that of the decoded heads. `last_link_bytes`: {"plain": bytes Q and K of
+        the kept heads take, "compressed": bytes they took, "ae_registers": bytes of the
+        decoders' registers}."""
         p = self.params
         single = _as_heads("q", q).ndim == 2
         heads = 1 if single else _as_heads("q", q).shape[0]
+        codes = None
+        if autoencoder is not None:
+            q, k, codes = self.compress(q, k, v, mask, head_mask=head_mask, threshold=threshold,
+                                        scales=scales, out_scale=out_scale,
+                                        autoencoder=autoencoder)
         plans = self.plan(q, k, v, mask, head_mask=head_mask, threshold=threshold,
                           scales=scales, out_scale=out_scale)
         self.last_plans = [plan for _, plan, _, _ in plans]
@@ -125,8 +183,9 @@ class VitcodHost:
         device = self.device
         tokens = plans[0][1].q.shape[0]
         values = {}
+        sent = ("v",) if codes is not None else ("q", "k", "v")
         for h, plan, head_scales, _ in plans:
-            for name in ("q", "k", "v"):
+            for name in sent:
                 info = device.buffers[name]
                 data = pack_words(getattr(plan, name).tolist(), p.operand_width,
                                   info.word_bytes, info.word_stride)
@@ -143,6 +202,25 @@ class VitcodHost:
                            head_register("exp_shift", h): head_scales.exp_shift,
                            head_register("out_mult", h): head_scales.out_mult,
                            head_register("out_shift", h): head_scales.out_shift})
+        stride = device.buffers["q"].word_stride
+        plain = 2 * len(plans) * tokens * stride
+        link = {"plain": plain, "compressed": plain, "ae_registers": 0}
+        if codes is not None:
+            for name, code in zip(AE_OPERANDS, codes):
+                # Code head c of token i at code_word(c, i): the slots are max_tokens apart.
+                for c in range(p.code_heads):
+                    data = pack_words(code[c].tolist(), p.operand_width,
+                                      device.buffers[name].word_bytes, stride)
+                    device.write_buffer(name, code_word(p, c, 0) * stride, data)
+            for name, qae in zip(AE_OPERANDS, autoencoder):
+                settings = ae_settings(p, name, qae.w_dec, qae.b_dec, qae.dec_mult,
+                                       qae.dec_shift)
+                values.update(settings)
+                link["ae_registers"] += 4 * len(settings)
+            link["compressed"] = 2 * p.code_heads * tokens * stride
+        if p.autoencoder:
+            values["ae_enable"] = 0b11 if codes is not None else 0
+        self.last_link_bytes = link
         kept = {h for h, *_ in plans}
         device_mask = ((1 << p.heads) - 1) & ~sum(1 << h for h in kept)
         device.configure(tokens=tokens, head_mask=device_mask, **values)

@@ -13,7 +13,9 @@ from ...spec.widths import ceil_log2, signed_width
 
 __all__ = ["VitcodParams", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS", "E_BITS",
            "X_BITS", "EXP_HI_TABLE", "EXP_LO_TABLE", "registers", "head_register",
-           "HEAD_REGISTERS", "Errors", "buffers"]
+           "HEAD_REGISTERS", "Errors", "buffers", "AE_OPERANDS", "AE_WEIGHTS_PER_REGISTER",
+           "ae_register", "ae_weight_registers", "pack_ae_weights", "unpack_ae_weights",
+           "ae_settings", "ae_values", "code_word", "AE_VALUE_BITS", "AE_BIAS_BITS"]
 
 # -- the engines' dot-product units --------------------------------------------------------
 
@@ -61,6 +63,9 @@ class VitcodParams(Params):
     prob_bits F: fraction bits of the probabilities (unsigned, 0 .. 2^F).
     out_lanes: output values requantized per cycle (a divisor of d).
     out_mult, out_shift: the output scale every head's registers reset to.
+    autoencoder: with the Q/K auto-encoder's decoder (docs/vitcod.md, "The Q/K
+        auto-encoder"): q and k may arrive as ceil(H/2) code heads that the engine decodes
+        into the H heads before the first head runs. Needs int8 operands and heads >= 2.
     """
 
     head_dim: int = 64
@@ -75,6 +80,7 @@ class VitcodParams(Params):
     out_lanes: int = 16
     out_mult: int = 1
     out_shift: int = 0
+    autoencoder: bool = False
 
     def __post_init__(self):
         check_int("head_dim", self.head_dim, minimum=DPU_WIDTH, maximum=256)
@@ -109,6 +115,14 @@ class VitcodParams(Params):
                              f"not {self.out_lanes!r}")
         check_int("out_mult", self.out_mult, minimum=0, maximum=(1 << MULT_BITS) - 1)
         check_int("out_shift", self.out_shift, minimum=0, maximum=(1 << SHIFT_BITS) - 1)
+        if not isinstance(self.autoencoder, bool):
+            raise TypeError(f"autoencoder must be True or False, not {self.autoencoder!r}")
+        if self.autoencoder and self.operand_width != AE_VALUE_BITS:
+            raise ValueError(f"operand_width must be {AE_VALUE_BITS} with the auto-encoder, "
+                             f"not {self.operand_width!r}")
+        if self.autoencoder and self.heads < 2:
+            raise ValueError(f"heads must be at least 2 with the auto-encoder, "
+                             f"not {self.heads!r}")
 
     def derived(self):
         """The derived units, widths and latencies, JSON-ready."""
@@ -117,6 +131,11 @@ class VitcodParams(Params):
         return {name: getattr(self, name) for name in names}
 
     # -- units ---------------------------------------------------------------------------
+
+    @property
+    def code_heads(self):
+        """C = ceil(H/2): the auto-encoder's code heads (golden autoencoder.code_heads)."""
+        return (self.heads + 1) // 2
 
     @property
     def mac_units(self):
@@ -233,7 +252,102 @@ def registers(params):
         Register("tokens", "the token count N, 1 .. max_tokens", width=16),
         Register("head_mask", "bit h set: head h is skipped", width=p.heads),
         *per_head,
+        *(_ae_registers(p) if p.autoencoder else ()),
     ])
+
+
+# -- the auto-encoder's decoder (only with VitcodParams.autoencoder) -----------------------
+#
+# Q and K each have a decoder W (H x C int8), biases (H int32), mult and shift (the common
+# requantizer): x_h = requantize(sum_c W[h][c] z_c + b_h, mult, shift) (golden
+# autoencoder.decode_int). W travels packed, AE_WEIGHTS_PER_REGISTER a register, row-major
+# (W[h][c] is entry h*C + c), low byte first, each an int8 in two's complement.
+
+AE_OPERANDS = ("q", "k")            # ae_enable bit 0 decodes Q, bit 1 K
+AE_VALUE_BITS = 8                   # int8 values and weights
+AE_BIAS_BITS = 32                   # int32 biases
+AE_WEIGHTS_PER_REGISTER = 32 // AE_VALUE_BITS
+
+
+def ae_register(operand, name, index=None):
+    """The name of operand `operand`'s ("q" or "k") decoder register `name` ("weights",
+    "bias", "mult", "shift"), with its index for weights and biases: "ae_k_bias_2"."""
+    return f"ae_{operand}_{name}" if index is None else f"ae_{operand}_{name}_{index}"
+
+
+def ae_weight_registers(params):
+    """How many registers one decoder's H x C weights take."""
+    return -(-params.heads * params.code_heads // AE_WEIGHTS_PER_REGISTER)
+
+
+def _ae_registers(p):
+    regs = [Register("ae_enable", "bit 0: decode Q from its code heads, bit 1: K", width=2)]
+    entries = p.heads * p.code_heads
+    for x in AE_OPERANDS:
+        for n in range(ae_weight_registers(p)):
+            count = min(AE_WEIGHTS_PER_REGISTER, entries - n * AE_WEIGHTS_PER_REGISTER)
+            regs.append(Register(ae_register(x, "weights", n),
+                                 f"{x} decoder weights {n * AE_WEIGHTS_PER_REGISTER} .. "
+                                 f"(int8, row-major, low byte first)", width=count * AE_VALUE_BITS))
+        regs += [Register(ae_register(x, "bias", h), f"{x} decoder bias of head {h} (int32)",
+                          width=AE_BIAS_BITS) for h in range(p.heads)]
+        regs += [Register(ae_register(x, "mult", None), f"{x} decoder multiplier", width=MULT_BITS),
+                 Register(ae_register(x, "shift", None), f"{x} decoder shift", width=SHIFT_BITS)]
+    return regs
+
+
+def pack_ae_weights(weights):
+    """The register values of a decoder's weights (H rows of C int8), packed
+    AE_WEIGHTS_PER_REGISTER a register, row-major, low byte first."""
+    flat = [w for row in weights for w in row]
+    mask = (1 << AE_VALUE_BITS) - 1
+    return [sum((w & mask) << (AE_VALUE_BITS * b)
+                for b, w in enumerate(flat[n:n + AE_WEIGHTS_PER_REGISTER]))
+            for n in range(0, len(flat), AE_WEIGHTS_PER_REGISTER)]
+
+
+def _signed(value, bits):
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def unpack_ae_weights(words, heads, code):
+    """The H rows of C int8 weights of the register values `words` (pack_ae_weights')."""
+    flat = [_signed(words[n // AE_WEIGHTS_PER_REGISTER] >>
+                    (AE_VALUE_BITS * (n % AE_WEIGHTS_PER_REGISTER)), AE_VALUE_BITS)
+            for n in range(heads * code)]
+    return [flat[h * code:(h + 1) * code] for h in range(heads)]
+
+
+def ae_settings(params, operand, weights, biases, mult, shift):
+    """{register name: value} of operand `operand`'s decoder: weights H x C int8, biases H
+    int32 (as 32-bit words), mult, shift."""
+    p = params
+    values = {ae_register(operand, "weights", n): word
+              for n, word in enumerate(pack_ae_weights(weights))}
+    values.update({ae_register(operand, "bias", h): b & ((1 << AE_BIAS_BITS) - 1)
+                   for h, b in enumerate(biases)})
+    values.update({ae_register(operand, "mult"): mult, ae_register(operand, "shift"): shift})
+    assert len(values) == ae_weight_registers(p) + p.heads + 2
+    return values
+
+
+def ae_values(params, operand, values):
+    """(weights H x C, biases H, mult, shift) of operand `operand`'s decoder from register
+    values {name: value} (each register keeps its own bits): the inverse of ae_settings."""
+    p = params
+    regmap = registers(p)
+    field = lambda name: regmap[name].field(name).extract(values[name])  # noqa: E731
+    weights = unpack_ae_weights([field(ae_register(operand, "weights", n))
+                                 for n in range(ae_weight_registers(p))], p.heads, p.code_heads)
+    biases = [_signed(field(ae_register(operand, "bias", h)), AE_BIAS_BITS)
+              for h in range(p.heads)]
+    return weights, biases, field(ae_register(operand, "mult")), field(ae_register(operand, "shift"))
+
+
+def code_word(params, code, token):
+    """The q/k word of code head `code`, token `token`: after the H heads' slots."""
+    return (params.heads + code) * params.max_tokens + token
 
 
 class Errors(IntFlag):
@@ -264,9 +378,13 @@ def buffers(params):
     row_bits = p.head_dim * p.operand_width
     rows = p.heads * p.max_tokens
     lists = max(1, p.heads * p.sparse_capacity)
+    # With the auto-encoder, q and k hold the C code heads after the H heads (code_word)
+    # and the engine writes the decoded heads into them.
+    ae = p.autoencoder
+    qk_rows = (p.heads + p.code_heads) * p.max_tokens if ae else rows
     return [
-        BufferSpec("q", row_bits, rows, True, read_ports=2),
-        BufferSpec("k", row_bits, rows, True, read_ports=2),
+        BufferSpec("q", row_bits, qk_rows, True, read_ports=2, engine_writes=ae),
+        BufferSpec("k", row_bits, qk_rows, True, read_ports=2, engine_writes=ae),
         BufferSpec("v", row_bits, rows, True, read_ports=2),
         BufferSpec("csc", sum(w for _, w in csc_fields(p)), lists, True, read_ports=2),
         BufferSpec("csr", sum(w for _, w in csr_fields(p)), lists, True, read_ports=2),

@@ -3,13 +3,26 @@
 
 import torch
 
-from ...engines.vitcod.spec import (Errors, buffers, csc_fields, csr_fields, head_register,
-                                    registers, unpack_word)
+from ...engines.vitcod.spec import (AE_OPERANDS, Errors, ae_values, buffers, code_word,
+                                    csc_fields, csr_fields, head_register, registers,
+                                    unpack_word)
 from ...spec.lanes import pack_lanes, unpack_lanes
 from ..shell import EngineModel, RunResult
 from .attention import HeadScales, attention_head_int
 
-__all__ = ["VitcodEngineModel", "head_mask_of_lists", "index_error"]
+__all__ = ["VitcodEngineModel", "head_mask_of_lists", "index_error", "decoder_of"]
+
+
+def decoder_of(params, operand, values):
+    """The QuantizedAutoEncoder whose decoder the registers `values` {name: value} set for
+    `operand` ("q" or "k"); its encoder is all zeros and its scales 1 (unused)."""
+    from .autoencoder import QuantizedAutoEncoder
+    weights, biases, mult, shift = ae_values(params, operand, values)
+    heads, code = params.heads, params.code_heads
+    return QuantizedAutoEncoder(
+        w_enc=[[0] * heads] * code, b_enc=[0] * code, enc_mult=0, enc_shift=0,
+        w_dec=weights, b_dec=biases, dec_mult=mult, dec_shift=shift,
+        in_scale=1.0, code_scale=1.0, out_scale=1.0)
 
 
 def index_error(csc, csr, *, tokens, globals_, nnz):
@@ -50,9 +63,15 @@ class VitcodEngineModel(EngineModel):
     """A RUN computes every kept head with attention_head_int into its slot of `out`
     (skipped heads and rows N .. max_tokens - 1 keep what they held).
 
+    With the auto-encoder (params.autoencoder), first: for each bit of `ae_enable` (bit 0
+    q, bit 1 k), the H heads' words of tokens 0 .. N-1 of that buffer become
+    decode_int of its C code heads (spec.code_word), whatever `head_mask` says; the run
+    then reads the decoded words.
+
     Errors: TOKENS or CAPACITY (any kept head) and nothing runs; INDEX: the heads before
     the first head with malformed lists are written, that head and the later ones not.
-    `cycles` is the ideal 2·W·d/M per head; the RTL counts real cycles."""
+    `cycles` is the ideal 2·W·d/M per head (and N·H·C·d/M per decode); the RTL counts
+    real cycles."""
 
     name = "vitcod"
 
@@ -61,10 +80,25 @@ class VitcodEngineModel(EngineModel):
         self.buffer_specs = buffers(params)
         self.register_map = registers(params)
 
-    def _rows(self, buffer, base, tokens):
+    def _rows(self, buffer, base, tokens, decoded=None):
+        """Rows base .. base + tokens - 1 of `buffer`, words in `decoded` {index: word}
+        (this run's writes) taking the place of the buffer's."""
         p = self.params
-        return torch.tensor([unpack_lanes(buffer.words[base + i], p.head_dim, p.operand_width)
+        decoded = decoded or {}
+        return torch.tensor([unpack_lanes(decoded.get(base + i, buffer.words[base + i]),
+                                          p.head_dim, p.operand_width)
                              for i in range(tokens)], dtype=torch.int64)
+
+    def _decode(self, operand, fields, buffer, tokens):
+        """{word: decoded word} of the H heads of `operand` rebuilt from its code heads."""
+        from .autoencoder import decode_int
+        p = self.params
+        qae = decoder_of(p, operand, fields)
+        z = torch.stack([self._rows(buffer, code_word(p, c, 0), tokens)
+                         for c in range(p.code_heads)])[None]
+        x = decode_int(qae, z)[0]
+        return {h * p.max_tokens + i: pack_lanes(x[h, i].tolist(), p.operand_width)
+                for h in range(p.heads) for i in range(tokens)}
 
     def run(self, registers, buffers):
         p = self.params
@@ -78,7 +112,12 @@ class VitcodEngineModel(EngineModel):
             if fields[head_register("globals", h)] > p.max_global or \
                     fields[head_register("nnz", h)] > p.sparse_capacity:
                 return RunResult(errors=int(Errors.CAPACITY))
-        written, cycles = {}, 0
+        written, cycles, decoded = {}, 0, {}
+        if p.autoencoder:
+            for bit, name in enumerate(AE_OPERANDS):
+                if fields["ae_enable"] >> bit & 1:
+                    decoded[name] = self._decode(name, fields, buffers[name], tokens)
+                    cycles += tokens * p.heads * p.code_heads * p.head_dim // p.mac_units
         for h in heads:
             g, nnz = fields[head_register("globals", h)], fields[head_register("nnz", h)]
             base, list_base = h * p.max_tokens, h * p.sparse_capacity
@@ -88,15 +127,16 @@ class VitcodEngineModel(EngineModel):
                    for n in range(nnz)]
             empty_row = g == 0 and {row for row, _ in csr} != set(range(tokens))
             if empty_row or index_error(csc, csr, tokens=tokens, globals_=g, nnz=nnz):
-                return RunResult(writes={"out": written}, cycles=cycles,
+                return RunResult(writes={**decoded, "out": written}, cycles=cycles,
                                  result_words=len(written), errors=int(Errors.INDEX))
             kept = head_mask_of_lists(csr, tokens=tokens, globals_=g)
             scales = HeadScales(*(fields[head_register(name, h)] for name in
                                   ("exp_mult", "exp_shift", "out_mult", "out_shift")))
-            y = attention_head_int(self._rows(buffers["q"], base, tokens),
-                                   self._rows(buffers["k"], base, tokens),
+            y = attention_head_int(self._rows(buffers["q"], base, tokens, decoded.get("q")),
+                                   self._rows(buffers["k"], base, tokens, decoded.get("k")),
                                    self._rows(buffers["v"], base, tokens), kept, scales, p)
             for i in range(tokens):
                 written[base + i] = pack_lanes(y[i].tolist(), p.operand_width)
             cycles += 2 * (g * tokens + nnz) * p.head_dim // p.mac_units
-        return RunResult(writes={"out": written}, cycles=cycles, result_words=len(written))
+        return RunResult(writes={**decoded, "out": written}, cycles=cycles,
+                         result_words=len(written))

@@ -11,7 +11,10 @@ registers)` lists:
   (`addr`, `data`, `write` out). A host-writable buffer with `read_ports=2` (BufferSpec)
   has a second read port `b` (`b.addr` out, `b.data` in one cycle later, the same timing
   as the first), for reading two addresses in the same cycle; the shell serves it from
-  the block RAM's second port, so it costs no block RAM.
+  the block RAM's second port, so it costs no block RAM. One declared with
+  `engine_writes=True` (and two read ports) adds `wdata` (out, the buffer's width) and
+  `write` (out, 1) to the first port: while `write` is high the engine writes `wdata` at
+  that port's `addr` (the address it reads at), through the RAM port the host writes by.
 The shell checks an adapter against it when the design is built (`check_engine`).
 """
 
@@ -38,6 +41,9 @@ def buffer_port_signature(buffer):
         members = dict(read_port_signature(buffer).members)
         if buffer.read_ports == 2:
             members["b"] = Out(read_port_signature(buffer))
+        if buffer.engine_writes:
+            members["wdata"] = Out(buffer.width)
+            members["write"] = Out(1)
         return wiring.Signature(members)
     return wiring.Signature({"addr": Out(range(buffer.depth)), "data": Out(buffer.width),
                              "write": Out(1)})

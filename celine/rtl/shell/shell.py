@@ -102,7 +102,8 @@ class Shell(wiring.Component):
         ]
 
         # Buffers: the engine's port while it runs, the link's otherwise. The engine
-        # reads a host-writable buffer and writes a read-only one.
+        # reads a host-writable buffer (and may write it: engine_writes) and writes a
+        # read-only one.
         owned = engine.busy
         rdata = []
         for k, spec in enumerate(self.buffers):
@@ -120,11 +121,19 @@ class Shell(wiring.Component):
                 # write and a read port into one RAM port only when their addresses are
                 # the same signal. The write is disabled while the engine owns the
                 # buffer, so its address may be the engine's then.
+                # An engine that writes the buffer (BufferSpec.engine_writes) does so on
+                # the same port, at the same address, while it owns it: still one RAM port.
                 two = spec.read_ports == 2
+                host_en = Mux(host_write & ~owned, link.mem.mask[:len(write.en)], 0)
+                host_data = link.mem.wdata[:len(write.data)]
+                if spec.engine_writes:
+                    engine_en = Mux(owned, port.write.replicate(len(write.en)), 0)
+                    m.d.comb += [write.data.eq(Mux(owned, port.wdata, host_data)),
+                                 write.en.eq(engine_en | host_en)]
+                else:
+                    m.d.comb += [write.data.eq(host_data), write.en.eq(host_en)]
                 m.d.comb += [
                     write.addr.eq(read_addr if two else link.mem.addr),
-                    write.data.eq(link.mem.wdata[:len(write.data)]),
-                    write.en.eq(Mux(host_write & ~owned, link.mem.mask[:len(write.en)], 0)),
                     read.addr.eq(read_addr),
                     port.data.eq(read.data),
                 ]

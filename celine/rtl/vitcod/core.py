@@ -3,9 +3,11 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ...engines.vitcod.spec import Errors, VitcodParams, buffers
+from ...engines.vitcod.spec import AE_OPERANDS, Errors, VitcodParams, buffers
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
 from ..shell.contract import (CYCLE_BITS, ERROR_BITS, RESULT_WORD_BITS, buffer_port_signature)
+from .ae_codec import BIAS_BITS, WEIGHT_BITS
+from .ae_decoder import AeDecoder
 from .csr_check import CsrCheck
 from .dense_sddmm import DenseSddmm
 from .index_check import IndexCheck
@@ -15,7 +17,7 @@ from .softmax_unit import SoftmaxUnit
 from .sparse_sddmm import SparseSddmm
 from .spmm import Spmm
 
-__all__ = ["VitcodCore", "head_fields"]
+__all__ = ["VitcodCore", "head_fields", "ae_fields"]
 
 
 def head_fields(params):
@@ -23,6 +25,16 @@ def head_fields(params):
     p = params
     return {"globals": p.token_bits + 1, "nnz": p.position_bits + 1, "exp_mult": MULT_BITS,
             "exp_shift": SHIFT_BITS, "out_mult": MULT_BITS, "out_shift": SHIFT_BITS}
+
+
+def ae_fields(params):
+    """The decoders' runtime values (with params.autoencoder), one per AE_OPERANDS entry:
+    name -> shape of one operand's value."""
+    p = params
+    return {"ae_weights": data.ArrayLayout(data.ArrayLayout(signed(WEIGHT_BITS), p.code_heads),
+                                           p.heads),
+            "ae_biases": data.ArrayLayout(signed(BIAS_BITS), p.heads),
+            "ae_mult": unsigned(MULT_BITS), "ae_shift": unsigned(SHIFT_BITS)}
 
 
 class VitcodCore(wiring.Component):
@@ -43,6 +55,14 @@ class VitcodCore(wiring.Component):
     The MAC bank belongs to the SDDMM engines in phase 1 (units 0 .. dense_macs-1 to the
     denser one) and to the SpMM in phase 2. `cycles` counts the cycles `busy` was high,
     `result_words` the rows written (saturating).
+
+    With params.autoencoder, before the first head (after the TOKENS and CAPACITY checks):
+    if bit 0 of `ae_enable` is set, the decoder (AeDecoder, the whole MAC bank) rebuilds
+    the H heads of q (words 0 .. H*max_tokens-1, tokens 0 .. N-1) from its C code heads
+    (words from H*max_tokens: spec.code_word), reading them through q's port B and
+    writing through port A; then, with bit 1, the same for k. Every head is decoded,
+    skipped ones too: the decoder mixes across heads. `ae_*[0]` are Q's decoder values,
+    `ae_*[1]` K's.
     """
 
     def __init__(self, params):
@@ -58,6 +78,9 @@ class VitcodCore(wiring.Component):
             "tokens": In(16),
             "head_mask": In(p.heads),
             **per_head,
+            **({"ae_enable": In(len(AE_OPERANDS)),
+                **{name: In(data.ArrayLayout(shape, len(AE_OPERANDS)))
+                   for name, shape in ae_fields(p).items()}} if p.autoencoder else {}),
             "busy": Out(1),
             "errors": Out(ERROR_BITS),
             "cycles": Out(CYCLE_BITS),
@@ -86,6 +109,12 @@ class VitcodCore(wiring.Component):
             m.submodules.index_check = index_check = IndexCheck(p)
             m.submodules.sparse_scores = sparse_scores = Memory(
                 shape=signed(p.score_width), depth=p.sparse_capacity, init=[])
+
+        if p.autoencoder:
+            m.submodules.decoder = decoder = AeDecoder(p)
+        decoding = Signal()                       # the decoder owns the bank, q/k ports
+        dec_k = Signal()                          # ... and decodes K (else Q)
+        dec_start = Signal()
 
         # -- the run's sequence ------------------------------------------------------------
         head = Signal(range(p.heads + 1))
@@ -133,7 +162,26 @@ class VitcodCore(wiring.Component):
                         m.d.sync += self.errors.eq(Errors.CAPACITY)
                         m.next = "DONE"
                     with m.Else():
+                        m.d.sync += dec_k.eq(0)
+                        m.next = "DECODE" if p.autoencoder else "NEXT_HEAD"
+            if p.autoencoder:
+                with m.State("DECODE"):
+                    # Q's decoder, then K's: a run each if its enable bit is set.
+                    with m.If(self.ae_enable.bit_select(dec_k, 1)):
+                        m.d.comb += dec_start.eq(1)
+                        m.d.sync += decoding.eq(1)
+                        m.next = "DECODE_WAIT"
+                    with m.Elif(~dec_k):
+                        m.d.sync += dec_k.eq(1)
+                    with m.Else():
                         m.next = "NEXT_HEAD"
+                with m.State("DECODE_WAIT"):
+                    with m.If(~decoder.busy):
+                        m.d.sync += [decoding.eq(0), dec_k.eq(1)]
+                        with m.If(~dec_k):
+                            m.next = "DECODE"
+                        with m.Else():
+                            m.next = "NEXT_HEAD"
             with m.State("NEXT_HEAD"):
                 # One head a visit: skip it, or take its values and start its SDDMM.
                 m.d.sync += phase_b.eq(0)
@@ -176,8 +224,7 @@ class VitcodCore(wiring.Component):
                          unit.globals.eq(current["globals"]), unit.head_base.eq(head_base)]
         if has_dense:
             m.d.comb += [
-                mem.q.b.addr.eq(dense.q.addr), dense.q.data.eq(mem.q.b.data),
-                mem.k.b.addr.eq(dense.k.addr), dense.k.data.eq(mem.k.b.data),
+                dense.q.data.eq(mem.q.b.data), dense.k.data.eq(mem.k.b.data),
                 row_max.dense.row.eq(dense.row_max.row),
                 row_max.dense.value.eq(dense.row_max.value),
                 row_max.dense.en.eq(dense.row_max.en),
@@ -188,8 +235,7 @@ class VitcodCore(wiring.Component):
         if has_sparse:
             m.d.comb += [
                 sparse.nnz.eq(current["nnz"]), sparse.list_base.eq(list_base),
-                mem.q.addr.eq(sparse.q.addr), sparse.q.data.eq(mem.q.data),
-                mem.k.addr.eq(sparse.k.addr), sparse.k.data.eq(mem.k.data),
+                sparse.q.data.eq(mem.q.data), sparse.k.data.eq(mem.k.data),
                 mem.csc.addr.eq(sparse.csc.addr), sparse.csc.data.eq(mem.csc.data),
                 row_max.sparse.row.eq(sparse.score_row.row),
                 row_max.sparse.value.eq(sparse.score_row.value),
@@ -209,15 +255,45 @@ class VitcodCore(wiring.Component):
                          write.en.eq(sparse.score.en)]
         m.d.comb += softmax.csr.data.eq(mem.csr.data) if has_sparse else []
 
-        # -- the MAC bank: the SDDMM engines' in phase 1, the SpMM's in phase 2 --------------
+        # -- q and k: the sparser engine on port A, the denser one on port B; with the
+        # auto-encoder the decoder's on both while it runs (reads on B, writes on A) -------
+        for name in AE_OPERANDS:
+            port = getattr(mem, name)
+            addr_a = getattr(sparse, name).addr if has_sparse else 0
+            addr_b = getattr(dense, name).addr if has_dense else 0
+            if p.autoencoder:
+                mine = decoding & (dec_k if name == "k" else ~dec_k)
+                addr_a = Mux(mine, decoder.dst.addr, addr_a)
+                addr_b = Mux(mine, decoder.src.addr, addr_b)
+                m.d.comb += [port.wdata.eq(decoder.dst.data),
+                             port.write.eq(mine & decoder.dst.write)]
+            m.d.comb += [port.addr.eq(addr_a), port.b.addr.eq(addr_b)]
+        if p.autoencoder:
+            m.d.comb += [
+                decoder.start.eq(dec_start), decoder.tokens.eq(tokens),
+                decoder.in_base.eq(p.heads * p.max_tokens), decoder.out_base.eq(0),
+                decoder.src.data.eq(Mux(dec_k, mem.k.b.data, mem.q.b.data)),
+            ]
+            for name in ae_fields(p):
+                values = getattr(self, name)
+                m.d.comb += getattr(decoder, name[3:]).eq(Mux(dec_k, values[1], values[0]))
+
+        # -- the MAC bank: the SDDMM engines' in phase 1, the SpMM's in phase 2, the
+        # decoder's before the first head ---------------------------------------------------
         for k in range(p.mac_units):
             if k < p.dense_macs:
                 engine, unit = dense, k
             else:
                 engine, unit = sparse, k - p.dense_macs
+            a = Mux(phase_b, spmm.mul.a[k], engine.mul.a[unit])
+            b = Mux(phase_b, spmm.mul.b[k], engine.mul.b[unit])
+            if p.autoencoder:
+                a = Mux(decoding, decoder.mul.a[k], a)
+                b = Mux(decoding, decoder.mul.b[k], b)
+                m.d.comb += decoder.mul.p[k].eq(bank.bus.p[k])
             m.d.comb += [
-                bank.bus.a[k].eq(Mux(phase_b, spmm.mul.a[k], engine.mul.a[unit])),
-                bank.bus.b[k].eq(Mux(phase_b, spmm.mul.b[k], engine.mul.b[unit])),
+                bank.bus.a[k].eq(a),
+                bank.bus.b[k].eq(b),
                 engine.mul.p[unit].eq(bank.bus.p[k]),
                 spmm.mul.p[k].eq(bank.bus.p[k]),
             ]
