@@ -157,8 +157,8 @@ def test_build_shell_checks_its_engine_settings():
     known = ", ".join(engine.name for engine in registry.ENGINES)   # mac, taylor, ...
     assert known.startswith("mac, taylor")
     with pytest.raises(ValueError, match=rf"^accelerator must be one of {known}, not "
-                                         r"'vitcod'$"):
-        build_shell(accel="vitcod", clock_hz=48_000_000, baud=3_000_000)
+                                         r"'nosuch'$"):
+        build_shell(accel="nosuch", clock_hz=48_000_000, baud=3_000_000)
     with pytest.raises(ValueError, match=r"^option must be one of none for the taylor engine, "
                                          r"not 'operand_depth'$"):
         build_shell(accel="taylor", clock_hz=48_000_000, baud=3_000_000, operand_depth=64)

@@ -67,7 +67,7 @@ def _synth_ecp5(component, *, top, workdir, netlist=False):
     # rename -hide: Amaranth names a port's array elements `bus__a[0]` next to the port
     # `bus__a`, and Yosys 0.70's ABC9 reintegration names the bits of `bus__a` the same
     # way, then trips `count_id(wire->name) == 0`; private names for the public wires
-    # with a `[` avoid the clash (checked: same cells on the MAC array).
+    # with a `[` avoid the clash (checked: the same cells with and without it).
     json_option = f" -json {top}.json" if netlist else ""
     script = (f"read_verilog {top}.v; rename -hide w:*[[]*; "
               f"synth_ecp5 -noflatten -top {top}{json_option}; "
