@@ -43,6 +43,13 @@ def test_verilog_writes_verilog_and_resolved_params(tmp_path, capsys):
      "brick_width, precisions, impl, max_reduction, acc_width, rps_precisions, lfsr_seed)"),
     (["params", "nosuch"], f"celine: error: accelerator must be one of {', '.join(ENGINES)}, "
      f"not 'nosuch'"),
+    (["params", "taylor", "--workload", "tokens"],
+     "celine: error: workload must be key=value, not 'tokens'"),
+    (["params", "taylor", "--workload", "tokens=0"],
+     "celine: error: tokens must be between 1 and 256, not 0"),
+    (["params", "taylor", "--workload", "colour=red"],
+     "celine: error: workload must name the taylor cycle model's arguments: estimate() got an "
+     "unexpected keyword argument 'colour'"),
     (["frobnicate"], "celine: error: argument command: invalid choice: 'frobnicate' "
      "(choose from 'list', 'verilog', 'params', 'bench', 'bitstream', 'report')"),
 ])
@@ -293,3 +300,9 @@ def test_make_flatten(flatten, flag):
     assert result.returncode == 0, result.stderr
     [line] = [line for line in result.stdout.splitlines() if "celine bitstream" in line]
     assert ("--flatten" in line.split()) == flag
+
+
+def test_params_takes_a_workload(capsys):
+    assert main(["params", "taylor", "max_tokens=512", "--workload", "tokens=394"]) == 0
+    model = json.loads(capsys.readouterr().out)["model"]
+    assert model["workload"] == {"tokens": 394}

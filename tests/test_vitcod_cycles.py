@@ -92,3 +92,23 @@ def test_model_with_the_decoders():
         assert abs(model - rtl) <= 2
     assert decode_phase(p, 9, 0b11) == DECODE_TURN + 2 * mixer_cycles(p, 2, 4, 9)
     assert decode_phase(POINTS["d16_m16"], 9, 0b11) == 0
+
+
+def test_params_suggests_a_split_from_a_mask_file(tmp_path, capsys):
+    import json
+
+    import numpy
+
+    from celine.gen.cli import main
+    from celine.golden.vitcod.mask import load_deit_masks
+    path = tmp_path / "masks.npy"
+    numpy.save(path, (~load_deit_masks()[5, :2]).numpy())       # True = pruned, as shipped
+    assert main(["params", "vitcod", "--workload", f"mask={path}"]) == 0
+    model = json.loads(capsys.readouterr().out)["model"]
+    # layer 5: head 0 has 20 global tokens, head 1 three
+    assert model["masks"] == 2 and model["suggested_split"] == {"dense_macs": 40, "sparse_macs": 24}
+    assert 0 < model["dense_share"] < 1
+    bad = tmp_path / "bad.npy"
+    numpy.save(bad, numpy.zeros((3, 4), dtype=numpy.int8))
+    with pytest.raises(ValueError, match=r"^mask must hold bool masks \(\.\.\., N, N\), not int8 \(3, 4\)$"):
+        estimate(VitcodParams(), mask=str(bad))

@@ -31,10 +31,12 @@ class Ref:
 
 @dataclass(frozen=True)
 class CycleEstimate:
-    """What a cycle model predicts for one workload."""
+    """What a cycle model predicts for one workload; `notes` holds anything else the model
+    has to say about it (JSON-ready, printed by `celine params`)."""
     cycles: int
     useful_macs: int
     mac_units: float          # ideal MACs per cycle
+    notes: dict = field(default_factory=dict)
 
 
     @property

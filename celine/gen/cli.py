@@ -85,16 +85,40 @@ def check_clock_mhz(mhz):
     return mhz
 
 
-def derived(accel, params):
+def parse_workload(items):
+    """--workload key=value items as {key: int, float or str}; UsageError otherwise."""
+    out = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"workload must be key=value, not {item!r}")
+        for kind in (int, float):
+            try:
+                out[key] = kind(text)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = text
+    return out
+
+
+def derived(accel, params, workload=None):
     """The resolved parameters: constructor arguments, the class's derived values, and the
-    cycle model's figures for the engine's default workload."""
+    cycle model's figures for the engine's default workload (updated by `workload`)."""
     out = {**params.to_dict(), **params.derived()}
+    load = {**accel.workload, **(workload or {})}
     try:
-        estimate = accel.cycles.load()(params, **accel.workload)
-    except ValueError:
-        return out          # the workload does not fit these parameters
-    out["model"] = {"workload": dict(accel.workload), "cycles": estimate.cycles,
-                    "utilization": round(estimate.utilization, 4)}
+        estimate = accel.cycles.load()(params, **load)
+    except ValueError as error:
+        if workload:        # the user's workload: say why it does not fit
+            raise UsageError(str(error)) from None
+        return out          # the default workload does not fit these parameters
+    except TypeError as error:
+        raise UsageError(f"workload must name the {accel.name} cycle model's arguments: "
+                         f"{error}") from None
+    out["model"] = {"workload": load, "cycles": estimate.cycles,
+                    "utilization": round(estimate.utilization, 4), **estimate.notes}
     return out
 
 
@@ -115,7 +139,7 @@ def cmd_verilog(args):
 
 def cmd_params(args):
     accel, params = resolve(args.accel, args.params)
-    print(json.dumps(derived(accel, params), indent=2))
+    print(json.dumps(derived(accel, params, parse_workload(args.workload)), indent=2))
 
 
 def benchmarks():
@@ -201,6 +225,8 @@ def build_parser():
     p = sub.add_parser("params", help="show resolved parameters (defaults, derived widths)")
     p.add_argument("accel")
     p.add_argument("params", nargs="*", default=[], metavar="key=value")
+    p.add_argument("--workload", action="append", metavar="key=value",
+                   help="a cycle-model workload setting (repeatable), e.g. tokens=394")
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("bench", help="measure throughput and resources; write JSON")

@@ -132,10 +132,43 @@ def work_of(polar):
     return HeadWork(g, tuple(int(n) for n in polar.kept[:, g:].sum(dim=1)))
 
 
+def load_mask_file(path):
+    """The kept masks (M, N, N) of a .npy file of bool masks (..., N, N) in the shipped
+    ViTCoD format (True = pruned), e.g. data/vitcod/deit_tiny_mask_0.95_layers00-05.npy."""
+    import numpy
+    import torch
+    try:
+        array = numpy.load(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"mask must be a readable .npy file, not {path!r} ({error})") from None
+    if array.dtype != bool or array.ndim < 2 or array.shape[-1] != array.shape[-2]:
+        raise ValueError(f"mask must hold bool masks (..., N, N), not {array.dtype} "
+                         f"{array.shape}")
+    return ~torch.from_numpy(array.reshape(-1, *array.shape[-2:]))
+
+
 def estimate(params: VitcodParams, tokens: int = 197, sparsity: float = 0.9,
-             heads: int = 1, seed: int = 0) -> CycleEstimate:
+             heads: int = 1, seed: int = 0, mask: str = None) -> CycleEstimate:
     """The estimate for `heads` heads of a random mask at `sparsity` (polarized for the
-    engine's max_global): `celine params vitcod` and the exploration use it."""
-    work = random_head(tokens, sparsity, seed=seed, max_global=params.max_global)
-    total = cycles(params, [work] * heads)
-    return CycleEstimate(total, heads * params.useful_macs(work.work), params.mac_units)
+    engine's max_global), or, with `mask` (a .npy file, see load_mask_file), for each mask
+    in the file run as one head after another. With a mask file the notes suggest the
+    split of the engine's MAC units sized for those masks (dense share g·N / W summed over
+    them): `celine params vitcod --workload mask=FILE`."""
+    if mask is None:
+        work = random_head(tokens, sparsity, seed=seed, max_global=params.max_global)
+        total = cycles(params, [work] * heads)
+        return CycleEstimate(total, heads * params.useful_macs(work.work), params.mac_units)
+    from ...golden.vitcod.mask import polarize, split_macs
+    kept = load_mask_file(mask)
+    if kept.shape[-1] > params.max_tokens:
+        raise ValueError(f"mask must have at most max_tokens ({params.max_tokens}) tokens, "
+                         f"not {kept.shape[-1]}")
+    polars = [polarize(m) for m in kept]
+    works = [work_of(polarize(m, max_global=params.max_global)) for m in kept]
+    total = sum(cycles(params, [w]) for w in works)
+    dense, sparse = split_macs(polars, params.mac_units, 8)
+    dense_work = sum(p.globals * p.tokens for p in polars)
+    notes = {"masks": len(works), "suggested_split": {"dense_macs": dense, "sparse_macs": sparse},
+             "dense_share": round(dense_work / max(1, sum(p.work for p in polars)), 4)}
+    return CycleEstimate(total, sum(params.useful_macs(w.work) for w in works),
+                         params.mac_units, notes)
