@@ -257,3 +257,40 @@ def test_autoencoder_parameter():
     values = {**regs.reset_values(), **ae_settings(AE, "k", weights, [-1, 0, 7], 9, 3)}
     assert values["ae_k_bias_0"] == 0xFFFF_FFFF
     assert ae_values(AE, "k", values) == (weights, [-1, 0, 7], 9, 3)
+
+
+# -- the shipped DeiT-Tiny masks and random masks ------------------------------------------------
+
+DEIT = VitcodParams(head_dim=16, max_tokens=197, heads=3, max_global=32, sparse_capacity=4096,
+                    dense_macs=8, sparse_macs=8, out_lanes=16)
+
+
+@pytest.mark.parametrize("layer", [1, pytest.param(0, marks=pytest.mark.sweep),
+                                   pytest.param(3, marks=pytest.mark.sweep),
+                                   pytest.param(4, marks=pytest.mark.sweep),
+                                   pytest.param(5, marks=pytest.mark.sweep)])
+def test_deit_tiny_layer_all_heads(layer):
+    """One run of a layer's three heads, each with its shipped mask (95% sparse)."""
+    masks = list(load_deit_masks()[layer])
+    check(make_case(DEIT, 197, masks, seed=layer), limit=400_000)
+
+
+@pytest.mark.sweep
+def test_deit_tiny_layer_2_with_70_global_tokens():
+    """Layer 2 head 0 has 70 global tokens: 32 stay in the denser engine, the rest go sparse."""
+    params = VitcodParams(head_dim=16, max_tokens=197, heads=3, max_global=32,
+                          sparse_capacity=12_000, dense_macs=8, sparse_macs=8, out_lanes=16)
+    check(make_case(params, 197, list(load_deit_masks()[2]), seed=2), limit=1_000_000)
+
+
+RANDOM = VitcodParams(head_dim=16, max_tokens=64, heads=2, max_global=16, sparse_capacity=4096,
+                      dense_macs=8, sparse_macs=8, out_lanes=8)
+
+
+@pytest.mark.parametrize("sparsity", [0.9, pytest.param(0.5, marks=pytest.mark.sweep),
+                                      pytest.param(0.75, marks=pytest.mark.sweep),
+                                      pytest.param(0.95, marks=pytest.mark.sweep)])
+def test_random_masks(sparsity):
+    """Two heads of 61 tokens at the given sparsity, polarized at 12 kept rows."""
+    masks = [random_mask(61, sparsity, seed=h + int(100 * sparsity)) for h in range(2)]
+    check(make_case(RANDOM, 61, masks, seed=3, threshold=12), limit=200_000)
