@@ -23,7 +23,7 @@ export CELINE_SIM := $(SIM)
 help:
 	@echo "Celine targets:"
 	@echo "  make test      unit tests + one sampled cocotb case per testbench (pytest -m 'not sweep')"
-	@echo "  make sim       every cocotb testbench at every parameter point (pytest -m cocotb)"
+	@echo "  make sim       every cocotb testbench and every sweep, all parameter points (pytest -m 'cocotb or sweep')"
 	@echo "  make verilog ACCEL=mac PARAMS=\"rows=8 cols=8\"   Verilog + params JSON in build/verilog/ACCEL"
 	@echo "  make bench     cycle/area benchmark reports in build/bench"
 	@echo "  make bitstream BOARD=ulx3s-85f ACCEL=mac PARAMS=\"rows=4\" SEED=1   bitstream + report.json in build/BOARD/ACCEL"
@@ -45,7 +45,7 @@ test: $(STAMP)
 	$(PYTEST) -m "not sweep" -n $(JOBS) $(PYTEST_ARGS)
 
 sim: $(STAMP)
-	$(PYTEST) -m cocotb -n $(JOBS) $(PYTEST_ARGS)
+	$(PYTEST) -m "cocotb or sweep" -n $(JOBS) $(PYTEST_ARGS)
 
 verilog: $(STAMP)
 	$(VENV)/bin/celine verilog $(ACCEL) $(PARAMS) --out build/verilog/$(ACCEL)
