@@ -313,16 +313,14 @@ def test_round_trip_fitted_autoencoder():
     round_trip(p, qae, autoencoder.quantize(x[:1], qae.in_scale))
 
 
-def test_round_trip_digits_vit_if_cached():
+@pytest.mark.sweep          # trains the default model (about a minute) unless cached
+def test_round_trip_digits_vit():
     """The default fine-tuned digits ViT's integer AEs (quantize_autoencoders on the train
-    split, as the report does) of layer 0's Q and layer 3's K, when cached (python -m
-    celine.golden.vitcod.autoencoder): one test image's Q or K through the hardware."""
-    from celine.golden.digits_vit import DigitsViTConfig, cache_path, capture_qkv, digits_dataset
+    split, as the report does) of layer 0's Q and layer 3's K (trained and cached by
+    python -m celine.golden.vitcod.autoencoder): one test image's Q or K through the
+    hardware."""
+    from celine.golden.digits_vit import DigitsViTConfig, capture_qkv, digits_dataset
     vit_config, config = DigitsViTConfig(), autoencoder.FinetuneConfig()
-    if not (cache_path(vit_config).exists() and
-            autoencoder.finetune_cache_path(vit_config, config).exists()):
-        pytest.skip("the default fine-tuned digits ViT is not cached "
-                    "(python -m celine.golden.vitcod.autoencoder)")
     model, aes, _ = autoencoder.finetuned_vit_autoencoders(vit_config, config)
     data = digits_dataset()
     quantized = autoencoder.quantize_autoencoders(model, aes, data.train_images)

@@ -465,7 +465,8 @@ def test_finetuned_tiny_model(build, monkeypatch, tiny, data):
     assert autoencoder.finetune_cache_path(dataclasses.replace(TINY, seed=1), TINY_FINETUNE) != path
 
 
-def test_full_model_if_cached(data):
+@pytest.mark.sweep          # trains the default model (about a minute) unless cached
+def test_full_model(data):
     """The default path (DigitsViTConfig(), FinetuneConfig()), when cached (python -m
     celine.golden.vitcod.autoencoder). Measured: reconstruction-only AEs: error 0.48
     (0.43-0.52 per layer and Q/K), attention 0.41, test accuracy 99.2% -> 79.2% (float),
@@ -473,9 +474,6 @@ def test_full_model_if_cached(data):
     integer path within 0.004 of float), attention 0.037 (0.014-0.076 per layer), accuracy
     98.6% (float and int), the fine-tuned ViT alone 98.9%; int8 rounding alone 0.008-0.013
     (Q/K) and 0.004-0.006 (attention). Trained in 63 s (ViT 37, AEs 8.5, fine-tune 17.5)."""
-    if not autoencoder.finetune_cache_path(DigitsViTConfig(), FinetuneConfig()).exists():
-        pytest.skip("the default fine-tuned digits ViT is not cached "
-                    "(python -m celine.golden.vitcod.autoencoder)")
     report = autoencoder_report(data=data)
     accuracy = report["test_accuracy"]
     assert accuracy["without_ae"] > 0.98
