@@ -3,7 +3,7 @@
 
 import pytest
 
-from celine.engines.vitcod.cycles import HeadWork, cycles, estimate
+from celine.engines.vitcod.cycles import HeadWork, cycles, estimate, work_of_plan
 from celine.engines.vitcod.spec import VitcodParams
 from celine.golden.vitcod.mask import random_mask
 from celine.rtl.vitcod.shell_adapter import VitcodShellAdapter
@@ -23,8 +23,7 @@ CASES = [(20, 0.7, 50), (20, 0.7, 6), (24, 0.0, 5), (1, 0.0, 50), (17, 0.95, 50)
 
 
 def work(plan):
-    g = plan.globals
-    return HeadWork(g, tuple(int(n) for n in plan.kept[:, g:].sum(dim=1)))
+    return work_of_plan(plan)
 
 
 def check(params, tokens, sparsity, threshold, head_mask=0):

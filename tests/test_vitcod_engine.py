@@ -2,6 +2,7 @@
 engine model: every word of `out`, the error flags and the rows written."""
 
 import pytest
+import torch
 
 from celine.engines.vitcod.spec import (Errors, VitcodParams, csc_fields, csr_fields,
                                         head_register, pack_word, unpack_word)
@@ -9,6 +10,7 @@ from celine.golden.vitcod.mask import load_deit_masks, random_mask
 from celine.rtl.vitcod.shell_adapter import VitcodShellAdapter
 from celine.sim.adapter_bench import run_adapter
 from celine.sim.vitcod_cases import make_case
+from celine.spec.lanes import pack_lanes
 
 SMALL = VitcodParams(head_dim=16, max_tokens=24, heads=2, max_global=8, sparse_capacity=400,
                      dense_macs=8, sparse_macs=8, out_lanes=4)
@@ -129,6 +131,86 @@ def test_a_row_without_entries_is_malformed():
     check(case, limit=20_000)
 
 
+# -- logical polarization: the global columns are a table of token indices ------------------
+
+
+def test_global_columns_that_are_not_the_first_tokens():
+    """A head whose global columns are tokens 3, 7 and 12: K and V stay in token order,
+    bit-exact with attention_head_int on the mask itself."""
+    from celine.golden.vitcod.attention import HeadScales, attention_head_int
+    mask = random_mask(16, 0.8, seed=29)
+    mask[:, [3, 7, 12]] = True
+    mask[:, [0, 1, 2]] = False
+    mask[0] = True
+    case = make_case(SMALL, 16, [mask, random_mask(16, 0.5, seed=31)], seed=30, threshold=12)
+    plan = case.plans[0]
+    assert plan.gcols == (3, 7, 12) and torch.equal(plan.kept, mask)
+    assert case.contents["gcols"][:3] == [3, 7, 12]
+    scales = HeadScales(*(case.settings[head_register(name, 0)] for name in
+                          ("exp_mult", "exp_shift", "out_mult", "out_shift")))
+    y = attention_head_int(plan.q, plan.k, plan.v, mask, scales, SMALL)
+    assert [case.expected.writes["out"][i] for i in range(16)] == \
+        [pack_lanes(row, SMALL.operand_width) for row in y.tolist()]
+    check(case)
+
+
+def _lists(case, head):
+    """(csc, csr, gcols) of a head as the engine model decodes them."""
+    p = case.params
+    base, nnz = head * p.sparse_capacity, case.settings[head_register("nnz", head)]
+    csc = [tuple(unpack_word(csc_fields(p), case.contents["csc"][base + n]).values())
+           for n in range(nnz)]
+    csr = [tuple(unpack_word(csr_fields(p), case.contents["csr"][base + n]).values())
+           for n in range(nnz)]
+    g = case.settings[head_register("globals", head)]
+    return csc, csr, case.contents["gcols"][head * p.max_global:head * p.max_global + g]
+
+
+@pytest.mark.parametrize("gcols, reason", [
+    ((0, 2, 1, 3, 5, 13, 14), "global column 2 (1) is out of order"),           # unsorted
+    ((0, 1, 1, 3, 5, 13, 14), "global column 2 (1) is out of order"),           # repeated
+    ((0, 1, 2, 3, 5, 13, 16), "global column 6 (16) is out of range"),          # >= N
+    ((0, 1, 2, 3, 4, 5, 13, 14), "csr entry {n} (row {row}, col 4) is in a global column"),
+])
+def test_malformed_global_columns(gcols, reason):
+    """Head 1's gcols table (0, 1, 2, 3, 5, 13, 14) changed: unsorted, repeated, beyond N,
+    or naming column 4, which has sparse entries in the lists: INDEX, head 0 written."""
+    from celine.golden.vitcod.engine_model import index_error
+    masks = [random_mask(16, 0.6, seed=30), random_mask(16, 0.5, seed=31)]
+    case = make_case(SMALL, 16, masks, seed=32, threshold=8)
+    p = SMALL
+    assert case.plans[1].gcols == (0, 1, 2, 3, 5, 13, 14)
+    for j, col in enumerate(gcols):
+        case.contents["gcols"][p.max_global + j] = col
+    case.settings[head_register("globals", 1)] = len(gcols)
+    case = _corrupt(case, "csr", 1, 0, lambda w: w)      # recompute the golden result
+    csc, csr, table = _lists(case, 1)
+    n, (row, _) = next((n, e) for n, e in enumerate(csr) if e[1] == 4)
+    assert index_error(csc, csr, table, tokens=16, nnz=len(csr)) == \
+        reason.format(n=n, row=row)
+    assert case.expected.errors == Errors.INDEX and case.expected.result_words == 16
+    check(case)
+
+
+def test_index_error_reasons():
+    """The golden check's reasons, pinned (what INDEX means, docs/vitcod.md "Errors")."""
+    from celine.golden.vitcod.engine_model import index_error
+    good_csc, good_csr = [(1, 0, 0), (2, 1, 1)], [(0, 1), (1, 2)]
+    cases = [
+        ((good_csc, good_csr, (0,)), None),
+        ((good_csc, good_csr, ()), "a row has no entry (and there is no global column)"),
+        ((good_csc, good_csr, (0, 3)), "global column 1 (3) is out of range"),
+        ((good_csc, good_csr, (2,)), "csr entry 1 (row 1, col 2) is in a global column"),
+        (([(3, 0, 0), (2, 1, 1)], good_csr, (0,)),
+         "csc entry 0 (col 3, row 0, pos 0) is out of range"),
+        (([(2, 1, 1), (1, 0, 0)], good_csr, (0,)), "csc entry 1 is out of order"),
+        (([(1, 0, 1), (2, 1, 0)], good_csr, (0,)),
+         "csc entry 0 points at csr entry 1, which is not (row 0, col 1)"),
+    ]
+    for (csc, csr, gcols), reason in cases:
+        assert index_error(csc, csr, gcols, tokens=3, nnz=2) == reason
+
+
 # -- the auto-encoder's decoder in the run ----------------------------------------------------
 
 AE = VitcodParams(head_dim=16, max_tokens=13, heads=3, max_global=4, sparse_capacity=120,
@@ -241,7 +323,8 @@ def test_autoencoder_parameter():
     assert not plain["q"].engine_writes and plain["q"].depth == 3 * 13
     for name in ("q", "k"):
         assert ae[name].engine_writes and ae[name].depth == (3 + 2) * 13
-    assert [b.engine_writes for n, b in ae.items() if n not in ("q", "k")] == [False] * 4
+    assert [b.engine_writes for n, b in ae.items() if n not in ("q", "k")] == [False] * 5
+    assert (ae["gcols"].width, ae["gcols"].depth, ae["gcols"].read_ports) == (4, 3 * 4, 2)
     assert code_word(AE, 1, 4) == 4 * 13 + 4
     assert "ae_enable" not in registers(VitcodParams(**base, heads=3))
     regs = registers(AE)

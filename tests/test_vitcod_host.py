@@ -42,6 +42,28 @@ def test_sparse_and_dense_heads(dev):
     assert len(skipped) == 1 and torch.equal(skipped[0], outs[1])
 
 
+def test_plan_is_logical(dev):
+    """Polarization does not move K or V: the global columns travel as token indices (here
+    3, 7 and 12, not the first tokens), the mask stays in token order and the lists carry
+    token indices outside the global columns."""
+    from celine.engines.vitcod.spec import csr_fields, unpack_word
+    torch.manual_seed(2)
+    q, k, v = (torch.randint(-128, 128, (16, 16)) for _ in range(3))
+    mask = random_mask(16, 0.8, seed=9)
+    mask[:, [3, 7, 12]] = True
+    mask[:, [0, 1, 2]] = False
+    mask[0] = True
+    plan = plan_head(SMALL, q, k, v, mask, threshold=12)
+    assert plan.gcols == (3, 7, 12) and plan.globals == 3
+    assert plan.q is q and plan.k is k and plan.v is v
+    assert torch.equal(plan.kept, mask)
+    csr = [tuple(unpack_word(csr_fields(SMALL), w).values()) for w in plan.csr_words]
+    assert csr == [(i, j) for i in range(16) for j in range(16)
+                   if mask[i, j] and j not in (3, 7, 12)]
+    out = dev.vitcod.sparse_attention(q, k, v, mask, threshold=12)
+    assert torch.equal(out, expected(SMALL, q, k, v, mask, threshold=12))
+
+
 def test_deit_mask_head():
     p = VitcodParams(head_dim=16, max_tokens=197, heads=1, max_global=32, sparse_capacity=4096,
                      dense_macs=8, sparse_macs=8, out_lanes=4)
@@ -115,27 +137,28 @@ def random_qae(seed, heads=3):
 
 def test_compressed_q_and_k():
     """The device decodes what the host encoded: the result is attention on
-    decode_int(encode_int(.)) of Q and of K (K in each head's polarized order), with the plan
-    built on the decoded heads; a plain call on the same device after it turns the
-    decoders off."""
+    decode_int(encode_int(.)) of Q and of K, both in token order for every head (the heads'
+    masks differ: their global columns are different tokens), with the plan built on the
+    decoded heads; a plain call on the same device after it turns the decoders off."""
     from celine.golden.vitcod.autoencoder import decode_int, encode_int
     torch.manual_seed(4)
     q, k, v = (torch.randint(-128, 128, (3, 20, 16)) for _ in range(3))
     masks = torch.stack([random_mask(20, 0.8, seed=5), random_mask(20, 0.6, seed=6),
                          random_mask(20, 0.7, seed=7)])
+    gcols = [plan_head(AE, q[h], k[h], v[h], masks[h], threshold=6).gcols for h in range(3)]
+    assert len(set(gcols)) == 3 and all(gcols)          # per-head global columns
     qaes = (random_qae(1), random_qae(2))
     with Device.open("model", accel="vitcod", params=AE) as dev:
         outs = dev.sparse_attention(q, k, v, masks, threshold=6, autoencoder=qaes)
         q_dec = decode_int(qaes[0], encode_int(qaes[0], q[None]))[0]
+        k_dec = decode_int(qaes[1], encode_int(qaes[1], k[None]))[0]
+        q_host, k_host, _ = dev.vitcod.compress(q, k, v, masks, threshold=6, autoencoder=qaes)
+        assert torch.equal(q_host, q_dec) and torch.equal(k_host, k_dec)
         for h in range(3):
-            order = plan_head(AE, q[h], k[h], v[h], masks[h], threshold=6).order
-            k_engine = torch.stack([k[j][plan_head(AE, q[j], k[j], v[j], masks[j],
-                                                   threshold=6).order] for j in range(3)])
-            k_dec = torch.empty_like(k[h])
-            k_dec[order] = decode_int(qaes[1], encode_int(qaes[1], k_engine[None]))[0, h]
-            assert torch.equal(outs[h], expected(AE, q_dec[h], k_dec, v[h], masks[h],
+            assert torch.equal(outs[h], expected(AE, q_dec[h], k_dec[h], v[h], masks[h],
                                                  threshold=6))
             assert torch.equal(dev.vitcod.last_plans[h].q, q_dec[h])
+            assert torch.equal(dev.vitcod.last_plans[h].k, k_dec[h])
         assert not torch.equal(q_dec, q)
         assert dev.vitcod.last_link_bytes == {"plain": 2 * 3 * 20 * 16,
                                               "compressed": 2 * 2 * 20 * 16,

@@ -69,12 +69,13 @@ def row_memory(p, rows):
     return words
 
 
-def sparse_region(tokens, globals_, density, seed, empty_cols=(), empty_rows=()):
-    """A random set of kept (row, col) entries with col >= globals_; some rows and columns
-    left empty."""
+def sparse_region(tokens, gcols, density, seed, empty_cols=(), empty_rows=()):
+    """A random set of kept (row, col) entries with col not a global column (`gcols`, token
+    indices); some rows and columns left empty."""
     rng = random.Random(seed)
-    return {(i, j) for i in range(tokens) for j in range(globals_, tokens)
-            if i not in empty_rows and j not in empty_cols and rng.random() < density}
+    return {(i, j) for i in range(tokens) for j in range(tokens)
+            if j not in gcols and i not in empty_rows and j not in empty_cols
+            and rng.random() < density}
 
 
 def index_lists(kept_sparse):
@@ -83,6 +84,14 @@ def index_lists(kept_sparse):
     pos = {entry: n for n, entry in enumerate(csr)}
     csc = [(j, i, pos[(i, j)]) for (i, j) in sorted(kept_sparse, key=lambda e: (e[1], e[0]))]
     return csc, csr
+
+
+def gcols_memory(p, gcols):
+    """The gcols buffer's words with `gcols` in head HEAD's slot (0 elsewhere)."""
+    words = [0] * max(1, p.heads * p.max_global)
+    for j, col in enumerate(gcols):
+        words[HEAD * p.max_global + j] = col
+    return words
 
 
 def list_memory(p, fields, entries):
@@ -167,7 +176,7 @@ async def run_until_idle(ctx, dut, inputs, limit=100_000):
 # -- one head's phase 1: both engines, the row maxima --------------------------------------
 
 
-def run_phase1(p, tokens, globals_, kept_sparse, q, k, *, with_dense, with_sparse):
+def run_phase1(p, tokens, gcols, kept_sparse, q, k, *, with_dense, with_sparse):
     """Runs the engines concurrently on HEAD; returns what the memories and outputs saw."""
     csc, csr = index_lists(kept_sparse)
     q_words, k_words = row_memory(p, q), row_memory(p, k)
@@ -182,6 +191,7 @@ def run_phase1(p, tokens, globals_, kept_sparse, q, k, *, with_dense, with_spars
     processes = []
     if dense:
         processes += [read_model(dense.q, q_words), read_model(dense.k, k_words),
+                      read_model(dense.gcols, gcols_memory(p, gcols)),
                       recorder(dense.score, ("addr", "data"), seen["dense"]),
                       recorder(dense.row_max, ("row", "value"), seen["row_max"])]
     if sparse:
@@ -199,9 +209,11 @@ def run_phase1(p, tokens, globals_, kept_sparse, q, k, *, with_dense, with_spars
             if e is None:
                 continue
             ctx.set(e.tokens, tokens)
-            ctx.set(e.globals, globals_)
+            ctx.set(e.globals, len(gcols))
             ctx.set(e.head_base, head_base)
             ctx.set(e.start, 1)
+        if dense:
+            ctx.set(dense.gcols_base, HEAD * p.max_global)
         if sparse:
             ctx.set(sparse.nnz, len(csc))
             ctx.set(sparse.list_base, list_base)
@@ -244,31 +256,32 @@ def run_phase1(p, tokens, globals_, kept_sparse, q, k, *, with_dense, with_spars
     return seen, csc
 
 
-def golden(p, q, k, tokens, globals_, kept_sparse):
+def golden(p, q, k, tokens, gcols, kept_sparse):
     scores = q @ k.T
     kept = torch.zeros(tokens, tokens, dtype=torch.bool)
-    kept[:, :globals_] = True
+    kept[:, list(gcols)] = True
     for i, j in kept_sparse:
         kept[i, j] = True
     return scores, kept
 
 
-def check_phase1(p, tokens, globals_, kept_sparse, seed, extreme=False):
+def check_phase1(p, tokens, gcols, kept_sparse, seed, extreme=False):
     """Runs the engines the parameters have (the other's share of the mask is not computed)
     and compares scores, addresses, row maxima, K reads and cycle counts."""
     with_dense, with_sparse = p.dense_macs > 0, p.sparse_macs > 0
     q, k = operands(p, tokens, seed, extreme)
-    seen, csc = run_phase1(p, tokens, globals_, kept_sparse if with_sparse else set(), q, k,
+    seen, csc = run_phase1(p, tokens, gcols, kept_sparse if with_sparse else set(), q, k,
                            with_dense=with_dense, with_sparse=with_sparse)
-    scores, kept = golden(p, q, k, tokens, globals_, kept_sparse)
+    scores, kept = golden(p, q, k, tokens, gcols, kept_sparse)
+    g = len(gcols)
     if with_dense:
-        want = [(i * p.max_global + j, int(scores[i, j]))
-                for i in range(tokens) for j in range(globals_)]
+        want = [(i * p.max_global + j, int(scores[i, c]))
+                for i in range(tokens) for j, c in enumerate(gcols)]
         assert seen["dense"] == want                   # in job order, each address once
-        want_max = [(i, int(scores[i, :globals_].max())) for i in range(tokens)] \
-            if globals_ else []
+        want_max = [(i, int(scores[i, list(gcols)].max())) for i in range(tokens)] \
+            if g else []
         assert seen["row_max"] == want_max
-        assert seen["cycles"]["dense"] == DenseSddmm.run_cycles(p, tokens, globals_)
+        assert seen["cycles"]["dense"] == DenseSddmm.run_cycles(p, tokens, g)
     if with_sparse:
         assert seen["sparse"] == [(pos, int(scores[i, j])) for j, i, pos in csc]
         assert seen["score_row"] == [(i, int(scores[i, j])) for j, i, pos in csc]
@@ -278,10 +291,12 @@ def check_phase1(p, tokens, globals_, kept_sparse, seed, extreme=False):
         assert seen["error"] == 0
     # The row maxima over both engines (rows with a kept entry of an engine that ran).
     ran = torch.zeros_like(kept)
+    is_global = torch.zeros(tokens, dtype=torch.bool)
+    is_global[list(gcols)] = True
     if with_dense:
-        ran[:, :globals_] = True
+        ran[:, is_global] = True
     if with_sparse:
-        ran[:, globals_:] = True
+        ran[:, ~is_global] = True
     kept &= ran
     lowest = torch.iinfo(torch.int64).min
     want = torch.where(kept, scores, lowest).amax(dim=-1)
@@ -300,40 +315,43 @@ POINTS = [(8, 1, 0), (8, 0, 1),                                   # t = 1
 @pytest.mark.parametrize("d, dense, sparse", POINTS)
 def test_phase1_scores_and_row_maxima(d, dense, sparse):
     p = make_params(d, dense, sparse)
-    tokens, globals_ = 7, 2
-    kept = sparse_region(tokens, globals_, 0.5, seed=dense + 10 * sparse, empty_cols=(4,),
+    tokens, gcols = 7, (1, 5)                 # global columns anywhere among the tokens
+    kept = sparse_region(tokens, gcols, 0.5, seed=dense + 10 * sparse, empty_cols=(4,),
                          empty_rows=(2,))
-    check_phase1(p, tokens, globals_, kept, seed=d + dense)
+    check_phase1(p, tokens, gcols, kept, seed=d + dense)
 
 
 def test_phase1_edges():
     p = make_params(16, 1, 1)
     # N = 1: one global column, no sparse region.
-    check_phase1(p, 1, 1, set(), seed=1)
+    check_phase1(p, 1, (0,), set(), seed=1)
     # N = max_tokens, most-negative operands everywhere; a dense region and a sparse one.
     n = p.max_tokens
-    check_phase1(p, n, 3, sparse_region(n, 3, 0.4, seed=5), seed=2, extreme=True)
+    check_phase1(p, n, (0, 4, 8), sparse_region(n, (0, 4, 8), 0.4, seed=5), seed=2,
+                 extreme=True)
     p = make_params(64, 7, 1, max_tokens=13, max_global=4, capacity=120)
-    check_phase1(p, 13, 4, sparse_region(13, 4, 0.3, seed=6), seed=3, extreme=True)
+    gcols = (2, 3, 7, 12)
+    check_phase1(p, 13, gcols, sparse_region(13, gcols, 0.3, seed=6), seed=3, extreme=True)
     # A larger odd N at d = 64, both engines at partial occupancy.
     p = make_params(64, 3, 5, max_tokens=23, max_global=6, capacity=300)
-    check_phase1(p, 21, 6, sparse_region(21, 6, 0.3, seed=7, empty_cols=(9, 10),
-                                         empty_rows=(0, 20)), seed=4)
+    gcols = (1, 4, 5, 11, 16, 20)
+    check_phase1(p, 21, gcols, sparse_region(21, gcols, 0.3, seed=7, empty_cols=(9, 10),
+                                             empty_rows=(0, 20)), seed=4)
     # Full dense (g = N = max_global), no sparse entries: the sparser engine idles.
     p = make_params(16, 1, 1, max_tokens=5, max_global=5, capacity=20)
-    check_phase1(p, 5, 5, set(), seed=3)
+    check_phase1(p, 5, tuple(range(5)), set(), seed=3)
     # No global columns: the denser engine idles, the sparse region has a whole column.
-    kept = sparse_region(5, 0, 0.5, seed=4) | {(i, 3) for i in range(5)}
-    check_phase1(p, 5, 0, kept, seed=4)
+    kept = sparse_region(5, (), 0.5, seed=4) | {(i, 3) for i in range(5)}
+    check_phase1(p, 5, (), kept, seed=4)
 
 
 def test_phase1_default_parameters():
     """The default engine (d = 64, 1 + 7 DPUs) on N = max_tokens = 197."""
     p = VitcodParams()
-    tokens, globals_ = p.max_tokens, 3
-    kept = sparse_region(tokens, globals_, 0.02, seed=8)
+    tokens, gcols = p.max_tokens, (0, 100, 196)
+    kept = sparse_region(tokens, gcols, 0.02, seed=8)
     assert 0 < len(kept) <= p.sparse_capacity
-    check_phase1(p, tokens, globals_, kept, seed=9)
+    check_phase1(p, tokens, gcols, kept, seed=9)
 
 
 def test_cycle_counts():
@@ -344,14 +362,14 @@ def test_cycle_counts():
         tokens, g, nnz = 5, 3, 11
         jobs = tokens * g
         assert issue_cycle(jobs - 1, dense, t) == (jobs - 1) // dense * t + (jobs - 1) % dense
-        assert DenseSddmm.run_cycles(p, tokens, g) == issue_cycle(jobs - 1, dense, t) + t + 12
+        assert DenseSddmm.run_cycles(p, tokens, g) == issue_cycle(jobs - 1, dense, t) + t + 15
         assert SparseSddmm.run_cycles(p_sparse, nnz) == issue_cycle(nnz - 1, sparse, t) + t + 15
         assert DenseSddmm.run_cycles(p, tokens, 0) == SparseSddmm.run_cycles(p_sparse, 0) == 1
     p = make_params(64, 8, 0)
-    assert DenseSddmm.run_cycles(p, 5, 3) == 15 + 8 + 11          # one job a cycle: J + t + 11
+    assert DenseSddmm.run_cycles(p, 5, 3) == 15 + 8 + 14          # one job a cycle: J + t + 14
     p = make_params(64, 7, 1)
-    assert DenseSddmm.run_cycles(p, 5, 3) == 16 + 8 + 12          # 7 of every 8 cycles
-    # The ideal g*N*t/n plus the latency, at n | jobs: (jobs/n - 1)*t + n - 1 + t + 11.
+    assert DenseSddmm.run_cycles(p, 5, 3) == 16 + 8 + 15          # 7 of every 8 cycles
+    # The ideal g*N*t/n plus the latency, at n | jobs: (jobs/n - 1)*t + n - 1 + t + 14.
     # Sparse, 14 entries on 7 DPUs: ideally nnz*t/n = 16 cycles; the last issue is in cycle
     # 16 - (t - n) - 1 = 14 (no wait for the idle slot), then t + 15.
     p = make_params(64, 1, 7)
@@ -386,7 +404,6 @@ def run_sparse(p, tokens, globals_, entries, q, k, runs=1):
 
 
 MALFORMED = {            # CSC entries (col, row, pos) with N = 6, g = 2; the good ones
-    "col below g": ([(1, 0, 0), (2, 1, 1)], [1]),
     "col beyond N": ([(2, 0, 0), (6, 1, 1)], [0]),
     "row beyond N": ([(2, 0, 0), (2, 6, 1)], [0]),
     "pos beyond nnz": ([(2, 0, 0), (3, 1, 2)], [0]),
@@ -431,51 +448,68 @@ def test_sparse_error_flags():
         read_model(sparse.q, [0] * 16), read_model(sparse.k, [0] * 16),
         read_model(sparse.csc, memory)])
     assert flags == [1, 0]
+    # Columns below g are sparse columns like any other (the global ones are a table).
+    (error, _, written), = run_sparse(p, tokens, globals_, [(0, 1, 0), (1, 0, 1)], q, k)
+    assert error == 0 and written == [(0, int(scores[1, 0])), (1, int(scores[0, 1]))]
 
 
 # -- CsrCheck ------------------------------------------------------------------------------
 
 
-def run_csr_check(p, tokens, globals_, lists):
+def run_csr_check(p, tokens, jobs):
+    """CsrCheck over `jobs` [(gcols, CSR entries)], each in the next head's slots; per job
+    (error, cycles)."""
     dut = CsrCheck(p)
     results = []
     memory = [0] * (p.heads * p.sparse_capacity)
+    gmemory = [0] * (p.heads * p.max_global)
 
     async def testbench(ctx):
-        for n, entries in enumerate(lists):
-            base = (n % p.heads) * p.sparse_capacity
+        for n, (gcols, entries) in enumerate(jobs):
+            base, gbase = (n % p.heads) * p.sparse_capacity, (n % p.heads) * p.max_global
             for m_, entry in enumerate(entries):
                 memory[base + m_] = pack_fields(csr_fields(p), entry)
+            for j, col in enumerate(gcols):
+                gmemory[gbase + j] = col
             cycles = await run_until_idle(ctx, dut, {
-                "tokens": tokens, "globals": globals_, "nnz": len(entries),
-                "list_base": base})
+                "tokens": tokens, "globals": len(gcols), "nnz": len(entries),
+                "list_base": base, "gcols_base": gbase})
             results.append((ctx.get(dut.error), cycles))
 
-    run_sim(dut, testbench, processes=[read_model(dut.csr, memory)])
+    run_sim(dut, testbench, processes=[read_model(dut.csr, memory),
+                                       read_model(dut.gcols, gmemory)])
     return results
 
 
 def test_csr_check():
     p = make_params(16, 1, 1, max_tokens=8, capacity=24)
-    tokens, globals_ = 6, 2
-    kept = sparse_region(tokens, globals_, 0.5, seed=11)
+    tokens, gcols = 6, (1, 4)
+    kept = sparse_region(tokens, gcols, 0.5, seed=11)
     _, good = index_lists(kept)
     bad = {
-        "row beyond N": [(0, 2), (6, 3)],
-        "col below g": [(0, 2), (1, 1)],
-        "col beyond N": [(0, 2), (1, 6)],
-        "row decreasing": [(1, 2), (0, 3)],
-        "col repeated": [(1, 2), (1, 2)],
-        "col decreasing": [(1, 3), (1, 2)],
+        "row beyond N": (gcols, [(0, 2), (6, 3)]),
+        "col a global column": (gcols, [(0, 2), (1, 1)]),
+        "col the last global column": (gcols, [(0, 2), (5, 4)]),
+        "col beyond N": (gcols, [(0, 2), (1, 6)]),
+        "row decreasing": (gcols, [(1, 2), (0, 3)]),
+        "col repeated": (gcols, [(1, 2), (1, 2)]),
+        "col decreasing": (gcols, [(1, 3), (1, 2)]),
+        "global columns unsorted": ((4, 1), good),
+        "global column repeated": ((1, 1), good),
+        "global column beyond N": ((1, 6), good),
+        "global columns unsorted, no CSR entry": ((3, 2), []),
+        "no global column, no entry": ((), []),
+        "no global column, a row without entry": ((), [(0, 0), (2, 1)]),
     }
-    lists = [good, []]
-    for entries in bad.values():
-        lists += [entries, good]            # each bad list, then the flag cleared by a good one
-    results = run_csr_check(p, tokens, globals_, lists)
-    assert results[0] == (0, len(good) + 3) and results[1] == (0, 1)
-    for n, name in enumerate(bad):
-        assert results[2 + 2 * n] == (1, CsrCheck.run_cycles(len(bad[name]))), name
-        assert results[3 + 2 * n] == (0, len(good) + 3), name
+    jobs = [(gcols, good), (gcols, []), ((0,), []), ((), [(r, 0) for r in range(tokens)])]
+    for job in bad.values():
+        jobs += [job, (gcols, good)]        # each bad job, then the flag cleared by a good one
+    results = run_csr_check(p, tokens, jobs)
+    assert results[0] == (0, 2 + len(good) + 3) and results[1] == (0, 2 + 3)
+    assert results[2] == (0, 1 + 3) and results[3] == (0, tokens + 3)
+    for n, (name, (g, entries)) in enumerate(bad.items()):
+        assert results[4 + 2 * n] == (1, CsrCheck.run_cycles(len(entries), len(g))), name
+        assert results[5 + 2 * n] == (0, 2 + len(good) + 3), name
 
 
 # -- RowMax alone: arbitrary sparse updates, the same row back to back ---------------------

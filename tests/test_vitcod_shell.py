@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from celine.engines.vitcod.cycles import HeadWork, cycles as model_cycles
+from celine.engines.vitcod.cycles import HeadWork, cycles as model_cycles, work_of_plan
 from celine.engines.vitcod.spec import VitcodParams
 from celine.golden.vitcod.attention import attention_head_int
 from celine.golden.vitcod.mask import load_deit_masks, random_mask
@@ -34,8 +34,7 @@ def job(params, q, k, v, masks, *, head_mask=0, threshold=50, scales=(1.0, 1.0, 
         head_scales, _ = calibrate_head(plan, params, scales=scales)
         expected.append(attention_head_int(plan.q, plan.k, plan.v, plan.kept, head_scales,
                                            params).tolist())
-        g = plan.globals
-        works.append(HeadWork(g, tuple(int(n) for n in plan.kept[:, g:].sum(dim=1))))
+        works.append(work_of_plan(plan))
     device_heads = works + [HeadWork(0, (1,))] * (params.heads - len(works))
     device_mask = ((1 << params.heads) - 1) & ~((1 << len(works)) - 1)
     predicted = model_cycles(params, device_heads, device_mask)

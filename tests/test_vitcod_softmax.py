@@ -108,11 +108,12 @@ def test_parts_reject_bad_arguments():
 class Head:
     """One head's softmax input as the SDDMM phase leaves it, and the expected stream.
 
-    The kept mask keeps the first g columns whole (the global tokens) and a random
-    `density` of the rest; a row the draw leaves empty gets one random sparse entry."""
+    The kept mask keeps g random columns whole (the global tokens: `gcols`, ascending, or
+    the first g with `leading`) and a random `density` of the rest; a row the draw leaves
+    empty gets one random sparse entry."""
 
     def __init__(self, params, tokens, g, density, *, seed, operand=None, exp_mult=None,
-                 exp_shift=None, list_base=0):
+                 exp_shift=None, list_base=0, gcols_base=0, leading=False):
         gen = torch.Generator().manual_seed(seed)
         d = params.head_dim
         if operand is None:
@@ -120,42 +121,48 @@ class Head:
             k = torch.randint(-128, 128, (tokens, d), generator=gen)
         else:
             q = k = torch.full((tokens, d), operand)
-        kept = torch.zeros(tokens, tokens, dtype=torch.bool)
-        kept[:, :g] = True
-        kept[:, g:] = torch.rand(tokens, tokens - g, generator=gen) < density
+        gcols = list(range(g)) if leading else \
+            sorted(torch.randperm(tokens, generator=gen)[:g].tolist())
+        others = [j for j in range(tokens) if j not in gcols]
+        kept = torch.rand(tokens, tokens, generator=gen) < density
+        kept[:, gcols] = True
         for i in range(tokens):
             if not kept[i].any():
-                kept[i, g + int(torch.randint(tokens - g, (1,), generator=gen))] = True
+                kept[i, others[int(torch.randint(len(others), (1,), generator=gen))]] = True
         scores = q @ k.T
         if exp_mult is None:                    # sq = sk = 0.02: realistic spreads of e
             exp_mult, exp_shift = exp_scale(0.02 * 0.02 / d ** 0.5)
         self.params, self.tokens, self.g = params, tokens, g
         self.exp_mult, self.exp_shift, self.list_base = exp_mult, exp_shift, list_base
-        self.csr = [(i, j) for i in range(tokens) for j in range(g, tokens) if kept[i, j]]
+        self.gcols, self.gcols_base = gcols, gcols_base
+        self.csr = [(i, j) for i in range(tokens) for j in others if kept[i, j]]
         self.scores, self.kept = scores, kept
         self.row_max = [int(scores[i][kept[i]].max()) for i in range(tokens)]
         p = softmax_int(scores, kept, exp_mult=exp_mult, exp_shift=exp_shift,
                         params=params).p
         self.expected = []
         for i in range(tokens):
-            row = [j for j in range(g)] + [j for r, j in self.csr if r == i]
+            row = gcols + [j for r, j in self.csr if r == i]
             self.expected += [{"row": i, "col": j, "p": int(p[i, j]),
                                "last": int(n == len(row) - 1)} for n, j in enumerate(row)]
         self.longest_row = int(kept.sum(dim=-1).max())
 
     def images(self):
         """The initial contents of the dense and sparse score memories, the CSR buffer
-        (the list at list_base) and the row maxima."""
+        (the list at list_base), the gcols buffer (at gcols_base) and the row maxima."""
         p, tb = self.params, self.params.token_bits
         dense = [0] * max(1, p.max_tokens * p.max_global)
         for i in range(self.tokens):
-            for j in range(self.g):
-                dense[i * p.max_global + j] = int(self.scores[i, j])
+            for j, c in enumerate(self.gcols):
+                dense[i * p.max_global + j] = int(self.scores[i, c])
+        gcols = [0] * max(1, p.heads * p.max_global)
+        for j, c in enumerate(self.gcols):
+            gcols[self.gcols_base + j] = c
         sparse = [int(self.scores[i, j]) for i, j in self.csr]
         csr = [0] * max(1, p.heads * p.sparse_capacity)
         for n, (i, j) in enumerate(self.csr):
             csr[self.list_base + n] = i | j << tb
-        return {"dense_scores": dense, "sparse_scores": sparse, "csr": csr,
+        return {"dense_scores": dense, "sparse_scores": sparse, "csr": csr, "gcols": gcols,
                 "row_max": self.row_max}
 
 
@@ -190,6 +197,7 @@ async def _run_head(ctx, dut, head, rng, backpressure, poke=False):
     ctx.set(dut.exp_mult, head.exp_mult)
     ctx.set(dut.exp_shift, head.exp_shift)
     ctx.set(dut.list_base, head.list_base)
+    ctx.set(dut.gcols_base, head.gcols_base)
     ctx.set(dut.start, 1)
     await ctx.tick()
     ctx.set(dut.start, 0)
@@ -217,11 +225,13 @@ async def _run_head(ctx, dut, head, rng, backpressure, poke=False):
 
 def _check_heads(params, heads, *, backpressure, seed=0, poke=False):
     """Run `heads` back to back on one unit (their memories' images merged: heads after
-    the first differ from it only in their scales and list_base) and compare each."""
+    the first differ from it only in their scales, list_base and gcols_base) and compare
+    each."""
     images = heads[0].images()
     for head in heads[1:]:
-        for n, word in enumerate(head.images()["csr"]):
-            images["csr"][n] |= word
+        for name in ("csr", "gcols"):
+            for n, word in enumerate(head.images()[name]):
+                images[name][n] |= word
     bench = Bench(params, images)
     rng = random.Random(seed)
     results = []
@@ -238,9 +248,10 @@ def _check_heads(params, heads, *, backpressure, seed=0, poke=False):
 
 @pytest.mark.parametrize("tokens, g, density, kw", [
     (1, 0, 1.0, {}),                                   # N = 1, one sparse entry
-    (1, 1, 0.0, {"list_base": 64 * 64}),               # N = 1, one dense entry
+    (1, 1, 0.0, {"list_base": 64 * 64, "gcols_base": 64}),  # N = 1, one dense entry
     (17, 0, 0.3, {}),                                  # sparse only, rows of sparse entries
-    (13, 3, 0.25, {"list_base": 64 * 64}),             # odd N, both kinds, second head's list
+    (13, 3, 0.25, {"list_base": 64 * 64, "gcols_base": 64}),  # odd N, both kinds, head 1
+    (13, 3, 0.25, {"leading": True}),                  # the global columns first
     (40, 2, 0.1, {}),                                  # 90 % sparse, rows only dense
     (9, 4, 0.0, {}),                                   # nnz = 0: dense only
     (20, 4, 0.3, {"operand": -128}),                   # all scores equal
@@ -264,8 +275,9 @@ def test_softmax_unit_heads_back_to_back():
     a start while busy is ignored."""
     first = Head(PARAMS, 15, 2, 0.3, seed=7)
     second = Head(PARAMS, 15, 2, 0.3, seed=7, exp_mult=40000, exp_shift=20,
-                  list_base=64 * 64)
-    third = Head(PARAMS, 15, 2, 0.3, seed=7, exp_mult=1, exp_shift=0, list_base=64 * 64)
+                  list_base=64 * 64, gcols_base=64)
+    third = Head(PARAMS, 15, 2, 0.3, seed=7, exp_mult=1, exp_shift=0, list_base=64 * 64,
+                 gcols_base=64)
     _check_heads(PARAMS, [first, second, third], backpressure=0.5, seed=8, poke=True)
 
 

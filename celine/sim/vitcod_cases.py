@@ -67,6 +67,8 @@ def make_case(params, tokens, masks, *, seed=0, head_mask=0, extreme=False, qkv=
         for n, (a, b) in enumerate(zip(plan.csc_words, plan.csr_words)):
             buffers["csc"].words[h * p.sparse_capacity + n] = a
             buffers["csr"].words[h * p.sparse_capacity + n] = b
+        for j, col in enumerate(plan.gcols):
+            buffers["gcols"].words[h * p.max_global + j] = col
         regs.update({head_register("globals", h): plan.globals,
                      head_register("nnz", h): plan.nnz,
                      head_register("exp_mult", h): scales.exp_mult,

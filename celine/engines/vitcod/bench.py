@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ...sim.emit import write_if_changed
-from .cycles import HeadWork, cycles as model_cycles
+from .cycles import cycles as model_cycles, work_of_plan
 from .spec import VitcodParams
 
 TOKENS, HEAD_DIM, MAC_UNITS = 197, 64, 64
@@ -57,7 +57,7 @@ def measure(params, kept, seed):
     if status[0] or words["out"] != out:
         raise AssertionError("the RTL's output differs from the golden model")
     plan = case.plans[0]
-    work = HeadWork(plan.globals, tuple(int(n) for n in plan.kept[:, plan.globals:].sum(dim=1)))
+    work = work_of_plan(plan)
     return status[1], model_cycles(params, [work]), work
 
 

@@ -15,9 +15,9 @@ from .. import CycleEstimate
 from .spec import VitcodParams
 
 # Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
-DENSE_TAIL = 10        # last dense job issued -> busy low, beyond the job's t slices
+DENSE_TAIL = 13        # last dense job issued -> busy low, beyond the job's t slices
 SPARSE_TAIL = 15       # last sparse job issued -> busy low, beyond the job's t slices
-CHECK_TAIL = 3         # CsrCheck / IndexCheck: nnz + 3
+CHECK_TAIL = 3         # CsrCheck: g + nnz + 3 (IndexCheck: nnz + 3)
 # Phase 2.
 EXP_LATENCY = 8        # ExpUnit
 FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit
@@ -65,7 +65,8 @@ def phase_1(p, head):
         ends.append(issue_cycle(g * tokens - 1, p.dense_dpus, p.slices) + p.slices + DENSE_TAIL)
     if nnz:
         ends.append(issue_cycle(nnz - 1, p.sparse_dpus, p.slices) + p.slices + SPARSE_TAIL)
-        ends.append(nnz + CHECK_TAIL)
+    if g or nnz:
+        ends.append(g + nnz + CHECK_TAIL)
     return max(ends)
 
 
@@ -130,6 +131,13 @@ def work_of(polar):
     """The HeadWork of a polarized mask (celine.golden.vitcod.mask.Polarized)."""
     g = polar.globals
     return HeadWork(g, tuple(int(n) for n in polar.kept[:, g:].sum(dim=1)))
+
+
+def work_of_plan(plan):
+    """The HeadWork of a HeadPlan (celine.golden.vitcod.plan): its g global columns and,
+    per row, its kept entries outside them (the mask is in token order)."""
+    g = plan.globals
+    return HeadWork(g, tuple(int(n) - g for n in plan.kept.sum(dim=1)))
 
 
 def load_mask_file(path):

@@ -1,8 +1,9 @@
 """Sparse (or dense) softmax attention heads on the ViTCoD engine.
 
 One call runs up to `heads` heads (the device's parameter) with one token count N. For
-each head the host polarizes the mask for the device (global columns first, up to its
-max_global), reorders K and V, builds and checks the index lists and chooses the scales
+each head the host polarizes the mask for the device (its global columns, up to its
+max_global, as a table of token indices; K and V stay in token order), builds and checks
+the index lists and chooses the scales
 (celine/golden/vitcod/plan.py), and checks everything the device would reject before it
 sends anything. The result is bit-exact with golden.vitcod.attention.attention_head_int on
 the head's plan (`last_plans`, `last_scales`).
@@ -13,8 +14,8 @@ head so that its largest float output maps to the top of the output range.
 
 With `autoencoder` (a device built with it) Q and K travel as ceil(H/2) code heads
 (encode_int) that the engine decodes on chip (decode_int) before the heads run; the
-result is the attention of the decoded heads, and the plans are built on them. K is
-encoded in each head's polarized key order (the order the engine reads it in).
+result is the attention of the decoded heads, and the plans are built on them. Q and K
+are encoded in token order for every head (the engine reads them so).
 """
 
 from ...firmware.errors import EngineError, ProtocolError, SettingError
@@ -116,10 +117,9 @@ class VitcodHost:
                  out_scale=None, autoencoder=None):
         """(decoded q, decoded k, (q's codes, k's codes)) of H x N x d heads through the
         auto-encoders `autoencoder` = (Q's, K's QuantizedAutoEncoder): the codes are
-        encode_int of q and of k in each kept head's polarized key order (a skipped head's
-        keys as given), as the engine will hold them; decoded = decode_int(codes), k back in
-        the caller's key order. SettingError for what the device cannot take."""
-        import torch
+        encode_int of q and of k in token order (as the engine holds them, whatever the
+        heads' masks); decoded = decode_int(codes). SettingError for what the device cannot
+        take."""
         from ...golden.vitcod.autoencoder import QuantizedAutoEncoder, decode_int, encode_int
         p = self.params
         if not p.autoencoder:
@@ -137,20 +137,12 @@ class VitcodHost:
         if single or qt.shape[0] != p.heads:
             raise SettingError(f"q must hold all {p.heads} heads (the device's) with an "
                                f"autoencoder, not {1 if single else qt.shape[0]}")
-        plans = self.plan(q, k, v, mask, head_mask=head_mask, threshold=threshold,
-                          scales=scales, out_scale=out_scale)
-        orders = {h: plan.order for h, plan, _, _ in plans}
-        identity = torch.arange(qt.shape[1])
-        order = [orders.get(h, identity) for h in range(p.heads)]
-        k_engine = torch.stack([kt[h][order[h]] for h in range(p.heads)])
+        # The masks must be ones the device can take (checked before anything is sent).
+        self.plan(q, k, v, mask, head_mask=head_mask, threshold=threshold, scales=scales,
+                  out_scale=out_scale)
         qae_q, qae_k = autoencoder
-        codes = (encode_int(qae_q, qt[None])[0], encode_int(qae_k, k_engine[None])[0])
-        q_dec = decode_int(qae_q, codes[0][None])[0]
-        k_dec_engine = decode_int(qae_k, codes[1][None])[0]
-        k_dec = torch.empty_like(k_dec_engine)
-        for h in range(p.heads):
-            k_dec[h][order[h]] = k_dec_engine[h]
-        return q_dec, k_dec, codes
+        codes = (encode_int(qae_q, qt[None])[0], encode_int(qae_k, kt[None])[0])
+        return decode_int(qae_q, codes[0][None])[0], decode_int(qae_k, codes[1][None])[0], codes
 
     def sparse_attention(self, q, k, v, mask=None, *, head_mask=0, threshold=50, scales=None,
                          out_scale=None, autoencoder=None, timeout=10.0):
@@ -196,6 +188,11 @@ class VitcodHost:
                     data = b"".join(w.to_bytes(info.word_bytes, "little") +
                                     bytes(info.word_stride - info.word_bytes) for w in words)
                     device.write_buffer(name, h * p.sparse_capacity * info.word_stride, data)
+            if plan.gcols:
+                info = device.buffers["gcols"]
+                data = b"".join(c.to_bytes(info.word_bytes, "little") +
+                                bytes(info.word_stride - info.word_bytes) for c in plan.gcols)
+                device.write_buffer("gcols", h * p.max_global * info.word_stride, data)
             values.update({head_register("globals", h): plan.globals,
                            head_register("nnz", h): plan.nnz,
                            head_register("exp_mult", h): head_scales.exp_mult,

@@ -15,7 +15,7 @@ __all__ = ["VitcodParams", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS", "E_BI
            "X_BITS", "EXP_HI_TABLE", "EXP_LO_TABLE", "registers", "head_register",
            "HEAD_REGISTERS", "Errors", "buffers", "AE_OPERANDS", "AE_WEIGHTS_PER_REGISTER",
            "ae_register", "ae_weight_registers", "pack_ae_weights", "unpack_ae_weights",
-           "ae_settings", "ae_values", "code_word", "AE_VALUE_BITS", "AE_BIAS_BITS"]
+           "ae_settings", "ae_values", "code_word", "gcols_depth", "AE_VALUE_BITS", "AE_BIAS_BITS"]
 
 # -- the engines' dot-product units --------------------------------------------------------
 
@@ -368,12 +368,19 @@ def csr_fields(params):
     return (("row", params.token_bits), ("col", params.token_bits))
 
 
+def gcols_depth(params):
+    """Words of the gcols buffer: max_global a head (at least one word)."""
+    return max(1, params.heads * params.max_global)
+
+
 def buffers(params):
     """q, k, v (written by the host; two engine read ports each, one per SDDMM engine) and
     out: one d-element row a word, a slot of max_tokens rows per head (head h, token i at
     word h * max_tokens + i); csc and csr: a head's sparse index lists, a slot of
     sparse_capacity words per head, with two read ports each (the sparser engine and the
-    list checks read them at once)."""
+    list checks read them at once); gcols: head h's global columns (token indices,
+    strictly increasing) at words h * max_global + j, two read ports (the denser engine;
+    the list check in phase 1 and the softmax unit in phase 2)."""
     p = params
     row_bits = p.head_dim * p.operand_width
     rows = p.heads * p.max_tokens
@@ -388,6 +395,7 @@ def buffers(params):
         BufferSpec("v", row_bits, rows, True, read_ports=2),
         BufferSpec("csc", sum(w for _, w in csc_fields(p)), lists, True, read_ports=2),
         BufferSpec("csr", sum(w for _, w in csr_fields(p)), lists, True, read_ports=2),
+        BufferSpec("gcols", p.token_bits, gcols_depth(p), True, read_ports=2),
         BufferSpec("out", row_bits, rows, False),
     ]
 

@@ -25,14 +25,24 @@ def decoder_of(params, operand, values):
         in_scale=1.0, code_scale=1.0, out_scale=1.0)
 
 
-def index_error(csc, csr, *, tokens, globals_, nnz):
-    """Why the decoded lists (csc: [(col, row, pos)], csr: [(row, col)]) are malformed, or
-    None: what the engine checks while a head's SDDMM runs. CSC entries strictly increase in
-    (col, row), CSR entries in (row, col); rows are below N, columns in g .. N-1, positions
-    below nnz, and the CSR entry at each CSC entry's position is that same (row, col)."""
+def index_error(csc, csr, gcols=(), *, tokens, nnz):
+    """Why a head's decoded lists (csc: [(col, row, pos)], csr: [(row, col)]) and global
+    columns (gcols: [token index], g of them) are malformed, or None: what the engine
+    checks while the head's SDDMM runs. Global columns strictly increase and are below N;
+    CSC entries strictly increase in (col, row), CSR entries in (row, col); rows and
+    columns are below N, positions below nnz, the CSR entry at each CSC entry's position
+    is that same (row, col), and no CSR entry is in a global column; with g = 0 every row
+    has a CSR entry."""
+    previous = None
+    for j, col in enumerate(gcols):
+        if col >= tokens:
+            return f"global column {j} ({col}) is out of range"
+        if previous is not None and col <= previous:
+            return f"global column {j} ({col}) is out of order"
+        previous = col
     previous = None
     for n, (col, row, pos) in enumerate(csc):
-        if not globals_ <= col < tokens or row >= tokens or pos >= nnz:
+        if col >= tokens or row >= tokens or pos >= nnz:
             return f"csc entry {n} (col {col}, row {row}, pos {pos}) is out of range"
         if previous is not None and (col, row) <= previous:
             return f"csc entry {n} is out of order"
@@ -40,20 +50,25 @@ def index_error(csc, csr, *, tokens, globals_, nnz):
         if csr[pos] != (row, col):
             return f"csc entry {n} points at csr entry {pos}, which is not (row {row}, col {col})"
     previous = None
+    global_set = set(gcols)
     for n, (row, col) in enumerate(csr):
-        if not globals_ <= col < tokens or row >= tokens:
+        if col >= tokens or row >= tokens:
             return f"csr entry {n} (row {row}, col {col}) is out of range"
+        if col in global_set:
+            return f"csr entry {n} (row {row}, col {col}) is in a global column"
         if previous is not None and (row, col) <= previous:
             return f"csr entry {n} is out of order"
         previous = (row, col)
+    if not gcols and {row for row, _ in csr} != set(range(tokens)):
+        return "a row has no entry (and there is no global column)"
     return None
 
 
-def head_mask_of_lists(csr, *, tokens, globals_):
-    """The kept mask (in the buffers' key order) of a head with `globals_` global columns
-    and the sparse entries `csr` [(row, col)]."""
+def head_mask_of_lists(csr, gcols, *, tokens):
+    """The kept mask (token order) of a head with the global columns `gcols` (token
+    indices, kept in every row) and the sparse entries `csr` [(row, col)]."""
     kept = torch.zeros(tokens, tokens, dtype=torch.bool)
-    kept[:, :globals_] = True
+    kept[:, list(gcols)] = True
     for row, col in csr:
         kept[row, col] = True
     return kept
@@ -125,11 +140,12 @@ class VitcodEngineModel(EngineModel):
                    for n in range(nnz)]
             csr = [tuple(unpack_word(csr_fields(p), buffers["csr"].words[list_base + n]).values())
                    for n in range(nnz)]
-            empty_row = g == 0 and {row for row, _ in csr} != set(range(tokens))
-            if empty_row or index_error(csc, csr, tokens=tokens, globals_=g, nnz=nnz):
+            mask = (1 << p.token_bits) - 1
+            gcols = [buffers["gcols"].words[h * p.max_global + j] & mask for j in range(g)]
+            if index_error(csc, csr, gcols, tokens=tokens, nnz=nnz):
                 return RunResult(writes={**decoded, "out": written}, cycles=cycles,
                                  result_words=len(written), errors=int(Errors.INDEX))
-            kept = head_mask_of_lists(csr, tokens=tokens, globals_=g)
+            kept = head_mask_of_lists(csr, gcols, tokens=tokens)
             scales = HeadScales(*(fields[head_register(name, h)] for name in
                                   ("exp_mult", "exp_shift", "out_mult", "out_shift")))
             y = attention_head_int(self._rows(buffers["q"], base, tokens, decoded.get("q")),

@@ -1,6 +1,7 @@
 """What the host does to one head before the engine sees it (docs/vitcod.md): polarize the
-mask for the engine's denser width, reorder K and V (global tokens first), build and check
-the index lists, and choose the scales. `plan_head` is shared by the host runtime and the
+mask for the engine's denser width (logically: K and V stay in token order, the global
+columns travel as a table of token indices), build and check the index lists, and choose
+the scales. `plan_head` is shared by the host runtime and the
 tests, so that both compute the expected result from the same plan."""
 
 import math
@@ -10,25 +11,48 @@ import torch
 
 from ...engines.vitcod.spec import VitcodParams, csc_fields, csr_fields, pack_word
 from .attention import HeadScales, check_mask, exp_scale, masked_softmax_attention, out_scale
-from .mask import GLOBAL_THRESHOLD, check_index_lists, index_lists, polarize
+from .mask import GLOBAL_THRESHOLD, IndexLists, check_index_lists, polarize
 
-__all__ = ["HeadPlan", "plan_head", "calibrate_head"]
+__all__ = ["HeadPlan", "plan_head", "calibrate_head", "sparse_lists"]
 
 
 @dataclass(frozen=True)
 class HeadPlan:
-    """One head, ready for the engine: q unchanged; k and v in the polarized key order;
-    `kept` the polarized mask in that order; g global columns; the index lists and their
-    buffer words."""
+    """One head, ready for the engine: q, k, v unchanged (token order); `kept` the
+    polarized mask in token order (the global columns kept whole); `gcols` the g global
+    columns' token indices, ascending; `order` polarize's key order (global columns
+    first); the index lists (token-index columns) and their buffer words."""
     q: torch.Tensor
     k: torch.Tensor
     v: torch.Tensor
     kept: torch.Tensor
     order: torch.Tensor
-    globals: int
+    gcols: tuple
     nnz: int
     csc_words: list
     csr_words: list
+
+    @property
+    def globals(self):
+        """g: the number of global columns."""
+        return len(self.gcols)
+
+
+def sparse_lists(kept, gcols):
+    """The IndexLists (token-index columns) of the kept mask `kept` (N, N) outside the
+    global columns `gcols`: CSR sorted by (row, col), CSC by (col, row) with each entry's
+    CSR position."""
+    tokens = kept.shape[0]
+    sparse = kept.clone()
+    sparse[:, list(gcols)] = False
+    csr_row, csr_col = sparse.nonzero(as_tuple=True)              # sorted by (row, col)
+    csc_col, csc_row = sparse.t().nonzero(as_tuple=True)          # sorted by (col, row)
+    position = torch.full((tokens, tokens), -1, dtype=torch.int64)
+    position[csr_row, csr_col] = torch.arange(csr_row.numel())
+    return IndexLists(csc_col=csc_col, csc_row=csc_row, csc_pos=position[csc_row, csc_col],
+                      csr_row=csr_row, csr_col=csr_col,
+                      row_nnz=sparse.sum(dim=1, dtype=torch.int64),
+                      col_nnz=sparse.sum(dim=0, dtype=torch.int64))
 
 
 def plan_head(params, q, k, v, mask=None, *, threshold=GLOBAL_THRESHOLD):
@@ -46,15 +70,18 @@ def plan_head(params, q, k, v, mask=None, *, threshold=GLOBAL_THRESHOLD):
     if polar.nnz_sparse > params.sparse_capacity:
         raise ValueError(f"mask must fit the engine: {polar.nnz_sparse} sparse entries after "
                          f"{polar.globals} global columns, capacity {params.sparse_capacity}")
-    lists = index_lists(polar)
-    check_index_lists(lists, tokens, polar.globals)
+    order = polar.order
+    kept = torch.empty_like(polar.kept)
+    kept[:, order] = polar.kept                     # back to token order
+    gcols = tuple(sorted(int(c) for c in order[:polar.globals]))
+    lists = sparse_lists(kept, gcols)
+    check_index_lists(lists, tokens, 0)
     csc = [pack_word(csc_fields(params), {"col": int(c), "row": int(r), "pos": int(p)})
            for c, r, p in zip(lists.csc_col, lists.csc_row, lists.csc_pos)]
     csr = [pack_word(csr_fields(params), {"row": int(r), "col": int(c)})
            for r, c in zip(lists.csr_row, lists.csr_col)]
-    order = polar.order
-    return HeadPlan(q=q, k=k[order], v=v[order], kept=polar.kept, order=order,
-                    globals=polar.globals, nnz=polar.nnz_sparse, csc_words=csc, csr_words=csr)
+    return HeadPlan(q=q, k=k, v=v, kept=kept, order=order, gcols=gcols,
+                    nnz=polar.nnz_sparse, csc_words=csc, csr_words=csr)
 
 
 def calibrate_head(plan, params, *, scales=(1.0, 1.0, 1.0), out_step=None):

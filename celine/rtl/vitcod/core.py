@@ -45,12 +45,13 @@ class VitcodCore(wiring.Component):
     nnz > sparse_capacity sets Errors.CAPACITY, and nothing runs. Otherwise, for each kept
     head in order (bit h of `head_mask` set skips head h):
 
-    1. SDDMM: the denser engine (q, k port B) and the sparser engine (q, k port A; csc
-       port A) fill the score memories and the row maxima while CsrCheck (csr port A) and
-       IndexCheck (csc, csr port B) check the lists. A failed check sets Errors.INDEX and
-       ends the run before the head writes anything.
-    2. Softmax and SpMM: the softmax unit (csr port A) streams (j, p) to the SpMM (v port A),
-       which writes the head's N output rows to `out`.
+    1. SDDMM: the denser engine (gcols port A; q, k port B) and the sparser engine (q, k
+       port A; csc port A) fill the score memories and the row maxima while CsrCheck
+       (gcols port B, csr port A: the global columns and the CSR list) and IndexCheck
+       (csc, csr port B) check the lists. A failed check sets Errors.INDEX and ends the
+       run before the head writes anything.
+    2. Softmax and SpMM: the softmax unit (csr port A, gcols port B) streams (col, p) to
+       the SpMM (v port A), which writes the head's N output rows to `out`.
 
     The MAC bank belongs to the SDDMM engines in phase 1 (units 0 .. dense_macs-1 to the
     denser one) and to the SpMM in phase 2. `cycles` counts the cycles `busy` was high,
@@ -103,9 +104,9 @@ class VitcodCore(wiring.Component):
             m.submodules.dense = dense = DenseSddmm(p)
             m.submodules.dense_scores = dense_scores = Memory(
                 shape=signed(p.score_width), depth=p.max_tokens * p.max_global, init=[])
+        m.submodules.csr_check = csr_check = CsrCheck(p)
         if has_sparse:
             m.submodules.sparse = sparse = SparseSddmm(p)
-            m.submodules.csr_check = csr_check = CsrCheck(p)
             m.submodules.index_check = index_check = IndexCheck(p)
             m.submodules.sparse_scores = sparse_scores = Memory(
                 shape=signed(p.score_width), depth=p.sparse_capacity, init=[])
@@ -121,6 +122,7 @@ class VitcodCore(wiring.Component):
         phase_b = Signal()                        # the MAC bank and csr port A: phase 2's
         head_base = Signal(range(p.heads * p.max_tokens + 1))
         list_base = Signal(range(max(1, p.heads * p.sparse_capacity) + 1))
+        gcols_base = Signal(range(p.heads * p.max_global + 2))
         current = {name: Signal(width, name=f"head_{name}")
                    for name, width in head_fields(p).items()}
         # The phases' start pulses (attributes, so a testbench can watch the phases).
@@ -136,13 +138,13 @@ class VitcodCore(wiring.Component):
                                  (self.nnz[h] > p.sparse_capacity))):
                 m.d.comb += over.eq(1)
 
-        phase_a_busy = row_max.busy
-        index_error = 0
+        phase_a_busy = row_max.busy | csr_check.busy
+        index_error = csr_check.error
         if has_dense:
             phase_a_busy = phase_a_busy | dense.busy
         if has_sparse:
-            phase_a_busy = phase_a_busy | sparse.busy | csr_check.busy | index_check.busy
-            index_error = sparse.error | csr_check.error | index_check.error
+            phase_a_busy = phase_a_busy | sparse.busy | index_check.busy
+            index_error = index_error | sparse.error | index_check.error
 
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -154,7 +156,7 @@ class VitcodCore(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [self.busy.eq(1), self.cycles.eq(0), self.result_words.eq(0),
                                  self.errors.eq(0), head.eq(0), head_base.eq(0),
-                                 list_base.eq(0), phase_b.eq(0)]
+                                 list_base.eq(0), gcols_base.eq(0), phase_b.eq(0)]
                     with m.If((self.tokens == 0) | (self.tokens > p.max_tokens)):
                         m.d.sync += self.errors.eq(Errors.TOKENS)
                         m.next = "DONE"
@@ -189,7 +191,8 @@ class VitcodCore(wiring.Component):
                     m.next = "DONE"
                 with m.Elif(~kept[head]):
                     m.d.sync += [head.eq(head + 1), head_base.eq(head_base + p.max_tokens),
-                                 list_base.eq(list_base + p.sparse_capacity)]
+                                 list_base.eq(list_base + p.sparse_capacity),
+                                 gcols_base.eq(gcols_base + p.max_global)]
                 with m.Else():
                     for name, signal in current.items():
                         m.d.sync += signal.eq(Array(getattr(self, name))[head])
@@ -211,7 +214,8 @@ class VitcodCore(wiring.Component):
             with m.State("WAIT_B"):
                 with m.If(~softmax.busy & ~spmm.busy):
                     m.d.sync += [head.eq(head + 1), head_base.eq(head_base + p.max_tokens),
-                                 list_base.eq(list_base + p.sparse_capacity)]
+                                 list_base.eq(list_base + p.sparse_capacity),
+                                 gcols_base.eq(gcols_base + p.max_global)]
                     m.next = "NEXT_HEAD"
             with m.State("DONE"):
                 m.d.sync += self.busy.eq(0)
@@ -222,8 +226,21 @@ class VitcodCore(wiring.Component):
         for unit in ([dense] if has_dense else []) + ([sparse] if has_sparse else []):
             m.d.comb += [unit.start.eq(start_a), unit.tokens.eq(tokens),
                          unit.globals.eq(current["globals"]), unit.head_base.eq(head_base)]
+        # gcols: the denser engine on port A; port B the list check's in phase 1 and the
+        # softmax unit's in phase 2.
+        m.d.comb += [
+            csr_check.start.eq(start_a), csr_check.tokens.eq(tokens),
+            csr_check.globals.eq(current["globals"]), csr_check.nnz.eq(current["nnz"]),
+            csr_check.list_base.eq(list_base), csr_check.gcols_base.eq(gcols_base),
+            csr_check.csr.data.eq(mem.csr.data), csr_check.gcols.data.eq(mem.gcols.b.data),
+            softmax.gcols.data.eq(mem.gcols.b.data), softmax.gcols_base.eq(gcols_base),
+            mem.gcols.b.addr.eq(Mux(phase_b, softmax.gcols.addr, csr_check.gcols.addr)),
+            mem.csr.addr.eq(Mux(phase_b, softmax.csr.addr, csr_check.csr.addr)),
+        ]
         if has_dense:
             m.d.comb += [
+                dense.gcols_base.eq(gcols_base), mem.gcols.addr.eq(dense.gcols.addr),
+                dense.gcols.data.eq(mem.gcols.data),
                 dense.q.data.eq(mem.q.b.data), dense.k.data.eq(mem.k.b.data),
                 row_max.dense.row.eq(dense.row_max.row),
                 row_max.dense.value.eq(dense.row_max.value),
@@ -240,20 +257,15 @@ class VitcodCore(wiring.Component):
                 row_max.sparse.row.eq(sparse.score_row.row),
                 row_max.sparse.value.eq(sparse.score_row.value),
                 row_max.sparse.en.eq(sparse.score_row.en),
-                csr_check.start.eq(start_a), csr_check.tokens.eq(tokens),
-                csr_check.globals.eq(current["globals"]), csr_check.nnz.eq(current["nnz"]),
-                csr_check.list_base.eq(list_base),
-                csr_check.csr.data.eq(mem.csr.data),
                 index_check.start.eq(start_a), index_check.nnz.eq(current["nnz"]),
                 index_check.list_base.eq(list_base),
                 mem.csc.b.addr.eq(index_check.csc.addr), index_check.csc.data.eq(mem.csc.b.data),
                 mem.csr.b.addr.eq(index_check.csr.addr), index_check.csr.data.eq(mem.csr.b.data),
-                mem.csr.addr.eq(Mux(phase_b, softmax.csr.addr, csr_check.csr.addr)),
             ]
             write = sparse_scores.write_port()
             m.d.comb += [write.addr.eq(sparse.score.addr), write.data.eq(sparse.score.data),
                          write.en.eq(sparse.score.en)]
-        m.d.comb += softmax.csr.data.eq(mem.csr.data) if has_sparse else []
+        m.d.comb += softmax.csr.data.eq(mem.csr.data)
 
         # -- q and k: the sparser engine on port A, the denser one on port B; with the
         # auto-encoder the decoder's on both while it runs (reads on B, writes on A) -------

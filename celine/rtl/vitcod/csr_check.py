@@ -1,4 +1,4 @@
-"""The check of a head's CSR list, run in its phase 1 so that the softmax unit (phase 2)
+"""The check of a head's global columns and CSR list, run in its phase 1 so that the softmax unit (phase 2)
 walks only a well-formed list (docs/vitcod.md, "Errors": INDEX)."""
 
 from amaranth.hdl import Module, Mux, Signal
@@ -18,15 +18,22 @@ def csr_layout(params):
 
 
 class CsrCheck(wiring.Component):
-    """Reads entries list_base .. list_base + nnz - 1 of the CSR list, one a cycle, and
-    flags one with row >= N, col < g, col >= N, or not strictly after the previous entry
-    in (row, col) order; with g = 0 also a row without an entry (the first entry's row is
-    not 0, a row is skipped, the last entry's row is not N-1, or nnz = 0).
+    """Checks a head's global columns and its CSR list.
 
-    start (In): sample `tokens` N, `globals` g, `nnz` and `list_base`; clear `error`.
+    First it reads gcols words gcols_base .. gcols_base + g - 1, one a cycle, flags one
+    that is >= N or not strictly above the previous one, and marks each in an "is global"
+    vector of 2^token_bits bits. Then it reads CSR entries list_base .. list_base + nnz - 1,
+    one a cycle, and flags one with row >= N, col >= N, col a global column, or not
+    strictly after the previous entry in (row, col) order; with g = 0 also a row without an
+    entry (the first entry's row is not 0, a row is skipped, the last entry's row is not
+    N-1, or nnz = 0).
+
+    start (In): sample `tokens` N, `globals` g, `nnz`, `list_base` and `gcols_base`;
+        clear `error`.
     busy (Out): from the cycle after start while reading; low again (with `error` final)
-        nnz + 3 cycles after the start cycle (`run_cycles`; 1 if nnz = 0).
-    csr: read port of the CSR list. error (Out): sticky until start.
+        g + nnz + 3 cycles after the start cycle (`run_cycles`; 1 if g + nnz = 0).
+    gcols, csr: read ports of the gcols buffer and of the CSR list. error (Out): sticky
+        until start.
     """
 
     def __init__(self, params):
@@ -38,35 +45,69 @@ class CsrCheck(wiring.Component):
             "globals": In(p.token_bits + 1),
             "nnz": In(p.position_bits + 1),
             "list_base": In(range(bufs["csr"].depth)),
+            "gcols_base": In(range(bufs["gcols"].depth + 1)),
             "busy": Out(1),
             "error": Out(1),
+            "gcols": Out(read_port_signature(bufs["gcols"])),
             "csr": Out(read_port_signature(bufs["csr"])),
         })
 
     @staticmethod
-    def run_cycles(nnz):
+    def run_cycles(nnz, globals_=0):
         """Cycles from the start cycle to the first cycle with busy low."""
-        return nnz + 3 if nnz else 1
+        return globals_ + nnz + 3 if globals_ + nnz else 1
 
     def elaborate(self, platform):
         m = Module()
         p = self.params
         tokens = Signal.like(self.tokens)
-        globals_ = Signal.like(self.globals)
+        # -- the reads: g gcols words, then nnz CSR words, one a cycle ---------------------
+        g_left = Signal.like(self.globals)
+        g_addr = Signal.like(self.gcols.addr)
+        g_reading = Signal()
         left = Signal.like(self.nnz)
         addr = Signal.like(self.csr.addr)
         reading = Signal()
-        m.d.comb += self.csr.addr.eq(addr)
+        nnz_pending = Signal()                    # the CSR reads follow the gcols reads
+        m.d.comb += [self.csr.addr.eq(addr), self.gcols.addr.eq(g_addr)]
         with m.If(self.start):
-            m.d.sync += [tokens.eq(self.tokens), globals_.eq(self.globals),
+            m.d.sync += [tokens.eq(self.tokens), g_left.eq(self.globals),
+                         g_addr.eq(self.gcols_base), g_reading.eq(self.globals != 0),
                          left.eq(self.nnz), addr.eq(self.list_base),
-                         reading.eq(self.nnz != 0), self.busy.eq(self.nnz != 0)]
-        with m.Elif(reading):
-            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
-            with m.If(left == 1):
-                m.d.sync += reading.eq(0)
+                         reading.eq((self.globals == 0) & (self.nnz != 0)),
+                         nnz_pending.eq((self.globals != 0) & (self.nnz != 0)),
+                         self.busy.eq((self.globals != 0) | (self.nnz != 0))]
+        with m.Else():
+            with m.If(g_reading):
+                m.d.sync += [g_addr.eq(g_addr + 1), g_left.eq(g_left - 1)]
+                with m.If(g_left == 1):
+                    m.d.sync += [g_reading.eq(0), reading.eq(nnz_pending),
+                                 nnz_pending.eq(0)]
+            with m.If(reading):
+                m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
+                with m.If(left == 1):
+                    m.d.sync += reading.eq(0)
 
-        # The word into a register (a block RAM's output is slow), then the checks.
+        # -- the global columns: registered, then checked and marked ---------------------
+        g_word = Signal.like(self.gcols.data)
+        m.d.sync += g_word.eq(self.gcols.data)
+        g_valid = delayed(m, g_reading, 2, "g_valid")
+        g_final = delayed(m, g_reading & (g_left == 1) & ~nnz_pending, 2, "g_final")
+        g_prev = Signal.like(g_word)
+        g_have_prev = Signal()
+        is_global = Signal(1 << p.token_bits)
+        with m.If(self.start):
+            m.d.sync += [g_have_prev.eq(0), is_global.eq(0)]
+        with m.Elif(g_valid):
+            m.d.sync += [g_prev.eq(g_word), g_have_prev.eq(1),
+                         is_global.bit_select(g_word, 1).eq(1)]
+            with m.If((g_word >= tokens) | (g_have_prev & (g_word <= g_prev))):
+                m.d.sync += self.error.eq(1)
+            with m.If(g_final):
+                m.d.sync += self.busy.eq(0)
+
+        # -- the CSR entries: the word into a register (a block RAM's output is slow), then
+        # the checks ------------------------------------------------------------------------
         word = Signal.like(self.csr.data)
         m.d.sync += word.eq(self.csr.data)
         valid = delayed(m, reading, 2, "valid")
@@ -84,8 +125,10 @@ class CsrCheck(wiring.Component):
         no_dense = Signal()
         gap = no_dense & (Mux(have_prev, entry.row > next_row, entry.row != 0) |
                           (final & (entry.row != last_row)))
-        bad = ((entry.row >= tokens) | (entry.col < globals_) | (entry.col >= tokens) |
-               out_of_order | gap)
+        # The vector is complete: the last gcols word was marked the cycle before the first
+        # CSR check at the latest.
+        bad = ((entry.row >= tokens) | (entry.col >= tokens) |
+               is_global.bit_select(entry.col, 1) | out_of_order | gap)
         with m.If(self.start):
             m.d.sync += [have_prev.eq(0), no_dense.eq(self.globals == 0),
                          last_row.eq(self.tokens - 1),

@@ -15,14 +15,18 @@ __all__ = ["DenseSddmm"]
 
 
 class DenseSddmm(wiring.Component):
-    """s_ij = q_i . k_j for i in 0 .. N-1 (outer), j in 0 .. g-1 (inner), on the
+    """s_ij = q_i . k_{c_j} for i in 0 .. N-1 (outer), j in 0 .. g-1 (inner), c_j the
+    head's j-th global column (a token index, gcols word gcols_base + j), on the
     dense_macs / 8 DPUs of a DpuArray.
 
-    start (In): sample `tokens` N, `globals` g and `head_base` (the head's first q/k word).
+    start (In): sample `tokens` N, `globals` g, `head_base` (the head's first q/k word) and
+        `gcols_base` (its first gcols word).
     busy (Out): from the cycle after start until the last row maximum has left; never
         raised when g = 0 (or N = 0).
+    gcols: read port; job (i, j) reads gcols word gcols_base + j in its issue cycle C.
     q, k: read ports (`addr` out, `data` in a cycle later); job (i, j) reads q row
-        head_base + i and k row head_base + j in its issue cycle.
+        head_base + i and k row head_base + c_j in cycle C + 3 (c_j into a register at
+        C + 1, the k address into one at C + 2).
     mul: the engine's multipliers of the MacBank.
     score: write port of the dense score memory, score s_ij at address i*max_global + j.
     row_max: {row, value, en}, one pulse per row i with max_j s_ij, the cycle after the
@@ -30,13 +34,13 @@ class DenseSddmm(wiring.Component):
 
     Cycles (`run_cycles`): the J = N*g jobs are issued from the cycle after start at
     issue_cycle(m, n, t) (one a cycle at n = t DPUs); job m's score is written
-    `write_latency` = t + 9 cycles after its issue (array_latency: the read 1, the rows'
-    register 1, Dpu.latency t + 6, the OR of the DPUs 1); the last row maximum a cycle
-    later, and busy falls in the cycle after that. So busy is low again
-    issue_cycle(J-1, n, t) + t + 12 cycles after the start cycle (1 if J = 0).
+    `write_latency` = t + 12 cycles after its issue (array_latency: the gcols read and the
+    rows' read 4, the rows' register 1, Dpu.latency t + 6, the OR of the DPUs 1); the last
+    row maximum a cycle later, and busy falls in the cycle after that. So busy is low again
+    issue_cycle(J-1, n, t) + t + 15 cycles after the start cycle (1 if J = 0).
     """
 
-    READ_LEAD = 1          # issue cycle (q/k addresses) -> rows on the read ports
+    READ_LEAD = 4          # issue cycle (gcols address) -> rows on the q/k read ports
 
     def __init__(self, params):
         p = check_params(params)
@@ -52,7 +56,9 @@ class DenseSddmm(wiring.Component):
             "tokens": In(p.token_bits + 1),
             "globals": In(p.token_bits + 1),
             "head_base": In(range(bufs["q"].depth)),
+            "gcols_base": In(range(bufs["gcols"].depth + 1)),
             "busy": Out(1),
+            "gcols": Out(read_port_signature(bufs["gcols"])),
             "q": Out(read_port_signature(bufs["q"])),
             "k": Out(read_port_signature(bufs["k"])),
             "mul": Out(bank_signature(p.dense_macs)),
@@ -81,27 +87,39 @@ class DenseSddmm(wiring.Component):
         head_base = Signal.like(self.head_base)
         go = Signal()
 
-        # -- issue: q row head_base + i, k row head_base + j -------------------------------
+        # -- issue (C): gcols word gcols_base + j; C + 1: c_j into a register (a block
+        # RAM's output is slow); C + 2: the k address head_base + c_j into one; C + 3: q row
+        # head_base + i and that k row on the read ports ---------------------------------------
         i = Signal(range(p.max_tokens))
         j = Signal(range(p.max_tokens))
+        gcols_base = Signal.like(self.gcols_base)
+        g_addr = Signal.like(self.gcols.addr)
         q_addr = Signal.like(self.q.addr)
+        q_addr_1 = Signal.like(self.q.addr)
+        q_addr_2 = Signal.like(self.q.addr)
+        q_addr_3 = Signal.like(self.q.addr)
+        gcol = Signal.like(self.gcols.data)
         k_addr = Signal.like(self.k.addr)
-        m.d.comb += [self.q.addr.eq(q_addr), self.k.addr.eq(k_addr),
+        m.d.sync += [q_addr_1.eq(q_addr), q_addr_2.eq(q_addr_1), q_addr_3.eq(q_addr_2),
+                     gcol.eq(self.gcols.data), k_addr.eq(head_base + gcol)]
+        m.d.comb += [self.gcols.addr.eq(g_addr), self.q.addr.eq(q_addr_3),
+                     self.k.addr.eq(k_addr),
                      array.start.eq(self.start), array.go.eq(go),
                      array.q_row.eq(self.q.data), array.k_row.eq(self.k.data)]
         with m.If(self.start):
             work = (self.tokens != 0) & (self.globals != 0)
             m.d.sync += [last_i.eq(self.tokens - 1), last_j.eq(self.globals - 1),
-                         head_base.eq(self.head_base), go.eq(work), self.busy.eq(work),
+                         head_base.eq(self.head_base), gcols_base.eq(self.gcols_base),
+                         go.eq(work), self.busy.eq(work),
                          i.eq(0), j.eq(0), q_addr.eq(self.head_base),
-                         k_addr.eq(self.head_base)]
+                         g_addr.eq(self.gcols_base)]
         with m.Elif(array.issue):
             with m.If(j == last_j):
-                m.d.sync += [j.eq(0), k_addr.eq(head_base), i.eq(i + 1), q_addr.eq(q_addr + 1)]
+                m.d.sync += [j.eq(0), g_addr.eq(gcols_base), i.eq(i + 1), q_addr.eq(q_addr + 1)]
                 with m.If(i == last_i):
                     m.d.sync += go.eq(0)
             with m.Else():
-                m.d.sync += [j.eq(j + 1), k_addr.eq(k_addr + 1)]
+                m.d.sync += [j.eq(j + 1), g_addr.eq(g_addr + 1)]
 
         # -- scores, in issue order: address i*max_global + j, and the row maxima ----------
         out_i = Signal(range(p.max_tokens))

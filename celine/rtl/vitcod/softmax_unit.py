@@ -31,8 +31,7 @@ ENTRY_QUEUE_SLACK = 10
 
 
 def entry_layout(params):
-    """A probability on the `entries` stream: its row, column (the key token, K in the
-    polarized order), p (0 .. 2^F) and whether it is the row's last entry."""
+    """A probability on the `entries` stream: its row, column (the key's token index), p (0 .. 2^F) and whether it is the row's last entry."""
     return data.StructLayout({"row": params.token_bits, "col": params.token_bits,
                               "p": params.prob_width, "last": 1})
 
@@ -48,12 +47,13 @@ class SoftmaxUnit(wiring.Component):
     """The integer softmax of one head's kept scores, one entry a cycle.
 
     ``start`` (ignored while ``busy``) samples the head: ``tokens`` N (>= 1), ``globals``
-    g (dense columns per row), ``nnz`` (CSR entries), ``exp_mult``, ``exp_shift`` and
-    ``list_base`` (the head's first CSR word). ``busy`` stays high until the last entry
-    of row N − 1 has been taken from ``entries``.
+    g (dense columns per row), ``nnz`` (CSR entries), ``exp_mult``, ``exp_shift``,
+    ``list_base`` (the head's first CSR word) and ``gcols_base`` (its first gcols word).
+    ``busy`` stays high until the last entry of row N − 1 has been taken from ``entries``.
 
     Read ports (``addr`` out, ``data`` in the cycle after):
-    - ``dense_scores``: score (i, j) of a global column j < g at i·max_global + j;
+    - ``dense_scores``: score (i, j) of the j-th global column (j < g) at i·max_global + j;
+    - ``gcols``: the j-th global column's token index at gcols_base + j;
     - ``sparse_scores``: the score of the CSR entry at list position n at address n;
     - ``csr``: the CSR words (row, col), sorted by (row, col), at list_base + n;
     - ``row_max``: m_i at address i, over both kinds of scores.
@@ -61,7 +61,7 @@ class SoftmaxUnit(wiring.Component):
 
     - ``csr`` is the shell's read port into the ``csr`` buffer (rtl/shell/contract.py).
     ``entries`` (stream of entry_layout): for rows i = 0 .. N − 1, the dense entries
-    (j = 0 .. g − 1) and then the row's CSR entries in list order, each with p_ij and
+    (j = 0 .. g − 1, col the j-th global column's token index) and then the row's CSR entries in list order, each with p_ij and
     ``last`` on the row's last entry. Any ready pattern is honoured; ``valid`` and the
     payload come from registers.
 
@@ -96,6 +96,7 @@ class SoftmaxUnit(wiring.Component):
             raise
         self.params = p = params
         csr_buffer, = (b for b in buffers(p) if b.name == "csr")
+        gcols_buffer, = (b for b in buffers(p) if b.name == "gcols")
         self.csr_depth = csr_buffer.depth
         self.dense_depth = max(1, p.max_tokens * p.max_global)
         self.sparse_depth = max(1, p.sparse_capacity)
@@ -109,7 +110,9 @@ class SoftmaxUnit(wiring.Component):
             "exp_mult": In(MULT_BITS),
             "exp_shift": In(SHIFT_BITS),
             "list_base": In(range(self.csr_depth)),
+            "gcols_base": In(range(gcols_buffer.depth + 1)),
             "busy": Out(1),
+            "gcols": Out(read_port_signature(gcols_buffer)),
             "dense_scores": Out(score_port_signature(p, self.dense_depth)),
             "sparse_scores": Out(score_port_signature(p, self.sparse_depth)),
             "csr": Out(read_port_signature(csr_buffer)),
@@ -129,6 +132,7 @@ class SoftmaxUnit(wiring.Component):
         nnz = Signal.like(self.nnz)
         exp_mult = Signal.like(self.exp_mult)
         exp_shift = Signal.like(self.exp_shift)
+        gcols_base = Signal.like(self.gcols_base)
         running = Signal()                        # stage 1's walk is on
 
         # -- the CSR prefetch: words list_base + n into a small queue, counted ------------
@@ -169,6 +173,7 @@ class SoftmaxUnit(wiring.Component):
         held_col = Signal(tb)
         held_sparse = Signal()
         held_addr = Signal(range(max(self.dense_depth, self.sparse_depth)))
+        held_gaddr = Signal.like(self.gcols.addr)     # a dense entry's gcols word
 
         # Flags kept in registers, for a short decision path: col != g, list_pos != nnz,
         # row == N - 1, g != 0, g > 1.
@@ -220,13 +225,14 @@ class SoftmaxUnit(wiring.Component):
         move = (issue & held) | flush
         with m.If(issue):
             m.d.sync += [held.eq(1), held_row.eq(new["row"]), held_col.eq(new["col"]),
-                         held_sparse.eq(new["sparse"]), held_addr.eq(new["addr"])]
+                         held_sparse.eq(new["sparse"]), held_addr.eq(new["addr"]),
+                         held_gaddr.eq(gcols_base + new["col"])]
         with m.Elif(flush):
             m.d.sync += held.eq(0)
 
         # -- stage 1's data path: the reads, x, e and the row sum ------------------------
         m.d.comb += [self.dense_scores.addr.eq(held_addr), self.sparse_scores.addr.eq(held_addr),
-                     self.row_max.addr.eq(held_row)]
+                     self.row_max.addr.eq(held_row), self.gcols.addr.eq(held_gaddr)]
         tag = data.StructLayout({"row": tb, "col": tb, "last": 1})
         valid_0 = Signal()
         tag_0 = Signal(tag)
@@ -241,13 +247,16 @@ class SoftmaxUnit(wiring.Component):
         dense_1 = Signal.like(self.dense_scores.data)
         sparse_score_1 = Signal.like(self.sparse_scores.data)
         max_1 = Signal.like(self.row_max.data)
+        gcol_1 = Signal.like(self.gcols.data)
         m.d.sync += [valid_1.eq(valid_0), tag_1.eq(tag_0), sparse_1.eq(sparse_0),
-                     dense_1.eq(self.dense_scores.data),
+                     dense_1.eq(self.dense_scores.data), gcol_1.eq(self.gcols.data),
                      sparse_score_1.eq(self.sparse_scores.data), max_1.eq(self.row_max.data)]
         valid_2 = Signal()
         tag_2 = Signal(tag)
         distance_2 = Signal(p.score_width + 1)   # m - s >= 0
+        # A dense entry's column: the token index of its global column.
         m.d.sync += [valid_2.eq(valid_1), tag_2.eq(tag_1),
+                     tag_2.col.eq(Mux(sparse_1, tag_1.col, gcol_1)),
                      distance_2.eq(max_1 - Mux(sparse_1, sparse_score_1, dense_1))]
 
         m.submodules.exp = exp = ExpUnit(tag)
@@ -362,6 +371,7 @@ class SoftmaxUnit(wiring.Component):
                 self.busy.eq(1), running.eq(1),
                 last_row.eq(self.tokens - 1), globals_.eq(self.globals), nnz.eq(self.nnz),
                 exp_mult.eq(self.exp_mult), exp_shift.eq(self.exp_shift),
+                gcols_base.eq(self.gcols_base),
                 fetch_n.eq(0), fetch_addr.eq(self.list_base),
                 row.eq(0), col.eq(0), dense_addr.eq(0), next_base.eq(p.max_global),
                 dense_left.eq(self.globals != 0), has_dense.eq(self.globals != 0),

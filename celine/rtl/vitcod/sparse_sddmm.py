@@ -35,7 +35,7 @@ class SparseSddmm(wiring.Component):
     mul: the engine's multipliers of the MacBank.
     score: write port of the sparse score memory, each score at its entry's pos.
     score_row: {row, value, en}: the same score with its row, for the row maximum.
-    error (Out): sticky until start: an entry with col < g or col >= N, row >= N,
+    error (Out): sticky until start: an entry with col >= N, row >= N,
         pos >= nnz, or out of order (col decreasing, or the same col with row not
         increasing). The engine still runs every entry (and finishes on schedule) but
         writes no score (and no score_row) of a flagged entry.
@@ -130,7 +130,9 @@ class SparseSddmm(wiring.Component):
         have_prev = Signal()
         out_of_order = have_prev & ((entry.col < prev_col) |
                                     ((entry.col == prev_col) & (entry.row <= prev_row)))
-        bad = ((entry.col < globals_) | (entry.col >= tokens) | (entry.row >= tokens) |
+        # (a global column is no sparse column either: CsrCheck flags it in the CSR list,
+        # and IndexCheck makes the CSC list the same entries)
+        bad = ((entry.col >= tokens) | (entry.row >= tokens) |
                (entry.pos >= nnz) | out_of_order)
         new_col = ~have_prev | (entry.col != prev_col)
 
