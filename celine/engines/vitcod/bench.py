@@ -24,6 +24,7 @@ from .spec import VitcodParams
 
 TOKENS, HEAD_DIM, MAC_UNITS = 197, 64, 64
 GRANULE = 8
+SIZED_OUT_LANES = 32
 SPARSITIES = (0.0, 0.5, 0.75, 0.9, 0.95)
 # One configuration for every point: 8 + 56 MAC units, the denser engine at most 24 global
 # columns wide (the host moves further global columns to the sparser engine, which keeps a
@@ -35,11 +36,11 @@ def log(message):
     print(f"[bench vitcod] {message}", file=sys.stderr, flush=True)
 
 
-def _params(dense_macs, sparse_macs, globals_, nnz):
+def _params(dense_macs, sparse_macs, globals_, nnz, out_lanes=16):
     return VitcodParams(head_dim=HEAD_DIM, max_tokens=TOKENS, heads=1,
                         dense_macs=dense_macs, sparse_macs=sparse_macs,
                         max_global=globals_ if dense_macs else 0,
-                        sparse_capacity=max(nnz, 1) if sparse_macs else 0, out_lanes=16)
+                        sparse_capacity=max(nnz, 1) if sparse_macs else 0, out_lanes=out_lanes)
 
 
 def measure(params, kept, seed):
@@ -70,9 +71,11 @@ def point(name, sparsity, kept, config, cycles_dense, seed):
     from ...golden.vitcod.mask import polarize
     polar = polarize(kept)
     if config == "sized":
+        # sized for the workload: the split, the widths, and 32 output lanes (a row every
+        # 2 cycles: the sparse heads have many rows of 2 or 3 entries)
         dense_macs, sparse_macs = sized_split(polar)
         params = _params(dense_macs, sparse_macs, max(polar.globals, 1),
-                         max(polar.nnz_sparse, 1))
+                         max(polar.nnz_sparse, 1), out_lanes=SIZED_OUT_LANES)
     else:
         dense_macs, sparse_macs = FIXED["dense_macs"], FIXED["sparse_macs"]
         params = _params(dense_macs, sparse_macs, FIXED["max_global"], TOKENS * TOKENS)
@@ -82,7 +85,7 @@ def point(name, sparsity, kept, config, cycles_dense, seed):
     result = {
         "mask": name, "sparsity": round(sparsity, 4), "config": config, "tokens": TOKENS,
         "head_dim": HEAD_DIM, "mac_units": MAC_UNITS, "dense_macs": dense_macs,
-        "sparse_macs": sparse_macs, "global_tokens": work.globals, "nnz": work.nnz,
+        "sparse_macs": sparse_macs, "out_lanes": params.out_lanes, "global_tokens": work.globals, "nnz": work.nnz,
         "work": work.work, "cycles": cycles, "model_cycles": predicted,
         "model_error": round((predicted - cycles) / cycles, 5),
         "cycles_dense": cycles_dense, "speedup": round(cycles_dense / cycles, 3),
