@@ -85,7 +85,8 @@ def point(name, sparsity, kept, config, cycles_dense, seed):
     result = {
         "mask": name, "sparsity": round(sparsity, 4), "config": config, "tokens": TOKENS,
         "head_dim": HEAD_DIM, "mac_units": MAC_UNITS, "dense_macs": dense_macs,
-        "sparse_macs": sparse_macs, "out_lanes": params.out_lanes, "global_tokens": work.globals, "nnz": work.nnz,
+        "sparse_macs": sparse_macs, "out_lanes": params.out_lanes,
+        "global_tokens": work.globals, "nnz": work.nnz,
         "work": work.work, "cycles": cycles, "model_cycles": predicted,
         "model_error": round((predicted - cycles) / cycles, 5),
         "cycles_dense": cycles_dense, "speedup": round(cycles_dense / cycles, 3),
