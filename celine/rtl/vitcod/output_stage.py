@@ -1,7 +1,7 @@
 """The SpMM's output stage: finished rows of o -> the common requantizer -> one int8 word a
 row into the `out` buffer (docs/vitcod.md, "The hardware")."""
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,6 +9,7 @@ from ..common.requant import Requantizer
 from ..shell.contract import buffer_port_signature
 from ...engines.vitcod.spec import VitcodParams, buffers
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
+from .row_requantizer import RowRequantizer
 
 __all__ = ["OutputStage", "row_layout", "output_latency"]
 
@@ -35,8 +36,8 @@ def output_latency(params):
 class OutputStage(wiring.Component):
     """Requantizes finished rows `out_lanes` values a cycle and writes each as one word.
 
-    A row offered on `rows` is copied into a working register (so the SpMM can finish the
-    next row meanwhile) that shifts `out_lanes` sums a cycle into as many Requantizers
+    A row offered on `rows` is copied into a RowRequantizer's working register (so the SpMM
+    can finish the next row meanwhile) that shifts `out_lanes` sums a cycle into as many Requantizers
     (y = requantize(o, multiplier, shift), int8 at operand_width 8); the results are
     collected into the row's word, written on `out` (`write` for one cycle) when its last
     lanes leave the requantizers. A row takes K = d / out_lanes cycles.
@@ -69,56 +70,19 @@ class OutputStage(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        lanes, chunks, w = p.out_lanes, self.chunks, p.operand_width
-        acc_width = p.out_acc_width
-
-        # The working register: a shift register whose lowest `lanes` sums are requantized.
-        work = Signal(data.ArrayLayout(signed(acc_width), p.head_dim))
-        work_addr = Signal.like(self.rows.payload.addr)
-        left = Signal(range(chunks + 1))           # chunks still to present
-        present = Signal()
-        m.d.comb += present.eq(left != 0)
-        with m.If(self.rows.valid):
-            m.d.sync += [work.eq(self.rows.payload.sums), work_addr.eq(self.rows.payload.addr),
-                         left.eq(chunks)]
-        with m.Elif(present):
-            m.d.sync += [work.as_value().eq(work.as_value() >> (lanes * acc_width)),
-                         left.eq(left - 1)]
-
-        # The requantizers never stall (the write port has no backpressure): `en` stays high
-        # and a delay line of their latency carries valid / write / address alongside.
-        results = []
-        for k in range(lanes):
-            req = Requantizer(in_width=acc_width, multiplier_width=MULT_BITS,
-                              shift_width=SHIFT_BITS, out_width=w)
-            m.submodules[f"requant_{k}"] = req
-            m.d.comb += [req.en.eq(1), req.x.eq(work[k]), req.multiplier.eq(self.multiplier),
-                         req.shift.eq(self.shift), req.bypass.eq(0)]
-            results.append(req.y[:w])
-        chunk = Cat(*results)
-
-        valid, write, addr = present, present & (left == 1), work_addr
-        line = []
-        for stage in range(Requantizer.latency):
-            nxt = (Signal(name=f"valid_{stage}"), Signal(name=f"write_{stage}"),
-                   Signal.like(work_addr, name=f"addr_{stage}"))
-            m.d.sync += [nxt[0].eq(valid), nxt[1].eq(write), nxt[2].eq(addr)]
-            line.append(nxt[0])
-            valid, write, addr = nxt
-
-        # Earlier chunks of the row wait in `collect` (the oldest lowest); the last one joins
-        # them straight from the requantizers, so the word is written as it completes.
-        if chunks > 1:
-            collect = Signal((chunks - 1) * lanes * w)
-            with m.If(valid):
-                m.d.sync += collect.eq(Cat(collect[lanes * w:], chunk))
-            word = Cat(collect, chunk)
-        else:
-            word = chunk
+        m.submodules.rows = rows = RowRequantizer(
+            head_dim=p.head_dim, acc_width=p.out_acc_width, lanes=p.out_lanes,
+            out_width=p.operand_width, depth=_buffer(p, "out").depth)
+        # `rows` is always ready: its user keeps rows K cycles apart (see the docstring).
         m.d.comb += [
-            self.out.addr.eq(addr),
-            self.out.data.eq(word),
-            self.out.write.eq(write),
-            self.busy.eq(present | Cat(*line).any()),
+            rows.load.eq(self.rows.valid),
+            rows.sums.eq(self.rows.payload.sums),
+            rows.addr.eq(self.rows.payload.addr),
+            rows.multiplier.eq(self.multiplier),
+            rows.shift.eq(self.shift),
+            self.out.addr.eq(rows.out.addr),
+            self.out.data.eq(rows.out.data),
+            self.out.write.eq(rows.out.write),
+            self.busy.eq(rows.busy),
         ]
         return m
