@@ -377,3 +377,14 @@ def test_random_masks(sparsity):
     """Two heads of 61 tokens at the given sparsity, polarized at 12 kept rows."""
     masks = [random_mask(61, sparsity, seed=h + int(100 * sparsity)) for h in range(2)]
     check(make_case(RANDOM, 61, masks, seed=3, threshold=12), limit=200_000)
+
+
+def test_ae_settings_check_their_shapes():
+    from celine.engines.vitcod.spec import ae_settings
+    p = VitcodParams(head_dim=16, max_tokens=8, heads=3, max_global=4, sparse_capacity=64,
+                     dense_macs=8, sparse_macs=8, out_lanes=4, autoencoder=True)
+    with pytest.raises(ValueError, match=r"^weights must be 3 rows of 2, not rows of \[2, 2\]$"):
+        ae_settings(p, "q", [[1, 2], [3, 4]], [0, 0, 0], 1, 0)
+    with pytest.raises(ValueError, match=r"^biases must be 3 values, not 2$"):
+        ae_settings(p, "q", [[1, 2]] * 3, [0, 0], 1, 0)
+    assert len(ae_settings(p, "q", [[1, 2]] * 3, [0, 0, 0], 1, 0)) == 2 + 3 + 2

@@ -323,12 +323,17 @@ def ae_settings(params, operand, weights, biases, mult, shift):
     """{register name: value} of operand `operand`'s decoder: weights H x C int8, biases H
     int32 (as 32-bit words), mult, shift."""
     p = params
+    shape = [len(row) for row in weights]
+    if shape != [p.code_heads] * p.heads:
+        raise ValueError(f"weights must be {p.heads} rows of {p.code_heads}, "
+                         f"not rows of {shape}")
+    if len(biases) != p.heads:
+        raise ValueError(f"biases must be {p.heads} values, not {len(biases)}")
     values = {ae_register(operand, "weights", n): word
               for n, word in enumerate(pack_ae_weights(weights))}
     values.update({ae_register(operand, "bias", h): b & ((1 << AE_BIAS_BITS) - 1)
                    for h, b in enumerate(biases)})
     values.update({ae_register(operand, "mult"): mult, ae_register(operand, "shift"): shift})
-    assert len(values) == ae_weight_registers(p) + p.heads + 2
     return values
 
 
