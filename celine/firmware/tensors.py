@@ -77,3 +77,34 @@ def as_int_tensor(name, value, *, ndims, rule):
             or tensor.dtype == torch.bool:
         reject(f"{tensor.dtype} of shape {tuple(tensor.shape)}")
     return tensor.to(torch.int64)
+
+
+def attention_heads(q, k, v, *, head_dim, max_tokens, heads, operand_width):
+    """(single, q, k, v) for an attention call: q, k, v one head (N x d) or several
+    (H x N x d) of the same shape, as H x N x d int64 tensors (`single`: one head was
+    given), checked against the device's head_dim, max_tokens, heads and signed operand
+    width; SettingError otherwise."""
+    rule = "a 2-D (tokens x head_dim) or 3-D (heads x tokens x head_dim) integer tensor"
+    q, k, v = (as_int_tensor(name, value, ndims=(2, 3), rule=rule)
+               for name, value in (("q", q), ("k", k), ("v", v)))
+    for name, tensor in (("k", k), ("v", v)):
+        if tensor.shape != q.shape:
+            raise SettingError(f"{name} must have the shape of q {tuple(q.shape)}, "
+                               f"not {tuple(tensor.shape)}")
+    single = q.ndim == 2
+    if single:
+        q, k, v = q[None], k[None], v[None]
+    count, tokens, dim = q.shape
+    if dim != head_dim:
+        raise SettingError(f"head_dim must be {head_dim} (the device's), not {dim}")
+    if not 1 <= tokens <= max_tokens:
+        raise SettingError(f"tokens must be between 1 and {max_tokens}, not {tokens}")
+    if not 1 <= count <= heads:
+        raise SettingError(f"heads must be between 1 and {heads} (the device's), not {count}")
+    lo, hi = -(1 << (operand_width - 1)), (1 << (operand_width - 1)) - 1
+    for name, tensor in (("q", q), ("k", k), ("v", v)):
+        low, high = int(tensor.min()), int(tensor.max())
+        if low < lo or high > hi:
+            raise SettingError(f"{name} must hold int{operand_width} values "
+                               f"({lo}..{hi}), not values {low}..{high}")
+    return single, q, k, v

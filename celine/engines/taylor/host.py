@@ -25,17 +25,12 @@ as the real scale of the inputs is then unknown).
 import torch
 
 from ...firmware.errors import EngineError, ProtocolError, SettingError
+from ...firmware.tensors import attention_heads
 from ...firmware.words import pack_words, unpack_words
 from ...golden.taylor import TaylorRegisters, calibrate, output_scales
 from .spec import HEAD_REGISTERS, LANES, TaylorParams, head_register
 
 __all__ = ["TaylorHost"]
-
-
-def _as_heads(name, value):
-    from ...firmware.tensors import as_int_tensor   # SettingError for ragged lists, strings...
-    return as_int_tensor(name, value, ndims=(2, 3), rule="a 2-D (tokens x head_dim) or 3-D "
-                         "(heads x tokens x head_dim) integer tensor")
 
 
 class TaylorHost:
@@ -53,28 +48,10 @@ class TaylorHost:
         """(q, k, v as H x N x d int64, head_mask); SettingError for anything the device
         cannot take."""
         p = self.params
-        q, k, v = _as_heads("q", q), _as_heads("k", k), _as_heads("v", v)
-        for name, tensor in (("k", k), ("v", v)):
-            if tensor.shape != q.shape:
-                raise SettingError(f"{name} must have the shape of q {tuple(q.shape)}, "
-                                   f"not {tuple(tensor.shape)}")
-        single = q.ndim == 2
-        if single:
-            q, k, v = q[None], k[None], v[None]
-        heads, tokens, head_dim = q.shape
-        if head_dim != p.head_dim:
-            raise SettingError(f"head_dim must be {p.head_dim} (the device's), not {head_dim}")
-        if not 1 <= tokens <= p.max_tokens:
-            raise SettingError(f"tokens must be between 1 and {p.max_tokens}, not {tokens}")
-        if not 1 <= heads <= p.heads:
-            raise SettingError(f"heads must be between 1 and {p.heads} (the device's), "
-                               f"not {heads}")
-        lo, hi = p.operand_range
-        for name, tensor in (("q", q), ("k", k), ("v", v)):
-            low, high = int(tensor.min()), int(tensor.max())
-            if low < lo or high > hi:
-                raise SettingError(f"{name} must hold int{p.operand_width} values "
-                                   f"({lo}..{hi}), not values {low}..{high}")
+        single, q, k, v = attention_heads(q, k, v, head_dim=p.head_dim,
+                                          max_tokens=p.max_tokens, heads=p.heads,
+                                          operand_width=p.operand_width)
+        heads, tokens, _ = q.shape
         if single and head_mask != 0:
             raise SettingError(f"head_mask must be 0 for one head (2-D q, k, v), "
                                f"not {head_mask!r}")

@@ -19,6 +19,7 @@ are encoded in token order for every head (the engine reads them so).
 """
 
 from ...firmware.errors import EngineError, ProtocolError, SettingError
+from ...firmware.tensors import attention_heads
 from ...firmware.words import pack_words, unpack_words
 from .spec import AE_OPERANDS, VitcodParams, ae_settings, code_word, head_register
 
@@ -45,28 +46,10 @@ class VitcodHost:
     def _check(self, q, k, v, mask, head_mask, scales, out_scale):
         import torch
         p = self.params
-        q, k, v = _as_heads("q", q), _as_heads("k", k), _as_heads("v", v)
-        for name, tensor in (("k", k), ("v", v)):
-            if tensor.shape != q.shape:
-                raise SettingError(f"{name} must have the shape of q {tuple(q.shape)}, "
-                                   f"not {tuple(tensor.shape)}")
-        single = q.ndim == 2
-        if single:
-            q, k, v = q[None], k[None], v[None]
-        heads, tokens, head_dim = q.shape
-        if head_dim != p.head_dim:
-            raise SettingError(f"head_dim must be {p.head_dim} (the device's), not {head_dim}")
-        if not 1 <= tokens <= p.max_tokens:
-            raise SettingError(f"tokens must be between 1 and {p.max_tokens}, not {tokens}")
-        if not 1 <= heads <= p.heads:
-            raise SettingError(f"heads must be between 1 and {p.heads} (the device's), "
-                               f"not {heads}")
-        lo, hi = p.operand_range
-        for name, tensor in (("q", q), ("k", k), ("v", v)):
-            low, high = int(tensor.min()), int(tensor.max())
-            if low < lo or high > hi:
-                raise SettingError(f"{name} must hold int{p.operand_width} values "
-                                   f"({lo}..{hi}), not values {low}..{high}")
+        single, q, k, v = attention_heads(q, k, v, head_dim=p.head_dim,
+                                          max_tokens=p.max_tokens, heads=p.heads,
+                                          operand_width=p.operand_width)
+        heads, tokens, _ = q.shape
         if not isinstance(head_mask, int) or isinstance(head_mask, bool) or \
                 not 0 <= head_mask < 1 << heads or (single and head_mask):
             raise SettingError(f"head_mask must be between 0 and {(1 << heads) - 1 if not single else 0}, "
