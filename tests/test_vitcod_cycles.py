@@ -17,6 +17,8 @@ POINTS = {
                             sparse_capacity=1024, dense_macs=8, sparse_macs=56, out_lanes=16),
     "d32_m16_2h": VitcodParams(head_dim=32, max_tokens=32, heads=2, max_global=8,
                                sparse_capacity=1024, dense_macs=8, sparse_macs=8, out_lanes=16),
+    "d16_m32": VitcodParams(head_dim=16, max_tokens=32, heads=1, max_global=16,
+                            sparse_capacity=1024, dense_macs=16, sparse_macs=16, out_lanes=8),
 }
 # (tokens, sparsity, polarization threshold): sparse only, mixed, full, one token, 95%
 CASES = [(20, 0.7, 50), (20, 0.7, 6), (24, 0.0, 5), (1, 0.0, 50), (17, 0.95, 50)]
@@ -26,9 +28,10 @@ def work(plan):
     return work_of_plan(plan)
 
 
-def check(params, tokens, sparsity, threshold, head_mask=0):
+def check(params, tokens, sparsity, threshold, head_mask=0, balance=False):
     masks = [random_mask(tokens, sparsity, seed=tokens + h) for h in range(params.heads)]
-    case = make_case(params, tokens, masks, threshold=threshold, head_mask=head_mask)
+    case = make_case(params, tokens, masks, threshold=threshold, head_mask=head_mask,
+                     balance=balance)
     (status,), _ = run_adapter(VitcodShellAdapter(params), case.contents, case.settings,
                                limit=200_000)
     plans = iter(case.plans)
@@ -40,9 +43,42 @@ def check(params, tokens, sparsity, threshold, head_mask=0):
 
 
 @pytest.mark.parametrize("point, case", [("d16_m16", CASES[1]), ("d64_m64", CASES[0]),
-                                         ("d32_m16_2h", CASES[4])])
+                                         ("d32_m16_2h", CASES[4]), ("d16_m32", CASES[2])])
 def test_model_against_rtl(point, case):
     check(POINTS[point], *case)
+
+
+@pytest.mark.parametrize("point, case", [("d64_m64", CASES[1]), ("d16_m32", CASES[2])])
+def test_model_against_rtl_balanced(point, case):
+    """The host's balancing (plan_head(balance=True)) gives what dense_columns predicts."""
+    check(POINTS[point], *case, balance=True)
+
+
+def test_dense_columns_and_sized_split():
+    from celine.engines.vitcod.cycles import balanced, dense_columns, sized_split
+    # DeiT-Tiny layer 3 head 0's shape: g = 1, 946 sparse entries over 197 rows; 8 + 56
+    # units: 197 jobs on one DPU (1,576 cycles) against 1,143 on seven (1,306): move it
+    narrow = VitcodParams(dense_macs=8, sparse_macs=56, heads=1, sparse_capacity=4096)
+    head = HeadWork(1, (5,) * 186 + (16,) * 11)
+    assert head.nnz == 1106 and dense_columns(narrow, head) == 0
+    assert balanced(narrow, head) == HeadWork(0, tuple(n + 1 for n in head.row_nnz))
+    assert dense_columns(narrow, head, capacity_left=100) == 1          # 197 do not fit
+    wide = VitcodParams(dense_macs=32, sparse_macs=32, heads=1)
+    assert dense_columns(wide, HeadWork(2, (30,) * 197)) == 2           # the sparser is busy
+    # equal engines: the columns split so that both have about the same work
+    # (12·197 = 2,364 scores dense, 197·(3 + 8) = 2,167 sparse)
+    assert dense_columns(wide, HeadWork(20, (3,) * 197)) == 12
+    dense_only = VitcodParams(dense_macs=64, sparse_macs=0, max_global=197, sparse_capacity=0)
+    assert dense_columns(dense_only, HeadWork(197, (0,) * 197)) == 197
+    assert sized_split([head], head_dim=64, max_tokens=197, total_macs=64) == (0, 64)
+    full = HeadWork(197, (0,) * 197)
+    assert sized_split([full], head_dim=64, max_tokens=197, total_macs=64) == (64, 0)
+    assert sized_split([full], head_dim=16, max_tokens=197, total_macs=32) == (16, 16)
+    with pytest.raises(ValueError, match=r"^total_macs must be a multiple of granule \(8\), not 12$"):
+        sized_split([head], head_dim=64, max_tokens=197, total_macs=12)
+    with pytest.raises(ValueError, match=r"^total_macs \(64\) cannot be split into two engines "
+                       r"of at most head_dim \(16\) MAC units for these heads$"):
+        sized_split([head], head_dim=16, max_tokens=197, total_macs=64)
 
 
 @pytest.mark.sweep
@@ -105,7 +141,9 @@ def test_params_suggests_a_split_from_a_mask_file(tmp_path, capsys):
     assert main(["params", "vitcod", "--workload", f"mask={path}"]) == 0
     model = json.loads(capsys.readouterr().out)["model"]
     # layer 5: head 0 has 20 global tokens, head 1 three
-    assert model["masks"] == 2 and model["suggested_split"] == {"dense_macs": 40, "sparse_macs": 24}
+    # the fastest split: the sparser engine computes a global column as fast as the denser
+    assert model["masks"] == 2 and model["suggested_split"] == {"dense_macs": 0, "sparse_macs": 64}
+    assert model["work_split"] == {"dense_macs": 40, "sparse_macs": 24}
     assert 0 < model["dense_share"] < 1
     bad = tmp_path / "bad.npy"
     numpy.save(bad, numpy.zeros((3, 4), dtype=numpy.int8))

@@ -66,6 +66,34 @@ def test_sparse_only_and_dense_only_engines():
     check(make_case(dense_only, 20, [None], threshold=5))
 
 
+# More MAC units than head_dim (16 + 16 at d = 16): the SDDMM engines use all 32, the SpMM
+# the first 16. With the host's balancing each engine gets part of a mixed head.
+WIDE = VitcodParams(head_dim=16, max_tokens=19, heads=2, max_global=8, sparse_capacity=361,
+                    dense_macs=16, sparse_macs=16, out_lanes=8)
+
+
+def test_more_mac_units_than_head_dim():
+    masks = [random_mask(19, 0.6, seed=40), None]
+    check(make_case(WIDE, 19, masks, seed=41, threshold=4, balance=True))
+    check(make_case(WIDE, 19, [random_mask(19, 0.9, seed=42)] * 2, seed=43, extreme=True))
+
+
+def test_balanced_plans_give_the_same_words():
+    """plan_head(balance=True) moves global columns to the sparser engine when that is
+    faster (here 8 + 56 units at d = 64: one global column, 197·8 cycles against its
+    sparse work): fewer global columns, more list entries, the same output words."""
+    narrow = VitcodParams(head_dim=64, max_tokens=24, heads=1, max_global=8,
+                          sparse_capacity=576, dense_macs=8, sparse_macs=56, out_lanes=16)
+    mask = random_mask(24, 0.8, seed=44)
+    plain = make_case(narrow, 24, [mask], seed=45, threshold=6)
+    balanced = make_case(narrow, 24, [mask], seed=45, threshold=6, balance=True)
+    assert plain.plans[0].globals > balanced.plans[0].globals
+    assert balanced.plans[0].nnz == plain.plans[0].nnz + \
+        24 * (plain.plans[0].globals - balanced.plans[0].globals)
+    assert balanced.expected.writes == plain.expected.writes
+    assert check(balanced) < check(plain)
+
+
 @pytest.mark.parametrize("settings, errors", [
     ({"tokens": 0}, Errors.TOKENS),
     ({"tokens": 25}, Errors.TOKENS),
@@ -290,6 +318,13 @@ def test_decoders_off_and_one_token():
     assert set(case.expected.writes) == {"out"}
     check_ae(case)
     check_ae(ae_case(AE, 1, [None] * 3, ae_enable=0b10, seed=27))
+
+
+def test_decoders_with_more_mac_units_than_head_dim():
+    wide = VitcodParams(head_dim=16, max_tokens=9, heads=2, max_global=4, sparse_capacity=81,
+                        dense_macs=16, sparse_macs=8, out_lanes=16, autoencoder=True)
+    check_ae(ae_case(wide, 9, [random_mask(9, 0.5, seed=46), None], ae_enable=0b11, seed=47,
+                     threshold=4))
 
 
 def test_bad_tokens_decode_nothing():

@@ -31,7 +31,7 @@ SMALL = dict(head_dim=16, max_tokens=40, heads=2, max_global=8, sparse_capacity=
     ({"sparse_macs": 0, "dense_macs": 64}, ValueError,
      "sparse_capacity must be 0 exactly when sparse_macs is 0, not 2048"),
     ({"dense_macs": 16, "sparse_macs": 32}, ValueError,
-     "dense_macs + sparse_macs must divide head_dim (64), not 48"),
+     "dense_macs + sparse_macs must divide head_dim (64) or exceed it, not 48"),
     ({"prob_bits": 16}, ValueError, "prob_bits must be between 4 and 15, not 16"),
     ({"out_lanes": 24}, ValueError, "out_lanes must divide head_dim (64), not 24"),
     ({"operand_width": 9}, ValueError, "operand_width must be between 2 and 8, not 9"),

@@ -44,9 +44,10 @@ def random_heads(params, tokens, heads, *, seed, extreme=False):
 
 
 def make_case(params, tokens, masks, *, seed=0, head_mask=0, extreme=False, qkv=None,
-              settings=None, threshold=50):
+              settings=None, threshold=50, balance=False):
     """The case of a run over `masks` (one kept mask or None (dense) per head of the
-    engine; a skipped head's entry is ignored), polarized with `threshold`."""
+    engine; a skipped head's entry is ignored), polarized with `threshold` (and `balance`:
+    plan_head)."""
     p = params
     model = VitcodEngineModel(p)
     buffers = {spec.name: Buffer(spec) for spec in model.buffer_specs}
@@ -57,7 +58,7 @@ def make_case(params, tokens, masks, *, seed=0, head_mask=0, extreme=False, qkv=
     for h, (mask, (q, k, v)) in enumerate(zip(masks, qkv)):
         if head_mask >> h & 1:
             continue
-        plan = plan_head(p, q, k, v, mask, threshold=threshold)
+        plan = plan_head(p, q, k, v, mask, threshold=threshold, balance=balance)
         scales, _ = calibrate_head(plan, p)
         plans.append(plan)
         for name in ("q", "k", "v"):

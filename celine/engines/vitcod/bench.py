@@ -7,7 +7,10 @@ softmax's error; ECP5 figures. Writes <out>/vitcod.json.
 points: N = 197, d = 64, 64 MAC units: random masks at 0/50/75/90/95% sparsity and every
 shipped DeiT-Tiny head (95%); `cycles_dense` is the full mask with all 64 units in the
 denser engine; speedup = cycles_dense / cycles; utilization = 2·W·d / (cycles · 64) with
-W = g·N + nnz (the polarized mask's work).
+W = g·N + nnz (the polarized mask's work). The host balances the global columns
+(plan_head(balance=True)): `global_tokens` are those the denser engine computed,
+`polarized_globals` the mask's. "sized" is the split the cycle model finds fastest for
+the head (`work_split` the work formula's).
 """
 
 import json
@@ -19,7 +22,8 @@ from pathlib import Path
 import torch
 
 from ...sim.emit import write_if_changed
-from .cycles import cycles as model_cycles, work_of_plan
+from .cycles import cycles as model_cycles, sized_split as model_sized_split, work_of, \
+    work_of_plan
 from .spec import VitcodParams
 
 TOKENS, HEAD_DIM, MAC_UNITS = 197, 64, 64
@@ -49,7 +53,7 @@ def measure(params, kept, seed):
     from ...rtl.vitcod.shell_adapter import VitcodShellAdapter
     from ...sim.adapter_bench import run_adapter
     from ...sim.vitcod_cases import make_case
-    case = make_case(params, TOKENS, [kept], seed=seed)
+    case = make_case(params, TOKENS, [kept], seed=seed, balance=True)
     (status,), words = run_adapter(VitcodShellAdapter(params), case.contents, case.settings,
                                    limit=2_000_000)
     out = list(case.contents["out"])
@@ -63,8 +67,14 @@ def measure(params, kept, seed):
 
 
 def sized_split(polar):
+    """The split of the 64 MAC units that runs this head fastest by the cycle model, the
+    host balancing the global columns (cycles.sized_split), and the work split (the
+    formula: dense share g·N / W, mask.split_macs) beside it."""
     from ...golden.vitcod.mask import split_macs
-    return split_macs(polar, MAC_UNITS, GRANULE)
+    fastest = model_sized_split([work_of(polar)], head_dim=HEAD_DIM, max_tokens=TOKENS,
+                                total_macs=MAC_UNITS, out_lanes=SIZED_OUT_LANES,
+                                granule=GRANULE)
+    return fastest, split_macs(polar, MAC_UNITS, GRANULE)
 
 
 def point(name, sparsity, kept, config, cycles_dense, seed):
@@ -73,11 +83,13 @@ def point(name, sparsity, kept, config, cycles_dense, seed):
     if config == "sized":
         # sized for the workload: the split, the widths, and 32 output lanes (a row every
         # 2 cycles: the sparse heads have many rows of 2 or 3 entries)
-        dense_macs, sparse_macs = sized_split(polar)
+        (dense_macs, sparse_macs), work_split = sized_split(polar)
         params = _params(dense_macs, sparse_macs, max(polar.globals, 1),
-                         max(polar.nnz_sparse, 1), out_lanes=SIZED_OUT_LANES)
+                         max(polar.nnz_sparse + polar.globals * TOKENS, 1),
+                         out_lanes=SIZED_OUT_LANES)
     else:
         dense_macs, sparse_macs = FIXED["dense_macs"], FIXED["sparse_macs"]
+        work_split = None
         params = _params(dense_macs, sparse_macs, FIXED["max_global"], TOKENS * TOKENS)
     start = time.monotonic()
     cycles, predicted, work = measure(params, kept, seed)
@@ -86,7 +98,8 @@ def point(name, sparsity, kept, config, cycles_dense, seed):
         "mask": name, "sparsity": round(sparsity, 4), "config": config, "tokens": TOKENS,
         "head_dim": HEAD_DIM, "mac_units": MAC_UNITS, "dense_macs": dense_macs,
         "sparse_macs": sparse_macs, "out_lanes": params.out_lanes,
-        "global_tokens": work.globals, "nnz": work.nnz,
+        "global_tokens": work.globals, "nnz": work.nnz, "polarized_globals": polar.globals,
+        "work_split": work_split,
         "work": work.work, "cycles": cycles, "model_cycles": predicted,
         "model_error": round((predicted - cycles) / cycles, 5),
         "cycles_dense": cycles_dense, "speedup": round(cycles_dense / cycles, 3),
@@ -185,29 +198,48 @@ def autoencoder():
         {"report": report}
 
 
-MASE = dict(tokens=16, head_dim=16)
+MASE = dict(tokens=16, head_dim=16, mac_units=32, sparsity=0.75)
 
 
 def mase_shape(fpga):
-    """One dense head at N = 16, d = 16, the shape of a published open attention head
-    (258 cycles, 26,176 LUT4, 60 MULT18X18D, 55.8 MHz with 32 MACs): cycles in simulation
-    and, with `fpga`, the engine core out of context on the LFE5U-85F. The SpMM needs
-    M to divide d, so this engine has at most d = 16 MAC units here (8 + 8)."""
-    tokens, head_dim = MASE["tokens"], MASE["head_dim"]
-    params = VitcodParams(head_dim=head_dim, max_tokens=tokens, heads=1, max_global=8,
-                          sparse_capacity=tokens * tokens, dense_macs=8, sparse_macs=8,
-                          out_lanes=head_dim)
+    """One head at N = 16, d = 16 on 32 MAC units (16 + 16), the shape of a published open
+    attention head (258 cycles, 26,176 LUT4, 60 MULT18X18D, 55.8 MHz with 32 MACs): cycles
+    in simulation of a random 75% mask (a quarter of the scores kept, the CLS row and
+    column among them: at N = 16 those alone are 12% of the scores, so 90% would keep
+    little else), of a 90% one and of the full mask, and, with `fpga`, the engine core out of context on the
+    LFE5U-85F. The full mask cannot beat 258 cycles on 32 MACs: its 2·N²·d = 8,192 MACs
+    alone take 256 cycles, and the SpMM uses d = 16 of the 32 units."""
+    from ...golden.vitcod.mask import random_mask
     from ...rtl.vitcod.shell_adapter import VitcodShellAdapter
     from ...sim.adapter_bench import run_adapter
     from ...sim.vitcod_cases import make_case
-    # the host puts 8 of the 16 dense columns in the denser engine (threshold 0 makes every
-    # column global; max_global 8 keeps half of them), the rest in the sparser engine
-    case = make_case(params, tokens, [None], threshold=0)
-    (status,), _ = run_adapter(VitcodShellAdapter(params), case.contents, case.settings)
+    tokens, head_dim, macs = MASE["tokens"], MASE["head_dim"], MASE["mac_units"]
+    params = VitcodParams(head_dim=head_dim, max_tokens=tokens, heads=1, max_global=tokens,
+                          sparse_capacity=tokens * tokens, dense_macs=macs // 2,
+                          sparse_macs=macs // 2, out_lanes=head_dim // 2)
     result = {"tokens": tokens, "head_dim": head_dim, "mac_units": params.mac_units,
-              "cycles": status[1], "ideal_cycles": 2 * tokens * tokens * head_dim // params.mac_units,
-              "note": "M must divide d in this engine, so 16 MAC units, not 32"}
-    log(f"mase shape: {status[1]} cycles on {params.mac_units} MAC units")
+              "out_lanes": params.out_lanes}
+    # threshold 0 makes every column of the full mask global; the host gives each engine
+    # what balances them (plan_head(balance=True))
+    for key, mask, threshold in (("", random_mask(tokens, MASE["sparsity"], seed=1), 50),
+                                 ("_90", random_mask(tokens, 0.9, seed=1), 50),
+                                 ("_dense", None, 0)):
+        case = make_case(params, tokens, [mask], threshold=threshold, balance=True)
+        (status,), words = run_adapter(VitcodShellAdapter(params), case.contents,
+                                       case.settings)
+        expected = list(case.contents["out"])
+        for address, word in case.expected.writes["out"].items():
+            expected[address] = word
+        if status[0] or words["out"] != expected:
+            raise AssertionError("the RTL's output differs from the golden model")
+        work = work_of_plan(case.plans[0])
+        result.update({f"cycles{key}": status[1], f"model_cycles{key}": model_cycles(params, [work]),
+                       f"work{key}": work.work,
+                       f"mac_bound{key}": -(-params.useful_macs(work.work) // macs)})
+        log(f"mase shape{key or ' (75% mask)'}: {status[1]} cycles on {macs} MAC units "
+            f"(W = {work.work}, MAC bound {result[f'mac_bound{key}']})")
+    result["mask"] = (f"random {MASE['sparsity']:.0%} (random_mask seed 1, the CLS row and "
+                      f"column kept); cycles_90: random 90%; cycles_dense: the full mask")
     if fpga:
         from ...gen.synth import place_and_route
         from ...rtl.vitcod.core import VitcodCore

@@ -12,6 +12,7 @@ tests/test_vitcod_cycles.py holds the model against RTL simulation.
 from dataclasses import dataclass
 
 from .. import CycleEstimate
+from ...spec.checks import check_int
 from .spec import VitcodParams
 
 # Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
@@ -90,6 +91,72 @@ def phase_2(p, head):
     return done + floor + SPMM_TAIL
 
 
+def dense_columns(params, head, capacity_left=None):
+    """How many of `head`'s g global columns the denser engine should compute (the fastest
+    head by this model; ties: more of them). The others go to the sparser engine as whole
+    columns of the sparse region (one more kept entry in every row each), which computes
+    them as fast: with few global columns and a narrow denser engine (g = 1 and 8 of 64
+    MAC units: 197·8 cycles dense against 946·8/7 sparse on DeiT-Tiny layer 3, head 0)
+    that shortens phase 1. `capacity_left`: sparse entries the head may still add (None:
+    any); the same result, bit for bit, whichever engine computes a score."""
+    p, g, tokens = params, head.globals, head.tokens
+    lowest = 0 if capacity_left is None else max(0, g - capacity_left // max(1, tokens))
+    if p.dense_macs == 0:
+        return 0
+    if p.sparse_macs == 0:
+        return g
+    best = None
+    for kept in range(g, lowest - 1, -1):
+        work = HeadWork(kept, tuple(n + g - kept for n in head.row_nnz))
+        total = phase_1(p, work) + phase_2(p, work)
+        if best is None or total < best[0]:
+            best = (total, kept)
+    return best[1]
+
+
+def balanced(params, head, capacity_left=None):
+    """`head` as the host runs it with balancing (dense_columns): the global columns the
+    denser engine does not take added to every row's sparse entries."""
+    kept = dense_columns(params, head, capacity_left)
+    return HeadWork(kept, tuple(n + head.globals - kept for n in head.row_nnz))
+
+
+def sized_split(works, *, head_dim, max_tokens, total_macs, out_lanes=16, granule=8):
+    """The split (dense_macs, sparse_macs) of `total_macs` (whole `granule`s, each engine
+    at most head_dim) that runs the heads `works` (HeadWork, their full global columns) in
+    the fewest cycles by this model, each head balanced (dense_columns); ties go to the
+    larger denser engine. A split without a sparser engine takes only heads with no sparse
+    entries."""
+    check_int("granule", granule, minimum=1)
+    check_int("total_macs", total_macs, minimum=granule)
+    if total_macs % granule:
+        raise ValueError(f"total_macs must be a multiple of granule ({granule}), "
+                         f"not {total_macs!r}")
+    works = list(works)
+    widest = max((w.globals for w in works), default=0)
+    best = None
+    for dense in range(total_macs, -1, -granule):
+        sparse = total_macs - dense
+        if dense > head_dim or sparse > head_dim:
+            continue
+        if sparse == 0 and any(w.nnz for w in works):
+            continue
+        if dense == 0 and sparse == 0:
+            continue
+        params = VitcodParams(head_dim=head_dim, max_tokens=max_tokens, heads=1,
+                              dense_macs=dense, sparse_macs=sparse,
+                              max_global=max(1, widest) if dense else 0,
+                              sparse_capacity=max_tokens * max_tokens if sparse else 0,
+                              out_lanes=out_lanes)
+        total = sum(cycles(params, [balanced(params, w)]) for w in works)
+        if best is None or total < best[0]:
+            best = (total, dense, sparse)
+    if best is None:
+        raise ValueError(f"total_macs ({total_macs}) cannot be split into two engines of at "
+                         f"most head_dim ({head_dim}) MAC units for these heads")
+    return best[1], best[2]
+
+
 def decode_phase(p, tokens, ae_enable):
     """The decode phase of an engine built with the auto-encoder: DECODE_TURN, plus for each
     set bit of `ae_enable` (Q, K) one AeDecoder run over N tokens (C code rows -> H heads,
@@ -159,11 +226,14 @@ def estimate(params: VitcodParams, tokens: int = 197, sparsity: float = 0.9,
              heads: int = 1, seed: int = 0, mask: str = None) -> CycleEstimate:
     """The estimate for `heads` heads of a random mask at `sparsity` (polarized for the
     engine's max_global), or, with `mask` (a .npy file, see load_mask_file), for each mask
-    in the file run as one head after another. With a mask file the notes suggest the
-    split of the engine's MAC units sized for those masks (dense share g·N / W summed over
-    them): `celine params vitcod --workload mask=FILE`."""
+    in the file run as one head after another (balanced as the host runs them:
+    dense_columns). With a mask file the notes suggest the split of the engine's MAC units
+    sized for those masks: `suggested_split` the fastest by this model (sized_split),
+    `work_split` the split of their work (dense share g·N / W summed over them):
+    `celine params vitcod --workload mask=FILE`."""
     if mask is None:
-        work = random_head(tokens, sparsity, seed=seed, max_global=params.max_global)
+        work = balanced(params, random_head(tokens, sparsity, seed=seed,
+                                            max_global=params.max_global))
         total = cycles(params, [work] * heads)
         return CycleEstimate(total, heads * params.useful_macs(work.work), params.mac_units)
     from ...golden.vitcod.mask import polarize, split_macs
@@ -172,11 +242,18 @@ def estimate(params: VitcodParams, tokens: int = 197, sparsity: float = 0.9,
         raise ValueError(f"mask must have at most max_tokens ({params.max_tokens}) tokens, "
                          f"not {kept.shape[-1]}")
     polars = [polarize(m) for m in kept]
-    works = [work_of(polarize(m, max_global=params.max_global)) for m in kept]
+    works = [balanced(params, work_of(polarize(m, max_global=params.max_global)))
+             for m in kept]
     total = sum(cycles(params, [w]) for w in works)
     dense, sparse = split_macs(polars, params.mac_units, 8)
+    fast_dense, fast_sparse = sized_split([work_of(p) for p in polars],
+                                          head_dim=params.head_dim, max_tokens=kept.shape[-1],
+                                          total_macs=params.mac_units,
+                                          out_lanes=params.out_lanes)
     dense_work = sum(p.globals * p.tokens for p in polars)
-    notes = {"masks": len(works), "suggested_split": {"dense_macs": dense, "sparse_macs": sparse},
+    notes = {"masks": len(works),
+             "suggested_split": {"dense_macs": fast_dense, "sparse_macs": fast_sparse},
+             "work_split": {"dense_macs": dense, "sparse_macs": sparse},
              "dense_share": round(dense_work / max(1, sum(p.work for p in polars)), 4)}
     return CycleEstimate(total, sum(params.useful_macs(w.work) for w in works),
                          params.mac_units, notes)

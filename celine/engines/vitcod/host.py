@@ -2,7 +2,8 @@
 
 One call runs up to `heads` heads (the device's parameter) with one token count N. For
 each head the host polarizes the mask for the device (its global columns, up to its
-max_global, as a table of token indices; K and V stay in token order), builds and checks
+max_global, as a table of token indices; K and V stay in token order; by default only
+those that make the head faster go to the denser engine), builds and checks
 the index lists and chooses the scales
 (celine/golden/vitcod/plan.py), and checks everything the device would reject before it
 sends anything. The result is bit-exact with golden.vitcod.attention.attention_head_int on
@@ -78,9 +79,11 @@ class VitcodHost:
         return single, q, k, v, masks, tuple(float(s) for s in scales), steps
 
     def plan(self, q, k, v, mask=None, *, head_mask=0, threshold=50, scales=None,
-             out_scale=None):
+             out_scale=None, balance=True):
         """[(head, HeadPlan, HeadScales, output step)] for the kept heads: everything the
-        device will be sent, checked (SettingError for what it cannot take)."""
+        device will be sent, checked (SettingError for what it cannot take). `balance`:
+        give the denser engine only the global columns that make the head faster
+        (plan_head)."""
         from ...golden.vitcod.plan import calibrate_head, plan_head
         _, q, k, v, masks, scales, steps = self._check(q, k, v, mask, head_mask, scales, out_scale)
         plans = []
@@ -88,7 +91,8 @@ class VitcodHost:
             if head_mask >> h & 1:
                 continue
             try:
-                plan = plan_head(self.params, q[h], k[h], v[h], masks[h], threshold=threshold)
+                plan = plan_head(self.params, q[h], k[h], v[h], masks[h], threshold=threshold,
+                                 balance=balance)
                 head_scales, step = calibrate_head(plan, self.params, scales=scales,
                                                    out_step=steps[h])
             except ValueError as error:
@@ -128,7 +132,7 @@ class VitcodHost:
         return decode_int(qae_q, codes[0][None])[0], decode_int(qae_k, codes[1][None])[0], codes
 
     def sparse_attention(self, q, k, v, mask=None, *, head_mask=0, threshold=50, scales=None,
-                         out_scale=None, autoencoder=None, timeout=10.0):
+                         out_scale=None, autoencoder=None, balance=True, timeout=10.0):
         """Softmax attention of one head (q, k, v: N x d, mask N x N bool, True = kept) or
         several (H x N x d; mask N x N for all or H x N x N); mask=None is dense attention.
         Returns the output (N x d int64) or a list of the kept heads' outputs, in units of
@@ -139,7 +143,11 @@ class VitcodHost:
         the code heads of Q and K are sent (`compress`) and the engine decodes them; the
         result is that of the decoded heads. `last_link_bytes`: {"plain": bytes Q and K of
         the kept heads take, "compressed": bytes they took, "ae_registers": bytes of the
-        decoders' registers}."""
+        decoders' registers}.
+
+        `balance` (default True): the denser engine computes only the global columns that
+        make each head faster; the sparser one the rest, kept whole (the same result).
+        False gives it all of them, up to max_global."""
         p = self.params
         single = _as_heads("q", q).ndim == 2
         heads = 1 if single else _as_heads("q", q).shape[0]
@@ -149,7 +157,7 @@ class VitcodHost:
                                         scales=scales, out_scale=out_scale,
                                         autoencoder=autoencoder)
         plans = self.plan(q, k, v, mask, head_mask=head_mask, threshold=threshold,
-                          scales=scales, out_scale=out_scale)
+                          scales=scales, out_scale=out_scale, balance=balance)
         self.last_plans = [plan for _, plan, _, _ in plans]
         self.last_scales = [s for _, _, s, _ in plans]
         self.last_output_scales = [step for _, _, _, step in plans]

@@ -57,8 +57,9 @@ class VitcodParams(Params):
     sparse_capacity: kept entries of the sparse region per head (the sparser engine's
         score memory and the index lists); 0 with no sparser engine.
     dense_macs, sparse_macs: the MAC units of the denser and of the sparser engine, whole
-        dot-product units of 8, each at most d (one score a cycle). Their sum M is also
-        the SpMM's width: it must divide d (a kept entry takes d/M cycles).
+        dot-product units of 8, each at most d (one score a cycle). Their sum M either
+        divides d, and the SpMM (and the auto-encoder's decoder) use all M (a kept entry
+        takes d/M cycles), or exceeds d, and they use d of them (a kept entry a cycle).
     operand_width w: the width of Q, K, V and of the output.
     prob_bits F: fraction bits of the probabilities (unsigned, 0 .. 2^F).
     out_lanes: output values requantized per cycle (a divisor of d).
@@ -104,9 +105,9 @@ class VitcodParams(Params):
                              f"not {self.sparse_capacity!r}")
         if self.mac_units == 0:
             raise ValueError("dense_macs + sparse_macs must be at least 8, not 0")
-        if self.head_dim % self.mac_units:
+        if self.mac_units < self.head_dim and self.head_dim % self.mac_units:
             raise ValueError(f"dense_macs + sparse_macs must divide head_dim "
-                             f"({self.head_dim}), not {self.mac_units!r}")
+                             f"({self.head_dim}) or exceed it, not {self.mac_units!r}")
         check_int("operand_width", self.operand_width, minimum=2, maximum=8)
         check_int("prob_bits", self.prob_bits, minimum=4, maximum=15)
         check_int("out_lanes", self.out_lanes, minimum=1, maximum=self.head_dim)
@@ -126,7 +127,7 @@ class VitcodParams(Params):
 
     def derived(self):
         """The derived units, widths and latencies, JSON-ready."""
-        names = ("mac_units", "dense_dpus", "sparse_dpus", "slices", "spmm_cycles", "score_width", "sum_width", "recip_shift", "recip_width",
+        names = ("mac_units", "spmm_units", "dense_dpus", "sparse_dpus", "slices", "spmm_cycles", "score_width", "sum_width", "recip_shift", "recip_width",
                  "out_acc_width", "token_bits", "position_bits")
         return {name: getattr(self, name) for name in names}
 
@@ -156,9 +157,15 @@ class VitcodParams(Params):
         return self.head_dim // DPU_WIDTH
 
     @property
+    def spmm_units(self):
+        """The MAC units of the SpMM and of the auto-encoder's decoder: M, or d when M
+        exceeds d (units d .. M-1 are the SDDMM engines' only)."""
+        return min(self.mac_units, self.head_dim)
+
+    @property
     def spmm_cycles(self):
-        """Cycles of one kept entry in the SpMM: d / M."""
-        return self.head_dim // self.mac_units
+        """Cycles of one kept entry in the SpMM: d / spmm_units."""
+        return self.head_dim // self.spmm_units
 
     # -- widths (worst case, so that nothing overflows) ----------------------------------
 

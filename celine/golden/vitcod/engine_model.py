@@ -132,7 +132,7 @@ class VitcodEngineModel(EngineModel):
             for bit, name in enumerate(AE_OPERANDS):
                 if fields["ae_enable"] >> bit & 1:
                     decoded[name] = self._decode(name, fields, buffers[name], tokens)
-                    cycles += tokens * p.heads * p.code_heads * p.head_dim // p.mac_units
+                    cycles += tokens * p.heads * p.code_heads * p.spmm_cycles
         for h in heads:
             g, nnz = fields[head_register("globals", h)], fields[head_register("nnz", h)]
             base, list_base = h * p.max_tokens, h * p.sparse_capacity
@@ -153,6 +153,6 @@ class VitcodEngineModel(EngineModel):
                                    self._rows(buffers["v"], base, tokens), kept, scales, p)
             for i in range(tokens):
                 written[base + i] = pack_lanes(y[i].tolist(), p.operand_width)
-            cycles += 2 * (g * tokens + nnz) * p.head_dim // p.mac_units
+            cycles += (g * tokens + nnz) * (p.head_dim // p.mac_units + p.spmm_cycles)
         return RunResult(writes={**decoded, "out": written}, cycles=cycles,
                          result_words=len(written))

@@ -55,10 +55,14 @@ def sparse_lists(kept, gcols):
                       col_nnz=sparse.sum(dim=0, dtype=torch.int64))
 
 
-def plan_head(params, q, k, v, mask=None, *, threshold=GLOBAL_THRESHOLD):
+def plan_head(params, q, k, v, mask=None, *, threshold=GLOBAL_THRESHOLD, balance=False):
     """The HeadPlan of integer q, k, v (N, d) and a kept mask (N, N; None: dense). Raises
     ValueError (with the reason) for a mask the engine cannot take: an empty row, or more
-    sparse entries than `sparse_capacity` after the denser engine took `max_global` columns."""
+    sparse entries than `sparse_capacity` after the denser engine took `max_global` columns.
+
+    With `balance` the denser engine takes only as many of the global columns as make the
+    head fastest (celine.engines.vitcod.cycles.dense_columns, within the capacity): the
+    others stay kept whole and go to the sparser engine. The result is the same."""
     if not isinstance(params, VitcodParams):
         raise TypeError(f"params must be a VitcodParams, not {params!r}")
     tokens = q.shape[0]
@@ -74,6 +78,11 @@ def plan_head(params, q, k, v, mask=None, *, threshold=GLOBAL_THRESHOLD):
     kept = torch.empty_like(polar.kept)
     kept[:, order] = polar.kept                     # back to token order
     gcols = tuple(sorted(int(c) for c in order[:polar.globals]))
+    if balance and gcols:
+        from ...engines.vitcod.cycles import HeadWork, dense_columns
+        row_nnz = tuple(int(n) for n in polar.kept[:, polar.globals:].sum(dim=1))
+        gcols = gcols[:dense_columns(params, HeadWork(len(gcols), row_nnz),
+                                     params.sparse_capacity - polar.nnz_sparse)]
     lists = sparse_lists(kept, gcols)
     check_index_lists(lists, tokens, 0)
     csc = [pack_word(csc_fields(params), {"col": int(c), "row": int(r), "pos": int(p)})
@@ -81,7 +90,7 @@ def plan_head(params, q, k, v, mask=None, *, threshold=GLOBAL_THRESHOLD):
     csr = [pack_word(csr_fields(params), {"row": int(r), "col": int(c)})
            for r, c in zip(lists.csr_row, lists.csr_col)]
     return HeadPlan(q=q, k=k, v=v, kept=kept, order=order, gcols=gcols,
-                    nnz=polar.nnz_sparse, csc_words=csc, csr_words=csr)
+                    nnz=lists.nnz, csc_words=csc, csr_words=csr)
 
 
 def calibrate_head(plan, params, *, scales=(1.0, 1.0, 1.0), out_step=None):

@@ -66,7 +66,7 @@ def mixer_period(params, in_rows, lanes=None):
     """Cycles between two output rows: in_rows * d/M on the bank, or d/lanes through the
     requantizers if that is longer."""
     lanes = params.out_lanes if lanes is None else lanes
-    return max(in_rows * (params.head_dim // params.mac_units), params.head_dim // lanes)
+    return max(in_rows * params.spmm_cycles, params.head_dim // lanes)
 
 
 def mixer_cycles(params, in_rows, out_rows, tokens, lanes=None):
@@ -76,7 +76,7 @@ def mixer_cycles(params, in_rows, out_rows, tokens, lanes=None):
     N * out_rows * in_rows * d/M + d/lanes + MIXER_LATENCY."""
     lanes = params.out_lanes if lanes is None else lanes
     period = mixer_period(params, in_rows, lanes)
-    passes = in_rows * (params.head_dim // params.mac_units)
+    passes = in_rows * params.spmm_cycles
     return (tokens * out_rows - 1) * period + passes + params.head_dim // lanes + MIXER_LATENCY
 
 
@@ -142,7 +142,7 @@ class HeadMixer(wiring.Component):
         check_int("depth", depth, minimum=max(in_rows, out_rows) * params.max_tokens)
         self.params = params
         self.in_rows, self.out_rows, self.lanes, self.depth = in_rows, out_rows, lanes, depth
-        self.slices = params.head_dim // params.mac_units
+        self.slices = params.spmm_cycles
         self.passes = in_rows * self.slices           # bank cycles of one output row
         self.period = mixer_period(params, in_rows, lanes)
         self.acc_width = mixer_acc_width(in_rows)
@@ -160,7 +160,7 @@ class HeadMixer(wiring.Component):
             "busy": Out(1),
             "src": Out(_read_port_signature(depth, row_bits)),
             "dst": Out(write_port_signature(depth, row_bits)),
-            "mul": Out(bank_signature(params.mac_units)),
+            "mul": Out(bank_signature(params.spmm_units)),
         })
 
     def cycles(self, tokens):
@@ -170,7 +170,7 @@ class HeadMixer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        units, slices, w = p.mac_units, self.slices, VALUE_BITS
+        units, slices, w = p.spmm_units, self.slices, VALUE_BITS
         in_rows, out_rows, stride = self.in_rows, self.out_rows, p.max_tokens
         pad = self.period - self.passes              # idle issue cycles after each row
 

@@ -54,11 +54,11 @@ class VitcodCore(wiring.Component):
        the SpMM (v port A), which writes the head's N output rows to `out`.
 
     The MAC bank belongs to the SDDMM engines in phase 1 (units 0 .. dense_macs-1 to the
-    denser one) and to the SpMM in phase 2. `cycles` counts the cycles `busy` was high,
+    denser one) and to the SpMM in phase 2 (its first spmm_units: all M, or d when M > d). `cycles` counts the cycles `busy` was high,
     `result_words` the rows written (saturating).
 
     With params.autoencoder, before the first head (after the TOKENS and CAPACITY checks):
-    if bit 0 of `ae_enable` is set, the decoder (AeDecoder, the whole MAC bank) rebuilds
+    if bit 0 of `ae_enable` is set, the decoder (AeDecoder, the bank's first spmm_units) rebuilds
     the H heads of q (words 0 .. H*max_tokens-1, tokens 0 .. N-1) from its C code heads
     (words from H*max_tokens: spec.code_word), reading them through q's port B and
     writing through port A; then, with bit 1, the same for k. Every head is decoded,
@@ -297,18 +297,17 @@ class VitcodCore(wiring.Component):
                 engine, unit = dense, k
             else:
                 engine, unit = sparse, k - p.dense_macs
-            a = Mux(phase_b, spmm.mul.a[k], engine.mul.a[unit])
-            b = Mux(phase_b, spmm.mul.b[k], engine.mul.b[unit])
-            if p.autoencoder:
-                a = Mux(decoding, decoder.mul.a[k], a)
-                b = Mux(decoding, decoder.mul.b[k], b)
-                m.d.comb += decoder.mul.p[k].eq(bank.bus.p[k])
-            m.d.comb += [
-                bank.bus.a[k].eq(a),
-                bank.bus.b[k].eq(b),
-                engine.mul.p[unit].eq(bank.bus.p[k]),
-                spmm.mul.p[k].eq(bank.bus.p[k]),
-            ]
+            a, b = engine.mul.a[unit], engine.mul.b[unit]
+            m.d.comb += engine.mul.p[unit].eq(bank.bus.p[k])
+            if k < p.spmm_units:              # with M > d, units d .. M-1 are phase 1's only
+                a = Mux(phase_b, spmm.mul.a[k], a)
+                b = Mux(phase_b, spmm.mul.b[k], b)
+                m.d.comb += spmm.mul.p[k].eq(bank.bus.p[k])
+                if p.autoencoder:
+                    a = Mux(decoding, decoder.mul.a[k], a)
+                    b = Mux(decoding, decoder.mul.b[k], b)
+                    m.d.comb += decoder.mul.p[k].eq(bank.bus.p[k])
+            m.d.comb += [bank.bus.a[k].eq(a), bank.bus.b[k].eq(b)]
 
         # -- phase 2 -----------------------------------------------------------------------
         m.d.comb += [

@@ -81,7 +81,7 @@ class Spmm(wiring.Component):
         if not isinstance(params, VitcodParams):
             raise TypeError(f"params must be a VitcodParams, not {params!r}")
         self.params = params
-        self.slices = params.head_dim // params.mac_units
+        self.slices = params.spmm_cycles
         self.latency = spmm_latency(params)
         bufs = {b.name: b for b in buffers(params)}
         super().__init__({
@@ -93,14 +93,14 @@ class Spmm(wiring.Component):
             "busy": Out(1),
             "entries": In(stream.Signature(entry_layout(params))),
             "v": Out(read_port_signature(bufs["v"])),
-            "mul": Out(bank_signature(params.mac_units)),
+            "mul": Out(bank_signature(params.spmm_units)),
             "out": Out(buffer_port_signature(bufs["out"])),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        units, slices, w = p.mac_units, self.slices, p.operand_width
+        units, slices, w = p.spmm_units, self.slices, p.operand_width
         acc_width = p.out_acc_width
 
         m.submodules.output = output = OutputStage(p)
