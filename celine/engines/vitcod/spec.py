@@ -404,7 +404,7 @@ def buffers(params):
     return [
         BufferSpec("q", row_bits, qk_rows, True, read_ports=2, engine_writes=ae),
         BufferSpec("k", row_bits, qk_rows, True, read_ports=2, engine_writes=ae),
-        BufferSpec("v", row_bits, rows, True, read_ports=2),
+        BufferSpec("v", row_bits, rows, True),          # the SpMM reads it, alone
         BufferSpec("csc", sum(w for _, w in csc_fields(p)), lists, True, read_ports=2),
         BufferSpec("csr", sum(w for _, w in csr_fields(p)), lists, True, read_ports=2),
         BufferSpec("gcols", p.token_bits, gcols_depth(p), True, read_ports=2),
