@@ -103,17 +103,19 @@ def test_estimate_and_errors():
 
 
 def test_model_with_the_decoders():
-    """With the auto-encoder built in: the decode phase (DECODE_TURN + an AeDecoder run per
-    enabled decoder, ae_codec.mixer_cycles) before the heads."""
+    """With the auto-encoder built in: the auto-encoder phase (ENCODE_TURN + DECODE_TURN, an
+    AeEncoder run per enabled encoder and an AeDecoder run per enabled decoder,
+    ae_codec.mixer_cycles) before the heads."""
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
     from test_vitcod_engine import ae_case, check_ae
-    from celine.engines.vitcod.cycles import DECODE_TURN, decode_phase
+    from celine.engines.vitcod.cycles import DECODE_TURN, ENCODE_TURN, decode_phase
     from celine.rtl.vitcod.ae_codec import mixer_cycles
     p = VitcodParams(head_dim=32, max_tokens=13, heads=4, max_global=4, sparse_capacity=120,
                      dense_macs=8, sparse_macs=8, out_lanes=16, autoencoder=True)
-    for tokens, enable, head_mask in ((9, 0b11, 0), (13, 0b10, 0b0100), (1, 0, 0)):
+    for tokens, enable, head_mask in ((9, 0b0011, 0), (13, 0b1010, 0b0100), (1, 0, 0),
+                                      (7, 0b1111, 0b0001), (5, 0b0100, 0)):
         masks = [random_mask(tokens, 0.5, seed=h) for h in range(p.heads)]
         case = ae_case(p, tokens, masks, ae_enable=enable, seed=5, head_mask=head_mask)
         rtl = check_ae(case, limit=100_000)
@@ -124,8 +126,9 @@ def test_model_with_the_decoders():
         assert abs(model - rtl) <= 0.02 * rtl, f"model {model}, RTL {rtl}"
         assert model - cycles(p, works, head_mask) == (decode_phase(p, tokens, enable)
                                                          - decode_phase(p, tokens, 0))
-        assert abs(model - rtl) <= 2
-    assert decode_phase(p, 9, 0b11) == DECODE_TURN + 2 * mixer_cycles(p, 2, 4, 9)
+        assert abs(model - rtl) <= 2, (tokens, enable, model, rtl)
+    assert decode_phase(p, 9, 0b11) == ENCODE_TURN + DECODE_TURN + 2 * mixer_cycles(p, 2, 4, 9)
+    assert decode_phase(p, 9, 0b1100) == ENCODE_TURN + DECODE_TURN + 2 * mixer_cycles(p, 4, 2, 9)
     assert decode_phase(POINTS["d16_m16"], 9, 0b11) == 0
 
 

@@ -245,34 +245,52 @@ AE = VitcodParams(head_dim=16, max_tokens=13, heads=3, max_global=4, sparse_capa
                   dense_macs=8, sparse_macs=8, out_lanes=4, autoencoder=True)
 
 
-def random_decoder(rng, params):
-    """Random decoder fields (weights often at the int8 ends; scales that leave most
-    outputs inside int8, some saturating)."""
-    weights = [[rng.choice([-128, 127, rng.randint(-128, 127)]) for _ in range(params.code_heads)]
-               for _ in range(params.heads)]
-    biases = [rng.choice([0, rng.randint(-(1 << 16), 1 << 16), -(1 << 31), (1 << 31) - 1])
-              for _ in range(params.heads)]
-    return weights, biases, rng.randint(1 << 15, (1 << 16) - 1), rng.randint(21, 24)
+def random_mixer(rng, params, part="decoder"):
+    """Random fields of a decoder or an encoder (weights often at the int8 ends; biases
+    now and then at the int32 ends; scales that leave most outputs inside int8, some
+    saturating)."""
+    from celine.engines.vitcod.spec import ae_shape
+    rows, cols = ae_shape(params, part)
+    weights = [[rng.choice([-128, 127, rng.randint(-128, 127)]) for _ in range(cols)]
+               for _ in range(rows)]
+    biases = [rng.choice([0, *(rng.randint(-(1 << 13), 1 << 13) for _ in range(10)),
+                          -(1 << 31), (1 << 31) - 1]) for _ in range(rows)]
+    # |acc| ~ cols * 2^13, times 2^15.5 -> outputs ~ 2^5 .. 2^7 at shifts 23 .. 25
+    shift = 22 + cols.bit_length() + rng.randint(-1, 1)
+    return weights, biases, rng.randint(1 << 15, (1 << 16) - 1), shift
 
 
-def ae_case(params, tokens, masks, *, ae_enable, seed, head_mask=0, threshold=50):
-    """make_case with random code heads in q and k after the H heads' slots and random
-    decoders in the registers; the expected result recomputed by the golden model."""
+def ae_case(params, tokens, masks, *, ae_enable, seed, head_mask=0, threshold=50,
+            extreme=False):
+    """make_case with random code heads in q and k after the H heads' slots, random rows
+    in the skipped heads' q and k slots (the encoders read every head) and random
+    decoders and encoders in the registers; the expected result recomputed by the golden
+    model. `extreme`: every q, k, v row and code head is -128."""
     import random as _random
 
-    from celine.engines.vitcod.spec import ae_settings, code_word
+    from celine.engines.vitcod.spec import ae_encoder_settings, ae_settings, code_word
     from celine.golden.shell import Buffer
     from celine.golden.vitcod.engine_model import VitcodEngineModel
     from celine.spec.lanes import pack_lanes
     rng = _random.Random(seed)
-    case = make_case(params, tokens, masks, seed=seed, head_mask=head_mask, threshold=threshold)
+    case = make_case(params, tokens, masks, seed=seed, head_mask=head_mask, threshold=threshold,
+                     extreme=extreme)
+
+    def row():
+        return [-128 if extreme else rng.choice([-128, 127, rng.randint(-128, 127)])
+                for _ in range(params.head_dim)]
     for name in ("q", "k"):
         for c in range(params.code_heads):
             for i in range(tokens):
-                row = [rng.choice([-128, 127, rng.randint(-128, 127)])
-                       for _ in range(params.head_dim)]
-                case.contents[name][code_word(params, c, i)] = pack_lanes(row, 8)
-        case.settings.update(ae_settings(params, name, *random_decoder(rng, params)))
+                case.contents[name][code_word(params, c, i)] = pack_lanes(row(), 8)
+        case.settings.update(ae_settings(params, name, *random_mixer(rng, params)))
+    for name in ("q", "k"):
+        for h in range(params.heads):
+            if head_mask >> h & 1:
+                for i in range(tokens):
+                    case.contents[name][h * params.max_tokens + i] = pack_lanes(row(), 8)
+        case.settings.update(ae_encoder_settings(params, name,
+                                                 *random_mixer(rng, params, "encoder")))
     case.settings["ae_enable"] = ae_enable
     model = VitcodEngineModel(params)
     buffers = {spec.name: Buffer(spec) for spec in model.buffer_specs}
@@ -335,9 +353,106 @@ def test_bad_tokens_decode_nothing():
     check_ae(case)
 
 
+# -- the encoders in the run (Q and K compressed on chip), alone and with the decoders ---------
+
+
+def _heads(case, name, slots, tokens):
+    """(1, len(slots), N, d) int64: the rows of q or k at the slots' words as the host left
+    them (`contents`) or, with `written`, as the run left them."""
+    from celine.spec.lanes import unpack_lanes
+    p = case.params
+    return torch.tensor([[unpack_lanes(case.contents[name][base + i], p.head_dim, 8)
+                          for i in range(tokens)] for base in slots], dtype=torch.int64)[None]
+
+
+def _autoencoder(case, name):
+    from celine.golden.vitcod.engine_model import autoencoder_of
+    return autoencoder_of(case.params, name, case.settings)
+
+
+def _words(params, values, slots):
+    """{word: packed row} of (1, len(slots), N, d) values at the slots."""
+    return {base + i: pack_lanes(values[0, r, i].tolist(), 8)
+            for r, base in enumerate(slots) for i in range(values.shape[2])}
+
+
+def test_encoders_alone_write_the_code_slots():
+    """ae_enable = ENCODE_Q | ENCODE_K: the code slots become encode_int of every head
+    (the skipped one too); the heads run on the plain q and k."""
+    from celine.engines.vitcod.spec import AeEnable, code_word
+    from celine.golden.vitcod.autoencoder import encode_int
+    p, tokens = AE, 11
+    masks = [random_mask(11, 0.6, seed=50), None, random_mask(11, 0.8, seed=51)]
+    case = ae_case(p, tokens, masks, ae_enable=AeEnable.ENCODE_Q | AeEnable.ENCODE_K,
+                   seed=52, head_mask=0b010, threshold=4)
+    heads = [h * p.max_tokens for h in range(p.heads)]
+    codes = [code_word(p, c, 0) for c in range(p.code_heads)]
+    for name in ("q", "k"):
+        z = encode_int(_autoencoder(case, name), _heads(case, name, heads, tokens))
+        assert case.expected.writes[name] == _words(p, z, codes)
+    assert case.expected.result_words == 2 * tokens
+    check_ae(case)
+
+
+def test_encoders_and_decoders_in_the_path():
+    """ae_enable = 0b1111 at N = max_tokens with a skipped head: q and k are compressed and
+    rebuilt on chip; the kept heads' outputs are attention of decode_int(encode_int(.))."""
+    from celine.engines.vitcod.spec import AeEnable, code_word
+    from celine.golden.vitcod.attention import HeadScales, attention_head_int
+    from celine.golden.vitcod.autoencoder import decode_int, encode_int
+    from celine.spec.lanes import unpack_lanes
+    p, tokens = AE, AE.max_tokens
+    masks = [random_mask(13, 0.5, seed=53), random_mask(13, 0.7, seed=54), None]
+    case = ae_case(p, tokens, masks, ae_enable=int(AeEnable(0b1111)), seed=55, head_mask=0b001,
+                   threshold=4)
+    heads = [h * p.max_tokens for h in range(p.heads)]
+    codes = [code_word(p, c, 0) for c in range(p.code_heads)]
+    rebuilt = {}
+    for name in ("q", "k"):
+        qae = _autoencoder(case, name)
+        z = encode_int(qae, _heads(case, name, heads, tokens))
+        rebuilt[name] = decode_int(qae, z)
+        assert case.expected.writes[name] == {**_words(p, z, codes),
+                                              **_words(p, rebuilt[name], heads)}
+    v = _heads(case, "v", heads, tokens)[0]
+    for n, h in enumerate((1, 2)):
+        scales = HeadScales(*(case.settings[head_register(name, h)] for name in
+                              ("exp_mult", "exp_shift", "out_mult", "out_shift")))
+        y = attention_head_int(rebuilt["q"][0, h], rebuilt["k"][0, h], v[h],
+                               case.plans[n].kept, scales, p)
+        out = case.expected.writes["out"]
+        assert [unpack_lanes(out[h * p.max_tokens + i], p.head_dim, 8)
+                for i in range(tokens)] == y.tolist()
+    check_ae(case)
+
+
+def test_encoder_one_token_and_extreme_operands():
+    """N = 1 through K's encoder and decoder; every operand and code -128 through all four."""
+    from celine.engines.vitcod.spec import AeEnable
+    check_ae(ae_case(AE, 1, [None] * 3, ae_enable=AeEnable.ENCODE_K | AeEnable.DECODE_K,
+                     seed=56))
+    case = ae_case(AE, 9, [random_mask(9, 0.5, seed=57)] * 3, ae_enable=0b1111, seed=58,
+                   extreme=True)
+    assert case.expected.writes["q"] and case.expected.writes["k"]
+    check_ae(case)
+
+
+def test_encoders_with_more_mac_units_than_head_dim():
+    """M = 24 > d = 16: the mixers use the bank's first 16 units; Q encoded alone, then the
+    whole path."""
+    from celine.engines.vitcod.spec import AeEnable
+    wide = VitcodParams(head_dim=16, max_tokens=9, heads=3, max_global=4, sparse_capacity=81,
+                        dense_macs=16, sparse_macs=8, out_lanes=8, autoencoder=True)
+    masks = [random_mask(9, 0.5, seed=59), None, random_mask(9, 0.7, seed=60)]
+    check_ae(ae_case(wide, 9, masks, ae_enable=AeEnable.ENCODE_Q, seed=61, threshold=4))
+    check_ae(ae_case(wide, 9, masks, ae_enable=0b1111, seed=62, threshold=4, head_mask=0b100))
+
+
 def test_autoencoder_parameter():
     """Pinned checks; the buffers and registers it adds."""
-    from celine.engines.vitcod.spec import (ae_register, ae_settings, ae_values, buffers,
+    from celine.engines.vitcod.spec import (AE_MAX_HEADS, AE_STEPS, MAX_REGISTERS, AeEnable,
+                                            ae_encoder_settings, ae_encoder_values,
+                                            ae_register, ae_settings, ae_values, buffers,
                                             code_word, pack_ae_weights, registers,
                                             unpack_ae_weights)
     base = dict(head_dim=16, max_tokens=13, max_global=4, sparse_capacity=120, dense_macs=8,
@@ -363,11 +478,21 @@ def test_autoencoder_parameter():
     assert code_word(AE, 1, 4) == 4 * 13 + 4
     assert "ae_enable" not in registers(VitcodParams(**base, heads=3))
     regs = registers(AE)
-    assert regs.names[-15:] == (
+    # The decoders' registers as before the encoders were added, the encoders' after them.
+    assert regs.names[-27:] == (
         "ae_enable", "ae_q_weights_0", "ae_q_weights_1", "ae_q_bias_0", "ae_q_bias_1",
         "ae_q_bias_2", "ae_q_mult", "ae_q_shift", "ae_k_weights_0", "ae_k_weights_1",
-        "ae_k_bias_0", "ae_k_bias_1", "ae_k_bias_2", "ae_k_mult", "ae_k_shift")
+        "ae_k_bias_0", "ae_k_bias_1", "ae_k_bias_2", "ae_k_mult", "ae_k_shift",
+        "ae_q_enc_weights_0", "ae_q_enc_weights_1", "ae_q_enc_bias_0", "ae_q_enc_bias_1",
+        "ae_q_enc_mult", "ae_q_enc_shift", "ae_k_enc_weights_0", "ae_k_enc_weights_1",
+        "ae_k_enc_bias_0", "ae_k_enc_bias_1", "ae_k_enc_mult", "ae_k_enc_shift")
+    assert regs["ae_enable"].width == 4
+    assert [int(f) for f in AeEnable] == [1, 2, 4, 8]            # DECODE_Q/K, ENCODE_Q/K
+    assert [(int(f), x, part) for f, x, part in AE_STEPS] == [
+        (4, "q", "encoder"), (8, "k", "encoder"), (1, "q", "decoder"), (2, "k", "decoder")]
+    assert AeEnable.of("k", "encoder") is AeEnable.ENCODE_K
     assert regs[ae_register("q", "weights", 1)].width == 16        # 6 weights: 4 + 2
+    assert regs[ae_register("k", "enc_weights", 1)].width == 16
     # Row-major, low byte first, two's complement.
     weights = [[-128, 1], [2, -1], [127, -2]]
     assert pack_ae_weights(weights) == [0xFF_02_01_80, 0xFE_7F]
@@ -375,6 +500,21 @@ def test_autoencoder_parameter():
     values = {**regs.reset_values(), **ae_settings(AE, "k", weights, [-1, 0, 7], 9, 3)}
     assert values["ae_k_bias_0"] == 0xFFFF_FFFF
     assert ae_values(AE, "k", values) == (weights, [-1, 0, 7], 9, 3)
+    # The encoder's C x H weights: W_enc[c][h] is entry c*H + h.
+    enc = [[-128, 1, 2], [-1, 127, -2]]
+    settings = ae_encoder_settings(AE, "q", enc, [-(1 << 31), 5], 65535, 63)
+    assert settings["ae_q_enc_weights_0"] == 0xFF_02_01_80
+    values.update(settings)
+    assert ae_encoder_values(AE, "q", values) == (enc, [-(1 << 31), 5], 65535, 63)
+    assert ae_values(AE, "k", values) == (weights, [-1, 0, 7], 9, 3)
+    # The registers fit the protocol's one-byte ids up to AE_MAX_HEADS heads.
+    assert len(registers(VitcodParams(**base, heads=AE_MAX_HEADS, autoencoder=True))) \
+        <= MAX_REGISTERS
+    with pytest.raises(ValueError) as info:
+        VitcodParams(**base, heads=AE_MAX_HEADS + 1, autoencoder=True)
+    assert str(info.value) == ("heads must be at most 14 with the auto-encoder (its registers "
+                               "must fit 256 ids), not 15")
+    assert len(registers(VitcodParams(**base, heads=AE_MAX_HEADS + 1))) <= MAX_REGISTERS
 
 
 # -- the shipped DeiT-Tiny masks and random masks ------------------------------------------------
@@ -423,3 +563,31 @@ def test_ae_settings_check_their_shapes():
     with pytest.raises(ValueError, match=r"^biases must be 3 values, not 2$"):
         ae_settings(p, "q", [[1, 2]] * 3, [0, 0], 1, 0)
     assert len(ae_settings(p, "q", [[1, 2]] * 3, [0, 0, 0], 1, 0)) == 2 + 3 + 2
+
+
+@pytest.mark.parametrize("args, error, message", [
+    (([[1, 2, 3]] * 3, [0, 0], 1, 0), ValueError,
+     r"^weights must be 2 rows of 3, not rows of \[3, 3, 3\]$"),
+    (([[1, 2]] * 2, [0, 0], 1, 0), ValueError,
+     r"^weights must be 2 rows of 3, not rows of \[2, 2\]$"),
+    (([[1, 2, 3]] * 2, [0, 0, 0], 1, 0), ValueError, r"^biases must be 2 values, not 3$"),
+    (([[1, 2, 128]] * 2, [0, 0], 1, 0), ValueError,
+     r"^weights entries must be between -128 and 127, not 128$"),
+    (([[1, 2, 3]] * 2, [0, 1 << 31], 1, 0), ValueError,
+     r"^biases entries must be between -2147483648 and 2147483647, not 2147483648$"),
+    (([[1, 2, 3]] * 2, [0, 0], 1 << 16, 0), ValueError,
+     r"^mult must be between 0 and 65535, not 65536$"),
+    (([[1, 2, 3]] * 2, [0, 0], 1, 64), ValueError, r"^shift must be between 0 and 63, not 64$"),
+    (([[1, 2, 3.0]] * 2, [0, 0], 1, 0), TypeError,
+     r"^weights entries must be an integer, not 3.0$"),
+])
+def test_ae_encoder_settings_check_their_values(args, error, message):
+    """The encoder's weights are C x H (here 2 x 3); the decoder's checks are the same."""
+    from celine.engines.vitcod.spec import ae_encoder_settings, ae_settings
+    p = VitcodParams(head_dim=16, max_tokens=8, heads=3, max_global=4, sparse_capacity=64,
+                     dense_macs=8, sparse_macs=8, out_lanes=4, autoencoder=True)
+    with pytest.raises(error, match=message):
+        ae_encoder_settings(p, "k", *args)
+    assert len(ae_encoder_settings(p, "k", [[1, 2, 3]] * 2, [0, 0], 1, 0)) == 2 + 2 + 2
+    with pytest.raises(ValueError, match=r"^mult must be between 0 and 65535, not -1$"):
+        ae_settings(p, "q", [[1, 2]] * 3, [0, 0, 0], -1, 0)

@@ -199,3 +199,96 @@ def test_autoencoder_rejected():
                 dev.sparse_attention(x, x, x, autoencoder=qaes)
             assert str(info.value) == message
             assert not sent
+
+
+# -- Q and K encoded on chip (encode_on_chip=, encode) ------------------------------------------
+
+
+def test_encoded_on_chip():
+    """encode_on_chip: Q and K travel plain and the engine's encoders compress them before
+    its decoders rebuild them: the same result as the host's compression, bit for bit, and
+    the code slots hold encode_int of every head (the skipped one too)."""
+    from celine.engines.vitcod.spec import code_word
+    from celine.firmware.words import unpack_words
+    from celine.golden.vitcod.autoencoder import decode_int, encode_int
+    torch.manual_seed(8)
+    q, k, v = (torch.randint(-128, 128, (3, 20, 16)) for _ in range(3))
+    masks = torch.stack([random_mask(20, 0.8, seed=9), random_mask(20, 0.6, seed=10),
+                         random_mask(20, 0.7, seed=11)])
+    qaes = (random_qae(3), random_qae(4))
+    q_dec = decode_int(qaes[0], encode_int(qaes[0], q[None]))[0]
+    k_dec = decode_int(qaes[1], encode_int(qaes[1], k[None]))[0]
+    with Device.open("model", accel="vitcod", params=AE) as dev:
+        outs = dev.sparse_attention(q, k, v, masks, threshold=6, autoencoder=qaes,
+                                    encode_on_chip=True, head_mask=0b100)
+        assert len(outs) == 2
+        for h in range(2):
+            assert torch.equal(outs[h], expected(AE, q_dec[h], k_dec[h], v[h], masks[h],
+                                                 threshold=6))
+        assert dev.vitcod.last_link_bytes == {"plain": 2 * 2 * 20 * 16,
+                                              "compressed": 2 * 3 * 20 * 16,
+                                              "ae_registers": 4 * 2 * ((2 + 3 + 2) + (2 + 2 + 2))}
+        for name, x, qae in (("q", q, qaes[0]), ("k", k, qaes[1])):
+            z = encode_int(qae, x[None])[0]
+            for c in range(2):
+                data = dev.read_buffer(name, code_word(AE, c, 0) * 16, 20 * 16)
+                assert torch.equal(unpack_words(data, 20, 16, 8, 16), z[c])
+        # The host's compression gives the same words.
+        assert all(torch.equal(a, b) for a, b in zip(outs, dev.sparse_attention(
+            q, k, v, masks, threshold=6, autoencoder=qaes, head_mask=0b100)))
+
+
+def test_encode_reads_the_codes_back():
+    """dev.vitcod.encode: the engine's encoders alone (no head runs), the code slots read
+    back == encode_int; then a plain call on the same device is plain again."""
+    from celine.golden.vitcod.autoencoder import encode_int
+    torch.manual_seed(12)
+    q, k, v = (torch.randint(-128, 128, (3, 17, 16)) for _ in range(3))
+    q[0, 0], k[2, 16] = -128, -128
+    qaes = (random_qae(5), random_qae(6))
+    with Device.open("model", accel="vitcod", params=AE) as dev:
+        codes = dev.vitcod.encode(q, k, autoencoder=qaes)
+        assert len(codes) == 2 and codes[0].shape == (2, 17, 16)
+        assert torch.equal(codes[0], encode_int(qaes[0], q[None])[0])
+        assert torch.equal(codes[1], encode_int(qaes[1], k[None])[0])
+        assert dev.vitcod.last_link_bytes == {"plain": 2 * 3 * 17 * 16,
+                                              "compressed": 2 * 2 * 17 * 16,
+                                              "ae_registers": 4 * 2 * (2 + 2 + 2)}
+        plain = dev.sparse_attention(q, k, v, None, threshold=6)
+        assert all(torch.equal(plain[h], expected(AE, q[h], k[h], v[h], None, threshold=6))
+                   for h in range(3))
+
+
+def test_encoding_rejected():
+    q = torch.randint(-100, 100, (3, 20, 16))
+    qaes = (random_qae(1), random_qae(2))
+    cases = [
+        (AE, lambda d: d.sparse_attention(q, q, q, autoencoder=qaes, encode_on_chip=1),
+         "encode_on_chip must be True or False, not 1"),
+        (AE, lambda d: d.sparse_attention(q, q, q, encode_on_chip=True),
+         "encode_on_chip must be False without an autoencoder, not True"),
+        (AE, lambda d: d.sparse_attention(q[:2], q[:2], q[:2], autoencoder=qaes,
+                                          encode_on_chip=True),
+         "q must hold all 3 heads (the device's) with an autoencoder, not 2"),
+        (SMALL, lambda d: d.vitcod.encode(q[:2], q[:2], autoencoder=qaes),
+         "autoencoder must be None on a device built without the auto-encoder, not a pair "
+         "of QuantizedAutoEncoders"),
+        (AE, lambda d: d.vitcod.encode(q, q, autoencoder=qaes[0]),
+         "autoencoder must be None or a pair (Q's, K's) of QuantizedAutoEncoders, not "
+         + repr(qaes[0])),
+        (AE, lambda d: d.vitcod.encode(q[1], q[1], autoencoder=qaes),
+         "q must hold all 3 heads (the device's) with an autoencoder, not 1"),
+        (AE, lambda d: d.vitcod.encode(q, q[:, :5], autoencoder=qaes),
+         "k must have the shape of q (3, 20, 16), not (3, 5, 16)"),
+        (AE, lambda d: d.vitcod.encode(q * 2, q, autoencoder=qaes),
+         "q must hold int8 values (-128..127), not values -200..198"),
+    ]
+    for params, call, message in cases:
+        with Device.open("model", accel="vitcod", params=params) as dev:
+            sent = []
+            write = dev.write_buffer
+            dev.write_buffer = lambda *a, **kw: sent.append(a) or write(*a, **kw)
+            with pytest.raises(SettingError) as info:
+                call(dev)
+            assert str(info.value) == message
+            assert not sent

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .. import CycleEstimate
 from ...spec.checks import check_int
-from .spec import VitcodParams
+from .spec import AE_STEPS, VitcodParams, ae_shape
 
 # Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
 DENSE_TAIL = 13        # last dense job issued -> busy low, beyond the job's t slices
@@ -30,7 +30,8 @@ RUN_SETUP = 2          # start -> the first head's phase 1 (IDLE, NEXT_HEAD)
 PHASE_TURN = 3         # phase 1's last busy -> phase 2's start pulse (WAIT_A, START_B)
 HEAD_TURN = 2          # phase 2 done -> the next head's phase 1 (WAIT_B, NEXT_HEAD)
 DECODE_TURN = 2        # with the auto-encoder built in: the sequencer's visits of Q's and
-                       # K's decode (DECODE), whether they run or not
+                       # K's decode (AE), whether they run or not
+ENCODE_TURN = 2        # ... and of Q's and K's encode, before them
 
 
 def issue_cycle(job, dpus, slices):
@@ -158,14 +159,20 @@ def sized_split(works, *, head_dim, max_tokens, total_macs, out_lanes=16, granul
 
 
 def decode_phase(p, tokens, ae_enable):
-    """The decode phase of an engine built with the auto-encoder: DECODE_TURN, plus for each
-    set bit of `ae_enable` (Q, K) one AeDecoder run over N tokens (C code rows -> H heads,
-    ae_codec.mixer_cycles). 0 for an engine without it."""
+    """The auto-encoder phase of an engine built with it: ENCODE_TURN + DECODE_TURN (the
+    sequencer's visits of the four steps), plus one run over N tokens per set bit of
+    `ae_enable` (spec.AeEnable): an AeEncoder run (H heads -> C code rows) per encode bit,
+    an AeDecoder run (C -> H) per decode bit (ae_codec.mixer_cycles). 0 for an engine
+    without it."""
     if not p.autoencoder:
         return 0
     from ...rtl.vitcod.ae_codec import mixer_cycles      # Amaranth: only when needed
-    runs = bin(ae_enable & 0b11).count("1")
-    return DECODE_TURN + runs * mixer_cycles(p, p.code_heads, p.heads, tokens)
+    total = ENCODE_TURN + DECODE_TURN
+    for flag, _, part in AE_STEPS:
+        if ae_enable & flag:
+            out_rows, in_rows = ae_shape(p, part)          # the weights: out_rows x in_rows
+            total += mixer_cycles(p, in_rows, out_rows, tokens)
+    return total
 
 
 def cycles(params: VitcodParams, heads, head_mask: int = 0, ae_enable: int = 0):

@@ -16,13 +16,17 @@ head so that its largest float output maps to the top of the output range.
 With `autoencoder` (a device built with it) Q and K travel as ceil(H/2) code heads
 (encode_int) that the engine decodes on chip (decode_int) before the heads run; the
 result is the attention of the decoded heads, and the plans are built on them. Q and K
-are encoded in token order for every head (the engine reads them so).
+are encoded in token order for every head (the engine reads them so). With
+`encode_on_chip` they travel plain and the engine's encoders compress them first (the
+whole path on chip, the same result); `encode` runs only the encoders and reads the codes
+back (what a Q/K producer on chip would send off chip).
 """
 
 from ...firmware.errors import EngineError, ProtocolError, SettingError
 from ...firmware.tensors import attention_heads
 from ...firmware.words import pack_words, unpack_words
-from .spec import AE_OPERANDS, VitcodParams, ae_settings, code_word, head_register
+from .spec import (AE_OPERANDS, AeEnable, VitcodParams, ae_encoder_settings, ae_settings,
+                   code_word, head_register)
 
 __all__ = ["VitcodHost"]
 
@@ -100,14 +104,10 @@ class VitcodHost:
             plans.append((h, plan, head_scales, step))
         return plans
 
-    def compress(self, q, k, v, mask=None, *, head_mask=0, threshold=50, scales=None,
-                 out_scale=None, autoencoder=None):
-        """(decoded q, decoded k, (q's codes, k's codes)) of H x N x d heads through the
-        auto-encoders `autoencoder` = (Q's, K's QuantizedAutoEncoder): the codes are
-        encode_int of q and of k in token order (as the engine holds them, whatever the
-        heads' masks); decoded = decode_int(codes). SettingError for what the device cannot
-        take."""
-        from ...golden.vitcod.autoencoder import QuantizedAutoEncoder, decode_int, encode_int
+    def _check_autoencoder(self, autoencoder):
+        """SettingError unless the device has the auto-encoder and `autoencoder` is a pair
+        (Q's, K's) of QuantizedAutoEncoders of the device's heads."""
+        from ...golden.vitcod.autoencoder import QuantizedAutoEncoder
         p = self.params
         if not p.autoencoder:
             raise SettingError("autoencoder must be None on a device built without the "
@@ -120,10 +120,24 @@ class VitcodHost:
             if qae.heads != p.heads:
                 raise SettingError(f"the {name} autoencoder must have {p.heads} heads (the "
                                    f"device's), not {qae.heads}")
-        single, qt, kt, _, _, _, _ = self._check(q, k, v, mask, head_mask, scales, out_scale)
-        if single or qt.shape[0] != p.heads:
+
+    def _all_heads(self, single, q):
+        p = self.params
+        if single or q.shape[0] != p.heads:
             raise SettingError(f"q must hold all {p.heads} heads (the device's) with an "
-                               f"autoencoder, not {1 if single else qt.shape[0]}")
+                               f"autoencoder, not {1 if single else q.shape[0]}")
+
+    def compress(self, q, k, v, mask=None, *, head_mask=0, threshold=50, scales=None,
+                 out_scale=None, autoencoder=None):
+        """(decoded q, decoded k, (q's codes, k's codes)) of H x N x d heads through the
+        auto-encoders `autoencoder` = (Q's, K's QuantizedAutoEncoder): the codes are
+        encode_int of q and of k in token order (as the engine holds them, whatever the
+        heads' masks); decoded = decode_int(codes). SettingError for what the device cannot
+        take."""
+        from ...golden.vitcod.autoencoder import decode_int, encode_int
+        self._check_autoencoder(autoencoder)
+        single, qt, kt, _, _, _, _ = self._check(q, k, v, mask, head_mask, scales, out_scale)
+        self._all_heads(single, qt)
         # The masks must be ones the device can take (checked before anything is sent).
         self.plan(q, k, v, mask, head_mask=head_mask, threshold=threshold, scales=scales,
                   out_scale=out_scale)
@@ -131,8 +145,61 @@ class VitcodHost:
         codes = (encode_int(qae_q, qt[None])[0], encode_int(qae_k, kt[None])[0])
         return decode_int(qae_q, codes[0][None])[0], decode_int(qae_k, codes[1][None])[0], codes
 
+    def encode(self, q, k, *, autoencoder, timeout=10.0):
+        """(q's codes, k's codes), each C x N x d int64 (C = ceil(H/2)): Q and K (H x N x d
+        int8, all the device's heads) sent plain, compressed by the engine's encoders
+        (`autoencoder` = (Q's, K's QuantizedAutoEncoder)) in a run of no head, and the code
+        slots read back: bit-exact with encode_int. SettingError before anything is sent
+        for what the device cannot take. `last_link_bytes`: {"plain": bytes of Q and K sent,
+        "compressed": bytes of the codes read back, "ae_registers": the encoders'
+        registers}."""
+        p = self.params
+        self._check_autoencoder(autoencoder)
+        single, qt, kt, _ = attention_heads(q, k, q, head_dim=p.head_dim,
+                                            max_tokens=p.max_tokens, heads=p.heads,
+                                            operand_width=p.operand_width)
+        self._all_heads(single, qt)
+        device, tokens = self.device, qt.shape[1]
+        values = {"ae_enable": int(AeEnable.ENCODE_Q | AeEnable.ENCODE_K)}
+        for name, qae in zip(AE_OPERANDS, autoencoder):
+            values.update(ae_encoder_settings(p, name, qae.w_enc, qae.b_enc, qae.enc_mult,
+                                              qae.enc_shift))
+        self._send_heads({"q": qt, "k": kt}, tokens)
+        device.configure(tokens=tokens, head_mask=(1 << p.heads) - 1, **values)
+        report = device.run(timeout=timeout)
+        if report.engine_errors:
+            raise EngineError(report.engine_errors, f"run ended with engine error flags "
+                                                    f"{report.engine_errors:#04x}")
+        import torch
+        codes = []
+        for name in AE_OPERANDS:
+            info = device.buffers[name]
+            rows = []
+            for c in range(p.code_heads):
+                data = device.read_buffer(name, code_word(p, c, 0) * info.word_stride,
+                                          tokens * info.word_stride)
+                rows.append(unpack_words(data, tokens, p.head_dim, p.operand_width,
+                                         info.word_stride))
+            codes.append(torch.stack(rows))
+        stride = device.buffers["q"].word_stride
+        self.last_link_bytes = {"plain": 2 * p.heads * tokens * stride,
+                                "compressed": 2 * p.code_heads * tokens * stride,
+                                "ae_registers": 4 * (len(values) - 1)}
+        return tuple(codes)
+
+    def _send_heads(self, heads, tokens):
+        """Write every head of each {buffer name: H x N x d tensor} into its slots."""
+        p, device = self.params, self.device
+        for name, x in heads.items():
+            info = device.buffers[name]
+            for h in range(x.shape[0]):
+                data = pack_words(x[h].tolist(), p.operand_width, info.word_bytes,
+                                  info.word_stride)
+                device.write_buffer(name, h * p.max_tokens * info.word_stride, data)
+
     def sparse_attention(self, q, k, v, mask=None, *, head_mask=0, threshold=50, scales=None,
-                         out_scale=None, autoencoder=None, balance=True, timeout=10.0):
+                         out_scale=None, autoencoder=None, encode_on_chip=False, balance=True,
+                         timeout=10.0):
         """Softmax attention of one head (q, k, v: N x d, mask N x N bool, True = kept) or
         several (H x N x d; mask N x N for all or H x N x N); mask=None is dense attention.
         Returns the output (N x d int64) or a list of the kept heads' outputs, in units of
@@ -141,17 +208,23 @@ class VitcodHost:
         `autoencoder` (Q's, K's QuantizedAutoEncoder, on a device built with the
         auto-encoder; q and k all H heads, int8 in the auto-encoders' input scale): only
         the code heads of Q and K are sent (`compress`) and the engine decodes them; the
-        result is that of the decoded heads. `last_link_bytes`: {"plain": bytes Q and K of
-        the kept heads take, "compressed": bytes they took, "ae_registers": bytes of the
-        decoders' registers}.
+        result is that of the decoded heads. With `encode_on_chip` Q and K are sent plain
+        (all H heads) and the engine encodes them before it decodes them (its encoders,
+        then its decoders): the same result, bit for bit. `last_link_bytes`: {"plain":
+        bytes Q and K of the kept heads take, "compressed": bytes they took on the link
+        (the codes; with encode_on_chip all H heads), "ae_registers": bytes of the
+        decoders' (and encoders') registers}.
 
         `balance` (default True): the denser engine computes only the global columns that
         make each head faster; the sparser one the rest, kept whole (the same result).
         False gives it all of them, up to max_global."""
         p = self.params
+        if not isinstance(encode_on_chip, bool):
+            raise SettingError(f"encode_on_chip must be True or False, not {encode_on_chip!r}")
+        if encode_on_chip and autoencoder is None:
+            raise SettingError("encode_on_chip must be False without an autoencoder, not True")
         single = _as_heads("q", q).ndim == 2
-        heads = 1 if single else _as_heads("q", q).shape[0]
-        codes = None
+        codes, plain = None, (q, k)
         if autoencoder is not None:
             q, k, codes = self.compress(q, k, v, mask, head_mask=head_mask, threshold=threshold,
                                         scales=scales, out_scale=out_scale,
@@ -191,23 +264,37 @@ class VitcodHost:
                            head_register("out_mult", h): head_scales.out_mult,
                            head_register("out_shift", h): head_scales.out_shift})
         stride = device.buffers["q"].word_stride
-        plain = 2 * len(plans) * tokens * stride
-        link = {"plain": plain, "compressed": plain, "ae_registers": 0}
-        if codes is not None:
+        size = 2 * len(plans) * tokens * stride
+        link = {"plain": size, "compressed": size, "ae_registers": 0}
+        enable = AeEnable(0)
+        if encode_on_chip:
+            # The encoders read every head, skipped ones too (compress checked them all).
+            self._send_heads({"q": _as_heads("q", plain[0]), "k": _as_heads("k", plain[1])},
+                             tokens)
+            link["compressed"] = 2 * p.heads * tokens * stride
+            enable |= AeEnable.ENCODE_Q | AeEnable.ENCODE_K
+            for name, qae in zip(AE_OPERANDS, autoencoder):
+                settings = ae_encoder_settings(p, name, qae.w_enc, qae.b_enc, qae.enc_mult,
+                                               qae.enc_shift)
+                values.update(settings)
+                link["ae_registers"] += 4 * len(settings)
+        elif codes is not None:
             for name, code in zip(AE_OPERANDS, codes):
                 # Code head c of token i at code_word(c, i): the slots are max_tokens apart.
                 for c in range(p.code_heads):
                     data = pack_words(code[c].tolist(), p.operand_width,
                                       device.buffers[name].word_bytes, stride)
                     device.write_buffer(name, code_word(p, c, 0) * stride, data)
+            link["compressed"] = 2 * p.code_heads * tokens * stride
+        if codes is not None:
+            enable |= AeEnable.DECODE_Q | AeEnable.DECODE_K
             for name, qae in zip(AE_OPERANDS, autoencoder):
                 settings = ae_settings(p, name, qae.w_dec, qae.b_dec, qae.dec_mult,
                                        qae.dec_shift)
                 values.update(settings)
                 link["ae_registers"] += 4 * len(settings)
-            link["compressed"] = 2 * p.code_heads * tokens * stride
         if p.autoencoder:
-            values["ae_enable"] = 0b11 if codes is not None else 0
+            values["ae_enable"] = int(enable)
         self.last_link_bytes = link
         kept = {h for h, *_ in plans}
         device_mask = ((1 << p.heads) - 1) & ~sum(1 << h for h in kept)

@@ -14,8 +14,11 @@ from ...spec.widths import ceil_log2, signed_width
 __all__ = ["VitcodParams", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS", "E_BITS",
            "X_BITS", "EXP_HI_TABLE", "EXP_LO_TABLE", "registers", "head_register",
            "HEAD_REGISTERS", "Errors", "buffers", "AE_OPERANDS", "AE_WEIGHTS_PER_REGISTER",
-           "ae_register", "ae_weight_registers", "pack_ae_weights", "unpack_ae_weights",
-           "ae_settings", "ae_values", "code_word", "gcols_depth", "AE_VALUE_BITS", "AE_BIAS_BITS"]
+           "AeEnable", "AE_STEPS", "AE_PARTS", "AE_REGISTER_PREFIX", "AE_MAX_HEADS",
+           "MAX_REGISTERS", "ae_shape", "ae_register", "ae_weight_registers",
+           "pack_ae_weights", "unpack_ae_weights", "ae_settings", "ae_values",
+           "ae_encoder_settings", "ae_encoder_values", "code_word", "gcols_depth",
+           "AE_VALUE_BITS", "AE_BIAS_BITS"]
 
 # -- the engines' dot-product units --------------------------------------------------------
 
@@ -58,15 +61,17 @@ class VitcodParams(Params):
         score memory and the index lists); 0 with no sparser engine.
     dense_macs, sparse_macs: the MAC units of the denser and of the sparser engine, whole
         dot-product units of 8, each at most d (one score a cycle). Their sum M either
-        divides d, and the SpMM (and the auto-encoder's decoder) use all M (a kept entry
+        divides d, and the SpMM (and the auto-encoder's mixers) use all M (a kept entry
         takes d/M cycles), or exceeds d, and they use d of them (a kept entry a cycle).
     operand_width w: the width of Q, K, V and of the output.
     prob_bits F: fraction bits of the probabilities (unsigned, 0 .. 2^F).
     out_lanes: output values requantized per cycle (a divisor of d).
     out_mult, out_shift: the output scale every head's registers reset to.
-    autoencoder: with the Q/K auto-encoder's decoder (docs/vitcod.md, "The Q/K
-        auto-encoder"): q and k may arrive as ceil(H/2) code heads that the engine decodes
-        into the H heads before the first head runs. Needs int8 operands and heads >= 2.
+    autoencoder: with the Q/K auto-encoder's encoders and decoders (docs/vitcod.md, "The
+        Q/K auto-encoder"): before the first head the engine may compress q and k into
+        ceil(H/2) code heads and/or rebuild the H heads from them (register ae_enable).
+        Needs int8 operands and 2 <= heads <= AE_MAX_HEADS (its registers must fit the
+        protocol's one-byte register ids).
     """
 
     head_dim: int = 64
@@ -124,6 +129,9 @@ class VitcodParams(Params):
         if self.autoencoder and self.heads < 2:
             raise ValueError(f"heads must be at least 2 with the auto-encoder, "
                              f"not {self.heads!r}")
+        if self.autoencoder and len(registers(self)) > MAX_REGISTERS:
+            raise ValueError(f"heads must be at most {AE_MAX_HEADS} with the auto-encoder "
+                             f"(its registers must fit {MAX_REGISTERS} ids), not {self.heads!r}")
 
     def derived(self):
         """The derived units, widths and latencies, JSON-ready."""
@@ -158,7 +166,7 @@ class VitcodParams(Params):
 
     @property
     def spmm_units(self):
-        """The MAC units of the SpMM and of the auto-encoder's decoder: M, or d when M
+        """The MAC units of the SpMM and of the auto-encoder's mixers: M, or d when M
         exceeds d (units d .. M-1 are the SDDMM engines' only)."""
         return min(self.mac_units, self.head_dim)
 
@@ -263,48 +271,92 @@ def registers(params):
     ])
 
 
-# -- the auto-encoder's decoder (only with VitcodParams.autoencoder) -----------------------
+# -- the auto-encoder's encoders and decoders (only with VitcodParams.autoencoder) ---------
 #
-# Q and K each have a decoder W (H x C int8), biases (H int32), mult and shift (the common
-# requantizer): x_h = requantize(sum_c W[h][c] z_c + b_h, mult, shift) (golden
-# autoencoder.decode_int). W travels packed, AE_WEIGHTS_PER_REGISTER a register, row-major
-# (W[h][c] is entry h*C + c), low byte first, each an int8 in two's complement.
+# Q and K each have an encoder and a decoder (golden autoencoder.encode_int / decode_int),
+# each a weight matrix (int8), biases (int32), mult and shift (the common requantizer):
+#   encoder: z_c = requantize(sum_h W_enc[c][h] x_h + b_enc[c], enc_mult, enc_shift), C x H
+#   decoder: x_h = requantize(sum_c W_dec[h][c] z_c + b_dec[h], dec_mult, dec_shift), H x C
+# A matrix travels packed, AE_WEIGHTS_PER_REGISTER a register, row-major (W_dec[h][c] is
+# entry h*C + c, W_enc[c][h] entry c*H + h), low byte first, each int8 in two's complement.
 
-AE_OPERANDS = ("q", "k")            # ae_enable bit 0 decodes Q, bit 1 K
+AE_OPERANDS = ("q", "k")
+MAX_REGISTERS = 256                 # the protocol's one-byte register id (configure_payload)
+AE_MAX_HEADS = 14                   # the most heads whose registers fit MAX_REGISTERS with the AE
 AE_VALUE_BITS = 8                   # int8 values and weights
 AE_BIAS_BITS = 32                   # int32 biases
 AE_WEIGHTS_PER_REGISTER = 32 // AE_VALUE_BITS
 
 
+class AeEnable(IntFlag):
+    """The bits of register `ae_enable`: which of Q's and K's encoders and decoders run
+    before the first head (in the order of AE_STEPS)."""
+    DECODE_Q = 0x1        # rebuild Q's H heads from its C code heads
+    DECODE_K = 0x2
+    ENCODE_Q = 0x4        # compress Q's H heads into its C code heads
+    ENCODE_K = 0x8
+
+    @classmethod
+    def of(cls, operand, part):
+        """The bit of operand `operand` ("q" or "k")'s `part` ("encoder" or "decoder")."""
+        return next(flag for flag, x, y in AE_STEPS if (x, y) == (operand, part))
+
+
+# The auto-encoder phase of a run, in order: (ae_enable bit, operand, part). The encoders
+# first, so that a run with both compresses Q and K and rebuilds them from the codes.
+AE_STEPS = ((AeEnable.ENCODE_Q, "q", "encoder"), (AeEnable.ENCODE_K, "k", "encoder"),
+            (AeEnable.DECODE_Q, "q", "decoder"), (AeEnable.DECODE_K, "k", "decoder"))
+AE_PARTS = ("decoder", "encoder")       # the registers' order: the decoders', then the encoders'
+
+# Per part: its registers' name prefix after "ae_<operand>_" ("ae_q_weights_0" /
+# "ae_q_enc_weights_0").
+AE_REGISTER_PREFIX = {"decoder": "", "encoder": "enc_"}
+
+
+def ae_shape(params, part):
+    """(rows, columns) of `part`'s weight matrix: H x C for a decoder, C x H for an encoder."""
+    h, c = params.heads, params.code_heads
+    return (h, c) if part == "decoder" else (c, h)
+
+
 def ae_register(operand, name, index=None):
-    """The name of operand `operand`'s ("q" or "k") decoder register `name` ("weights",
-    "bias", "mult", "shift"), with its index for weights and biases: "ae_k_bias_2"."""
+    """The name of operand `operand`'s ("q" or "k") auto-encoder register `name` ("weights",
+    "bias", "mult", "shift" for the decoder; "enc_weights", "enc_bias", "enc_mult",
+    "enc_shift" for the encoder), with its index for weights and biases: "ae_k_bias_2"."""
     return f"ae_{operand}_{name}" if index is None else f"ae_{operand}_{name}_{index}"
 
 
 def ae_weight_registers(params):
-    """How many registers one decoder's H x C weights take."""
+    """How many registers one encoder's or decoder's H x C weights take."""
     return -(-params.heads * params.code_heads // AE_WEIGHTS_PER_REGISTER)
 
 
 def _ae_registers(p):
-    regs = [Register("ae_enable", "bit 0: decode Q from its code heads, bit 1: K", width=2)]
+    regs = [Register("ae_enable", "bit 0/1: decode Q/K from their code heads; bit 2/3: "
+                     "encode Q/K into them first", width=len(AeEnable))]
     entries = p.heads * p.code_heads
-    for x in AE_OPERANDS:
-        for n in range(ae_weight_registers(p)):
-            count = min(AE_WEIGHTS_PER_REGISTER, entries - n * AE_WEIGHTS_PER_REGISTER)
-            regs.append(Register(ae_register(x, "weights", n),
-                                 f"{x} decoder weights {n * AE_WEIGHTS_PER_REGISTER} .. "
-                                 f"(int8, row-major, low byte first)", width=count * AE_VALUE_BITS))
-        regs += [Register(ae_register(x, "bias", h), f"{x} decoder bias of head {h} (int32)",
-                          width=AE_BIAS_BITS) for h in range(p.heads)]
-        regs += [Register(ae_register(x, "mult", None), f"{x} decoder multiplier", width=MULT_BITS),
-                 Register(ae_register(x, "shift", None), f"{x} decoder shift", width=SHIFT_BITS)]
+    for part in AE_PARTS:
+        prefix = AE_REGISTER_PREFIX[part]
+        rows, _ = ae_shape(p, part)
+        for x in AE_OPERANDS:
+            for n in range(ae_weight_registers(p)):
+                count = min(AE_WEIGHTS_PER_REGISTER, entries - n * AE_WEIGHTS_PER_REGISTER)
+                regs.append(Register(ae_register(x, prefix + "weights", n),
+                                     f"{x} {part} weights {n * AE_WEIGHTS_PER_REGISTER} .. "
+                                     f"(int8, row-major, low byte first)",
+                                     width=count * AE_VALUE_BITS))
+            regs += [Register(ae_register(x, prefix + "bias", r),
+                              f"{x} {part} bias of row {r} (int32)", width=AE_BIAS_BITS)
+                     for r in range(rows)]
+            regs += [Register(ae_register(x, prefix + "mult"), f"{x} {part} multiplier",
+                              width=MULT_BITS),
+                     Register(ae_register(x, prefix + "shift"), f"{x} {part} shift",
+                              width=SHIFT_BITS)]
     return regs
 
 
 def pack_ae_weights(weights):
-    """The register values of a decoder's weights (H rows of C int8), packed
+    """The register values of a weight matrix (rows of int8), packed
     AE_WEIGHTS_PER_REGISTER a register, row-major, low byte first."""
     flat = [w for row in weights for w in row]
     mask = (1 << AE_VALUE_BITS) - 1
@@ -318,43 +370,78 @@ def _signed(value, bits):
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
-def unpack_ae_weights(words, heads, code):
-    """The H rows of C int8 weights of the register values `words` (pack_ae_weights')."""
+def unpack_ae_weights(words, rows, cols):
+    """The `rows` rows of `cols` int8 weights of the register values `words`
+    (pack_ae_weights')."""
     flat = [_signed(words[n // AE_WEIGHTS_PER_REGISTER] >>
                     (AE_VALUE_BITS * (n % AE_WEIGHTS_PER_REGISTER)), AE_VALUE_BITS)
-            for n in range(heads * code)]
-    return [flat[h * code:(h + 1) * code] for h in range(heads)]
+            for n in range(rows * cols)]
+    return [flat[r * cols:(r + 1) * cols] for r in range(rows)]
+
+
+def _part_settings(params, operand, part, weights, biases, mult, shift):
+    p = params
+    rows, cols = ae_shape(p, part)
+    shape = [len(row) for row in weights]
+    if shape != [cols] * rows:
+        raise ValueError(f"weights must be {rows} rows of {cols}, not rows of {shape}")
+    if len(biases) != rows:
+        raise ValueError(f"biases must be {rows} values, not {len(biases)}")
+    lo, hi = -(1 << (AE_VALUE_BITS - 1)), (1 << (AE_VALUE_BITS - 1)) - 1
+    for row in weights:
+        for w in row:
+            check_int("weights entries", w, minimum=lo, maximum=hi)
+    for b in biases:
+        check_int("biases entries", b, minimum=-(1 << (AE_BIAS_BITS - 1)),
+                  maximum=(1 << (AE_BIAS_BITS - 1)) - 1)
+    check_int("mult", mult, minimum=0, maximum=(1 << MULT_BITS) - 1)
+    check_int("shift", shift, minimum=0, maximum=(1 << SHIFT_BITS) - 1)
+    prefix = AE_REGISTER_PREFIX[part]
+    values = {ae_register(operand, prefix + "weights", n): word
+              for n, word in enumerate(pack_ae_weights(weights))}
+    values.update({ae_register(operand, prefix + "bias", r): b & ((1 << AE_BIAS_BITS) - 1)
+                   for r, b in enumerate(biases)})
+    values.update({ae_register(operand, prefix + "mult"): mult,
+                   ae_register(operand, prefix + "shift"): shift})
+    return values
 
 
 def ae_settings(params, operand, weights, biases, mult, shift):
     """{register name: value} of operand `operand`'s decoder: weights H x C int8, biases H
     int32 (as 32-bit words), mult, shift."""
+    return _part_settings(params, operand, "decoder", weights, biases, mult, shift)
+
+
+def ae_encoder_settings(params, operand, weights, biases, mult, shift):
+    """{register name: value} of operand `operand`'s encoder: weights C x H int8, biases C
+    int32 (as 32-bit words), mult, shift."""
+    return _part_settings(params, operand, "encoder", weights, biases, mult, shift)
+
+
+def _part_values(params, operand, part, values):
     p = params
-    shape = [len(row) for row in weights]
-    if shape != [p.code_heads] * p.heads:
-        raise ValueError(f"weights must be {p.heads} rows of {p.code_heads}, "
-                         f"not rows of {shape}")
-    if len(biases) != p.heads:
-        raise ValueError(f"biases must be {p.heads} values, not {len(biases)}")
-    values = {ae_register(operand, "weights", n): word
-              for n, word in enumerate(pack_ae_weights(weights))}
-    values.update({ae_register(operand, "bias", h): b & ((1 << AE_BIAS_BITS) - 1)
-                   for h, b in enumerate(biases)})
-    values.update({ae_register(operand, "mult"): mult, ae_register(operand, "shift"): shift})
-    return values
+    regmap = registers(p)
+    field = lambda name: regmap[name].field(name).extract(values[name])  # noqa: E731
+    prefix = AE_REGISTER_PREFIX[part]
+    rows, cols = ae_shape(p, part)
+    weights = unpack_ae_weights([field(ae_register(operand, prefix + "weights", n))
+                                 for n in range(ae_weight_registers(p))], rows, cols)
+    biases = [_signed(field(ae_register(operand, prefix + "bias", r)), AE_BIAS_BITS)
+              for r in range(rows)]
+    return (weights, biases, field(ae_register(operand, prefix + "mult")),
+            field(ae_register(operand, prefix + "shift")))
 
 
 def ae_values(params, operand, values):
     """(weights H x C, biases H, mult, shift) of operand `operand`'s decoder from register
     values {name: value} (each register keeps its own bits): the inverse of ae_settings."""
-    p = params
-    regmap = registers(p)
-    field = lambda name: regmap[name].field(name).extract(values[name])  # noqa: E731
-    weights = unpack_ae_weights([field(ae_register(operand, "weights", n))
-                                 for n in range(ae_weight_registers(p))], p.heads, p.code_heads)
-    biases = [_signed(field(ae_register(operand, "bias", h)), AE_BIAS_BITS)
-              for h in range(p.heads)]
-    return weights, biases, field(ae_register(operand, "mult")), field(ae_register(operand, "shift"))
+    return _part_values(params, operand, "decoder", values)
+
+
+def ae_encoder_values(params, operand, values):
+    """(weights C x H, biases C, mult, shift) of operand `operand`'s encoder from register
+    values {name: value}: the inverse of ae_encoder_settings."""
+    return _part_values(params, operand, "encoder", values)
 
 
 def code_word(params, code, token):
@@ -397,8 +484,8 @@ def buffers(params):
     row_bits = p.head_dim * p.operand_width
     rows = p.heads * p.max_tokens
     lists = max(1, p.heads * p.sparse_capacity)
-    # With the auto-encoder, q and k hold the C code heads after the H heads (code_word)
-    # and the engine writes the decoded heads into them.
+    # With the auto-encoder, q and k hold the C code heads after the H heads (code_word):
+    # the engine's encoders write the code slots, its decoders the heads' slots.
     ae = p.autoencoder
     qk_rows = (p.heads + p.code_heads) * p.max_tokens if ae else rows
     return [

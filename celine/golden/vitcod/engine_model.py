@@ -3,25 +3,25 @@
 
 import torch
 
-from ...engines.vitcod.spec import (AE_OPERANDS, Errors, ae_values, buffers, code_word,
-                                    csc_fields, csr_fields, head_register, registers,
-                                    unpack_word)
+from ...engines.vitcod.spec import (AE_STEPS, Errors, ae_encoder_values, ae_values, buffers,
+                                    code_word, csc_fields, csr_fields, head_register,
+                                    registers, unpack_word)
 from ...spec.lanes import pack_lanes, unpack_lanes
 from ..shell import EngineModel, RunResult
 from .attention import HeadScales, attention_head_int
 
-__all__ = ["VitcodEngineModel", "head_mask_of_lists", "index_error", "decoder_of"]
+__all__ = ["VitcodEngineModel", "head_mask_of_lists", "index_error", "autoencoder_of"]
 
 
-def decoder_of(params, operand, values):
-    """The QuantizedAutoEncoder whose decoder the registers `values` {name: value} set for
-    `operand` ("q" or "k"); its encoder is all zeros and its scales 1 (unused)."""
+def autoencoder_of(params, operand, values):
+    """The QuantizedAutoEncoder whose encoder and decoder the registers `values` {name:
+    value} set for `operand` ("q" or "k"); its scales are 1 (unused)."""
     from .autoencoder import QuantizedAutoEncoder
-    weights, biases, mult, shift = ae_values(params, operand, values)
-    heads, code = params.heads, params.code_heads
+    w_enc, b_enc, enc_mult, enc_shift = ae_encoder_values(params, operand, values)
+    w_dec, b_dec, dec_mult, dec_shift = ae_values(params, operand, values)
     return QuantizedAutoEncoder(
-        w_enc=[[0] * heads] * code, b_enc=[0] * code, enc_mult=0, enc_shift=0,
-        w_dec=weights, b_dec=biases, dec_mult=mult, dec_shift=shift,
+        w_enc=w_enc, b_enc=b_enc, enc_mult=enc_mult, enc_shift=enc_shift,
+        w_dec=w_dec, b_dec=b_dec, dec_mult=dec_mult, dec_shift=dec_shift,
         in_scale=1.0, code_scale=1.0, out_scale=1.0)
 
 
@@ -78,15 +78,16 @@ class VitcodEngineModel(EngineModel):
     """A RUN computes every kept head with attention_head_int into its slot of `out`
     (skipped heads and rows N .. max_tokens - 1 keep what they held).
 
-    With the auto-encoder (params.autoencoder), first: for each bit of `ae_enable` (bit 0
-    q, bit 1 k), the H heads' words of tokens 0 .. N-1 of that buffer become
-    decode_int of its C code heads (spec.code_word), whatever `head_mask` says; the run
-    then reads the decoded words.
+    With the auto-encoder (params.autoencoder), first the steps of spec.AE_STEPS whose bit
+    of `ae_enable` (spec.AeEnable) is set, in order, whatever `head_mask` says: encoding q
+    (k) makes the C code heads' words of tokens 0 .. N-1 (spec.code_word) encode_int of
+    its H heads' words; decoding q (k) makes the H heads' words decode_int of its code
+    heads' words (as the encoder left them). The run then reads the words so written.
 
     Errors: TOKENS or CAPACITY (any kept head) and nothing runs; INDEX: the heads before
     the first head with malformed lists are written, that head and the later ones not.
-    `cycles` is the ideal 2·W·d/M per head (and N·H·C·d/M per decode); the RTL counts
-    real cycles."""
+    `cycles` is the ideal 2·W·d/M per head (and N·H·C·d/M per encode or decode); the RTL
+    counts real cycles."""
 
     name = "vitcod"
 
@@ -95,25 +96,30 @@ class VitcodEngineModel(EngineModel):
         self.buffer_specs = buffers(params)
         self.register_map = registers(params)
 
-    def _rows(self, buffer, base, tokens, decoded=None):
-        """Rows base .. base + tokens - 1 of `buffer`, words in `decoded` {index: word}
+    def _rows(self, buffer, base, tokens, written=None):
+        """Rows base .. base + tokens - 1 of `buffer`, words in `written` {index: word}
         (this run's writes) taking the place of the buffer's."""
         p = self.params
-        decoded = decoded or {}
-        return torch.tensor([unpack_lanes(decoded.get(base + i, buffer.words[base + i]),
+        written = written or {}
+        return torch.tensor([unpack_lanes(written.get(base + i, buffer.words[base + i]),
                                           p.head_dim, p.operand_width)
                              for i in range(tokens)], dtype=torch.int64)
 
-    def _decode(self, operand, fields, buffer, tokens):
-        """{word: decoded word} of the H heads of `operand` rebuilt from its code heads."""
-        from .autoencoder import decode_int
+    def _mix(self, operand, part, fields, buffer, tokens, written):
+        """{word: new word} of one auto-encoder step: `part` ("encoder": the C code heads
+        from the H heads; "decoder": the reverse) of `operand`, over the buffer's words
+        with this run's earlier writes `written` in their place."""
+        from .autoencoder import decode_int, encode_int
         p = self.params
-        qae = decoder_of(p, operand, fields)
-        z = torch.stack([self._rows(buffer, code_word(p, c, 0), tokens)
-                         for c in range(p.code_heads)])[None]
-        x = decode_int(qae, z)[0]
-        return {h * p.max_tokens + i: pack_lanes(x[h, i].tolist(), p.operand_width)
-                for h in range(p.heads) for i in range(tokens)}
+        qae = autoencoder_of(p, operand, fields)
+        heads = [h * p.max_tokens for h in range(p.heads)]
+        codes = [code_word(p, c, 0) for c in range(p.code_heads)]
+        sources, targets, mix = ((heads, codes, encode_int) if part == "encoder" else
+                                 (codes, heads, decode_int))
+        x = torch.stack([self._rows(buffer, base, tokens, written) for base in sources])[None]
+        y = mix(qae, x)[0]
+        return {base + i: pack_lanes(y[r, i].tolist(), p.operand_width)
+                for r, base in enumerate(targets) for i in range(tokens)}
 
     def run(self, registers, buffers):
         p = self.params
@@ -127,11 +133,12 @@ class VitcodEngineModel(EngineModel):
             if fields[head_register("globals", h)] > p.max_global or \
                     fields[head_register("nnz", h)] > p.sparse_capacity:
                 return RunResult(errors=int(Errors.CAPACITY))
-        written, cycles, decoded = {}, 0, {}
+        written, cycles, mixed = {}, 0, {}
         if p.autoencoder:
-            for bit, name in enumerate(AE_OPERANDS):
-                if fields["ae_enable"] >> bit & 1:
-                    decoded[name] = self._decode(name, fields, buffers[name], tokens)
+            for flag, name, part in AE_STEPS:
+                if fields["ae_enable"] & flag:
+                    words = mixed.setdefault(name, {})
+                    words.update(self._mix(name, part, fields, buffers[name], tokens, words))
                     cycles += tokens * p.heads * p.code_heads * p.spmm_cycles
         for h in heads:
             g, nnz = fields[head_register("globals", h)], fields[head_register("nnz", h)]
@@ -143,16 +150,16 @@ class VitcodEngineModel(EngineModel):
             mask = (1 << p.token_bits) - 1
             gcols = [buffers["gcols"].words[h * p.max_global + j] & mask for j in range(g)]
             if index_error(csc, csr, gcols, tokens=tokens, nnz=nnz):
-                return RunResult(writes={**decoded, "out": written}, cycles=cycles,
+                return RunResult(writes={**mixed, "out": written}, cycles=cycles,
                                  result_words=len(written), errors=int(Errors.INDEX))
             kept = head_mask_of_lists(csr, gcols, tokens=tokens)
             scales = HeadScales(*(fields[head_register(name, h)] for name in
                                   ("exp_mult", "exp_shift", "out_mult", "out_shift")))
-            y = attention_head_int(self._rows(buffers["q"], base, tokens, decoded.get("q")),
-                                   self._rows(buffers["k"], base, tokens, decoded.get("k")),
+            y = attention_head_int(self._rows(buffers["q"], base, tokens, mixed.get("q")),
+                                   self._rows(buffers["k"], base, tokens, mixed.get("k")),
                                    self._rows(buffers["v"], base, tokens), kept, scales, p)
             for i in range(tokens):
                 written[base + i] = pack_lanes(y[i].tolist(), p.operand_width)
             cycles += (g * tokens + nnz) * (p.head_dim // p.mac_units + p.spmm_cycles)
-        return RunResult(writes={**decoded, "out": written}, cycles=cycles,
+        return RunResult(writes={**mixed, "out": written}, cycles=cycles,
                          result_words=len(written))

@@ -1,13 +1,15 @@
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ...engines.vitcod.spec import AE_OPERANDS, Errors, VitcodParams, buffers
+from ...engines.vitcod.spec import (AE_OPERANDS, AE_STEPS, Errors, VitcodParams, ae_shape,
+                                    buffers)
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
 from ..shell.contract import (CYCLE_BITS, ERROR_BITS, RESULT_WORD_BITS, buffer_port_signature)
 from .ae_codec import BIAS_BITS, WEIGHT_BITS
 from .ae_decoder import AeDecoder
+from .ae_encoder import AeEncoder
 from .csr_check import CsrCheck
 from .dense_sddmm import DenseSddmm
 from .index_check import IndexCheck
@@ -17,7 +19,7 @@ from .softmax_unit import SoftmaxUnit
 from .sparse_sddmm import SparseSddmm
 from .spmm import Spmm
 
-__all__ = ["VitcodCore", "head_fields", "ae_fields"]
+__all__ = ["VitcodCore", "head_fields", "ae_fields", "AE_FIELD_PREFIX"]
 
 
 def head_fields(params):
@@ -27,14 +29,22 @@ def head_fields(params):
             "exp_shift": SHIFT_BITS, "out_mult": MULT_BITS, "out_shift": SHIFT_BITS}
 
 
-def ae_fields(params):
-    """The decoders' runtime values (with params.autoencoder), one per AE_OPERANDS entry:
-    name -> shape of one operand's value."""
+# The core's ports of each auto-encoder part (with params.autoencoder): "ae_weights" ...
+# for the decoders, "ae_enc_weights" ... for the encoders; the mixers' inputs drop it.
+AE_FIELD_PREFIX = {"decoder": "ae_", "encoder": "ae_enc_"}
+
+
+def ae_fields(params, part="decoder"):
+    """The runtime values of `part`'s ("decoder" or "encoder") mixers (with
+    params.autoencoder), one per AE_OPERANDS entry: port name -> shape of one operand's
+    value. A decoder's weights are H rows of C, an encoder's C rows of H."""
     p = params
-    return {"ae_weights": data.ArrayLayout(data.ArrayLayout(signed(WEIGHT_BITS), p.code_heads),
-                                           p.heads),
-            "ae_biases": data.ArrayLayout(signed(BIAS_BITS), p.heads),
-            "ae_mult": unsigned(MULT_BITS), "ae_shift": unsigned(SHIFT_BITS)}
+    rows, cols = ae_shape(p, part)
+    prefix = AE_FIELD_PREFIX[part]
+    return {prefix + "weights": data.ArrayLayout(data.ArrayLayout(signed(WEIGHT_BITS), cols),
+                                                 rows),
+            prefix + "biases": data.ArrayLayout(signed(BIAS_BITS), rows),
+            prefix + "mult": unsigned(MULT_BITS), prefix + "shift": unsigned(SHIFT_BITS)}
 
 
 class VitcodCore(wiring.Component):
@@ -57,13 +67,15 @@ class VitcodCore(wiring.Component):
     denser one) and to the SpMM in phase 2 (its first spmm_units: all M, or d when M > d). `cycles` counts the cycles `busy` was high,
     `result_words` the rows written (saturating).
 
-    With params.autoencoder, before the first head (after the TOKENS and CAPACITY checks):
-    if bit 0 of `ae_enable` is set, the decoder (AeDecoder, the bank's first spmm_units) rebuilds
-    the H heads of q (words 0 .. H*max_tokens-1, tokens 0 .. N-1) from its C code heads
-    (words from H*max_tokens: spec.code_word), reading them through q's port B and
-    writing through port A; then, with bit 1, the same for k. Every head is decoded,
-    skipped ones too: the decoder mixes across heads. `ae_*[0]` are Q's decoder values,
-    `ae_*[1]` K's.
+    With params.autoencoder, before the first head (after the TOKENS and CAPACITY checks),
+    the auto-encoder phase: the steps of spec.AE_STEPS in order, each if its bit of
+    `ae_enable` (spec.AeEnable) is set. Encoding Q (AeEncoder) compresses the H heads of q
+    (words 0 .. H*max_tokens-1, tokens 0 .. N-1) into its C code heads (words from
+    H*max_tokens: spec.code_word); encoding K does the same for k; decoding Q (AeDecoder)
+    rebuilds q's H heads from its code heads, then K's. Each reads through the buffer's
+    port B and writes through port A, on the bank's first spmm_units (all M, or d when
+    M > d). Every head is mixed, skipped ones too: the auto-encoder mixes across heads.
+    `ae_*[0]` / `ae_enc_*[0]` are Q's decoder / encoder values, `[1]` K's.
     """
 
     def __init__(self, params):
@@ -79,9 +91,10 @@ class VitcodCore(wiring.Component):
             "tokens": In(16),
             "head_mask": In(p.heads),
             **per_head,
-            **({"ae_enable": In(len(AE_OPERANDS)),
+            **({"ae_enable": In(len(AE_STEPS)),
                 **{name: In(data.ArrayLayout(shape, len(AE_OPERANDS)))
-                   for name, shape in ae_fields(p).items()}} if p.autoencoder else {}),
+                   for part in AE_FIELD_PREFIX
+                   for name, shape in ae_fields(p, part).items()}} if p.autoencoder else {}),
             "busy": Out(1),
             "errors": Out(ERROR_BITS),
             "cycles": Out(CYCLE_BITS),
@@ -111,11 +124,27 @@ class VitcodCore(wiring.Component):
             m.submodules.sparse_scores = sparse_scores = Memory(
                 shape=signed(p.score_width), depth=p.sparse_capacity, init=[])
 
+        # The auto-encoder phase: step `ae_step` of AE_STEPS; `ae_on` (one-hot, registered)
+        # marks the step whose mixer owns the bank and its buffer's ports while it runs.
+        mixers = {}
         if p.autoencoder:
-            m.submodules.decoder = decoder = AeDecoder(p)
-        decoding = Signal()                       # the decoder owns the bank, q/k ports
-        dec_k = Signal()                          # ... and decodes K (else Q)
-        dec_start = Signal()
+            m.submodules.decoder = mixers["decoder"] = AeDecoder(p)
+            m.submodules.encoder = mixers["encoder"] = AeEncoder(p)
+        steps = len(AE_STEPS)
+        ae_step = Signal(range(steps))
+        ae_on = Signal(steps)
+        ae_start = Signal()
+        ae_running = Signal()                     # some mixer owns the bank (ae_on != 0)
+        encoding = Signal()                       # ... and it is the encoder
+
+        def step_is(operand=None, part=None):
+            """The steps of `operand` and/or `part`, as a mask of AE_STEPS."""
+            return sum(1 << s for s, (_, x, y) in enumerate(AE_STEPS)
+                       if operand in (None, x) and part in (None, y))
+
+        def current_is(operand=None, part=None):
+            """ae_step is a step of `operand` and/or `part` (from the step register)."""
+            return Const(step_is(operand, part), steps).bit_select(ae_step, 1)
 
         # -- the run's sequence ------------------------------------------------------------
         head = Signal(range(p.heads + 1))
@@ -164,26 +193,30 @@ class VitcodCore(wiring.Component):
                         m.d.sync += self.errors.eq(Errors.CAPACITY)
                         m.next = "DONE"
                     with m.Else():
-                        m.d.sync += dec_k.eq(0)
-                        m.next = "DECODE" if p.autoencoder else "NEXT_HEAD"
+                        m.d.sync += ae_step.eq(0)
+                        m.next = "AE" if p.autoencoder else "NEXT_HEAD"
             if p.autoencoder:
-                with m.State("DECODE"):
-                    # Q's decoder, then K's: a run each if its enable bit is set.
-                    with m.If(self.ae_enable.bit_select(dec_k, 1)):
-                        m.d.comb += dec_start.eq(1)
-                        m.d.sync += decoding.eq(1)
-                        m.next = "DECODE_WAIT"
-                    with m.Elif(~dec_k):
-                        m.d.sync += dec_k.eq(1)
+                # One visit a step: start its mixer if its ae_enable bit is set.
+                wanted = Cat(*(self.ae_enable[flag.bit_length() - 1] for flag, _, _ in AE_STEPS))
+                last_step = ae_step == steps - 1
+                with m.State("AE"):
+                    with m.If(wanted.bit_select(ae_step, 1)):
+                        m.d.comb += ae_start.eq(1)
+                        m.d.sync += [ae_on.eq(Const(1, steps) << ae_step), ae_running.eq(1),
+                                     encoding.eq(current_is(part="encoder"))]
+                        m.next = "AE_WAIT"
+                    with m.Elif(~last_step):
+                        m.d.sync += ae_step.eq(ae_step + 1)
                     with m.Else():
                         m.next = "NEXT_HEAD"
-                with m.State("DECODE_WAIT"):
-                    with m.If(~decoder.busy):
-                        m.d.sync += [decoding.eq(0), dec_k.eq(1)]
-                        with m.If(~dec_k):
-                            m.next = "DECODE"
-                        with m.Else():
+                with m.State("AE_WAIT"):
+                    busy = Mux(encoding, mixers["encoder"].busy, mixers["decoder"].busy)
+                    with m.If(~busy):
+                        m.d.sync += [ae_on.eq(0), ae_running.eq(0), ae_step.eq(ae_step + 1)]
+                        with m.If(last_step):
                             m.next = "NEXT_HEAD"
+                        with m.Else():
+                            m.next = "AE"
             with m.State("NEXT_HEAD"):
                 # One head a visit: skip it, or take its values and start its SDDMM.
                 m.d.sync += phase_b.eq(0)
@@ -268,30 +301,42 @@ class VitcodCore(wiring.Component):
         m.d.comb += softmax.csr.data.eq(mem.csr.data)
 
         # -- q and k: the sparser engine on port A, the denser one on port B; with the
-        # auto-encoder the decoder's on both while it runs (reads on B, writes on A) -------
+        # auto-encoder a mixer's on both while it runs (reads on B, writes on A) ----------
+        # The step's operand is K (its values, its buffer's data): from the step counter,
+        # which holds from the start pulse (when the mixer samples its values) to the end.
+        ae_k = current_is(operand="k")
         for name in AE_OPERANDS:
             port = getattr(mem, name)
             addr_a = getattr(sparse, name).addr if has_sparse else 0
             addr_b = getattr(dense, name).addr if has_dense else 0
             if p.autoencoder:
-                mine = decoding & (dec_k if name == "k" else ~dec_k)
-                addr_a = Mux(mine, decoder.dst.addr, addr_a)
-                addr_b = Mux(mine, decoder.src.addr, addr_b)
-                m.d.comb += [port.wdata.eq(decoder.dst.data),
-                             port.write.eq(mine & decoder.dst.write)]
+                enc, dec = mixers["encoder"], mixers["decoder"]
+                mine = (ae_on & step_is(operand=name)).any()
+                mine_enc = (ae_on & step_is(operand=name, part="encoder")).any()
+                mine_dec = (ae_on & step_is(operand=name, part="decoder")).any()
+                addr_a = Mux(mine, Mux(encoding, enc.dst.addr, dec.dst.addr), addr_a)
+                addr_b = Mux(mine, Mux(encoding, enc.src.addr, dec.src.addr), addr_b)
+                m.d.comb += [port.wdata.eq(Mux(encoding, enc.dst.data, dec.dst.data)),
+                             port.write.eq((mine_enc & enc.dst.write) |
+                                           (mine_dec & dec.dst.write))]
             m.d.comb += [port.addr.eq(addr_a), port.b.addr.eq(addr_b)]
-        if p.autoencoder:
+        code_base = p.heads * p.max_tokens        # spec.code_word(p, 0, 0)
+        bases = {"encoder": (0, code_base), "decoder": (code_base, 0)}
+        for part, mixer in mixers.items():
+            in_base, out_base = bases[part]
             m.d.comb += [
-                decoder.start.eq(dec_start), decoder.tokens.eq(tokens),
-                decoder.in_base.eq(p.heads * p.max_tokens), decoder.out_base.eq(0),
-                decoder.src.data.eq(Mux(dec_k, mem.k.b.data, mem.q.b.data)),
+                mixer.start.eq(ae_start & current_is(part=part)),
+                mixer.tokens.eq(tokens), mixer.in_base.eq(in_base), mixer.out_base.eq(out_base),
+                mixer.src.data.eq(Mux(ae_k, mem.k.b.data, mem.q.b.data)),
             ]
-            for name in ae_fields(p):
+            prefix = AE_FIELD_PREFIX[part]
+            for name in ae_fields(p, part):
                 values = getattr(self, name)
-                m.d.comb += getattr(decoder, name[3:]).eq(Mux(dec_k, values[1], values[0]))
+                m.d.comb += getattr(mixer, name[len(prefix):]).eq(
+                    Mux(ae_k, values[1], values[0]))
 
         # -- the MAC bank: the SDDMM engines' in phase 1, the SpMM's in phase 2, the
-        # decoder's before the first head ---------------------------------------------------
+        # auto-encoder's mixers' before the first head ----------------------------------------
         for k in range(p.mac_units):
             if k < p.dense_macs:
                 engine, unit = dense, k
@@ -303,10 +348,11 @@ class VitcodCore(wiring.Component):
                 a = Mux(phase_b, spmm.mul.a[k], a)
                 b = Mux(phase_b, spmm.mul.b[k], b)
                 m.d.comb += spmm.mul.p[k].eq(bank.bus.p[k])
-                if p.autoencoder:
-                    a = Mux(decoding, decoder.mul.a[k], a)
-                    b = Mux(decoding, decoder.mul.b[k], b)
-                    m.d.comb += decoder.mul.p[k].eq(bank.bus.p[k])
+                if p.autoencoder:             # two levels: (encoder | decoder) | the rest
+                    enc, dec = mixers["encoder"].mul, mixers["decoder"].mul
+                    a = Mux(ae_running, Mux(encoding, enc.a[k], dec.a[k]), a)
+                    b = Mux(ae_running, Mux(encoding, enc.b[k], dec.b[k]), b)
+                    m.d.comb += [enc.p[k].eq(bank.bus.p[k]), dec.p[k].eq(bank.bus.p[k])]
             m.d.comb += [bank.bus.a[k].eq(a), bank.bus.b[k].eq(b)]
 
         # -- phase 2 -----------------------------------------------------------------------
