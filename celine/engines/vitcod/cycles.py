@@ -1,9 +1,10 @@
 """Analytical cycle model of the ViTCoD engine (rtl/vitcod/core.py), from the parameters,
 N and the structure of each head's polarized mask: g and the kept entries of each row.
 
-A run: `start`, then (with the auto-encoder) the decode phase, then per kept head phase 1 (the SDDMM engines and the list checks at once;
-the slowest decides) and phase 2 (the softmax unit streams each row's entries to the SpMM,
-which takes d/M cycles an entry and at least d/out_lanes cycles a row; a row's
+A run: `start`, then (with the auto-encoder) its encode and decode runs, then per kept
+head phase 1 (the SDDMM engines and the list checks at once; the slowest decides) and
+phase 2 (the softmax unit streams each row's entries to the SpMM, which takes
+d/min(M, d) cycles an entry and at least d/out_lanes cycles a row; a row's
 probabilities wait for its reciprocal, so phase 2 runs a row behind the softmax unit's
 first stage). The constants are the RTL's latencies (named after what they wait for);
 tests/test_vitcod_cycles.py holds the model against RTL simulation.
@@ -178,8 +179,8 @@ def decode_phase(p, tokens, ae_enable):
 def cycles(params: VitcodParams, heads, head_mask: int = 0, ae_enable: int = 0):
     """Cycles of one run over `heads` (a HeadWork per head of the engine; skipped heads'
     entries are ignored; N is the kept heads' token count); N outside 1 .. max_tokens
-    raises ValueError. `ae_enable`: the decoders that run first (bit 0 Q, bit 1 K; only
-    with params.autoencoder)."""
+    raises ValueError. `ae_enable` (spec.AeEnable, only with params.autoencoder): the
+    encoders and decoders that run before the heads (decode_phase)."""
     p = params
     total = RUN_SETUP
     kept = [(h, head) for h, head in enumerate(heads) if not head_mask >> h & 1]
