@@ -2,7 +2,7 @@
 form and packed storage format, bit-exact integer models of the SD decoder and SD linear
 layer, and the report on the digits ViT. docs/smartdeal.md describes all of it.
 
-Modules: decompose (the reference's algorithm, float), format (the packed format: every
+Modules: decomposition (the reference's algorithm, float), format (the packed format: every
 field width and code, pack/unpack; dependency-free), hardware (int8 B, Ce codes in the
 exponent window), integer (rebuild_int, linear_int, linear_bitop_int), finetune (the digits
 ViT fine-tuned with the decomposition in the loop, cached), report (the figures).
@@ -14,8 +14,9 @@ used without torch.
 import importlib
 
 _EXPORTS = {
-    "decompose": "decompose", "Decomposition": "decompose", "weight_layout": "decompose",
-    "reference_block_rows": "decompose",
+    "decompose": "decomposition", "Decomposition": "decomposition",
+    "weight_layout": "decomposition",
+    "reference_block_rows": "decomposition",
     "pack": "format", "unpack": "format", "LayerHeader": "format", "FormatError": "format",
     "SmartDealWeights": "hardware", "quantize_decomposition": "hardware",
     "rebuild_int": "integer", "weights_int8": "integer", "linear_int": "integer",

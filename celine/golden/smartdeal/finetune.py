@@ -30,8 +30,8 @@ from torch import nn
 from ...spec.checks import check_int
 from ..activation import check_scale
 from ..digits_vit import (DigitsViT, DigitsViTConfig, accuracy, classification_loss, deterministic,
-                          digits_dataset, trained_vit_record, training_batches)
-from .decompose import (DECAY, ITERATIONS, THRESHOLD, Decomposition, decompose, pow2_exponents,
+                          digits_dataset, one_thread, trained_vit_record, training_batches)
+from .decomposition import (DECAY, ITERATIONS, THRESHOLD, Decomposition, decompose, pow2_exponents,
                         weight_layout)
 from .format import MAX_EXPONENT
 from .hardware import EXPONENT_BITS, quantize_decomposition
@@ -295,6 +295,7 @@ class SmartDealViT:
     record: dict
 
 
+@one_thread()
 def smartdeal_vit(vit_config=None, config=None, *, data=None, progress=False):
     """SmartDealViT for `vit_config` (default DigitsViTConfig()) and `config` (default
     FinetuneConfig()): from build/models/digits_vit_sd-<hash of both>.pt, or made now (the

@@ -179,18 +179,18 @@ def _ce_symbols(value, exponent_bits, where):
     return True, f | (value < 0) << exponent_bits
 
 
-def _nested(name, value, shape):
+def _nested(name, value, shape, level=0):
     """`value` as nested lists of the given shape (TypeError/ValueError otherwise)."""
     if hasattr(value, "tolist"):
         value = value.tolist()
-    if not shape:
+    if level == len(shape):
         return value
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
         raise TypeError(f"{name} must be nested sequences of shape {shape}, not {value!r}")
-    if len(value) != shape[0]:
+    if len(value) != shape[level]:
         raise ValueError(f"{name} must have shape {shape}, not length {len(value)} "
-                         f"at a level of length {shape[0]}")
-    return [_nested(name, item, shape[1:]) for item in value]
+                         f"at a level of length {shape[level]}")
+    return [_nested(name, item, shape, level + 1) for item in value]
 
 
 def pack(header, basis, ce):

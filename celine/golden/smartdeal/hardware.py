@@ -30,7 +30,7 @@ import math
 import torch
 
 from ..quant import mult_shift, quantize, signed_range
-from .decompose import Decomposition, Layout, RCOND, _lstsq
+from .decomposition import Decomposition, Layout, RCOND, _lstsq
 from .format import (BASIS, BASIS_BITS, MAX_EXPONENT, LayerHeader, min_exponent, pack,
                      packed_words, unpack)
 

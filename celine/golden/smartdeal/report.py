@@ -41,7 +41,7 @@ import torch
 
 from ..digits_vit import accuracy, digits_dataset, one_thread
 from ..quant import quantize
-from .decompose import RCOND, THRESHOLD, _lstsq
+from .decomposition import RCOND, THRESHOLD, _lstsq
 from .finetune import (FinetuneConfig, decompose_model, decomposed_layers, int8_layers,
                        smartdeal_vit, with_weights)
 from .format import (BASIS, BASIS_BITS, BASIS_VALUES, HEADER_WORDS, WORD_BITS, LayerHeader,
