@@ -4,6 +4,8 @@
 
 per layer (`layers`, the default path: the ViT fine-tuned with its decompositions in the
 loop, finetune.py), each SmartDeal layer in hardware form (hardware.py, E = 2):
+  threshold             the decomposition's threshold (finetune.threshold_for_budget);
+                        threshold_after_retries: the median over blocks after decay-and-retry
   bits_per_weight       packed words (header, every B, every code, padding) * 32 / weights
   compression_vs_int8   8 / bits_per_weight; compression_vs_float32 = 32 / bits_per_weight
   ce_sparsity           fraction of Ce entries that are 0
@@ -242,7 +244,9 @@ def smartdeal_report(vit_config=None, config=None, *, data=None, progress=False)
     for name in names:
         trained, module = vit.get_submodule(name), tuned.get_submodule(name)
         sd = default_sd[name]
+        thresholds = made.decompositions[name].thresholds
         entry = {"name": name, "shape": list(sd.shape), "threshold": made.thresholds[name],
+                 "threshold_after_retries": float(thresholds.median()),
                  "block_rows": sd.header.block_rows, "blocks": sd.header.blocks,
                  "packed_words": sd.packed_words,
                  **layer_figures(sd, module.weight, module.bias, tuned_inputs[name]),
