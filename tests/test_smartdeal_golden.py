@@ -520,6 +520,22 @@ def test_header_checks(fields, error, message):
         header(**fields)
 
 
+def test_weights_checks():
+    sd = hand_weights()
+    with pytest.raises(ValueError, match=r"^ce must have shape \(1, 2, 3\), not \(1, 3, 3\)$"):
+        dataclasses.replace(sd, ce=torch.zeros(1, 3, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="^basis must be an integer tensor, not "):
+        dataclasses.replace(sd, basis=sd.basis.double())
+    with pytest.raises(ValueError, match=r"^shape must hold 1 x 5 weights, not \(1, 6\)$"):
+        dataclasses.replace(sd, shape=(1, 6))
+    with pytest.raises(ValueError, match="^weight_scale is not known for weights read from a "
+                                         "packed stream$"):
+        SmartDealWeights.from_packed(HAND_WORDS).float_weight()
+    with pytest.raises(ValueError, match="^unit is not known for weights read from a packed "
+                                         "stream$"):
+        output_requantizer(sd, 1.0, 1.0, weights="wide")
+
+
 def test_integer_checks():
     sd = hand_weights()
     with pytest.raises(ValueError, match=r"^x must have 5 columns \(the layer's inputs\), not 4$"):

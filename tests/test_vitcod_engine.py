@@ -591,3 +591,27 @@ def test_ae_encoder_settings_check_their_values(args, error, message):
     assert len(ae_encoder_settings(p, "k", [[1, 2, 3]] * 2, [0, 0], 1, 0)) == 2 + 2 + 2
     with pytest.raises(ValueError, match=r"^mult must be between 0 and 65535, not -1$"):
         ae_settings(p, "q", [[1, 2]] * 3, [0, 0, 0], -1, 0)
+
+
+def test_a_heads_result_does_not_depend_on_the_split():
+    """The global columns are kept whole whichever engine computes them, so one mask gives
+    the same effective mask and the same words on a sparse-only engine, a narrow denser
+    engine (max_global 2 of the mask's 6 global columns) and a wide one, balanced or not."""
+    mask = random_mask(18, 0.75, seed=48)
+    mask[:, [2, 5, 9, 11]] = torch.rand(18, 4, generator=torch.Generator().manual_seed(1)) < 0.8
+    configs = [
+        VitcodParams(head_dim=16, max_tokens=18, heads=1, max_global=0, sparse_capacity=324,
+                     dense_macs=0, sparse_macs=16, out_lanes=4),
+        VitcodParams(head_dim=16, max_tokens=18, heads=1, max_global=2, sparse_capacity=324,
+                     dense_macs=8, sparse_macs=8, out_lanes=4),
+        VitcodParams(head_dim=16, max_tokens=18, heads=1, max_global=8, sparse_capacity=324,
+                     dense_macs=8, sparse_macs=8, out_lanes=4),
+    ]
+    cases = [make_case(p, 18, [mask], seed=49, threshold=6, balance=balance)
+             for p in configs for balance in (False, True)]
+    assert [c.plans[0].globals for c in cases[::2]] == [0, 2, 6]
+    for case in cases[1:]:
+        assert torch.equal(case.plans[0].kept, cases[0].plans[0].kept)
+        assert case.expected.writes == cases[0].expected.writes
+    check(cases[0])
+    check(cases[3])

@@ -194,18 +194,20 @@ def cycles(params: VitcodParams, heads, head_mask: int = 0, ae_enable: int = 0):
     return total
 
 
-def random_head(tokens, sparsity, *, seed=0, globals_=None, threshold=50, max_global=None):
+def random_head(tokens, sparsity, *, seed=0, threshold=50, max_global=None):
     """The HeadWork of a random mask (celine.golden.vitcod.mask.random_mask), polarized."""
     from ...golden.vitcod.mask import polarize, random_mask
-    polar = polarize(random_mask(tokens, sparsity, seed=seed), threshold=threshold,
-                     max_global=max_global)
-    return work_of(polar)
+    polar = polarize(random_mask(tokens, sparsity, seed=seed), threshold=threshold)
+    return work_of(polar, max_global)
 
 
-def work_of(polar):
-    """The HeadWork of a polarized mask (celine.golden.vitcod.mask.Polarized)."""
+def work_of(polar, max_global=None):
+    """The HeadWork of a polarized mask (celine.golden.vitcod.mask.Polarized): its global
+    columns, or with `max_global` at most that many of them, the others whole columns of
+    the sparse region (as plan_head sends them)."""
     g = polar.globals
-    return HeadWork(g, tuple(int(n) for n in polar.kept[:, g:].sum(dim=1)))
+    dense = g if max_global is None else min(g, max_global)
+    return HeadWork(dense, tuple(int(n) + g - dense for n in polar.kept[:, g:].sum(dim=1)))
 
 
 def work_of_plan(plan):
@@ -250,8 +252,7 @@ def estimate(params: VitcodParams, tokens: int = 197, sparsity: float = 0.9,
         raise ValueError(f"mask must have at most max_tokens ({params.max_tokens}) tokens, "
                          f"not {kept.shape[-1]}")
     polars = [polarize(m) for m in kept]
-    works = [balanced(params, work_of(polarize(m, max_global=params.max_global)))
-             for m in kept]
+    works = [balanced(params, work_of(p, params.max_global)) for p in polars]
     total = sum(cycles(params, [w]) for w in works)
     dense, sparse = split_macs(polars, params.mac_units, 8)
     fast_dense, fast_sparse = sized_split([work_of(p) for p in polars],

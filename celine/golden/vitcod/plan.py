@@ -56,9 +56,11 @@ def sparse_lists(kept, gcols):
 
 
 def plan_head(params, q, k, v, mask=None, *, threshold=GLOBAL_THRESHOLD, balance=False):
-    """The HeadPlan of integer q, k, v (N, d) and a kept mask (N, N; None: dense). Raises
-    ValueError (with the reason) for a mask the engine cannot take: an empty row, or more
-    sparse entries than `sparse_capacity` after the denser engine took `max_global` columns.
+    """The HeadPlan of integer q, k, v (N, d) and a kept mask (N, N; None: dense). The
+    mask is polarized with `threshold` (its global columns kept whole, whatever the
+    engine); the denser engine takes up to `max_global` of them, the sparser one the rest
+    as whole columns of its lists. Raises ValueError (with the reason) for a mask the
+    engine cannot take: an empty row, or more sparse entries than `sparse_capacity`.
 
     With `balance` the denser engine takes only as many of the global columns as make the
     head fastest (celine.engines.vitcod.cycles.dense_columns, within the capacity): the
@@ -68,21 +70,29 @@ def plan_head(params, q, k, v, mask=None, *, threshold=GLOBAL_THRESHOLD, balance
     tokens = q.shape[0]
     mask = torch.ones(tokens, tokens, dtype=torch.bool) if mask is None else mask
     mask = check_mask(mask, tokens)
-    if params.max_global == 0:
-        threshold = tokens                 # no denser engine: every column is sparse
-    polar = polarize(mask, threshold=min(threshold, tokens), max_global=params.max_global)
-    if polar.nnz_sparse > params.sparse_capacity:
-        raise ValueError(f"mask must fit the engine: {polar.nnz_sparse} sparse entries after "
-                         f"{polar.globals} global columns, capacity {params.sparse_capacity}")
-    order = polar.order
+    threshold = min(threshold, tokens)
+    # The effective mask: every global column kept whole, whichever engine computes it
+    # (so a head's result does not depend on the engine's split or max_global).
+    polar = polarize(mask, threshold=threshold)
     kept = torch.empty_like(polar.kept)
-    kept[:, order] = polar.kept                     # back to token order
-    gcols = tuple(sorted(int(c) for c in order[:polar.globals]))
+    kept[:, polar.order] = polar.kept               # back to token order
+    # The denser engine's columns: at most max_global of them, those with the most kept
+    # rows in the mask (polarize's cap); the others are whole columns of the lists.
+    capped = polar if polar.globals <= params.max_global else \
+        polarize(mask, threshold=threshold, max_global=params.max_global)
+    order = capped.order
+    gcols = tuple(sorted(int(c) for c in order[:capped.globals]))
+    nnz = int(kept.sum()) - len(gcols) * tokens
+    if nnz > params.sparse_capacity:
+        raise ValueError(f"mask must fit the engine: {nnz} sparse entries after "
+                         f"{len(gcols)} global columns, capacity {params.sparse_capacity}")
     if balance and gcols:
         from ...engines.vitcod.cycles import HeadWork, dense_columns
-        row_nnz = tuple(int(n) for n in polar.kept[:, polar.globals:].sum(dim=1))
+        inside = torch.zeros(tokens, dtype=torch.bool)
+        inside[list(gcols)] = True
+        row_nnz = tuple(int(n) for n in kept[:, ~inside].sum(dim=1))
         gcols = gcols[:dense_columns(params, HeadWork(len(gcols), row_nnz),
-                                     params.sparse_capacity - polar.nnz_sparse)]
+                                     params.sparse_capacity - nnz)]
     lists = sparse_lists(kept, gcols)
     check_index_lists(lists, tokens, 0)
     csc = [pack_word(csc_fields(params), {"col": int(c), "row": int(r), "pos": int(p)})
