@@ -35,7 +35,7 @@ Differences from the reference, all deliberate:
 - Its table of extra padding for 2048 and 4096 inputs (to 2052 and 4104, so that m splits
   into blocks of 171) is kept; its preset m0 = 171 for m = 1638, which does not divide m
   and leaves rows undecomposed, is not.
-- Only the decomposition is float; B is kept float here and quantized by `format.py`.
+- B stays float here, as in the reference; `hardware.py` quantizes it.
 """
 
 import dataclasses
@@ -192,7 +192,7 @@ def pow2(values, max_exponent=MAX_EXPONENT):
     return signs.to(torch.float64) * torch.ldexp(torch.ones_like(k, dtype=torch.float64), k)
 
 
-def _lstsq(a, b, rcond):
+def least_squares(a, b, rcond):
     """argmin_x ||a x - b|| (minimum norm; singular values below rcond * largest are zero),
     batched: a (..., r, n), b (..., r, p) -> (..., n, p), float64."""
     return torch.linalg.lstsq(a, b, rcond=rcond, driver="gelsd").solution
@@ -228,14 +228,14 @@ def _fit(blocks, thresholds, *, iterations, max_exponent, tolerance, rcond):
             break
         previous = torch.where(active[:, None, None], quantized, previous) \
             if previous is not None else quantized
-        fitted = _lstsq(quantized, blocks, rcond)
+        fitted = least_squares(quantized, blocks, rcond)
         basis = torch.where(active[:, None, None], fitted, basis)
         errors[i] = torch.where(active, error(quantized, fitted), errors[i - 1] if i else 0)
-        refit = _lstsq(basis.transpose(1, 2), blocks.transpose(1, 2), rcond).transpose(1, 2)
+        refit = least_squares(basis.transpose(1, 2), blocks.transpose(1, 2), rcond).transpose(1, 2)
         refit = torch.where(refit.abs() < thresholds[:, None, None], 0.0, refit)
         ce = torch.where(active[:, None, None], refit, ce)
     quantized = pow2(ce, max_exponent)
-    basis = _lstsq(quantized, blocks, rcond)
+    basis = least_squares(quantized, blocks, rcond)
     errors[-1] = error(quantized, basis)
     return quantized, basis, ran + 1, errors
 

@@ -8,13 +8,14 @@ the reference does not decompose (it handles 1x1 and 3x3 only), and its rows of 
 
 Fine-tuning, as SmartDeal trains (the reference's SELinear): each decomposed layer becomes
 an `SDLinear` whose weight is rebuilt from trainable coefficients C and bases B; the zero
-pattern of Ce (the mask) is fixed by the initial decomposition. The forward pass uses
-exactly the hardware's numerics, with straight-through gradients: C rounded to signed
-powers of two inside the layer's exponent window of 2^E exponents under its largest
-(`window_pow2`), B rounded to int8 with one scale per layer, the rebuilt weight rounded to
-int8 with one scale per layer. Every other parameter of the ViT trains too. AdamW (no
-weight decay), cosine-annealed learning rate, shift-augmented batches; deterministic
-(digits_vit.deterministic).
+pattern of Ce (the mask) is fixed by the initial decomposition. The forward pass rounds as
+the hardware form does, with straight-through gradients: C to signed powers of two inside
+the layer's exponent window of 2^E exponents under its largest (`window_pow2`), B to int8
+with one scale per layer, the rebuilt weight to int8 with the scale max|W| / 127 (the
+hardware's requantizer M_w / 2^S_w differs from it only by the rounding of M_w). Every
+other parameter of the ViT trains too. AdamW (no weight decay; C and B at learning rates
+scaled to their size, `_parameter_groups`), cosine-annealed learning rate, shift-augmented
+batches; deterministic (digits_vit.deterministic).
 """
 
 import copy
@@ -31,8 +32,8 @@ from ...spec.checks import check_int
 from ..activation import check_scale
 from ..digits_vit import (DigitsViT, DigitsViTConfig, accuracy, classification_loss, deterministic,
                           digits_dataset, one_thread, trained_vit_record, training_batches)
-from .decomposition import (DECAY, ITERATIONS, THRESHOLD, Decomposition, decompose, pow2_exponents,
-                        weight_layout)
+from .decomposition import (DECAY, ITERATIONS, THRESHOLD, Decomposition, decompose,
+                            pow2_exponents, weight_layout)
 from .format import MAX_EXPONENT
 from .hardware import EXPONENT_BITS, quantize_decomposition
 
@@ -60,7 +61,7 @@ def _straight_through(x, rounded):
 
 
 def window_pow2(coefficients, exponent_bits):
-    """C rounded to sign * 2^k (decompose.pow2's rule), k clamped to the window
+    """C rounded to sign * 2^k (decomposition.pow2's rule), k clamped to the window
     [top - 2^E + 1, top], top the largest exponent of the tensor (no clipping above: the
     window is relative, as `hardware.window` makes it); zeros stay zero. Float, no grad."""
     with torch.no_grad():
@@ -127,10 +128,12 @@ class SDLinear(nn.Module):
 class FinetuneConfig:
     """How the SmartDeal weights of the digits ViT are made; all validated.
 
-    threshold: the decomposition's threshold (it sets Ce's sparsity, hence the bits per
-    weight; the reference's default 1e-3 keeps ~99% of Ce and cannot reach 2x against
-    int8 here); exponent_bits: the window's E; epochs, batch_size, lr, seed: the
-    fine-tuning (module docstring). Why these values: docs/smartdeal.md, "Choices".
+    bits_per_weight: each layer's threshold is the smallest that packs it into at most
+    this many bits per weight (`threshold_for_budget`; 3.6: 2.22x against int8); when
+    None, every layer uses `threshold`. The threshold sets Ce's sparsity, hence the bits
+    per weight: the reference's default 1e-3 keeps ~99% of Ce and cannot reach 2x against
+    int8 here. exponent_bits: the window's E; epochs, batch_size, lr, seed: the
+    fine-tuning (module docstring). Why these values: docs/smartdeal.md, "The digits ViT".
     """
     threshold: float = 0.08
     bits_per_weight: float | None = 3.6

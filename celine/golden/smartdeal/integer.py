@@ -162,5 +162,5 @@ def output_requantizer(sd, x_scale, y_scale, *, weights="int8"):
     weights used (weight_scale for "int8", unit for "wide" and the bit-op path)."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be 'int8' or 'wide', not {weights!r}")
-    scale = sd.weight_scale if weights == "int8" else sd.unit
+    scale = sd._scale("weight_scale" if weights == "int8" else "unit")
     return mult_shift(x_scale * scale / y_scale)

@@ -43,7 +43,7 @@ import torch
 
 from ..digits_vit import accuracy, digits_dataset, one_thread
 from ..quant import quantize
-from .decomposition import RCOND, THRESHOLD, _lstsq
+from .decomposition import RCOND, THRESHOLD, least_squares
 from .finetune import (FinetuneConfig, decompose_model, decomposed_layers, int8_layers,
                        smartdeal_vit, with_weights)
 from .format import (BASIS, BASIS_BITS, BASIS_VALUES, HEADER_WORDS, WORD_BITS, LayerHeader,
@@ -201,7 +201,7 @@ def _basis_scale_rebuilds(decomposition, exponent_bits):
     per block (the int8 weight requantizer left out of both)."""
     ce, _ = window(decomposition, exponent_bits)
     coefficients = torch.ldexp(ce.double(), torch.tensor(min_exponent(exponent_bits)))
-    basis = _lstsq(coefficients, decomposition.target, RCOND)
+    basis = least_squares(coefficients, decomposition.target, RCOND)
     rebuilt = []
     for peak in (basis.abs().max(), basis.abs().flatten(1).max(1).values[:, None, None]):
         scale = torch.as_tensor(peak).clamp(min=1e-300) / INT8_HI
