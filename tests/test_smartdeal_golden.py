@@ -296,6 +296,9 @@ def test_hardware_form(small):
         assert sd.weight_scale == sd.unit * 2 ** sd.header.weight_shift / sd.header.weight_mult
         assert output_requantizer(sd, 0.5, 0.25) == mult_shift(sd.weight_scale * 2)
         assert output_requantizer(sd, 0.5, 0.25, weights="wide") == mult_shift(sd.unit * 2)
+        x = torch.randint(-128, 128, (40, 48), generator=torch.Generator().manual_seed(bits))
+        assert torch.equal(linear_bitop_int(x, sd), linear_int(x, sd, weights="wide"))
+        assert torch.equal(linear_int(x, sd), x @ weights_int8(sd).T)
 
 
 def test_window_below():
