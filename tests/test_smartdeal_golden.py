@@ -27,7 +27,6 @@ from celine.golden.smartdeal.integer import (linear_bitop_int, linear_int, outpu
                                              rebuild_int, rebuilt_width, weights_int8)
 from celine.golden.smartdeal.report import bench_record, format_report, smartdeal_report
 from celine.golden.quant import mult_shift
-from celine.spec import numerics
 
 # A real, quickly trained transformer with the default model's layer widths (in_features 48
 # and 96, so the blocks are those of the default model): one block, 15 epochs, about 3 s;
@@ -324,7 +323,6 @@ def test_window_below():
 # -- the packed format ------------------------------------------------------------------------
 
 def test_format_declarations():
-    assert (fmt.MULT_BITS, fmt.SHIFT_BITS) == (numerics.MULT_BITS, numerics.SHIFT_BITS)
     assert [fmt.symbol_bits(e) for e in (2, 3, 4)] == [3, 4, 5]
     assert [fmt.symbols_per_word(e) for e in (2, 3, 4)] == [10, 8, 6]
     assert [fmt.basis_symbols(e) for e in (2, 3, 4)] == [24, 18, 15]

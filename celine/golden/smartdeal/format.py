@@ -37,6 +37,8 @@ ERRORS, the flags the decoder raises for the same streams).
 
 import dataclasses
 
+from ...spec.numerics import MULT_BITS, SHIFT_BITS      # the requantizer's M and S widths
+
 WORD_BITS = 32
 WORD_MASK = (1 << WORD_BITS) - 1
 MAGIC = 0x5D
@@ -49,8 +51,6 @@ BASIS_VALUES = BASIS * BASIS
 MAX_EXPONENT = 5            # Ce magnitudes are at most 2^5 = 32 (the window's top)
 EXPONENT_BITS = (2, 3, 4)   # the exponent field widths the format defines
 KINDS = ("linear", "conv3x3")
-MULT_BITS = 16              # the requantizer's M and S (celine.spec.numerics; not imported
-SHIFT_BITS = 6              # so that this module stays dependency-free: a test pins them)
 LENGTH_BITS = 16            # outputs, length, block rows, blocks per output
 
 # The cases of a bad stream, as FormatError.kind (and the decoder's error flags).
