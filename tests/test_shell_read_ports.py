@@ -1,6 +1,7 @@
 """A buffer with two read ports (BufferSpec.read_ports), and one the engine also writes
-(BufferSpec.engine_writes): their checks, their place in the engine <-> shell contract,
-and the shell and the adapter bench serving them."""
+(BufferSpec.engine_writes), and one the engine watches (BufferSpec.watched): their checks,
+their place in the engine <-> shell contract, and the shell and the adapter bench serving
+them."""
 
 import random
 
@@ -283,3 +284,56 @@ def test_the_shell_serves_engine_writes_through_port_a():
         await exchange(ctx, Command.READ, 2, read_payload(0, 0, 64), as_bytes(words))
 
     run_sim(dut, testbench)
+
+
+# -- a buffer the engine watches (watched) ----------------------------------------------------
+
+WATCHED = [BufferSpec("w", 8, 8, True, watched=True), BufferSpec("out", 8, 4, False)]
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: BufferSpec("w", 8, 4, True, watched=1), TypeError,
+     "watched must be True or False, not 1"),
+    (lambda: BufferSpec("out", 8, 4, False, watched=True), ValueError,
+     "watched must be False for a buffer the host does not write, not True"),
+])
+def test_watched_checks(make, error, message):
+    with pytest.raises(error) as info:
+        make()
+    assert str(info.value) == message
+
+
+def test_the_shell_tells_the_engine_when_the_host_writes_a_watched_buffer():
+    """`host_wrote` is in the contract only for a watched buffer, not in INFO, and is high
+    in exactly the cycles the host's WRITE stores a word: three words, three cycles."""
+    w = WATCHED[0]
+    assert ports(buffer_port_signature(w)) == {"addr": (Out, range(8)), "data": (In, 8),
+                                               "host_wrote": (In, 1)}
+    assert w.describe() == BufferSpec("w", 8, 8, True).describe()
+
+    class Engine(wiring.Component):
+        def __init__(self):
+            super().__init__(engine_signature(WATCHED, REGISTERS))
+
+        def elaborate(self, platform):
+            return Module()
+
+    engine = Engine()
+    dut = Shell(engine, buffers=WATCHED, registers=REGISTERS, description={"engine": "test"},
+                clock_hz=DIVISOR * 1_000_000, baud=1_000_000, max_payload=128)
+    pulses = []
+
+    async def watch(ctx):
+        async for _clk, _rst, pulse in ctx.tick().sample(engine.mem.w.host_wrote):
+            pulses.append(pulse)
+
+    async def testbench(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(10)
+        await uart_send(ctx, dut.rx, encode_request(Command.WRITE, 1,
+                                                    write_payload(0, 2, b"\x01\x02\x03")))
+        expected = encode_reply(Status.OK, 1, b"")
+        assert await uart_receive(ctx, dut.tx, len(expected)) == expected
+        assert sum(pulses) == 3
+
+    run_sim(dut, testbench, processes=[watch])

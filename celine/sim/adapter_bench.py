@@ -44,10 +44,12 @@ class AdapterBench(Elaboratable):
         return m
 
 
-def run_adapter(engine, contents, settings, *, runs=1, limit=20_000):
+def run_adapter(engine, contents, settings, *, runs=1, limit=20_000, host_writes=None):
     """Set the registers (`settings` by name, the others at their reset values), pulse
     `start` `runs` times, each time waiting for `busy` to fall (TimeoutError after `limit`
-    cycles); ([(errors, cycles, result_words)] per run, {buffer name: words} after)."""
+    cycles); ([(errors, cycles, result_words)] per run, {buffer name: words} after).
+    `host_writes`: per run, {buffer name: {address: word}} the host writes before it, a
+    word a cycle, with `host_wrote` high for a watched buffer (BufferSpec.watched)."""
     bench = AdapterBench(engine, contents)
     registers = engine.register_map
     status, words = [], {}
@@ -56,7 +58,17 @@ def run_adapter(engine, contents, settings, *, runs=1, limit=20_000):
         for name in registers.names:
             ctx.set(engine.registers[registers.index(name)],
                     settings.get(name, registers[name].reset))
-        for _ in range(runs):
+        for run in range(runs):
+            for name, writes in ((host_writes or [{}] * runs)[run] or {}).items():
+                spec = next(b for b in engine.buffers if b.name == name)
+                port = getattr(engine.mem, name)
+                for address, word in writes.items():
+                    ctx.set(bench.memories[name].data[address], word)
+                    if spec.watched:
+                        ctx.set(port.host_wrote, 1)
+                    await ctx.tick()
+                if spec.watched:
+                    ctx.set(port.host_wrote, 0)
             ctx.set(engine.start, 1)
             await ctx.tick()
             ctx.set(engine.start, 0)

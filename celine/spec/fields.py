@@ -138,6 +138,10 @@ class BufferSpec:
     ports: the host's writes and the engine's first port already share one RAM port then,
     so the engine's write costs no block RAM either. Not in INFO: the host sees the same
     buffer, whose words a run may change.
+
+    `watched` (keyword): the engine is told when the host writes this host-writable buffer
+    (the contract adds `host_wrote`, a pulse per word written), for an engine that checks
+    what the buffer holds once and keeps the verdict until the host changes it.
     """
     name: str
     width: int
@@ -145,6 +149,7 @@ class BufferSpec:
     writable: bool
     read_ports: int = field(default=1, kw_only=True)
     engine_writes: bool = field(default=False, kw_only=True)
+    watched: bool = field(default=False, kw_only=True)
 
     def __post_init__(self):
         check_int("read_ports", self.read_ports)
@@ -157,6 +162,11 @@ class BufferSpec:
         if self.engine_writes and not self.writable:
             raise ValueError("engine_writes must be False for a buffer the host does not "
                              "write, not True")
+        if not isinstance(self.watched, bool):
+            raise TypeError(f"watched must be True or False, not {self.watched!r}")
+        if self.watched and not self.writable:
+            raise ValueError("watched must be False for a buffer the host does not write, "
+                             "not True")
         if self.engine_writes and self.read_ports != 2:
             raise ValueError(f"engine_writes must be False for a buffer with "
                              f"{self.read_ports} read port, not True")

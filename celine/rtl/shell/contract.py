@@ -15,6 +15,9 @@ registers)` lists:
   `engine_writes=True` (and two read ports) adds `wdata` (out, the buffer's width) and
   `write` (out, 1) to the first port: while `write` is high the engine writes `wdata` at
   that port's `addr` (the address it reads at), through the RAM port the host writes by.
+  One declared `watched=True` adds `host_wrote` (in, 1): high in each cycle the host
+  writes a word of it (the engine is idle then), so the engine can keep a verdict about
+  the buffer's contents until they change.
 The shell checks an adapter against it when the design is built (`check_engine`).
 """
 
@@ -44,6 +47,8 @@ def buffer_port_signature(buffer):
         if buffer.engine_writes:
             members["wdata"] = Out(buffer.width)
             members["write"] = Out(1)
+        if buffer.watched:
+            members["host_wrote"] = In(1)
         return wiring.Signature(members)
     return wiring.Signature({"addr": Out(range(buffer.depth)), "data": Out(buffer.width),
                              "write": Out(1)})

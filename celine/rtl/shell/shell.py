@@ -125,6 +125,8 @@ class Shell(wiring.Component):
                 # the same port, at the same address, while it owns it: still one RAM port.
                 two = spec.read_ports == 2
                 host_en = Mux(host_write & ~owned, link.mem.mask[:len(write.en)], 0)
+                if spec.watched:
+                    m.d.comb += port.host_wrote.eq(host_write & ~owned)
                 host_data = link.mem.wdata[:len(write.data)]
                 if spec.engine_writes:
                     engine_en = Mux(owned, port.write.replicate(len(write.en)), 0)
