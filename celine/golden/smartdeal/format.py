@@ -28,7 +28,10 @@ Header words:
     1: outputs (0-15), length L: weights per output before padding (16-31)
     2: block rows m0 (0-15), blocks per output (16-31)
     3: weight multiplier M (0-15), weight shift S (16-21), 22-31 zero: the rebuilt
-       weights' requantizer to int8 lanes, w8 = clamp((w * M + 2^(S-1)) >> S)
+       weights' requantizer to int8 lanes, w8 = clamp((w * M + 2^(S-1)) >> S). Layers in
+       hardware form (hardware.py) have M = 1 (HARDWARE_WEIGHT_MULT): a pure shift, so the
+       SD decoder needs no multiplier; the field stays general here (`unpack` accepts any
+       M), but the SD decoder Celine generates flags M != 1 as bad_header.
     4: the layer's length in words, header included
 
 A stream that breaks these rules raises FormatError, whose `kind` names the case (one of
@@ -52,6 +55,7 @@ MAX_EXPONENT = 5            # Ce magnitudes are at most 2^5 = 32 (the window's t
 EXPONENT_BITS = (2, 3, 4)   # the exponent field widths the format defines
 KINDS = ("linear", "conv3x3")
 LENGTH_BITS = 16            # outputs, length, block rows, blocks per output
+HARDWARE_WEIGHT_MULT = 1    # header word 3's M in every hardware-form layer (a pure shift)
 
 # The cases of a bad stream, as FormatError.kind (and the decoder's error flags).
 BAD_HEADER = "bad_header"           # magic, version, E, kind, reserved bits or a size field

@@ -20,8 +20,14 @@ format holds (format.py) and the integer models compute with (integer.py):
    of all blocks in one unit, so one requantizer serves the layer.
 5. Ce in integer form: c = +-2^f, f = e - e_min in [0, 2^E - 1] (0 where Ce is 0). Then
    the rebuilt weights w_int = c B_int are exact integers in units of s_B 2^e_min, and
-   w8 = requantize(w_int, M, S) with M / 2^S ~ 127 / max|w_int| (`quant.mult_shift`) are
-   the int8 weights the MAC array takes.
+   w8 = requantize(w_int, 1, S) = round_half_up(w_int / 2^S) are the int8 weights the MAC
+   array takes: the weight multiplier M_w is 1 and S the smallest shift that brings every
+   |w_int| into the int8 range (`weight_shift`), so the int8 weights' scale is a power of
+   two times the unit. Why M_w = 1: the SD decoder rebuilds and requantizes with shifts and
+   adds only (no multiplier; issue 10: the decoder alone synthesizes to 0 MULT18X18D);
+   the SD decoder Celine generates flags a layer with M_w != 1 as bad_header. The price:
+   the largest rebuilt weight maps to 64..127 rather than exactly 127 (up to one bit of
+   the int8 range unused); docs/smartdeal.md has the measured cost.
 """
 
 import dataclasses
@@ -29,10 +35,10 @@ import math
 
 import torch
 
-from ..quant import mult_shift, quantize, signed_range
+from ..quant import quantize, signed_range
 from .decomposition import Decomposition, Layout, RCOND, least_squares
-from .format import (BASIS, BASIS_BITS, MAX_EXPONENT, WORD_BITS, LayerHeader, min_exponent,
-                     pack, packed_words, unpack)
+from .format import (BASIS, BASIS_BITS, HARDWARE_WEIGHT_MULT, MAX_EXPONENT, WORD_BITS,
+                     LayerHeader, min_exponent, pack, packed_words, unpack)
 
 EXPONENT_BITS = 2           # the default exponent field: a window of 4 exponents [2, 5]
 BELOW = ("zero", "clamp")
@@ -136,6 +142,18 @@ class SmartDealWeights:
         return rebuild_int(self).to(torch.float64).reshape(self.shape) * unit
 
 
+def weight_shift(largest):
+    """S: the smallest shift with round_half_up(largest / 2^S) <= 127, i.e. every rebuilt
+    weight of magnitude at most `largest` requantized (M_w = 1) into the int8 range
+    without saturation (module docstring, step 5). 0 for largest <= 127."""
+    if isinstance(largest, bool) or not isinstance(largest, int) or largest < 0:
+        raise ValueError(f"largest must be an integer >= 0, not {largest!r}")
+    shift = 0
+    while (largest + ((1 << shift) >> 1)) >> shift > INT8_HI:
+        shift += 1
+    return shift
+
+
 def window(decomposition, exponent_bits=EXPONENT_BITS, below="zero"):
     """(ce, shift): Ce of `decomposition` in integer form (steps 1, 2, 5 of the module
     docstring), int64 (blocks, m0, 3), and the layer's shift d."""
@@ -177,12 +195,11 @@ def quantize_decomposition(decomposition, *, exponent_bits=EXPONENT_BITS, below=
     unit = math.ldexp(basis_scale, e_min)
     layout = decomposition.layout
     rebuilt = layout.from_blocks(ce @ basis_int).to(torch.int64)
-    largest = int(rebuilt.abs().max())
-    mult, shift_bits = mult_shift(INT8_HI / largest if largest else 1.0)
+    shift_bits = weight_shift(int(rebuilt.abs().max()))
     header = LayerHeader(kind=layout.kind, outputs=layout.outputs, length=layout.length,
                          block_rows=layout.block_rows,
                          blocks_per_output=layout.blocks_per_output,
-                         exponent_bits=exponent_bits, weight_mult=mult,
+                         exponent_bits=exponent_bits, weight_mult=HARDWARE_WEIGHT_MULT,
                          weight_shift=shift_bits)
     return SmartDealWeights(header, layout.shape, basis_int, ce, unit,
-                            unit * math.ldexp(1.0, shift_bits) / mult)
+                            unit * math.ldexp(1.0, shift_bits))
