@@ -1,0 +1,333 @@
+"""The SD linear layer over the shell's buffers: packed weights -> SD decoder -> weight tile
+buffer -> MAC array, activations from `act`, results to `result` (docs/smartdeal.md, "The
+hardware")."""
+
+from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...engines.smartdeal.spec import Errors, SmartDealParams, buffers
+from ...golden.smartdeal.engine_model import LENGTH_WORD
+from ...golden.smartdeal.format import BASIS, ERRORS as FORMAT_ERRORS
+from ..common.buffer_reader import BufferReader
+from ..common.buffer_writer import BufferWriter
+from ..mac.array import MacArray
+from ..mac.result_drain import REQUANT_LAYOUT
+from ..shell.contract import CYCLE_BITS, ERROR_BITS, RESULT_WORD_BITS, buffer_port_signature
+from .decoder import SdDecoder
+from .tile_buffer import TileBuffer
+
+__all__ = ["SdLinear"]
+
+
+class SdLinear(wiring.Component):
+    """y = x · W^T for the packed layer in `weights`, M = `tokens` rows of `act`.
+
+    A run (`start`; `tokens` and `requant` stable until `busy` falls):
+
+    1. M outside 1 .. max_tokens: Errors.TOKENS, nothing runs.
+    2. Check, unless the weights were checked since the host last wrote them (`checked`,
+       cleared by `mem.weights.host_wrote`): the decoder parses the whole stream with its
+       output dropped. A format error sets its flag (Errors.of_format), a layer beyond the
+       parameters Errors.SHAPE; nothing runs. So a run never writes a result from a bad
+       stream, and a checked layer costs nothing more on later runs.
+    3. Compute: the decoder streams the rebuilt int8 weight rows into the tile buffer, one
+       output tile (array_cols rows) a bank; for each output tile, for each token tile
+       (array_rows tokens), the layer's L steps go to the MAC array: the act word of the
+       step (tokens past M read 0) and the tile's weights at the step (outputs past N read
+       0). The decoder fills the other bank meanwhile. The array's output rows are written
+       to `result` from word 0 in order: output tile major, then token tile, then row.
+
+    `cycles`: the cycles `busy` was high; `result_words`: the rows written.
+    """
+
+    def __init__(self, params):
+        if not isinstance(params, SmartDealParams):
+            raise TypeError(f"params must be a SmartDealParams, not {params!r}")
+        self.params = params
+        self.buffers = buffers(params)
+        super().__init__({
+            "start": In(1),
+            "tokens": In(16),
+            "requant": In(REQUANT_LAYOUT),
+            "busy": Out(1),
+            "checked": Out(1),
+            "errors": Out(ERROR_BITS),
+            "cycles": Out(CYCLE_BITS),
+            "result_words": Out(RESULT_WORD_BITS),
+            "mem": Out(wiring.Signature({b.name: Out(buffer_port_signature(b))
+                                         for b in self.buffers})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        array_params = p.array()
+        rows, cols = p.array_rows, p.array_cols
+        specs = {b.name: b for b in self.buffers}
+
+        m.submodules.array = array = MacArray(array_params)
+        m.submodules.tiles = tiles = TileBuffer(p)
+        # At each phase the decoder and its word reader are reset (that flushes the words
+        # they prefetched for the previous phase, past its layer's end) and the decoder
+        # starts a cycle later.
+        restart = Signal()
+        decoder_start = Signal()
+        m.d.sync += decoder_start.eq(restart)
+        decoder = SdDecoder(
+            exponent_bits=p.exponent_bits, rows_per_cycle=p.rows_per_cycle,
+            max_outputs=p.max_outputs, max_length=p.max_inputs,
+            max_block_rows=p.max_block_rows, max_words=specs["weights"].depth)
+        m.submodules.decoder = ResetInserter(restart)(decoder)
+        words = BufferReader(data.StructLayout({"data": 32}),
+                             buffer_depth=specs["weights"].depth, buffers=("weights",))
+        m.submodules.words = ResetInserter(restart)(words)
+        header = decoder.header
+
+        # -- the run's phases -------------------------------------------------------------
+        checking = Signal()                   # the decoder's output is dropped
+        computing = Signal()
+        done_compute = Signal()
+        with m.If(self.mem.weights.host_wrote):
+            m.d.sync += self.checked.eq(0)
+        with m.If(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        tokens = Signal(range(p.max_tokens + 1))
+        # The stream's errors: the decoder's flags, and a header whose length in words is
+        # beyond the buffer (the decoder takes the count from the header: it would wait
+        # for words that are not there). The golden model's `layer_words` gives unpack the
+        # whole buffer then, which says wrong_length.
+        too_long = Signal()
+        stream_error = Signal()
+        m.d.comb += stream_error.eq((decoder.errors.as_value() != 0) | too_long)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [self.busy.eq(1), self.cycles.eq(0), self.errors.eq(0),
+                                 tokens.eq(self.tokens)]
+                    with m.If((self.tokens == 0) | (self.tokens > p.max_tokens)):
+                        m.d.sync += self.errors.eq(Errors.TOKENS)
+                        m.next = "DONE"
+                    with m.Elif(~self.checked):
+                        m.next = "CHECK_START"
+                    with m.Else():
+                        m.next = "COMPUTE_START"
+            with m.State("CHECK_START"):
+                m.d.comb += restart.eq(1)
+                m.d.sync += checking.eq(1)
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(stream_error):
+                    flags = 0
+                    for kind in FORMAT_ERRORS:
+                        flags = flags | Mux(getattr(decoder.errors, kind), Errors.of_format(kind), 0)
+                    flags = flags | Mux(decoder.errors.too_large, Errors.SHAPE, 0) \
+                        | Mux(too_long, Errors.WRONG_LENGTH, 0)
+                    m.d.sync += [self.errors.eq(flags), checking.eq(0)]
+                    m.next = "DONE"
+                with m.Elif(decoder.done):
+                    m.d.sync += [checking.eq(0), self.checked.eq(1)]
+                    m.next = "COMPUTE_START"
+            with m.State("COMPUTE_START"):
+                m.d.comb += restart.eq(1)
+                m.d.sync += computing.eq(1)
+                m.next = "COMPUTE"
+            with m.State("COMPUTE"):
+                with m.If(done_compute):
+                    m.d.sync += computing.eq(0)
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.sync += self.busy.eq(0)
+                m.next = "IDLE"
+
+        # -- weights buffer -> decoder: words 0, 1, ... while a phase runs -----------------
+        next_word = Signal(range(specs["weights"].depth + 1))
+        with m.If(restart):
+            m.d.sync += next_word.eq(0)
+        m.d.comb += [
+            words.req.valid.eq((checking | computing) & (next_word < specs["weights"].depth)
+                               & ~restart),
+            words.req.payload.addr.eq(next_word),
+            self.mem.weights.addr.eq(words.mem.weights.addr),
+            words.mem.weights.data.eq(self.mem.weights.data),
+        ]
+        with m.If(words.req.valid & words.req.ready):
+            m.d.sync += next_word.eq(next_word + 1)
+        m.d.comb += [
+            decoder.i.valid.eq(words.o.valid), decoder.i.payload.eq(words.o.payload.data),
+            words.o.ready.eq(decoder.i.ready),
+            decoder.start.eq(decoder_start), decoder.words.eq(0),  # the header's count
+            decoder.check_only.eq(~computing),         # sampled with start
+        ]
+        # The header's length word (word LENGTH_WORD) as it goes in.
+        taken = Signal(range(specs["weights"].depth + 1))
+        with m.If(restart):
+            m.d.sync += [taken.eq(0), too_long.eq(0)]
+        with m.Elif(words.o.valid & words.o.ready):
+            m.d.sync += taken.eq(taken + 1)
+            with m.If((taken == LENGTH_WORD) &
+                      (words.o.payload.data > specs["weights"].depth)):
+                m.d.sync += too_long.eq(1)
+
+        # -- decoder -> tile buffer: output row n goes to lane n mod cols of bank
+        # (n div cols) mod 2, its Ce rows r = 0, 1, ... (3 weights each) in order ---------
+        full = Signal(2)                     # bank b holds a tile the array has not read
+        w_bank = Signal()
+        w_lane = Signal(range(cols))
+        w_row = Signal(16)                   # Ce row of the output row's next beat
+        w_out = Signal(16)                   # output rows written so far
+        beat = decoder.o.payload
+        accept = decoder.o.valid & decoder.o.ready
+        m.d.comb += decoder.o.ready.eq(computing & ~full.bit_select(w_bank, 1))
+        m.d.comb += [
+            tiles.write.bank.eq(w_bank), tiles.write.lane.eq(w_lane),
+            tiles.write.row.eq(w_row), tiles.write.valid.eq(beat.valid),
+            tiles.write.en.eq(accept),
+        ]
+        for i in range(p.rows_per_cycle):
+            for j in range(BASIS):
+                m.d.comb += tiles.write.rows[i][j].eq(beat.weights[BASIS * i + j])
+        count = Signal(range(p.rows_per_cycle + 1))          # the beat's valid rows
+        for i in range(p.rows_per_cycle):
+            with m.If(beat.valid[i]):
+                m.d.comb += count.eq(i + 1)
+        set_full = Signal(2)
+        with m.If(restart):
+            m.d.sync += [w_bank.eq(0), w_lane.eq(0), w_row.eq(0), w_out.eq(0)]
+        with m.Elif(accept):
+            with m.If(beat.end_output):
+                m.d.sync += [w_row.eq(0), w_out.eq(w_out + 1)]
+                with m.If((w_lane == cols - 1) | (w_out + 1 == header.outputs)):
+                    m.d.comb += set_full.eq(Mux(w_bank, 0b10, 0b01))
+                    m.d.sync += [w_lane.eq(0), w_bank.eq(~w_bank)]
+                with m.Else():
+                    m.d.sync += w_lane.eq(w_lane + 1)
+            with m.Else():
+                m.d.sync += w_row.eq(w_row + count)
+
+        # -- tile buffer + act -> MAC array: for each output tile (u), token tile (t), step
+        # (k < L) one read of each, in lockstep through two equal prefetching readers ----
+        act_reader = BufferReader(
+            data.StructLayout({"data": specs["act"].width, "last": 1,
+                               "act_mask": rows}),
+            buffer_depth=specs["act"].depth, buffers=("act",))
+        R = p.rows_per_cycle
+        tile_reader = BufferReader(
+            data.StructLayout({"data": tiles.read.data.shape(), "memory": range(R),
+                               "weight": range(BASIS), "weight_mask": cols}),
+            buffer_depth=2 * tiles.depth, buffers=("tile",))
+        m.submodules.act_reader = ResetInserter(restart)(act_reader)
+        m.submodules.tile_reader = ResetInserter(restart)(tile_reader)
+
+        c_bank = Signal()
+        c_base_u = Signal(16)                # first output of the output tile
+        c_base_t = Signal(range(p.max_tokens + rows + 1))   # first token of the token tile
+        c_act = Signal(range(specs["act"].depth + p.max_reduction + 1))   # t·max_reduction
+        c_k = Signal(16)
+        c_word = Signal(range(tiles.depth + 1))      # step k: row k div 3 in memory
+        c_memory = Signal(range(R))                  # (k div 3) mod R at word
+        c_weight = Signal(range(BASIS))              # (k div 3) div R, weight k mod 3
+        issuing = Signal()                   # tiles remain to be issued
+        tiles_issued = Signal(32)
+        tiles_done = Signal(32)
+        last_k = c_k + 1 == header.length
+        last_t = c_base_t + rows >= tokens
+        last_u = c_base_u + cols >= header.outputs
+        go = Signal()
+        m.d.comb += go.eq(issuing & full.bit_select(c_bank, 1) & act_reader.req.ready
+                          & tile_reader.req.ready)
+        act_mask = Signal(rows)
+        weight_mask = Signal(cols)
+        for i in range(rows):
+            m.d.comb += act_mask[i].eq(c_base_t + i < tokens)
+        for j in range(cols):
+            m.d.comb += weight_mask[j].eq(c_base_u + j < header.outputs)
+        m.d.comb += [
+            act_reader.req.valid.eq(go), tile_reader.req.valid.eq(go),
+            act_reader.req.payload.addr.eq(c_act + c_k),
+            act_reader.req.payload.last.eq(last_k),
+            act_reader.req.payload.act_mask.eq(act_mask),
+            tile_reader.req.payload.addr.eq(c_bank * tiles.depth + c_word),
+            tile_reader.req.payload.memory.eq(c_memory),
+            tile_reader.req.payload.weight.eq(c_weight),
+            tile_reader.req.payload.weight_mask.eq(weight_mask),
+            self.mem.act.addr.eq(act_reader.mem.act.addr),
+            act_reader.mem.act.data.eq(self.mem.act.data),
+            tiles.read.addr.eq(tile_reader.mem.tile.addr),
+            tile_reader.mem.tile.data.eq(tiles.read.data),
+        ]
+        clear_full = Signal(2)
+        with m.If(restart):
+            m.d.sync += [c_bank.eq(0), c_base_u.eq(0), c_base_t.eq(0), c_act.eq(0),
+                         c_k.eq(0), c_word.eq(0), c_memory.eq(0), c_weight.eq(0),
+                         issuing.eq(1), tiles_issued.eq(0)]
+        with m.Elif(go):
+            with m.If(c_weight == BASIS - 1):
+                m.d.sync += c_weight.eq(0)
+                with m.If(c_memory == R - 1):
+                    m.d.sync += [c_memory.eq(0), c_word.eq(c_word + 1)]
+                with m.Else():
+                    m.d.sync += c_memory.eq(c_memory + 1)
+            with m.Else():
+                m.d.sync += c_weight.eq(c_weight + 1)
+            m.d.sync += c_k.eq(c_k + 1)
+            with m.If(last_k):
+                m.d.sync += [c_k.eq(0), c_word.eq(0), c_memory.eq(0), c_weight.eq(0),
+                             tiles_issued.eq(tiles_issued + 1)]
+                with m.If(last_t):
+                    # The bank is read out (its last read is this cycle's): free it.
+                    m.d.comb += clear_full.eq(Mux(c_bank, 0b10, 0b01))
+                    m.d.sync += [c_base_t.eq(0), c_act.eq(0), c_bank.eq(~c_bank),
+                                 c_base_u.eq(c_base_u + cols)]
+                    with m.If(last_u):
+                        m.d.sync += issuing.eq(0)
+                with m.Else():
+                    m.d.sync += [c_base_t.eq(c_base_t + rows),
+                                 c_act.eq(c_act + p.max_reduction)]
+        with m.If(restart):
+            m.d.sync += full.eq(0)
+        with m.Else():
+            m.d.sync += full.eq((full | set_full) & ~clear_full)
+
+        # The joined beat: act lanes past M and weight lanes past N are 0.
+        a, w = act_reader.o, tile_reader.o
+        both = a.valid & w.valid
+        m.d.comb += [
+            array.act.valid.eq(both), array.weight.valid.eq(both),
+            a.ready.eq(both & array.act.ready), w.ready.eq(both & array.act.ready),
+            array.act.payload.last.eq(a.payload.last),
+            array.weight.payload.last.eq(a.payload.last),
+            array.precision.eq(8), array.requant.eq(self.requant),
+        ]
+        act_lanes = a.payload.data
+        for i in range(rows):
+            lane = act_lanes[i * 8:(i + 1) * 8].as_signed()
+            m.d.comb += array.act.payload.data[i].eq(Mux(a.payload.act_mask[i], lane, 0))
+        chosen = w.payload.data[w.payload.memory] if R > 1 else w.payload.data[0]
+        for j in range(cols):
+            m.d.comb += array.weight.payload.data[j].eq(
+                Mux(w.payload.weight_mask[j], chosen[j][w.payload.weight], 0))
+
+        # -- MAC array -> result, from word 0 ----------------------------------------------
+        m.submodules.writer = writer = BufferWriter(array.o.payload.data.shape(),
+                                                    depth=specs["result"].depth,
+                                                    sequential=True)
+        m.d.comb += [
+            writer.restart.eq(self.start & ~self.busy),
+            writer.i.valid.eq(array.o.valid),
+            writer.i.payload.data.eq(array.o.payload.data),
+            array.o.ready.eq(writer.i.ready),
+            self.mem.result.addr.eq(writer.mem.addr),
+            self.mem.result.data.eq(writer.mem.data),
+            self.mem.result.write.eq(writer.mem.write),
+            self.result_words.eq(writer.count),
+            array.clear_errors.eq(self.start & ~self.busy),
+        ]
+        with m.If(restart):
+            m.d.sync += tiles_done.eq(0)
+        with m.Elif(array.o.valid & array.o.ready & array.o.payload.last):
+            m.d.sync += tiles_done.eq(tiles_done + 1)
+        m.d.comb += done_compute.eq(computing & ~restart & ~issuing
+                                    & (tiles_done == tiles_issued))
+        return m

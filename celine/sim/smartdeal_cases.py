@@ -1,0 +1,74 @@
+"""Cases of the SmartDeal engine: the buffers and registers of a run of one layer on a batch
+of activations, and the golden engine model's result (tests, simulations, benchmarks)."""
+
+import dataclasses
+import math
+
+import torch
+
+from ..engines.smartdeal.spec import ACT_BITS
+from ..golden.shell import Buffer
+from ..golden.smartdeal.engine_model import SmartDealEngineModel
+from ..spec.lanes import pack_lanes
+
+__all__ = ["SmartDealCase", "make_case", "act_words", "random_layer"]
+
+
+@dataclasses.dataclass
+class SmartDealCase:
+    params: object
+    contents: dict          # buffer name -> words
+    settings: dict          # register name -> value
+    expected: object        # the golden model's RunResult
+    words: tuple            # the packed layer
+    x: torch.Tensor         # the activations (M, L)
+
+
+def act_words(params, x):
+    """{word: value} of the `act` buffer for activations x (M, L) int8: token tile t, step k
+    at word t·max_reduction + k, lane i = token t·array_rows + i (0 past M)."""
+    array = params.array()
+    rows = array.rows
+    tiles = math.ceil(x.shape[0] / rows)
+    padded = torch.zeros(tiles * rows, x.shape[1], dtype=torch.int64)
+    padded[:x.shape[0]] = x
+    out = {}
+    for t in range(tiles):
+        for k in range(x.shape[1]):
+            lanes = padded[t * rows:(t + 1) * rows, k].tolist()
+            out[t * params.max_reduction + k] = pack_lanes(
+                lanes + [0] * (array.act_lanes - rows), ACT_BITS)
+    return out
+
+
+def random_layer(outputs, length, *, seed=0, sparsity_threshold=0.05, exponent_bits=2):
+    """The hardware form (SmartDealWeights) of a decomposed random weight (outputs x length)."""
+    from ..golden.smartdeal.decomposition import decompose
+    from ..golden.smartdeal.hardware import quantize_decomposition
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(outputs, length, generator=generator, dtype=torch.float64)
+    return quantize_decomposition(decompose(weight, threshold=sparsity_threshold),
+                                  exponent_bits=exponent_bits)
+
+
+def make_case(params, words, x, *, requant=None, settings=None, stale=0):
+    """The case of a run of the packed layer `words` on int8 activations x (M, L).
+    requant: None (exact sums) or (multiplier, shift). `stale`: a value for every buffer
+    word the case does not set (a run must not depend on them)."""
+    model = SmartDealEngineModel(params)
+    buffers = {spec.name: Buffer(spec) for spec in model.buffer_specs}
+    for buffer in buffers.values():
+        buffer.words = [stale & ((1 << buffer.width) - 1)] * buffer.depth
+    for n, word in enumerate(words):
+        buffers["weights"].words[n] = word
+    for address, word in act_words(params, x).items():
+        buffers["act"].words[address] = word
+    regs = model.register_map.reset_values()
+    regs["tokens"] = x.shape[0]
+    if requant is not None:
+        regs["requant"] = model.register_map["requant"].pack(
+            enable=1, multiplier=requant[0], shift=requant[1])
+    regs.update(settings or {})
+    contents = {name: list(buffer.words) for name, buffer in buffers.items()}
+    expected = model.run(regs, buffers)
+    return SmartDealCase(params, contents, regs, expected, tuple(words), x)

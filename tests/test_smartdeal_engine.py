@@ -1,0 +1,122 @@
+"""The SmartDeal engine: its parameters, registers and buffers, and the golden engine model
+against the integer models of celine.golden.smartdeal.integer."""
+
+import pytest
+import torch
+
+from celine.engines.smartdeal.spec import Errors, SmartDealParams, buffers
+from celine.golden.smartdeal.format import FormatError, unpack
+from celine.golden.smartdeal.integer import linear_int
+from celine.sim.smartdeal_cases import make_case, random_layer
+
+SMALL = SmartDealParams(array_rows=2, array_cols=3, max_inputs=48, max_outputs=20,
+                        max_tokens=9, weight_words=1024)
+
+
+def result_matrix(params, case, tokens, outputs):
+    """y (M, N) read back from the expected `result` words."""
+    from celine.spec.lanes import unpack_lanes
+    array = params.array()
+    rows, cols = array.rows, array.cols
+    token_tiles = -(-tokens // rows)
+    y = torch.zeros(tokens, outputs, dtype=torch.int64)
+    writes = case.expected.writes["result"]
+    for address, word in writes.items():
+        tile, r = divmod(address, rows)
+        u, t = divmod(tile, token_tiles)
+        lanes = unpack_lanes(word, array.weight_lanes, array.result_width)
+        for j in range(cols):
+            m, n = t * rows + r, u * cols + j
+            if m < tokens and n < outputs:
+                y[m, n] = lanes[j]
+            else:
+                assert lanes[j] == 0
+    return y
+
+
+@pytest.mark.parametrize("impl", ["rebuild", "bitop"])
+@pytest.mark.parametrize("tokens, outputs, length", [(9, 20, 47), (1, 1, 3), (4, 7, 10)])
+def test_golden_engine_model_is_the_integer_layer(impl, tokens, outputs, length):
+    params = SmartDealParams(**{**SMALL.to_dict(), "impl": impl})
+    sd = random_layer(outputs, length, seed=tokens + outputs)
+    x = torch.randint(-128, 128, (tokens, length), generator=torch.Generator().manual_seed(3))
+    x[0, 0] = -128
+    case = make_case(params, sd.pack(), x, stale=0x5A5A5A5A)
+    assert not case.expected.errors
+    want = linear_int(x, sd, weights="int8" if impl == "rebuild" else "wide")
+    assert torch.equal(result_matrix(params, case, tokens, outputs), want)
+    requant = make_case(params, sd.pack(), x, requant=(300, 12))
+    want8 = linear_int(x, sd, weights="int8" if impl == "rebuild" else "wide", mult=300,
+                       shift=12)
+    assert torch.equal(result_matrix(params, requant, tokens, outputs), want8)
+
+
+def test_errors_write_nothing():
+    sd = random_layer(5, 12, seed=1)
+    x = torch.ones(3, 12, dtype=torch.int64)
+    words = list(sd.pack())
+    assert make_case(SMALL, words, x, settings={"tokens": 0}).expected.errors == Errors.TOKENS
+    assert make_case(SMALL, words, x, settings={"tokens": 10}).expected.errors == Errors.TOKENS
+    bad = words.copy()
+    bad[0] ^= 1                                   # the magic
+    assert make_case(SMALL, bad, x).expected.errors == Errors.BAD_HEADER
+    short = words[:-1]
+    short[4] -= 1                                 # a consistent length, a missing word
+    result = make_case(SMALL, short, x).expected
+    with pytest.raises(FormatError) as error:
+        unpack(short)
+    assert result.errors == Errors.of_format(error.value.kind) and not result.writes
+    wide = random_layer(5, 51, seed=2)            # more inputs than max_inputs (48)
+    assert make_case(SMALL, wide.pack(), torch.ones(3, 51, dtype=torch.int64)).expected.errors \
+        == Errors.SHAPE
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"impl": "exact"}, "impl must be 'rebuild' or 'bitop', not 'exact'"),
+    ({"exponent_bits": 5}, "exponent_bits must be 2 or 3 or 4, not 5"),
+    ({"rows_per_cycle": 3}, "rows_per_cycle must be 1 or 2 or 4, not 3"),
+    ({"array_rows": 0}, "array_rows must be between 1 and 16, not 0"),
+    ({"array_impl": "lut"}, "array_impl must be 'bricks' or 'dsp', not 'lut'"),
+    ({"max_inputs": 2}, "max_inputs must be between 3 and 65535, not 2"),
+    ({"max_tokens": 0}, "max_tokens must be between 1 and 4096, not 0"),
+    ({"weight_words": 5}, "weight_words must be between 6 and 65536, not 5"),
+])
+def test_parameters_are_checked(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        SmartDealParams(**kwargs)
+    assert str(error.value) == message
+
+
+def test_buffers():
+    weights, act, result = buffers(SmartDealParams())
+    assert (weights.width, weights.depth, weights.watched) == (32, 4096, True)
+    assert (act.width, act.depth) == (32, 16 * 192)
+    assert (result.width, result.depth) == (128, 16 * 4 * 48)
+
+
+# -- the RTL (the shell adapter in the Amaranth simulator) ------------------------------------
+
+def rtl(case, runs=1, host_writes=None, limit=200_000):
+    from celine.rtl.smartdeal.shell_adapter import SmartDealShellAdapter
+    from celine.sim.adapter_bench import run_adapter
+    return run_adapter(SmartDealShellAdapter(case.params), case.contents, case.settings,
+                       runs=runs, limit=limit, host_writes=host_writes)
+
+
+def check_rtl(case, **kwargs):
+    status, words = rtl(case, **kwargs)
+    expected = case.expected
+    want = list(case.contents["result"])
+    for address, word in expected.writes.get("result", {}).items():
+        want[address] = word
+    for errors, _cycles, count in status:
+        assert errors == expected.errors
+        assert count == expected.result_words
+    assert words["result"] == want
+    return [cycles for _, cycles, _ in status]
+
+
+def test_rtl_small_layer():
+    sd = random_layer(7, 10, seed=5)
+    x = torch.randint(-128, 128, (5, 10), generator=torch.Generator().manual_seed(6))
+    check_rtl(make_case(SMALL, sd.pack(), x))
