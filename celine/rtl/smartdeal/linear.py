@@ -80,7 +80,7 @@ class SdLinear(wiring.Component):
             max_block_rows=p.max_block_rows, max_words=specs["weights"].depth)
         m.submodules.decoder = ResetInserter(restart)(decoder)
         words = BufferReader(data.StructLayout({"data": 32}),
-                             buffer_depth=specs["weights"].depth, buffers=("weights",))
+                             buffer_depth=specs["weights"].depth, buffers=("weights",), queue_depth=5)
         m.submodules.words = ResetInserter(restart)(words)
         header = decoder.header
 
@@ -211,12 +211,12 @@ class SdLinear(wiring.Component):
         act_reader = BufferReader(
             data.StructLayout({"data": specs["act"].width, "last": 1,
                                "act_mask": rows}),
-            buffer_depth=specs["act"].depth, buffers=("act",))
+            buffer_depth=specs["act"].depth, buffers=("act",), queue_depth=5)
         R = p.rows_per_cycle
         tile_reader = BufferReader(
             data.StructLayout({"data": tiles.read.data.shape(), "memory": range(R),
                                "weight": range(BASIS), "weight_mask": cols}),
-            buffer_depth=2 * tiles.depth, buffers=("tile",))
+            buffer_depth=2 * tiles.depth, buffers=("tile",), queue_depth=5)
         m.submodules.act_reader = ResetInserter(restart)(act_reader)
         m.submodules.tile_reader = ResetInserter(restart)(tile_reader)
 
