@@ -12,6 +12,7 @@ PACKAGES = (
     "taylor",
     "activation",
     "vitcod",
+    "smartdeal",
 )
 
 ENGINES = tuple(import_module(f"{__package__}.engines.{name}").ENGINE for name in PACKAGES)

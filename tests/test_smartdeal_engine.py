@@ -120,3 +120,27 @@ def test_rtl_small_layer():
     sd = random_layer(7, 10, seed=5)
     x = torch.randint(-128, 128, (5, 10), generator=torch.Generator().manual_seed(6))
     check_rtl(make_case(SMALL, sd.pack(), x))
+
+
+# -- the cycle model against the RTL ---------------------------------------------------------
+
+@pytest.mark.parametrize("rows, cols, R, E, outputs, length, tokens", [
+    (2, 3, 1, 2, 12, 48, 9),      # compute-bound
+    (4, 4, 1, 2, 16, 48, 4),      # decoder-bound: the banks fill, the decoder waits
+    (4, 4, 4, 2, 16, 48, 2),      # word-bound decoder (R = 4)
+    (1, 1, 1, 2, 3, 3, 1),        # the smallest
+    (2, 4, 2, 3, 20, 33, 1),      # E = 3, a length not a multiple of 3
+])
+def test_cycle_model_within_two_percent(rows, cols, R, E, outputs, length, tokens):
+    from celine.engines.smartdeal.cycles import Layer, cycles
+    params = SmartDealParams(array_rows=rows, array_cols=cols, rows_per_cycle=R,
+                             exponent_bits=E, max_inputs=96, max_outputs=20, max_tokens=16,
+                             weight_words=1024)
+    sd = random_layer(outputs, length, seed=outputs + length, exponent_bits=E)
+    x = torch.randint(-128, 128, (tokens, length), generator=torch.Generator().manual_seed(1))
+    first, second = check_rtl(make_case(params, sd.pack(), x), runs=2)
+    layer = Layer.of(sd)
+    for model, measured in ((cycles(params, layer, tokens), first),
+                            (cycles(params, layer, tokens, checked=True), second)):
+        assert abs(model - measured) <= 0.02 * measured, (model, measured)
+    assert second < first                 # the second run skips the check

@@ -1,0 +1,23 @@
+"""SmartDeal: linear layers whose weights stay packed (W ~ Ce·B, Ce sparse powers of two),
+rebuilt on chip by shifts and adds: the engine record."""
+
+from .. import Accelerator, Ref
+from . import spec
+
+ENGINE = Accelerator(
+    name="smartdeal",
+    summary="SmartDeal linear layer (packed Ce·B weights, the SD decoder, the MAC array)",
+    params=spec.SmartDealParams,
+    registers=spec.registers,
+    buffers=spec.buffers,
+    errors=spec.Errors,
+    core=Ref("celine.rtl.smartdeal.linear:SdLinear"),
+    adapter=Ref("celine.rtl.smartdeal.shell_adapter:SmartDealShellAdapter"),
+    golden=Ref("celine.golden.smartdeal.engine_model:SmartDealEngineModel"),
+    host=Ref("celine.engines.smartdeal.host:SmartDealHost"),
+    cycles=Ref("celine.engines.smartdeal.cycles:estimate"),
+    workload={"outputs": 96, "inputs": 48, "tokens": 17},
+    bench=Ref("celine.engines.smartdeal.bench:run"),
+    space={"impl": spec.IMPLS, "rows_per_cycle": (1, 2, 4), "exponent_bits": (2, 3),
+           "array_rows": (2, 4, 8), "array_cols": (2, 4, 8), "array_impl": ("dsp", "bricks")},
+)

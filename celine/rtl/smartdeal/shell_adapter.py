@@ -18,6 +18,7 @@ class SmartDealShellAdapter(wiring.Component):
         if not isinstance(params, SmartDealParams):
             raise TypeError(f"params must be a SmartDealParams, not {params!r}")
         if params.impl != "rebuild":
+            self._MustUse__silence = True       # no "created but never used" warning
             raise NotImplementedError(f"the {params.impl!r} implementation has no RTL yet")
         self.params = params
         self.buffers = buffers(params)

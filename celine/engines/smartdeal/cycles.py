@@ -1,0 +1,144 @@
+"""Cycle model of the SD linear layer (rtl/smartdeal/linear.py), from the parameters, the
+layer's shape and where its Ce nonzeros are (the decoder's symbols), and M.
+
+A run: `start`, then (unless the layer was checked since the host wrote it) the check
+phase, the decoder parsing the whole stream; then the compute phase: the decoder fills the
+tile buffer one output tile (array_cols rows) a bank while the MAC array takes, for each
+output tile, T = ceil(M / array_rows) token tiles of L beats, a beat a cycle. The decoder
+takes a block's B in a cycle and then up to R rows a cycle, and at most a word (P symbols)
+a cycle from the buffer; it waits while both banks are full. The constants are the RTL's
+latencies; tests/test_smartdeal_engine.py holds the model against RTL simulation.
+"""
+
+import math
+from dataclasses import dataclass
+
+from .. import CycleEstimate
+from .spec import SmartDealParams
+
+ROW_SYMBOLS_MAX = 4    # a Ce row's mask and at most 3 codes (the parser waits for 4k)
+# Fitted to the RTL (names say what they stand for).
+RUN_TURN = 2           # IDLE -> phase start, and DONE
+PHASE_START = 1        # the phase's start state (the decoder's reset)
+FIRST_WORD = 4         # the decoder's start -> its first word (reader, skid)
+HEADER = 5             # header words, one a cycle, then its size product ...
+HEADER_CHECK = 2       # ... and the checks before the first block
+CHECK_TAIL = 1         # the last row -> `done` (the end-of-stream checks)
+WRITE_TO_READ = 3      # a tile's last beat written -> its first read issued (full flag)
+DRAIN = 18             # the last beat issued -> the last row written (readers, array, drain)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """What the model needs of a packed layer: its header's sizes and the symbols of each
+    Ce row (its mask and codes: 1 + its nonzeros), in stream order."""
+    outputs: int
+    length: int
+    block_rows: int
+    blocks_per_output: int
+    exponent_bits: int
+    row_symbols: tuple
+
+    @classmethod
+    def of(cls, sd):
+        """The Layer of SmartDealWeights."""
+        h = sd.header
+        sizes = 1 + (sd.ce != 0).sum(dim=-1).reshape(-1)
+        return cls(h.outputs, h.length, h.block_rows, h.blocks_per_output, h.exponent_bits,
+                   tuple(int(n) for n in sizes))
+
+
+def decode_times(params, layer):
+    """The cycle (from the decoder's start) at which the parser emits each output row's
+    last beat when its output never stalls: a cycle-by-cycle account of its symbol queue
+    (rtl/smartdeal/parser.py): a word (P symbols) taken a cycle while the queue has room
+    for it, a block's B (NB symbols) when they are queued, a group of k = min(R, rows left
+    in the block) rows when 4k symbols are (or, at the stream's end, when they fit)."""
+    from ...golden.smartdeal.format import basis_symbols, symbols_per_word
+    R, P = params.rows_per_cycle, symbols_per_word(layer.exponent_bits)
+    NB = basis_symbols(layer.exponent_bits)
+    depth = max(NB, ROW_SYMBOLS_MAX * R) + P + (P - 1 if R > 1 else 0)
+    blocks = layer.outputs * layer.blocks_per_output
+    words = math.ceil((blocks * NB + sum(layer.row_symbols)) / P)
+    state = {"t": FIRST_WORD + HEADER + HEADER_CHECK + layer.blocks_per_output.bit_length(),
+             "count": 0, "taken": 0}
+
+    def until(ready, size):
+        """Cycles until `ready(count, input done)`; then `size` symbols leave."""
+        while True:
+            take = state["taken"] < words and state["count"] <= depth - P
+            go = ready(state["count"], state["taken"] == words)
+            state["count"] += P * take - (size if go else 0)
+            state["taken"] += take
+            state["t"] += 1
+            if go:
+                return
+
+    sizes, position, out = layer.row_symbols, 0, []
+    for _output in range(layer.outputs):
+        for _block in range(layer.blocks_per_output):
+            until(lambda count, done: count >= NB, NB)
+            left = layer.block_rows
+            while left:
+                k = min(R, left)
+                group = sum(sizes[position:position + k])
+                until(lambda count, done, k=k, group=group:
+                      count >= ROW_SYMBOLS_MAX * k or (done and count >= group), group)
+                position += k
+                left -= k
+        out.append(state["t"])
+    return out
+
+
+def check_phase(params, layer):
+    return PHASE_START + decode_times(params, layer)[-1] + CHECK_TAIL
+
+
+def compute_phase(params, layer, tokens):
+    """Cycles of the compute phase for M = `tokens`: the decoder's tiles against the array's
+    beats, with two banks."""
+    p = params
+    cols = p.array_cols
+    token_tiles = math.ceil(tokens / p.array_rows)
+    tile_beats = token_tiles * layer.length
+    rows_done = decode_times(p, layer)
+    tiles = math.ceil(layer.outputs / cols)
+    issue_end = []                       # the cycle each tile's last beat is issued
+    shift = 0                            # how late the decoder runs (bank full)
+    for u in range(tiles):
+        last_row = min(layer.outputs, (u + 1) * cols) - 1
+        if u >= 2:
+            # its bank frees when tile u-2 has been issued: the decoder waits for that
+            ready_at = rows_done[u * cols - 1] + shift
+            shift += max(0, issue_end[u - 2] - ready_at)
+        written = rows_done[last_row] + shift
+        start = max(written + WRITE_TO_READ, issue_end[-1] if issue_end else 0)
+        issue_end.append(start + tile_beats)
+    return PHASE_START + issue_end[-1] + DRAIN
+
+
+def cycles(params: SmartDealParams, layer, tokens, *, checked=False):
+    """Cycles of one run of `layer` (a Layer) over `tokens` rows; `checked`: the layer was
+    checked by an earlier run and not written since (no check phase)."""
+    if not 1 <= tokens <= params.max_tokens:
+        raise ValueError(f"tokens must be between 1 and {params.max_tokens}, not {tokens!r}")
+    total = RUN_TURN + compute_phase(params, layer, tokens)
+    if not checked:
+        total += check_phase(params, layer)
+    return total
+
+
+def estimate(params: SmartDealParams, outputs: int = 96, inputs: int = 48, tokens: int = 17,
+             seed: int = 0, checked: bool = True) -> CycleEstimate:
+    """The estimate for a random layer (outputs x inputs, celine.sim.smartdeal_cases.
+    random_layer) over `tokens` rows, a run after the layer was checked (`checked`)."""
+    from ...sim.smartdeal_cases import random_layer
+    sd = random_layer(outputs, inputs, seed=seed, exponent_bits=params.exponent_bits)
+    layer = Layer.of(sd)
+    total = cycles(params, layer, tokens, checked=checked)
+    array = params.array()
+    useful = tokens * outputs * inputs
+    return CycleEstimate(total, useful, array.rows * array.cols,
+                         {"check_cycles": check_phase(params, layer),
+                          "ideal_cycles": math.ceil(tokens / array.rows)
+                          * math.ceil(outputs / array.cols) * inputs})
