@@ -6,15 +6,15 @@ from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...engines.smartdeal.spec import Errors, SmartDealParams, buffers
-from ...golden.smartdeal.engine_model import LENGTH_WORD
-from ...golden.smartdeal.format import BASIS, ERRORS as FORMAT_ERRORS
+from ...engines.smartdeal.spec import SmartDealParams, buffers
+from ...golden.smartdeal.format import BASIS
 from ..common.buffer_reader import BufferReader
 from ..common.buffer_writer import BufferWriter
 from ..mac.array import MacArray
 from ..mac.result_drain import REQUANT_LAYOUT
 from ..shell.contract import CYCLE_BITS, ERROR_BITS, RESULT_WORD_BITS, buffer_port_signature
 from .decoder import SdDecoder
+from .run import SdRun
 from .tile_buffer import TileBuffer
 
 __all__ = ["SdLinear"]
@@ -25,12 +25,9 @@ class SdLinear(wiring.Component):
 
     A run (`start`; `tokens` and `requant` stable until `busy` falls):
 
-    1. M outside 1 .. max_tokens: Errors.TOKENS, nothing runs.
-    2. Check, unless the weights were checked since the host last wrote them (`checked`,
-       cleared by `mem.weights.host_wrote`): the decoder parses the whole stream with its
-       output dropped. A format error sets its flag (Errors.of_format), a layer beyond the
-       parameters Errors.SHAPE; nothing runs. So a run never writes a result from a bad
-       stream, and a checked layer costs nothing more on later runs.
+    1.-2. As SdRun: M outside 1 .. max_tokens is Errors.TOKENS; the layer is checked once
+       (the decoder's check_only pass, skipped while `checked` holds, which
+       `mem.weights.host_wrote` clears); any error: nothing runs.
     3. Compute: the decoder streams the rebuilt int8 weight rows into the tile buffer, one
        output tile (array_cols rows) a bank; for each output tile, for each token tile
        (array_rows tokens), the layer's L steps go to the MAC array: the act word of the
@@ -68,107 +65,30 @@ class SdLinear(wiring.Component):
 
         m.submodules.array = array = MacArray(array_params)
         m.submodules.tiles = tiles = TileBuffer(p)
-        # At each phase the decoder and its word reader are reset (that flushes the words
-        # they prefetched for the previous phase, past its layer's end) and the decoder
-        # starts a cycle later.
-        restart = Signal()
-        decoder_start = Signal()
-        m.d.sync += decoder_start.eq(restart)
+        # The run's phases, the check and the packed words (SdRun); the decoder is reset at
+        # each pass (that flushes what it prefetched for the previous one).
+        m.submodules.run = run = SdRun(p)
         decoder = SdDecoder(
             exponent_bits=p.exponent_bits, rows_per_cycle=p.rows_per_cycle,
             max_outputs=p.max_outputs, max_length=p.max_inputs,
             max_block_rows=p.max_block_rows, max_words=specs["weights"].depth)
+        restart = run.restart
         m.submodules.decoder = ResetInserter(restart)(decoder)
-        words = BufferReader(data.StructLayout({"data": 32}),
-                             buffer_depth=specs["weights"].depth, buffers=("weights",), queue_depth=5)
-        m.submodules.words = ResetInserter(restart)(words)
         header = decoder.header
-
-        # -- the run's phases -------------------------------------------------------------
-        checking = Signal()                   # the decoder's output is dropped
-        computing = Signal()
+        computing = run.computing
         done_compute = Signal()
-        with m.If(self.mem.weights.host_wrote):
-            m.d.sync += self.checked.eq(0)
-        with m.If(self.busy):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
-        tokens = Signal(range(p.max_tokens + 1))
-        # The stream's errors: the decoder's flags, and a header whose length in words is
-        # beyond the buffer (the decoder takes the count from the header: it would wait
-        # for words that are not there). The golden model's `layer_words` gives unpack the
-        # whole buffer then, which says wrong_length.
-        too_long = Signal()
-        stream_error = Signal()
-        m.d.comb += stream_error.eq((decoder.errors.as_value() != 0) | too_long)
-
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [self.busy.eq(1), self.cycles.eq(0), self.errors.eq(0),
-                                 tokens.eq(self.tokens)]
-                    with m.If((self.tokens == 0) | (self.tokens > p.max_tokens)):
-                        m.d.sync += self.errors.eq(Errors.TOKENS)
-                        m.next = "DONE"
-                    with m.Elif(~self.checked):
-                        m.next = "CHECK_START"
-                    with m.Else():
-                        m.next = "COMPUTE_START"
-            with m.State("CHECK_START"):
-                m.d.comb += restart.eq(1)
-                m.d.sync += checking.eq(1)
-                m.next = "CHECK"
-            with m.State("CHECK"):
-                with m.If(stream_error):
-                    flags = 0
-                    for kind in FORMAT_ERRORS:
-                        flags = flags | Mux(getattr(decoder.errors, kind), Errors.of_format(kind), 0)
-                    flags = flags | Mux(decoder.errors.too_large, Errors.SHAPE, 0) \
-                        | Mux(too_long, Errors.WRONG_LENGTH, 0)
-                    m.d.sync += [self.errors.eq(flags), checking.eq(0)]
-                    m.next = "DONE"
-                with m.Elif(decoder.done):
-                    m.d.sync += [checking.eq(0), self.checked.eq(1)]
-                    m.next = "COMPUTE_START"
-            with m.State("COMPUTE_START"):
-                m.d.comb += restart.eq(1)
-                m.d.sync += computing.eq(1)
-                m.next = "COMPUTE"
-            with m.State("COMPUTE"):
-                with m.If(done_compute):
-                    m.d.sync += computing.eq(0)
-                    m.next = "DONE"
-            with m.State("DONE"):
-                m.d.sync += self.busy.eq(0)
-                m.next = "IDLE"
-
-        # -- weights buffer -> decoder: words 0, 1, ... while a phase runs -----------------
-        next_word = Signal(range(specs["weights"].depth + 1))
-        with m.If(restart):
-            m.d.sync += next_word.eq(0)
+        tokens = run.run_tokens
+        wiring.connect(m, run.words, decoder.i)
+        wiring.connect(m, wiring.flipped(self.mem.weights), run.weights)
         m.d.comb += [
-            words.req.valid.eq((checking | computing) & (next_word < specs["weights"].depth)
-                               & ~restart),
-            words.req.payload.addr.eq(next_word),
-            self.mem.weights.addr.eq(words.mem.weights.addr),
-            words.mem.weights.data.eq(self.mem.weights.data),
+            run.start.eq(self.start), run.tokens.eq(self.tokens),
+            self.busy.eq(run.busy), self.checked.eq(run.checked),
+            self.errors.eq(run.errors), self.cycles.eq(run.cycles),
+            run.rewind.eq(0), run.compute_done.eq(done_compute),
+            decoder.start.eq(run.decoder_start), decoder.words.eq(0),  # the header's count
+            decoder.check_only.eq(run.check_only),
+            run.decoder_errors.eq(decoder.errors), run.decoder_done.eq(decoder.done),
         ]
-        with m.If(words.req.valid & words.req.ready):
-            m.d.sync += next_word.eq(next_word + 1)
-        m.d.comb += [
-            decoder.i.valid.eq(words.o.valid), decoder.i.payload.eq(words.o.payload.data),
-            words.o.ready.eq(decoder.i.ready),
-            decoder.start.eq(decoder_start), decoder.words.eq(0),  # the header's count
-            decoder.check_only.eq(~computing),         # sampled with start
-        ]
-        # The header's length word (word LENGTH_WORD) as it goes in.
-        taken = Signal(range(specs["weights"].depth + 1))
-        with m.If(restart):
-            m.d.sync += [taken.eq(0), too_long.eq(0)]
-        with m.Elif(words.o.valid & words.o.ready):
-            m.d.sync += taken.eq(taken + 1)
-            with m.If((taken == LENGTH_WORD) &
-                      (words.o.payload.data > specs["weights"].depth)):
-                m.d.sync += too_long.eq(1)
 
         # -- decoder -> tile buffer: output row n goes to lane n mod cols of bank
         # (n div cols) mod 2, its Ce rows r = 0, 1, ... (3 weights each) in order ---------
