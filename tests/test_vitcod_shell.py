@@ -30,7 +30,8 @@ def job(params, q, k, v, masks, *, head_mask=0, threshold=50, scales=(1.0, 1.0, 
     for h in range(q.shape[0]):
         if head_mask >> h & 1:
             continue
-        plan = plan_head(params, q[h], k[h], v[h], masks[h], threshold=threshold)
+        plan = plan_head(params, q[h], k[h], v[h], masks[h], threshold=threshold,
+                         balance=True)          # as the host plans by default
         head_scales, _ = calibrate_head(plan, params, scales=scales)
         expected.append(attention_head_int(plan.q, plan.k, plan.v, plan.kept, head_scales,
                                            params).tolist())
