@@ -144,3 +144,92 @@ def test_cycle_model_within_two_percent(rows, cols, R, E, outputs, length, token
                             (cycles(params, layer, tokens, checked=True), second)):
         assert abs(model - measured) <= 0.02 * measured, (model, measured)
     assert second < first                 # the second run skips the check
+
+
+# -- the RTL: edges, errors, the check once ----------------------------------------------------
+
+def layer_words(outputs, length, seed, **kwargs):
+    return list(random_layer(outputs, length, seed=seed, **kwargs).pack())
+
+
+@pytest.mark.parametrize("rows, cols, R, E", [(1, 1, 1, 2), (2, 3, 2, 2), (4, 2, 4, 3)])
+def test_rtl_parameter_points_and_edges(rows, cols, R, E):
+    """1 token and max_tokens, activations -128 and 127, a length not a multiple of 3,
+    requantized outputs; the digits of several R and E."""
+    params = SmartDealParams(array_rows=rows, array_cols=cols, rows_per_cycle=R,
+                             exponent_bits=E, max_inputs=48, max_outputs=20, max_tokens=7,
+                             weight_words=1024)
+    words = layer_words(8, 29, seed=rows + R, exponent_bits=E)
+    generator = torch.Generator().manual_seed(R)
+    one = torch.full((1, 29), -128, dtype=torch.int64)
+    check_rtl(make_case(params, words, one, stale=0x33))
+    full = torch.randint(-128, 128, (7, 29), generator=generator)
+    full[0] = -128
+    full[1] = 127
+    check_rtl(make_case(params, words, full, requant=(301, 13)))
+
+
+def test_rtl_zero_weights_and_a_trained_layer():
+    """An all-zero weight (every block zero: B = 0, Ce = 0) and the digits ViT's qkv layer
+    (144 x 48, 72% of Ce zero) on its real activations."""
+    from celine.golden.smartdeal.decomposition import decompose
+    from celine.golden.smartdeal.hardware import quantize_decomposition
+    zero = quantize_decomposition(decompose(torch.zeros(5, 12, dtype=torch.float64)))
+    x = torch.randint(-128, 128, (3, 12), generator=torch.Generator().manual_seed(9))
+    case = make_case(SMALL, zero.pack(), x)
+    assert all(word == 0 for word in case.expected.writes["result"].values())
+    check_rtl(case)
+    from celine.engines.smartdeal.bench import _digits, activations
+    made, layers, images = _digits()
+    sd = layers["blocks.0.attn.qkv"]
+    params = SmartDealParams(max_tokens=17)
+    check_rtl(make_case(params, sd.pack(), activations(made, "blocks.0.attn.qkv", images, 17)))
+
+
+def _errors_case(words, settings=None, params=SMALL):
+    x = torch.randint(-128, 128, (3, 10), generator=torch.Generator().manual_seed(4))
+    return make_case(params, words, x, settings=settings, stale=0x5A5A5A5A)
+
+
+def _with(words, index, value):
+    words = list(words)
+    words[index] = value
+    return words
+
+
+GOOD = layer_words(7, 10, seed=5)
+
+
+@pytest.mark.parametrize("name, words, settings, errors", [
+    ("no tokens", GOOD, {"tokens": 0}, Errors.TOKENS),
+    ("too many tokens", GOOD, {"tokens": 10}, Errors.TOKENS),
+    ("magic", _with(GOOD, 0, GOOD[0] ^ 1), None, Errors.BAD_HEADER),
+    ("E = 3 on an E = 2 engine", layer_words(7, 10, seed=5, exponent_bits=3), None,
+     Errors.BAD_HEADER),
+    ("a weight multiplier", _with(GOOD, 3, GOOD[3] | 3), None, Errors.BAD_HEADER),
+    ("spare bits", _with(GOOD, 9, GOOD[9] | 1 << 31), None, Errors.BAD_CODE),
+    ("truncated", _with(GOOD[:-1], 4, len(GOOD) - 1), None, Errors.TRUNCATED_BLOCK),
+    ("an extra word", _with(GOOD, 4, len(GOOD) + 1) + [0], None, Errors.WRONG_LENGTH),
+    ("beyond the buffer", _with(GOOD, 4, 5000), None, Errors.WRONG_LENGTH),
+    ("too many outputs", layer_words(21, 10, seed=6), None, Errors.SHAPE),
+])
+def test_rtl_errors_write_nothing(name, words, settings, errors):
+    case = _errors_case(words, settings)
+    assert case.expected.errors == errors and not case.expected.writes
+    check_rtl(case)
+
+
+def test_rtl_checks_once_until_the_host_writes_the_weights():
+    """Run 1 checks the stream; run 2 skips that (same words, fewer cycles); a host write to
+    the weights buffer (the same value) makes run 3 check again; a corrupting write makes
+    run 4 fail and write nothing more."""
+    case = _errors_case(GOOD)
+    first, second = check_rtl(case, runs=2)
+    assert second < first
+    third, = check_rtl(case, runs=1)
+    assert third == first
+    status, _ = rtl(case, runs=3, host_writes=[{}, {"weights": {7: GOOD[7]}}, {}])
+    assert [s[1] for s in status] == [first, first, second]
+    status, words = rtl(case, runs=2, host_writes=[{}, {"weights": {0: GOOD[0] ^ 1}}])
+    assert [s[0] for s in status] == [0, Errors.BAD_HEADER]
+    assert status[1][2] == 0
