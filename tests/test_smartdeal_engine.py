@@ -4,7 +4,8 @@ against the integer models of celine.golden.smartdeal.integer."""
 import pytest
 import torch
 
-from celine.engines.smartdeal.spec import Errors, SmartDealParams, buffers
+from celine.engines.smartdeal.spec import (Errors, SmartDealParams, buffers, result_count,
+                                           result_place, unpack_result)
 from celine.golden.smartdeal.format import FormatError, unpack
 from celine.golden.smartdeal.integer import linear_int
 from celine.sim.smartdeal_cases import make_case, random_layer
@@ -14,24 +15,18 @@ SMALL = SmartDealParams(array_rows=2, array_cols=3, max_inputs=48, max_outputs=2
 
 
 def result_matrix(params, case, tokens, outputs):
-    """y (M, N) read back from the expected `result` words."""
+    """y (M, N) read back from the expected `result` words (the impl's layout: spec.buffers),
+    written from word 0; every lane of a token past M or an output past N is 0."""
     from celine.spec.lanes import unpack_lanes
-    array = params.array()
-    rows, cols = array.rows, array.cols
-    token_tiles = -(-tokens // rows)
-    y = torch.zeros(tokens, outputs, dtype=torch.int64)
     writes = case.expected.writes["result"]
+    assert sorted(writes) == list(range(result_count(params, tokens, outputs)))
+    placed = {result_place(params, m, n, tokens, outputs)
+              for m in range(tokens) for n in range(outputs)}
     for address, word in writes.items():
-        tile, r = divmod(address, rows)
-        u, t = divmod(tile, token_tiles)
-        lanes = unpack_lanes(word, array.weight_lanes, array.result_width)
-        for j in range(cols):
-            m, n = t * rows + r, u * cols + j
-            if m < tokens and n < outputs:
-                y[m, n] = lanes[j]
-            else:
-                assert lanes[j] == 0
-    return y
+        lanes = unpack_lanes(word, params.result_lanes, params.result_width)
+        assert all(value == 0 for lane, value in enumerate(lanes)
+                   if (address, lane) not in placed)
+    return torch.tensor(unpack_result(params, writes, tokens, outputs))
 
 
 @pytest.mark.parametrize("impl", ["rebuild", "bitop"])

@@ -2,14 +2,12 @@
 of activations, and the golden engine model's result (tests, simulations, benchmarks)."""
 
 import dataclasses
-import math
 
 import torch
 
-from ..engines.smartdeal.spec import ACT_BITS
+from ..engines.smartdeal.spec import pack_act
 from ..golden.shell import Buffer
 from ..golden.smartdeal.engine_model import SmartDealEngineModel
-from ..spec.lanes import pack_lanes
 
 __all__ = ["SmartDealCase", "make_case", "act_words", "random_layer"]
 
@@ -25,20 +23,9 @@ class SmartDealCase:
 
 
 def act_words(params, x):
-    """{word: value} of the `act` buffer for activations x (M, L) int8: token tile t, step k
-    at word t·max_reduction + k, lane i = token t·array_rows + i (0 past M)."""
-    array = params.array()
-    rows = array.rows
-    tiles = math.ceil(x.shape[0] / rows)
-    padded = torch.zeros(tiles * rows, x.shape[1], dtype=torch.int64)
-    padded[:x.shape[0]] = x
-    out = {}
-    for t in range(tiles):
-        for k in range(x.shape[1]):
-            lanes = padded[t * rows:(t + 1) * rows, k].tolist()
-            out[t * params.max_reduction + k] = pack_lanes(
-                lanes + [0] * (array.act_lanes - rows), ACT_BITS)
-    return out
+    """{word: value} of the `act` buffer for activations x (M, L) int8, in the layout of
+    params.impl (engines.smartdeal.spec.buffers, pack_act)."""
+    return pack_act(params, x.tolist())
 
 
 def random_layer(outputs, length, *, seed=0, sparsity_threshold=0.05, exponent_bits=2):

@@ -3,18 +3,19 @@
 `dev.linear(x, sd_weights)` sends the layer's packed weights (celine.golden.smartdeal
 format) once: the device keeps them in its `weights` buffer, and further calls with the
 same layer send only activations. x (M x L int8) goes in runs of at most max_tokens rows,
-packed into token tiles (`act`); the result words come back per output tile and token tile
-and are reassembled. Everything the device would reject is checked first (SettingError),
-so a bad layer or tensor never reaches the link.
+packed into token tiles (`act`), and the result words come back, in the layouts of the
+device's implementation (spec.buffers: pack_act, unpack_result). Everything the device
+would reject is checked first (SettingError), so a bad layer or tensor never reaches the
+link.
 """
 
 import math
 
 from ...firmware.errors import EngineError, ProtocolError, SettingError
 from ...firmware.tensors import as_int_tensor
-from ...spec.lanes import pack_lanes, unpack_lanes
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
-from .spec import ACT_BITS, REQUANT_REGISTER, SmartDealParams
+from .spec import (REQUANT_REGISTER, SmartDealParams, act_span, pack_act, result_count,
+                   unpack_result)
 
 __all__ = ["SmartDealHost"]
 
@@ -125,51 +126,38 @@ class SmartDealHost:
                 for w in words))
             self._loaded = words
             link["weights"] = len(words) * info.word_stride
-        array = p.array()
-        rows, cols = array.rows, array.cols
-        output_tiles = math.ceil(h.outputs / cols)
         device.configure(requant=REQUANT_REGISTER.pack(enable=enable, multiplier=mult,
                                                        shift=shift))
         act_info, result_info = device.buffers["act"], device.buffers["result"]
+        span = act_span(p, h.length)
         out = torch.zeros(x.shape[0], h.outputs, dtype=torch.int64)
         for start in range(0, x.shape[0], p.max_tokens):
             chunk = x[start:start + p.max_tokens]
             tokens = chunk.shape[0]
-            token_tiles = math.ceil(tokens / rows)
-            padded = torch.zeros(token_tiles * rows, h.length, dtype=torch.int64)
-            padded[:tokens] = chunk
-            for t in range(token_tiles):
+            packed = pack_act(p, chunk.tolist())
+            for t in range(math.ceil(tokens / p.array_rows)):
+                base = t * p.act_tile_words
                 data = b"".join(
-                    pack_lanes(padded[t * rows:(t + 1) * rows, k].tolist()
-                               + [0] * (array.act_lanes - rows), ACT_BITS)
-                    .to_bytes(act_info.word_bytes, "little")
+                    packed[word].to_bytes(act_info.word_bytes, "little")
                     + bytes(act_info.word_stride - act_info.word_bytes)
-                    for k in range(h.length))
-                device.write_buffer("act", t * p.max_reduction * act_info.word_stride, data)
+                    for word in range(base, base + span))
+                device.write_buffer("act", base * act_info.word_stride, data)
                 link["activations"] += len(data)
             device.configure(tokens=tokens)
             report = device.run(timeout=timeout)
             if report.engine_errors:
                 raise EngineError(report.engine_errors, f"run ended with engine error flags "
                                                         f"{report.engine_errors:#04x}")
-            count = output_tiles * token_tiles * rows
+            count = result_count(p, tokens, h.outputs)
             if report.result_words != min(count, 0xFFFF):
                 raise ProtocolError(f"run wrote {report.result_words} result words, "
                                     f"not {count}")
             data = device.read_buffer("result", 0, count * result_info.word_stride)
             link["results"] += len(data)
-            for n in range(count):
-                raw = data[n * result_info.word_stride:
-                           n * result_info.word_stride + result_info.word_bytes]
-                lanes = unpack_lanes(int.from_bytes(raw, "little"), array.weight_lanes,
-                                     array.result_width)
-                tile, r = divmod(n, rows)
-                u, t = divmod(tile, token_tiles)
-                m = t * rows + r
-                if m >= tokens:
-                    continue
-                for j in range(cols):
-                    if u * cols + j < h.outputs:
-                        out[start + m, u * cols + j] = lanes[j]
+            stride = result_info.word_stride
+            values = [int.from_bytes(data[n * stride:n * stride + result_info.word_bytes],
+                                     "little") for n in range(count)]
+            y = unpack_result(p, values, tokens, h.outputs)
+            out[start:start + tokens] = torch.tensor(y, dtype=torch.int64)
         self.last_link_bytes = link
         return out

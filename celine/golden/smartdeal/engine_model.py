@@ -5,7 +5,8 @@ import math
 
 import torch
 
-from ...engines.smartdeal.spec import ACT_BITS, Errors, SmartDealParams, buffers, registers
+from ...engines.smartdeal.spec import (ACT_BITS, Errors, SmartDealParams, act_place, buffers,
+                                       registers, result_place)
 from ...spec.lanes import pack_lanes, unpack_lanes
 from ..quant import requantize
 from ..shell import EngineModel, RunResult
@@ -41,15 +42,16 @@ def check_layer(params, header):
 
 class SmartDealEngineModel(EngineModel):
     """A RUN: check the packed layer in `weights` (Errors of its format.FormatError kind, or
-    check_layer's), take M = `tokens` activation rows from `act` (token tile t, step k at
-    word t·max_reduction + k, lane i = token t·array_rows + i), compute
-    y = x · W^T over the layer's L inputs with W the int8 weights the decoder rebuilds
-    (impl "rebuild": integer.weights_int8) or the exact rebuilt weights (impl "bitop":
-    integer.rebuild_int, which the bit-op datapath computes with), requantize y to int8
-    when the `requant` register's enable bit is set, and write it to `result`: output tile
-    u, token tile t, row r at word (u·T + t)·array_rows + r with T = ceil(M/array_rows),
-    lane j = output u·array_cols + j. Tokens past M and outputs past N read 0. Any error:
-    nothing is written. `cycles` is the ideal count (one beat a tile step)."""
+    check_layer's), take M = `tokens` activation rows from `act`, compute y = x · W^T over
+    the layer's L inputs with W the int8 weights the decoder rebuilds (impl "rebuild":
+    integer.weights_int8) or the exact rebuilt weights (impl "bitop": integer.rebuild_int;
+    the bit-op datapath's sums x·Ce·B are the same integers, integer.linear_bitop_int),
+    requantize y to int8 when the `requant` register's enable bit is set, and write it to
+    `result`. The words and lanes of both buffers are those of the impl (spec.buffers:
+    act_place, result_place); the run writes the result_count words from word 0, tokens
+    past M (in the last token tile) and lanes past N as 0. Any error: nothing is written.
+    `cycles` is the ideal count: a beat a tile step (rebuild: output tiles x token tiles x
+    L), a beat of R Ce rows a cycle (bitop: token tiles x N x blocks x ceil(m0/R))."""
 
     name = "smartdeal"
 
@@ -64,7 +66,6 @@ class SmartDealEngineModel(EngineModel):
         from .hardware import SmartDealWeights
         from .integer import rebuild_int, weights_int8
         p = self.params
-        array = p.array()
         fields = {name: self.register_map[name].unpack(value)
                   for name, value in registers.items()}
         tokens = fields["tokens"]["tokens"]
@@ -82,29 +83,31 @@ class SmartDealEngineModel(EngineModel):
                               torch.tensor(ce, dtype=torch.int64))
         weights = weights_int8(sd) if p.impl == "rebuild" else rebuild_int(sd)
         weights = weights.reshape(header.outputs, header.length)
-        rows, cols, length = array.rows, array.cols, header.length
+        rows, outputs, length = p.array_rows, header.outputs, header.length
         token_tiles = math.ceil(tokens / rows)
         act = buffers["act"]
+        lanes = {}
         x = torch.zeros(token_tiles * rows, length, dtype=torch.int64)
-        for t in range(token_tiles):
+        for m in range(tokens):
             for k in range(length):
-                lanes = unpack_lanes(act.words[t * p.max_reduction + k], array.act_lanes,
-                                     ACT_BITS)
-                x[t * rows:(t + 1) * rows, k] = torch.tensor(lanes[:rows])
-        x[tokens:] = 0
+                word, lane = act_place(p, m, k)
+                if word not in lanes:
+                    lanes[word] = unpack_lanes(act.words[word], p.act_lanes, ACT_BITS)
+                x[m, k] = lanes[word][lane]
         y = x @ weights.T
         word = fields["requant"]
         if word["enable"]:
             y = requantize(y, word["multiplier"], word["shift"], 8)
-        output_tiles = math.ceil(header.outputs / cols)
-        y = torch.nn.functional.pad(y, (0, output_tiles * cols - header.outputs))
-        writes = {}
-        for u in range(output_tiles):
-            for t in range(token_tiles):
-                for r in range(rows):
-                    lanes = y[t * rows + r, u * cols:(u + 1) * cols].tolist()
-                    lanes += [0] * (array.weight_lanes - cols)
-                    writes[(u * token_tiles + t) * rows + r] = pack_lanes(lanes,
-                                                                          array.result_width)
-        cycles = output_tiles * token_tiles * length
+        words = {}
+        for m in range(token_tiles * rows):
+            for n in range(outputs):
+                address, lane = result_place(p, m, n, tokens, outputs)
+                words.setdefault(address, [0] * p.result_lanes)[lane] = int(y[m, n])
+        writes = {address: pack_lanes(values, p.result_width)
+                  for address, values in sorted(words.items())}
+        if p.impl == "rebuild":
+            cycles = math.ceil(outputs / p.array_cols) * token_tiles * length
+        else:
+            cycles = token_tiles * outputs * header.blocks_per_output \
+                * math.ceil(header.block_rows / p.rows_per_cycle)
         return RunResult(writes={"result": writes}, cycles=cycles, result_words=len(writes))

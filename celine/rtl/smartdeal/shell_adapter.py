@@ -6,20 +6,19 @@ from amaranth.lib import wiring
 from ...engines.smartdeal.spec import SmartDealParams, buffers, registers
 from ..mac.result_drain import REQUANT_LAYOUT
 from ..shell.contract import engine_signature
+from .bitop import SdBitop
 from .linear import SdLinear
 
 __all__ = ["SmartDealShellAdapter"]
 
 
 class SmartDealShellAdapter(wiring.Component):
-    """SdLinear with the shell's registers (engines/smartdeal/spec.py: tokens, requant)."""
+    """The core of params.impl (SdLinear for "rebuild", SdBitop for "bitop": the same
+    ports) with the shell's registers (engines/smartdeal/spec.py: tokens, requant)."""
 
     def __init__(self, params):
         if not isinstance(params, SmartDealParams):
             raise TypeError(f"params must be a SmartDealParams, not {params!r}")
-        if params.impl != "rebuild":
-            self._MustUse__silence = True       # no "created but never used" warning
-            raise NotImplementedError(f"the {params.impl!r} implementation has no RTL yet")
         self.params = params
         self.buffers = buffers(params)
         self.register_map = registers(params)
@@ -27,7 +26,8 @@ class SmartDealShellAdapter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = SdLinear(self.params)
+        core_class = SdLinear if self.params.impl == "rebuild" else SdBitop
+        m.submodules.core = core = core_class(self.params)
         ids = self.register_map.index
         regs = self.registers
         m.d.comb += [
