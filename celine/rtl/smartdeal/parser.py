@@ -7,14 +7,15 @@ flags guarantee; celine/golden/smartdeal/format.py defines the words.
 import functools
 import operator
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...golden.smartdeal import format as sd_format
 from ...spec.checks import check_choice, check_int
 from ..common.skid import SkidBuffer
-from .layouts import (errors_layout, header_layout, row_beat_layout, row_layout)
+from .beat_buffer import BeatBuffer
+from .layouts import errors_layout, header_layout, row_beat_layout
 
 __all__ = ["SdParser", "ROWS_PER_CYCLE", "check_decoder_params"]
 
@@ -49,8 +50,8 @@ def check_decoder_params(exponent_bits, rows_per_cycle, max_outputs, max_length,
 
 
 class _State:
-    IDLE, H0, H1, H2, HMUL, H3, H4, BASIS, ROWS, END, DRAIN = range(11)
-    COUNT = 11
+    IDLE, H0, H1, H2, HMUL, H3, H4, BASIS, ROWS, DRAIN = range(10)
+    COUNT = 10
 
 
 class SdParser(wiring.Component):
@@ -102,13 +103,20 @@ class SdParser(wiring.Component):
         self.symbol_bits = sd_format.symbol_bits(exponent_bits)
         self.symbols_per_word = sd_format.symbols_per_word(exponent_bits)
         self.basis_symbols = sd_format.basis_symbols(exponent_bits)
-        # The symbol queue: room for a block's B or R rows of the longest kind, plus a word
-        # (a word is taken when it fits whatever this cycle consumes: count <= Q - P). For
-        # R > 1, where the words can be the bottleneck, P - 1 more, so that no word waits
-        # while the queue is short of a group or of B (a word is refused only with P
+        # B is taken in chunks of a word's worth of symbols (P), the last one the rest
+        # (NB mod P <= 4: a row's worth), so the queue holds R rows of the longest kind
+        # plus a word: a word is taken when it fits whatever this cycle consumes (count <=
+        # Q - P). For R > 1, where the words can be the bottleneck, P - 1 more, so that no
+        # word waits while the queue is short of a group (a word is refused only with P
         # symbols beyond those queued); at R = 1 the rows are (test_throughput).
-        group = max(self.basis_symbols, ROW_SYMBOLS_MAX * rows_per_cycle)
-        self.queue_depth = group + self.symbols_per_word
+        self.basis_chunks = (self.symbols_per_word,) * (self.basis_symbols
+                                                         // self.symbols_per_word)
+        if self.basis_symbols % self.symbols_per_word:
+            self.basis_chunks += (self.basis_symbols % self.symbols_per_word,)
+        assert max(self.basis_chunks) <= max(self.symbols_per_word,
+                                             ROW_SYMBOLS_MAX * rows_per_cycle)
+        self.queue_depth = max(self.symbols_per_word, ROW_SYMBOLS_MAX * rows_per_cycle) \
+            + self.symbols_per_word
         if rows_per_cycle > 1:
             self.queue_depth += self.symbols_per_word - 1
         # A valid header has blocks_per_output = ceil(L / (3 m0)) <= ceil(L / 3).
@@ -132,6 +140,7 @@ class SdParser(wiring.Component):
         E, R = self.exponent_bits, self.rows_per_cycle
         W, P, NB, Q = self.symbol_bits, self.symbols_per_word, self.basis_symbols, \
             self.queue_depth
+        chunks = self.basis_chunks
         basis_bits = sd_format.BASIS_VALUES * sd_format.BASIS_BITS
 
         # -- the input: a skid buffer (registered ready and word) -------------------------
@@ -142,13 +151,16 @@ class SdParser(wiring.Component):
         spare = word[W * P:] if W * P < sd_format.WORD_BITS else Const(0, 1)
 
         state = Signal(range(S.COUNT))
+        at = {name: Signal(name=f"at_{name}") for name in
+              ("IDLE", "H0", "H1", "H2", "HMUL", "H3", "H4", "BASIS", "ROWS", "DRAIN")}
+        for name, sig in at.items():
+            m.d.comb += sig.eq(state == getattr(S, name))
         words_total = Signal.like(self.words)
         words_left = Signal.like(self.words)
-        input_done = Signal()
+        input_done = Signal()           # registered: words_left == 0
         check_only = Signal()
         from_header = Signal()          # words = 0: the count is the header's
         started = Signal()
-        m.d.comb += input_done.eq(words_left == 0)
 
         # The header's fields (kept whole) and the layer's counters.
         outputs = Signal(sd_format.LENGTH_BITS)
@@ -159,51 +171,65 @@ class SdParser(wiring.Component):
         blocks_left = Signal(range(self.max_blocks_per_output + 1))
         outputs_left = Signal(range(self.max_outputs + 1))
         at_first = Signal()
+        # Registered: blocks_left == 1 (the output's last block), outputs_left == 1.
+        last_block_of_output = Signal()
+        last_output = Signal()
+        last_block_of_output_next = Signal()
+        last_output_next = Signal()
+        m.d.comb += [last_block_of_output_next.eq(last_block_of_output),
+                     last_output_next.eq(last_output)]
+        m.d.sync += [last_block_of_output.eq(last_block_of_output_next),
+                     last_output.eq(last_output_next)]
+        # k = min(R, rows_left), the rows the next group takes, one-hot, and rows_left <= R:
+        # registered (from rows_left's next value), as they steer the queue.
+        ksel = {k: Signal(name=f"ksel{k}") for k in range(1, R + 1)}
+        block_ending = Signal()
+        # The basis chunk being loaded, one-hot.
+        bsel = [Signal(name=f"bsel{c}", init=int(c == 0)) for c in range(len(chunks))]
 
         # -- the symbol queue ----------------------------------------------------------
         # q[0] is the oldest symbol; `count` of them are valid. Every cycle the queue drops
-        # `shift` symbols from its head (a row group or a block's B) and appends the word
+        # `shift` symbols from its head (a row group or a chunk of B) and appends the word
         # taken, if any, behind what is left.
         q = [Signal(W, name=f"q{i}") for i in range(Q)]
-        count = Signal(range(Q + 1))
+        # `count`, the valid symbols, is kept as a one-hot (count_is[c]: count == c, c = 0
+        # .. Q) and a thermometer (count_gt[j]: count > j, j = 0 .. Q - 1), both moved by
+        # the same one-hot shift as the queue: no adder or comparator on the loop.
+        count_is = [Signal(name=f"count_is{c}", init=int(c == 0)) for c in range(Q + 1)]
+        count_gt = [Signal(name=f"count_gt{j}") for j in range(Q)]
         room = Signal()
-        m.d.comb += room.eq(count <= Q - P)
+        m.d.comb += room.eq(~count_gt[Q - P])           # count <= Q - P: a word fits
+        state_next = Signal.like(state)
+        in_rows = Signal()              # registered: state == ROWS
+        in_basis = Signal()             # registered: state == BASIS
+        m.d.comb += state_next.eq(state)
 
         in_header = Signal()
         in_body = Signal()
         m.d.comb += [
-            in_header.eq((state == S.H0) | (state == S.H1) | (state == S.H2)
-                         | (state == S.H3) | (state == S.H4)),
-            in_body.eq((state == S.BASIS) | (state == S.ROWS)),
+            in_header.eq(at["H0"] | at["H1"] | at["H2"] | at["H3"] | at["H4"]),
+            in_body.eq(in_basis | in_rows),
         ]
         take = Signal()
+        body_take = Signal()
         m.d.comb += [
-            take.eq(word_valid & (in_header
-                                  | (in_body & room & ~input_done)
-                                  | ((state == S.DRAIN) & ~input_done))),
+            take.eq(word_valid & (in_header | (in_body & room & ~input_done)
+                                  | (at["DRAIN"] & ~input_done))),
+            body_take.eq(take & in_body),
             skid.o.ready.eq(take),
         ]
 
-        # -- the output register -------------------------------------------------------
-        out_valid = Signal()
-        out_rows = Signal(data.ArrayLayout(row_layout(E), R))
-        out_row_valid = Signal(R)
-        out_flags = Signal(4)                       # first, end_block, end_output, last
-        basis = Signal(data.ArrayLayout(self.o.payload.basis.shape().elem_shape,
-                                        sd_format.BASIS_VALUES))
+        # -- the output: a two-beat buffer (its ready registered), beats with their B -----
+        m.submodules.out = out = BeatBuffer(self.o.payload.shape())
+        wiring.connect(m, out.o, wiring.flipped(self.o))
+        beat = out.i.payload
+        basis = Signal(NB * W)                      # B's symbols (72 bits, then zeros)
         out_free = Signal()
         m.d.comb += [
-            out_free.eq(~out_valid | self.o.ready),
-            self.o.valid.eq(out_valid),
-            self.o.payload.rows.eq(out_rows),
-            self.o.payload.valid.eq(out_row_valid),
-            self.o.payload.basis.eq(basis),
-            self.o.payload.first.eq(out_flags[0]),
-            self.o.payload.end_block.eq(out_flags[1]),
-            self.o.payload.end_output.eq(out_flags[2]),
-            self.o.payload.last.eq(out_flags[3]),
-            self.busy.eq((state != S.IDLE) | out_valid),
-            self.done.eq(started & (state == S.IDLE) & ~out_valid),
+            out_free.eq(out.i.ready),
+            beat.basis.eq(beat.basis.shape()(basis[:basis_bits])),
+            self.busy.eq(~at["IDLE"] | self.o.valid),
+            self.done.eq(started & at["IDLE"] & ~self.o.valid),
         ]
 
         # -- row groups: where the next R rows start (a chain of one-hot positions) -----
@@ -231,80 +257,123 @@ class SdParser(wiring.Component):
                 nxt[t] = sig
             starts.append(nxt)
 
-        # k = min(R, rows_left): the rows this group takes (registered counter, decoded).
-        ksel = {}
-        for k in range(1, R + 1):
-            ksel[k] = Signal(name=f"ksel{k}")
-            m.d.comb += ksel[k].eq(rows_left == k if k < R else rows_left >= R)
-        block_ending = Signal()
-        m.d.comb += block_ending.eq(rows_left <= R)
-        enough = Signal()       # the group's symbols are surely queued (4 a row at most)
-        fits = Signal()         # the group's symbols are queued (exact; for the tail)
-        m.d.comb += [
-            enough.eq(_any(ksel[k] & (count >= ROW_SYMBOLS_MAX * k) for k in ksel)),
-            fits.eq(_any(ksel[k] & _select(starts[k], lambda t: count >= t) for k in ksel)),
-        ]
+        # enough (registered): the group's symbols are surely queued (4 a row at most);
+        # fits: they are (exact; for the tail).
+        enough = Signal()
+        fits = Signal()
+        m.d.comb += fits.eq(_any(ksel[k] & _select(starts[k], lambda t: count_gt[t - 1])
+                                 for k in ksel))
         # At the end of the stream (no word left to come) a group that needs fewer than
         # 4 symbols a row goes if it fits: decided from `fits` registered while the queue
         # stood still, so that the exact check is off the queue's loop.
         tail_fits = Signal()
         tail_stable = Signal()
 
+        tail_ok = Signal()
+        m.d.comb += tail_ok.eq(input_done & tail_stable & tail_fits)
+        # rows_can (registered): a group may go this cycle if the output takes it; so
+        # rows_go = rows_can & out_free, two flip-flops ahead of the queue's selects.
+        rows_can = Signal()
+
+        # The layer's last group goes only once the end of the stream is checked (with the
+        # same registered evaluation): after it, less than a word of symbols left (and no
+        # word to come), all of them 0. So the beat flagged `last` ends good streams only.
+        last_group = Signal()
+        m.d.comb += last_group.eq(block_ending & last_block_of_output & last_output)
+
+        def short_after(t):                 # count - t < P
+            return ~count_gt[t + P - 1] if t + P - 1 < Q else Const(1, 1)
+
+        def zero_after(t):                  # the symbols from t on are 0
+            return functools.reduce(operator.and_, [~count_gt[i] | (q[i] == 0)
+                                                    for i in range(t, min(t + P, Q))],
+                                    Const(1, 1))
+
+        end_short = Signal()
+        end_zero = Signal()
+        end_short_now = Signal()
+        end_zero_now = Signal()
+        m.d.comb += [
+            end_short_now.eq(_any(ksel[k] & _select(starts[k], short_after) for k in ksel)),
+            end_zero_now.eq(_any(ksel[k] & _select(starts[k], zero_after) for k in ksel)),
+        ]
+        m.d.sync += [end_short.eq(end_short_now), end_zero.eq(end_zero_now)]
+        end_checked = Signal()      # the last group fits, its verdict is ready
+        m.d.comb += end_checked.eq(in_rows & last_group & tail_stable & tail_fits)
+
         rows_go = Signal()
         rows_truncated = Signal()
         m.d.comb += [
-            rows_go.eq((state == S.ROWS) & out_free
-                       & (enough | (input_done & tail_stable & tail_fits))),
-            rows_truncated.eq((state == S.ROWS) & input_done & ~enough & tail_stable
-                              & ~tail_fits),
+            rows_go.eq(rows_can & out_free),
+            rows_truncated.eq(in_rows & input_done & ~enough & tail_stable & ~tail_fits),
         ]
         kgo = {k: Signal(name=f"kgo{k}") for k in ksel}
         for k in ksel:
             m.d.comb += kgo[k].eq(ksel[k] & rows_go)
 
-        # -- block bases -----------------------------------------------------------------
-        head_bits = Cat(*q[:NB])
+        # -- block bases, a chunk a cycle (each beat carries a copy) ----------------------
+        chunk_fits = Signal()           # registered: the chunk is queued
+        bsel_next = [Signal(name=f"bsel_next{c}") for c in range(len(chunks))]
+        m.d.comb += [bsel_next[c].eq(bsel[c]) for c in range(len(chunks))]
         basis_go = Signal()
         basis_truncated = Signal()
+        last_chunk = bsel[-1]
         m.d.comb += [
-            basis_go.eq((state == S.BASIS) & out_free & (count >= NB)),
-            basis_truncated.eq((state == S.BASIS) & input_done & (count < NB)),
+            basis_go.eq(in_basis & chunk_fits),
+            basis_truncated.eq(in_basis & input_done & ~chunk_fits),
         ]
+        chunk_bits = []                              # bits above B's 72 in a chunk
+        for c, size in enumerate(chunks):
+            first = sum(chunks[:c]) * W
+            with m.If(basis_go & bsel[c]):
+                m.d.sync += basis[first:first + size * W].eq(Cat(*q[:size]))
+            if first + size * W > basis_bits:
+                low = max(0, basis_bits - first)
+                chunk_bits.append(bsel[c] & (Cat(*q[:size])[low:] != 0))
+        basis_above = _any(chunk_bits)
 
         # -- the queue's update ------------------------------------------------------------
-        max_shift = max(NB, ROW_SYMBOLS_MAX * R)
+        max_shift = max(P, ROW_SYMBOLS_MAX * R)
         shift = {}
         for t in range(1, max_shift + 1):
             terms = [kgo[k] & starts[k][t] for k in ksel if t in starts[k]]
-            if t == NB:
-                terms.append(basis_go)
+            terms += [basis_go & bsel[c] for c, size in enumerate(chunks) if size == t]
             if terms:
                 shift[t] = Signal(name=f"shift{t}")
                 m.d.comb += shift[t].eq(_any(terms))
         no_shift = Signal()
-        m.d.comb += no_shift.eq(~_any(shift.values()))
-        shift_amount = Signal(range(max_shift + 1))
-        m.d.comb += shift_amount.eq(_any(Mux(bit, t, 0) for t, bit in shift.items()))
+        m.d.comb += no_shift.eq(~(rows_go | basis_go))
 
         # ext[j]: the queue as it would be with the word appended (when taken, it lands
         # at `count`; count <= Q - P then). Positions past the valid ones are don't-care.
-        count_is = [Signal(name=f"count_is{c}") for c in range(Q - P + 1)]
-        for c, sig in enumerate(count_is):
-            m.d.comb += sig.eq(count == c)
         ext = []
         for j in range(Q):
             placed = _any(Mux(count_is[c], word_symbols[j - c], 0)
                           for c in range(max(0, j - P + 1), min(j, Q - P) + 1))
             sig = Signal(W, name=f"ext{j}")
-            m.d.comb += sig.eq(Mux(count > j, q[j], placed))
+            m.d.comb += sig.eq(Mux(count_gt[j], q[j], placed))
             ext.append(sig)
         for i in range(Q):
             terms = [Mux(no_shift, ext[i], 0)]
             terms += [Mux(bit, ext[i + t], 0) for t, bit in shift.items() if i + t < Q]
             m.d.sync += q[i].eq(_any(terms))
-        body_take = Signal()
-        m.d.comb += body_take.eq(take & in_body)
-        m.d.sync += count.eq(count + Mux(body_take, P, 0) - shift_amount)
+        # count's next value: count - shift (+ P with a word), on both forms.
+        moves = [(0, no_shift)] + list(shift.items())
+
+        def moved(vector, x, below):
+            """vector[x + shift]: `below` for an index under 0, 0 past the end."""
+            return _any(Mux(bit, vector[x + t] if x + t >= 0 else below, 0)
+                        for t, bit in moves if x + t < len(vector))
+
+        count_is_next = [Signal(name=f"count_is_next{c}") for c in range(Q + 1)]
+        count_gt_next = [Signal(name=f"count_gt_next{j}") for j in range(Q)]
+        for c in range(Q + 1):
+            m.d.comb += count_is_next[c].eq(Mux(body_take,
+                                                moved(count_is, c - P, 0) if c >= P else 0,
+                                                moved(count_is, c, 0)))
+        for j in range(Q):
+            m.d.comb += count_gt_next[j].eq(Mux(body_take, moved(count_gt, j - P, 1),
+                                                moved(count_gt, j, 1)))
         m.d.sync += [tail_fits.eq(fits), tail_stable.eq(~(rows_go | basis_go | take))]
 
         # -- the rows of a group -----------------------------------------------------------
@@ -334,21 +403,17 @@ class SdParser(wiring.Component):
         layer_end = Signal()
         end_output = Signal()
         m.d.comb += [
-            end_output.eq(block_ending & (blocks_left == 1)),
-            layer_end.eq(end_output & (outputs_left == 1)),
+            end_output.eq(block_ending & last_block_of_output),
+            layer_end.eq(last_group),
         ]
 
         # -- the errors of this cycle --------------------------------------------------------
         err = Signal(errors_layout())
         err_now = Signal()
         m.d.comb += err_now.eq(err.as_value().any())
-        at = {name: Signal(name=f"at_{name}") for name in
-              ("IDLE", "H0", "H1", "H2", "HMUL", "H3", "H4", "END", "DRAIN")}
-        for name, sig in at.items():
-            m.d.comb += sig.eq(state == getattr(S, name))
         start_now = Signal()
         short = Signal()
-        m.d.comb += [start_now.eq(at["IDLE"] & self.start & ~out_valid),
+        m.d.comb += [start_now.eq(at["IDLE"] & self.start & ~self.o.valid),
                      short.eq((self.words != 0) & (self.words < sd_format.HEADER_WORDS))]
 
         header_ok0 = ((word[:8] == sd_format.MAGIC) & (word[8:12] == sd_format.VERSION)
@@ -370,105 +435,158 @@ class SdParser(wiring.Component):
         multiplier = Signal(sd_format.LENGTH_BITS)
         three_m0 = Signal(sd_format.LENGTH_BITS + 2)
         m.d.comb += three_m0.eq(block_rows + (block_rows << 1))
+        # The product's check is registered: HMUL ends a cycle after the last addition.
+        product_bad = Signal()
+        settled = Signal()
         product_done = Signal()
-        m.d.comb += product_done.eq(at["HMUL"] & (multiplier == 0))
+        m.d.sync += product_bad.eq((product < length) | (product - length >= three_m0))
+        m.d.comb += product_done.eq(at["HMUL"] & settled)
 
-        # The end of the stream (END, with the last beat held back): no word left, less
-        # than a word of symbols queued, all of them 0.
-        left_over = Signal()
-        padding_nonzero = Signal()
+        # The header words' checks are registered (`pending`): an error counts the cycle
+        # after its word is taken (an error then drops the checks still pending).
+        bad_count = Signal()        # a header count out of range (words = 0)
+        m.d.comb += bad_count.eq((word < sd_format.HEADER_WORDS) | (word > self.max_words))
+        h4_bad = Signal()
+        m.d.comb += h4_bad.eq(Mux(from_header, bad_count, word != words_total))
+        word_bad_header = ((at["H0"] & take & ~header_ok0)
+                           | (at["H1"] & take & zero_size1)
+                           | (at["H2"] & take & bad_size2)
+                           | (at["H3"] & take & ~header_ok3))
+        word_too_large = ((at["H1"] & take & ~zero_size1
+                           & ((outputs_in > self.max_outputs) | (length_in > self.max_length)))
+                          | (at["H2"] & take & ~bad_size2 & (rows_in > self.max_block_rows)))
+        word_wrong_length = at["H4"] & take & h4_bad
+        pending = Signal(3)         # bad_header, too_large, wrong_length
+        m.d.sync += pending.eq(Mux(err_now, 0,
+                                   Cat(word_bad_header, word_too_large, word_wrong_length)))
         m.d.comb += [
-            left_over.eq(~input_done | (count >= P)),
-            padding_nonzero.eq(_any((count > i) & (q[i] != 0) for i in range(P))),
-        ]
-
-        m.d.comb += [
-            err.bad_header.eq((at["H0"] & take & ~header_ok0)
-                              | (at["H1"] & take & zero_size1)
-                              | (at["H2"] & take & bad_size2)
-                              | (product_done & ((product < length)
-                                                 | (product - length >= three_m0)))
-                              | (at["H3"] & take & ~header_ok3)),
-            err.too_large.eq((at["H1"] & take & ~zero_size1
-                          & ((outputs_in > self.max_outputs) | (length_in > self.max_length)))
-                         | (at["H2"] & take & ~bad_size2 & (rows_in > self.max_block_rows))),
-            err.wrong_length.eq((start_now & short)
-                                | (at["H4"] & take & ~from_header & (word != words_total))
-                                | (at["H4"] & take & from_header
-                                   & ((word < sd_format.HEADER_WORDS)
-                                      | (word > self.max_words)))
-                                | (at["END"] & left_over)),
+            err.bad_header.eq(pending[0] | (product_done & product_bad)),
+            err.too_large.eq(pending[1]),
+            err.wrong_length.eq(pending[2] | (start_now & short)
+                                | (end_checked & (~input_done | ~end_short))),
             err.bad_code.eq((body_take & (spare != 0))
                             | (rows_go & _any(bad_masks))
-                            | (basis_go & ((head_bits[basis_bits:] != 0)
-                                           if NB * W > basis_bits else Const(0, 1)))
-                            | (at["END"] & ~left_over & padding_nonzero)),
+                            | (basis_go & basis_above)
+                            | (end_checked & input_done & end_short & ~end_zero)),
             err.truncated_block.eq(rows_truncated | basis_truncated),
         ]
 
         # -- control -----------------------------------------------------------------------
-        with m.If(take):
-            m.d.sync += words_left.eq(words_left - 1)
+        # Counters whose next values steer the next cycle: words_left (input_done),
+        # rows_left (ksel, block_ending).
+        words_left_next = Signal.like(words_left)
+        rows_left_next = Signal.like(rows_left)
+        m.d.comb += [words_left_next.eq(words_left - take), rows_left_next.eq(rows_left)]
+        with m.If(start_now):
+            m.d.comb += words_left_next.eq(Mux(self.words == 0, sd_format.HEADER_WORDS,
+                                               self.words))
+        with m.If(at["H4"] & take & from_header):
+            # (A count out of range is wrong_length: nothing more is taken.)
+            m.d.comb += words_left_next.eq(Mux(bad_count, 0,
+                                               word - sd_format.HEADER_WORDS))
+        # rows_left after a group and at a block's start, with their k and block_ending,
+        # are computed from registers; the go signals only select among them.
+        rows_after = Signal.like(rows_left)
+        m.d.comb += rows_after.eq(rows_left - _any(Mux(ksel[k], k, 0) for k in ksel))
+        block_start = basis_go & last_chunk
 
-        with m.If(out_valid & self.o.ready):
-            m.d.sync += out_valid.eq(0)
+        def steer(value):
+            return [*(value == k if k < R else value >= R for k in ksel), value <= R]
+
+        after, first_rows, now = steer(rows_after), steer(block_rows), \
+            [*ksel.values(), block_ending]
+        steer_next = [Mux(rows_go, a, Mux(block_start, f, n))
+                      for a, f, n in zip(after, first_rows, now)]
+        ksel_next = dict(zip(ksel, steer_next[:-1]))
         with m.If(rows_go):
-            m.d.sync += [out_rows.as_value().eq(Cat(*row_values)),
-                         out_row_valid.eq(row_valid_bits),
-                         out_flags.eq(Cat(at_first, block_ending, end_output, layer_end)),
-                         rows_left.eq(rows_left - _any(Mux(ksel[k], k, 0) for k in ksel)),
-                         at_first.eq(0)]
-            with m.If(~err_now & ~check_only & ~layer_end):
-                m.d.sync += out_valid.eq(1)
+            m.d.comb += rows_left_next.eq(rows_after)
+        with m.If(block_start):
+            m.d.comb += rows_left_next.eq(block_rows)
+        # input_done's next value without the counter's adder: the count's last word
+        # taken, or a header count of 5 words (or a bad one).
+        input_done_next = Signal()
+        m.d.comb += input_done_next.eq(Mux(take, words_left == 1, input_done))
+        with m.If(start_now):
+            m.d.comb += input_done_next.eq(0)
+        with m.If(at["H4"] & take & from_header):
+            m.d.comb += input_done_next.eq(bad_count | (word == sd_format.HEADER_WORDS))
+        m.d.sync += [words_left.eq(words_left_next), input_done.eq(input_done_next),
+                     rows_left.eq(rows_left_next), block_ending.eq(steer_next[-1])]
+        for k in ksel:
+            m.d.sync += ksel[k].eq(ksel_next[k])
+
+        m.d.comb += [
+            # (Of the errors, only these can come with a group.)
+            out.i.valid.eq(rows_go & ~check_only & ~(body_take & (spare != 0))
+                           & ~_any(bad_masks)),
+            beat.rows.as_value().eq(Cat(*row_values)),
+            beat.valid.eq(row_valid_bits),
+            beat.first.eq(at_first),
+            beat.end_block.eq(block_ending),
+            beat.end_output.eq(end_output),
+            beat.last.eq(layer_end),
+        ]
+        with m.If(rows_go):
+            m.d.sync += at_first.eq(0)
             with m.If(block_ending):
-                with m.If(blocks_left == 1):
+                with m.If(last_block_of_output):
                     m.d.sync += [blocks_left.eq(blocks_per_output),
-                                 outputs_left.eq(outputs_left - 1),
-                                 state.eq(Mux(outputs_left == 1, S.END, S.BASIS))]
+                                 outputs_left.eq(outputs_left - 1)]
+                    m.d.comb += [last_block_of_output_next.eq(blocks_per_output == 1),
+                                 last_output_next.eq(outputs_left == 2)]
+                    m.d.comb += state_next.eq(Mux(last_output, S.IDLE, S.BASIS))
                 with m.Else():
-                    m.d.sync += [blocks_left.eq(blocks_left - 1), state.eq(S.BASIS)]
+                    m.d.sync += blocks_left.eq(blocks_left - 1)
+                    m.d.comb += last_block_of_output_next.eq(blocks_left == 2)
+                    m.d.comb += state_next.eq(S.BASIS)
         with m.If(basis_go):
-            m.d.sync += [basis.as_value().eq(head_bits[:basis_bits]),
-                         rows_left.eq(block_rows), at_first.eq(1), state.eq(S.ROWS)]
+            m.d.comb += [bsel_next[c].eq(bsel[c - 1]) for c in range(len(chunks))]
+            with m.If(last_chunk):
+                m.d.sync += at_first.eq(1)
+                m.d.comb += state_next.eq(S.ROWS)
 
         with m.If(start_now):
             m.d.sync += [words_total.eq(self.words), check_only.eq(self.check_only),
-                         self.header_valid.eq(0), count.eq(0), started.eq(1),
-                         from_header.eq(self.words == 0),
-                         words_left.eq(Mux(self.words == 0, sd_format.HEADER_WORDS,
-                                           self.words)),
-                         state.eq(Mux(short, S.DRAIN, S.H0))]
+                         self.header_valid.eq(0), started.eq(1),
+                         from_header.eq(self.words == 0)]
+            m.d.comb += [state_next.eq(Mux(short, S.DRAIN, S.H0)),
+                         *[count_is_next[c].eq(c == 0) for c in range(Q + 1)],
+                         *[count_gt_next[j].eq(0) for j in range(Q)],
+                         *[bsel_next[c].eq(c == 0) for c in range(len(chunks))]]
         with m.If(at["H0"] & take):
-            m.d.sync += [self.header.kind.eq(word[16]), state.eq(S.H1)]
+            m.d.sync += self.header.kind.eq(word[16])
+            m.d.comb += state_next.eq(S.H1)
         with m.If(at["H1"] & take):
-            m.d.sync += [outputs.eq(outputs_in), length.eq(length_in), state.eq(S.H2)]
+            m.d.sync += [outputs.eq(outputs_in), length.eq(length_in)]
+            m.d.comb += state_next.eq(S.H2)
         with m.If(at["H2"] & take):
             m.d.sync += [block_rows.eq(rows_in), blocks_per_output.eq(bpo_in),
                          product.eq(0), addend.eq(rows_in + (rows_in << 1)),
-                         multiplier.eq(bpo_in), state.eq(S.HMUL)]
+                         multiplier.eq(bpo_in), settled.eq(0)]
+            m.d.comb += state_next.eq(S.HMUL)
         with m.If(at["HMUL"]):
             with m.If(multiplier == 0):
-                m.d.sync += state.eq(S.H3)
+                # A cycle for product_bad to follow the last addition, then H3.
+                m.d.sync += settled.eq(1)
+                with m.If(settled):
+                    m.d.comb += state_next.eq(S.H3)
             with m.Else():
                 with m.If(multiplier[0]):
                     m.d.sync += product.eq(product + addend)
                 m.d.sync += [addend.eq(addend << 1), multiplier.eq(multiplier >> 1)]
         with m.If(at["H3"] & take):
-            m.d.sync += [self.header.weight_shift.eq(word[16:22]), state.eq(S.H4)]
+            m.d.sync += self.header.weight_shift.eq(word[16:22])
+            m.d.comb += state_next.eq(S.H4)
         with m.If(at["H4"] & take):
-            m.d.sync += [self.header_valid.eq(1), outputs_left.eq(outputs),
-                         blocks_left.eq(blocks_per_output), state.eq(S.BASIS),
+            m.d.sync += [self.header_valid.eq(~err_now & ~h4_bad), outputs_left.eq(outputs),
+                         blocks_left.eq(blocks_per_output),
                          self.header.outputs.eq(outputs), self.header.length.eq(length),
                          self.header.block_rows.eq(block_rows),
                          self.header.blocks_per_output.eq(blocks_per_output)]
-            with m.If(from_header):
-                # (A count out of range is wrong_length: nothing more is taken.)
-                m.d.sync += words_left.eq(Mux(err.wrong_length, 0,
-                                              word - sd_format.HEADER_WORDS))
-        with m.If(at["END"] & ~left_over & ~padding_nonzero):
-            m.d.sync += [out_valid.eq(~check_only), state.eq(S.IDLE)]
+            m.d.comb += [state_next.eq(S.BASIS), last_output_next.eq(outputs == 1),
+                         last_block_of_output_next.eq(blocks_per_output == 1)]
         with m.If(at["DRAIN"] & input_done):
-            m.d.sync += state.eq(S.IDLE)
+            m.d.comb += state_next.eq(S.IDLE)
 
         # An error: its flag (sticky until the next start), then the rest of the words
         # are taken and dropped.
@@ -476,5 +594,29 @@ class SdParser(wiring.Component):
             m.d.sync += self.errors.as_value().eq(
                 Mux(start_now, 0, self.errors.as_value()) | err.as_value())
         with m.If(err_now):
-            m.d.sync += state.eq(S.DRAIN)
+            m.d.comb += state_next.eq(S.DRAIN)
+
+        # The registers that steer the queue, from the next values: the state's flags,
+        # count (and its compares), the basis chunk.
+        # rows_can from the next values (the end checks and `fits` hold for the next
+        # cycle only if the queue stands still: tail_ok_next says so).
+        tail_ok_next = Signal()
+        last_group_next = Signal()
+        m.d.comb += [
+            tail_ok_next.eq(input_done_next & ~(rows_go | basis_go | take) & fits),
+            last_group_next.eq(steer_next[-1] & last_block_of_output_next & last_output_next),
+        ]
+        enough_next = _any(ksel_next[k] & count_gt_next[ROW_SYMBOLS_MAX * k - 1] for k in ksel)
+        m.d.sync += rows_can.eq((state_next == S.ROWS)
+                                & Mux(last_group_next,
+                                      tail_ok_next & end_short_now & end_zero_now,
+                                      enough_next | tail_ok_next))
+        m.d.sync += [state.eq(state_next),
+                     in_rows.eq(state_next == S.ROWS), in_basis.eq(state_next == S.BASIS),
+                     *[bsel[c].eq(bsel_next[c]) for c in range(len(chunks))],
+                     enough.eq(enough_next),
+                     chunk_fits.eq(_any(bsel_next[c] & count_gt_next[size - 1]
+                                        for c, size in enumerate(chunks))),
+                     *[count_is[c].eq(count_is_next[c]) for c in range(Q + 1)],
+                     *[count_gt[j].eq(count_gt_next[j]) for j in range(Q)]]
         return m

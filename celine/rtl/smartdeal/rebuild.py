@@ -6,17 +6,23 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...golden.smartdeal import format as sd_format
-from ...golden.smartdeal.integer import rebuilt_width
+from ...spec.checks import check_choice, check_int
 from ...spec.numerics import SHIFT_BITS
 from ..common.skid import SkidBuffer
 from .layouts import BEAT_FLAGS, WEIGHT_BITS, row_beat_layout, weight_beat_layout
 from .parser import ROWS_PER_CYCLE
 
-from ...spec.checks import check_choice, check_int
-
-__all__ = ["SdRebuild"]
+__all__ = ["SdRebuild", "rebuilt_bits"]
 
 BASIS = sd_format.BASIS
+
+
+def rebuilt_bits(exponent_bits):
+    """Bits of an exact rebuilt weight: |w| <= 3 * 128 * 2^(2^E - 1), signed. The same as
+    celine.golden.smartdeal.integer.rebuilt_width(E) (a test checks it), computed here from
+    the format's constants so that the generator needs no torch."""
+    largest = BASIS << (sd_format.BASIS_BITS - 1) << ((1 << exponent_bits) - 1)
+    return largest.bit_length() + 1
 
 
 class SdRebuild(wiring.Component):
@@ -33,6 +39,7 @@ class SdRebuild(wiring.Component):
     A pipeline of `latency` = 5 stages (terms; sum; rounding; shift; clamp) that all move
     together when the output skid buffer can take a beat (`i.ready` is that registered
     ready): one beat a cycle, in order, none lost. Shifts and adds only: no `*`.
+    `weight_shift` is registered: set it a cycle before the first beat.
     `busy`: a beat is in the pipeline or waits on `o`.
     """
 
@@ -48,7 +55,7 @@ class SdRebuild(wiring.Component):
             self._MustUse__silence = True       # no "created but never used" warning
             raise
         self.exponent_bits, self.rows_per_cycle = exponent_bits, rows_per_cycle
-        self.width = rebuilt_width(exponent_bits)
+        self.width = rebuilt_bits(exponent_bits)
         super().__init__({
             "i": In(stream.Signature(row_beat_layout(exponent_bits, rows_per_cycle))),
             "weight_shift": In(unsigned(SHIFT_BITS)),
