@@ -23,7 +23,7 @@ PHASE_START = 1        # the phase's start state (the decoder's reset)
 FIRST_WORD = 4         # the decoder's start -> its first word (reader, skid)
 HEADER = 5             # header words, one a cycle, then its size product ...
 HEADER_CHECK = 2       # ... and the checks before the first block
-CHECK_TAIL = 1         # the last row -> `done` (the end-of-stream checks)
+CHECK_TAIL = 2         # the last row -> `done` (the end-of-stream checks)
 WRITE_TO_READ = 3      # a tile's last beat written -> its first read issued (full flag)
 DRAIN = 18             # the last beat issued -> the last row written (readers, array, drain)
 
@@ -51,13 +51,15 @@ class Layer:
 def decode_times(params, layer):
     """The cycle (from the decoder's start) at which the parser emits each output row's
     last beat when its output never stalls: a cycle-by-cycle account of its symbol queue
-    (rtl/smartdeal/parser.py): a word (P symbols) taken a cycle while the queue has room
-    for it, a block's B (NB symbols) when they are queued, a group of k = min(R, rows left
-    in the block) rows when 4k symbols are (or, at the stream's end, when they fit)."""
+    (rtl/smartdeal/parser.py, docs/smartdeal.md "Timing, cycle by cycle"): a word (P
+    symbols) taken a cycle while the queue has room for it, a block's B a word's worth of
+    symbols a cycle, a group of k = min(R, rows left in the block) rows when 4k symbols are
+    queued (or, at the stream's end, when they fit)."""
     from ...golden.smartdeal.format import basis_symbols, symbols_per_word
     R, P = params.rows_per_cycle, symbols_per_word(layer.exponent_bits)
     NB = basis_symbols(layer.exponent_bits)
-    depth = max(NB, ROW_SYMBOLS_MAX * R) + P + (P - 1 if R > 1 else 0)
+    depth = max(P, ROW_SYMBOLS_MAX * R) + P + (P - 1 if R > 1 else 0)
+    chunks = [P] * (NB // P) + ([NB % P] if NB % P else [])     # B goes a word's worth a cycle
     blocks = layer.outputs * layer.blocks_per_output
     words = math.ceil((blocks * NB + sum(layer.row_symbols)) / P)
     state = {"t": FIRST_WORD + HEADER + HEADER_CHECK + layer.blocks_per_output.bit_length(),
@@ -77,7 +79,8 @@ def decode_times(params, layer):
     sizes, position, out = layer.row_symbols, 0, []
     for _output in range(layer.outputs):
         for _block in range(layer.blocks_per_output):
-            until(lambda count, done: count >= NB, NB)
+            for chunk in chunks:
+                until(lambda count, done, chunk=chunk: count >= chunk, chunk)
             left = layer.block_rows
             while left:
                 k = min(R, left)
