@@ -119,16 +119,19 @@ def test_rtl_small_layer():
 
 # -- the cycle model against the RTL ---------------------------------------------------------
 
-@pytest.mark.parametrize("rows, cols, R, E, outputs, length, tokens", [
-    (2, 3, 1, 2, 12, 48, 9),      # compute-bound
-    (4, 4, 1, 2, 16, 48, 4),      # decoder-bound: the banks fill, the decoder waits
-    (4, 4, 4, 2, 16, 48, 2),      # word-bound decoder (R = 4)
-    (1, 1, 1, 2, 3, 3, 1),        # the smallest
-    (2, 4, 2, 3, 20, 33, 1),      # E = 3, a length not a multiple of 3
+@pytest.mark.parametrize("impl, rows, cols, R, E, outputs, length, tokens", [
+    ("rebuild", 2, 3, 1, 2, 12, 48, 9),      # compute-bound
+    ("rebuild", 4, 4, 1, 2, 16, 48, 4),      # decoder-bound: the banks fill, the decoder waits
+    ("rebuild", 4, 4, 4, 2, 16, 48, 2),      # word-bound decoder (R = 4)
+    ("rebuild", 1, 1, 1, 2, 3, 3, 1),        # the smallest
+    ("rebuild", 2, 4, 2, 3, 20, 33, 1),      # E = 3, a length not a multiple of 3
+    ("bitop", 2, 3, 1, 2, 7, 10, 5),         # short blocks: the ·B products set the pace
+    ("bitop", 3, 2, 4, 2, 9, 96, 16),        # six token tiles, R = 4
+    ("bitop", 1, 1, 1, 3, 3, 3, 1),          # the smallest, E = 3
 ])
-def test_cycle_model_within_two_percent(rows, cols, R, E, outputs, length, tokens):
+def test_cycle_model_within_two_percent(impl, rows, cols, R, E, outputs, length, tokens):
     from celine.engines.smartdeal.cycles import Layer, cycles
-    params = SmartDealParams(array_rows=rows, array_cols=cols, rows_per_cycle=R,
+    params = SmartDealParams(impl=impl, array_rows=rows, array_cols=cols, rows_per_cycle=R,
                              exponent_bits=E, max_inputs=96, max_outputs=20, max_tokens=16,
                              weight_words=1024)
     sd = random_layer(outputs, length, seed=outputs + length, exponent_bits=E)

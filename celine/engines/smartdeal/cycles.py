@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from .. import CycleEstimate
+from ...golden.smartdeal.format import BASIS
 from .spec import SmartDealParams
 
 ROW_SYMBOLS_MAX = 4    # a Ce row's mask and at most 3 codes (the parser waits for 4k)
@@ -26,6 +27,8 @@ HEADER_CHECK = 2       # ... and the checks before the first block
 CHECK_TAIL = 2         # the last row -> `done` (the end-of-stream checks)
 WRITE_TO_READ = 3      # a tile's last beat written -> its first read issued (full flag)
 DRAIN = 18             # the last beat issued -> the last row written (readers, array, drain)
+BITOP_PASS = 4         # bit-op: a token tile's pass beyond the parser's
+BITOP_DRAIN = 19        # bit-op: the last pass -> the last result written
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,14 @@ class Layer:
                    tuple(int(n) for n in sizes))
 
 
-def decode_times(params, layer):
+def decode_times(params, layer, block_gap=0):
     """The cycle (from the decoder's start) at which the parser emits each output row's
     last beat when its output never stalls: a cycle-by-cycle account of its symbol queue
     (rtl/smartdeal/parser.py, docs/smartdeal.md "Timing, cycle by cycle"): a word (P
     symbols) taken a cycle while the queue has room for it, a block's B a word's worth of
     symbols a cycle, a group of k = min(R, rows left in the block) rows when 4k symbols are
-    queued (or, at the stream's end, when they fit)."""
+    queued (or, at the stream's end, when they fit). `block_gap`: the fewest cycles between
+    the beats that end two blocks (the bit-op's ·B takes 9/P cycles a block)."""
     from ...golden.smartdeal.format import basis_symbols, symbols_per_word
     R, P = params.rows_per_cycle, symbols_per_word(layer.exponent_bits)
     NB = basis_symbols(layer.exponent_bits)
@@ -65,11 +69,12 @@ def decode_times(params, layer):
     state = {"t": FIRST_WORD + HEADER + HEADER_CHECK + layer.blocks_per_output.bit_length(),
              "count": 0, "taken": 0}
 
-    def until(ready, size):
-        """Cycles until `ready(count, input done)`; then `size` symbols leave."""
+    def until(ready, size, earliest=0):
+        """Cycles until `ready(count, input done)` (and the cycle is `earliest` or later);
+        then `size` symbols leave."""
         while True:
             take = state["taken"] < words and state["count"] <= depth - P
-            go = ready(state["count"], state["taken"] == words)
+            go = ready(state["count"], state["taken"] == words) and state["t"] >= earliest
             state["count"] += P * take - (size if go else 0)
             state["taken"] += take
             state["t"] += 1
@@ -77,6 +82,7 @@ def decode_times(params, layer):
                 return
 
     sizes, position, out = layer.row_symbols, 0, []
+    block_end = -block_gap
     for _output in range(layer.outputs):
         for _block in range(layer.blocks_per_output):
             for chunk in chunks:
@@ -86,9 +92,11 @@ def decode_times(params, layer):
                 k = min(R, left)
                 group = sum(sizes[position:position + k])
                 until(lambda count, done, k=k, group=group:
-                      count >= ROW_SYMBOLS_MAX * k or (done and count >= group), group)
+                      count >= ROW_SYMBOLS_MAX * k or (done and count >= group), group,
+                      block_end + block_gap if left == k else 0)
                 position += k
                 left -= k
+            block_end = state["t"] - 1
         out.append(state["t"])
     return out
 
@@ -120,12 +128,23 @@ def compute_phase(params, layer, tokens):
     return PHASE_START + issue_end[-1] + DRAIN
 
 
+def bitop_phase(params, layer, tokens):
+    """Cycles of the bit-op computation (rtl/smartdeal/bitop.py) for M = `tokens`: a pass of
+    the parser over the stream per token tile (array_rows tokens in lanes), the shifts and
+    adds keeping up with it, then the last output's ·B and requantizer."""
+    token_tiles = math.ceil(tokens / params.array_rows)
+    gap = math.ceil(BASIS * BASIS / params.bitop_multipliers)
+    return PHASE_START + token_tiles * (decode_times(params, layer, gap)[-1] + BITOP_PASS) \
+        + BITOP_DRAIN
+
+
 def cycles(params: SmartDealParams, layer, tokens, *, checked=False):
     """Cycles of one run of `layer` (a Layer) over `tokens` rows; `checked`: the layer was
     checked by an earlier run and not written since (no check phase)."""
     if not 1 <= tokens <= params.max_tokens:
         raise ValueError(f"tokens must be between 1 and {params.max_tokens}, not {tokens!r}")
-    total = RUN_TURN + compute_phase(params, layer, tokens)
+    compute = compute_phase if params.impl == "rebuild" else bitop_phase
+    total = RUN_TURN + compute(params, layer, tokens)
     if not checked:
         total += check_phase(params, layer)
     return total
