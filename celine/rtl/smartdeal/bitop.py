@@ -21,6 +21,8 @@ from .run import SdRun
 
 __all__ = ["SdBitop"]
 
+WINDOW = range(4)           # the act words the window holds (a ring)
+
 
 class SdBitop(wiring.Component):
     """y = x · w_int^T for the packed layer in `weights`, M = `tokens` rows of `act`, by
@@ -29,18 +31,21 @@ class SdBitop(wiring.Component):
 
     The compute phase takes the token tiles (array_rows tokens, one a lane) one after
     the other, and for each streams the whole packed layer through the parser (SdParser,
-    rewound at each tile): for output n, its Ce rows r come R a beat, each with the act
-    word(s) that hold its 3 steps k = 3r + j of the tile's tokens (spec.buffers: R rows a
-    word, so a beat needs the word it starts in and at most the next; a two-word window
-    slides over the words, which are read in order, ceil(m0·blocks/R) per output, again
-    for each output). Steps past L and tokens past M are 0.
+    rewound at each tile, behind a skid buffer): for output n, its Ce rows r come R a
+    beat, each with the act word(s) holding its steps k = 3r + j of the tile's tokens
+    (spec.buffers: R rows a word, so a beat needs the word it starts in and at most the
+    next). The words are read in order, ceil(m0·blocks/R) for each output (m0·blocks
+    from the header by shifts and adds, once a run), into a ring of four words (written
+    in place, read from the oldest: no word moves) that the beats consume; steps past L and tokens past M read 0.
 
     ShiftAddLanes: t[a][k][j] += s_rk (x[a][3r+j] << f_rk) at each nonzero code, per
     block; BasisProducts: at a block's end, y[a] += sum_{k,j} B[k][j] t[a][k][j] with
-    bitop_multipliers multipliers a token lane (the lanes wait if a block is shorter than
-    9/that cycles); at an output's end y (exact) goes through the common requantizer
-    (when `requant.enable`) to `result`, a word of array_rows token lanes per output,
-    from word 0: tile t, output n at word t·N + n.
+    bitop_multipliers (P) multipliers a token lane, 9/P cycles a block (a beat that ends
+    a block waits until 9/P cycles after the previous block's end: neither pipeline ever
+    stalls); at an output's end y (exact) goes through the common requantizer (when
+    `requant.enable`) to `result`, a word of array_rows token lanes per output, from
+    word 0: tile t, output n at word t·N + n. The only multipliers are the P a lane and
+    the requantizers'.
     """
 
     def __init__(self, params):
@@ -102,7 +107,8 @@ class SdBitop(wiring.Component):
         rows_bits = (p.max_block_rows * max_blocks).bit_length()
         outputs = Signal(LENGTH_BITS)
         length = Signal(LENGTH_BITS)
-        words_per_output = Signal(rows_bits)
+        last_word = Signal(rows_bits)          # the act words an output reads, - 1
+        single_word, single_output = Signal(), Signal()
         taken, multiplying, layer_ready = Signal(), Signal(), Signal()
         product = Signal(rows_bits)
         addend = Signal(rows_bits)
@@ -115,8 +121,9 @@ class SdBitop(wiring.Component):
                          multiplier.eq(header.blocks_per_output), multiplying.eq(1)]
         with m.If(multiplying):
             with m.If(multiplier == 0):
-                m.d.sync += [multiplying.eq(0), layer_ready.eq(1),
-                             words_per_output.eq((product + R - 1) >> (R.bit_length() - 1))]
+                words = (product + R - 1) >> (R.bit_length() - 1)
+                m.d.sync += [multiplying.eq(0), layer_ready.eq(1), last_word.eq(words - 1),
+                             single_word.eq(words == 1), single_output.eq(outputs == 1)]
             with m.Else():
                 with m.If(multiplier[0]):
                     m.d.sync += product.eq(product + addend)
@@ -130,39 +137,63 @@ class SdBitop(wiring.Component):
         for a in range(lanes):
             m.d.sync += token_mask[a].eq(tile_token + a < tokens)
 
-        # -- act words: for each output, words 0 .. W-1 of the tile, with the steps < L ----
+        # -- act words: for each output, words 0 .. W-1 of the tile, each with its steps
+        # below L (a word past them: any address, here the tile's first) ------------------
         reader = BufferReader(data.StructLayout({"data": specs["act"].width, "steps": steps}),
                               buffer_depth=specs["act"].depth, buffers=("act",),
                               queue_depth=5)
         m.submodules.act_reader = ResetInserter(restart)(reader)
         generating, generated = Signal(), Signal()
-        word = Signal(rows_bits)
-        output = Signal(LENGTH_BITS)
-        steps_left = Signal(signed(LENGTH_BITS + 2))            # L - 3R·word
+        words_left = Signal(rows_bits)        # the output's words after this one
+        outputs_left = Signal(LENGTH_BITS)    # the outputs after this one
+        last, final = Signal(), Signal()      # registered: words_left == 0, outputs_left == 0
+        steps_left = Signal(signed(LENGTH_BITS + 2))          # L - 3R·(the word's index)
+        address = Signal.like(reader.req.payload.addr)        # registered request
+        step_mask = Signal(steps)
+
+        def point(left, at):
+            """The request's address and steps for `left` = L - 3R·index, `at` = its word."""
+            return [address.eq(Mux(left > 0, at, tile_base)),
+                    step_mask.eq(Cat(*[left > q for q in range(steps)]))]
+
+        def first_word():
+            return [words_left.eq(last_word), last.eq(single_word), steps_left.eq(length),
+                    *point(length, tile_base)]
+
         with m.If(restart):
             m.d.sync += [generating.eq(0), generated.eq(0)]
         with m.Elif(computing & layer_ready & ~generated):
-            m.d.sync += [generating.eq(1), generated.eq(1), word.eq(0), output.eq(0),
-                         steps_left.eq(length)]
+            m.d.sync += [generating.eq(1), generated.eq(1), outputs_left.eq(outputs - 1),
+                         final.eq(single_output), *first_word()]
         m.d.comb += [
             reader.req.valid.eq(generating & ~restart),
-            reader.req.payload.addr.eq(tile_base + Mux(steps_left > 0, word, 0)),
-            reader.req.payload.steps.eq(Cat(*[steps_left > q for q in range(steps)])),
+            reader.req.payload.addr.eq(address),
+            reader.req.payload.steps.eq(step_mask),
             self.mem.act.addr.eq(reader.mem.act.addr),
             reader.mem.act.data.eq(self.mem.act.data),
         ]
         with m.If(reader.req.valid & reader.req.ready):
-            with m.If(word == words_per_output - 1):
-                m.d.sync += [word.eq(0), steps_left.eq(length), output.eq(output + 1)]
-                with m.If(output == outputs - 1):
+            with m.If(last):
+                m.d.sync += first_word()
+                with m.If(final):
                     m.d.sync += generating.eq(0)
+                with m.Else():
+                    m.d.sync += [outputs_left.eq(outputs_left - 1),
+                                 final.eq(outputs_left == 1)]
             with m.Else():
-                m.d.sync += [word.eq(word + 1), steps_left.eq(steps_left - steps)]
+                left = steps_left - steps
+                m.d.sync += [words_left.eq(words_left - 1), last.eq(words_left == 1),
+                             steps_left.eq(left), *point(left, address + 1)]
 
-        # -- the window: two act words (masked), slid as the beats consume their rows -------
+        # -- the window: a ring of four act words (masked), in order from `head`; a beat
+        # reads the first two, and the words it is done with leave -----------------------
         rows_shape = act_rows_layout(p)
-        slots = [Signal(rows_shape, name=f"slot{s}") for s in range(2)]
-        full = [Signal(name=f"slot{s}_full") for s in range(2)]
+        ring = len(WINDOW)
+        slots = [Signal(rows_shape, name=f"slot{s}") for s in WINDOW]
+        head = Signal(range(ring))                # the oldest word
+        tail = Signal(ring, init=1)               # where the next word goes (one-hot)
+        level = Signal(range(ring + 1))           # words held
+        room = Signal(init=1)                     # registered: level < ring
         incoming = Signal(rows_shape)
         got = reader.o.payload
         for q in range(steps):
@@ -171,6 +202,17 @@ class SdBitop(wiring.Component):
                 lane = got.data[(q * lanes + a) * ACT_BITS:(q * lanes + a + 1) * ACT_BITS]
                 m.d.comb += incoming[i][j][a].eq(
                     Mux(got.steps[q] & token_mask[a], lane.as_signed(), 0))
+        m.d.comb += reader.o.ready.eq(room)
+        push = Signal()
+        m.d.comb += push.eq(reader.o.valid & room)
+        for n, slot in enumerate(slots):
+            with m.If(push & tail[n]):
+                m.d.sync += slot.eq(incoming)
+        first, following = Signal(rows_shape), Signal(rows_shape)
+        m.d.comb += [first.eq(slots[0]), following.eq(slots[1])]
+        for n in WINDOW[1:]:
+            with m.If(head == n):
+                m.d.comb += [first.eq(slots[n]), following.eq(slots[(n + 1) % ring])]
 
         # The parser's beats through a skid buffer (its `ready` registered: the parser's
         # queue logic hangs on it).
@@ -186,55 +228,57 @@ class SdBitop(wiring.Component):
                 m.d.comb += count.eq(i + 1)
         reach = Signal(range(2 * R + 1))
         m.d.comb += reach.eq(offset + count)
-        second = Signal()                         # the beat ends in the second word
+        second = Signal()                         # the beat ends in the following word
         m.d.comb += second.eq(reach > R)
-        ready = Signal()
-        m.d.comb += ready.eq(full[0] & (~second | full[1]))
+        # A block's end waits until `groups` cycles after the previous one, so that its t
+        # reaches BasisProducts when the hold is free (both pipelines never stall).
+        m.submodules.products = products = BasisProducts(p)
+        groups = products.groups
+        cooldown = Signal(range(groups))
+        cool = Signal(init=1)                     # registered: cooldown == 0
+        go = Signal()
+        m.d.comb += go.eq((level != 0) & (~second | (level >= 2)) & (~beat.end_block | cool))
 
         m.submodules.shift_add = shift_add = ShiftAddLanes(p)
-        m.submodules.products = products = BasisProducts(p)
         take = Signal()
         m.d.comb += [
-            shift_add.valid.eq(beats.valid & ready),
-            beats.ready.eq(shift_add.ready & ready),
-            take.eq(beats.valid & beats.ready),
+            beats.ready.eq(go),
+            take.eq(beats.valid & go),
+            shift_add.valid.eq(take),
             shift_add.codes.eq(beat.rows),
             shift_add.end_block.eq(beat.end_block),
             shift_add.end_output.eq(beat.end_output),
             shift_add.basis.eq(beat.basis),
         ]
+        if groups > 1:
+            with m.If(take & beat.end_block):
+                m.d.sync += [cooldown.eq(groups - 1), cool.eq(0)]
+            with m.Elif(cooldown != 0):
+                m.d.sync += [cooldown.eq(cooldown - 1), cool.eq(cooldown == 1)]
         for i in range(R):
-            # Row i of the beat is row offset + i of the window's two words.
-            choice = slots[0][i]
+            # Row i of the beat is row offset + i of the first two words.
+            choice = first[i]
             for o in range(1, R):
                 position = o + i
-                row = slots[0][position] if position < R else slots[1][position - R]
+                row = first[position] if position < R else following[position - R]
                 choice = Mux(offset == o, row, choice)
             m.d.comb += shift_add.x[i].eq(choice)
 
-        # Words consumed: at an output's end every word it touched, else the first when
+        # Words done with: at an output's end every word it touched, else the first when
         # the beat reaches its end.
-        pop1, pop2 = Signal(), Signal()
-        m.d.comb += [pop1.eq(take & (beat.end_output | (reach >= R))),
-                     pop2.eq(take & beat.end_output & second)]
-        kept0 = Signal()                          # slot 0 full after the pops
-        kept1 = Signal()
-        m.d.comb += [kept0.eq(Mux(pop2, 0, Mux(pop1, full[1], full[0]))),
-                     kept1.eq(full[1] & ~pop1)]
-        m.d.comb += reader.o.ready.eq(~kept1)
-        push = reader.o.valid & reader.o.ready
-        with m.If(pop1 & ~pop2):
-            m.d.sync += slots[0].eq(slots[1])
-        m.d.sync += [full[0].eq(kept0 | push), full[1].eq(kept1 | (push & kept0))]
+        pops = Signal(range(3))
+        m.d.comb += pops.eq(Mux(take & (beat.end_output | (reach >= R)),
+                                Mux(beat.end_output & second, 2, 1), 0))
+        held = Signal(range(ring + 1))
+        m.d.comb += held.eq(level + push - pops)
+        m.d.sync += [head.eq(head + pops), level.eq(held), room.eq(held != ring)]
         with m.If(push):
-            with m.If(kept0):
-                m.d.sync += slots[1].eq(incoming)
-            with m.Else():
-                m.d.sync += slots[0].eq(incoming)
+            m.d.sync += tail.eq(tail.rotate_left(1))
         with m.If(take):
             m.d.sync += offset.eq(Mux(beat.end_output, 0, reach % R if R > 1 else 0))
         with m.If(restart):
-            m.d.sync += [full[0].eq(0), full[1].eq(0), offset.eq(0)]
+            m.d.sync += [head.eq(0), tail.eq(1), level.eq(0), room.eq(1), offset.eq(0),
+                         cooldown.eq(0), cool.eq(1)]
 
         # -- the tiles: the layer's last beat ends a tile; the next one rewinds the parser --
         with m.If(run_start):
@@ -249,7 +293,6 @@ class SdBitop(wiring.Component):
 
         # -- ·B, then the requantizer and `result` ---------------------------------------------
         m.d.comb += [
-            shift_add.hold_busy.eq(products.hold_busy),
             products.load.eq(shift_add.block_valid),
             products.t.eq(shift_add.block_t),
             products.basis.eq(shift_add.block_basis),

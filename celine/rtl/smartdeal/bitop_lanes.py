@@ -43,18 +43,17 @@ def _partials_layout(params):
 class ShiftAddLanes(wiring.Component):
     """x·Ce for array_rows token lanes, R Ce rows a beat, shifts and adds only.
 
-    In: a beat (`valid`, `x` (act_rows_layout), `codes` (R rows of Ce codes; the rows past
-    the beat's valid ones are all-zero codes, as the parser emits them), `end_block`,
-    `end_output`, `basis`), taken when `ready`. For each token lane a, k and j:
+    In: a beat each cycle `valid` is high (`x` (act_rows_layout), `codes` (R rows of Ce
+    codes; the rows past the beat's valid ones are all-zero codes, as the parser emits
+    them), `end_block`, `end_output`, `basis`). For each token lane a, k and j:
         t[a][k][j] += sum_i s_ik (x[i][j][a] << f_ik)      (zero codes add nothing)
-    over the block's beats; at the block's end `block_valid` pulses with the block's
-    t (`block_t`, _partials_layout), its `block_basis` and `block_end_output`, and t
-    starts again from 0.
+    over the block's beats; at the block's end `block_valid` pulses with the block's t
+    (`block_t`, _partials_layout), its `block_basis` and `block_end_output`, and t starts
+    again from 0.
 
-    Stages, all moving together on `ready`: the activations and their negations; the
-    terms (a shift of one or the other, or 0); the sum of the beat's R terms; the running
-    t. `ready` is low only while the last stage holds a block's end and `hold_busy` says
-    the ·B stage cannot take it this cycle. `busy`: a beat is in a stage.
+    A pipeline that never stalls, `latency` cycles from a beat to its block's pulse: the
+    activations; the terms (a shift, negated for a negative code, or 0); for R > 1 the
+    sum of the beat's R terms; then t. `busy`: a beat is in a stage.
     """
 
     def __init__(self, params):
@@ -62,6 +61,7 @@ class ShiftAddLanes(wiring.Component):
             raise TypeError(f"params must be a SmartDealParams, not {params!r}")
         self.params = params
         E, R = params.exponent_bits, params.rows_per_cycle
+        self.latency = 2 if R == 1 else 3
         super().__init__({
             "valid": In(1),
             "x": In(act_rows_layout(params)),
@@ -69,8 +69,6 @@ class ShiftAddLanes(wiring.Component):
             "end_block": In(1),
             "end_output": In(1),
             "basis": In(_basis_layout()),
-            "ready": Out(1),
-            "hold_busy": In(1),
             "block_valid": Out(1),
             "block_t": Out(_partials_layout(params)),
             "block_basis": Out(_basis_layout()),
@@ -82,82 +80,73 @@ class ShiftAddLanes(wiring.Component):
         m = Module()
         p = self.params
         E, R, tokens = p.exponent_bits, p.rows_per_cycle, p.array_rows
-        term_width = ACT_BITS + 1 + (1 << E) - 1            # +-x, shifted by up to 2^E - 1
-        sum_width = term_width + (R - 1).bit_length()
-        en = self.ready
+        term_width = ACT_BITS + 1 + (1 << E) - 1     # +-(x << f): -(-128 << f) needs 1 more
+        stages = self.latency
 
-        # The beat's control through the stages (names: 0 activations, 1 terms, 2 sums).
-        stages = 3
+        # The beat's control and B through the stages.
         valid = [Signal(name=f"valid{s}") for s in range(stages)]
         end_block = [Signal(name=f"end_block{s}") for s in range(stages)]
         end_output = [Signal(name=f"end_output{s}") for s in range(stages)]
         basis = [Signal(_basis_layout(), name=f"basis{s}") for s in range(stages)]
-        with m.If(en):
-            m.d.sync += [valid[0].eq(self.valid), end_block[0].eq(self.end_block),
-                         end_output[0].eq(self.end_output), basis[0].eq(self.basis)]
-            for s in range(1, stages):
-                m.d.sync += [valid[s].eq(valid[s - 1]), end_block[s].eq(end_block[s - 1]),
-                             end_output[s].eq(end_output[s - 1]),
-                             basis[s].eq(basis[s - 1])]
+        m.d.sync += [valid[0].eq(self.valid), end_block[0].eq(self.end_block),
+                     end_output[0].eq(self.end_output), basis[0].eq(self.basis)]
+        for s in range(1, stages):
+            m.d.sync += [valid[s].eq(valid[s - 1]), end_block[s].eq(end_block[s - 1]),
+                         end_output[s].eq(end_output[s - 1]), basis[s].eq(basis[s - 1])]
         last = stages - 1
-        m.d.comb += [
-            en.eq(~(valid[last] & end_block[last] & self.hold_busy)),
-            self.busy.eq(valid[0] | valid[1] | valid[2]),
-        ]
+        m.d.comb += self.busy.eq(Cat(*valid).any())
 
-        # 0. the activations and their negations (9 bits: -(-128) = 128), and the codes.
+        # 0. the activations and the codes, registered; the codes once for each token
+        # lane (kept apart: each copy drives the shifts of one lane).
         x = Signal(act_rows_layout(p))
-        neg_x = Signal(data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(
-            signed(ACT_BITS + 1), tokens), BASIS), R))
-        codes = Signal.like(self.codes)
-        with m.If(en):
-            m.d.sync += [x.eq(self.x), codes.eq(self.codes)]
-            for i in range(R):
-                for j in range(BASIS):
-                    for a in range(tokens):
-                        m.d.sync += neg_x[i][j][a].eq(-self.x[i][j][a])
+        codes = [Signal.like(self.codes, name=f"codes_lane{a}", attrs={"keep": 1})
+                 for a in range(tokens)]
+        m.d.sync += [x.eq(self.x), *[copy.eq(self.codes) for copy in codes]]
 
-        # 1. the terms: +-x[i][j][a] << f_ik, or 0.
+        # 1. the terms: x[i][j][a] << f_ik, negated for a negative code, or 0.
         terms = [[[[Signal(signed(term_width), name=f"term{i}_{k}_{j}_{a}")
                     for a in range(tokens)] for j in range(BASIS)] for k in range(BASIS)]
                  for i in range(R)]
-        with m.If(en):
-            for i in range(R):
-                for k in range(BASIS):
-                    c = codes[i][k]
-                    for j in range(BASIS):
-                        for a in range(tokens):
-                            chosen = Mux(c.sign, neg_x[i][j][a], x[i][j][a])
-                            m.d.sync += terms[i][k][j][a].eq(
-                                Mux(c.nonzero, chosen << c.f, 0))
-
-        # 2. the beat's sum over its R rows (one or two adder levels).
-        sums = [[[Signal(signed(sum_width), name=f"sum{k}_{j}_{a}") for a in range(tokens)]
-                 for j in range(BASIS)] for k in range(BASIS)]
-        with m.If(en):
+        for i in range(R):
             for k in range(BASIS):
                 for j in range(BASIS):
                     for a in range(tokens):
-                        m.d.sync += sums[k][j][a].eq(
-                            sum(terms[i][k][j][a] for i in range(R)))
+                        c = codes[a][i][k]
+                        shifted = Signal(signed(term_width), name=f"shifted{i}_{k}_{j}_{a}")
+                        m.d.comb += shifted.eq(x[i][j][a] << c.f)
+                        m.d.sync += terms[i][k][j][a].eq(
+                            Mux(c.nonzero, Mux(c.sign, -shifted, shifted), 0))
 
-        # 3. the running partial sums t, restarted after a block's end.
+        # 2. (R > 1) the beat's sum over its R rows, one or two adder levels.
+        if R == 1:
+            sums = [[[terms[0][k][j][a] for a in range(tokens)] for j in range(BASIS)]
+                    for k in range(BASIS)]
+        else:
+            sums = [[[Signal(signed(term_width + (R - 1).bit_length()),
+                             name=f"sum{k}_{j}_{a}") for a in range(tokens)]
+                     for j in range(BASIS)] for k in range(BASIS)]
+            for k in range(BASIS):
+                for j in range(BASIS):
+                    for a in range(tokens):
+                        m.d.sync += sums[k][j][a].eq(sum(terms[i][k][j][a] for i in range(R)))
+
+        # 3. the running partial sums t, cleared at a block's end (their control bits
+        # copied for each token lane: each copy drives 9 sums, not 9·array_rows).
         width = self.block_t.shape().elem_shape.elem_shape
         t = Signal(_partials_layout(p))
-        fresh = Signal(init=1)              # t holds nothing of the current block
         for a in range(tokens):
+            valid_a, end_a = Signal(name=f"valid_lane{a}"), Signal(name=f"end_block_lane{a}")
+            m.d.sync += [valid_a.eq(valid[last - 1]), end_a.eq(end_block[last - 1])]
             for k in range(BASIS):
                 for j in range(BASIS):
                     n = BASIS * k + j
                     total = Signal(width, name=f"total{k}_{j}_{a}")
-                    m.d.comb += [total.eq(Mux(fresh, 0, t[a][n]) + sums[k][j][a]),
+                    m.d.comb += [total.eq(t[a][n] + sums[k][j][a]),
                                  self.block_t[a][n].eq(total)]
-                    with m.If(en & valid[last]):
-                        m.d.sync += t[a][n].eq(total)
-        with m.If(en & valid[last]):
-            m.d.sync += fresh.eq(end_block[last])
+                    with m.If(valid_a):
+                        m.d.sync += t[a][n].eq(Mux(end_a, 0, total))
         m.d.comb += [
-            self.block_valid.eq(en & valid[last] & end_block[last]),
+            self.block_valid.eq(valid[last] & end_block[last]),
             self.block_basis.eq(basis[last]),
             self.block_end_output.eq(end_output[last]),
         ]
@@ -169,24 +158,24 @@ class BasisProducts(wiring.Component):
     products a token lane a cycle; at an output's end the exact y of every token lane
     goes out (`o_valid`, a pulse, `o_y`: array_rows lanes of params.result_width bits).
 
-    A block (`load`, with `t`, `basis`, `end_output`) is held while its 9/P groups of
-    products are issued, a group a cycle; `hold_busy` is high while the hold cannot take
-    the next block this cycle (it can in the cycle the last group is issued). Each
-    multiply has a register before (the operands) and after (the product); the P
-    products of a group are added in one (P = 3) or two (P = 9) stages; then y. `busy`:
-    anything held or in flight.
+    A block (`load`, with `t`, `basis`, `end_output`) is held while its `groups` = 9/P
+    groups of products are issued, a group a cycle from the next; the next block may be
+    loaded `groups` cycles after this one, not sooner (the caller spaces the blocks'
+    ends). Each multiply has a register before (the operands) and after (the product);
+    the P products of a group are added in one (P = 3) or two (P = 9) stages; then y.
+    `busy`: anything held or in flight.
     """
 
     def __init__(self, params):
         if not isinstance(params, SmartDealParams):
             raise TypeError(f"params must be a SmartDealParams, not {params!r}")
         self.params = params
+        self.groups = BASIS_VALUES // params.bitop_multipliers
         super().__init__({
             "load": In(1),
             "t": In(_partials_layout(params)),
             "basis": In(_basis_layout()),
             "end_output": In(1),
-            "hold_busy": Out(1),
             "o_valid": Out(1),
             "o_y": Out(data.ArrayLayout(signed(params.result_width), params.array_rows)),
             "busy": Out(1),
@@ -207,8 +196,7 @@ class BasisProducts(wiring.Component):
         held_valid = Signal()
         group = Signal(range(groups))
         issue_last = Signal()
-        m.d.comb += [issue_last.eq(held_valid & (group == groups - 1)),
-                     self.hold_busy.eq(held_valid & ~issue_last)]
+        m.d.comb += issue_last.eq(held_valid & (group == groups - 1))
         with m.If(held_valid):
             m.d.sync += group.eq(Mux(issue_last, 0, group + 1))
         with m.If(issue_last):
@@ -243,8 +231,7 @@ class BasisProducts(wiring.Component):
             m.d.sync += [v.eq(sum_valid), e.eq(sum_end)]
             sum_valid, sum_end = v, e
             in_flight.append(v)
-        y = self.o_y
-        fresh = Signal(init=1)              # y holds nothing of the current output
+        y = [Signal(signed(p.result_width), name=f"y{a}") for a in range(tokens)]
         for a in range(tokens):
             values = products[a]
             for level in range(levels):
@@ -255,10 +242,13 @@ class BasisProducts(wiring.Component):
                     m.d.sync += s.eq(sum(values[n:n + BASIS]))
                     out.append(s)
                 values = out
+            total = Signal(signed(p.result_width), name=f"total{a}")
+            m.d.comb += total.eq(y[a] + values[0])
             with m.If(sum_valid):
-                m.d.sync += y[a].eq(Mux(fresh, 0, y[a]) + values[0])
-        with m.If(sum_valid):
-            m.d.sync += fresh.eq(sum_end)
+                # At an output's end its y goes out and the next starts from 0.
+                m.d.sync += y[a].eq(Mux(sum_end, 0, total))
+                with m.If(sum_end):
+                    m.d.sync += self.o_y[a].eq(total)
         m.d.sync += self.o_valid.eq(sum_valid & sum_end)
         m.d.comb += self.busy.eq(Cat(*in_flight, self.o_valid).any())
         return m
