@@ -283,12 +283,12 @@ class SdBitop(wiring.Component):
         # -- the tiles: the layer's last beat ends a tile; the next one rewinds the parser --
         with m.If(run_start):
             m.d.sync += [tile_token.eq(0), tile_base.eq(0), issuing.eq(1)]
-        m.d.sync += rewind.eq(0)
         with m.If(take & beat.last):
             with m.If(tile_token + lanes >= tokens):
                 m.d.sync += issuing.eq(0)
             with m.Else():
-                m.d.sync += [rewind.eq(1), tile_token.eq(tile_token + lanes),
+                m.d.comb += rewind.eq(1)              # SdRun: restart the next cycle
+                m.d.sync += [tile_token.eq(tile_token + lanes),
                              tile_base.eq(tile_base + p.act_tile_words)]
 
         # -- ·B, then the requantizer and `result` ---------------------------------------------
@@ -320,7 +320,7 @@ class SdBitop(wiring.Component):
             self.mem.result.data.eq(writer.mem.data),
             self.mem.result.write.eq(writer.mem.write),
             self.result_words.eq(writer.count),
-            compute_done.eq(computing & ~restart & ~rewind & ~issuing & ~shift_add.busy
+            compute_done.eq(computing & ~restart & ~issuing & ~shift_add.busy
                             & ~products.busy & ~valid.any()),
         ]
         return m

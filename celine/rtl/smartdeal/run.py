@@ -26,12 +26,14 @@ class SdRun(wiring.Component):
        layer beyond the parameters Errors.SHAPE, and the run ends; so a run never
        computes with a bad stream, and a checked layer costs nothing more on later runs.
     3. Compute (`computing`) until the core raises `compute_done`; the decoder streams the
-       layer once, and once more after each `rewind` pulse of the core.
+       layer once, and once more after each `rewind` pulse of the core (the pass begins
+       the next cycle).
 
     Every pass of the decoder (the check, the compute phase's first and each rewind)
-    begins with `restart`, a one-cycle pulse: the caller resets the decoder with it
-    (ResetInserter; the words it prefetched for the previous pass are flushed with it, as
-    the word reader here is), and `decoder_start` follows a cycle later (the decoder's
+    begins with `restart`, a one-cycle pulse from a register: the caller resets the
+    decoder with it (ResetInserter; the words it prefetched for the previous pass are
+    flushed with it, as the word reader here is), and `decoder_start` follows a cycle
+    later (the decoder's
     `words` input at 0: the count is the header's). The words 0, 1, ... of `weights` go
     to the decoder on `words`; a header whose length in words is beyond the buffer is
     Errors.WRONG_LENGTH (the decoder would wait for words that are not there; the golden
@@ -86,6 +88,9 @@ class SdRun(wiring.Component):
         errors = self.decoder_errors
         m.d.comb += stream_error.eq((errors.as_value() != 0) | too_long)
 
+        # `restart` is a register, set as a pass's start state is entered (or a rewind
+        # asked for): it resets most of the design.
+        m.d.sync += restart.eq(0)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -95,11 +100,12 @@ class SdRun(wiring.Component):
                         m.d.sync += self.errors.eq(Errors.TOKENS)
                         m.next = "DONE"
                     with m.Elif(~self.checked):
+                        m.d.sync += restart.eq(1)
                         m.next = "CHECK_START"
                     with m.Else():
+                        m.d.sync += restart.eq(1)
                         m.next = "COMPUTE_START"
             with m.State("CHECK_START"):
-                m.d.comb += restart.eq(1)
                 m.d.sync += checking.eq(1)
                 m.next = "CHECK"
             with m.State("CHECK"):
@@ -112,14 +118,13 @@ class SdRun(wiring.Component):
                     m.d.sync += [self.errors.eq(flags), checking.eq(0)]
                     m.next = "DONE"
                 with m.Elif(self.decoder_done):
-                    m.d.sync += [checking.eq(0), self.checked.eq(1)]
+                    m.d.sync += [checking.eq(0), self.checked.eq(1), restart.eq(1)]
                     m.next = "COMPUTE_START"
             with m.State("COMPUTE_START"):
-                m.d.comb += restart.eq(1)
                 m.d.sync += computing.eq(1)
                 m.next = "COMPUTE"
             with m.State("COMPUTE"):
-                m.d.comb += restart.eq(self.rewind)
+                m.d.sync += restart.eq(self.rewind)
                 with m.If(self.compute_done):
                     m.d.sync += computing.eq(0)
                     m.next = "DONE"
