@@ -49,9 +49,10 @@ class SdBitop(wiring.Component):
     """
 
     def __init__(self, params):
-        if not isinstance(params, SmartDealParams):
-            raise TypeError(f"params must be a SmartDealParams, not {params!r}")
-        if params.impl != "bitop":
+        if not isinstance(params, SmartDealParams) or params.impl != "bitop":
+            self._MustUse__silence = True       # no "created but never used" warning
+            if not isinstance(params, SmartDealParams):
+                raise TypeError(f"params must be a SmartDealParams, not {params!r}")
             raise ValueError(f"params.impl must be 'bitop', not {params.impl!r}")
         self.params = params
         self.buffers = buffers(params)
