@@ -167,9 +167,8 @@ def test_rtl_parameter_points_and_edges(rows, cols, R, E):
     check_rtl(make_case(params, words, full, requant=(301, 13)))
 
 
-def test_rtl_zero_weights_and_a_trained_layer():
-    """An all-zero weight (every block zero: B = 0, Ce = 0) and the digits ViT's qkv layer
-    (144 x 48, 72% of Ce zero) on its real activations."""
+def test_rtl_zero_weights():
+    """An all-zero weight: every block zero (B = 0, Ce = 0)."""
     from celine.golden.smartdeal.decomposition import decompose
     from celine.golden.smartdeal.hardware import quantize_decomposition
     zero = quantize_decomposition(decompose(torch.zeros(5, 12, dtype=torch.float64)))
@@ -177,6 +176,11 @@ def test_rtl_zero_weights_and_a_trained_layer():
     case = make_case(SMALL, zero.pack(), x)
     assert all(word == 0 for word in case.expected.writes["result"].values())
     check_rtl(case)
+
+
+@pytest.mark.sweep          # make sim; make test runs a trained layer end to end (cocotb)
+def test_rtl_trained_layer():
+    """The digits ViT's qkv layer (144 x 48, 72% of Ce zero) on its real activations."""
     from celine.engines.smartdeal.bench import _digits, activations
     made, layers, images = _digits()
     sd = layers["blocks.0.attn.qkv"]
