@@ -1,5 +1,7 @@
-"""The SmartDeal generator's RTL (issue 10): the SD decoder (packed words -> rows of Ce
-codes -> int8 weights, shifts and adds only). docs/smartdeal.md, "The SD decoder"."""
+"""The SmartDeal generator's RTL (docs/smartdeal.md): the SD decoder (packed words -> rows
+of Ce codes -> int8 weights, shifts and adds only: parser, rebuild, decoder), the run
+(run.SdRun: the check once), the SD linear layer (linear.SdLinear: decoder -> tile buffer
+-> MAC array; bitop.SdBitop: x·Ce by shifts and adds, then ·B) and the shell adapter."""
 
 from .decoder import SdDecoder
 from .parser import SdParser
