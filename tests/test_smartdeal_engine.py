@@ -235,3 +235,13 @@ def test_rtl_checks_once_until_the_host_writes_the_weights():
     status, words = rtl(case, runs=2, host_writes=[{}, {"weights": {0: GOOD[0] ^ 1}}])
     assert [s[0] for s in status] == [0, Errors.BAD_HEADER]
     assert status[1][2] == 0
+
+
+def test_the_core_follows_impl():
+    from celine.rtl.smartdeal.bitop import SdBitop
+    from celine.rtl.smartdeal.linear import SdLinear
+    from celine.rtl.smartdeal.shell_adapter import smartdeal_core
+    assert type(smartdeal_core(SmartDealParams(impl="rebuild"))) is SdLinear
+    assert type(smartdeal_core(SmartDealParams(impl="bitop"))) is SdBitop
+    with pytest.raises(ValueError, match=r"^params.impl must be 'rebuild', not 'bitop'$"):
+        SdLinear(SmartDealParams(impl="bitop"))

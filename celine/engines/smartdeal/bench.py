@@ -88,9 +88,9 @@ def linear_point(impl, name, sd, x, fpga):
         f"bytes against {result['link_bytes_dense_int8']} [{time.monotonic() - start:.0f} s]")
     if fpga:
         from ...gen.synth import place_and_route
-        from ...rtl.smartdeal.linear import SdLinear
+        from ...rtl.smartdeal.shell_adapter import smartdeal_core
         log(f"{impl}: the SD linear layer out of context on the LFE5U-85F (minutes) ...")
-        figures = place_and_route(SdLinear(params), top=f"sd_linear_{impl}",
+        figures = place_and_route(smartdeal_core(params), top=f"sd_linear_{impl}",
                                   workdir=Path(f"build/bench/ooc_smartdeal_{impl}"), log=log)
         result.update(lut4=figures["lut4"], ff=figures["ff"],
                       mult18x18d=figures["mult18x18d"], dp16kd=figures["dp16kd"],

@@ -41,6 +41,9 @@ class SdLinear(wiring.Component):
     def __init__(self, params):
         if not isinstance(params, SmartDealParams):
             raise TypeError(f"params must be a SmartDealParams, not {params!r}")
+        if params.impl != "rebuild":
+            self._MustUse__silence = True       # no "created but never used" warning
+            raise ValueError(f"params.impl must be 'rebuild', not {params.impl!r}")
         self.params = params
         self.buffers = buffers(params)
         super().__init__({

@@ -9,7 +9,15 @@ from ..shell.contract import engine_signature
 from .bitop import SdBitop
 from .linear import SdLinear
 
-__all__ = ["SmartDealShellAdapter"]
+__all__ = ["SmartDealShellAdapter", "smartdeal_core"]
+
+
+def smartdeal_core(params):
+    """The engine's own component for params.impl: SdLinear ("rebuild") or SdBitop
+    ("bitop"), the same ports (the registry's `core`)."""
+    if not isinstance(params, SmartDealParams):
+        raise TypeError(f"params must be a SmartDealParams, not {params!r}")
+    return (SdLinear if params.impl == "rebuild" else SdBitop)(params)
 
 
 class SmartDealShellAdapter(wiring.Component):
@@ -26,8 +34,7 @@ class SmartDealShellAdapter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        core_class = SdLinear if self.params.impl == "rebuild" else SdBitop
-        m.submodules.core = core = core_class(self.params)
+        m.submodules.core = core = smartdeal_core(self.params)
         ids = self.register_map.index
         regs = self.registers
         m.d.comb += [
