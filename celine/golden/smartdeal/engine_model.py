@@ -10,11 +10,10 @@ from ...engines.smartdeal.spec import (ACT_BITS, Errors, SmartDealParams, act_pl
 from ...spec.lanes import pack_lanes, unpack_lanes
 from ..quant import requantize
 from ..shell import EngineModel, RunResult
-from .format import HEADER_WORDS, FormatError, unpack
+from .format import HEADER_WORDS, LENGTH_WORD, FormatError, unpack
 
 __all__ = ["SmartDealEngineModel", "check_layer", "layer_words"]
 
-LENGTH_WORD = 4             # the header word that holds the layer's length in words
 
 
 def layer_words(words):

@@ -47,6 +47,7 @@ WORD_MASK = (1 << WORD_BITS) - 1
 MAGIC = 0x5D
 VERSION = 1
 HEADER_WORDS = 5
+LENGTH_WORD = 4             # the header word that holds the layer's length in words
 
 BASIS = 3                   # B is 3 x 3, a row of Ce has 3 coefficients
 BASIS_BITS = 8              # B entries are int8

@@ -7,8 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...engines.smartdeal.spec import Errors, SmartDealParams, buffers
-from ...golden.smartdeal.engine_model import LENGTH_WORD
-from ...golden.smartdeal.format import ERRORS as FORMAT_ERRORS, WORD_BITS
+from ...golden.smartdeal.format import ERRORS as FORMAT_ERRORS, LENGTH_WORD, WORD_BITS
 from ..common.buffer_reader import BufferReader
 from ..shell.contract import CYCLE_BITS, ERROR_BITS, buffer_port_signature
 from .layouts import errors_layout
