@@ -5,7 +5,9 @@ celine.golden.smartdeal.integer.weights_int8 (and the padding's rebuilt weights)
 decompositions of a trained digits ViT, random codes, all-zero blocks, Ce at the clip,
 lengths that are not a multiple of 3, the smallest and a large layer; corrupt streams set
 the flag of the FormatError kind format.unpack raises for them, emit no beat flagged last,
-and the decoder runs the next layer correctly."""
+and the decoder runs the next layer correctly. The decoder's generated Verilog runs the
+same layers under cocotb (the generic stream testbench celine/sim/tb/stream_tb.py), its
+output payloads == the same expectations packed as the Verilog lays them out."""
 
 import dataclasses
 import random
@@ -24,8 +26,11 @@ from celine.golden.smartdeal.hardware import (SmartDealWeights, quantize_decompo
                                               weight_shift)
 from celine.golden.smartdeal.integer import rebuild_blocks_int, rebuilt_width, weights_int8
 from celine.rtl.smartdeal import SdDecoder, SdParser, SdRebuild
-from celine.rtl.smartdeal.layouts import ERROR_FLAGS, TOO_LARGE
+from celine.rtl.smartdeal.layouts import (ERROR_FLAGS, TOO_LARGE, header_layout,
+                                          weight_beat_layout)
 from celine.sim.payload import unpack as unpack_payload
+from celine.sim.runner import run_cocotb
+from celine.sim.smartdeal_cases import random_layer as random_sd_layer
 
 # The golden tests' small digits ViT (one block, the default widths), fine-tuned for 5
 # epochs: cached under build/models (about 4 s the first time).
@@ -490,3 +495,106 @@ def test_sweep(exponent_bits, rows_per_cycle):
     runs = simulate(dut, [(words, count, 0) for _, words, count, _ in cases])
     for (name, _, _, kind), run in zip(cases, runs):
         assert run.errors == {**NO_ERRORS, kind: 1}, name
+
+
+# -- cocotb: the decoder's Verilog (celine/sim/tb/stream_tb.py) ------------------------------
+
+def decoder_run(sd, rows_per_cycle, *, count=True, **stalls):
+    """A run of the generic stream testbench: sd's packed words in (a start pulse with the
+    word count, or 0: the header's), the beats expected_weights gives out, packed as the
+    Verilog payload by Amaranth's own layout.const; at the end no error flag, done, not
+    busy and the header's fields."""
+    words = list(sd.pack())
+    layout = weight_beat_layout(rows_per_cycle)
+    expected = [layout.const(beat).as_value().value
+                for beat in expected_weights(sd, rows_per_cycle)]
+    header = header_layout().const(header_of(sd)).as_value().value
+    return {"beats": words, "expected": expected,
+            "pulse": {"start": 1, "words": len(words) if count else 0},
+            "final": {"errors": 0, "done": 1, "busy": 0, "header_valid": 1,
+                      "header": header}, **stalls}
+
+
+def cocotb_layers(exponent_bits, rng, real):
+    """The layers of a cocotb case: `real` (a trained layer's decomposition, re-windowed to
+    E), random codes, a decomposed random weight, blocks all zero (some, then all), Ce at
+    the clip, lengths not a multiple of 3 (10, 20, 50), the smallest layer."""
+    e = exponent_bits
+    return [
+        quantize_decomposition(real, exponent_bits=e),
+        random_layer(rng, e, outputs=3, length=20, block_rows=7, density=0.6),
+        random_sd_layer(5, 50, seed=e, exponent_bits=e),
+        random_layer(rng, e, outputs=2, length=14, block_rows=5, density=0.3,
+                     zero_blocks=0.5),
+        random_layer(rng, e, outputs=2, length=9, block_rows=3, density=0.0),
+        clip_layer(e),
+        random_layer(rng, e, outputs=3, length=10, block_rows=2, density=0.6),
+        random_layer(rng, e, outputs=1, length=1, block_rows=1, density=1.0),
+    ]
+
+
+def run_decoder_cocotb(request, exponent_bits, rows_per_cycle, layers, *, seed,
+                       idle_prob=0.3, backpressure_prob=0.3, **kwargs):
+    """Every layer through the decoder's Verilog under idle_prob/backpressure_prob; the
+    first again with no stalls and again with the header's count (words = 0)."""
+    runs = [decoder_run(sd, rows_per_cycle) for sd in layers]
+    runs += [decoder_run(layers[0], rows_per_cycle, idle_prob=0.0, backpressure_prob=0.0),
+             decoder_run(layers[0], rows_per_cycle, count=False)]
+    dut = SdDecoder(exponent_bits=exponent_bits, rows_per_cycle=rows_per_cycle, **kwargs)
+    name = f"sd_decoder_e{exponent_bits}_r{rows_per_cycle}" + "".join(
+        f"_{key[4]}{value}" for key, value in sorted(kwargs.items()))
+    run_cocotb(dut, toplevel=name, test_module="celine.sim.tb.stream_tb",
+               case_id=request.node.nodeid, seed=seed,
+               params={"exponent_bits": exponent_bits, "rows_per_cycle": rows_per_cycle,
+                       **kwargs},
+               data={"runs": runs, "idle_prob": idle_prob,
+                     "backpressure_prob": backpressure_prob,
+                     "inputs": {"start": 0, "words": 0, "check_only": 0}})
+    return runs
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("exponent_bits, rows_per_cycle, name", [
+    (2, 1, "blocks.0.attn.proj"), (3, 4, "blocks.0.mlp.2")])
+def test_decoder_cocotb(request, real_layers, exponent_bits, rows_per_cycle, name):
+    """The Verilog, bit-exact with weights_int8 (and the padding's weights) under idle and
+    backpressure 0.3 (one run at 0/0): a real trained layer, random codes, a decomposed
+    random weight, zero blocks, the clip, lengths not a multiple of 3, the smallest layer."""
+    rng = random.Random(300 * exponent_bits + rows_per_cycle)
+    layers = cocotb_layers(exponent_bits, rng, real_layers[name])
+    assert 0 < layers[0].ce_sparsity < 1 and layers[0].header.weight_mult == 1
+    assert all(sd.header.length % 3 for sd in layers[1:3])
+    assert not any(rebuild_blocks_int(layers[4]).flatten().tolist())       # all zero
+    runs = run_decoder_cocotb(request, exponent_bits, rows_per_cycle, layers, seed=11)
+    assert sum(len(run["expected"]) for run in runs) > 300
+
+
+@pytest.mark.cocotb
+@pytest.mark.sweep
+@pytest.mark.parametrize("exponent_bits, rows_per_cycle, name", [
+    (2, 2, "blocks.0.attn.qkv"), (2, 4, "head"), (3, 1, "blocks.0.mlp.0"),
+    (3, 2, "blocks.0.attn.proj"), (4, 1, "blocks.0.mlp.2"), (4, 4, "blocks.0.attn.qkv")])
+@pytest.mark.parametrize("idle_prob, backpressure_prob", [(0.3, 0.3), (0.6, 0.1), (0.1, 0.7)])
+def test_decoder_cocotb_sweep(request, real_layers, exponent_bits, rows_per_cycle, name,
+                              idle_prob, backpressure_prob):
+    """More points (E = 4 included) and stalls, and more random layers."""
+    rng = random.Random(400 * exponent_bits + rows_per_cycle)
+    layers = cocotb_layers(exponent_bits, rng, real_layers[name])
+    for _ in range(8):
+        layers.append(random_layer(rng, exponent_bits, outputs=rng.randint(1, 4),
+                                   length=rng.randint(1, 80), block_rows=rng.randint(1, 20),
+                                   density=rng.random(), zero_blocks=0.2))
+    run_decoder_cocotb(request, exponent_bits, rows_per_cycle, layers, seed=12,
+                       idle_prob=idle_prob, backpressure_prob=backpressure_prob)
+
+
+@pytest.mark.cocotb
+@pytest.mark.sweep
+def test_decoder_cocotb_at_the_limits(request):
+    """The largest layer a small generator allows (max_outputs, max_length, max_block_rows)
+    and the smallest, in its Verilog."""
+    rng = random.Random(6)
+    layers = [random_layer(rng, 2, outputs=3, length=200, block_rows=67, density=0.3),
+              random_layer(rng, 2, outputs=1, length=1, block_rows=1, density=1.0)]
+    run_decoder_cocotb(request, 2, 4, layers, seed=13, max_outputs=3, max_length=200,
+                       max_block_rows=67)
