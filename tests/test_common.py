@@ -61,6 +61,48 @@ def test_requantizer_matches_golden():
     run_sim(dut, testbench)
 
 
+def _boundary_cases(in_width, multiplier_width, shift_width, out_width, rng):
+    """Values just around each shift's rounding and clamp boundaries (M = 1: p = x), the
+    extreme products, and random ones: (x, multiplier, shift)."""
+    lo_x, hi_x = -(1 << (in_width - 1)), (1 << (in_width - 1)) - 1
+    lo, hi = -(1 << (out_width - 1)), (1 << (out_width - 1)) - 1
+    max_mult = (1 << multiplier_width) - 1
+    cases = []
+    for shift in range(1 << shift_width):
+        unit = 1 << shift
+        for edge in (lo * unit - unit // 2, hi * unit + unit // 2, 0, unit // 2, -(unit // 2)):
+            for delta in (-1, 0, 1):
+                cases.append((min(max(edge + delta, lo_x), hi_x), 1, shift))
+        cases += [(lo_x, max_mult, shift), (hi_x, max_mult, shift), (lo_x, 1, shift),
+                  (rng.randint(lo_x, hi_x), rng.randint(0, max_mult), shift)]
+    return cases
+
+
+@pytest.mark.parametrize("in_width, multiplier_width, shift_width, out_width", [
+    (28, 16, 6, 8), (9, 1, 6, 9), (40, 16, 6, 24), (12, 4, 3, 8), (20, 16, 6, 40), (8, 16, 6, 2)])
+def test_requantizer_boundaries(in_width, multiplier_width, shift_width, out_width):
+    """Every shift, at the edges where rounding and saturation change, at the widths the
+    engines use (and a result wider than the product, where nothing ever saturates)."""
+    dut = Requantizer(in_width=in_width, multiplier_width=multiplier_width,
+                      shift_width=shift_width, out_width=out_width)
+    cases = _boundary_cases(in_width, multiplier_width, shift_width, out_width,
+                            random.Random(in_width))
+
+    async def testbench(ctx):
+        results = []
+        ctx.set(dut.en, 1)
+        for x, mult, shift in cases + [(0, 0, 0)] * Requantizer.latency:
+            ctx.set(dut.x, x)
+            ctx.set(dut.multiplier, mult)
+            ctx.set(dut.shift, shift)
+            await ctx.tick()
+            results.append(ctx.get(dut.y))
+        for (x, mult, shift), got in zip(cases, results[Requantizer.latency - 1:]):
+            assert got == int(requantize(torch.tensor(x), mult, shift, out_width)), (x, mult, shift)
+
+    run_sim(dut, testbench)
+
+
 def test_requantizer_holds_without_enable():
     dut = Requantizer(in_width=16)
 

@@ -1,9 +1,13 @@
-from amaranth.hdl import Const, Signal, Module, signed, unsigned, Mux
+from amaranth.hdl import Cat, Const, Signal, Module, signed, unsigned, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ...spec.checks import check_int
 from ...spec.numerics import REQUANT_LATENCY
+
+# The shift's bits at or above this one are applied in the second stage, the rest in the
+# third: each stage is then at most three levels of 2:1 multiplexers.
+_SPLIT_BIT = 3
 
 
 class Requantizer(wiring.Component):
@@ -13,9 +17,19 @@ class Requantizer(wiring.Component):
     to `out_width` bits, exactly as golden/quant.py `requantize`. With `bypass` high the
     value passes unchanged instead (so `y` is as wide as the wider of `x` and the result).
 
-    Pipelined in `latency` = 4 register stages advancing on `en` (multiply; add the
-    rounding term; shift; clamp), so `y` shows the result for the `x` presented four
-    enabled cycles earlier. The caller owns the valid/ready handshake around it.
+    Only the result's few bits are ever shifted. With p = x * M, t = max(S - 1, 0) and
+    r = [S > 0], floor((p + 2^(S-1)) / 2^S) = (q + r) >> r with q = p >> t (an arithmetic
+    shift: floor of a floor). The clamp needs q only within [2 lo - 1, 2 hi + 1], which
+    w + 2 bits hold (w = out_width); so the shifter produces q's low w + 2 bits, and q
+    fits in them exactly when no bit of p at or above t + w + 1 differs from p's sign (a
+    suffix-OR of p's bits against its sign, indexed by t); a q that does not fit saturates
+    to p's sign. No adder or comparator is wider than w + 3 bits, where adding a 2^63
+    rounding term to the whole product would take a 65-bit one.
+
+    Pipelined in `latency` = 4 register stages advancing on `en` (multiply; shift by t's
+    high bits and the suffix-OR; shift by t's low bits and the fit; round and clamp), so
+    `y` shows the result for the `x` presented four enabled cycles earlier. The caller
+    owns the valid/ready handshake around it.
     """
 
     latency = REQUANT_LATENCY
@@ -40,7 +54,9 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        w = self.out_width
         product_width = self.in_width + self.multiplier_width + 1
+        q_width = w + 2
 
         def stage(name, value, shape=None):
             reg = Signal(shape if shape is not None else value.shape(), name=name)
@@ -48,24 +64,59 @@ class Requantizer(wiring.Component):
                 m.d.sync += reg.eq(value)
             return reg
 
-        # Settings and the raw value travel along with the data.
-        shift = [self.shift]
-        bypass = [self.bypass]
-        raw = [self.x]
-        for k in range(1, 4):
-            shift.append(stage(f"shift_{k}", shift[-1]))
-            bypass.append(stage(f"bypass_{k}", bypass[-1]))
-            raw.append(stage(f"raw_{k}", raw[-1]))
+        def carry(name, value):
+            """`value` delayed to each of stages 1, 2, 3: [value, stage 1, stage 2, stage 3]."""
+            line = [value]
+            for k in range(1, 4):
+                line.append(stage(f"{name}_{k}", line[-1]))
+            return line
 
+        # Stage 1: the product; t = max(S - 1, 0) and r = [S > 0] ride along.
+        raw, bypass = carry("raw", self.x), carry("bypass", self.bypass)
+        t = carry("t", Mux(self.shift == 0, 0, self.shift - 1)[:self.shift_width])
+        r = carry("r", self.shift != 0)
         product = stage("product", self.x * self.multiplier, signed(product_width))
-        rounding = stage("rounding", (Const(1, 1) << self.shift) >> 1,
-                         unsigned(1 << self.shift_width))
-        # Wide enough for the rounding term of the largest shift, so nothing overflows.
-        sum_width = max(product_width, 1 << self.shift_width) + 1
-        total = stage("total", product + rounding, signed(sum_width))
-        shifted = stage("shifted", total >> shift[2], signed(sum_width))
-        lo, hi = -(1 << (self.out_width - 1)), (1 << (self.out_width - 1)) - 1
-        clamped = Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted))
+        sign = carry("sign", product[-1])              # sign[k]: beside stage k's registers
+
+        def _bits(value, start, count):
+            """value[start : start + count], sign-extended past its top bit."""
+            top = len(value) - 1
+            return Cat(*(value[min(start + k, top)] for k in range(count)))
+
+        split = min(_SPLIT_BIT, self.shift_width)
+        low_span = (1 << split) - 1                   # the largest shift stage 3 applies
+        # Stage 2: the high bits of t; and, for each position k, whether any bit of p at
+        # or above k differs from the sign (zero past the top: the sign extends).
+        high = Signal(q_width + low_span, name="shift_high")
+        def level(value, select, step, count):
+            """A Signal of `count` bits: `value` >> `step` where `select` is high. (A Signal
+            per level: nested expressions would be copied, not shared, by the back end.)"""
+            out = Signal(count, name=f"shift_by_{step}")
+            m.d.comb += out.eq(Mux(select, _bits(value, step, count), _bits(value, 0, count)))
+            return out
+
+        value = product
+        for b in reversed(range(split, self.shift_width)):
+            value = level(value, t[1][b], 1 << b, q_width + low_span + (1 << b) - 1)
+        m.d.comb += high.eq(_bits(value, 0, len(high)))
+        high_2 = stage("high", high)
+        differs = Cat(*(product[k] ^ product[-1] for k in range(product_width)))
+        suffix = Cat(*(differs[k:].any() for k in range(product_width)))
+        suffix_2 = stage("suffix", suffix)
+        # Stage 3: the low bits of t, and whether q fits in w + 2 bits (no differing bit of
+        # p at or above t + w + 1; positions past p's top never differ).
+        value = high_2
+        for b in reversed(range(split)):
+            value = level(value, t[2][b], 1 << b, q_width + (1 << b) - 1)
+        q_3 = stage("q", _bits(value, 0, q_width), signed(q_width))
+        padded = Cat(suffix_2, Const(0, (1 << self.shift_width) + q_width))
+        fits_3 = stage("fits", ~padded.bit_select(t[2] + (q_width - 1), 1))
+        # Stage 4: round, then clamp (a q that does not fit saturates to the sign).
+        lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+        rounded = Signal(signed(q_width + 1))
+        m.d.comb += rounded.eq(Mux(r[3], (q_3 + 1) >> 1, q_3))
+        clamped = Mux(~fits_3, Mux(sign[2], lo, hi),
+                      Mux(rounded < lo, lo, Mux(rounded > hi, hi, rounded)))
         with m.If(self.en):
             m.d.sync += self.y.eq(Mux(bypass[3], raw[3], clamped))
         return m
