@@ -11,7 +11,7 @@ from celine.engines.smartdeal.spec import (Errors, SmartDealParams, act_place, b
 from celine.golden.smartdeal.format import FormatError, LayerHeader, pack, unpack
 from celine.golden.smartdeal.hardware import SmartDealWeights
 from celine.golden.smartdeal.integer import linear_bitop_int, linear_int
-from celine.sim.smartdeal_cases import make_case, random_layer
+from celine.sim.smartdeal_cases import assert_cycle_model, make_case, random_layer
 
 STALE = 0x5A5A5A5A
 
@@ -105,10 +105,13 @@ def test_layouts():
     (2, 4, 2, 1, 4, 3, 3),           # the shortest layer
 ])
 def test_rtl_parameter_points(rows, R, E, P, outputs, length, tokens):
+    """Bit-exact, exact and requantized; the exact case twice (the second run skips the
+    check), both runs within 2% of the cycle model."""
     params = bitop(array_rows=rows, rows_per_cycle=R, exponent_bits=E, bitop_multipliers=P)
     sd = random_layer(outputs, length, seed=outputs + length, exponent_bits=E)
     x = activations(tokens, length, seed=R)
-    check_rtl(make_case(params, sd.pack(), x, stale=STALE), sd)
+    case = make_case(params, sd.pack(), x, stale=STALE)
+    assert_cycle_model(case, check_rtl(case, sd, runs=2))
     check_rtl(make_case(params, sd.pack(), x, requant=(301, 13)), sd)
 
 
@@ -169,7 +172,7 @@ def test_rtl_trained_layer(trained):
     sd, x, (mult, shift) = trained
     params = bitop(array_rows=4, max_inputs=96, max_outputs=48, max_tokens=6)
     case = make_case(params, sd.pack(), x, requant=(mult, shift), stale=STALE)
-    first, second = check_rtl(case, sd, runs=2)
+    first, second = assert_cycle_model(case, check_rtl(case, sd, runs=2))
     assert second < first                       # the second run skips the check
     y = unpack_result(params, [case.expected.writes["result"][n]
                                for n in range(case.expected.result_words)], 6, 48)
@@ -255,10 +258,13 @@ def test_host_on_the_golden_shell():
 @pytest.mark.parametrize("R", [1, 2, 4])
 @pytest.mark.parametrize("E", [2, 3, 4])
 def test_rtl_sweep(rows, R, E):
+    """Every point bit-exact, twice (the second run skips the check), both runs within 2%
+    of the cycle model."""
     for P, (outputs, length, tokens) in zip((1, 3, 9), ((3, 4, 2), (11, 31, 9), (20, 48, 4))):
         params = bitop(array_rows=rows, rows_per_cycle=R, exponent_bits=E,
                        bitop_multipliers=P)
         sd = random_layer(outputs, length, seed=rows * 100 + R * 10 + E, exponent_bits=E)
         x = activations(tokens, length, seed=E)
-        check_rtl(make_case(params, sd.pack(), x, requant=(257, 11) if P == 3 else None,
-                            stale=STALE), sd)
+        case = make_case(params, sd.pack(), x, requant=(257, 11) if P == 3 else None,
+                         stale=STALE)
+        assert_cycle_model(case, check_rtl(case, sd, runs=2))

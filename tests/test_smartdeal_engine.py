@@ -8,7 +8,7 @@ from celine.engines.smartdeal.spec import (Errors, SmartDealParams, buffers, res
                                            result_place, unpack_result)
 from celine.golden.smartdeal.format import FormatError, unpack
 from celine.golden.smartdeal.integer import linear_int
-from celine.sim.smartdeal_cases import make_case, random_layer
+from celine.sim.smartdeal_cases import assert_cycle_model, make_case, random_layer
 
 SMALL = SmartDealParams(array_rows=2, array_cols=3, max_inputs=48, max_outputs=20,
                         max_tokens=9, weight_words=1024)
@@ -153,18 +153,21 @@ def layer_words(outputs, length, seed, **kwargs):
 @pytest.mark.parametrize("rows, cols, R, E", [(1, 1, 1, 2), (2, 3, 2, 2), (4, 2, 4, 3)])
 def test_rtl_parameter_points_and_edges(rows, cols, R, E):
     """1 token and max_tokens, activations -128 and 127, a length not a multiple of 3,
-    requantized outputs; the digits of several R and E."""
+    requantized outputs; the digits of several R and E. Each case runs twice (the second
+    run skips the check), both within 2% of the cycle model."""
     params = SmartDealParams(array_rows=rows, array_cols=cols, rows_per_cycle=R,
                              exponent_bits=E, max_inputs=48, max_outputs=20, max_tokens=7,
                              weight_words=1024)
     words = layer_words(8, 29, seed=rows + R, exponent_bits=E)
     generator = torch.Generator().manual_seed(R)
     one = torch.full((1, 29), -128, dtype=torch.int64)
-    check_rtl(make_case(params, words, one, stale=0x33))
+    case = make_case(params, words, one, stale=0x33)
+    assert_cycle_model(case, check_rtl(case, runs=2))
     full = torch.randint(-128, 128, (7, 29), generator=generator)
     full[0] = -128
     full[1] = 127
-    check_rtl(make_case(params, words, full, requant=(301, 13)))
+    case = make_case(params, words, full, requant=(301, 13))
+    assert_cycle_model(case, check_rtl(case, runs=2))
 
 
 def test_rtl_zero_weights():
@@ -180,12 +183,15 @@ def test_rtl_zero_weights():
 
 @pytest.mark.sweep          # make sim; make test runs a trained layer end to end (cocotb)
 def test_rtl_trained_layer():
-    """The digits ViT's qkv layer (144 x 48, 72% of Ce zero) on its real activations."""
+    """The digits ViT's qkv layer (144 x 48, 72% of Ce zero) on its real activations, twice
+    (the second run skips the check), both within 2% of the cycle model."""
     from celine.engines.smartdeal.bench import _digits, activations
     made, layers, images = _digits()
     sd = layers["blocks.0.attn.qkv"]
     params = SmartDealParams(max_tokens=17)
-    check_rtl(make_case(params, sd.pack(), activations(made, "blocks.0.attn.qkv", images, 17)))
+    case = make_case(params, sd.pack(), activations(made, "blocks.0.attn.qkv", images, 17))
+    first, second = assert_cycle_model(case, check_rtl(case, runs=2))
+    assert second < first
 
 
 def _errors_case(words, settings=None, params=SMALL):

@@ -9,7 +9,8 @@ from ..engines.smartdeal.spec import pack_act
 from ..golden.shell import Buffer
 from ..golden.smartdeal.engine_model import SmartDealEngineModel
 
-__all__ = ["SmartDealCase", "make_case", "act_words", "random_layer"]
+__all__ = ["SmartDealCase", "make_case", "act_words", "random_layer",
+           "assert_cycle_model"]
 
 
 @dataclasses.dataclass
@@ -59,3 +60,18 @@ def make_case(params, words, x, *, requant=None, settings=None, stale=0):
     contents = {name: list(buffer.words) for name, buffer in buffers.items()}
     expected = model.run(regs, buffers)
     return SmartDealCase(params, contents, regs, expected, tuple(words), x)
+
+
+def assert_cycle_model(case, measured, tolerance=0.02):
+    """The cycle model (engines.smartdeal.cycles) within `tolerance` (2%) of each run's
+    measured cycles of `case` run after run: the first run checks the layer, the later
+    ones (the weights not written since) do not. Returns the model's cycles."""
+    from ..engines.smartdeal.cycles import Layer, cycles
+    from ..golden.smartdeal.hardware import SmartDealWeights
+    layer = Layer.of(SmartDealWeights.from_packed(list(case.words)))
+    tokens = case.settings["tokens"]
+    model = [cycles(case.params, layer, tokens, checked=n > 0) for n in range(len(measured))]
+    for n, (want, got) in enumerate(zip(model, measured)):
+        assert abs(want - got) <= tolerance * got, \
+            f"run {n}: the cycle model says {want}, the RTL took {got}"
+    return model

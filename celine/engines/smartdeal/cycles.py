@@ -28,7 +28,8 @@ CHECK_TAIL = 2         # the last row -> `done` (the end-of-stream checks)
 WRITE_TO_READ = 3      # a tile's last beat written -> its first read issued (full flag)
 DRAIN = 18             # the last beat issued -> the last row written (readers, array, drain)
 BITOP_PASS = 4         # bit-op: a token tile's pass beyond the parser's
-BITOP_DRAIN = 19        # bit-op: the last pass -> the last result written
+BITOP_DRAIN = 9        # bit-op: the last pass -> the last result written, beyond the stages
+                       # that depend on the parameters (bitop_drain)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,17 @@ def compute_phase(params, layer, tokens):
     return PHASE_START + issue_end[-1] + DRAIN
 
 
+def bitop_drain(params):
+    """Cycles from the last pass to the last result written (bit-op): BITOP_DRAIN, one more
+    for R > 1 (ShiftAddLanes' sum over the beat's rows), the last block's 9/P groups of
+    products and the adder levels that sum a group's P products (0, 1, 2 for P = 1, 3, 9:
+    rtl/smartdeal/bitop_lanes.py)."""
+    P = params.bitop_multipliers
+    groups = math.ceil(BASIS * BASIS / P)
+    levels = {1: 0, 3: 1, 9: 2}[P]
+    return BITOP_DRAIN + (params.rows_per_cycle > 1) + groups + levels
+
+
 def bitop_phase(params, layer, tokens):
     """Cycles of the bit-op computation (rtl/smartdeal/bitop.py) for M = `tokens`: a pass of
     the parser over the stream per token tile (array_rows tokens in lanes), the shifts and
@@ -135,7 +147,7 @@ def bitop_phase(params, layer, tokens):
     token_tiles = math.ceil(tokens / params.array_rows)
     gap = math.ceil(BASIS * BASIS / params.bitop_multipliers)
     return PHASE_START + token_tiles * (decode_times(params, layer, gap)[-1] + BITOP_PASS) \
-        + BITOP_DRAIN
+        + bitop_drain(params)
 
 
 def cycles(params: SmartDealParams, layer, tokens, *, checked=False):
