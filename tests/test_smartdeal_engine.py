@@ -66,20 +66,32 @@ def test_errors_write_nothing():
         == Errors.SHAPE
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"impl": "exact"}, "impl must be 'rebuild' or 'bitop', not 'exact'"),
-    ({"exponent_bits": 5}, "exponent_bits must be 2 or 3 or 4, not 5"),
-    ({"rows_per_cycle": 3}, "rows_per_cycle must be 1 or 2 or 4, not 3"),
-    ({"array_rows": 0}, "array_rows must be between 1 and 16, not 0"),
-    ({"array_impl": "lut"}, "array_impl must be 'bricks' or 'dsp', not 'lut'"),
-    ({"max_inputs": 2}, "max_inputs must be between 3 and 65535, not 2"),
-    ({"max_tokens": 0}, "max_tokens must be between 1 and 4096, not 0"),
-    ({"weight_words": 5}, "weight_words must be between 6 and 65536, not 5"),
+@pytest.mark.parametrize("kwargs, kind, message", [
+    ({"impl": "exact"}, ValueError, "impl must be 'rebuild' or 'bitop', not 'exact'"),
+    ({"exponent_bits": 5}, ValueError, "exponent_bits must be 2 or 3 or 4, not 5"),
+    ({"rows_per_cycle": 3}, ValueError, "rows_per_cycle must be 1 or 2 or 4, not 3"),
+    ({"array_rows": 0}, ValueError, "array_rows must be between 1 and 16, not 0"),
+    ({"array_cols": 17}, ValueError, "array_cols must be between 1 and 16, not 17"),
+    ({"array_impl": "lut"}, ValueError, "array_impl must be 'bricks' or 'dsp', not 'lut'"),
+    ({"max_inputs": 2}, ValueError, "max_inputs must be between 3 and 65535, not 2"),
+    ({"max_outputs": 0}, ValueError, "max_outputs must be between 1 and 65535, not 0"),
+    ({"max_tokens": 0}, ValueError, "max_tokens must be between 1 and 4096, not 0"),
+    ({"max_block_rows": 65536}, ValueError,
+     "max_block_rows must be between 1 and 65535, not 65536"),
+    ({"weight_words": 5}, ValueError, "weight_words must be between 6 and 65536, not 5"),
+    ({"bitop_multipliers": 2}, ValueError, "bitop_multipliers must be 1 or 3 or 9, not 2"),
+    ({"rows_per_cycle": 2.0}, TypeError, "rows_per_cycle must be an integer, not 2.0"),
+    ({"array_rows": "4"}, TypeError, "array_rows must be an integer, not '4'"),
+    ({"max_tokens": True}, TypeError, "max_tokens must be an integer, not True"),
+    ({"weight_words": 1024.0}, TypeError, "weight_words must be an integer, not 1024.0"),
+    ({"exponent_bits": None}, TypeError, "exponent_bits must be an integer, not None"),
 ])
-def test_parameters_are_checked(kwargs, message):
-    with pytest.raises(ValueError) as error:
+def test_parameters_are_checked(kwargs, kind, message):
+    """Every parameter's rule, with its pinned message: ValueError for a value out of range
+    or not among the choices, TypeError for a non-integer (a bool is not one)."""
+    with pytest.raises(kind) as error:
         SmartDealParams(**kwargs)
-    assert str(error.value) == message
+    assert type(error.value) is kind and str(error.value) == message
 
 
 def test_buffers():
