@@ -4,10 +4,13 @@ layer's shape and where its Ce nonzeros are (the decoder's symbols), and M.
 A run: `start`, then (unless the layer was checked since the host wrote it) the check
 phase, the decoder parsing the whole stream; then the compute phase: the decoder fills the
 tile buffer one output tile (array_cols rows) a bank while the MAC array takes, for each
-output tile, T = ceil(M / array_rows) token tiles of L beats, a beat a cycle. The decoder
-takes a block's B in a cycle and then up to R rows a cycle, and at most a word (P symbols)
-a cycle from the buffer; it waits while both banks are full. The constants are the RTL's
-latencies; tests/test_smartdeal_engine.py holds the model against RTL simulation.
+output tile, T = ceil(M / array_rows) token tiles of L beats, a beat a cycle; a token
+tile starts no sooner than array_rows + TILE_TURN cycles after the one before (the array
+drains a tile's array_rows result rows, one a cycle, before it takes the next tile's
+sums), so a layer shorter than that is drain-bound. The decoder takes a block's B in a
+cycle and then up to R rows a cycle, and at most a word (P symbols) a cycle from the
+buffer; it waits while both banks are full. The constants are the RTL's latencies;
+tests/test_smartdeal_engine.py holds the model against RTL simulation.
 """
 
 import math
@@ -26,7 +29,10 @@ HEADER = 5             # header words, one a cycle, then its size product ...
 HEADER_CHECK = 2       # ... and the checks before the first block
 CHECK_TAIL = 2         # the last row -> `done` (the end-of-stream checks)
 WRITE_TO_READ = 3      # a tile's last beat written -> its first read issued (full flag)
-DRAIN = 18             # the last beat issued -> the last row written (readers, array, drain)
+DRAIN = 18             # the last beat issued -> the first row of the last tile written
+                       # (readers, array, drain); its array_rows rows then one a cycle
+TILE_TURN = 5          # a token tile's start -> the next's, beyond its array_rows rows
+BANK_SLACK = 2         # cycles of a bank wait the decoder's output skid buffer absorbs
 BITOP_PASS = 4         # bit-op: a token tile's pass beyond the parser's
 BITOP_DRAIN = 9        # bit-op: the last pass -> the last result written, beyond the stages
                        # that depend on the parameters (bitop_drain)
@@ -108,25 +114,31 @@ def check_phase(params, layer):
 
 def compute_phase(params, layer, tokens):
     """Cycles of the compute phase for M = `tokens`: the decoder's tiles against the array's
-    beats, with two banks."""
+    beats, with two banks; each token tile L beats, array_rows + TILE_TURN cycles at
+    least."""
     p = params
-    cols = p.array_cols
-    token_tiles = math.ceil(tokens / p.array_rows)
-    tile_beats = token_tiles * layer.length
+    cols, rows = p.array_cols, p.array_rows
+    token_tiles = math.ceil(tokens / rows)
     rows_done = decode_times(p, layer)
     tiles = math.ceil(layer.outputs / cols)
-    issue_end = []                       # the cycle each tile's last beat is issued
+    issue_end = []                       # the cycle each output tile's last beat is issued
     shift = 0                            # how late the decoder runs (bank full)
+    start = end = None                   # the last token tile's first beat, its end
     for u in range(tiles):
         last_row = min(layer.outputs, (u + 1) * cols) - 1
         if u >= 2:
-            # its bank frees when tile u-2 has been issued: the decoder waits for that
+            # its bank frees when tile u-2 has been issued: the decoder waits for that (the
+            # beats it holds meanwhile absorb BANK_SLACK cycles of the wait)
             ready_at = rows_done[u * cols - 1] + shift
-            shift += max(0, issue_end[u - 2] - ready_at)
+            shift += max(0, issue_end[u - 2] - ready_at - BANK_SLACK)
         written = rows_done[last_row] + shift
-        start = max(written + WRITE_TO_READ, issue_end[-1] if issue_end else 0)
-        issue_end.append(start + tile_beats)
-    return PHASE_START + issue_end[-1] + DRAIN
+        for t in range(token_tiles):
+            earliest = written + WRITE_TO_READ if t == 0 else 0
+            if start is not None:
+                earliest = max(earliest, end, start + rows + TILE_TURN)
+            start, end = earliest, earliest + layer.length
+        issue_end.append(end)
+    return PHASE_START + issue_end[-1] + DRAIN + rows - 1
 
 
 def bitop_drain(params):
