@@ -8,10 +8,10 @@ import torch
 from celine.engines.smartdeal.spec import (Errors, SmartDealParams, act_place, buffers,
                                            pack_act, result_count, result_place,
                                            unpack_result)
-from celine.golden.smartdeal.format import FormatError, LayerHeader, pack, unpack
-from celine.golden.smartdeal.hardware import SmartDealWeights
+from celine.golden.smartdeal.format import FormatError, pack, unpack
 from celine.golden.smartdeal.integer import linear_bitop_int, linear_int
-from celine.sim.smartdeal_cases import assert_cycle_model, make_case, random_layer
+from celine.sim.smartdeal_cases import (assert_cycle_model, clip_layer, make_case,
+                                        random_layer)
 
 STALE = 0x5A5A5A5A
 
@@ -113,23 +113,6 @@ def test_rtl_parameter_points(rows, R, E, P, outputs, length, tokens):
     case = make_case(params, sd.pack(), x, stale=STALE)
     assert_cycle_model(case, check_rtl(case, sd, runs=2))
     check_rtl(make_case(params, sd.pack(), x, requant=(301, 13)), sd)
-
-
-def clip_layer(exponent_bits, block_rows, blocks_per_output, length):
-    """Three outputs at the extremes: every coefficient -2^(2^E - 1) (the clip) with every
-    B entry -128; every block zero (B = 0, Ce = 0); every coefficient +2^(2^E - 1), B -128
-    (with x = -128 the sums reach the largest magnitudes of both signs)."""
-    header = LayerHeader("linear", 3, length, block_rows, blocks_per_output, exponent_bits,
-                         1, 0)
-    clip = 1 << (1 << exponent_bits) - 1
-    blocks = blocks_per_output
-    ce = torch.cat([torch.full((blocks, block_rows, 3), -clip),
-                    torch.zeros(blocks, block_rows, 3, dtype=torch.int64),
-                    torch.full((blocks, block_rows, 3), clip)])
-    basis = torch.cat([torch.full((blocks, 3, 3), -128),
-                       torch.zeros(blocks, 3, 3, dtype=torch.int64),
-                       torch.full((blocks, 3, 3), -128)])
-    return SmartDealWeights(header, (3, length), basis, ce)
 
 
 @pytest.mark.parametrize("E, P", [(2, 1), (3, 9), (4, 3)])

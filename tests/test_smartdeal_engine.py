@@ -8,7 +8,8 @@ from celine.engines.smartdeal.spec import (Errors, SmartDealParams, buffers, res
                                            result_place, unpack_result)
 from celine.golden.smartdeal.format import FormatError, unpack
 from celine.golden.smartdeal.integer import linear_int
-from celine.sim.smartdeal_cases import assert_cycle_model, make_case, random_layer
+from celine.sim.smartdeal_cases import (assert_cycle_model, clip_layer, make_case,
+                                        random_layer)
 
 SMALL = SmartDealParams(array_rows=2, array_cols=3, max_inputs=48, max_outputs=20,
                         max_tokens=9, weight_words=1024)
@@ -194,6 +195,74 @@ def test_rtl_zero_weights():
     case = make_case(SMALL, zero.pack(), x)
     assert all(word == 0 for word in case.expected.writes["result"].values())
     check_rtl(case)
+
+
+# A small engine whose limits a quick layer reaches: 10 outputs, 30 inputs, blocks of 5 rows.
+LIMITS = SmartDealParams(array_rows=2, array_cols=4, max_inputs=30, max_outputs=10,
+                         max_tokens=5, max_block_rows=5, weight_words=512)
+
+
+def test_rtl_largest_layer():
+    """A layer at max_outputs x max_inputs with blocks of max_block_rows (10 x 30, two
+    blocks of 5 rows an output; 3 output tiles, the last half empty) on max_tokens rows of
+    -128 and 127 among random values, exact and requantized, twice (the second run skips
+    the check) within 2% of the cycle model; one output, input or block row more is
+    SHAPE and writes nothing."""
+    sd = random_layer(10, 30, seed=31, block_rows=5)
+    h = sd.header
+    assert (h.outputs, h.length, h.block_rows, h.blocks_per_output) == (10, 30, 5, 2)
+    x = torch.randint(-128, 128, (5, 30), generator=torch.Generator().manual_seed(32))
+    x[0] = -128
+    x[4] = 127
+    case = make_case(LIMITS, sd.pack(), x, stale=0x77)
+    assert torch.equal(result_matrix(LIMITS, case, 5, 10), linear_int(x, sd))
+    assert_cycle_model(case, check_rtl(case, runs=2))
+    check_rtl(make_case(LIMITS, sd.pack(), x, requant=(301, 13)))
+    for beyond in (random_layer(11, 30, seed=33, block_rows=5),      # an output more
+                   random_layer(10, 31, seed=34, block_rows=1),      # an input more
+                   random_layer(10, 30, seed=35, block_rows=10)):    # a block row more
+        case = make_case(LIMITS, beyond.pack(), torch.ones(2, beyond.header.length,
+                                                           dtype=torch.int64), stale=0x77)
+        assert case.expected.errors == Errors.SHAPE and not case.expected.writes
+        check_rtl(case)
+
+
+@pytest.mark.parametrize("E", [2, 3])
+def test_rtl_the_clip_and_zero_blocks(E):
+    """Ce at the magnitude clip (every coefficient -2^(2^E - 1) with B all -128, the largest
+    rebuilt weights, int8 +96 after the weights' shift), an output of zero blocks, and the
+    clip's positive twin, on max_inputs activations of -128 (the largest sums of both
+    signs) and random ones; exact and requantized; within 2% of the cycle model."""
+    params = SmartDealParams(**{**LIMITS.to_dict(), "exponent_bits": E})
+    sd = clip_layer(E, 5, 2, 30)
+    x = torch.full((5, 30), -128)
+    x[3:] = torch.randint(-128, 128, (2, 30), generator=torch.Generator().manual_seed(E))
+    case = make_case(params, sd.pack(), x, stale=0x77)
+    y = result_matrix(params, case, 5, 3)
+    assert y[0].tolist() == [-128 * 96 * 30, 0, 128 * 96 * 30]
+    assert torch.equal(y, linear_int(x, sd))
+    assert_cycle_model(case, check_rtl(case, runs=2))
+    check_rtl(make_case(params, sd.pack(), x, requant=(1, 12)))
+
+
+@pytest.mark.parametrize("params", [SMALL, SmartDealParams(array_rows=1, array_cols=1,
+                                                           max_inputs=3, max_outputs=1,
+                                                           max_tokens=1, max_block_rows=1,
+                                                           weight_words=64)],
+                         ids=["2x3 array", "1x1 array, the smallest limits"])
+def test_rtl_smallest_layer(params):
+    """A 1 x 1 layer (one output of one input: one block of one row, two of its rebuilt
+    weights padding) on one token, exact and requantized, within 2% of the cycle model;
+    also on the smallest engine (a 1 x 1 array, max_inputs 3, one output, one token)."""
+    sd = random_layer(1, 1, seed=41)
+    h = sd.header
+    assert (h.outputs, h.length, h.block_rows, h.blocks_per_output) == (1, 1, 1, 1)
+    for value in (-128, 127, 5):
+        x = torch.tensor([[value]])
+        case = make_case(params, sd.pack(), x, stale=0x77)
+        assert torch.equal(result_matrix(params, case, 1, 1), linear_int(x, sd))
+        assert_cycle_model(case, check_rtl(case, runs=2))
+    check_rtl(make_case(params, sd.pack(), torch.tensor([[-128]]), requant=(300, 4)))
 
 
 @pytest.mark.sweep          # make sim; make test runs a trained layer end to end (cocotb)

@@ -9,7 +9,7 @@ from ..engines.smartdeal.spec import pack_act
 from ..golden.shell import Buffer
 from ..golden.smartdeal.engine_model import SmartDealEngineModel
 
-__all__ = ["SmartDealCase", "make_case", "act_words", "random_layer",
+__all__ = ["SmartDealCase", "make_case", "act_words", "random_layer", "clip_layer",
            "assert_cycle_model"]
 
 
@@ -29,14 +29,38 @@ def act_words(params, x):
     return pack_act(params, x.tolist())
 
 
-def random_layer(outputs, length, *, seed=0, sparsity_threshold=0.05, exponent_bits=2):
-    """The hardware form (SmartDealWeights) of a decomposed random weight (outputs x length)."""
+def random_layer(outputs, length, *, seed=0, sparsity_threshold=0.05, exponent_bits=2,
+                 block_rows=None):
+    """The hardware form (SmartDealWeights) of a decomposed random weight (outputs x length);
+    `block_rows`: m0 (default: the reference's rule, decomposition.decompose)."""
     from ..golden.smartdeal.decomposition import decompose
     from ..golden.smartdeal.hardware import quantize_decomposition
     generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(outputs, length, generator=generator, dtype=torch.float64)
-    return quantize_decomposition(decompose(weight, threshold=sparsity_threshold),
+    return quantize_decomposition(decompose(weight, threshold=sparsity_threshold,
+                                            block_rows=block_rows),
                                   exponent_bits=exponent_bits)
+
+
+def clip_layer(exponent_bits, block_rows, blocks_per_output, length):
+    """Three outputs at the extremes: every coefficient -2^(2^E - 1) (the magnitude clip)
+    with every B entry -128; every block zero (B = 0, Ce = 0); every coefficient
+    +2^(2^E - 1), B -128 (with x = -128 the sums reach the largest magnitudes of both
+    signs). M_w = 1 and S_w the hardware form's (hardware.weight_shift: the rebuilt
+    weights +-3·128·2^(2^E - 1) round to +-96 in int8)."""
+    from ..golden.smartdeal.format import LayerHeader
+    from ..golden.smartdeal.hardware import SmartDealWeights, weight_shift
+    clip = 1 << (1 << exponent_bits) - 1
+    header = LayerHeader("linear", 3, length, block_rows, blocks_per_output, exponent_bits,
+                         1, weight_shift(3 * 128 * clip))
+    blocks = blocks_per_output
+    ce = torch.cat([torch.full((blocks, block_rows, 3), -clip),
+                    torch.zeros(blocks, block_rows, 3, dtype=torch.int64),
+                    torch.full((blocks, block_rows, 3), clip)])
+    basis = torch.cat([torch.full((blocks, 3, 3), -128),
+                       torch.zeros(blocks, 3, 3, dtype=torch.int64),
+                       torch.full((blocks, 3, 3), -128)])
+    return SmartDealWeights(header, (3, length), basis, ce)
 
 
 def make_case(params, words, x, *, requant=None, settings=None, stale=0):
