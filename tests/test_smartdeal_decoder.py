@@ -26,8 +26,8 @@ from celine.golden.smartdeal.hardware import (SmartDealWeights, quantize_decompo
                                               weight_shift)
 from celine.golden.smartdeal.integer import rebuild_blocks_int, rebuilt_width, weights_int8
 from celine.rtl.smartdeal import SdDecoder, SdParser, SdRebuild
-from celine.rtl.smartdeal.layouts import (ERROR_FLAGS, TOO_LARGE, header_layout,
-                                          weight_beat_layout)
+from celine.rtl.smartdeal.layouts import (ERROR_FLAGS, TOO_LARGE, errors_layout,
+                                          header_layout, weight_beat_layout)
 from celine.sim.payload import unpack as unpack_payload
 from celine.sim.runner import run_cocotb
 from celine.sim.smartdeal_cases import random_layer as random_sd_layer
@@ -384,8 +384,15 @@ def corrupt(words, index, value):
     return words
 
 
+def zero_rows_layer(exponent_bits):
+    """One block of 24 all-zero rows (a symbol each) and B all 1."""
+    return make_weights(exponent_bits, [[1] * 9], [[[0] * 3] * 24], outputs=1, length=72,
+                        block_rows=24)
+
+
 def corrupt_cases(exponent_bits):
-    """(name, words, count, flag, unpack's kind or None for the decoder's own checks)."""
+    """The good layer the cases corrupt, and the cases: (name, words, count, the flag:
+    unpack's kind, or the decoder's own check's for "weight mult" and "other E")."""
     P, W = fmt.symbols_per_word(exponent_bits), fmt.symbol_bits(exponent_bits)
     rng = random.Random(exponent_bits)
     while True:             # a layer whose last word has padding symbols
@@ -396,8 +403,7 @@ def corrupt_cases(exponent_bits):
             break
     words = list(sd.pack())
     w0, n = words[0], len(words)
-    zero_rows = make_weights(exponent_bits, [[1] * 9], [[[0] * 3] * 24], outputs=1,
-                             length=72, block_rows=24).pack()
+    zero_rows = zero_rows_layer(exponent_bits).pack()
     cases = [
         ("magic", corrupt(words, 0, w0 ^ 0x1), None, fmt.BAD_HEADER),
         ("version", corrupt(words, 0, w0 ^ 0x300), None, fmt.BAD_HEADER),
@@ -436,10 +442,29 @@ def corrupt_cases(exponent_bits):
     return sd, cases
 
 
+def corrupt_beats(name, sd, exponent_bits, rows_per_cycle):
+    """The beats the decoder emits for corrupt case `name` of corrupt_cases (sd: its good
+    layer) before the error stops it: where the fault is at the end of the stream (a word
+    too many, nonzero padding) every beat but the one flagged `last` (held back until the
+    end is checked); a truncated block's rows, the groups of R whose symbols all arrived
+    (zero_rows_layer cut by a word: a symbol a row); none for the rest (the error is in
+    the header or in a block's B, before the first row)."""
+    if name in ("extra word", "padding"):
+        return expected_weights(sd, rows_per_cycle)[:-1]
+    if name == "truncated rows":
+        zero = zero_rows_layer(exponent_bits)
+        given = (zero.packed_words - 1 - fmt.HEADER_WORDS) * fmt.symbols_per_word(exponent_bits)
+        rows = given - fmt.basis_symbols(exponent_bits)
+        assert 0 < rows < zero.header.block_rows
+        return expected_weights(zero, rows_per_cycle)[:rows // rows_per_cycle]
+    return []
+
+
 @pytest.mark.parametrize("exponent_bits, rows_per_cycle", [(2, 1), (3, 4)])
 def test_corrupt_streams(exponent_bits, rows_per_cycle):
-    """Each corrupt stream: the flag of unpack's kind (exactly one flag), no beat flagged
-    last; then a good layer decodes (the words left were taken and dropped)."""
+    """Each corrupt stream: the flag of unpack's kind (exactly one flag), exactly the beats
+    corrupt_beats says (none flagged last); then a good layer decodes (the words left were
+    taken and dropped)."""
     sd, cases = corrupt_cases(exponent_bits)
     dut = SdDecoder(exponent_bits=exponent_bits, rows_per_cycle=rows_per_cycle)
     layers = []
@@ -457,6 +482,7 @@ def test_corrupt_streams(exponent_bits, rows_per_cycle):
             unpack(words)
         assert bad.errors == {**NO_ERRORS, kind: 1}, name
         assert not any(beat["last"] for beat in bad.beats), name
+        assert bad.beats == corrupt_beats(name, sd, exponent_bits, rows_per_cycle), name
         check_good(good, sd, want)
 
 
@@ -533,13 +559,41 @@ def cocotb_layers(exponent_bits, rng, real):
     ]
 
 
+def corrupt_runs(exponent_bits, rows_per_cycle):
+    """Runs of the stream testbench for corrupt streams, one of each kind and place (the
+    header, the decoder's own M_w check, B, the rows, the end of the stream), each followed
+    by the good layer they corrupt: a corrupt run's output is exactly corrupt_beats (never
+    the beat flagged last) and it ends done, not busy, with exactly its flag set in
+    `errors`; the good run after it decodes (the words left were taken and dropped)."""
+    sd, cases = corrupt_cases(exponent_bits)
+    picked = {"magic", "weight mult", "header length", "truncated basis", "truncated rows",
+              "extra word", "padding", "spare bits", "mask"}
+    layout = weight_beat_layout(rows_per_cycle)
+    runs = []
+    for name, words, count, kind in cases:
+        if name not in picked:
+            continue
+        beats = corrupt_beats(name, sd, exponent_bits, rows_per_cycle)
+        assert not any(beat["last"] for beat in beats)
+        errors = errors_layout().const({**NO_ERRORS, kind: 1}).as_value().value
+        runs.append({"beats": list(words),
+                     "expected": [layout.const(beat).as_value().value for beat in beats],
+                     "pulse": {"start": 1, "words": len(words) if count is None else count},
+                     "final": {"errors": errors, "done": 1, "busy": 0}})
+        runs.append(decoder_run(sd, rows_per_cycle))
+    return runs
+
+
 def run_decoder_cocotb(request, exponent_bits, rows_per_cycle, layers, *, seed,
-                       idle_prob=0.3, backpressure_prob=0.3, **kwargs):
+                       idle_prob=0.3, backpressure_prob=0.3, corrupt=False, **kwargs):
     """Every layer through the decoder's Verilog under idle_prob/backpressure_prob; the
-    first again with no stalls and again with the header's count (words = 0)."""
+    first again with no stalls and again with the header's count (words = 0); with
+    `corrupt`, then corrupt_runs."""
     runs = [decoder_run(sd, rows_per_cycle) for sd in layers]
     runs += [decoder_run(layers[0], rows_per_cycle, idle_prob=0.0, backpressure_prob=0.0),
              decoder_run(layers[0], rows_per_cycle, count=False)]
+    if corrupt:
+        runs += corrupt_runs(exponent_bits, rows_per_cycle)
     dut = SdDecoder(exponent_bits=exponent_bits, rows_per_cycle=rows_per_cycle, **kwargs)
     name = f"sd_decoder_e{exponent_bits}_r{rows_per_cycle}" + "".join(
         f"_{key[4]}{value}" for key, value in sorted(kwargs.items()))
@@ -559,14 +613,21 @@ def run_decoder_cocotb(request, exponent_bits, rows_per_cycle, layers, *, seed,
 def test_decoder_cocotb(request, real_layers, exponent_bits, rows_per_cycle, name):
     """The Verilog, bit-exact with weights_int8 (and the padding's weights) under idle and
     backpressure 0.3 (one run at 0/0): a real trained layer, random codes, a decomposed
-    random weight, zero blocks, the clip, lengths not a multiple of 3, the smallest layer."""
+    random weight, zero blocks, the clip, lengths not a multiple of 3, the smallest layer;
+    then corrupt streams (a bad header, M_w != 1, a wrong length, truncated in B and in
+    the rows, a word too many, bad codes), each setting exactly its error flag (`final`),
+    each followed by a good layer."""
     rng = random.Random(300 * exponent_bits + rows_per_cycle)
     layers = cocotb_layers(exponent_bits, rng, real_layers[name])
     assert 0 < layers[0].ce_sparsity < 1 and layers[0].header.weight_mult == 1
     assert all(sd.header.length % 3 for sd in layers[1:3])
     assert not any(rebuild_blocks_int(layers[4]).flatten().tolist())       # all zero
-    runs = run_decoder_cocotb(request, exponent_bits, rows_per_cycle, layers, seed=11)
+    runs = run_decoder_cocotb(request, exponent_bits, rows_per_cycle, layers, seed=11,
+                              corrupt=True)
     assert sum(len(run["expected"]) for run in runs) > 300
+    flagged = [run["final"]["errors"] for run in runs if run["final"].get("errors")]
+    assert len(flagged) == 8 and {bin(flags).count("1") for flags in flagged} == {1}
+    assert len({flags for flags in flagged}) == 4          # every format error kind
 
 
 @pytest.mark.cocotb
@@ -585,7 +646,8 @@ def test_decoder_cocotb_sweep(request, real_layers, exponent_bits, rows_per_cycl
                                    length=rng.randint(1, 80), block_rows=rng.randint(1, 20),
                                    density=rng.random(), zero_blocks=0.2))
     run_decoder_cocotb(request, exponent_bits, rows_per_cycle, layers, seed=12,
-                       idle_prob=idle_prob, backpressure_prob=backpressure_prob)
+                       idle_prob=idle_prob, backpressure_prob=backpressure_prob,
+                       corrupt=True)
 
 
 @pytest.mark.cocotb
