@@ -1,6 +1,8 @@
-"""The SmartDeal shell's Verilog end to end: host runtime (dev.linear) -> UART -> shell ->
-SmartDealShellAdapter on a real trained layer, bit-exact against the golden model; the
-weights cross the link once; the cycles of each run within 2% of the cycle model."""
+"""The SmartDeal shell's Verilog end to end, for both implementations: host runtime
+(dev.linear) -> UART -> shell -> SmartDealShellAdapter on a real trained layer, bit-exact
+against the golden model (impl "rebuild": linear_int on the int8 weights; impl "bitop":
+the exact sums x·w_int, linear_int(weights="wide")); the weights cross the link once; the
+cycles of each run within 2% of the cycle model."""
 
 import json
 
@@ -14,36 +16,92 @@ from celine.sim.runner import run_cocotb
 
 CLOCK_HZ = 100_000_000
 SHELL = dict(clock_hz=CLOCK_HZ, baud=CLOCK_HZ // 4, max_payload=1024, timeout_bits=64)
-PARAMS = SmartDealParams(max_tokens=16, max_inputs=48, max_outputs=48, weight_words=512)
+LIMITS = dict(max_tokens=16, max_inputs=48, max_outputs=48, weight_words=512)
+
+
+def run_shell(request, params, sd, x, requants):
+    """dev.linear(x, sd's packed words) once per entry of `requants` (None: the exact sums)
+    in the shell's Verilog; each result == the golden model's, bit for bit (asserted in the
+    testbench). Returns the record (cycles and link bytes of each call) and the expected
+    outputs."""
+    words = list(sd.pack())
+    weights = "int8" if params.impl == "rebuild" else "wide"
+    expected = [linear_int(x, sd, weights=weights,
+                           **({} if requant is None else
+                              {"mult": requant[0], "shift": requant[1]}))
+                for requant in requants]
+    jobs = [{"words": words, "x": x.tolist(), "requant": requant, "expected": want.tolist()}
+            for requant, want in zip(requants, expected)]
+    shell = build_shell(accel="smartdeal", accel_params=params, **SHELL)
+    # The top's name is the one Device.open("sim") gives the design (firmware/simulate.py),
+    # so that test_smartdeal_host's simulated device (the same parameters and shell) shares
+    # this Verilator build.
+    directory = run_cocotb(shell, toplevel="serve_smartdeal",
+                           test_module="celine.sim.tb.smartdeal_shell_tb",
+                           case_id=request.node.nodeid, testcase="linear_end_to_end",
+                           params={"smartdeal": params.to_dict(), "shell": SHELL},
+                           data={"linear": jobs, "info": json.loads(shell.info)})
+    record = json.loads((directory / "linear.json").read_text())
+    assert len(record["cycles"]) == len(jobs)
+    return record, expected
+
+
+def check_record(params, sd, tokens, record):
+    """Each run's cycles within 2% of the model (the first checks the layer, the others
+    reuse it); the weights cross the link in the first call only."""
+    layer = Layer.of(sd)
+    calls = len(record["cycles"])
+    predicted = [model_cycles(params, layer, tokens)] \
+        + [model_cycles(params, layer, tokens, checked=True)] * (calls - 1)
+    for measured, model in zip(record["cycles"], predicted):
+        assert abs(measured - model) <= 0.02 * measured, (measured, model)
+    links = record["link_bytes"]
+    assert links[0]["weights"] == 4 * sd.packed_words
+    assert all(link["weights"] == 0 for link in links[1:])
+    return links
+
+
+def wide_requant(x, sd, mult=300):
+    """(mult, shift) that maps the largest exact sum x·w_int to 64..127."""
+    largest = int(linear_int(x, sd, weights="wide").abs().max())
+    return [mult, max((largest * mult).bit_length() - 7, 0)]
 
 
 @pytest.mark.cocotb
-def test_linear_end_to_end_trained_layer(request):
+@pytest.mark.parametrize("impl", ["rebuild", pytest.param("bitop", marks=pytest.mark.sweep)])
+def test_linear_end_to_end_trained_layer(request, impl):
     """The digits ViT's attention projection (48 x 48, fine-tuned with the decomposition)
     on 16 real activation rows, twice (the second run reuses the weights on chip and skips
-    the check), then requantized."""
+    the check), then requantized. The bit-op case is a sweep (make sim: its Verilator build
+    and its 4 token-tile passes over the stream take about 2 minutes); make test runs the
+    small bit-op layer below."""
     from celine.engines.smartdeal.bench import _digits, activations
     made, layers, images = _digits()
     name = "blocks.0.attn.proj"
     sd = layers[name]
     x = activations(made, name, images, 16)
-    words = list(sd.pack())
-    jobs = [{"words": words, "x": x.tolist(), "requant": requant,
-             "expected": linear_int(x, sd, **({} if requant is None else
-                                             {"mult": requant[0], "shift": requant[1]}))
-             .tolist()}
-            for requant in (None, None, [300, 15])]
-    shell = build_shell(accel="smartdeal", accel_params=PARAMS, **SHELL)
-    directory = run_cocotb(shell, toplevel="smartdeal_shell", test_module="celine.sim.tb.smartdeal_shell_tb",
-                           case_id=request.node.nodeid, testcase="linear_end_to_end",
-                           params={"smartdeal": PARAMS.to_dict(), "shell": SHELL},
-                           data={"linear": jobs, "info": json.loads(shell.info)})
-    record = json.loads((directory / "linear.json").read_text())
-    layer = Layer.of(sd)
-    predicted = [model_cycles(PARAMS, layer, 16), model_cycles(PARAMS, layer, 16, checked=True),
-                 model_cycles(PARAMS, layer, 16, checked=True)]
-    for measured, model in zip(record["cycles"], predicted):
-        assert abs(measured - model) <= 0.02 * measured, (measured, model)
-    links = record["link_bytes"]
-    assert links[0]["weights"] == 4 * len(words) and links[1]["weights"] == links[2]["weights"] == 0
-    assert 2 * links[0]["weights"] < links[0]["weights_int8"] + 1
+    params = SmartDealParams(impl=impl, **LIMITS)
+    requant = [300, 15] if impl == "rebuild" else wide_requant(x, sd)
+    record, expected = run_shell(request, params, sd, x, [None, None, requant])
+    links = check_record(params, sd, 16, record)
+    assert 2 * links[0]["weights"] <= links[0]["weights_int8"]    # at least 2x against int8
+    assert 64 <= int(expected[-1].abs().max()) <= 128      # the int8 range is used
+
+
+@pytest.mark.cocotb
+def test_linear_end_to_end_bitop_small(request):
+    """impl "bitop" in make test: a small decomposed layer (7 x 10: a length not a multiple
+    of 3) on 5 tokens (three token tiles of 2 lanes, the last half empty), R = 2, P = 3, E =
+    3 (negative exponents in the window), exact then requantized; the weights once."""
+    from celine.sim.smartdeal_cases import random_layer
+    import torch
+    params = SmartDealParams(impl="bitop", array_rows=2, rows_per_cycle=2, exponent_bits=3,
+                             bitop_multipliers=3, max_tokens=8, max_inputs=24,
+                             max_outputs=8, max_block_rows=8, weight_words=64)
+    sd = random_layer(7, 10, seed=21, exponent_bits=3)
+    x = torch.randint(-128, 128, (5, 10), generator=torch.Generator().manual_seed(22))
+    x[0] = -128
+    x[-1] = 127
+    record, expected = run_shell(request, params, sd, x, [None, wide_requant(x, sd)])
+    check_record(params, sd, 5, record)
+    assert 64 <= int(expected[-1].abs().max()) <= 128
