@@ -335,3 +335,30 @@ def test_the_core_follows_impl():
     assert type(smartdeal_core(SmartDealParams(impl="bitop"))) is SdBitop
     with pytest.raises(ValueError, match=r"^params.impl must be 'rebuild', not 'bitop'$"):
         SdLinear(SmartDealParams(impl="bitop"))
+
+
+def test_bench_decoder_record():
+    """build/bench/smartdeal.json's `decoder` is one object, the default configuration's
+    (the issue's schema), and `decoder_points` every point synthesized, the default's
+    among them (synthesis replaced by a stand-in: minutes of tool time)."""
+    from celine.engines.smartdeal.bench import DECODER_ROWS, decoder
+    calls = []
+
+    def measure(exponent_bits, rows_per_cycle):
+        calls.append((exponent_bits, rows_per_cycle))
+        return {"weights_per_cycle": 3 * rows_per_cycle, "lut4": 1000 * rows_per_cycle,
+                "ff": 500 * rows_per_cycle, "mult18x18d": 0, "fmax_mhz": 100.0 / rows_per_cycle}
+
+    chosen, points = decoder(True, measure)
+    default = SmartDealParams()
+    assert calls == [(default.exponent_bits, R) for R in sorted(DECODER_ROWS)]
+    assert {"weights_per_cycle", "lut4", "ff", "mult18x18d", "fmax_mhz"} <= set(chosen)
+    assert (chosen["rows_per_cycle"], chosen["weights_per_cycle"], chosen["lut4"]) == \
+        (default.rows_per_cycle, default.weights_per_cycle, 1000 * default.rows_per_cycle)
+    assert [(p["exponent_bits"], p["rows_per_cycle"], p["lut4"]) for p in points] == \
+        [(default.exponent_bits, R, 1000 * R) for R in sorted(DECODER_ROWS)]
+    assert chosen in points
+    chosen, points = decoder(False)
+    assert chosen == {"exponent_bits": 2, "rows_per_cycle": 1, "weights_per_cycle": 3,
+                      "note": "resources: --no-synth"}
+    assert [p["weights_per_cycle"] for p in points] == [3, 12]

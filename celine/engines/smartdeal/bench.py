@@ -94,16 +94,34 @@ def linear_point(impl, name, sd, x, fpga):
     return result
 
 
-def decoder(fpga):
-    from ...rtl.smartdeal.synth import decoder_resources
-    if not fpga:
-        return {"weights_per_cycle": [3, 12], "note": "resources: --no-synth"}
-    out = []
-    for rows in (1, 4):
-        log(f"decoder R = {rows} out of context on the LFE5U-85F ...")
-        out.append(decoder_resources(2, rows, workdir=Path(f"build/bench/ooc_sd_decoder_r{rows}"),
-                                     log=log))
-    return out
+DECODER_ROWS = (1, 4)   # the decoder points synthesized (R; E the default's)
+
+
+def decoder(fpga, measure=None):
+    """(`decoder`, `decoder_points`) of the benchmark record: the SD decoder alone at the
+    default configuration (SmartDealParams(): E, R), the issue's one object
+    {"weights_per_cycle", "lut4", "ff", "mult18x18d", "fmax_mhz", ...}, and every point
+    of DECODER_ROWS (the default's R among them), each with its exponent_bits and
+    rows_per_cycle. `measure(exponent_bits, rows_per_cycle)` gives a point's resources
+    (default: rtl.smartdeal.synth.decoder_resources, out of context on the LFE5U-85F);
+    without `fpga` the points hold their rates only."""
+    default = SmartDealParams()
+    E = default.exponent_bits
+    rows = sorted({*DECODER_ROWS, default.rows_per_cycle})
+    if measure is None:
+        def measure(exponent_bits, rows_per_cycle):
+            from ...rtl.smartdeal.synth import decoder_resources
+            log(f"decoder E = {exponent_bits}, R = {rows_per_cycle} out of context on the "
+                f"LFE5U-85F ...")
+            return decoder_resources(exponent_bits, rows_per_cycle, log=log, workdir=Path(
+                f"build/bench/ooc_sd_decoder_r{rows_per_cycle}"))
+    points = []
+    for R in rows:
+        figures = measure(E, R) if fpga else {"weights_per_cycle": 3 * R,
+                                              "note": "resources: --no-synth"}
+        points.append({"exponent_bits": E, "rows_per_cycle": R, **figures})
+    chosen, = (point for point in points if point["rows_per_cycle"] == default.rows_per_cycle)
+    return chosen, points
 
 
 def measure_fpga(board, seed=1):
@@ -125,7 +143,7 @@ def run(out, *, quick=False, fpga=True, board="ulx3s-85f"):
     result["linear"] = [linear_point(impl, name, layers[name],
                                      activations(made, name, images, TOKENS), fpga)
                         for name in names for impl in IMPLS]
-    result["decoder"] = decoder(fpga)
+    result["decoder"], result["decoder_points"] = decoder(fpga)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "smartdeal.json"
     write_if_changed(path, json.dumps(result, indent=2) + "\n")
