@@ -18,7 +18,7 @@ from celine.explore.measure import measure, measure_point, point_key
 from celine.explore.record import FIELDS, check_record, new_record
 from celine.explore.runner import run_points, sample
 from celine.explore.search import search
-from celine.explore.space import Objective, parse_constraint, parse_space
+from celine.explore.space import Objective, parse_space
 from celine.gen.synth import ToolError
 from celine.sim.emit import build_root
 
@@ -439,7 +439,6 @@ def test_search_rejects_bad_arguments(here):
 # -- the CLI -------------------------------------------------------------------------------
 
 def cli(argv):
-    import argparse
     from celine.explore.cli_explore import add_parser
     from celine.gen.cli import Parser
     parser = Parser(prog="celine")
@@ -501,6 +500,7 @@ def test_cli_grid_stores_records_in_the_database(here, tools, monkeypatch, capsy
 
     class CostDB:
         def __init__(self, path):
+            self.path = path
             stored.append(("open", str(path)))
 
         def add(self, record):

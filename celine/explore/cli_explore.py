@@ -4,7 +4,6 @@ cycle model) over a grid or an Optuna search, in parallel, cached, into the cost
 import argparse
 import json
 import sys
-from pathlib import Path
 
 __all__ = ["add_parser", "run", "EPILOG"]
 
@@ -74,7 +73,7 @@ def add_parser(subparsers):
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on this dask.distributed scheduler, e.g. tcp://host:8786")
     p.add_argument("--db", metavar="PATH", help="cost database the records go to "
-                   "(default: celine db's)")
+                   "(default: the shipped data set, see `celine db`)")
     p.add_argument("--no-db", action="store_true", help="keep the records in the cache only")
     p.add_argument("--workload", action="append", metavar="key=value",
                    help="a cycle-model workload setting (repeatable), e.g. m=128")
@@ -99,21 +98,18 @@ def add_parser(subparsers):
 
 
 def _database(args):
-    """A callback storing a record in the cost database, and its path (None, None with
-    --no-db)."""
+    """A callback storing a record in the cost database (celine.explore.db; --db, default
+    the shipped data set) and its path; (None, None) with --no-db."""
     if args.no_db:
         return None, None
     try:
-        from . import db as db_module
+        from .db import CostDB
     except ImportError as error:
         print(f"celine explore: the cost database is not available ({error}); "
               f"the records stay in the cache", file=sys.stderr)
         return None, None
-    from ..sim.emit import build_root
-    path = Path(args.db) if args.db else Path(
-        getattr(db_module, "DEFAULT_PATH", build_root() / "explore" / "costs.db"))
-    database = db_module.CostDB(path)
-    return database.add, path
+    database = CostDB(args.db)
+    return database.add, database.path
 
 
 def _format(record):
@@ -208,8 +204,8 @@ def run(args):
 
     try:
         store, db_path = _database(args)
-    except (ValueError, TypeError, OSError) as error:
-        raise UsageError(f"db must be a cost database path, not {args.db!r} ({error})") from None
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
     common = dict(board=board, seeds=seeds, workload=workload, clock_mhz=clock,
                   workdir=workdir, jobs=args.jobs, scheduler=args.scheduler,
                   on_record=store, retry_failed=args.retry_failed)

@@ -7,8 +7,9 @@ the point with every seed through the same `measure_point` and cache as the grid
 the study the objective of the point's best seed with its constraint violations, set with
 Trial.set_constraint (values <= 0 mean feasible; the first is "the build succeeded"), which
 Optuna's TPE sampler reads to rank infeasible trials below feasible ones (Optuna 5's
-replacement of the deprecated TPESampler(constraints_func=...)). The search is reproducible with its `seed`: trials are asked in
-batches of the parallel workers and told in trial order, whatever order they finish in.
+replacement of the deprecated TPESampler(constraints_func=...)). The search is
+reproducible with its `seed`: trials are asked in batches of the parallel workers and told
+in trial order, whatever order they finish in.
 """
 
 import time
