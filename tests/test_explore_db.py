@@ -621,6 +621,10 @@ def test_estimator_predicts_in_milliseconds(trained):
     assert predicted["fmax_mhz"] == pytest.approx(truth["fmax_mhz"], rel=0.08)
     assert predicted["throughput"] == pytest.approx(
         truth["useful_macs"] / truth["cycles"] * predicted["fmax_mhz"] * 1e6)
+    small = mac_estimate(MacArrayParams(**query), m=16, k=16, n=16)
+    assert trained.predict("mac", query, "ulx3s-85f", workload={"m": 16, "k": 16, "n": 16}
+                           )["throughput"] == pytest.approx(
+        small.useful_macs / small.cycles * predicted["fmax_mhz"] * 1e6)
     start = time.perf_counter()
     for _ in range(50):
         trained.predict("mac", query, "ulx3s-85f")
@@ -657,6 +661,8 @@ def test_estimator_rejects_bad_input(trained):
          "board must be one of ulx3s-85f, ulx3s-25f, ecpix5-85f, versa-ecp5, not 'zed'"),
         (lambda: trained.predict("mac", {"rows": 0}, "ulx3s-85f"), ValueError,
          "rows must be between 1 and 64, not 0"),
+        (lambda: trained.predict("mac", {}, "ulx3s-85f", workload=[1]), TypeError,
+         "workload must be a dict, not [1]"),
         (lambda: Estimator().predict("mac", {}, "ulx3s-85f"), ValueError,
          "engine must be one of none (not trained), not 'mac'"),
         (lambda: Estimator.evaluate(synthetic_records(), 1.5, 0), ValueError,

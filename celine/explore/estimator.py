@@ -287,17 +287,20 @@ class Estimator:
                     self.models[engine][figure] = _fit_one(x[index], y)
         return self
 
-    def predict(self, engine, params, board):
+    def predict(self, engine, params, board, workload=None):
         """{figure: predicted value} of TARGETS the engine was trained on, for `params`
         (the engine's Params or a dict of constructor arguments, defaults filling the
         rest) on `board`; also `throughput` (useful MACs per second at the predicted
-        Fmax for the engine's default workload) when the cycle model accepts `params`."""
+        Fmax for the engine's default workload, updated by `workload`) when the cycle
+        model accepts `params` and the workload."""
         if not isinstance(engine, str) or engine not in self.models:
             known = ", ".join(self.engines) or "none (not trained)"
             raise ValueError(f"engine must be one of {known}, not {engine!r}")
         from ..boards.platforms import BOARDS
         if not isinstance(board, str) or board not in BOARDS:
             raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
+        if workload is not None and not isinstance(workload, dict):
+            raise TypeError(f"workload must be a dict, not {workload!r}")
         row = features(engine, params, board)
         x = np.array([[row.get(c, 0.0) for c in self.columns[engine]]])
         outside = bool(self._outside(engine, row, x[0]))
@@ -310,7 +313,8 @@ class Estimator:
         if record is not None and out.get("fmax_mhz"):
             _, obj = resolve_params(engine, params)
             try:
-                estimate = record.cycles.load()(obj, **record.workload)
+                estimate = record.cycles.load()(obj, **{**record.workload,
+                                                        **(workload or {})})
             except (ValueError, TypeError, ZeroDivisionError):
                 estimate = None
             if estimate is not None and estimate.cycles:
