@@ -3,8 +3,8 @@
 `measure(engine, params, board, seed, workdir=...)` generates the engine's core (its
 `core` component) as Verilog, computes the content key of the measurement
 (celine.explore.record.content_key: the Verilog, the tool versions, the board's device and
-package, the seed and the flow's options), and returns the cached record of that key if
-there is one. Otherwise it synthesizes and places and routes the core out of context on
+package, the seed and the flow's options, which name the board too), and returns the
+cached record of that key if there is one. Otherwise it synthesizes and places and routes the core out of context on
 the board's device (celine.gen.synth.place_and_route: yosys synth_ecp5, nextpnr-ecp5
 router2 with the seed and a clock target), and writes the record to the cache,
 `<cache>/<key>.json` (default `<workdir>/cache`).
@@ -139,9 +139,11 @@ def _verilog(engine, params):
     return component, verilog_text(component, name=TOP)
 
 
-def _key(verilog, tools, device, package, speed, nextpnr_device, seed, clock_mhz):
-    flow = {**FLOW, "top": TOP, "speed": speed, "nextpnr_device": nextpnr_device,
-            "clock_mhz": clock_mhz}
+def _key(verilog, tools, board, device, package, speed, nextpnr_device, seed, clock_mhz):
+    # The board is part of the key (with its device and package): the data set has one
+    # row per (engine, parameters, board, seed, tools), even if two boards shared a device.
+    flow = {**FLOW, "board": board, "top": TOP, "speed": speed,
+            "nextpnr_device": nextpnr_device, "clock_mhz": clock_mhz}
     return content_key(verilog=verilog, tools=tools, device=device, package=package,
                        seed=seed, flow=flow)
 
@@ -152,10 +154,10 @@ def point_key(engine, params, board, seed, *, clock_mhz=None):
     engine = resolve_engine(engine)
     params = _params(engine, params)
     check_int("seed", seed, minimum=0)
-    _, device, nextpnr_device, package, speed = target(board)
+    board_name, device, nextpnr_device, package, speed = target(board)
     _, verilog = _verilog(engine, params)
-    return _key(verilog, tool_versions(), device, package, speed, nextpnr_device, seed,
-                _check_clock(clock_mhz))
+    return _key(verilog, tool_versions(), board_name, device, package, speed, nextpnr_device,
+                seed, _check_clock(clock_mhz))
 
 
 def error_line(text):
@@ -306,7 +308,7 @@ def measure_point(engine, params, board, seed, *, workload=None, clock_mhz=None,
         verilog = f"generation failed: {engine.name} {json.dumps(params.to_dict())}"
         elaboration_error = f"{type(error).__name__}: {error_line(error)}"
     seconds["verilog"] = round(time.monotonic() - start, 2)
-    key = _key(verilog, tools, device, package, speed, nextpnr_device, seed, clock)
+    key = _key(verilog, tools, board_name, device, package, speed, nextpnr_device, seed, clock)
     path = cache_path(cache_dir, key)
 
     cached = _read_cache(path)
