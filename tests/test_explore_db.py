@@ -631,7 +631,10 @@ def test_estimator_predicts_in_milliseconds(trained):
     assert (time.perf_counter() - start) / 50 < 0.02                  # milliseconds
     assert trained.extrapolation("mac", query, "ulx3s-85f") == []
     outside = trained.extrapolation("mac", {"rows": 32, "cols": 32}, "ulx3s-85f")
-    assert "rows" in outside and "cols" in outside
+    assert outside[:2] == ["cols", "rows"]
+    assert outside[2:] and all(name.startswith("derived.") for name in outside[2:])
+    one_board = Estimator().fit([r for r in synthetic_records() if r["board"] == "ulx3s-85f"])
+    assert one_board.extrapolation("mac", query, "ulx3s-25f") == ["board"]
     big = trained.predict("mac", {"rows": 32, "cols": 32}, "ulx3s-85f")
     assert big["lut4"] > trained.predict("mac", {"rows": 8, "cols": 8}, "ulx3s-85f")["lut4"]
     assert set(trained.describe()["mac"]) == {"points", "lut4", "ff", "mult18x18d", "dp16kd",

@@ -38,6 +38,7 @@ of 1 keeps a measured count of 0 defined: predicting 1 DSP for 0 is then an erro
 import json
 import math
 import random
+import re
 import time
 import warnings
 from pathlib import Path
@@ -333,15 +334,26 @@ class Estimator:
         return names
 
     def extrapolation(self, engine, params, board):
-        """The features of a configuration outside the training range (beyond the
-        values seen, or never seen): empty when the estimate interpolates. Outside it,
-        predictions come from the power law and deserve less trust."""
+        """What puts a configuration outside the training range: the parameters (then
+        the derived values, "derived.NAME", then "board") whose features lie beyond the
+        values seen in training or were never seen; empty when the estimate
+        interpolates. Outside it, predictions come from the power law and deserve less
+        trust."""
         if not isinstance(engine, str) or engine not in self.models:
             known = ", ".join(self.engines) or "none (not trained)"
             raise ValueError(f"engine must be one of {known}, not {engine!r}")
         row = features(engine, params, board)
         x = np.array([row.get(c, 0.0) for c in self.columns[engine]])
-        return self._outside(engine, row, x)
+        names = []
+        for feature in self._outside(engine, row, x):
+            if feature.startswith("device="):
+                name = "board"
+            else:
+                prefix = "derived." if feature.startswith("derived.") else ""
+                name = prefix + re.split(r"[=∋.<]", feature[len(prefix):])[0]
+            if name not in names:
+                names.append(name)
+        return sorted(names, key=lambda n: (n == "board", n.startswith("derived."), n))
 
     def describe(self):
         """{engine: {"points": n, figure: {"model": kind, "cv_mape": x}}}: what was chosen."""
