@@ -267,6 +267,10 @@ def build_parser():
     p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS))
     p.add_argument("--accel", default=registry.DEFAULT)
     p.set_defaults(func=cmd_report)
+
+    from ..explore import cli_db, cli_explore
+    cli_explore.add_parser(sub)
+    cli_db.add_parser(sub)
     return parser
 
 
