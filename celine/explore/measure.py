@@ -34,6 +34,7 @@ from pathlib import Path
 from ..spec.checks import check_int
 from .record import check_record, content_key, new_record
 from .space import resolve_engine
+from ..gen.synth import check_workdir
 
 __all__ = ["measure", "measure_point", "point_key", "model_figures", "target", "cache_path",
            "check_workdir", "error_line", "SIMULATED", "sim_supported", "FLOW", "TOP"]
@@ -50,17 +51,6 @@ _DOES_NOT_FIT = ("no BELs remaining", "not enough", "exceeds")
 
 def _say(text):
     print(f"celine explore: {text}", file=sys.stderr, flush=True)
-
-
-def check_workdir(workdir):
-    """`workdir` as a Path if it lies under the current directory (the YoWASP sandbox)."""
-    if not isinstance(workdir, (str, Path)):
-        raise TypeError(f"workdir must be a path, not {workdir!r}")
-    cwd = Path.cwd().resolve()
-    if not Path(workdir).resolve().is_relative_to(cwd):
-        raise ValueError(f"workdir must be under the current directory {str(cwd)!r} "
-                         f"(the YoWASP tools' sandbox), not {str(workdir)!r}")
-    return Path(workdir)
 
 
 def target(board):

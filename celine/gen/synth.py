@@ -14,7 +14,7 @@ from pathlib import Path
 from celine.sim.emit import verilog_text, write_if_changed
 from celine.spec.checks import check_choice, check_int
 
-__all__ = ["synthesize", "place_and_route", "resources_from_stat", "ToolError",
+__all__ = ["synthesize", "place_and_route", "check_workdir", "resources_from_stat", "ToolError",
            "OOC_CLOCK_MHZ", "OOC_DEVICES", "OOC_KEYS"]
 
 # Default clock target of `place_and_route`: the project's aim for the engines on ECP5.
@@ -88,7 +88,7 @@ def synthesize(component, *, top, workdir):
     return resources_from_stat(stat), seconds
 
 
-def _check_workdir(workdir):
+def check_workdir(workdir):
     """`workdir` as a Path, if it lies under the current directory (the YoWASP sandbox)."""
     if not isinstance(workdir, (str, Path)):
         raise TypeError(f"workdir must be a path, not {workdir!r}")
@@ -121,7 +121,7 @@ def place_and_route(component, *, top, workdir, seed=1, device="85k", package="C
 
     if not isinstance(top, str) or not top.isidentifier():
         raise ValueError(f"top must be a Verilog identifier, not {top!r}")
-    workdir = _check_workdir(workdir)
+    workdir = check_workdir(workdir)
     check_int("seed", seed, minimum=0)
     check_choice("device", device, OOC_DEVICES)
     if not isinstance(package, str) or not package.isalnum():
