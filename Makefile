@@ -18,7 +18,7 @@ PYTEST := $(PY) -m pytest
 export CELINE_SIM := $(SIM)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test sim verilog bench bitstream clean distclean
+.PHONY: help venv test sim verilog bench bitstream dataset plots clean distclean
 
 help:
 	@echo "Celine targets:"
@@ -27,6 +27,8 @@ help:
 	@echo "  make verilog ACCEL=mac PARAMS=\"rows=8 cols=8\"   Verilog + params JSON in build/verilog/ACCEL"
 	@echo "  make bench     cycle/area benchmark reports in build/bench"
 	@echo "  make bitstream BOARD=ulx3s-85f ACCEL=mac PARAMS=\"rows=4\" SEED=1   bitstream + report.json in build/BOARD/ACCEL"
+	@echo "  make dataset   measure the shipped cost data set (data/cost/spaces/*.toml on DATASET_BOARDS) into data/cost/celine-cost.sqlite; resumable"
+	@echo "  make plots     Pareto and Fmax plots of the cost data set in build/plots"
 	@echo "  make venv      create/refresh .venv from requirements.txt"
 	@echo "  make clean     remove build/ and caches (keeps .venv); make distclean also removes .venv"
 	@echo "Variables: SIM=verilator|icarus (default verilator), JOBS=2, PYTEST_ARGS=..., CELINE_WAVES=1 (FST traces)"
@@ -52,6 +54,20 @@ verilog: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/celine bench --out build/bench
+
+# The shipped cost data set (docs/explore.md): every space file on every board. Each
+# finished point goes into the database at once and the database seeds the cache, so an
+# interrupted run (or one on a fresh clone) builds only what is missing.
+DATASET_SPACES ?= mac taylor vitcod
+DATASET_BOARDS ?= ulx3s-25f ulx3s-85f
+dataset: $(STAMP)
+	set -e; for space in $(DATASET_SPACES); do for board in $(DATASET_BOARDS); do \
+	  $(VENV)/bin/celine explore $$space --space data/cost/spaces/$$space.toml \
+	    --board $$board --jobs $(JOBS) > /dev/null; done; done
+	$(VENV)/bin/celine db stats
+
+plots: $(STAMP)
+	$(VENV)/bin/celine db plot --out build/plots
 
 bitstream: $(STAMP)
 	$(VENV)/bin/celine bitstream --board $(BOARD) --accel $(ACCEL) --seed $(SEED) $(if $(filter 1 yes true,$(FLATTEN)),--flatten) $(PARAMS)

@@ -882,3 +882,22 @@ def test_cli_exit_status_and_one_line_errors(db):
     with redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as exit_:
         args.func(args)
     assert exit_.value.code == 1
+
+
+def test_seed_cache_copies_reproducible_records(db, records, tmp_path):
+    """The database's records become cache entries (what `celine explore` does first, so a
+    fresh clone resumes the shipped data set): successes and the tools' own failures, not
+    crashes, and never over an existing entry."""
+    from celine.explore.measure import cache_path
+    crash = dict(records[0], key="f" * 64, status="failed", error="OSError: disk full")
+    db.add(crash)
+    cache = tmp_path / "cache"
+    written = db.seed_cache(cache, engine="mac")
+    kept = [r for r in records if r["status"] == "ok" or r["error"].startswith("ERROR")]
+    assert written == len(kept) and any(r["status"] == "failed" for r in kept)
+    assert sorted(p.stem for p in cache.glob("*.json")) == keys(kept)
+    assert not cache_path(cache, crash["key"]).exists()
+    assert json.loads(cache_path(cache, kept[0]["key"]).read_text()) == kept[0]
+    assert db.seed_cache(cache) == 0
+    assert db.seed_cache(tmp_path / "other", board="ulx3s-25f") == len(
+        [r for r in kept if r["board"] == "ulx3s-25f"])

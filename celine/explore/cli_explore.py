@@ -98,8 +98,8 @@ def add_parser(subparsers):
 
 
 def _database(args):
-    """A callback storing a record in the cost database (celine.explore.db; --db, default
-    the shipped data set) and its path; (None, None) with --no-db."""
+    """The cost database the records go to (celine.explore.db.CostDB; --db, default the
+    shipped data set) and its path; (None, None) with --no-db."""
     if args.no_db:
         return None, None
     try:
@@ -109,7 +109,7 @@ def _database(args):
               f"the records stay in the cache", file=sys.stderr)
         return None, None
     database = CostDB(args.db)
-    return database.add, database.path
+    return database, database.path
 
 
 def _format(record):
@@ -203,9 +203,18 @@ def run(args):
         return
 
     try:
-        store, db_path = _database(args)
+        database, db_path = _database(args)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
+    store = None
+    if database is not None:
+        store = database.add
+        # What the database already holds is not built again (a fresh clone resumes the
+        # shipped data set): its records become cache entries of the same keys.
+        seeded = database.seed_cache(workdir / "cache", engine=engine.name, board=board)
+        if seeded:
+            print(f"celine explore: {seeded} records of {db_path} copied into the cache",
+                  file=sys.stderr)
     common = dict(board=board, seeds=seeds, workload=workload, clock_mhz=clock,
                   workdir=workdir, jobs=args.jobs, scheduler=args.scheduler,
                   on_record=store, retry_failed=args.retry_failed)

@@ -445,6 +445,23 @@ class CostDB:
         with CostDB(path, create=False) as other:
             return len(self.add_many(other.query(status=None)))
 
+    def seed_cache(self, cache_dir, *, engine=None, board=None):
+        """Write every record of the database (filtered like `query`) that a build would
+        reproduce into `cache_dir` as `<key>.json`, unless that file exists: successful
+        records and the tools' own failures (an error line starting "ERROR"), not crashes.
+        So an exploration resumed on another machine, or on a fresh clone with the shipped
+        data set, rebuilds nothing the data set already holds. Returns the count written."""
+        from .measure import cache_path, write_cache
+        written = 0
+        for record in self.query(engine=engine, board=board, status=None):
+            if record["status"] != "ok" and not (record["error"] or "").startswith("ERROR"):
+                continue
+            path = cache_path(cache_dir, record["key"])
+            if not path.exists():
+                write_cache(path, record)
+                written += 1
+        return written
+
     # -- reading -----------------------------------------------------------------------
 
     def get(self, key):

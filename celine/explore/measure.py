@@ -37,7 +37,7 @@ from .space import resolve_engine
 from ..gen.synth import check_workdir
 
 __all__ = ["measure", "measure_point", "point_key", "model_figures", "target", "cache_path",
-           "check_workdir", "error_line", "SIMULATED", "sim_supported", "FLOW", "TOP"]
+           "write_cache", "check_workdir", "error_line", "SIMULATED", "sim_supported", "FLOW", "TOP"]
 
 # The top module's name (part of the Verilog, hence of the key) and the flow's options.
 TOP = "celine_core"
@@ -259,7 +259,7 @@ def _read_cache(path):
         return None
 
 
-def _write_cache(path, record):
+def write_cache(path, record):
     from ..sim.emit import write_if_changed
     write_if_changed(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
@@ -311,7 +311,7 @@ def measure_point(engine, params, board, seed, *, workload=None, clock_mhz=None,
             record["seconds"] = dict(record["seconds"])
             _check_sim(engine, params, record, say)
             if record["sim_cycles"] is not None and record["workload"] == cached["workload"]:
-                _write_cache(path, record)
+                write_cache(path, record)
         return record, True
 
     record = new_record(key=key, engine=engine.name, params=params.to_dict(), board=board_name,
@@ -358,7 +358,7 @@ def measure_point(engine, params, board, seed, *, workload=None, clock_mhz=None,
     seconds["total"] = round(time.monotonic() - start, 2)
     check_record(record)
     if cacheable:
-        _write_cache(path, record)
+        write_cache(path, record)
     return record, False
 
 
