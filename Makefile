@@ -27,7 +27,7 @@ help:
 	@echo "  make verilog ACCEL=mac PARAMS=\"rows=8 cols=8\"   Verilog + params JSON in build/verilog/ACCEL"
 	@echo "  make bench     cycle/area benchmark reports in build/bench"
 	@echo "  make bitstream BOARD=ulx3s-85f ACCEL=mac PARAMS=\"rows=4\" SEED=1   bitstream + report.json in build/BOARD/ACCEL"
-	@echo "  make dataset   measure the shipped cost data set (data/cost/spaces/*.toml on DATASET_BOARDS) into data/cost/celine-cost.sqlite; resumable"
+	@echo "  make dataset   measure the cost data set (data/cost/spaces/*.toml on DATASET_BOARDS) into data/cost/celine-cost.sqlite; resumable"
 	@echo "  make plots     Pareto and Fmax plots of the cost data set in build/plots"
 	@echo "  make venv      create/refresh .venv from requirements.txt"
 	@echo "  make clean     remove build/ and caches (keeps .venv); make distclean also removes .venv"
@@ -55,15 +55,17 @@ verilog: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/celine bench --out build/bench
 
-# The shipped cost data set (docs/explore.md): every space file on every board. Each
-# finished point goes into the database at once and the database seeds the cache, so an
-# interrupted run (or one on a fresh clone) builds only what is missing.
-DATASET_SPACES ?= mac taylor vitcod
+# The shipped cost data set (docs/explore.md): every space file (data/cost/spaces/
+# ENGINE[-VARIANT].toml) on every board. Each finished point goes into the database at
+# once and the database seeds the cache, so an interrupted run (or one on a fresh clone)
+# builds only what is missing.
+DATASET_SPACES ?= $(sort $(wildcard data/cost/spaces/*.toml))
 DATASET_BOARDS ?= ulx3s-25f ulx3s-85f
 dataset: $(STAMP)
-	set -e; for space in $(DATASET_SPACES); do for board in $(DATASET_BOARDS); do \
-	  $(VENV)/bin/celine explore $$space --space data/cost/spaces/$$space.toml \
-	    --board $$board --jobs $(JOBS) > /dev/null; done; done
+	set -e; for board in $(DATASET_BOARDS); do for space in $(DATASET_SPACES); do \
+	  name=$$(basename $$space .toml); \
+	  $(VENV)/bin/celine explore $${name%%-*} --space $$space --board $$board \
+	    --jobs $(JOBS) > /dev/null; done; done
 	$(VENV)/bin/celine db stats
 
 plots: $(STAMP)
