@@ -143,10 +143,12 @@ def cmd_params(args):
 
 
 def benchmarks():
-    """{name: run function reference}: every engine's benchmark, then the shell's."""
+    """{name: run function reference}: every engine's benchmark, then the shell's and the
+    exploration's (the cost data set, the cache, the estimator: celine/explore/bench.py)."""
     from ..engines import Ref
     return {**{record.name: record.bench for record in registry.ENGINES},
-            "shell": Ref("celine.gen.bench_shell:run")}
+            "shell": Ref("celine.gen.bench_shell:run"),
+            "explore": Ref("celine.explore.bench:run")}
 
 
 def cmd_bench(args):
