@@ -21,7 +21,8 @@ recomputed (they take microseconds) and keeps its key.
 
 `check_sim=True` also runs the workload in RTL simulation, for the engines that have a
 simulation of their workload here (SIMULATED: the MAC array's square matmul, the Taylor
-pipeline's run, the activation engine's runs); for the others `sim_cycles` stays None.
+pipeline's run, the activation engine's runs, ViTCoD's run over the cycle model's random
+mask, SmartDeal's runs of its random layer); for the others `sim_cycles` stays None.
 """
 
 import json
@@ -215,10 +216,87 @@ def _sim_activation(params, workload, tag):
                             f"explore_{tag}")["cycles"]
 
 
+def _check_adapter_run(case, status, words, buffer):
+    """Raise AssertionError unless every run of `case` in the shell adapter's simulation
+    (run_adapter's `status` and `words`) left the golden model's error flags and result
+    count, and `buffer` as it writes it."""
+    expected = case.expected
+    want = list(case.contents[buffer])
+    for address, word in expected.writes.get(buffer, {}).items():
+        want[address] = word
+    for errors, _, count in status:
+        if (errors, count) != (expected.errors, expected.result_words):
+            raise AssertionError(f"the RTL's errors and result words ({errors}, {count}) "
+                                 f"differ from the golden model's ({expected.errors}, "
+                                 f"{expected.result_words})")
+    if words[buffer] != want:
+        raise AssertionError(f"the RTL's {buffer} buffer differs from the golden model's")
+
+
+def _sim_vitcod(params, workload, tag):
+    """One run of the shell adapter over `heads` heads of the random mask the cycle model
+    (engines.vitcod.cycles.estimate) is evaluated on: random_mask(tokens, sparsity,
+    seed=seed), polarized with the same threshold and balanced by the host
+    (plan_head(balance=True): cycles.dense_columns, as the model's `balanced`); the
+    engine's other heads skipped (head_mask). Checked bit-exactly against the golden model."""
+    from ..golden.vitcod.mask import random_mask
+    from ..rtl.vitcod.shell_adapter import VitcodShellAdapter
+    from ..sim.adapter_bench import run_adapter
+    from ..sim.vitcod_cases import make_case
+    if workload.get("mask") is not None:
+        raise ValueError(f"mask must be None for the ViTCoD simulation (a random mask of "
+                         f"tokens and sparsity), not {workload['mask']!r}")
+    tokens, sparsity = workload.get("tokens", 197), workload.get("sparsity", 0.9)
+    seed = workload.get("seed", 0)
+    heads = check_int("heads", workload.get("heads", 1), minimum=1, maximum=params.heads)
+    check_int("tokens", tokens, minimum=1, maximum=params.max_tokens)
+    kept = random_mask(tokens, sparsity, seed=seed)
+    masks = [kept] * heads + [None] * (params.heads - heads)
+    head_mask = ((1 << params.heads) - 1) & ~((1 << heads) - 1)
+    case = make_case(params, tokens, masks, seed=seed, head_mask=head_mask, balance=True)
+    if case.expected.errors:
+        raise ValueError(f"workload must fit the engine, not {workload!r} (errors "
+                         f"{case.expected.errors!r})")
+    status, words = run_adapter(VitcodShellAdapter(params), case.contents, case.settings,
+                                limit=10_000_000)
+    _check_adapter_run(case, status, words, "out")
+    return status[0][1]
+
+
+def _sim_smartdeal(params, workload, tag):
+    """The layer the cycle model (engines.smartdeal.cycles.estimate) is evaluated on
+    (random_layer(outputs, inputs, seed=seed)) over `tokens` rows of random int8
+    activations, run twice in the shell adapter (the first run checks the layer; the
+    second, the model's default `checked`, does not); checked bit-exactly against the
+    golden model. The cycles of the second run, or of the first with checked False."""
+    import torch
+    from ..rtl.smartdeal.shell_adapter import SmartDealShellAdapter
+    from ..sim.adapter_bench import run_adapter
+    from ..sim.smartdeal_cases import make_case, random_layer
+    outputs, inputs = workload.get("outputs", 96), workload.get("inputs", 48)
+    tokens, seed = workload.get("tokens", 17), workload.get("seed", 0)
+    checked = workload.get("checked", True)
+    if not isinstance(checked, bool):
+        raise TypeError(f"checked must be True or False, not {checked!r}")
+    check_int("tokens", tokens, minimum=1, maximum=params.max_tokens)
+    sd = random_layer(outputs, inputs, seed=seed, exponent_bits=params.exponent_bits)
+    x = torch.randint(-128, 128, (tokens, inputs), generator=torch.Generator().manual_seed(seed))
+    case = make_case(params, sd.pack(), x)
+    if case.expected.errors:
+        raise ValueError(f"workload must fit the engine, not {workload!r} (errors "
+                         f"{case.expected.errors!r})")
+    status, words = run_adapter(SmartDealShellAdapter(params), case.contents, case.settings,
+                                runs=2 if checked else 1, limit=10_000_000)
+    _check_adapter_run(case, status, words, "result")
+    return status[-1][1]
+
+
 # engine name -> (params, workload, tag) -> RTL cycles of the workload (checked bit-exactly
-# against the golden model by the testbench). The other engines have no simulation of their
-# default workload that can stand alone here, so their points keep sim_cycles None.
-SIMULATED = {"mac": _sim_mac, "taylor": _sim_taylor, "activation": _sim_activation}
+# against the golden model): the MAC array's square matmul, the Taylor pipeline's run, the
+# activation engine's runs, ViTCoD's run over the cycle model's random mask, SmartDeal's
+# runs of the model's random layer. Other engines keep sim_cycles None.
+SIMULATED = {"mac": _sim_mac, "taylor": _sim_taylor, "activation": _sim_activation,
+             "vitcod": _sim_vitcod, "smartdeal": _sim_smartdeal}
 
 
 def sim_supported(engine):
