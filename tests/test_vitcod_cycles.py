@@ -100,6 +100,16 @@ def test_estimate_and_errors():
     assert result.mac_units == 64 and 0 < result.utilization <= 1
     with pytest.raises(ValueError, match="tokens must be between 1 and 197, not 198"):
         cycles(VitcodParams(), [HeadWork(0, (1,) * 198)])
+    # A head the engine would refuse has no cycle count (the default workload fits).
+    with pytest.raises(ValueError, match=r"^mask must fit the engine: 2049 sparse entries "
+                                         r"after 0 global columns, capacity 2048$"):
+        cycles(VitcodParams(), [HeadWork(0, (11,) * 79 + (10,) * 118)])
+    with pytest.raises(ValueError, match=r"^mask must fit the engine: 33 global columns, "
+                                         r"max_global 32$"):
+        cycles(VitcodParams(), [HeadWork(33, (1,) * 197)])
+    with pytest.raises(ValueError, match=r"^mask must fit the engine: 3684 sparse entries"):
+        estimate(VitcodParams(), sparsity=0.9)
+    assert estimate(VitcodParams(sparse_capacity=4096), sparsity=0.9).cycles > 0
 
 
 def test_model_with_the_decoders():

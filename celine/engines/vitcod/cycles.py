@@ -17,8 +17,8 @@ from ...spec.checks import check_int
 from .spec import AE_STEPS, VitcodParams, ae_shape
 
 # Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
-DENSE_TAIL = 13        # last dense job issued -> busy low, beyond the job's t slices
-SPARSE_TAIL = 15       # last sparse job issued -> busy low, beyond the job's t slices
+DENSE_TAIL = 12        # last dense job issued -> busy low, beyond the job's t slices and
+SPARSE_TAIL = 14       # ... the engine's n DPUs (its score chain's stages)
 CHECK_TAIL = 3         # CsrCheck: g + nnz + 3 (IndexCheck: nnz + 3)
 # Phase 2.
 EXP_LATENCY = 8        # ExpUnit
@@ -65,9 +65,11 @@ def phase_1(p, head):
     tokens, g, nnz = head.tokens, head.globals, head.nnz
     ends = [1]
     if g:
-        ends.append(issue_cycle(g * tokens - 1, p.dense_dpus, p.slices) + p.slices + DENSE_TAIL)
+        ends.append(issue_cycle(g * tokens - 1, p.dense_dpus, p.slices) + p.slices
+                    + DENSE_TAIL + p.dense_dpus)
     if nnz:
-        ends.append(issue_cycle(nnz - 1, p.sparse_dpus, p.slices) + p.slices + SPARSE_TAIL)
+        ends.append(issue_cycle(nnz - 1, p.sparse_dpus, p.slices) + p.slices
+                    + SPARSE_TAIL + p.sparse_dpus)
     if g or nnz:
         ends.append(g + nnz + CHECK_TAIL)
     return max(ends)
@@ -176,17 +178,31 @@ def decode_phase(p, tokens, ae_enable):
     return total
 
 
+def check_capacity(params, globals_, nnz):
+    """Raise ValueError when a head of `globals_` global columns and `nnz` sparse entries
+    does not fit the engine (the host refuses it, and the engine would flag it and run
+    nothing: spec.Errors.CAPACITY)."""
+    if globals_ > params.max_global:
+        raise ValueError(f"mask must fit the engine: {globals_} global columns, "
+                         f"max_global {params.max_global}")
+    if nnz > params.sparse_capacity:
+        raise ValueError(f"mask must fit the engine: {nnz} sparse entries after "
+                         f"{globals_} global columns, capacity {params.sparse_capacity}")
+
+
 def cycles(params: VitcodParams, heads, head_mask: int = 0, ae_enable: int = 0):
     """Cycles of one run over `heads` (a HeadWork per head of the engine; skipped heads'
     entries are ignored; N is the kept heads' token count); N outside 1 .. max_tokens
     raises ValueError. `ae_enable` (spec.AeEnable, only with params.autoencoder): the
-    encoders and decoders that run before the heads (decode_phase)."""
+    encoders and decoders that run before the heads (decode_phase). A head that does not
+    fit the engine (check_capacity) raises ValueError."""
     p = params
     total = RUN_SETUP
     kept = [(h, head) for h, head in enumerate(heads) if not head_mask >> h & 1]
     for h, head in kept:
         if not 1 <= head.tokens <= p.max_tokens:
             raise ValueError(f"tokens must be between 1 and {p.max_tokens}, not {head.tokens!r}")
+        check_capacity(p, head.globals, head.nnz)
         total += phase_1(p, head) + PHASE_TURN + phase_2(p, head) + HEAD_TURN
     if p.autoencoder:
         tokens = (kept or list(enumerate(heads)))[0][1].tokens
@@ -232,7 +248,7 @@ def load_mask_file(path):
     return ~torch.from_numpy(array.reshape(-1, *array.shape[-2:]))
 
 
-def estimate(params: VitcodParams, tokens: int = 197, sparsity: float = 0.9,
+def estimate(params: VitcodParams, tokens: int = 197, sparsity: float = 0.95,
              heads: int = 1, seed: int = 0, mask: str = None) -> CycleEstimate:
     """The estimate for `heads` heads of a random mask at `sparsity` (polarized for the
     engine's max_global), or, with `mask` (a .npy file, see load_mask_file), for each mask
@@ -242,8 +258,8 @@ def estimate(params: VitcodParams, tokens: int = 197, sparsity: float = 0.9,
     `work_split` the split of their work (dense share g·N / W summed over them):
     `celine params vitcod --workload mask=FILE`."""
     if mask is None:
-        work = balanced(params, random_head(tokens, sparsity, seed=seed,
-                                            max_global=params.max_global))
+        head = random_head(tokens, sparsity, seed=seed, max_global=params.max_global)
+        work = balanced(params, head, max(0, params.sparse_capacity - head.nnz))
         total = cycles(params, [work] * heads)
         return CycleEstimate(total, heads * params.useful_macs(work.work), params.mac_units)
     from ...golden.vitcod.mask import polarize, split_macs
@@ -252,7 +268,8 @@ def estimate(params: VitcodParams, tokens: int = 197, sparsity: float = 0.9,
         raise ValueError(f"mask must have at most max_tokens ({params.max_tokens}) tokens, "
                          f"not {kept.shape[-1]}")
     polars = [polarize(m) for m in kept]
-    works = [balanced(params, work_of(p, params.max_global)) for p in polars]
+    heads = [work_of(p, params.max_global) for p in polars]
+    works = [balanced(params, h, max(0, params.sparse_capacity - h.nnz)) for h in heads]
     total = sum(cycles(params, [w]) for w in works)
     dense, sparse = split_macs(polars, params.mac_units, 8)
     fast_dense, fast_sparse = sized_split([work_of(p) for p in polars],

@@ -83,11 +83,9 @@ def plan_head(params, q, k, v, mask=None, *, threshold=GLOBAL_THRESHOLD, balance
     order = capped.order
     gcols = tuple(sorted(int(c) for c in order[:capped.globals]))
     nnz = int(kept.sum()) - len(gcols) * tokens
-    if nnz > params.sparse_capacity:
-        raise ValueError(f"mask must fit the engine: {nnz} sparse entries after "
-                         f"{len(gcols)} global columns, capacity {params.sparse_capacity}")
+    from ...engines.vitcod.cycles import HeadWork, check_capacity, dense_columns
+    check_capacity(params, len(gcols), nnz)
     if balance and gcols:
-        from ...engines.vitcod.cycles import HeadWork, dense_columns
         inside = torch.zeros(tokens, dtype=torch.bool)
         inside[list(gcols)] = True
         row_nnz = tuple(int(n) for n in kept[:, ~inside].sum(dim=1))

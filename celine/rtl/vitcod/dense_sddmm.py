@@ -34,10 +34,11 @@ class DenseSddmm(wiring.Component):
 
     Cycles (`run_cycles`): the J = N*g jobs are issued from the cycle after start at
     issue_cycle(m, n, t) (one a cycle at n = t DPUs); job m's score is written
-    `write_latency` = t + 12 cycles after its issue (array_latency: the gcols read and the
-    rows' read 4, the rows' register 1, Dpu.latency t + 6, the OR of the DPUs 1); the last
-    row maximum a cycle later, and busy falls in the cycle after that. So busy is low again
-    issue_cycle(J-1, n, t) + t + 15 cycles after the start cycle (1 if J = 0).
+    `write_latency` = t + 11 + n cycles after its issue (array_latency: the gcols read and
+    the rows' read 4, the row chain's first stage 1, Dpu.latency t + 6, the score chain's n
+    stages); the last row maximum a cycle later, and busy falls in the cycle after that. So
+    busy is low again issue_cycle(J-1, n, t) + t + 14 + n cycles after the start cycle (1
+    if J = 0).
     """
 
     READ_LEAD = 4          # issue cycle (gcols address) -> rows on the q/k read ports
@@ -73,7 +74,7 @@ class DenseSddmm(wiring.Component):
         if jobs == 0:
             return 1
         last = issue_cycle(jobs - 1, params.dense_dpus, params.slices)
-        write = array_latency(params.slices, DenseSddmm.READ_LEAD)
+        write = array_latency(params.slices, DenseSddmm.READ_LEAD, params.dense_dpus)
         return 1 + last + write + 2
 
     def elaborate(self, platform):

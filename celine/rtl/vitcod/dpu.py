@@ -12,10 +12,14 @@ whose slot (cycles since start, mod t) is k, so at most one job is issued a cycl
 n = t, one every cycle. Its owner reads the job's rows at the issue cycle's fixed lead and
 gets the scores back in issue order at a fixed latency: a schedule with no stalls, which
 the cycle model counts exactly (`issue_cycle`).
-"""
 
-import functools
-import operator
+The rows reach the DPUs through a chain, not a bus: DPU k latches them from a register
+stage of its own, fed by DPU k-1's, so every row bit drives two loads next to each other
+instead of n latches spread over the die (a whole row is d*w bits, twice: the bus was the
+design's worst routing congestion). The scores come back through a chain the other way
+round in time: stage k ORs DPU k's score into what stage k-1 passed on, so every job's
+score leaves the last stage after the same latency, n cycles beyond one DPU's.
+"""
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
@@ -53,10 +57,11 @@ def dpu_latency(slices):
     return slices + MacBank.latency + TREE_LEVELS + 1
 
 
-def array_latency(slices, lead):
-    """Cycles from a DpuArray's issue of a job to its score: the rows' `lead`, the rows'
-    input register, the DPU and the register that ORs the DPUs' scores."""
-    return lead + 1 + dpu_latency(slices) + 1
+def array_latency(slices, lead, dpus):
+    """Cycles from a DpuArray's issue of a job to its score: the rows' `lead`, the row
+    chain's first stage, the DPU, and the score chain's `dpus` stages (DPU k's rows take k
+    more chain stages to arrive and its score k fewer to leave)."""
+    return lead + 1 + dpu_latency(slices) + dpus
 
 
 def biased(value):
@@ -180,12 +185,11 @@ class DpuArray(wiring.Component):
         mod `slices`.
     go (In): a job is waiting. issue (Out, combinational): the job is taken in this cycle
         (go and the slot belongs to a DPU: slot < dpus); its rows must be on q_row and
-        k_row exactly `lead` cycles later. They go into a register there (q_row straight
-        from a block RAM's slow output would fan out to every DPU) and DPU `slot` latches
-        them from it in the next cycle.
+        k_row exactly `lead` cycles later. They enter the row chain there (stage 0, DPU
+        0's; q_row straight from a block RAM's slow output would fan out to every DPU),
+        and DPU `slot` latches them from its stage `slot` + 1 cycles later.
     score, done (Out): each job's score, in issue order, `latency` = lead + 1 +
-        Dpu.latency + 1 cycles after its issue cycle (array_latency: the DPUs' scores ORed
-        into one register).
+        Dpu.latency + dpus cycles after its issue cycle (array_latency).
     """
 
     def __init__(self, params, dpus, lead):
@@ -194,7 +198,7 @@ class DpuArray(wiring.Component):
         self.dpus = check_int("dpus", dpus, minimum=1, maximum=self.slices)
         self.lead = check_int("lead", lead, minimum=0, maximum=16)
         self.units = [Dpu(params) for _ in range(dpus)]
-        self.latency = array_latency(self.slices, lead)
+        self.latency = array_latency(self.slices, lead, dpus)
         row_bits = params.head_dim * params.operand_width
         super().__init__({
             "start": In(1),
@@ -218,20 +222,28 @@ class DpuArray(wiring.Component):
             m.d.sync += slot.eq(slot + 1)
         m.d.comb += self.issue.eq(self.go & (slot < n))
 
-        q_row = delayed(m, self.q_row, 1, "q_row")
-        k_row = delayed(m, self.k_row, 1, "k_row")
+        # The row chain: stage k holds the rows issued k + 1 cycles before stage 0's, and
+        # DPU k latches them from it, `lead` + 1 + k cycles after their issue.
+        q_row, k_row = self.q_row, self.k_row
+        scores, done = None, None
         for k, unit in enumerate(self.units):
             m.submodules[f"dpu{k}"] = unit
-            load = delayed(m, self.issue & (slot == k), self.lead + 1, f"load{k}")
+            q_row = delayed(m, q_row, 1, f"q_row{k}")
+            k_row = delayed(m, k_row, 1, f"k_row{k}")
+            load = delayed(m, self.issue & (slot == k), self.lead + 1 + k, f"load{k}")
             m.d.comb += [unit.load.eq(load), unit.q_row.eq(q_row), unit.k_row.eq(k_row)]
             for lane in range(DPU_WIDTH):
                 bank = k * DPU_WIDTH + lane
                 m.d.comb += [self.mul.a[bank].eq(unit.mul.a[lane]),
                              self.mul.b[bank].eq(unit.mul.b[lane]),
                              unit.mul.p[lane].eq(self.mul.p[bank])]
-
-        # At most one DPU finishes a cycle, and the others' scores are 0.
-        m.d.sync += [self.score.eq(functools.reduce(operator.or_,
-                                                    [u.score for u in self.units])),
-                     self.done.eq(functools.reduce(operator.or_, [u.done for u in self.units]))]
+            # The score chain: at most one DPU finishes a cycle and the others' scores are
+            # 0, so stage k ORs DPU k's score into stage k-1's; DPU k finished k cycles
+            # later than DPU 0 would have and has n - k stages to go.
+            stage_score = Signal.like(self.score, name=f"score{k}")
+            stage_done = Signal(name=f"done{k}")
+            m.d.sync += [stage_score.eq(unit.score if scores is None else scores | unit.score),
+                         stage_done.eq(unit.done if done is None else done | unit.done)]
+            scores, done = stage_score, stage_done
+        m.d.comb += [self.score.eq(scores), self.done.eq(done)]
         return m

@@ -46,10 +46,10 @@ class SparseSddmm(wiring.Component):
     changed; C+4 reads its q row while the k row, if read, lands in the stationary
     register; C+5 the q row and the stationary register go into the array's input
     register (READ_LEAD = 5; the next entry may reload the stationary register at the
-    same edge); C+6 its DPU latches them. Its score is written `write_latency` = t + 13
-    cycles after C (array_latency), and busy falls the cycle after the last one: busy is
-    low again issue_cycle(nnz-1, n, t) + t + 15 cycles after the start cycle (1 if
-    nnz = 0).
+    same edge); C+6+k its DPU k latches them (the row chain). Its score is written
+    `write_latency` = t + 12 + n cycles after C (array_latency), and busy falls the cycle
+    after the last one: busy is low again issue_cycle(nnz-1, n, t) + t + 14 + n cycles
+    after the start cycle (1 if nnz = 0).
     """
 
     READ_LEAD = 5          # issue cycle (CSC address) -> rows at the DpuArray
@@ -87,7 +87,8 @@ class SparseSddmm(wiring.Component):
         if nnz == 0:
             return 1
         last = issue_cycle(nnz - 1, params.sparse_dpus, params.slices)
-        return 1 + last + array_latency(params.slices, SparseSddmm.READ_LEAD) + 1
+        return 1 + last + array_latency(params.slices, SparseSddmm.READ_LEAD,
+                                                  params.sparse_dpus) + 1
 
     def elaborate(self, platform):
         m = Module()
