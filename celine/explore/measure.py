@@ -246,7 +246,9 @@ def _sim_vitcod(params, workload, tag):
     if workload.get("mask") is not None:
         raise ValueError(f"mask must be None for the ViTCoD simulation (a random mask of "
                          f"tokens and sparsity), not {workload['mask']!r}")
-    tokens, sparsity = workload.get("tokens", 197), workload.get("sparsity", 0.9)
+    # The engine's default workload fills in what `workload` leaves out (model_figures).
+    workload = {**resolve_engine("vitcod").workload, **workload}
+    tokens, sparsity = workload["tokens"], workload["sparsity"]
     seed = workload.get("seed", 0)
     heads = check_int("heads", workload.get("heads", 1), minimum=1, maximum=params.heads)
     check_int("tokens", tokens, minimum=1, maximum=params.max_tokens)
