@@ -609,7 +609,8 @@ def run_decoder_cocotb(request, exponent_bits, rows_per_cycle, layers, *, seed,
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("exponent_bits, rows_per_cycle, name", [
-    (2, 1, "blocks.0.attn.proj"), (3, 4, "blocks.0.mlp.2")])
+    (2, 1, "blocks.0.attn.proj"),
+    pytest.param(3, 4, "blocks.0.mlp.2", marks=pytest.mark.sweep)])
 def test_decoder_cocotb(request, real_layers, exponent_bits, rows_per_cycle, name):
     """The Verilog, bit-exact with weights_int8 (and the padding's weights) under idle and
     backpressure 0.3 (one run at 0/0): a real trained layer, random codes, a decomposed

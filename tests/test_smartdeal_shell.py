@@ -61,14 +61,16 @@ def check_record(params, sd, tokens, record):
     return links
 
 
-def wide_requant(x, sd, mult=300):
-    """(mult, shift) that maps the largest exact sum x·w_int to 64..127."""
-    largest = int(linear_int(x, sd, weights="wide").abs().max())
+def wide_requant(x, sd, mult=300, weights="wide"):
+    """(mult, shift) that maps the largest exact sum x·w to 64..127: w_int itself ("wide",
+    the bit-op path) or the MAC array's int8 weights ("int8", the rebuild path)."""
+    largest = int(linear_int(x, sd, weights=weights).abs().max())
     return [mult, max((largest * mult).bit_length() - 7, 0)]
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("impl", ["rebuild", pytest.param("bitop", marks=pytest.mark.sweep)])
+@pytest.mark.sweep          # make test runs a small layer (test_linear_end_to_end_small)
+@pytest.mark.parametrize("impl", ["rebuild", "bitop"])
 def test_linear_end_to_end_trained_layer(request, impl):
     """The digits ViT's attention projection (48 x 48, fine-tuned with the decomposition)
     on 16 real activation rows, twice (the second run reuses the weights on chip and skips
@@ -89,19 +91,23 @@ def test_linear_end_to_end_trained_layer(request, impl):
 
 
 @pytest.mark.cocotb
-def test_linear_end_to_end_bitop_small(request):
-    """impl "bitop" in make test: a small decomposed layer (7 x 10: a length not a multiple
-    of 3) on 5 tokens (three token tiles of 2 lanes, the last half empty), R = 2, P = 3, E =
-    3 (negative exponents in the window), exact then requantized; the weights once."""
+@pytest.mark.parametrize("impl", ["rebuild", "bitop"])
+def test_linear_end_to_end_small(request, impl):
+    """Both implementations in make test: a small decomposed layer (7 x 10: a length not a
+    multiple of 3) on 5 tokens (three token tiles of 2 lanes, the last half empty), R = 2,
+    P = 3 (bitop), E = 3 (negative exponents in the window), exact then requantized; the
+    weights once."""
     from celine.sim.smartdeal_cases import random_layer
     import torch
-    params = SmartDealParams(impl="bitop", array_rows=2, rows_per_cycle=2, exponent_bits=3,
+    params = SmartDealParams(impl=impl, array_rows=2, rows_per_cycle=2, exponent_bits=3,
                              bitop_multipliers=3, max_tokens=8, max_inputs=24,
                              max_outputs=8, max_block_rows=8, weight_words=64)
     sd = random_layer(7, 10, seed=21, exponent_bits=3)
     x = torch.randint(-128, 128, (5, 10), generator=torch.Generator().manual_seed(22))
     x[0] = -128
     x[-1] = 127
-    record, expected = run_shell(request, params, sd, x, [None, wide_requant(x, sd)])
+    weights = "wide" if impl == "bitop" else "int8"
+    requant = wide_requant(x, sd, weights=weights)
+    record, expected = run_shell(request, params, sd, x, [None, requant])
     check_record(params, sd, 5, record)
     assert 64 <= int(expected[-1].abs().max()) <= 128

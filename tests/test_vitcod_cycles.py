@@ -112,6 +112,7 @@ def test_estimate_and_errors():
     assert estimate(VitcodParams(sparse_capacity=4096), sparsity=0.9).cycles > 0
 
 
+@pytest.mark.sweep          # minutes of RTL simulation: make sim
 def test_model_with_the_decoders():
     """With the auto-encoder built in: the auto-encoder phase (ENCODE_TURN + DECODE_TURN, an
     AeEncoder run per enabled encoder and an AeDecoder run per enabled decoder,
