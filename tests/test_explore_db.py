@@ -901,3 +901,22 @@ def test_seed_cache_copies_reproducible_records(db, records, tmp_path):
     assert db.seed_cache(cache) == 0
     assert db.seed_cache(tmp_path / "other", board="ulx3s-25f") == len(
         [r for r in kept if r["board"] == "ulx3s-25f"])
+
+
+def test_explore_bench_summary_and_heads_per_second(db, records):
+    """celine/explore/bench.py's figures from a database: the counts, and DeiT-Tiny heads a
+    second only for attention engines at d = 64 and 197 tokens (heads x Fmax / cycles)."""
+    from celine.explore.bench import data_set_summary, deit_tiny_best, heads_per_second
+    summary = data_set_summary(db)
+    ok = [r for r in records if r["status"] == "ok"]
+    assert summary["records"] == len(records)
+    assert summary["failed"] == len(records) - len(ok)
+    assert summary["points"] == len({(r["board"], json.dumps(r["params"], sort_keys=True))
+                                     for r in ok})
+    assert deit_tiny_best(db, "ulx3s-25f") is None            # MAC arrays only
+    record = {"engine": "taylor", "params": {"head_dim": 64, "heads": 3},
+              "workload": {"tokens": 197}, "cycles": 15000, "fmax_mhz": 50.0}
+    assert heads_per_second(record) == 3 * 50e6 / 15000
+    assert heads_per_second({**record, "params": {"head_dim": 32}}) is None
+    assert heads_per_second({**record, "workload": {"tokens": 64}}) is None
+    assert heads_per_second({**record, "engine": "mac"}) is None
