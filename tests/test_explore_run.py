@@ -619,3 +619,23 @@ def test_real_exploration_on_the_ulx3s_25f_twice(monkeypatch):
     assert second.records == first.records
     assert cached_seconds < built_seconds / 2
     shutil.rmtree(workdir)
+
+
+def test_a_tool_past_its_time_limit_is_stopped_and_fails(tmp_path, monkeypatch):
+    """run_step's time_limit: the tool is killed and the step fails with an ERROR line that
+    error_line picks up (how a point whose router does not converge becomes a failure)."""
+    import sys
+    import time as clock
+    from celine.gen import bitstream
+    from celine.explore.measure import error_line
+    monkeypatch.setattr(bitstream, "PROGRESS_SECONDS", 0.05)
+    start = clock.monotonic()
+    with pytest.raises(bitstream.ToolError) as info:
+        bitstream.run_step("pnr", [sys.executable, "-c", "import time; time.sleep(30)"],
+                           cwd=tmp_path, log="pnr.log", progress=lambda text: None,
+                           time_limit=0.2)
+    assert clock.monotonic() - start < 10
+    assert error_line(info.value) == "ERROR: pnr stopped after 0.2 s without finishing"
+    assert bitstream.run_step("quick", [sys.executable, "-c", "pass"], cwd=tmp_path,
+                              log="quick.log", progress=lambda text: None,
+                              time_limit=5) >= 0

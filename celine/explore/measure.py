@@ -38,11 +38,18 @@ from .space import resolve_engine
 from ..gen.synth import check_workdir
 
 __all__ = ["measure", "measure_point", "point_key", "model_figures", "target", "cache_path",
-           "write_cache", "check_workdir", "error_line", "SIMULATED", "sim_supported", "FLOW", "TOP"]
+           "write_cache", "check_workdir", "error_line", "PNR_TIME_LIMIT", "SIMULATED",
+           "sim_supported", "FLOW", "TOP"]
 
 # The top module's name (part of the Verilog, hence of the key) and the flow's options.
 TOP = "celine_core"
 FLOW = {"flow": "ooc", "synth": "synth_ecp5 -noflatten", "router": "router2"}
+# Place and route still running after this long is stopped and the point recorded as
+# failed ("ERROR: ... stopped after 1200 s without finishing"): router2 on a design that
+# congests a small device can iterate for hours without converging. Not part of the key
+# (the records measured before it are the same builds); --retry-failed builds such a
+# point again.
+PNR_TIME_LIMIT = 1200
 # nextpnr's utilization cell types behind the record's resources.
 _CELLS = {"lut4": "TRELLIS_COMB", "ff": "TRELLIS_FF", "mult18x18d": "MULT18X18D",
           "dp16kd": "DP16KD"}
@@ -406,7 +413,8 @@ def measure_point(engine, params, board, seed, *, workload=None, clock_mhz=None,
         try:
             result = place_and_route(component, top=TOP, workdir=point_dir, seed=seed,
                                      device=nextpnr_device, package=package, speed=speed,
-                                     clock_mhz=clock, log=lines.append)
+                                     clock_mhz=clock, log=lines.append,
+                                     time_limit=PNR_TIME_LIMIT)
         except ToolError as error:
             record.update(status="failed", error=error_line(error))
             _resources(record, _utilisation_from_log(point_dir / f"{TOP}.pnr.log"))

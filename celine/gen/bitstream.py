@@ -43,8 +43,12 @@ def _last_line(path):
     return lines[-1].strip() if lines else ""
 
 
-def run_step(step, argv, *, cwd, log, error_log=None, progress=_say):
+def run_step(step, argv, *, cwd, log, error_log=None, progress=_say, time_limit=None):
     """Run one tool with its output in `cwd/log`; ToolError (with the log's tail) on failure.
+
+    `time_limit` (seconds, None: none): a tool still running after it is stopped and the
+    step fails with the line "ERROR: <step> stopped after <limit> s without finishing" (a
+    router that does not converge on a congested design would run for hours).
 
     `error_log` names the file whose tail explains a failure, if not `log` (yosys writes its
     `-l` log reliably, while its buffered stdout can be cut off when it aborts).
@@ -64,6 +68,12 @@ def run_step(step, argv, *, cwd, log, error_log=None, progress=_say):
                     status = process.wait(timeout=PROGRESS_SECONDS)
                     break
                 except subprocess.TimeoutExpired:
+                    if time_limit is not None and time.monotonic() - start > time_limit:
+                        process.kill()
+                        process.wait()
+                        raise ToolError(
+                            f"{step} failed (log {cwd / log}): {_last_line(cwd / log)}\n"
+                            f"ERROR: {step} stopped after {time_limit:g} s without finishing")
                     progress(f"{step}: {time.monotonic() - start:.0f} s, "
                              f"{_last_line(cwd / log)[:100]}")
         except BaseException:

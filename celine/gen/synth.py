@@ -100,7 +100,7 @@ def check_workdir(workdir):
 
 
 def place_and_route(component, *, top, workdir, seed=1, device="85k", package="CABGA381",
-                    speed=6, clock_mhz=None, log=None):
+                    speed=6, clock_mhz=None, log=None, time_limit=None):
     """Synthesize `component` and place and route it out of context: resources and Fmax.
 
     Out of context (nextpnr `--out-of-context`) the component's ports are the design's
@@ -114,7 +114,8 @@ def place_and_route(component, *, top, workdir, seed=1, device="85k", package="C
     All files go to `workdir` (`<top>.v`, `.json` netlist, `.synth.log`, `.stat.json`,
     `.pnr.log`, `.report.json`), which must lie under the current directory. Progress
     lines (the steps take minutes) go to `log`, a callable taking a string, if given.
-    Raises TypeError/ValueError for bad arguments and ToolError when a tool fails.
+    Raises TypeError/ValueError for bad arguments and ToolError when a tool fails
+    (nextpnr stopped after `time_limit` seconds, if given, is such a failure: run_step).
     """
     # Imported here: bitstream imports this module.
     from .bitstream import run_step
@@ -145,7 +146,7 @@ def place_and_route(component, *, top, workdir, seed=1, device="85k", package="C
            "--router", "router2", "--seed", str(seed), "--freq", f"{clock_mhz:g}",
            "--timing-allow-fail", "--report", report_file]
     pnr_seconds = run_step(f"{top}: pnr", pnr, cwd=workdir, log=f"{top}.pnr.log",
-                           progress=say)
+                           progress=say, time_limit=time_limit)
 
     report = json.loads((workdir / report_file).read_text())
     utilization = report.get("utilization", {})
