@@ -39,7 +39,7 @@ class FakeTools:
         self.fail = fail
 
     def __call__(self, component, *, top, workdir, seed=1, device="85k", package="CABGA381",
-                 speed=6, clock_mhz=None, log=None):
+                 speed=6, clock_mhz=None, log=None, time_limit=None):
         self.calls.append({"rows": component.params.rows if hasattr(component, "params")
                            else None, "seed": seed, "device": device, "package": package,
                            "speed": speed, "clock_mhz": clock_mhz})
@@ -553,6 +553,10 @@ def test_cli_grid_stores_records_in_the_database(here, tools, monkeypatch, capsy
 
         def add(self, record):
             stored.append(("add", record["key"]))
+
+        def seed_cache(self, cache_dir, *, engine=None, board=None):
+            stored.append(("seed", engine, board))
+            return 0
     monkeypatch.setitem(sys.modules, "celine.explore.db",
                         types.SimpleNamespace(CostDB=CostDB))
     import celine.explore
@@ -566,7 +570,8 @@ def test_cli_grid_stores_records_in_the_database(here, tools, monkeypatch, capsy
     assert (summary["records"], summary["built"], summary["cache_hits"]) == (2, 2, 0)
     assert summary["best"]["params"]["rows"] in (1, 2)
     assert summary["constraints"] == ["lut4 <= 1000"]
-    assert stored[0] == ("open", "costs.db") and [s[0] for s in stored[1:]] == ["add", "add"]
+    assert stored[:2] == [("open", "costs.db"), ("seed", "mac", "ulx3s-25f")]
+    assert [s[0] for s in stored[2:]] == ["add", "add"]
     cli(argv)
     summary = json.loads(capsys.readouterr().out)
     assert (summary["built"], summary["cache_hits"]) == (0, 2)
