@@ -51,7 +51,8 @@ def test_verilog_writes_verilog_and_resolved_params(tmp_path, capsys):
      "celine: error: workload must name the taylor cycle model's arguments: estimate() got an "
      "unexpected keyword argument 'colour'"),
     (["frobnicate"], "celine: error: argument command: invalid choice: 'frobnicate' "
-     "(choose from 'list', 'verilog', 'params', 'bench', 'bitstream', 'report', 'explore', 'db')"),
+     "(choose from 'list', 'verilog', 'params', 'bench', 'bitstream', 'report', 'program', "
+     "'ping', 'explore', 'db')"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = run(*args)

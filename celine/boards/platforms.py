@@ -73,8 +73,11 @@ class Board:
     """A board: its platform class and the resources the Celine top uses.
 
     `led` is (resource, number, subsignal or None) for the `busy` output, or None.
-    `programmer` is the program's argv before the bitstream path; its first word may be
-    overridden by the environment variable `programmer_env`.
+    `openfpgaloader_board` is openFPGALoader's name for the board (`-b`, its
+    `--list-boards`), which picks the cable and its pins; None for a board it does not
+    list, which names its cable in `openfpgaloader_cable` (`-c`) instead.
+    `programmer` (derived from them) is the program's argv before the bitstream path; its
+    first word may be overridden by the environment variable `programmer_env`.
     """
     name: str
     title: str
@@ -85,8 +88,20 @@ class Board:
     usb_serial: str
     max_baud: int
     led: tuple | None
-    programmer: tuple
+    openfpgaloader_board: str | None
+    openfpgaloader_cable: str | None = None
     programmer_env: str = "OPENFPGALOADER"
+
+    @property
+    def openfpgaloader_target(self):
+        """openFPGALoader's options that select this board: ("-b", name) or ("-c", cable)."""
+        if self.openfpgaloader_board is not None:
+            return ("-b", self.openfpgaloader_board)
+        return ("-c", self.openfpgaloader_cable)
+
+    @property
+    def programmer(self):
+        return ("openFPGALoader", *self.openfpgaloader_target, "-m")
 
     @property
     def device(self):
@@ -116,23 +131,22 @@ def _board(**kwargs):
 
 # FT231X (ULX3S): 300 baud to 3 Mbaud (FTDI DS_FT231X). FT2232H (ECPIX-5, Versa; channel
 # A is JTAG, channel B the UART): up to 12 Mbaud (FTDI DS_FT2232H).
+# openFPGALoader 1.1.1 lists the ULX3S ("ulx3s") and the ECPIX-5 ("ecpix5"; "ecpix5_r03" is
+# the revision with an FT4232H) but no Versa ECP5, whose JTAG is a plain ft2232 cable.
 BOARDS = {board.name: board for board in (
     _board(name="ulx3s-85f", title="ULX3S (LFE5U-85F)", platform=ULX3S85FPlatform,
            clock="clk25", clock_hz=25_000_000, uart="uart", usb_serial="FT231X",
-           max_baud=3_000_000, led=("led", 0, None),
-           programmer=("openFPGALoader", "-b", "ulx3s", "-m")),
+           max_baud=3_000_000, led=("led", 0, None), openfpgaloader_board="ulx3s"),
     _board(name="ulx3s-25f", title="ULX3S (LFE5U-25F)", platform=ULX3S25FPlatform,
            clock="clk25", clock_hz=25_000_000, uart="uart", usb_serial="FT231X",
-           max_baud=3_000_000, led=("led", 0, None),
-           programmer=("openFPGALoader", "-b", "ulx3s", "-m")),
+           max_baud=3_000_000, led=("led", 0, None), openfpgaloader_board="ulx3s"),
     _board(name="ecpix5-85f", title="ECPIX-5 (LFE5UM5G-85F)", platform=ECPIX585Platform,
            clock="clk100", clock_hz=100_000_000, uart="uart", usb_serial="FT2232H",
-           max_baud=12_000_000, led=("rgb_led", 0, "g"),
-           programmer=("openFPGALoader", "-c", "ft2232", "-m")),
+           max_baud=12_000_000, led=("rgb_led", 0, "g"), openfpgaloader_board="ecpix5"),
     _board(name="versa-ecp5", title="Versa ECP5 (LFE5UM-45F)", platform=VersaECP5Platform,
            clock="clk100", clock_hz=100_000_000, uart="uart", usb_serial="FT2232H",
-           max_baud=12_000_000, led=("led", 0, None),
-           programmer=("openFPGALoader", "-c", "ft2232", "-m")),
+           max_baud=12_000_000, led=("led", 0, None), openfpgaloader_board=None,
+           openfpgaloader_cable="ft2232"),
 )}
 
 DEFAULT_BOARD = "ulx3s-85f"

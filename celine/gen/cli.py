@@ -195,6 +195,26 @@ def cmd_report(args):
         raise UsageError(str(error)) from None
 
 
+def cmd_program(args):
+    from .program import ProgramError, program
+    try:
+        argv = program(args.board, args.bitfile, accel=args.accel, flash=args.flash,
+                       cable=args.cable)
+    except ProgramError as error:
+        raise UsageError(str(error)) from None
+    target = "flash" if args.flash else "SRAM"
+    print(f"celine: {argv[-1]} written to the {args.board} {target}", file=sys.stderr)
+
+
+def cmd_ping(args):
+    from .program import ProgramError, format_info, ping
+    try:
+        info = ping(args.port, baud=args.baud, timeout=args.timeout)
+    except ProgramError as error:
+        raise UsageError(str(error)) from None
+    print("\n".join(format_info(info, port=args.port)))
+
+
 def cmd_list(args):
     width = max(len(accel.name) for accel in registry.ENGINES) + 2
     for accel in registry.ENGINES:
@@ -269,6 +289,25 @@ def build_parser():
     p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS))
     p.add_argument("--accel", default=registry.DEFAULT)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("program", help="load a bitstream into a board (openFPGALoader)")
+    p.add_argument("bitfile", nargs="?", help="the bitstream (default: `make bitstream`'s, "
+                   "build/<board>/<accel>/celine_<accel>.bit)")
+    p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS),
+                   help=f"target board (default {DEFAULT_BOARD})")
+    p.add_argument("--accel", default=registry.DEFAULT,
+                   help=f"the design of the default bitfile (default {registry.DEFAULT})")
+    p.add_argument("--flash", action="store_true",
+                   help="write the board's SPI flash (kept at power-off) instead of SRAM")
+    p.add_argument("--cable", help="openFPGALoader cable (default: the board's)")
+    p.set_defaults(func=cmd_program)
+
+    p = sub.add_parser("ping", help="ask a board what it runs (INFO): design, clock, baud")
+    p.add_argument("port", help="serial port (e.g. /dev/ttyUSB0), or 'model'")
+    p.add_argument("--baud", type=int,
+                   help="UART rate (default: probe the standard rates, 3 Mbaud first)")
+    p.add_argument("--timeout", type=float, help="seconds to wait for a reply (default 1)")
+    p.set_defaults(func=cmd_ping)
 
     from ..explore import cli_db, cli_explore
     cli_explore.add_parser(sub)
