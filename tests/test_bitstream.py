@@ -37,6 +37,16 @@ def test_echo_bitstream_on_ulx3s_85f(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 0
     assert "board ulx3s-85f  accel echo  seed 3" in capsys.readouterr().out
 
+    # The same inputs again: nothing is rebuilt and the report stays; --force rebuilds.
+    command = ["bitstream", "--board", "ulx3s-85f", "--accel", "echo", "--seed", "3",
+               "--out", str(tmp_path)]
+    assert main(command) == 0
+    err = capsys.readouterr().err
+    assert f"is up to date (inputs {report['inputs']})" in err and "pnr:" not in err
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    assert main(command + ["--force"]) == 0
+    assert "celine: pnr: done in" in capsys.readouterr().err
+
 
 def test_small_mac_bitstream_on_ulx3s_85f(tmp_path):
     assert main(["bitstream", "--accel", "mac", "--out", str(tmp_path),

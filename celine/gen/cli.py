@@ -177,7 +177,7 @@ def cmd_bitstream(args):
         out = check_out(args.out or build_root() / args.board / args.accel)
         build_bitstream(args.board, args.accel, params, seed=args.seed, clock_hz=clock_hz,
                         baud=args.baud, constraint_mhz=args.constraint_mhz,
-                        router=args.router, flatten=args.flatten, out=out)
+                        router=args.router, flatten=args.flatten, out=out, force=args.force)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
     except ToolError as error:
@@ -281,6 +281,9 @@ def build_parser():
     p.add_argument("--flatten", action="store_true",
                    help="synthesize flat (default: one module at a time, -noflatten)")
     p.add_argument("--out", help="output directory (default build/<board>/<accel>)")
+    p.add_argument("--force", action="store_true",
+                   help="build even when the report in the output directory has the same "
+                        "inputs (generated design, nextpnr options, tool versions)")
     p.set_defaults(func=cmd_bitstream)
 
     p = sub.add_parser("report", help="show a bitstream report as a table")
