@@ -349,11 +349,15 @@ def test_encoder_sends_every_kind_of_reply_with_backpressure():
             taken.append(len(frame))
 
     async def memory(ctx):
-        # A synchronous read port: the word at the address of the cycle before.
+        # The shell's read: byte `lane` of the word at `addr`, READ_LATENCY (2) cycles later
+        # (a synchronous block RAM read, then the lane registered beside the buffer).
+        pending = 0
         while True:
-            _, _, select, addr = await ctx.tick().sample(dut.mem.select, dut.mem.addr)
+            _, _, select, addr, lane = await ctx.tick().sample(dut.mem.select, dut.mem.addr,
+                                                               dut.mem.lane)
+            ctx.set(dut.mem.rdata, pending)
             words = WORDS[select]
-            ctx.set(dut.mem.rdata, words[addr] if addr < len(words) else 0)
+            pending = ((words[addr] if addr < len(words) else 0) >> (8 * lane)) & 0xFF
 
     got = []
 

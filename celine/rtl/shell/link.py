@@ -98,6 +98,7 @@ class HostLink(wiring.Component):
             mem.write.eq(executor.mem.write),
             mem.mask.eq(executor.mem.mask),
             mem.wdata.eq(executor.mem.wdata),
+            mem.lane.eq(encoder.mem.lane),
             encoder.mem.rdata.eq(mem.rdata),
         ]
         with m.If(executor.reply.valid):

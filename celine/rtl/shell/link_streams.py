@@ -18,7 +18,8 @@ from ...spec.protocol import ADDRESS_BYTES, STATUS_BYTES, configure_payload, rea
 
 __all__ = ["READ_BYTES", "CONFIGURE_BYTES", "ARG_BYTES", "Source", "request_layout",
            "reply_layout", "staging_signature", "buffer_write_signature",
-           "buffer_read_signature", "memory_port_signature", "request_fields", "byte_lane"]
+           "buffer_read_signature", "memory_port_signature", "request_fields", "byte_lane",
+           "READ_LATENCY"]
 
 READ_BYTES = len(read_payload(0, 0, 0))                # buffer, offset, count
 CONFIGURE_BYTES = len(configure_payload(0, 0))         # register, value
@@ -80,20 +81,34 @@ def buffer_write_signature(buffers):
     })
 
 
+# Cycles from a read port's `addr`, `lane` and `select` to its `rdata`: the block RAM's
+# read, then the byte lane registered beside each buffer (Shell), so no word-wide bus runs
+# from the buffers to the link.
+READ_LATENCY = 2
+
+
+def _lane_shape(buffers):
+    return range(max(b.word_stride for b in buffers))
+
+
 def buffer_read_signature(buffers):
-    """The encoder's port into the buffers: word `addr` of `select` on `rdata` a cycle later."""
+    """The encoder's port into the buffers: byte `lane` of word `addr` of `select` on
+    `rdata`, READ_LATENCY cycles later."""
     return wiring.Signature({
         "select": Out(range(len(buffers))),
         "addr": Out(range(_depth(buffers))),
-        "rdata": In(8 * _word_bytes(buffers)),
+        "lane": Out(_lane_shape(buffers)),
+        "rdata": In(8),
     })
 
 
 def memory_port_signature(buffers):
-    """The link's one port into the buffers (the shell routes it by `select`)."""
+    """The link's one port into the buffers (the shell routes it by `select`): byte writes,
+    and byte reads READ_LATENCY cycles after `addr` and `lane`."""
     return wiring.Signature({
         **buffer_write_signature(buffers).members,
-        "rdata": In(8 * _word_bytes(buffers)),      # word at `addr` of `select`, a cycle later
+        "lane": Out(_lane_shape(buffers)),
+        "rdata": In(8),
     })
 
 
@@ -110,7 +125,7 @@ def byte_lane(m, buffers, select, address):
     Word `address // word_stride`, byte lane `address % word_stride`; `lane_ok` is 0 for
     the padding bytes after a word (word_bytes <= lane < word_stride)."""
     word = Signal(range(_depth(buffers)))
-    lane = Signal(range(max(b.word_stride for b in buffers)))
+    lane = Signal(_lane_shape(buffers))
     lane_ok = Signal()
     for k, b in enumerate(buffers):
         with m.If(select == k):

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from ...spec.fields import BufferSpec
 from ...spec.protocol import REPLY_START, STATUS_BYTES
 from .crc16 import CRC16
-from .link_streams import Source, buffer_read_signature, byte_lane, reply_layout
+from .link_streams import READ_LATENCY, Source, buffer_read_signature, byte_lane, reply_layout
 
 __all__ = ["ReplyEncoder"]
 
@@ -20,10 +20,10 @@ class ReplyEncoder(wiring.Component):
     number, length, payload, CRC-16 (over status .. payload).
 
     Payload bytes come from buffer `buffer` from byte `offset` on (through `mem`, whose
-    read data follows the address by one cycle), from the descriptor's STATUS `snapshot`,
-    or from the INFO ROM holding `info`. Each payload byte is fetched and registered
-    before it goes out (a block RAM's output and a byte-lane multiplexer in one cycle
-    would limit the clock), four cycles a byte, far less than a UART needs. The descriptor
+    read byte follows the address and lane by READ_LATENCY cycles: the shell registers the
+    lane beside each buffer), from the descriptor's STATUS `snapshot`, or from the INFO
+    ROM holding `info`. Each payload byte is registered before it goes out, five cycles a
+    byte, far less than a UART needs. The descriptor
     is taken after the last CRC byte went out: until then it stays valid, and `mem` is
     this encoder's.
     """
@@ -56,6 +56,7 @@ class ReplyEncoder(wiring.Component):
         payload_byte = Signal(8)
         m.d.comb += [
             self.mem.select.eq(reply.buffer),
+            self.mem.lane.eq(byte_lane_reg),
             info_read.addr.eq(index),
             crc.data.eq(self.tx.payload),
         ]
@@ -86,15 +87,19 @@ class ReplyEncoder(wiring.Component):
                 with m.If(self.tx.ready & (reply.length == 0)):
                     m.next = "CRC_LOW"
 
-            # Four cycles a payload byte: word and lane, memory read, byte registered, sent.
+            # Five cycles a payload byte: word and lane, READ_LATENCY cycles of the buffers'
+            # read (`mem.rdata` is valid in LATCH), byte registered, sent.
+            assert READ_LATENCY == 2
             with m.State("ADDRESS"):
                 m.d.sync += [self.mem.addr.eq(word), byte_lane_reg.eq(lane),
                              lane_ok_reg.eq(lane_ok)]
                 m.next = "READ"
             with m.State("READ"):
+                m.next = "SELECT"
+            with m.State("SELECT"):
                 m.next = "LATCH"
             with m.State("LATCH"):
-                buffer_byte = Mux(lane_ok_reg, self.mem.rdata.word_select(byte_lane_reg, 8), 0)
+                buffer_byte = Mux(lane_ok_reg, self.mem.rdata, 0)
                 status_byte = reply.snapshot.word_select(index[:SNAPSHOT_INDEX_BITS], 8)
                 with m.Switch(reply.source):
                     with m.Case(Source.BUFFER):

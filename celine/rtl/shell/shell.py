@@ -1,6 +1,6 @@
 """The accelerator shell: UART link, protocol, buffers and one engine (docs/protocol.md)."""
 
-from amaranth.hdl import Cat, Const, Module, Mux
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -149,7 +149,13 @@ class Shell(wiring.Component):
                     write.en.eq(Mux(owned, port.write.replicate(len(write.en)), 0)),
                     read.addr.eq(link.mem.addr),
                 ]
-            rdata.append(read.data)
+            # The link reads a byte: its lane is selected and registered here, beside the
+            # buffer's block RAMs, so only 8 bits a buffer travel to the link
+            # (link_streams.READ_LATENCY).
+            byte = Signal(8, name=f"host_byte_{spec.name}")
+            lane = link.mem.lane[:max(1, (spec.word_stride - 1).bit_length())]
+            m.d.sync += byte.eq(read.data.word_select(lane, 8))
+            rdata.append(byte)
         selected = link.mem.rdata
         for k, value in enumerate(rdata):
             with m.If(link.mem.select == k):
