@@ -1,13 +1,15 @@
 """Real ECP5 builds with the YoWASP tools: small bitstreams, and a failing tool step.
 
-All run in `make test` (the echo build takes about 10 s, a 1x1 MAC array in the shell about
-45 s, a one-MAC Taylor pipeline in the shell about 70 s, the failing one about 15 s), so the
-flow cannot rot unnoticed.
+`make test` runs the echo build (about 10 s), a 1x1 MAC array in the shell (about 45 s)
+and the failing one (about 15 s), so the flow cannot rot unnoticed; `make sim` adds a
+one-MAC Taylor pipeline in the shell (about 70 s).
 """
 
 import json
 import subprocess
 import sys
+
+import pytest
 
 from celine.gen.bitstream import REPORT_KEYS
 from celine.gen.cli import main
@@ -58,6 +60,7 @@ def test_small_mac_bitstream_on_ulx3s_85f(tmp_path):
     assert report["utilization"]["TRELLIS_FF"]["used"] > 500
 
 
+@pytest.mark.sweep          # make sim: the echo and MAC builds keep the flow tested in make test
 def test_small_taylor_bitstream_on_ulx3s_85f(tmp_path):
     assert main(["bitstream", "--accel", "taylor", "--out", str(tmp_path),
                  "head_dim=8", "max_tokens=4", "mac_units=1", "heads=1"]) == 0
