@@ -69,14 +69,13 @@ def wide_requant(x, sd, mult=300, weights="wide"):
 
 
 @pytest.mark.cocotb
-@pytest.mark.sweep          # make test runs a small layer (test_linear_end_to_end_small)
-@pytest.mark.parametrize("impl", ["rebuild", "bitop"])
+@pytest.mark.parametrize("impl", ["rebuild", pytest.param("bitop", marks=pytest.mark.sweep)])
 def test_linear_end_to_end_trained_layer(request, impl):
     """The digits ViT's attention projection (48 x 48, fine-tuned with the decomposition)
     on 16 real activation rows, twice (the second run reuses the weights on chip and skips
-    the check), then requantized. The bit-op case is a sweep (make sim: its Verilator build
-    and its 4 token-tile passes over the stream take about 2 minutes); make test runs the
-    small bit-op layer below."""
+    the check), then requantized. make test runs the rebuild case; the bit-op case is a
+    sweep (make sim: its Verilator build and its 4 token-tile passes over the stream take
+    about 2 minutes), and make test runs the small bit-op layer below."""
     from celine.engines.smartdeal.bench import _digits, activations
     made, layers, images = _digits()
     name = "blocks.0.attn.proj"
@@ -91,9 +90,10 @@ def test_linear_end_to_end_trained_layer(request, impl):
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("impl", ["rebuild", "bitop"])
+@pytest.mark.parametrize("impl", [pytest.param("rebuild", marks=pytest.mark.sweep), "bitop"])
 def test_linear_end_to_end_small(request, impl):
-    """Both implementations in make test: a small decomposed layer (7 x 10: a length not a
+    """The bit-op implementation in make test, the rebuild one in make sim (make test runs
+    it on the trained layer above): a small decomposed layer (7 x 10: a length not a
     multiple of 3) on 5 tokens (three token tiles of 2 lanes, the last half empty), R = 2,
     P = 3 (bitop), E = 3 (negative exponents in the window), exact then requantized; the
     weights once."""
