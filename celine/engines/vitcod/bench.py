@@ -252,9 +252,10 @@ def mase_shape(fpga):
 
 
 def measure_fpga(board, seed=1):
-    """The default engine in the shell. router1: on this design (128 block RAMs behind
-    512-bit q/k/v/out ports, 100 MULT18X18D) router2 does not converge (its overuse stalls
-    near 2,000 wires after 50 minutes), router1 finishes (`make bitstream`'s default)."""
+    """The default engine in the shell, with router1 (`make bitstream`'s default). Neither
+    router completes this design yet (128 block RAMs behind 512-bit q/k/v/out ports, 100
+    MULT18X18D; docs/vitcod.md, "Not yet"): router2's overuse stalls near 2,000 wires after
+    50 minutes, router1 had 122,000 arcs left after 29 minutes."""
     from ...gen.bitstream import bench_build
     return bench_build(board, "vitcod", VitcodParams(), seed=seed, router="router1", log=log,
                        out=Path("build/bench/fpga_vitcod"))
