@@ -1,5 +1,6 @@
 """Boards: build plans for every board, PLL dividers, baud choice, programming errors."""
 
+import contextlib
 import stat
 
 import pytest
@@ -11,7 +12,7 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 from celine.boards.baud import check_baud, default_baud
 from celine.boards.designs import DESIGNS, get_design
 from celine.boards.echo import UartEcho
-from celine.boards.platforms import BOARDS, ProgrammerMissing, get_board, program_command
+from celine.boards.platforms import BOARDS, get_board
 from celine.boards.pll import pll_config
 from celine.boards.top import BoardTop
 
@@ -42,21 +43,24 @@ def test_build_plan_does_not_need_openfpgaloader(tmp_path, monkeypatch):
     assert BOARDS["ulx3s-85f"].platform().has_required_tools()
 
 
-def test_programming_without_openfpgaloader_is_one_clear_line(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.delenv("OPENFPGALOADER", raising=False)
-    with pytest.raises(ProgrammerMissing, match=r"^programming the ULX3S \(LFE5U-85F\) needs "
-                       r"openFPGALoader, which is not installed \(.*OPENFPGALOADER.*\)$") as info:
-        program_command("ulx3s-85f", "x.bit")
-    assert "\n" not in str(info.value)
-
-
-def test_program_command_uses_the_board_and_the_override(tmp_path, monkeypatch):
+def test_amaranths_program_step_goes_through_celine_program(tmp_path, monkeypatch):
+    # platform.toolchain_program (Amaranth's `do_program`) runs celine.gen.program: the
+    # board's openFPGALoader selection, SRAM, the $OPENFPGALOADER override.
+    log = tmp_path / "argv"
     tool = tmp_path / "ofl"
-    tool.write_text("#!/bin/sh\n")
+    tool.write_text(f'#!/bin/sh\necho "$@" > {log}\n')
     tool.chmod(stat.S_IRWXU)
     monkeypatch.setenv("OPENFPGALOADER", str(tool))
-    assert program_command("ulx3s-25f", "a.bit") == [str(tool), "-b", "ulx3s", "-m", "a.bit"]
+
+    class Products:
+        @contextlib.contextmanager
+        def extract(self, filename):
+            path = tmp_path / filename
+            path.write_bytes(b"bits")
+            yield str(path)
+
+    BOARDS["ulx3s-25f"].platform().toolchain_program(Products(), "top")
+    assert log.read_text().split() == ["-b", "ulx3s", "-m", str(tmp_path / "top.bit")]
 
 
 def test_unknown_board():

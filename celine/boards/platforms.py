@@ -7,22 +7,14 @@ required tools, so the platforms here drop it from the build requirements and ch
 only when programming.
 """
 
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 from amaranth_boards import ecpix5, versa_ecp5
 from amaranth_boards.ulx3s import ULX3S_25F_Platform, ULX3S_85F_Platform
 
-__all__ = ["Board", "BOARDS", "DEFAULT_BOARD", "get_board", "ProgrammerMissing",
-           "program_command", "program"]
+__all__ = ["Board", "BOARDS", "DEFAULT_BOARD", "get_board"]
 
 _PROGRAMMERS = ("openFPGALoader", "openocd")
-
-
-class ProgrammerMissing(RuntimeError):
-    """The programming tool of a board is not installed."""
 
 
 class _BuildWithoutProgrammer:
@@ -48,8 +40,11 @@ class _BuildWithoutProgrammer:
         return [tool for tool in super().required_tools if tool not in _PROGRAMMERS]
 
     def toolchain_program(self, products, name, **kwargs):
+        # Programming is celine.gen.program's (`celine program`): imported here, as gen
+        # imports this module.
+        from ..gen.program import program
         with products.extract(f"{name}.bit") as bitstream:
-            program(self.board, bitstream)
+            program(self.board.name, bitstream)
 
 
 class ULX3S85FPlatform(_BuildWithoutProgrammer, ULX3S_85F_Platform):
@@ -76,8 +71,8 @@ class Board:
     `openfpgaloader_board` is openFPGALoader's name for the board (`-b`, its
     `--list-boards`), which picks the cable and its pins; None for a board it does not
     list, which names its cable in `openfpgaloader_cable` (`-c`) instead.
-    `programmer` (derived from them) is the program's argv before the bitstream path; its
-    first word may be overridden by the environment variable `programmer_env`.
+    `programmer_env` names the environment variable that overrides the openFPGALoader to
+    run (celine/gen/program.py).
     """
     name: str
     title: str
@@ -98,10 +93,6 @@ class Board:
         if self.openfpgaloader_board is not None:
             return ("-b", self.openfpgaloader_board)
         return ("-c", self.openfpgaloader_cable)
-
-    @property
-    def programmer(self):
-        return ("openFPGALoader", *self.openfpgaloader_target, "-m")
 
     @property
     def device(self):
@@ -161,20 +152,3 @@ def get_board(name):
     except (KeyError, TypeError):
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {name!r}") from None
 
-
-def program_command(board, bitstream):
-    """The argv that loads `bitstream` into the board's SRAM; ProgrammerMissing if absent."""
-    board = get_board(board)
-    tool = os.environ.get(board.programmer_env, board.programmer[0])
-    path = shutil.which(tool)
-    if path is None:
-        raise ProgrammerMissing(
-            f"programming the {board.title} needs {tool}, which is not installed "
-            f"(install openFPGALoader, e.g. `apt install openfpgaloader`, or set "
-            f"{board.programmer_env} to its path)")
-    return [path, *board.programmer[1:], str(bitstream)]
-
-
-def program(board, bitstream):
-    """Load `bitstream` into the board (volatile); CalledProcessError if the tool fails."""
-    subprocess.run(program_command(board, bitstream), check=True)
