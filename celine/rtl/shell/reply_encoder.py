@@ -22,8 +22,8 @@ class ReplyEncoder(wiring.Component):
     Payload bytes come from buffer `buffer` from byte `offset` on (through `mem`, whose
     read byte follows the address and lane by READ_LATENCY cycles: the shell registers the
     lane beside each buffer), from the descriptor's STATUS `snapshot`, or from the INFO
-    ROM holding `info`. Each payload byte is registered before it goes out, five cycles a
-    byte, far less than a UART needs. The descriptor
+    ROM holding `info`. Each payload byte is registered before it goes out, READ_LATENCY + 3
+    cycles a byte, far less than a UART needs. The descriptor
     is taken after the last CRC byte went out: until then it stays valid, and `mem` is
     this encoder's.
     """
@@ -87,17 +87,15 @@ class ReplyEncoder(wiring.Component):
                 with m.If(self.tx.ready & (reply.length == 0)):
                     m.next = "CRC_LOW"
 
-            # Five cycles a payload byte: word and lane, READ_LATENCY cycles of the buffers'
-            # read (`mem.rdata` is valid in LATCH), byte registered, sent.
-            assert READ_LATENCY == 2
+            # READ_LATENCY + 3 cycles a payload byte: word and lane, the buffers' read
+            # (`mem.rdata` is valid in LATCH), byte registered, sent.
             with m.State("ADDRESS"):
                 m.d.sync += [self.mem.addr.eq(word), byte_lane_reg.eq(lane),
                              lane_ok_reg.eq(lane_ok)]
-                m.next = "READ"
-            with m.State("READ"):
-                m.next = "SELECT"
-            with m.State("SELECT"):
-                m.next = "LATCH"
+                m.next = "READ_0"
+            for k in range(READ_LATENCY):
+                with m.State(f"READ_{k}"):
+                    m.next = f"READ_{k + 1}" if k + 1 < READ_LATENCY else "LATCH"
             with m.State("LATCH"):
                 buffer_byte = Mux(lane_ok_reg, self.mem.rdata, 0)
                 status_byte = reply.snapshot.word_select(index[:SNAPSHOT_INDEX_BITS], 8)
