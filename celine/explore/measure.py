@@ -132,9 +132,12 @@ def _throughput(record):
 
 
 def _verilog(engine, params):
+    # The Verilog that synthesis reads (ECP5 primitives where the design instantiates
+    # them), so that the key changes whenever the synthesized hardware does.
+    from ..rtl.common.multiplier import ECP5_TARGET
     from ..sim.emit import verilog_text
     component = engine.core.load()(params)
-    return component, verilog_text(component, name=TOP)
+    return component, verilog_text(component, name=TOP, platform=ECP5_TARGET)
 
 
 def _key(verilog, tools, board, device, package, speed, nextpnr_device, seed, clock_mhz):

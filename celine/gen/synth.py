@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from celine.rtl.common.multiplier import ECP5_TARGET
 from celine.sim.emit import verilog_text, write_if_changed
 from celine.spec.checks import check_choice, check_int
 
@@ -61,7 +62,7 @@ def _synth_ecp5(component, *, top, workdir, netlist=False):
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    write_if_changed(workdir / f"{top}.v", verilog_text(component, name=top))
+    write_if_changed(workdir / f"{top}.v", verilog_text(component, name=top, platform=ECP5_TARGET))
     # -noflatten: ABC9 then maps one module at a time; on the flattened brick array (about
     # 100k AND gates) the WebAssembly build of ABC9 fails without a message.
     # rename -hide: Amaranth names a port's array elements `bus__a[0]` next to the port

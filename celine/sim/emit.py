@@ -53,13 +53,15 @@ def write_if_changed(path, text):
     return True
 
 
-def verilog_text(component, *, name, emit_src=False):
-    """Verilog for the Amaranth ``wiring.Component`` *component*, top module *name*.
+def verilog_text(component, *, name, emit_src=False, platform=None):
+    """Verilog for the Amaranth ``wiring.Component`` *component*, top module *name*,
+    elaborated for *platform* (None: generic; celine.rtl.common.multiplier.ECP5_TARGET:
+    ECP5 primitives where a component instantiates them).
 
     Source-location attributes are left out by default so that the text (and so its
     hash) depends only on the hardware, not on line numbers of the Python source.
     """
-    return verilog.convert(component, name=name, emit_src=emit_src)
+    return verilog.convert(component, name=name, emit_src=emit_src, platform=platform)
 
 
 def emit_verilog(component, *, name, cache_dir=None, emit_src=False):

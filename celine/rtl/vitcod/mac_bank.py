@@ -1,12 +1,13 @@
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...spec.checks import check_int
+from ..common.multiplier import MULT18_WIDTH, RegisteredMultiplier
 
 __all__ = ["MacBank", "OPERAND_WIDTH", "PRODUCT_WIDTH"]
 
-OPERAND_WIDTH = 18                 # a MULT18X18D's signed operands
+OPERAND_WIDTH = MULT18_WIDTH       # a MULT18X18D's signed operands
 PRODUCT_WIDTH = 2 * OPERAND_WIDTH
 
 
@@ -24,13 +25,14 @@ class MacBank(wiring.Component):
     """`units` signed 18 x 18 multipliers with registered operands and products.
 
     p[k] = a[k] * b[k] of the operands presented `latency` = 2 cycles earlier: one register
-    stage before the multiply and one after, the input and output registers of an ECP5
-    MULT18X18D, so the multiply is a register-to-register path of its own. The bank never
+    stage before the multiply and one after, on ECP5 the input and output registers of a
+    MULT18X18D (common.multiplier.RegisteredMultiplier), so the multiply is a
+    register-to-register path of its own. The bank never
     stalls; its users (the SDDMM engines in a head's first phase, the SpMM in its second)
     schedule around the fixed latency.
     """
 
-    latency = 2
+    latency = RegisteredMultiplier.latency
 
     def __init__(self, units):
         check_int("units", units, minimum=1, maximum=512)
@@ -40,8 +42,7 @@ class MacBank(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         for k in range(self.units):
-            a = Signal(signed(OPERAND_WIDTH), name=f"a_{k}")
-            b = Signal(signed(OPERAND_WIDTH), name=f"b_{k}")
-            m.d.sync += [a.eq(self.bus.a[k]), b.eq(self.bus.b[k]),
-                         self.bus.p[k].eq(a * b)]
+            m.submodules[f"mult{k}"] = mult = RegisteredMultiplier(OPERAND_WIDTH, OPERAND_WIDTH)
+            m.d.comb += [mult.a.eq(self.bus.a[k]), mult.b.eq(self.bus.b[k]),
+                         self.bus.p[k].eq(mult.p)]
         return m

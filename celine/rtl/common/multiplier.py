@@ -1,0 +1,115 @@
+"""A signed multiplier with registered operands and product, mapped onto an ECP5 MULT18X18D
+with its own registers (DESIGN.md §4).
+
+Yosys maps an ECP5 multiply onto a MULT18X18D with every register bypassed and absorbs
+none of the registers around it, so nextpnr times the block as combinational (about 3.9 ns
+A -> P at speed grade 6). With its input and output registers clocked, the block is a
+register-to-register path of its own (about 0.1 ns setup, 0.7 ns clock-to-out). So on an
+ECP5 target `RegisteredMultiplier` instantiates the block with those registers on; anywhere
+else (the Amaranth simulator, Verilog for cocotb) it is the same two register stages around
+a plain `*`. Both reset their registers to 0 with the domain's synchronous reset.
+
+The target is the `platform` that elaboration gets: an Amaranth LatticeECP5 platform (a
+board build) or `ECP5_TARGET` (celine.gen.synth's out-of-context synthesis).
+"""
+
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ...spec.checks import check_int
+
+__all__ = ["RegisteredMultiplier", "ECP5_TARGET", "is_ecp5", "MULT18_WIDTH"]
+
+MULT18_WIDTH = 18                     # a MULT18X18D's signed operands
+
+
+class _Ecp5Target:
+    """The `platform` elaboration gets when Verilog is written for ECP5 synthesis out of
+    context: it only says "ECP5" (is_ecp5); it has no resources and builds nothing."""
+
+    celine_ecp5 = True
+
+    def __repr__(self):
+        return "ECP5_TARGET"
+
+
+ECP5_TARGET = _Ecp5Target()
+
+
+def is_ecp5(platform):
+    """Whether `platform` (what elaborate() gets) is an ECP5 target: ECP5_TARGET or an
+    Amaranth Lattice platform for an LFE5U/LFE5UM device."""
+    if getattr(platform, "celine_ecp5", False):
+        return True
+    device = getattr(platform, "device", None)
+    return isinstance(device, str) and device.startswith("LFE5U")
+
+
+# The MULT18X18D's registers for a registered multiply: inputs A and B and the output,
+# all on CLK0 with CE0 and RST0 (checked on this toolchain: DESIGN.md §4).
+_MULT18_PARAMETERS = {
+    "REG_INPUTA_CLK": "CLK0", "REG_INPUTA_CE": "CE0", "REG_INPUTA_RST": "RST0",
+    "REG_INPUTB_CLK": "CLK0", "REG_INPUTB_CE": "CE0", "REG_INPUTB_RST": "RST0",
+    "REG_INPUTC_CLK": "NONE", "REG_PIPELINE_CLK": "NONE",
+    "REG_OUTPUT_CLK": "CLK0", "REG_OUTPUT_CE": "CE0", "REG_OUTPUT_RST": "RST0",
+    "CLK0_DIV": "ENABLED", "CLK1_DIV": "ENABLED", "CLK2_DIV": "ENABLED", "CLK3_DIV": "ENABLED",
+    "HIGHSPEED_CLK": "NONE", "GSR": "DISABLED", "CAS_MATCH_REG": "FALSE",
+    "SOURCEB_MODE": "B_SHIFT", "MULT_BYPASS": "DISABLED", "RESETMODE": "SYNC",
+}
+
+
+class RegisteredMultiplier(wiring.Component):
+    """p = a * b of the operands presented `latency` = 2 cycles earlier (signed; `a_width`
+    and `b_width` at most 18 bits, the product a_width + b_width bits).
+
+    `en` (when `with_enable`) holds all three registers, as the block's CE0 does; without
+    it they advance every cycle. On ECP5 one MULT18X18D, elsewhere two register stages
+    around a `*` (see the module's docstring)."""
+
+    latency = 2
+
+    def __init__(self, a_width=MULT18_WIDTH, b_width=MULT18_WIDTH, *, with_enable=False,
+                 domain="sync"):
+        self.a_width = check_int("a_width", a_width, minimum=1, maximum=MULT18_WIDTH)
+        self.b_width = check_int("b_width", b_width, minimum=1, maximum=MULT18_WIDTH)
+        self.with_enable = with_enable
+        self.domain = domain
+        members = {"a": In(signed(a_width)), "b": In(signed(b_width)),
+                   "p": Out(signed(a_width + b_width))}
+        if with_enable:
+            members["en"] = In(1, init=1)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        en = self.en if self.with_enable else 1
+        if is_ecp5(platform):
+            a = Signal(signed(MULT18_WIDTH))
+            b = Signal(signed(MULT18_WIDTH))
+            p = Signal(signed(2 * MULT18_WIDTH))
+            m.d.comb += [a.eq(self.a), b.eq(self.b), self.p.eq(p)]
+            ports = {"i_CLK0": ClockSignal(self.domain), "i_CE0": en,
+                     "i_RST0": ResetSignal(self.domain),
+                     "i_SIGNEDA": 1, "i_SIGNEDB": 1, "i_SOURCEA": 0, "i_SOURCEB": 0}
+            for unused in ("CLK1", "CLK2", "CLK3", "CE1", "CE2", "CE3",
+                           "RST1", "RST2", "RST3"):
+                ports[f"i_{unused}"] = 0
+            for bit in range(MULT18_WIDTH):
+                ports[f"i_A{bit}"] = a[bit]
+                ports[f"i_B{bit}"] = b[bit]
+                ports[f"i_C{bit}"] = 0
+                ports[f"i_SRIA{bit}"] = 0
+                ports[f"i_SRIB{bit}"] = 0
+            for bit in range(2 * MULT18_WIDTH):
+                ports[f"o_P{bit}"] = p[bit]
+            m.submodules.mult = Instance(
+                "MULT18X18D", **{f"p_{name}": value for name, value in _MULT18_PARAMETERS.items()},
+                **ports)
+            return m
+        a = Signal(signed(self.a_width))
+        b = Signal(signed(self.b_width))
+        domain = m.d[self.domain]
+        with m.If(en):
+            domain += [a.eq(self.a), b.eq(self.b), self.p.eq(a * b)]
+        return m
