@@ -11,7 +11,7 @@ from celine.sim.amaranth_sim import run_sim
 from celine.sim.emit import verilog_text
 
 
-@pytest.mark.parametrize("a_width,b_width", [(18, 18), (9, 9), (8, 17), (1, 18)])
+@pytest.mark.parametrize("a_width,b_width", [(18, 18), (9, 9), (8, 17), (1, 18), (8, 32)])
 def test_product_two_cycles_later(a_width, b_width):
     """p is a * b of the operands presented two cycles before, the extremes included."""
     dut = RegisteredMultiplier(a_width, b_width)
@@ -63,8 +63,10 @@ def test_ecp5_target_instantiates_a_registered_mult18x18d():
     for name in ("REG_PIPELINE_CLK", "REG_INPUTC_CLK"):
         assert re.search(rf'\.{name}\("NONE"\)', text), name
     assert re.search(r'\.GSR\("DISABLED"\)', text)
-    # The generic Verilog (simulation) has no primitive.
+    # The generic Verilog (simulation) has no primitive, nor does a multiply wider than 18.
     assert "MULT18X18D" not in verilog_text(RegisteredMultiplier(8, 8), name="mult")
+    assert "MULT18X18D" not in verilog_text(RegisteredMultiplier(8, 19), name="mult",
+                                            platform=ECP5_TARGET)
 
 
 def test_is_ecp5():
@@ -79,8 +81,8 @@ def test_is_ecp5():
 
 
 @pytest.mark.parametrize("make,error,message", [
-    (lambda: RegisteredMultiplier(19, 8), ValueError, r"^a_width must be between 1 and 18, not 19$"),
-    (lambda: RegisteredMultiplier(8, 0), ValueError, r"^b_width must be between 1 and 18, not 0$"),
+    (lambda: RegisteredMultiplier(65, 8), ValueError, r"^a_width must be between 1 and 64, not 65$"),
+    (lambda: RegisteredMultiplier(8, 0), ValueError, r"^b_width must be between 1 and 64, not 0$"),
     (lambda: RegisteredMultiplier(8, 8.0), TypeError, r"^b_width must be an integer, not 8.0$"),
 ])
 def test_bad_parameters(make, error, message):

@@ -22,6 +22,7 @@ from ...spec.checks import check_int
 __all__ = ["RegisteredMultiplier", "ECP5_TARGET", "is_ecp5", "MULT18_WIDTH"]
 
 MULT18_WIDTH = 18                     # a MULT18X18D's signed operands
+MAX_WIDTH = 64                        # the widest operand (wider than 18: no single block)
 
 
 class _Ecp5Target:
@@ -60,19 +61,20 @@ _MULT18_PARAMETERS = {
 
 
 class RegisteredMultiplier(wiring.Component):
-    """p = a * b of the operands presented `latency` = 2 cycles earlier (signed; `a_width`
-    and `b_width` at most 18 bits, the product a_width + b_width bits).
+    """p = a * b of the operands presented `latency` = 2 cycles earlier (signed; the
+    product a_width + b_width bits).
 
     `en` (when `with_enable`) holds all three registers, as the block's CE0 does; without
-    it they advance every cycle. On ECP5 one MULT18X18D, elsewhere two register stages
-    around a `*` (see the module's docstring)."""
+    it they advance every cycle. On ECP5, with both operands at most 18 bits, one
+    MULT18X18D; otherwise two register stages around a `*` (see the module's docstring;
+    wider operands take several blocks, which yosys builds with their registers bypassed)."""
 
     latency = 2
 
     def __init__(self, a_width=MULT18_WIDTH, b_width=MULT18_WIDTH, *, with_enable=False,
                  domain="sync"):
-        self.a_width = check_int("a_width", a_width, minimum=1, maximum=MULT18_WIDTH)
-        self.b_width = check_int("b_width", b_width, minimum=1, maximum=MULT18_WIDTH)
+        self.a_width = check_int("a_width", a_width, minimum=1, maximum=MAX_WIDTH)
+        self.b_width = check_int("b_width", b_width, minimum=1, maximum=MAX_WIDTH)
         self.with_enable = with_enable
         self.domain = domain
         members = {"a": In(signed(a_width)), "b": In(signed(b_width)),
@@ -84,7 +86,7 @@ class RegisteredMultiplier(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         en = self.en if self.with_enable else 1
-        if is_ecp5(platform):
+        if is_ecp5(platform) and max(self.a_width, self.b_width) <= MULT18_WIDTH:
             a = Signal(signed(MULT18_WIDTH))
             b = Signal(signed(MULT18_WIDTH))
             p = Signal(signed(2 * MULT18_WIDTH))

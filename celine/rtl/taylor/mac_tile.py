@@ -3,6 +3,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...engines.taylor.spec import TaylorParams
+from ..common.multiplier import RegisteredMultiplier
 
 
 class MacTile(wiring.Component):
@@ -64,23 +65,12 @@ class MacTile(wiring.Component):
 
         given = [self.valid, self.query, self.first, self.last, self.addr, self.column]
 
-        # Stage 1: the multiplier inputs and the old block (0 for a K/V run's first token).
+        # Stages 1 and 2: the multipliers' operand registers (a_i, and G or v_j) and their
+        # product registers (RegisteredMultiplier: on ECP5 a MULT18X18D's own registers);
+        # beside them the old block (0 for a K/V run's first token).
         ctl_1 = control("in")
-        a_1 = Signal.like(self.a)
-        b_1 = Signal(data.ArrayLayout(signed(p.context_width), p.mac_units))
         old_1 = Signal(elements)
         m.d.sync += [reg.eq(value) for reg, value in zip(ctl_1, given)]
-        m.d.sync += a_1.eq(self.a)
-        for i in range(r):
-            for j in range(c):
-                e = i * c + j
-                context = stored[e][:p.context_width].as_signed()
-                m.d.sync += [
-                    b_1[e].eq(Mux(self.query, context, self.v[j])),
-                    old_1[e].eq(Mux(self.first, 0, stored[e])),
-                ]
-
-        # Stage 2: the products.
         ctl_2 = control("product")
         products = Signal(data.ArrayLayout(signed(3 * p.operand_width), p.mac_units))
         old_2 = Signal(elements)
@@ -88,7 +78,14 @@ class MacTile(wiring.Component):
         m.d.sync += old_2.eq(old_1)
         for i in range(r):
             for j in range(c):
-                m.d.sync += products[i * c + j].eq(a_1[i] * b_1[i * c + j])
+                e = i * c + j
+                context = stored[e][:p.context_width].as_signed()
+                m.submodules[f"mult{e}"] = mult = RegisteredMultiplier(p.operand_width,
+                                                                      p.context_width)
+                m.d.comb += [mult.a.eq(self.a[i]),
+                             mult.b.eq(Mux(self.query, context, self.v[j])),
+                             products[e].eq(mult.p)]
+                m.d.sync += old_1[e].eq(Mux(self.first, 0, stored[e]))
 
         # K/V: the updated block, written back this cycle.
         valid_2, query_2, first_2, last_2, addr_2, column_2 = ctl_2
