@@ -2,6 +2,7 @@ from amaranth.hdl import Module, Signal, Cat, Mux, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..common.multiplier import RegisteredMultiplier
 from .fused_multiplier import FusedMultiplier
 
 
@@ -88,23 +89,28 @@ class ProcessingElement(wiring.Component):
             if 16 in params.precisions and params.passes(16) > 1:
                 # A 16-bit pass's product is shifted by 8 per high byte.
                 m.d.sync += shift_a.eq(Mux(self._is(16), self.pass_index[0] + self.pass_index[1], 0))
-        if params.impl == "bricks":
-            products = self._products_bricks(m)
-        else:
-            act, weight = Signal.like(self.act[0]), Signal.like(self.weight[0])
-            with m.If(self.valid):
-                m.d.sync += [act.eq(self.act[0]), weight.eq(self.weight[0])]
-            products = [act * weight]
-
         # Stage B: registered products.
-        product_regs = [Signal(signed(len(p)), name=f"product_{k}") for k, p in enumerate(products)]
         valid = Signal()
         first = Signal()
         shift = Signal(range(3))
         m.d.sync += valid.eq(valid_a)
         with m.If(valid_a):
-            m.d.sync += [reg.eq(p) for reg, p in zip(product_regs, products)]
             m.d.sync += [first.eq(first_a), shift.eq(shift_a)]
+        if params.impl == "bricks":
+            products = self._products_bricks(m)
+            product_regs = [Signal(signed(len(p)), name=f"product_{k}")
+                            for k, p in enumerate(products)]
+            with m.If(valid_a):
+                m.d.sync += [reg.eq(p) for reg, p in zip(product_regs, products)]
+        else:
+            # Stages A and B are the multiplier's operand and product registers (on ECP5 a
+            # MULT18X18D's own). They advance every cycle: the product of the operands
+            # presented with `valid` is there two cycles later, when `valid` reaches
+            # stage C, and stage C adds nothing else.
+            m.submodules.multiplier = mul = RegisteredMultiplier(len(self.act[0]),
+                                                                len(self.weight[0]))
+            m.d.comb += [mul.a.eq(self.act[0]), mul.b.eq(self.weight[0])]
+            product_regs = [mul.p]
 
         # Stage C: accumulate. Slot (ga, gw) is slot_width(ga, gw) bits wide and wraps.
         for ga in range(fusion):
