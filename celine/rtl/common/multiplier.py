@@ -91,18 +91,13 @@ class RegisteredMultiplier(wiring.Component):
             b = Signal(signed(MULT18_WIDTH))
             p = Signal(signed(2 * MULT18_WIDTH))
             m.d.comb += [a.eq(self.a), b.eq(self.b), self.p.eq(p)]
+            # Only the ports in use are connected: a constant on a cascade input (SRIA,
+            # SRIB) is a net that nextpnr cannot route there.
             ports = {"i_CLK0": ClockSignal(self.domain), "i_CE0": en,
-                     "i_RST0": ResetSignal(self.domain),
-                     "i_SIGNEDA": 1, "i_SIGNEDB": 1, "i_SOURCEA": 0, "i_SOURCEB": 0}
-            for unused in ("CLK1", "CLK2", "CLK3", "CE1", "CE2", "CE3",
-                           "RST1", "RST2", "RST3"):
-                ports[f"i_{unused}"] = 0
+                     "i_RST0": ResetSignal(self.domain), "i_SIGNEDA": 1, "i_SIGNEDB": 1}
             for bit in range(MULT18_WIDTH):
                 ports[f"i_A{bit}"] = a[bit]
                 ports[f"i_B{bit}"] = b[bit]
-                ports[f"i_C{bit}"] = 0
-                ports[f"i_SRIA{bit}"] = 0
-                ports[f"i_SRIB{bit}"] = 0
             for bit in range(2 * MULT18_WIDTH):
                 ports[f"o_P{bit}"] = p[bit]
             m.submodules.mult = Instance(
