@@ -615,3 +615,27 @@ def test_a_heads_result_does_not_depend_on_the_split():
         assert case.expected.writes == cases[0].expected.writes
     check(cases[0])
     check(cases[3])
+
+
+# -- rows over several buffer words (row_beats) ----------------------------------------------
+
+BEATS = VitcodParams(head_dim=32, max_tokens=21, heads=2, max_global=8, sparse_capacity=300,
+                     dense_macs=8, sparse_macs=8, out_lanes=8, row_beats=2)
+
+
+@pytest.mark.parametrize("params", [BEATS, VitcodParams(
+    head_dim=64, max_tokens=9, heads=1, max_global=4, sparse_capacity=81, dense_macs=8,
+    sparse_macs=8, out_lanes=4, row_beats=4)], ids=["beats2", "beats4"])
+def test_rows_over_several_words(params):
+    """Sparse, global and dense heads, one token, most-negative operands, a skipped head,
+    with each row in row_beats words; the cycle count is the model's."""
+    from celine.engines.vitcod.cycles import cycles as model_cycles, work_of_plan
+    tokens = params.max_tokens
+    masks = [random_mask(tokens, 0.6, seed=20), None][:params.heads]
+    case = make_case(params, tokens, masks, seed=21, extreme=True, threshold=3)
+    cycles = check(case)
+    works = [work_of_plan(plan) for plan in case.plans]
+    assert cycles == model_cycles(params, works)
+    check(make_case(params, 1, [None] * params.heads, seed=22))
+    if params.heads > 1:
+        check(make_case(params, tokens, masks, seed=23, head_mask=0b01, threshold=3))

@@ -44,6 +44,42 @@ def test_parameter_messages(change, error, message):
     assert str(info.value) == message
 
 
+WIDE = dict(head_dim=64, max_tokens=197, heads=3, max_global=32, sparse_capacity=2048,
+            dense_macs=8, sparse_macs=56, out_lanes=16)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"row_beats": 16}, "row_beats must be between 1 and 8, not 16"),
+    ({"row_beats": 3}, "row_beats must be a power of two dividing head_dim / 8 (8), not 3"),
+    ({"row_beats": 2}, "sparse_macs must be at most 32 with row_beats 2 (a dot-product unit "
+                       "takes a row every row_beats cycles), not 56"),
+    ({"row_beats": 4, "dense_macs": 24, "sparse_macs": 8},
+     "dense_macs must be at most 16 with row_beats 4 (a dot-product unit takes a row every "
+     "row_beats cycles), not 24"),
+    ({"row_beats": 2, "dense_macs": 32, "sparse_macs": 32},
+     "dense_macs + sparse_macs must be at most 32 with row_beats 2 (the SpMM reads a v row "
+     "over row_beats cycles), not 64"),
+    ({"row_beats": 2, "sparse_macs": 24, "out_lanes": 64},
+     "out_lanes must be at most 32 with row_beats 2 (an out row is written over row_beats "
+     "cycles), not 64"),
+    ({"row_beats": 2, "sparse_macs": 24, "autoencoder": True},
+     "row_beats must be 1 with the auto-encoder, not 2"),
+])
+def test_row_beats_messages(change, message):
+    with pytest.raises(ValueError) as info:
+        VitcodParams(**{**WIDE, **change})
+    assert str(info.value) == message
+
+
+def test_row_words_round_trip():
+    from celine.engines.vitcod.spec import row_of_words, row_words
+    p = VitcodParams(**{**WIDE, "sparse_macs": 8, "row_beats": 4})
+    row = [(-128 + 37 * n) % 256 - 128 for n in range(64)]
+    words = row_words(p, row)
+    assert len(words) == 4 and row_of_words(p, words) == row
+    assert words[1] == pack_lanes(row[16:32], 8) and p.row_word_bits == 128
+
+
 def test_derived_widths():
     p = VitcodParams()
     assert (p.mac_units, p.slices, p.score_width, p.recip_shift, p.out_acc_width) == \

@@ -6,11 +6,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..engines.vitcod.spec import head_register
+from ..engines.vitcod.spec import head_register, row_words
 from ..golden.shell import Buffer
 from ..golden.vitcod.engine_model import VitcodEngineModel
 from ..golden.vitcod.plan import calibrate_head, plan_head
-from ..spec.lanes import pack_lanes
 
 __all__ = ["VitcodCase", "make_case", "random_heads"]
 
@@ -63,8 +62,9 @@ def make_case(params, tokens, masks, *, seed=0, head_mask=0, extreme=False, qkv=
         plans.append(plan)
         for name in ("q", "k", "v"):
             for i in range(tokens):
-                buffers[name].words[h * p.max_tokens + i] = \
-                    pack_lanes(getattr(plan, name)[i].tolist(), p.operand_width)
+                row = (h * p.max_tokens + i) * p.row_beats
+                for j, word in enumerate(row_words(p, getattr(plan, name)[i].tolist())):
+                    buffers[name].words[row + j] = word
         for n, (a, b) in enumerate(zip(plan.csc_words, plan.csr_words)):
             buffers["csc"].words[h * p.sparse_capacity + n] = a
             buffers["csr"].words[h * p.sparse_capacity + n] = b

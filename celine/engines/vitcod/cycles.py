@@ -35,9 +35,10 @@ DECODE_TURN = 2        # with the auto-encoder built in: the sequencer's visits 
 ENCODE_TURN = 2        # ... and of Q's and K's encode, before them
 
 
-def issue_cycle(job, dpus, slices):
-    """The cycle (from the engine's start) its DPU array issues job `job` (0-based)."""
-    return (job // dpus) * slices + job % dpus
+def issue_cycle(job, dpus, slices, beats=1):
+    """The cycle (from the engine's start) its DPU array issues job `job` (0-based): DPU k
+    in slot k·beats of each period of `slices` (row_beats: a row takes beats cycles)."""
+    return (job // dpus) * slices + (job % dpus) * beats
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,14 @@ class HeadWork:
 
 def phase_1(p, head):
     tokens, g, nnz = head.tokens, head.globals, head.nnz
+    beats = p.row_beats                   # a row read takes beats cycles, beats - 1 more
     ends = [1]
     if g:
-        ends.append(issue_cycle(g * tokens - 1, p.dense_dpus, p.slices) + p.slices
-                    + DENSE_TAIL + p.dense_dpus)
+        ends.append(issue_cycle(g * tokens - 1, p.dense_dpus, p.slices, beats) + p.slices
+                    + DENSE_TAIL + p.dense_dpus + beats - 1)
     if nnz:
-        ends.append(issue_cycle(nnz - 1, p.sparse_dpus, p.slices) + p.slices
-                    + SPARSE_TAIL + p.sparse_dpus)
+        ends.append(issue_cycle(nnz - 1, p.sparse_dpus, p.slices, beats) + p.slices
+                    + SPARSE_TAIL + p.sparse_dpus + beats - 1)
     if g or nnz:
         ends.append(g + nnz + CHECK_TAIL)
     return max(ends)

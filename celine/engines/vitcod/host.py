@@ -173,13 +173,8 @@ class VitcodHost:
         import torch
         codes = []
         for name in AE_OPERANDS:
-            info = device.buffers[name]
-            rows = []
-            for c in range(p.code_heads):
-                data = device.read_buffer(name, code_word(p, c, 0) * info.word_stride,
-                                          tokens * info.word_stride)
-                rows.append(unpack_words(data, tokens, p.head_dim, p.operand_width,
-                                         info.word_stride))
+            rows = [self._read_rows(name, code_word(p, c, 0), tokens)
+                    for c in range(p.code_heads)]
             codes.append(torch.stack(rows))
         stride = device.buffers["q"].word_stride
         self.last_link_bytes = {"plain": 2 * p.heads * tokens * stride,
@@ -187,15 +182,31 @@ class VitcodHost:
                                 "ae_registers": 4 * (len(values) - 1)}
         return tuple(codes)
 
+    def _write_rows(self, name, row, x):
+        """Write the rows of `x` (n x d values) into buffer `name` from row index `row` on:
+        row_beats words a row (spec.row_words)."""
+        p, info = self.params, self.device.buffers[name]
+        beats = p.row_beats
+        words = x.reshape(x.shape[0] * beats, p.head_dim // beats).tolist()
+        self.device.write_buffer(name, row * beats * info.word_stride,
+                                 pack_words(words, p.operand_width, info.word_bytes,
+                                            info.word_stride))
+
+    def _read_rows(self, name, row, count):
+        """`count` rows of buffer `name` from row index `row` on, a (count x d) tensor."""
+        p, info = self.params, self.device.buffers[name]
+        beats = p.row_beats
+        data = self.device.read_buffer(name, row * beats * info.word_stride,
+                                       count * beats * info.word_stride)
+        return unpack_words(data, count * beats, p.head_dim // beats, p.operand_width,
+                            info.word_stride).reshape(count, p.head_dim)
+
     def _send_heads(self, heads, tokens):
         """Write every head of each {buffer name: H x N x d tensor} into its slots."""
         p, device = self.params, self.device
         for name, x in heads.items():
-            info = device.buffers[name]
             for h in range(x.shape[0]):
-                data = pack_words(x[h].tolist(), p.operand_width, info.word_bytes,
-                                  info.word_stride)
-                device.write_buffer(name, h * p.max_tokens * info.word_stride, data)
+                self._write_rows(name, h * p.max_tokens, x[h])
 
     def sparse_attention(self, q, k, v, mask=None, *, head_mask=0, threshold=50, scales=None,
                          out_scale=None, autoencoder=None, encode_on_chip=False, balance=True,
@@ -242,10 +253,7 @@ class VitcodHost:
         sent = ("v",) if codes is not None else ("q", "k", "v")
         for h, plan, head_scales, _ in plans:
             for name in sent:
-                info = device.buffers[name]
-                data = pack_words(getattr(plan, name).tolist(), p.operand_width,
-                                  info.word_bytes, info.word_stride)
-                device.write_buffer(name, h * p.max_tokens * info.word_stride, data)
+                self._write_rows(name, h * p.max_tokens, getattr(plan, name))
             for name, words in (("csc", plan.csc_words), ("csr", plan.csr_words)):
                 info = device.buffers[name]
                 if words:
@@ -263,7 +271,7 @@ class VitcodHost:
                            head_register("exp_shift", h): head_scales.exp_shift,
                            head_register("out_mult", h): head_scales.out_mult,
                            head_register("out_shift", h): head_scales.out_shift})
-        stride = device.buffers["q"].word_stride
+        stride = device.buffers["q"].word_stride * p.row_beats       # the bytes of a row
         size = 2 * len(plans) * tokens * stride
         link = {"plain": size, "compressed": size, "ae_registers": 0}
         enable = AeEnable(0)
@@ -282,9 +290,7 @@ class VitcodHost:
             for name, code in zip(AE_OPERANDS, codes):
                 # Code head c of token i at code_word(c, i): the slots are max_tokens apart.
                 for c in range(p.code_heads):
-                    data = pack_words(code[c].tolist(), p.operand_width,
-                                      device.buffers[name].word_bytes, stride)
-                    device.write_buffer(name, code_word(p, c, 0) * stride, data)
+                    self._write_rows(name, code_word(p, c, 0), code[c])
             link["compressed"] = 2 * p.code_heads * tokens * stride
         if codes is not None:
             enable |= AeEnable.DECODE_Q | AeEnable.DECODE_K
@@ -303,13 +309,8 @@ class VitcodHost:
         if report.engine_errors:
             raise EngineError(report.engine_errors, f"run ended with engine error flags "
                                                     f"{report.engine_errors:#04x}")
-        if report.result_words != min(len(kept) * tokens, 0xFFFF):
-            raise ProtocolError(f"run wrote {report.result_words} result words, "
-                                f"not {len(kept) * tokens}")
-        info = device.buffers["out"]
-        outs = []
-        for h, *_ in plans:
-            data = device.read_buffer("out", h * p.max_tokens * info.word_stride,
-                                      tokens * info.word_stride)
-            outs.append(unpack_words(data, tokens, p.head_dim, p.operand_width, info.word_stride))
+        words = len(kept) * tokens * p.row_beats          # row_beats words a row
+        if report.result_words != min(words, 0xFFFF):
+            raise ProtocolError(f"run wrote {report.result_words} result words, not {words}")
+        outs = [self._read_rows("out", h * p.max_tokens, tokens) for h, *_ in plans]
         return outs[0] if single else outs

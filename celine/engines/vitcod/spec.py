@@ -7,6 +7,7 @@ from enum import IntFlag
 
 from ...spec.checks import check_int
 from ...spec.fields import BufferSpec, Register, RegisterMap
+from ...spec.lanes import pack_lanes, unpack_lanes
 from ...spec.numerics import LANES, MULT_BITS, SHIFT_BITS
 from ...spec.params import Params
 from ...spec.widths import ceil_log2, signed_width
@@ -72,6 +73,12 @@ class VitcodParams(Params):
         ceil(H/2) code heads and/or rebuild the H heads from them (register ae_enable).
         Needs int8 operands and 2 <= heads <= AE_MAX_HEADS (its registers must fit the
         protocol's one-byte register ids).
+    row_beats: buffer words a row of q, k, v and out takes (a power of two dividing d / 8):
+        the buffers' ports are d·w / row_beats bits wide, so the block RAMs' data wires
+        into the engine narrow by that much (docs/vitcod.md, "Row beats"). An engine then
+        reads a row over row_beats cycles: each SDDMM engine has at most d / (8 row_beats)
+        dot-product units, the SpMM at most d / row_beats MAC units and the output stage
+        at most d / row_beats lanes. 1 with the auto-encoder.
     """
 
     head_dim: int = 64
@@ -87,6 +94,7 @@ class VitcodParams(Params):
     out_mult: int = 1
     out_shift: int = 0
     autoencoder: bool = False
+    row_beats: int = 1
 
     def __post_init__(self):
         check_int("head_dim", self.head_dim, minimum=DPU_WIDTH, maximum=256)
@@ -129,13 +137,45 @@ class VitcodParams(Params):
         if self.autoencoder and self.heads < 2:
             raise ValueError(f"heads must be at least 2 with the auto-encoder, "
                              f"not {self.heads!r}")
+        self._check_row_beats()
         if self.autoencoder and len(registers(self)) > MAX_REGISTERS:
             raise ValueError(f"heads must be at most {AE_MAX_HEADS} with the auto-encoder "
                              f"(its registers must fit {MAX_REGISTERS} ids), not {self.heads!r}")
 
+    def _check_row_beats(self):
+        beats, slices = self.row_beats, self.slices
+        check_int("row_beats", beats, minimum=1, maximum=slices)
+        if beats & (beats - 1) or slices % beats:
+            raise ValueError(f"row_beats must be a power of two dividing head_dim / "
+                             f"{DPU_WIDTH} ({slices}), not {beats!r}")
+        if beats == 1:
+            return
+        if self.autoencoder:
+            raise ValueError(f"row_beats must be 1 with the auto-encoder, not {beats!r}")
+        widest = slices // beats * DPU_WIDTH
+        for name in ("dense_macs", "sparse_macs"):
+            if getattr(self, name) > widest:
+                raise ValueError(f"{name} must be at most {widest} with row_beats {beats} "
+                                 f"(a dot-product unit takes a row every row_beats cycles), "
+                                 f"not {getattr(self, name)!r}")
+        if self.spmm_cycles % beats:
+            raise ValueError(f"dense_macs + sparse_macs must be at most "
+                             f"{self.head_dim // beats} with row_beats {beats} (the SpMM "
+                             f"reads a v row over row_beats cycles), not {self.mac_units!r}")
+        if (self.head_dim // self.out_lanes) % beats:
+            raise ValueError(f"out_lanes must be at most {self.head_dim // beats} with "
+                             f"row_beats {beats} (an out row is written over row_beats "
+                             f"cycles), not {self.out_lanes!r}")
+
+    @property
+    def row_word_bits(self):
+        """The bits of a q, k, v or out buffer word: d·w / row_beats."""
+        return self.head_dim * self.operand_width // self.row_beats
+
     def derived(self):
         """The derived units, widths and latencies, JSON-ready."""
-        names = ("mac_units", "spmm_units", "dense_dpus", "sparse_dpus", "slices", "spmm_cycles", "score_width", "sum_width", "recip_shift", "recip_width",
+        names = ("mac_units", "spmm_units", "dense_dpus", "sparse_dpus", "slices", "spmm_cycles",
+                 "row_word_bits", "score_width", "sum_width", "recip_shift", "recip_width",
                  "out_acc_width", "token_bits", "position_bits")
         return {name: getattr(self, name) for name in names}
 
@@ -474,15 +514,16 @@ def gcols_depth(params):
 
 def buffers(params):
     """q, k, v (written by the host; two engine read ports each, one per SDDMM engine) and
-    out: one d-element row a word, a slot of max_tokens rows per head (head h, token i at
-    word h * max_tokens + i); csc and csr: a head's sparse index lists, a slot of
+    out: one d-element row in row_beats words (elements b·d/row_beats onwards in word b),
+    a slot of max_tokens rows per head (head h, token i at row h * max_tokens + i, its
+    words row_beats times that onwards); csc and csr: a head's sparse index lists, a slot of
     sparse_capacity words per head, with two read ports each (the sparser engine and the
     list checks read them at once); gcols: head h's global columns (token indices,
     strictly increasing) at words h * max_global + j, two read ports (the denser engine;
     the list check in phase 1 and the softmax unit in phase 2)."""
     p = params
-    row_bits = p.head_dim * p.operand_width
-    rows = p.heads * p.max_tokens
+    row_bits = p.row_word_bits
+    rows = p.heads * p.max_tokens * p.row_beats
     lists = max(1, p.heads * p.sparse_capacity)
     # With the auto-encoder, q and k hold the C code heads after the H heads (code_word):
     # the engine's encoders write the code slots, its decoders the heads' slots.
@@ -497,6 +538,20 @@ def buffers(params):
         BufferSpec("gcols", p.token_bits, gcols_depth(p), True, read_ports=2),
         BufferSpec("out", row_bits, rows, False),
     ]
+
+
+def row_words(params, row):
+    """The row_beats buffer words of one q, k, v or out row (d signed
+    values): word j holds values j·d/row_beats onwards (buffers)."""
+    n = params.head_dim // params.row_beats
+    return [pack_lanes(list(row[j * n:(j + 1) * n]), params.operand_width)
+            for j in range(params.row_beats)]
+
+
+def row_of_words(params, words):
+    """The d signed values of a row from its row_beats words (inverse of row_words)."""
+    n = params.head_dim // params.row_beats
+    return [value for word in words for value in unpack_lanes(word, n, params.operand_width)]
 
 
 def pack_word(fields, values):

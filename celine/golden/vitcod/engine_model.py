@@ -5,8 +5,7 @@ import torch
 
 from ...engines.vitcod.spec import (AE_STEPS, Errors, ae_encoder_values, ae_values, buffers,
                                     code_word, csc_fields, csr_fields, head_register,
-                                    registers, unpack_word)
-from ...spec.lanes import pack_lanes, unpack_lanes
+                                    registers, row_of_words, row_words, unpack_word)
 from ..shell import EngineModel, RunResult
 from .attention import HeadScales, attention_head_int
 
@@ -101,8 +100,9 @@ class VitcodEngineModel(EngineModel):
         (this run's writes) taking the place of the buffer's."""
         p = self.params
         written = written or {}
-        return torch.tensor([unpack_lanes(written.get(base + i, buffer.words[base + i]),
-                                          p.head_dim, p.operand_width)
+        b = p.row_beats
+        return torch.tensor([row_of_words(p, [written.get(w, buffer.words[w])
+                                              for w in range((base + i) * b, (base + i + 1) * b)])
                              for i in range(tokens)], dtype=torch.int64)
 
     def _mix(self, operand, part, fields, buffer, tokens, written):
@@ -118,8 +118,9 @@ class VitcodEngineModel(EngineModel):
                                  (codes, heads, decode_int))
         x = torch.stack([self._rows(buffer, base, tokens, written) for base in sources])[None]
         y = mix(qae, x)[0]
-        return {base + i: pack_lanes(y[r, i].tolist(), p.operand_width)
-                for r, base in enumerate(targets) for i in range(tokens)}
+        return {(base + i) * p.row_beats + j: word
+                for r, base in enumerate(targets) for i in range(tokens)
+                for j, word in enumerate(row_words(p, y[r, i].tolist()))}
 
     def run(self, registers, buffers):
         p = self.params
@@ -159,7 +160,8 @@ class VitcodEngineModel(EngineModel):
                                    self._rows(buffers["k"], base, tokens, mixed.get("k")),
                                    self._rows(buffers["v"], base, tokens), kept, scales, p)
             for i in range(tokens):
-                written[base + i] = pack_lanes(y[i].tolist(), p.operand_width)
+                for j, word in enumerate(row_words(p, y[i].tolist())):
+                    written[(base + i) * p.row_beats + j] = word
             cycles += (g * tokens + nnz) * (p.head_dim // p.mac_units + p.spmm_cycles)
         return RunResult(writes={**mixed, "out": written}, cycles=cycles,
                          result_words=len(written))

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...engines.vitcod.spec import buffers
 from ..shell.contract import read_port_signature
-from .dpu import (DpuArray, array_latency, biased, check_params, issue_cycle,
+from .dpu import (DpuArray, array_latency, biased, check_params, issue_cycle, read_row,
                   row_value_signature, score_port_signature)
 from .mac_bank import bank_signature
 
@@ -42,6 +42,13 @@ class DenseSddmm(wiring.Component):
     """
 
     READ_LEAD = 4          # issue cycle (gcols address) -> rows on the q/k read ports
+    READ_OFFSET = 3        # issue cycle -> the rows' read (their first word's)
+
+    @staticmethod
+    def read_lead(params):
+        """Issue cycle -> whole rows at the DpuArray: READ_LEAD, and row_beats - 1 more
+        cycles for rows of several words (read_row)."""
+        return DenseSddmm.READ_LEAD + params.row_beats - 1
 
     def __init__(self, params):
         p = check_params(params)
@@ -49,7 +56,7 @@ class DenseSddmm(wiring.Component):
             raise ValueError(f"dense_macs must be at least 8 for a denser engine, "
                              f"not {p.dense_macs!r}")
         self.params = p
-        self.array = DpuArray(p, p.dense_dpus, lead=self.READ_LEAD)
+        self.array = DpuArray(p, p.dense_dpus, lead=self.read_lead(p))
         self.write_latency = self.array.latency
         bufs = {b.name: b for b in buffers(p)}
         super().__init__({
@@ -73,8 +80,8 @@ class DenseSddmm(wiring.Component):
         jobs = tokens * globals_
         if jobs == 0:
             return 1
-        last = issue_cycle(jobs - 1, params.dense_dpus, params.slices)
-        write = array_latency(params.slices, DenseSddmm.READ_LEAD, params.dense_dpus)
+        last = issue_cycle(jobs - 1, params.dense_dpus, params.slices, params.row_beats)
+        write = array_latency(params.slices, DenseSddmm.read_lead(params), params.dense_dpus)
         return 1 + last + write + 2
 
     def elaborate(self, platform):
@@ -103,10 +110,12 @@ class DenseSddmm(wiring.Component):
         k_addr = Signal.like(self.k.addr)
         m.d.sync += [q_addr_1.eq(q_addr), q_addr_2.eq(q_addr_1), q_addr_3.eq(q_addr_2),
                      gcol.eq(self.gcols.data), k_addr.eq(head_base + gcol)]
-        m.d.comb += [self.gcols.addr.eq(g_addr), self.q.addr.eq(q_addr_3),
-                     self.k.addr.eq(k_addr),
+        beats = p.row_beats
+        q_row = read_row(m, self.q, q_addr_3, array.slot, self.READ_OFFSET, beats, "q")
+        k_row = read_row(m, self.k, k_addr, array.slot, self.READ_OFFSET, beats, "k")
+        m.d.comb += [self.gcols.addr.eq(g_addr),
                      array.start.eq(self.start), array.go.eq(go),
-                     array.q_row.eq(self.q.data), array.k_row.eq(self.k.data)]
+                     array.q_row.eq(q_row), array.k_row.eq(k_row)]
         with m.If(self.start):
             work = (self.tokens != 0) & (self.globals != 0)
             m.d.sync += [last_i.eq(self.tokens - 1), last_j.eq(self.globals - 1),

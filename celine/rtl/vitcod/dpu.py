@@ -21,7 +21,8 @@ round in time: stage k ORs DPU k's score into what stage k-1 passed on, so every
 score leaves the last stage after the same latency, n cycles beyond one DPU's.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.utils import exact_log2
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,7 +32,8 @@ from ...spec.widths import ceil_log2
 from .mac_bank import MacBank, bank_signature
 
 __all__ = ["TREE_LEVELS", "Dpu", "DpuArray", "dpu_latency", "array_latency", "issue_cycle",
-           "biased", "delayed", "score_port_signature", "row_value_signature", "check_params"]
+           "biased", "delayed", "read_row", "score_port_signature", "row_value_signature",
+           "check_params"]
 
 TREE_LEVELS = ceil_log2(DPU_WIDTH)       # adder levels (and register stages) of a slice's sum
 
@@ -43,11 +45,12 @@ def check_params(params):
     return params
 
 
-def issue_cycle(job, dpus, slices):
+def issue_cycle(job, dpus, slices, beats=1):
     """The cycle, counted from the first cycle after `start` (0), in which an array of `dpus`
     DPUs of `slices` slices issues job number `job` (0-based) when jobs are always waiting:
-    the jobs of a slot period go to DPUs 0 .. dpus-1 in consecutive cycles."""
-    return (job // dpus) * slices + job % dpus
+    the jobs of a slot period go to DPUs 0 .. dpus-1 every `beats` cycles (a row takes
+    `beats` cycles on a read port: VitcodParams.row_beats)."""
+    return (job // dpus) * slices + (job % dpus) * beats
 
 
 def dpu_latency(slices):
@@ -78,6 +81,29 @@ def delayed(m, value, cycles, name):
         m.d.sync += reg.eq(value)
         value = reg
     return value
+
+
+def read_row(m, port, row_addr, slot, offset, beats, name):
+    """Read whole rows through `port` (a buffer read port of row_beats = `beats` words a
+    row) for a DpuArray's engine. A read starts `offset` cycles after an issue cycle (when
+    `slot`, the array's, is ≡ offset mod beats) at the row `row_addr` shows then; word j
+    is read in its j-th cycle (the row address held meanwhile). Returns the row, whole in
+    the cycle after the read's last word: `beats` - 1 cycles later than a one-word row
+    would be (a register a word holds the earlier words)."""
+    if beats == 1:
+        m.d.comb += port.addr.eq(row_addr)
+        return port.data
+    word = Signal(exact_log2(beats), name=f"{name}_word")
+    held = Signal.like(row_addr, name=f"{name}_row")
+    current = Mux(word == 0, row_addr, held)
+    m.d.comb += [word.eq(slot - offset), port.addr.eq(Cat(word, current))]
+    m.d.sync += held.eq(current)
+    words = [port.data]
+    for j in range(beats - 1):
+        older = Signal.like(port.data, name=f"{name}_word{j}")
+        m.d.sync += older.eq(words[-1])
+        words.append(older)
+    return Cat(*reversed(words))
 
 
 def score_port_signature(params, depth):
@@ -182,9 +208,11 @@ class DpuArray(wiring.Component):
     """`dpus` DPUs sharing one q and one k read port, started in turn by a slot counter.
 
     start (In): reset the slot counter (slot 0 in the next cycle); it then counts cycles
-        mod `slices`.
+        mod `slices` (`slot`, Out). With row_beats b, DPU k owns slot k·b: an issue is
+        at least b cycles after the one before, and slot mod b tells a reader of b-word
+        rows which word is due (read_row).
     go (In): a job is waiting. issue (Out, combinational): the job is taken in this cycle
-        (go and the slot belongs to a DPU: slot < dpus); its rows must be on q_row and
+        (go and the slot belongs to a DPU: slot = k·b, k < dpus); its rows must be on q_row and
         k_row exactly `lead` cycles later. They enter the row chain there (stage 0, DPU
         0's; q_row straight from a block RAM's slow output would fan out to every DPU),
         and DPU `slot` latches them from its stage `slot` + 1 cycles later.
@@ -197,6 +225,10 @@ class DpuArray(wiring.Component):
         self.slices = params.slices
         self.dpus = check_int("dpus", dpus, minimum=1, maximum=self.slices)
         self.lead = check_int("lead", lead, minimum=0, maximum=16)
+        self.beats = params.row_beats
+        if dpus * self.beats > self.slices:
+            raise ValueError(f"dpus must be at most {self.slices // self.beats} with row_beats "
+                             f"{self.beats}, not {dpus!r}")
         self.units = [Dpu(params) for _ in range(dpus)]
         self.latency = array_latency(self.slices, lead, dpus)
         row_bits = params.head_dim * params.operand_width
@@ -204,6 +236,7 @@ class DpuArray(wiring.Component):
             "start": In(1),
             "go": In(1),
             "issue": Out(1),
+            "slot": Out(range(max(self.slices, 2))),
             "q_row": In(row_bits),
             "k_row": In(row_bits),
             "mul": Out(bank_signature(dpus * DPU_WIDTH)),
@@ -213,14 +246,17 @@ class DpuArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        t, n = self.slices, self.dpus
+        t, n, b = self.slices, self.dpus, self.beats
 
-        slot = Signal(range(max(t, 2)))
+        slot = self.slot
         with m.If(self.start | (slot == t - 1)):
             m.d.sync += slot.eq(0)
         with m.Else():
             m.d.sync += slot.eq(slot + 1)
-        m.d.comb += self.issue.eq(self.go & (slot < n))
+        owned = slot < n * b
+        if b > 1:
+            owned &= slot[:exact_log2(b)] == 0
+        m.d.comb += self.issue.eq(self.go & owned)
 
         # The row chain: stage k holds the rows issued k + 1 cycles before stage 0's, and
         # DPU k latches them from it, `lead` + 1 + k cycles after their issue.
@@ -230,7 +266,7 @@ class DpuArray(wiring.Component):
             m.submodules[f"dpu{k}"] = unit
             q_row = delayed(m, q_row, 1, f"q_row{k}")
             k_row = delayed(m, k_row, 1, f"k_row{k}")
-            load = delayed(m, self.issue & (slot == k), self.lead + 1 + k, f"load{k}")
+            load = delayed(m, self.issue & (slot == k * b), self.lead + 1 + k, f"load{k}")
             m.d.comb += [unit.load.eq(load), unit.q_row.eq(q_row), unit.k_row.eq(k_row)]
             for lane in range(DPU_WIDTH):
                 bank = k * DPU_WIDTH + lane

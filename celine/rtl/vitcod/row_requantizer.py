@@ -1,7 +1,8 @@
 """d accumulator sums -> one word of d requantized values through the common
 requantizer, `lanes` values a cycle: the row writer of the ViTCoD SpMM and auto-encoder."""
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
+from amaranth.utils import exact_log2
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,9 +30,13 @@ class RowRequantizer(wiring.Component):
     while the working register is empty or shows its last lanes, so loads may follow one
     another every K cycles. A row loaded in cycle c is written in cycle c + K +
     Requantizer.latency; `busy` is high from the cycle after a load up to its write.
+
+    With `beats` b > 1 a row is b words of d/b values (buffer word addr·b + j holds values
+    j·d/b onwards; `depth` counts words, `addr` rows): word j is written as its last lanes
+    leave the requantizers, the last one in the same cycle as a one-word row's.
     """
 
-    def __init__(self, *, head_dim, acc_width, lanes, out_width, depth):
+    def __init__(self, *, head_dim, acc_width, lanes, out_width, depth, beats=1):
         check_int("head_dim", head_dim, minimum=1)
         check_int("lanes", lanes, minimum=1, maximum=head_dim)
         if head_dim % lanes:
@@ -39,18 +44,22 @@ class RowRequantizer(wiring.Component):
         check_int("acc_width", acc_width, minimum=2, maximum=64)
         check_int("out_width", out_width, minimum=2, maximum=acc_width)
         check_int("depth", depth, minimum=1)
+        check_int("beats", beats, minimum=1, maximum=head_dim // lanes)
+        if (head_dim // lanes) % beats or beats & (beats - 1):
+            raise ValueError(f"beats must be a power of two dividing head_dim / lanes "
+                             f"({head_dim // lanes}), not {beats!r}")
         self.head_dim, self.acc_width, self.lanes = head_dim, acc_width, lanes
-        self.out_width, self.depth = out_width, depth
+        self.out_width, self.depth, self.beats = out_width, depth, beats
         self.chunks = head_dim // lanes
         self.latency = self.chunks + Requantizer.latency
         super().__init__({
             "load": In(1),
             "sums": In(data.ArrayLayout(signed(acc_width), head_dim)),
-            "addr": In(range(depth)),
+            "addr": In(range(max(1, depth // beats))),
             "multiplier": In(unsigned(MULT_BITS)),
             "shift": In(unsigned(SHIFT_BITS)),
             "ready": Out(1),
-            "out": Out(write_port_signature(depth, head_dim * out_width)),
+            "out": Out(write_port_signature(depth, head_dim * out_width // beats)),
             "busy": Out(1),
         })
 
@@ -81,19 +90,30 @@ class RowRequantizer(wiring.Component):
             results.append(req.y[:w])
         chunk = Cat(*results)
 
-        valid, write, addr = present, present & (left == 1), work_addr
+        # A word ends with chunk c = chunks - left when (c + 1) is a multiple of per_word.
+        per_word = chunks // self.beats
+        if self.beats > 1:
+            ends = Array(int(n >= 1 and (n - 1) % per_word == 0) for n in range(chunks + 1))
+            index = Array((chunks - n) // per_word if n >= 1 else 0 for n in range(chunks + 1))
+            word_end = Signal()
+            word_index = Signal(exact_log2(self.beats))
+            m.d.comb += [word_end.eq(ends[left]), word_index.eq(index[left])]
+            first_addr = Cat(word_index, work_addr)
+        else:
+            word_end, first_addr = left == 1, work_addr
+        valid, write, addr = present, present & word_end, first_addr
         line = []
         for stage in range(Requantizer.latency):
             nxt = (Signal(name=f"valid_{stage}"), Signal(name=f"write_{stage}"),
-                   Signal.like(work_addr, name=f"addr_{stage}"))
+                   Signal.like(self.out.addr, name=f"addr_{stage}"))
             m.d.sync += [nxt[0].eq(valid), nxt[1].eq(write), nxt[2].eq(addr)]
             line.append(nxt[0])
             valid, write, addr = nxt
 
         # Earlier chunks of the row wait in `collect` (the oldest lowest); the last joins
         # them straight from the requantizers, so the word is written as it completes.
-        if chunks > 1:
-            collect = Signal((chunks - 1) * lanes * w)
+        if per_word > 1:
+            collect = Signal((per_word - 1) * lanes * w)
             with m.If(valid):
                 m.d.sync += collect.eq(Cat(collect[lanes * w:], chunk))
             word = Cat(collect, chunk)

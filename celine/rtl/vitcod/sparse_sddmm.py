@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...engines.vitcod.spec import buffers, csc_fields
 from ..shell.contract import read_port_signature
-from .dpu import (DpuArray, array_latency, check_params, delayed, issue_cycle,
+from .dpu import (DpuArray, array_latency, check_params, delayed, issue_cycle, read_row,
                   row_value_signature, score_port_signature)
 from .mac_bank import bank_signature
 
@@ -53,6 +53,14 @@ class SparseSddmm(wiring.Component):
     """
 
     READ_LEAD = 5          # issue cycle (CSC address) -> rows at the DpuArray
+    K_OFFSET = 3           # issue cycle -> the k row's read (its first word's)
+    Q_OFFSET = 4           # ... and the q row's
+
+    @staticmethod
+    def read_lead(params):
+        """Issue cycle -> whole rows at the DpuArray: READ_LEAD, and row_beats - 1 more
+        cycles for rows of several words (read_row)."""
+        return SparseSddmm.READ_LEAD + params.row_beats - 1
 
     def __init__(self, params):
         p = check_params(params)
@@ -60,7 +68,7 @@ class SparseSddmm(wiring.Component):
             raise ValueError(f"sparse_macs must be at least 8 for a sparser engine, "
                              f"not {p.sparse_macs!r}")
         self.params = p
-        self.array = DpuArray(p, p.sparse_dpus, lead=self.READ_LEAD)
+        self.array = DpuArray(p, p.sparse_dpus, lead=self.read_lead(p))
         self.write_latency = self.array.latency
         self.k_fetch = Signal()
         bufs = {b.name: b for b in buffers(p)}
@@ -86,9 +94,9 @@ class SparseSddmm(wiring.Component):
         """Cycles from the start cycle to the first cycle with busy low."""
         if nnz == 0:
             return 1
-        last = issue_cycle(nnz - 1, params.sparse_dpus, params.slices)
-        return 1 + last + array_latency(params.slices, SparseSddmm.READ_LEAD,
-                                                  params.sparse_dpus) + 1
+        last = issue_cycle(nnz - 1, params.sparse_dpus, params.slices, params.row_beats)
+        return 1 + last + array_latency(params.slices, SparseSddmm.read_lead(params),
+                                        params.sparse_dpus) + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -156,20 +164,23 @@ class SparseSddmm(wiring.Component):
                 m.d.sync += k_addr.eq(head_base + entry.col)
 
         # -- C+3: the k row's read (a new column only), the q row's address ----------------
+        # (with row_beats b, each read takes b cycles, and everything after it b - 1 more)
+        beats = p.row_beats
         q_addr = Signal.like(self.q.addr)
-        m.d.comb += [self.k.addr.eq(k_addr), self.k_fetch.eq(fetch2)]
+        k_row = read_row(m, self.k, k_addr, array.slot, self.K_OFFSET, beats, "k")
+        m.d.comb += self.k_fetch.eq(fetch2)
         with m.If(valid2):
             m.d.sync += q_addr.eq(head_base + row2)
-        fetch3 = delayed(m, fetch2, 1, "fetch")
+        fetch3 = delayed(m, fetch2, beats, "fetch")
 
         # -- C+4: the q row's read; the k row into the stationary register -----------------
-        stationary = Signal.like(self.k.data)
-        m.d.comb += self.q.addr.eq(q_addr)
+        stationary = Signal.like(k_row)
+        q_row = read_row(m, self.q, q_addr, array.slot, self.Q_OFFSET, beats, "q")
         with m.If(fetch3):
-            m.d.sync += stationary.eq(self.k.data)
+            m.d.sync += stationary.eq(k_row)
 
         # -- C+5: both into the array (C+6: its DPU latches them) --------------------------
-        m.d.comb += [array.q_row.eq(self.q.data), array.k_row.eq(stationary)]
+        m.d.comb += [array.q_row.eq(q_row), array.k_row.eq(stationary)]
 
         # -- the score, array.latency after C ----------------------------------------------
         meta = delayed(m, Cat(row2, pos2, bad2, final2), array.latency - 3, "meta")

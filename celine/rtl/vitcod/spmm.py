@@ -2,7 +2,8 @@
 stationary on the whole MAC bank, then requantized into `out` (docs/vitcod.md, "The
 hardware")."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.utils import exact_log2
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -144,8 +145,18 @@ class Spmm(wiring.Component):
         entry = self.entries.payload
         accept = self.entries.valid & self.entries.ready
         m.d.comb += self.entries.ready.eq((rows_in != 0) & (~r_valid | r_move))
-        # v's address: X's row while X has slices left (so it is read again), else R's.
-        m.d.comb += self.v.addr.eq(Mux(x_valid & ~x_final, x_addr, r_addr))
+        # v's address: X's row while X has slices left (so it is read again), else R's;
+        # with row_beats b, the word (of b a row) that holds the next cycle's slice.
+        x_next = x_valid & ~x_final
+        v_row = Mux(x_next, x_addr, r_addr)
+        per_word = slices // p.row_beats             # slices a v word holds
+        if p.row_beats > 1:
+            next_k = Mux(x_next, x_k + 1, 0)
+            word_of = Array(k // per_word for k in range(slices))
+            v_word = Signal(exact_log2(p.row_beats))
+            m.d.comb += [v_word.eq(word_of[next_k]), self.v.addr.eq(Cat(v_word, v_row))]
+        else:
+            m.d.comb += self.v.addr.eq(v_row)
 
         with m.If(accept):
             m.d.sync += [r_valid.eq(1), r_addr.eq(head_base + entry.col), r_p.eq(entry.p),
@@ -171,8 +182,15 @@ class Spmm(wiring.Component):
             m.d.sync += gap.eq(gap - 1)
 
         # -- operands: slice x_k of the v row, and p -------------------------------------
-        row = self.v.data
-        part = row.word_select(x_k, units * w) if slices > 1 else row
+        word = self.v.data
+        if per_word == slices:
+            part = word.word_select(x_k, units * w) if slices > 1 else word
+        elif per_word > 1:
+            within = Signal(range(per_word))
+            m.d.comb += within.eq(Array(k % per_word for k in range(slices))[x_k])
+            part = word.word_select(within, units * w)
+        else:
+            part = word
         for k in range(units):
             m.d.comb += [self.mul.a[k].eq(part[k * w:(k + 1) * w].as_signed()),
                          self.mul.b[k].eq(x_p)]
