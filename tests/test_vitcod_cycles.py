@@ -97,7 +97,7 @@ def test_skipped_head_costs_nothing():
 
 def test_estimate_and_errors():
     result = estimate(VitcodParams())
-    assert result.mac_units == 64 and 0 < result.utilization <= 1
+    assert result.mac_units == 32 and 0 < result.utilization <= 1
     with pytest.raises(ValueError, match="tokens must be between 1 and 197, not 198"):
         cycles(VitcodParams(), [HeadWork(0, (1,) * 198)])
     # A head the engine would refuse has no cycle count (the default workload fits).
@@ -155,9 +155,10 @@ def test_params_suggests_a_split_from_a_mask_file(tmp_path, capsys):
     assert main(["params", "vitcod", "--workload", f"mask={path}"]) == 0
     model = json.loads(capsys.readouterr().out)["model"]
     # layer 5: head 0 has 20 global tokens, head 1 three
-    # the fastest split: the sparser engine computes a global column as fast as the denser
-    assert model["masks"] == 2 and model["suggested_split"] == {"dense_macs": 0, "sparse_macs": 64}
-    assert model["work_split"] == {"dense_macs": 40, "sparse_macs": 24}
+    # the fastest split of the default's 32 units: the sparser engine computes a global
+    # column as fast as the denser
+    assert model["masks"] == 2 and model["suggested_split"] == {"dense_macs": 0, "sparse_macs": 32}
+    assert model["work_split"] == {"dense_macs": 24, "sparse_macs": 8}
     assert 0 < model["dense_share"] < 1
     bad = tmp_path / "bad.npy"
     numpy.save(bad, numpy.zeros((3, 4), dtype=numpy.int8))

@@ -71,6 +71,19 @@ def test_row_beats_messages(change, message):
     assert str(info.value) == message
 
 
+def test_automatic_row_beats():
+    """None: the most words a row that keeps every rate (the narrowest ports)."""
+    def beats(**change):
+        return VitcodParams(**{**WIDE, **change}).beats
+    assert beats() == 1                                     # 7 sparse DPUs of 8 slots
+    assert beats(sparse_macs=24) == 2                       # 3 DPUs; the SpMM 2 cycles
+    assert beats(sparse_macs=8) == 4                        # 16 units: 4 cycles an entry
+    assert beats(sparse_macs=8, out_lanes=32) == 2          # 2 output chunks a row
+    assert beats(sparse_macs=8, row_beats=1) == 1
+    assert VitcodParams(**{**WIDE, "sparse_macs": 8, "heads": 2,
+                           "autoencoder": True}).beats == 1
+
+
 def test_row_words_round_trip():
     from celine.engines.vitcod.spec import row_of_words, row_words
     p = VitcodParams(**{**WIDE, "sparse_macs": 8, "row_beats": 4})
@@ -81,10 +94,13 @@ def test_row_words_round_trip():
 
 
 def test_derived_widths():
-    p = VitcodParams()
-    assert (p.mac_units, p.slices, p.score_width, p.recip_shift, p.out_acc_width) == \
-        (64, 8, 22, 39, 21)
-    sparse_only = VitcodParams(max_global=0, dense_macs=0, sparse_macs=64)
+    p = VitcodParams(**WIDE)
+    assert (p.mac_units, p.slices, p.score_width, p.recip_shift, p.out_acc_width, p.beats) == \
+        (64, 8, 22, 39, 21, 1)
+    default = VitcodParams()            # 8 + 24 units: rows in two words of 256 bits
+    assert (default.mac_units, default.beats, default.row_word_bits) == (32, 2, 256)
+    sparse_only = VitcodParams(**{**WIDE, "max_global": 0, "dense_macs": 0, "sparse_macs": 64,
+                                  "sparse_capacity": 2048})
     assert (sparse_only.mac_units, sparse_only.dense_dpus, sparse_only.sparse_dpus) == (64, 0, 8)
 
 

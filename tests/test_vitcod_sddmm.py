@@ -10,7 +10,7 @@ import torch
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 
-from celine.engines.vitcod.spec import VitcodParams, csc_fields, csr_fields
+from celine.engines.vitcod.spec import VitcodParams, csc_fields, csr_fields, row_words
 from celine.golden.vitcod.attention import softmax_int
 from celine.rtl.vitcod.csr_check import CsrCheck
 from celine.rtl.vitcod.dense_sddmm import DenseSddmm
@@ -62,10 +62,12 @@ def operands(p, tokens, seed, extreme=False):
 
 
 def row_memory(p, rows):
-    """The q or k buffer's words with `rows` in head HEAD's slot (0 elsewhere)."""
-    words = [0] * (p.heads * p.max_tokens)
+    """The q or k buffer's words with `rows` in head HEAD's slot (0 elsewhere), each row in
+    p.beats words (spec.row_words)."""
+    words = [0] * (p.heads * p.max_tokens * p.beats)
     for i, row in enumerate(rows.tolist()):
-        words[HEAD * p.max_tokens + i] = pack_row(row, p.operand_width)
+        first = (HEAD * p.max_tokens + i) * p.beats
+        words[first:first + p.beats] = row_words(p, row)
     return words
 
 
@@ -286,7 +288,8 @@ def check_phase1(p, tokens, gcols, kept_sparse, seed, extreme=False):
         assert seen["sparse"] == [(pos, int(scores[i, j])) for j, i, pos in csc]
         assert seen["score_row"] == [(i, int(scores[i, j])) for j, i, pos in csc]
         cols = sorted({j for j, _, _ in csc})
-        assert seen["k_fetch"] == [HEAD * p.max_tokens + j for j in cols]   # once per column
+        # once per column (the address of the row's first word)
+        assert seen["k_fetch"] == [(HEAD * p.max_tokens + j) * p.beats for j in cols]
         assert seen["cycles"]["sparse"] == SparseSddmm.run_cycles(p, len(csc))
         assert seen["error"] == 0
     # The row maxima over both engines (rows with a kept entry of an engine that ran).
@@ -345,9 +348,12 @@ def test_phase1_edges():
     check_phase1(p, 5, (), kept, seed=4)
 
 
-def test_phase1_default_parameters():
-    """The default engine (d = 64, 1 + 7 DPUs) on N = max_tokens = 197."""
-    p = VitcodParams()
+@pytest.mark.parametrize("p", [
+    VitcodParams(heads=3, dense_macs=8, sparse_macs=56),
+    VitcodParams(heads=2)], ids=["1+7dpus", "1+3dpus_beats2"])
+def test_phase1_deit_tiny_head(p):
+    """d = 64 on N = max_tokens = 197 (head 1): 1 + 7 DPUs with one-word rows, and the
+    default's engines (1 + 3 DPUs, rows in two words)."""
     tokens, gcols = p.max_tokens, (0, 100, 196)
     kept = sparse_region(tokens, gcols, 0.02, seed=8)
     assert 0 < len(kept) <= p.sparse_capacity

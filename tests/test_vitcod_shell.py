@@ -20,7 +20,7 @@ SHELL = dict(clock_hz=CLOCK_HZ, baud=CLOCK_HZ // 4, max_payload=1024, timeout_bi
 POINTS = {
     "small": VitcodParams(head_dim=16, max_tokens=24, heads=2, max_global=8,
                           sparse_capacity=400, dense_macs=8, sparse_macs=8, out_lanes=4),
-    "deit-tiny": VitcodParams(heads=1, sparse_capacity=4096),   # d 64, N 197, 8 + 56 MACs
+    "deit-tiny": VitcodParams(sparse_capacity=4096),   # the default: d 64, N 197, 8 + 24 MACs
 }
 
 

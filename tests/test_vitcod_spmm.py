@@ -12,13 +12,12 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from celine.engines.vitcod.spec import VitcodParams
+from celine.engines.vitcod.spec import VitcodParams, row_of_words, row_words
 from celine.golden.quant import requantize
 from celine.rtl.vitcod.mac_bank import MacBank
 from celine.rtl.vitcod.output_stage import OutputStage
 from celine.rtl.vitcod.spmm import Spmm, spmm_latency
 from celine.sim.amaranth_sim import run_sim, stream_put_all
-from celine.spec.lanes import pack_lanes, unpack_lanes
 
 
 def make_params(head_dim, macs, *, out_lanes, max_tokens=13, heads=2, prob_bits=12):
@@ -44,8 +43,8 @@ class Bench(Elaboratable):
         m.submodules.spmm = spmm = self.spmm
         m.submodules.bank = bank = MacBank(p.mac_units)
         wiring.connect(m, spmm.mul, bank.bus)
-        m.submodules.v = v = Memory(shape=p.head_dim * p.operand_width,
-                                    depth=p.heads * p.max_tokens, init=self.v_words)
+        m.submodules.v = v = Memory(shape=p.row_word_bits,
+                                    depth=p.heads * p.max_tokens * p.beats, init=self.v_words)
         read = v.read_port()
         m.d.comb += [read.addr.eq(spmm.v.addr), spmm.v.data.eq(read.data)]
         return m
@@ -139,7 +138,7 @@ def simulate(params, v, runs, *, idle_prob, seed=0):
     """Runs [(rows, head_base, out_mult, out_shift)] one after another; returns per run the
     writes {addr: row values}, the cycles from the start pulse until busy fell and the
     cycle (the same count) each entry was first offered in."""
-    words = [pack_lanes(row, params.operand_width) for row in v.tolist()]
+    words = [word for row in v.tolist() for word in row_words(params, row)]
     bench = Bench(params, words)
     dut = bench.spmm
     stream = [b for rows, *_ in runs for b in beats(rows)]
@@ -169,8 +168,8 @@ def simulate(params, v, runs, *, idle_prob, seed=0):
                     dut.entries.valid, dut.entries.ready)
                 if write:
                     assert busy, "a write after busy fell"
-                    assert addr not in writes, f"row word {addr} written twice"
-                    writes[addr] = unpack_lanes(data, params.head_dim, params.operand_width)
+                    assert addr not in writes, f"out word {addr} written twice"
+                    writes[addr] = data
                 if valid and offered is None:
                     offered = cycle
                 if valid and ready:
@@ -178,7 +177,13 @@ def simulate(params, v, runs, *, idle_prob, seed=0):
                     offered = None
                 if not busy:
                     break
-            results.append((writes, cycle, offers))
+            # rows from their params.beats words each (every word written once)
+            b = params.beats
+            rows_written = {addr // b: row_of_words(params, [writes[a] for a in
+                                                             range(addr // b * b, addr // b * b + b)])
+                            for addr in writes if addr % b == 0}
+            assert len(writes) == b * len(rows_written)
+            results.append((rows_written, cycle, offers))
 
     run_sim(bench, producer, control, deadline=1.0)
     return results

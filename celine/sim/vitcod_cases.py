@@ -62,7 +62,7 @@ def make_case(params, tokens, masks, *, seed=0, head_mask=0, extreme=False, qkv=
         plans.append(plan)
         for name in ("q", "k", "v"):
             for i in range(tokens):
-                row = (h * p.max_tokens + i) * p.row_beats
+                row = (h * p.max_tokens + i) * p.beats
                 for j, word in enumerate(row_words(p, getattr(plan, name)[i].tolist())):
                     buffers[name].words[row + j] = word
         for n, (a, b) in enumerate(zip(plan.csc_words, plan.csr_words)):

@@ -252,12 +252,11 @@ def mase_shape(fpga):
 
 
 def measure_fpga(board, seed=1):
-    """The default engine in the shell, with router1 (`make bitstream`'s default). Neither
-    router completes this design yet (128 block RAMs behind 512-bit q/k/v/out ports, 100
-    MULT18X18D; docs/vitcod.md, "Not yet"): router2's overuse stalls near 2,000 wires after
-    50 minutes, router1 had 122,000 arcs left after 29 minutes."""
+    """The default engine in the shell (router2): one DeiT-Tiny head (d = 64, N = 197) on
+    8 + 24 MAC units, its rows in two 256-bit buffer words (VitcodParams.beats; with
+    512-bit words the design does not route: docs/vitcod.md, "Status")."""
     from ...gen.bitstream import bench_build
-    return bench_build(board, "vitcod", VitcodParams(), seed=seed, router="router1", log=log,
+    return bench_build(board, "vitcod", VitcodParams(), seed=seed, log=log,
                        out=Path("build/bench/fpga_vitcod"))
 
 

@@ -64,7 +64,7 @@ class HeadWork:
 
 def phase_1(p, head):
     tokens, g, nnz = head.tokens, head.globals, head.nnz
-    beats = p.row_beats                   # a row read takes beats cycles, beats - 1 more
+    beats = p.beats                   # a row read takes beats cycles, beats - 1 more
     ends = [1]
     if g:
         ends.append(issue_cycle(g * tokens - 1, p.dense_dpus, p.slices, beats) + p.slices

@@ -186,7 +186,7 @@ class VitcodHost:
         """Write the rows of `x` (n x d values) into buffer `name` from row index `row` on:
         row_beats words a row (spec.row_words)."""
         p, info = self.params, self.device.buffers[name]
-        beats = p.row_beats
+        beats = p.beats
         words = x.reshape(x.shape[0] * beats, p.head_dim // beats).tolist()
         self.device.write_buffer(name, row * beats * info.word_stride,
                                  pack_words(words, p.operand_width, info.word_bytes,
@@ -195,7 +195,7 @@ class VitcodHost:
     def _read_rows(self, name, row, count):
         """`count` rows of buffer `name` from row index `row` on, a (count x d) tensor."""
         p, info = self.params, self.device.buffers[name]
-        beats = p.row_beats
+        beats = p.beats
         data = self.device.read_buffer(name, row * beats * info.word_stride,
                                        count * beats * info.word_stride)
         return unpack_words(data, count * beats, p.head_dim // beats, p.operand_width,
@@ -271,7 +271,7 @@ class VitcodHost:
                            head_register("exp_shift", h): head_scales.exp_shift,
                            head_register("out_mult", h): head_scales.out_mult,
                            head_register("out_shift", h): head_scales.out_shift})
-        stride = device.buffers["q"].word_stride * p.row_beats       # the bytes of a row
+        stride = device.buffers["q"].word_stride * p.beats       # the bytes of a row
         size = 2 * len(plans) * tokens * stride
         link = {"plain": size, "compressed": size, "ae_registers": 0}
         enable = AeEnable(0)
@@ -309,7 +309,7 @@ class VitcodHost:
         if report.engine_errors:
             raise EngineError(report.engine_errors, f"run ended with engine error flags "
                                                     f"{report.engine_errors:#04x}")
-        words = len(kept) * tokens * p.row_beats          # row_beats words a row
+        words = len(kept) * tokens * p.beats          # row_beats words a row
         if report.result_words != min(words, 0xFFFF):
             raise ProtocolError(f"run wrote {report.result_words} result words, not {words}")
         outs = [self._read_rows("out", h * p.max_tokens, tokens) for h, *_ in plans]

@@ -78,23 +78,24 @@ class VitcodParams(Params):
         into the engine narrow by that much (docs/vitcod.md, "Row beats"). An engine then
         reads a row over row_beats cycles: each SDDMM engine has at most d / (8 row_beats)
         dot-product units, the SpMM at most d / row_beats MAC units and the output stage
-        at most d / row_beats lanes. 1 with the auto-encoder.
+        at most d / row_beats lanes. 1 with the auto-encoder. None (the default): the most
+        that these allow (`beats`), so the engine keeps its rates with the narrowest ports.
     """
 
     head_dim: int = 64
     max_tokens: int = 197
-    heads: int = 3
+    heads: int = 1
     max_global: int = 32
     sparse_capacity: int = 2048
     dense_macs: int = 8
-    sparse_macs: int = 56
+    sparse_macs: int = 24
     operand_width: int = 8
     prob_bits: int = 12
     out_lanes: int = 16
     out_mult: int = 1
     out_shift: int = 0
     autoencoder: bool = False
-    row_beats: int = 1
+    row_beats: int | None = None
 
     def __post_init__(self):
         check_int("head_dim", self.head_dim, minimum=DPU_WIDTH, maximum=256)
@@ -137,7 +138,8 @@ class VitcodParams(Params):
         if self.autoencoder and self.heads < 2:
             raise ValueError(f"heads must be at least 2 with the auto-encoder, "
                              f"not {self.heads!r}")
-        self._check_row_beats()
+        if self.row_beats is not None:
+            self._check_row_beats()
         if self.autoencoder and len(registers(self)) > MAX_REGISTERS:
             raise ValueError(f"heads must be at most {AE_MAX_HEADS} with the auto-encoder "
                              f"(its registers must fit {MAX_REGISTERS} ids), not {self.heads!r}")
@@ -168,14 +170,32 @@ class VitcodParams(Params):
                              f"cycles), not {self.out_lanes!r}")
 
     @property
+    def beats(self):
+        """The words a q, k, v or out row takes: row_beats, or with None the largest power
+        of two that divides t = d/8, with each SDDMM engine's DPUs taking a row every
+        `beats` cycles within t, d/spmm_units and d/out_lanes multiples of it (1 with the
+        auto-encoder)."""
+        if self.row_beats is not None:
+            return self.row_beats
+        if self.autoencoder:
+            return 1
+        beats, t = 1, self.slices
+        while (t % (2 * beats) == 0 and
+               max(self.dense_dpus, self.sparse_dpus) * 2 * beats <= t and
+               self.spmm_cycles % (2 * beats) == 0 and
+               (self.head_dim // self.out_lanes) % (2 * beats) == 0):
+            beats *= 2
+        return beats
+
+    @property
     def row_word_bits(self):
-        """The bits of a q, k, v or out buffer word: d·w / row_beats."""
-        return self.head_dim * self.operand_width // self.row_beats
+        """The bits of a q, k, v or out buffer word: d·w / beats."""
+        return self.head_dim * self.operand_width // self.beats
 
     def derived(self):
         """The derived units, widths and latencies, JSON-ready."""
         names = ("mac_units", "spmm_units", "dense_dpus", "sparse_dpus", "slices", "spmm_cycles",
-                 "row_word_bits", "score_width", "sum_width", "recip_shift", "recip_width",
+                 "beats", "row_word_bits", "score_width", "sum_width", "recip_shift", "recip_width",
                  "out_acc_width", "token_bits", "position_bits")
         return {name: getattr(self, name) for name in names}
 
@@ -523,7 +543,7 @@ def buffers(params):
     the list check in phase 1 and the softmax unit in phase 2)."""
     p = params
     row_bits = p.row_word_bits
-    rows = p.heads * p.max_tokens * p.row_beats
+    rows = p.heads * p.max_tokens * p.beats
     lists = max(1, p.heads * p.sparse_capacity)
     # With the auto-encoder, q and k hold the C code heads after the H heads (code_word):
     # the engine's encoders write the code slots, its decoders the heads' slots.
@@ -543,14 +563,14 @@ def buffers(params):
 def row_words(params, row):
     """The row_beats buffer words of one q, k, v or out row (d signed
     values): word j holds values j·d/row_beats onwards (buffers)."""
-    n = params.head_dim // params.row_beats
+    n = params.head_dim // params.beats
     return [pack_lanes(list(row[j * n:(j + 1) * n]), params.operand_width)
-            for j in range(params.row_beats)]
+            for j in range(params.beats)]
 
 
 def row_of_words(params, words):
     """The d signed values of a row from its row_beats words (inverse of row_words)."""
-    n = params.head_dim // params.row_beats
+    n = params.head_dim // params.beats
     return [value for word in words for value in unpack_lanes(word, n, params.operand_width)]
 
 

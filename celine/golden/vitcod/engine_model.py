@@ -100,7 +100,7 @@ class VitcodEngineModel(EngineModel):
         (this run's writes) taking the place of the buffer's."""
         p = self.params
         written = written or {}
-        b = p.row_beats
+        b = p.beats
         return torch.tensor([row_of_words(p, [written.get(w, buffer.words[w])
                                               for w in range((base + i) * b, (base + i + 1) * b)])
                              for i in range(tokens)], dtype=torch.int64)
@@ -118,7 +118,7 @@ class VitcodEngineModel(EngineModel):
                                  (codes, heads, decode_int))
         x = torch.stack([self._rows(buffer, base, tokens, written) for base in sources])[None]
         y = mix(qae, x)[0]
-        return {(base + i) * p.row_beats + j: word
+        return {(base + i) * p.beats + j: word
                 for r, base in enumerate(targets) for i in range(tokens)
                 for j, word in enumerate(row_words(p, y[r, i].tolist()))}
 
@@ -161,7 +161,7 @@ class VitcodEngineModel(EngineModel):
                                    self._rows(buffers["v"], base, tokens), kept, scales, p)
             for i in range(tokens):
                 for j, word in enumerate(row_words(p, y[i].tolist())):
-                    written[(base + i) * p.row_beats + j] = word
+                    written[(base + i) * p.beats + j] = word
             cycles += (g * tokens + nnz) * (p.head_dim // p.mac_units + p.spmm_cycles)
         return RunResult(writes={**mixed, "out": written}, cycles=cycles,
                          result_words=len(written))

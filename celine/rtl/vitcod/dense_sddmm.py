@@ -48,7 +48,7 @@ class DenseSddmm(wiring.Component):
     def read_lead(params):
         """Issue cycle -> whole rows at the DpuArray: READ_LEAD, and row_beats - 1 more
         cycles for rows of several words (read_row)."""
-        return DenseSddmm.READ_LEAD + params.row_beats - 1
+        return DenseSddmm.READ_LEAD + params.beats - 1
 
     def __init__(self, params):
         p = check_params(params)
@@ -80,7 +80,7 @@ class DenseSddmm(wiring.Component):
         jobs = tokens * globals_
         if jobs == 0:
             return 1
-        last = issue_cycle(jobs - 1, params.dense_dpus, params.slices, params.row_beats)
+        last = issue_cycle(jobs - 1, params.dense_dpus, params.slices, params.beats)
         write = array_latency(params.slices, DenseSddmm.read_lead(params), params.dense_dpus)
         return 1 + last + write + 2
 
@@ -110,7 +110,7 @@ class DenseSddmm(wiring.Component):
         k_addr = Signal.like(self.k.addr)
         m.d.sync += [q_addr_1.eq(q_addr), q_addr_2.eq(q_addr_1), q_addr_3.eq(q_addr_2),
                      gcol.eq(self.gcols.data), k_addr.eq(head_base + gcol)]
-        beats = p.row_beats
+        beats = p.beats
         q_row = read_row(m, self.q, q_addr_3, array.slot, self.READ_OFFSET, beats, "q")
         k_row = read_row(m, self.k, k_addr, array.slot, self.READ_OFFSET, beats, "k")
         m.d.comb += [self.gcols.addr.eq(g_addr),

@@ -225,7 +225,7 @@ class DpuArray(wiring.Component):
         self.slices = params.slices
         self.dpus = check_int("dpus", dpus, minimum=1, maximum=self.slices)
         self.lead = check_int("lead", lead, minimum=0, maximum=16)
-        self.beats = params.row_beats
+        self.beats = params.beats
         if dpus * self.beats > self.slices:
             raise ValueError(f"dpus must be at most {self.slices // self.beats} with row_beats "
                              f"{self.beats}, not {dpus!r}")

@@ -72,7 +72,7 @@ class OutputStage(wiring.Component):
         p = self.params
         m.submodules.rows = rows = RowRequantizer(
             head_dim=p.head_dim, acc_width=p.out_acc_width, lanes=p.out_lanes,
-            out_width=p.operand_width, depth=_buffer(p, "out").depth, beats=p.row_beats)
+            out_width=p.operand_width, depth=_buffer(p, "out").depth, beats=p.beats)
         # `rows` is always ready: its user keeps rows K cycles apart (see the docstring).
         m.d.comb += [
             rows.load.eq(self.rows.valid),

@@ -60,7 +60,7 @@ class SparseSddmm(wiring.Component):
     def read_lead(params):
         """Issue cycle -> whole rows at the DpuArray: READ_LEAD, and row_beats - 1 more
         cycles for rows of several words (read_row)."""
-        return SparseSddmm.READ_LEAD + params.row_beats - 1
+        return SparseSddmm.READ_LEAD + params.beats - 1
 
     def __init__(self, params):
         p = check_params(params)
@@ -94,7 +94,7 @@ class SparseSddmm(wiring.Component):
         """Cycles from the start cycle to the first cycle with busy low."""
         if nnz == 0:
             return 1
-        last = issue_cycle(nnz - 1, params.sparse_dpus, params.slices, params.row_beats)
+        last = issue_cycle(nnz - 1, params.sparse_dpus, params.slices, params.beats)
         return 1 + last + array_latency(params.slices, SparseSddmm.read_lead(params),
                                         params.sparse_dpus) + 1
 
@@ -165,7 +165,7 @@ class SparseSddmm(wiring.Component):
 
         # -- C+3: the k row's read (a new column only), the q row's address ----------------
         # (with row_beats b, each read takes b cycles, and everything after it b - 1 more)
-        beats = p.row_beats
+        beats = p.beats
         q_addr = Signal.like(self.q.addr)
         k_row = read_row(m, self.k, k_addr, array.slot, self.K_OFFSET, beats, "k")
         m.d.comb += self.k_fetch.eq(fetch2)

@@ -149,11 +149,11 @@ class Spmm(wiring.Component):
         # with row_beats b, the word (of b a row) that holds the next cycle's slice.
         x_next = x_valid & ~x_final
         v_row = Mux(x_next, x_addr, r_addr)
-        per_word = slices // p.row_beats             # slices a v word holds
-        if p.row_beats > 1:
+        per_word = slices // p.beats             # slices a v word holds
+        if p.beats > 1:
             next_k = Mux(x_next, x_k + 1, 0)
             word_of = Array(k // per_word for k in range(slices))
-            v_word = Signal(exact_log2(p.row_beats))
+            v_word = Signal(exact_log2(p.beats))
             m.d.comb += [v_word.eq(word_of[next_k]), self.v.addr.eq(Cat(v_word, v_row))]
         else:
             m.d.comb += self.v.addr.eq(v_row)
