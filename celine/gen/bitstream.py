@@ -135,13 +135,14 @@ def _up_to_date(out, name, key):
 
 
 def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK_HZ,
-                    baud=None, constraint_mhz=None, router=None, flatten=False, out=None,
+                    baud=None, constraint_mhz=None, router="router2", flatten=False, out=None,
                     name=None, force=False, time_limit=None, progress=_say):
     """Build `accel` (with `params`) for `board`; write the bitstream and return the report.
 
     `constraint_mhz` is the clock constraint given to nextpnr (default: the PLL output
-    frequency). `router` is nextpnr's router (router1/router2; default router1, use
-    router2 for large designs). `flatten` synthesizes the flattened design (default: one
+    frequency). `router` is nextpnr's router (router1/router2; default router2, much
+    faster on large designs: router1 had not finished the 64-MAC ViTCoD engine after 29
+    minutes). `flatten` synthesizes the flattened design (default: one
     module at a time, `synth_ecp5 -noflatten`; nextpnr reads the hierarchical netlist and
     flattens it itself). A build whose inputs (`_inputs_key`: the generated RTLIL, script
     and constraints, the nextpnr command, the tool versions) equal those of the report
@@ -157,7 +158,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
         params = design.params()
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
-    if router not in (None, "router1", "router2"):
+    if router not in ("router1", "router2"):
         raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
 
     name = name or f"celine_{accel}"
@@ -205,8 +206,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
            "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
            "--freq", f"{constraint_mhz:g}", "--seed", str(seed),
            "--report", f"{name}.pnr.json", "--timing-allow-fail"]
-    if router is not None:
-        pnr += ["--router", router]
+    pnr += ["--router", router]
     versions = tool_versions()
     key = _inputs_key({f: plan.files[f] for f in (f"{name}.il", f"{name}.ys", f"{name}.lpf")},
                       [Path(pnr[0]).name, *pnr[1:]], versions)

@@ -278,8 +278,8 @@ def build_parser():
                    "the board's USB-serial chip and the clock allow)")
     p.add_argument("--constraint-mhz", type=float,
                    help="clock constraint for nextpnr (default: the clock)")
-    p.add_argument("--router", choices=["router1", "router2"],
-                   help="nextpnr router (router2 is much faster on large designs)")
+    p.add_argument("--router", choices=["router1", "router2"], default="router2",
+                   help="nextpnr router (default router2, much faster on large designs)")
     p.add_argument("--flatten", action="store_true",
                    help="synthesize flat (default: one module at a time, -noflatten)")
     p.add_argument("--out", help="output directory (default build/<board>/<accel>)")
