@@ -141,8 +141,8 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
 
     `constraint_mhz` is the clock constraint given to nextpnr (default: the PLL output
     frequency). `router` is nextpnr's router (router1/router2; default router2, much
-    faster on large designs: router1 had not finished the 64-MAC ViTCoD engine after 29
-    minutes). `flatten` synthesizes the flattened design (default: one
+    faster on large designs: router1 had not finished a design of 100 MULT18X18D and 166
+    DP16KD after 29 minutes). `flatten` synthesizes the flattened design (default: one
     module at a time, `synth_ecp5 -noflatten`; nextpnr reads the hierarchical netlist and
     flattens it itself). A build whose inputs (`_inputs_key`: the generated RTLIL, script
     and constraints, the nextpnr command, the tool versions) equal those of the report
