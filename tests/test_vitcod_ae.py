@@ -368,6 +368,11 @@ def test_rejects_bad_params():
          ValueError, "lanes must divide head_dim (16), not 5"),
         (lambda: RowRequantizer(head_dim=16, acc_width=33, lanes=4, out_width=40, depth=4),
          ValueError, "out_width must be between 2 and 33, not 40"),
+        (lambda: RowRequantizer(head_dim=16, acc_width=33, lanes=4, out_width=8, depth=4,
+                                beats=8), ValueError, "beats must be between 1 and 4, not 8"),
+        (lambda: RowRequantizer(head_dim=48, acc_width=33, lanes=4, out_width=8, depth=4,
+                                beats=3), ValueError,
+         "beats must be a power of two dividing head_dim / lanes (12), not 3"),
     ]
     for make, error, message in cases:
         with pytest.raises(error) as info:
