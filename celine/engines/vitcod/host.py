@@ -24,9 +24,8 @@ back (what a Q/K producer on chip would send off chip).
 
 from ...firmware.errors import EngineError, ProtocolError, SettingError
 from ...firmware.tensors import attention_heads
-from ...firmware.words import pack_words, unpack_words
 from .spec import (AE_OPERANDS, AeEnable, VitcodParams, ae_encoder_settings, ae_settings,
-                   code_word, head_register)
+                   code_word, head_register, row_of_words, row_words)
 
 __all__ = ["VitcodHost"]
 
@@ -183,23 +182,25 @@ class VitcodHost:
         return tuple(codes)
 
     def _write_rows(self, name, row, x):
-        """Write the rows of `x` (n x d values) into buffer `name` from row index `row` on:
-        row_beats words a row (spec.row_words)."""
+        """Write the rows of `x` (n x d values) into buffer `name` from row index `row` on,
+        each in its buffer words (spec.row_words)."""
         p, info = self.params, self.device.buffers[name]
-        beats = p.beats
-        words = x.reshape(x.shape[0] * beats, p.head_dim // beats).tolist()
-        self.device.write_buffer(name, row * beats * info.word_stride,
-                                 pack_words(words, p.operand_width, info.word_bytes,
-                                            info.word_stride))
+        pad = bytes(info.word_stride - info.word_bytes)
+        data = b"".join(word.to_bytes(info.word_bytes, "little") + pad
+                        for values in x.tolist() for word in row_words(p, values))
+        self.device.write_buffer(name, row * p.beats * info.word_stride, data)
 
     def _read_rows(self, name, row, count):
-        """`count` rows of buffer `name` from row index `row` on, a (count x d) tensor."""
+        """`count` rows of buffer `name` from row index `row` on, a (count x d) tensor
+        (spec.row_of_words)."""
+        import torch
         p, info = self.params, self.device.buffers[name]
-        beats = p.beats
-        data = self.device.read_buffer(name, row * beats * info.word_stride,
-                                       count * beats * info.word_stride)
-        return unpack_words(data, count * beats, p.head_dim // beats, p.operand_width,
-                            info.word_stride).reshape(count, p.head_dim)
+        stride, beats = info.word_stride, p.beats
+        data = self.device.read_buffer(name, row * beats * stride, count * beats * stride)
+        words = [int.from_bytes(data[n * stride:(n + 1) * stride], "little")
+                 for n in range(count * beats)]
+        return torch.tensor([row_of_words(p, words[i * beats:(i + 1) * beats])
+                             for i in range(count)], dtype=torch.int64)
 
     def _send_heads(self, heads, tokens):
         """Write every head of each {buffer name: H x N x d tensor} into its slots."""

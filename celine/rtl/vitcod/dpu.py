@@ -26,6 +26,7 @@ from amaranth.utils import exact_log2
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ...engines.vitcod.cycles import issue_cycle
 from ...engines.vitcod.spec import DPU_WIDTH, VitcodParams
 from ...spec.checks import check_int
 from ...spec.widths import ceil_log2
@@ -43,14 +44,6 @@ def check_params(params):
     if not isinstance(params, VitcodParams):
         raise TypeError(f"params must be a VitcodParams, not {params!r}")
     return params
-
-
-def issue_cycle(job, dpus, slices, beats=1):
-    """The cycle, counted from the first cycle after `start` (0), in which an array of `dpus`
-    DPUs of `slices` slices issues job number `job` (0-based) when jobs are always waiting:
-    the jobs of a slot period go to DPUs 0 .. dpus-1 every `beats` cycles (a row takes
-    `beats` cycles on a read port: VitcodParams.row_beats)."""
-    return (job // dpus) * slices + (job % dpus) * beats
 
 
 def dpu_latency(slices):
@@ -223,12 +216,9 @@ class DpuArray(wiring.Component):
     def __init__(self, params, dpus, lead):
         self.params = check_params(params)
         self.slices = params.slices
-        self.dpus = check_int("dpus", dpus, minimum=1, maximum=self.slices)
+        self.beats = params.beats           # DPU k owns slot k·beats of the slices
+        self.dpus = check_int("dpus", dpus, minimum=1, maximum=self.slices // self.beats)
         self.lead = check_int("lead", lead, minimum=0, maximum=16)
-        self.beats = params.beats
-        if dpus * self.beats > self.slices:
-            raise ValueError(f"dpus must be at most {self.slices // self.beats} with row_beats "
-                             f"{self.beats}, not {dpus!r}")
         self.units = [Dpu(params) for _ in range(dpus)]
         self.latency = array_latency(self.slices, lead, dpus)
         row_bits = params.head_dim * params.operand_width
