@@ -15,7 +15,7 @@ from celine.engines.mac.spec import MacArrayParams
 from celine.golden.shell import shell_model
 from celine.rtl.shell.command_executor import CommandExecutor
 from celine.rtl.shell.frame_decoder import FrameDecoder
-from celine.rtl.shell.link_streams import ARG_BYTES, Source
+from celine.rtl.shell.link_streams import ARG_BYTES, READ_LATENCY, Source
 from celine.rtl.shell.reply_encoder import ReplyEncoder
 from celine.rtl.shell.uart import UARTReceiver
 from celine.sim.amaranth_sim import run_sim, stream_get, stream_get_n, stream_put, stream_put_all
@@ -349,15 +349,15 @@ def test_encoder_sends_every_kind_of_reply_with_backpressure():
             taken.append(len(frame))
 
     async def memory(ctx):
-        # The shell's read: byte `lane` of the word at `addr`, READ_LATENCY (2) cycles later
-        # (a synchronous block RAM read, then the lane registered beside the buffer).
-        pending = 0
+        # The shell's read: byte `lane` of the word at `addr`, READ_LATENCY cycles later
+        # (a synchronous block RAM read, then the shell's stages beside the buffer).
+        pending = [0] * (READ_LATENCY - 1)
         while True:
             _, _, select, addr, lane = await ctx.tick().sample(dut.mem.select, dut.mem.addr,
                                                                dut.mem.lane)
-            ctx.set(dut.mem.rdata, pending)
+            ctx.set(dut.mem.rdata, pending.pop(0))
             words = WORDS[select]
-            pending = ((words[addr] if addr < len(words) else 0) >> (8 * lane)) & 0xFF
+            pending.append(((words[addr] if addr < len(words) else 0) >> (8 * lane)) & 0xFF)
 
     got = []
 

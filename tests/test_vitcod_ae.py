@@ -26,6 +26,7 @@ from celine.rtl.vitcod.ae_encoder import AeEncoder, encoder_settings
 from celine.rtl.vitcod.mac_bank import MacBank
 from celine.sim.amaranth_sim import run_sim
 from celine.spec.lanes import pack_lanes, unpack_lanes
+from celine.spec.numerics import REQUANT_LATENCY
 
 
 def make_params(head_dim, macs, *, heads, out_lanes, max_tokens=9):
@@ -336,16 +337,18 @@ def test_round_trip_digits_vit():
 
 
 def test_cycle_formula():
-    """Bank-bound: N * out_rows * in_rows * d/M + d/lanes + 8; requantizer-bound: rows
-    d/lanes apart."""
-    assert MIXER_LATENCY == 8
+    """Bank-bound: N * out_rows * in_rows * d/M + d/lanes + L; requantizer-bound: rows
+    d/lanes apart. L: the input row's read, the bank's 2 stages, the requantizer's, and
+    busy falling."""
+    assert MIXER_LATENCY == 4 + REQUANT_LATENCY
+    L = MIXER_LATENCY
     p = make_params(64, 16, heads=3, out_lanes=16, max_tokens=197)       # S = 4, K = 4
-    assert AeDecoder(p).cycles(197) == 197 * 3 * 2 * 4 + 4 + 8
-    assert AeEncoder(p).cycles(197) == 197 * 2 * 3 * 4 + 4 + 8
+    assert AeDecoder(p).cycles(197) == 197 * 3 * 2 * 4 + 4 + L
+    assert AeEncoder(p).cycles(197) == 197 * 2 * 3 * 4 + 4 + L
     p = make_params(64, 64, heads=3, out_lanes=16, max_tokens=197)       # S = 1, K = 4
-    assert AeDecoder(p).cycles(197) == (197 * 3 - 1) * 4 + 2 + 4 + 8     # 2 < 4: waits
-    assert mixer_cycles(p, 3, 2, 197) == (197 * 2 - 1) * 4 + 3 + 4 + 8
-    assert mixer_cycles(p, 3, 2, 197, lanes=32) == 197 * 2 * 3 + 2 + 8
+    assert AeDecoder(p).cycles(197) == (197 * 3 - 1) * 4 + 2 + 4 + L     # 2 < 4: waits
+    assert mixer_cycles(p, 3, 2, 197) == (197 * 2 - 1) * 4 + 3 + 4 + L
+    assert mixer_cycles(p, 3, 2, 197, lanes=32) == 197 * 2 * 3 + 2 + L
 
 
 def test_rejects_bad_params():

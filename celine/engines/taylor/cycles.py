@@ -13,7 +13,8 @@ from .spec import TaylorParams
 
 # Latencies of the RTL's phase changes (cycles), named after what they wait for.
 KV_DRAIN = 4          # last K/V issue -> first centering issue (write-back of the tile)
-CENTER_DRAIN = 9      # last centering issue -> first Q issue (centering unit, write-back)
+CENTER_WRITE_BACK = 3  # last centering issue -> first Q issue, beyond the centering unit's
+                       # latency (TaylorParams.centering_latency): the write-back
 TILE_TO_LANE = 4      # last Q issue -> its sums enter the serializer (memory, operands,
                       # products, tree)
 LANE_TO_BEAT = 2      # output lane done -> beat leaves the output FIFO
@@ -39,7 +40,8 @@ def cycles(params: TaylorParams, tokens: int, head_mask: int = 0) -> int:
     last_beat = 0
     for index, head in enumerate(kept):
         center_start = kv_start + tokens * per_row + KV_DRAIN
-        q_start = max(center_start + p.blocks * p.tile_rows + CENTER_DRAIN, recip_done)
+        q_start = max(center_start + p.blocks * p.tile_rows + p.centering_latency
+                      + CENTER_WRITE_BACK, recip_done)
         last_in_lane = q_start + tokens * per_row + TILE_TO_LANE + p.tile_cols - 1
         lane_empty = last_in_lane + p.output_latency + 1
         last_beat = lane_empty + LANE_TO_BEAT - 1

@@ -159,7 +159,8 @@ class TaylorParams(Params):
 
     @property
     def output_latency(self):
-        """Cycles through the output lane: numerator (4), division and requantizer (4 each)."""
+        """Cycles through the output lane: numerator (4), division and requantizer
+        (REQUANT_LATENCY each)."""
         return 4 + 2 * REQUANT_LATENCY
 
     @property

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .. import CycleEstimate
 from ...spec.checks import check_int
+from ...spec.numerics import REQUANT_LATENCY
 from .spec import AE_STEPS, VitcodParams, ae_shape
 
 # Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
@@ -25,7 +26,9 @@ EXP_LATENCY = 8        # ExpUnit
 FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit
 SPARSE_FIRST = 3       # ... later when the row's first entry is a CSR one (g = 0)
 RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider's stages)
-SPMM_TAIL = 2          # the last row's end on the bank -> busy low (plus d / out_lanes)
+# The last row's end on the bank -> busy low (plus d / out_lanes): the output stage's
+# requantizers, less the 2 cycles they overlap the bank's last row.
+SPMM_TAIL = REQUANT_LATENCY - 2
 # The core's sequencer.
 RUN_SETUP = 2          # start -> the first head's phase 1 (IDLE, NEXT_HEAD)
 PHASE_TURN = 3         # phase 1's last busy -> phase 2's start pulse (WAIT_A, START_B)

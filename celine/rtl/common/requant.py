@@ -4,10 +4,18 @@ from amaranth.lib.wiring import In, Out
 
 from ...spec.checks import check_int
 from ...spec.numerics import REQUANT_LATENCY
+from .multiplier import MULT18_WIDTH, RegisteredMultiplier
 
 # The shift's bits at or above this one are applied in the second stage, the rest in the
 # third: each stage is then at most three levels of 2:1 multiplexers.
 _SPLIT_BIT = 3
+
+# The product x * M takes PRODUCT_STAGES of the REQUANT_LATENCY stages: x cut into chunks
+# that each fit a MULT18X18D beside M, the chunk products on RegisteredMultipliers (input
+# and output registers: 2 stages), then two levels of adders (pairs, then the two sums),
+# so at most four chunks: x up to 3 * 17 + 18 = 69 bits.
+_CHUNK_BITS = MULT18_WIDTH - 1        # a low chunk is unsigned: 17 bits and a 0 sign bit
+PRODUCT_STAGES = RegisteredMultiplier.latency + 2
 
 
 class Requantizer(wiring.Component):
@@ -26,10 +34,15 @@ class Requantizer(wiring.Component):
     to p's sign. No adder or comparator is wider than w + 3 bits, where adding a 2^63
     rounding term to the whole product would take a 65-bit one.
 
-    Pipelined in `latency` = 4 register stages advancing on `en` (multiply; shift by t's
-    high bits and the suffix-OR; shift by t's low bits and the fit; round and clamp), so
-    `y` shows the result for the `x` presented four enabled cycles earlier. The caller
-    owns the valid/ready handshake around it.
+    Pipelined in `latency` = 7 register stages advancing on `en`: the multiply
+    (PRODUCT_STAGES = 4: x in 17-bit chunks, each times M on a RegisteredMultiplier, a
+    MULT18X18D with its own registers on ECP5, then the shifted chunk products summed in
+    two levels); shift by t's high bits and the suffix-OR; shift by t's low bits and the
+    fit; round and clamp. So `y` shows the result for the `x` presented seven enabled
+    cycles earlier, and no stage has more than one adder or a few levels of logic. A
+    one-bit M is a multiplexer, not a multiplier block; an M wider than 17 bits is one
+    wide multiply (several blocks that yosys builds with their registers bypassed: slower,
+    and no engine uses one). The caller owns the valid/ready handshake around it.
     """
 
     latency = REQUANT_LATENCY
@@ -64,20 +77,22 @@ class Requantizer(wiring.Component):
                 m.d.sync += reg.eq(value)
             return reg
 
-        def carry(name, value):
-            """`value` delayed to each of stages 1, 2, 3: [value, stage 1, stage 2, stage 3]."""
+        def carry(name, value, stages=PRODUCT_STAGES + 2):
+            """`value` delayed: [value, after stage 1, ..., after stage `stages`]."""
             line = [value]
-            for k in range(1, 4):
+            for k in range(1, stages + 1):
                 line.append(stage(f"{name}_{k}", line[-1]))
             return line
 
-        # Stage 1: the product; t = max(S - 1, 0) and r = [S > 0] ride along.
-        raw, bypass = carry("raw", self.x), carry("bypass", self.bypass)
-        t = carry("t", Mux(self.shift == 0, 0, self.shift - 1)[:self.shift_width])
-        r = carry("r", self.shift != 0)
-        product = stage("product", self.x * self.multiplier, signed(product_width))
-        sign = carry("sign", product[-1])              # sign[k]: beside stage k's registers
-
+        # Stages 1 .. PRODUCT_STAGES: the product; t = max(S - 1, 0) and r = [S > 0] ride
+        # along. Line index P + k is beside stage k of the shift/round part below.
+        P = PRODUCT_STAGES - 1
+        raw, bypass = carry("raw", self.x, P + 3), carry("bypass", self.bypass, P + 3)
+        t = carry("t", Mux(self.shift == 0, 0, self.shift - 1)[:self.shift_width], P + 2)
+        r = carry("r", self.shift != 0, P + 3)
+        t, r, raw, bypass = t[P:], r[P:], raw[P:], bypass[P:]
+        product = self._product(m, stage, product_width)
+        sign = carry("sign", product[-1], 2)           # sign[k]: beside stage k's registers
         def _bits(value, start, count):
             """value[start : start + count], sign-extended past its top bit."""
             top = len(value) - 1
@@ -120,3 +135,46 @@ class Requantizer(wiring.Component):
         with m.If(self.en):
             m.d.sync += self.y.eq(Mux(bypass[3], raw[3], clamped))
         return m
+
+    def _product(self, m, stage, width):
+        """x * M, PRODUCT_STAGES enabled cycles after x and M (a Signal of `width` bits)."""
+        if self.multiplier_width == 1:
+            # M is 0 or 1: a multiplexer, delayed to the same stage.
+            value = Mux(self.multiplier, self.x, 0)
+            for k in range(1, PRODUCT_STAGES + 1):
+                value = stage(f"product_{k}", value, signed(width))
+            return value
+        if self.multiplier_width > _CHUNK_BITS:
+            chunks = [(0, self.in_width)]                # one wide multiply
+        else:
+            chunks = [(lo, min(_CHUNK_BITS, self.in_width - lo))
+                      for lo in range(0, self.in_width - 1, _CHUNK_BITS)]
+            if self.in_width - chunks[-1][0] <= MULT18_WIDTH:
+                # The top chunk is signed, so it may take 18 bits.
+                chunks[-1] = (chunks[-1][0], self.in_width - chunks[-1][0])
+        assert len(chunks) <= 4, chunks
+        terms = []
+        for k, (lo, bits) in enumerate(chunks):
+            top = lo + bits == self.in_width
+            a = self.x[lo:lo + bits]
+            # Low chunks are unsigned (a 0 sign bit), the top one keeps x's sign.
+            a = a.as_signed() if top else Cat(a, Const(0, 1)).as_signed()
+            mult = RegisteredMultiplier(len(a), self.multiplier_width + 1, with_enable=True)
+            m.submodules[f"chunk_{k}"] = mult
+            m.d.comb += [mult.en.eq(self.en), mult.a.eq(a),
+                         mult.b.eq(Cat(self.multiplier, Const(0, 1)).as_signed())]
+            terms.append((lo, mult.p))
+        # Two adder levels: each pair of chunk products, then the two sums. A term is
+        # (its bit position in x, its value).
+        for level in range(2):
+            summed = []
+            for k in range(0, len(terms), 2):
+                base, value = terms[k]
+                if k + 1 < len(terms):
+                    high_lo, high = terms[k + 1]
+                    value = value + (high << (high_lo - base))
+                summed.append((base, stage(f"sum_{level}_{k // 2}", value, signed(width))))
+            terms = summed
+        (lo, product), = terms
+        assert lo == 0
+        return product

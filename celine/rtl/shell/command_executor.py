@@ -64,7 +64,7 @@ class CommandExecutor(wiring.Component):
         select, offset, count = request_fields(request)
 
         # First cycle of a request: the end of its byte range and the length check,
-        # registered; the second decides.
+        # registered.
         end = Signal(34)
         length_ok = Signal()
         m.d.sync += [
@@ -76,15 +76,23 @@ class CommandExecutor(wiring.Component):
                          Mux(command == Command.CONFIGURE, request.length == CONFIGURE_BYTES,
                              request.length == 0)))),
         ]
-        known = Cat(*(command == c for c in Command)).any()
+        # The second cycle registers the checks (from `end` and the request), so that the
+        # third (CHECK) only picks a status: no comparison of its own runs into the reply
+        # registers, which that decision enables.
+        known = Signal()
         in_range = Signal()
         writable = Signal()
+        address_ok = Signal()
+        register_ok = Signal()
         for k, b in enumerate(buffers):
             with m.If(select == k):
                 m.d.comb += [in_range.eq(end <= b.size), writable.eq(b.writable)]
-        address_ok = Mux(command == Command.WRITE, in_range & writable,
-                         Mux(command == Command.READ, in_range, 1))
-        register_ok = (command != Command.CONFIGURE) | (select < self.register_count)
+        m.d.sync += [
+            known.eq(Cat(*(command == c for c in Command)).any()),
+            address_ok.eq(Mux(command == Command.WRITE, in_range & writable,
+                              Mux(command == Command.READ, in_range, 1))),
+            register_ok.eq((command != Command.CONFIGURE) | (select < self.register_count)),
+        ]
         needs_idle = (command != Command.STATUS) & (command != Command.INFO)
 
         # The overrun flag.
@@ -100,6 +108,7 @@ class CommandExecutor(wiring.Component):
         address = Signal(32)
         word, lane, lane_ok = byte_lane(m, buffers, select, address)
         mask = Signal.like(self.mem.mask)
+        last_byte = Signal()
         m.d.comb += [
             self.mem.select.eq(select),
             self.mem.wdata.eq(self.staging.data.replicate(len(self.mem.mask))),
@@ -155,15 +164,17 @@ class CommandExecutor(wiring.Component):
                 with m.Else():
                     respond(Status.OK, self.info_length, Source.INFO)
 
-            # Two cycles a byte: word, lane and staged byte fetched, then written.
+            # Two cycles a byte: word, lane and staged byte fetched (and whether it is the
+            # last, registered), then written.
             with m.State("WRITE_ADDRESS"):
                 m.d.sync += [self.mem.addr.eq(word),
-                             mask.eq(Mux(lane_ok, Const(1, len(mask)) << lane, 0))]
+                             mask.eq(Mux(lane_ok, Const(1, len(mask)) << lane, 0)),
+                             last_byte.eq(index + 1 == request.length)]
                 m.next = "WRITE_STORE"
             with m.State("WRITE_STORE"):
                 m.d.comb += self.mem.write.eq(1)
                 m.d.sync += [index.eq(index + 1), address.eq(address + 1)]
-                with m.If(index + 1 == request.length):
+                with m.If(last_byte):
                     respond(Status.OK)
                 with m.Else():
                     m.next = "WRITE_ADDRESS"

@@ -19,7 +19,8 @@ from ...spec.protocol import ADDRESS_BYTES, STATUS_BYTES, configure_payload, rea
 __all__ = ["READ_BYTES", "CONFIGURE_BYTES", "ARG_BYTES", "Source", "request_layout",
            "reply_layout", "staging_signature", "buffer_write_signature",
            "buffer_read_signature", "memory_port_signature", "request_fields", "byte_lane",
-           "READ_LATENCY"]
+           "READ_LATENCY", "HOST_ADDRESS_STAGES", "HOST_READ_STAGES",
+           "BYTES_A_GROUP"]
 
 READ_BYTES = len(read_payload(0, 0, 0))                # buffer, offset, count
 CONFIGURE_BYTES = len(configure_payload(0, 0))         # register, value
@@ -81,10 +82,18 @@ def buffer_write_signature(buffers):
     })
 
 
-# Cycles from a read port's `addr`, `lane` and `select` to its `rdata`: the block RAM's
-# read, then the byte lane registered beside each buffer (Shell), so no word-wide bus runs
-# from the buffers to the link.
-READ_LATENCY = 2
+# Cycles from a read port's `addr`, `lane` and `select` to its `rdata`: the address
+# registered beside each buffer (HOST_ADDRESS_STAGES; a write's address, enables and data
+# too, so a write lands a cycle after the link presents it), the block RAM's read, then
+# HOST_READ_STAGES register stages beside the buffer (Shell: the word as read,
+# BYTES_A_GROUP : 1 byte multiplexers, one multiplexer over the groups). So no word-wide
+# bus runs from the buffers to the link, no logic follows a block RAM's output in the
+# cycle it is read, and the link's address fans out to the buffers over a whole cycle.
+# The link holds `addr`, `lane` and `select` for these cycles.
+HOST_ADDRESS_STAGES = 1
+BYTES_A_GROUP = 8
+HOST_READ_STAGES = 3
+READ_LATENCY = HOST_ADDRESS_STAGES + 1 + HOST_READ_STAGES
 
 
 def _lane_shape(buffers):

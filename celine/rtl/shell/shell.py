@@ -1,6 +1,6 @@
 """The accelerator shell: UART link, protocol, buffers and one engine (docs/protocol.md)."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -12,6 +12,7 @@ from ...spec.checks import check_int
 from ...spec.protocol import DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT_BITS, info_bytes
 from .contract import check_engine
 from .link import HostLink
+from .link_streams import BYTES_A_GROUP
 from .uart import UARTReceiver, UARTTransmitter
 
 
@@ -31,6 +32,35 @@ def uart_divisor(clock_hz, baud):
 # where nothing depends on it: the link writes a buffer before it replies and reads one
 # only to send a reply (link.py), never both in one cycle.
 _TWO_READ_PORTS = {"no_rw_check": 1}
+
+
+def _host_byte(m, spec, word, lane):
+    """The byte the link reads from buffer `spec`: byte `lane` of the block RAM's output
+    `word`, through HOST_READ_STAGES register stages beside the buffer (link_streams.
+    READ_LATENCY): the word as the block RAM gives it (a block RAM's output has a long
+    clock-to-out and no logic may follow it in the same cycle), then BYTES_A_GROUP : 1
+    multiplexers, then one multiplexer over the groups. The link holds `lane` (and the
+    buffer select) steady while it waits, so every stage reads it undelayed. No reset:
+    the link only looks at the result READ_LATENCY cycles after an address."""
+    name = spec.name
+    lane = lane[:max(1, (spec.word_stride - 1).bit_length())]
+    held = Signal.like(word, name=f"host_word_{name}", reset_less=True)
+    m.d.sync += held.eq(word)
+    group_bits = (BYTES_A_GROUP - 1).bit_length()
+    groups = [held[8 * k:8 * (k + BYTES_A_GROUP)] for k in range(0, spec.word_bytes, BYTES_A_GROUP)]
+    picked = []
+    for k, group in enumerate(groups):
+        reg = Signal(8, name=f"host_group_{name}_{k}", reset_less=True)
+        # A short last group reads 0 past its end (a padding lane: the link ignores it).
+        wide = Cat(group, Const(0, 8 * BYTES_A_GROUP - len(group)))
+        m.d.sync += reg.eq(wide.word_select(lane[:group_bits], 8))
+        picked.append(reg)
+    byte = Signal(8, name=f"host_byte_{name}", reset_less=True)
+    if len(picked) == 1:
+        m.d.sync += byte.eq(picked[0])
+    else:
+        m.d.sync += byte.eq(Array(picked)[lane[group_bits:]])
+    return byte
 
 
 class Shell(wiring.Component):
@@ -113,9 +143,21 @@ class Shell(wiring.Component):
             write = memory.write_port(granularity=8)
             read = memory.read_port(transparent_for=())
             port = getattr(engine.mem, spec.name)
+            # The link's address, byte enables and data, registered beside the buffer
+            # (link_streams.HOST_ADDRESS_STAGES): the link's address drives every buffer,
+            # and a register here keeps that spread out of a block RAM's address setup.
+            host_addr = Signal(range(spec.depth), name=f"host_addr_{spec.name}", reset_less=True)
+            host_mask = Signal(len(write.en), name=f"host_mask_{spec.name}")
+            m.d.sync += host_addr.eq(link.mem.addr)
             if spec.writable:
-                host_write = link.mem.write & (link.mem.select == k)
-                read_addr = Mux(owned, port.addr, link.mem.addr)
+                host_data = Signal(len(write.data), name=f"host_data_{spec.name}",
+                                   reset_less=True)
+                m.d.sync += [
+                    host_mask.eq(Mux(link.mem.write & (link.mem.select == k),
+                                     link.mem.mask[:len(write.en)], 0)),
+                    host_data.eq(link.mem.wdata[:len(write.data)]),
+                ]
+                read_addr = Mux(owned, port.addr, host_addr)
                 # With a second read port, port A of the true-dual-port block RAM (DP16KD)
                 # writes and reads, port B reads (see _TWO_READ_PORTS): yosys merges a
                 # write and a read port into one RAM port only when their addresses are
@@ -124,10 +166,9 @@ class Shell(wiring.Component):
                 # An engine that writes the buffer (BufferSpec.engine_writes) does so on
                 # the same port, at the same address, while it owns it: still one RAM port.
                 two = spec.read_ports == 2
-                host_en = Mux(host_write & ~owned, link.mem.mask[:len(write.en)], 0)
+                host_en = Mux(owned, 0, host_mask)
                 if spec.watched:
-                    m.d.comb += port.host_wrote.eq(host_write & ~owned)
-                host_data = link.mem.wdata[:len(write.data)]
+                    m.d.comb += port.host_wrote.eq(host_en.any())
                 if spec.engine_writes:
                     engine_en = Mux(owned, port.write.replicate(len(write.en)), 0)
                     m.d.comb += [write.data.eq(Mux(owned, port.wdata, host_data)),
@@ -135,7 +176,7 @@ class Shell(wiring.Component):
                 else:
                     m.d.comb += [write.data.eq(host_data), write.en.eq(host_en)]
                 m.d.comb += [
-                    write.addr.eq(read_addr if two else link.mem.addr),
+                    write.addr.eq(read_addr if two else host_addr),
                     read.addr.eq(read_addr),
                     port.data.eq(read.data),
                 ]
@@ -144,18 +185,12 @@ class Shell(wiring.Component):
                     m.d.comb += [read_b.addr.eq(port.b.addr), port.b.data.eq(read_b.data)]
             else:
                 m.d.comb += [
-                    write.addr.eq(Mux(owned, port.addr, link.mem.addr)),
+                    write.addr.eq(Mux(owned, port.addr, host_addr)),
                     write.data.eq(port.data),
                     write.en.eq(Mux(owned, port.write.replicate(len(write.en)), 0)),
-                    read.addr.eq(link.mem.addr),
+                    read.addr.eq(host_addr),
                 ]
-            # The link reads a byte: its lane is selected and registered here, beside the
-            # buffer's block RAMs, so only 8 bits a buffer travel to the link
-            # (link_streams.READ_LATENCY).
-            byte = Signal(8, name=f"host_byte_{spec.name}")
-            lane = link.mem.lane[:max(1, (spec.word_stride - 1).bit_length())]
-            m.d.sync += byte.eq(read.data.word_select(lane, 8))
-            rdata.append(byte)
+            rdata.append(_host_byte(m, spec, read.data, link.mem.lane))
         selected = link.mem.rdata
         for k, value in enumerate(rdata):
             with m.If(link.mem.select == k):
