@@ -22,28 +22,42 @@ def words(rng, count):
         [(rng.randrange(256), rng.randrange(256)) for _ in range(count)]
 
 
-@pytest.mark.parametrize("brick_width,groups", [(2, (2, 4, 8)), (1, (2, 8)), (4, (4, 8)), (2, (4,))])
-def test_products_match_integer_multiply(brick_width, groups):
+@pytest.mark.parametrize("brick_width,groups,latency", [
+    (2, (2, 4, 8), 3), (1, (2, 8), 3), (4, (4, 8), 3), (2, (4,), 2), (1, (1, 2, 4, 8), 3),
+    (1, (1,), 1), (8, (8,), 3),
+])
+def test_products_match_integer_multiply(brick_width, groups, latency):
     dut = FusedMultiplier(brick_width=brick_width, group_widths=groups)
+    assert dut.latency == latency
     rng = random.Random(brick_width)
-    cases = words(rng, 120)
+    passes = [(k, a_signed, w_signed, a, w)
+              for k in range(len(dut.group_widths))
+              for a_signed, w_signed in ((1, 1), (0, 1), (1, 0), (0, 0))
+              for a, w in words(rng, 120)]
+    rng.shuffle(passes)            # the group and the signs change from one cycle to the next
+
+    def expected(k, a_signed, w_signed, a, w):
+        g = dut.group_widths[k]
+        return [operand(a, ga, g, a_signed) * operand(w, gw, g, w_signed)
+                if max(ga, gw) < 8 // g else 0
+                for ga, gw in itertools.product(range(dut.fusion), repeat=2)]
 
     async def testbench(ctx):
-        for k, g in enumerate(dut.group_widths):
-            for a_signed, w_signed in ((1, 1), (0, 1), (1, 0), (0, 0)):
+        in_flight = []
+        for cycle in range(len(passes) + dut.latency - 1):
+            if cycle < len(passes):
+                k, a_signed, w_signed, a, w = passes[cycle]
                 ctx.set(dut.group, k)
                 ctx.set(dut.a_signed, a_signed)
                 ctx.set(dut.w_signed, w_signed)
-                for a, w in cases:
-                    ctx.set(dut.a, a)
-                    ctx.set(dut.w, w)
-                    for ga, gw in itertools.product(range(dut.fusion), repeat=2):
-                        got = ctx.get(dut.products[ga * dut.fusion + gw])
-                        if max(ga, gw) < 8 // g:
-                            want = operand(a, ga, g, a_signed) * operand(w, gw, g, w_signed)
-                        else:
-                            want = 0
-                        assert got == want, (g, a_signed, w_signed, hex(a), hex(w), ga, gw)
+                ctx.set(dut.a, a)
+                ctx.set(dut.w, w)
+                in_flight.append(passes[cycle])
+            await ctx.tick()
+            if cycle >= dut.latency - 1:
+                case = in_flight.pop(0)
+                got = [ctx.get(dut.products[s]) for s in range(dut.fusion ** 2)]
+                assert got == expected(*case), (case, got)
 
     run_sim(dut, testbench)
 

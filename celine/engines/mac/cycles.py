@@ -3,19 +3,26 @@
 A product is cut into tiles of tile_rows(p) x tile_cols(p) outputs (golden.mac.tile_matmul);
 each tile streams K beats, one a cycle, `passes(p)` cycles each (four at 16 bits on
 bricks), back to back with the input always valid and the output always ready (the
-bench's conditions). The array's pipeline adds `PIPELINE_LATENCY` cycles from the first
-beat to the first output row, and a tile's rows leave one a cycle behind it, overlapped
-with the next tile's beats; only the last tile's rows are exposed.
+bench's conditions). The array's pipeline adds `pipeline_latency(params)` cycles from
+the first beat to the first output row, and a tile's rows leave one a cycle behind it,
+overlapped with the next tile's beats; only the last tile's rows are exposed.
 """
 
+from ...spec.numerics import REQUANT_LATENCY
 from .. import CycleEstimate
 from .spec import MacArrayParams
 
-# First beat in -> first output row out (operand registers, multipliers, adder tree,
-# accumulator, result drain with its requantizer). Measured in RTL simulation (`celine
-# bench --only mac`: 64^3 on 4x4 PEs takes 1050, 4114, 16398 and 65550 cycles at 2, 4, 8
-# and 16 bits on bricks and 16398 on dsp; the model gives each exactly with 11).
-PIPELINE_LATENCY = 11
+# First beat in -> first output row out, beside the PEs (params.pe_latency) and the
+# result drain's requantizers (REQUANT_LATENCY): the issue register with the operand
+# reduction, the copy strobe, the shadow registers' load and the drain's skid buffer. Measured in RTL simulation (`celine bench --only mac`: with PEs of latency 3
+# and requantizers of 4, 64^3 on 4x4 PEs took 1050, 4114, 16398 and 65550 cycles at 2, 4,
+# 8 and 16 bits on bricks and 16398 on dsp; the model gives each exactly).
+FILL_BESIDE_PE = 4
+
+
+def pipeline_latency(params: MacArrayParams) -> int:
+    """Cycles from the first beat in to the first output row out."""
+    return FILL_BESIDE_PE + params.pe_latency + REQUANT_LATENCY
 
 
 def _ceil_div(a, b):
@@ -37,7 +44,7 @@ def cycles(params: MacArrayParams, m=64, k=64, n=64, precision=None) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
     streaming = tiles(p, m, n, precision) * k * p.passes(precision)
-    return streaming + PIPELINE_LATENCY + p.tile_rows(precision) - 1
+    return streaming + pipeline_latency(p) + p.tile_rows(precision) - 1
 
 
 def estimate(params: MacArrayParams, m=64, k=64, n=64, precision=None) -> CycleEstimate:

@@ -94,6 +94,19 @@ class MacArrayParams(Params):
         return 1
 
     @property
+    def multiplier_stages(self):
+        """Register stages of a PE's multiplier after its operand register: bricks, the
+        fused multiplier's cells and two levels of sums (rtl/mac/fused_multiplier.py; a
+        shallower one is padded); dsp, a MULT18X18D's product register."""
+        return 3 if self.impl == "bricks" else 1
+
+    @property
+    def pe_latency(self):
+        """Cycles from a pass at a PE's inputs to its sum in the accumulators: the operand
+        register, the multiplier's stages, the accumulator (rtl/mac/pe.py)."""
+        return 1 + self.multiplier_stages + 1
+
+    @property
     def max_fusion(self):
         return max(self.fusion(p) for p in self.precisions)
 

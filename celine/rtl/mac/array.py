@@ -173,10 +173,10 @@ class MacArray(wiring.Component):
 
         # -- hand a finished tile to the drain -----------------------------------------
         # Control travels beside the PE pipeline: the copy happens the cycle the last pass's
-        # sum is in the accumulators (ProcessingElement.latency cycles after stage 1).
+        # sum is in the accumulators (params.pe_latency cycles after stage 1).
         valid, last, tile_prec, tile_req = s1_valid, s1_last, s1_precision, s1_requant
         in_flight = []
-        for k in range(ProcessingElement.latency - 1):
+        for k in range(params.pe_latency - 1):
             stage = (Signal(name=f"pe{k}_valid"), Signal(name=f"pe{k}_last"),
                      Signal(prec_shape, name=f"pe{k}_precision"),
                      Signal(REQUANT_LAYOUT, name=f"pe{k}_requant"))

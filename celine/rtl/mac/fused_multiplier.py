@@ -1,8 +1,28 @@
-from amaranth.hdl import Module, Signal, Cat, Mux, signed
+from amaranth.hdl import Module, Signal, Cat, Const, Mux, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...spec.checks import check_choice, check_int_tuple
+
+
+def _cell_product(x, y, width):
+    """x * y for two (width+1)-bit two's complement values, as a truth table per product
+    bit (2 * (width+1) inputs: a LUT6 at width 2). A `*` would be mapped onto a DSP block
+    and shifted adds onto carry chains; a table is one level of LUT logic."""
+    n = width + 1
+    inputs = 2 * n
+    index = Cat(x, y)
+    bits = []
+    for bit in range(2 * n):
+        table = 0
+        for k in range(1 << inputs):
+            xv, yv = k & ((1 << n) - 1), k >> n
+            xv -= (xv >> (n - 1)) << n
+            yv -= (yv >> (n - 1)) << n
+            if (xv * yv) >> bit & 1:
+                table |= 1 << k
+        bits.append(Const(table, 1 << inputs).bit_select(index, 1))
+    return Cat(*bits).as_signed()
 
 
 class FusedMultiplier(wiring.Component):
@@ -19,7 +39,16 @@ class FusedMultiplier(wiring.Component):
     A 16-bit multiply runs as four passes at g = 8 with the low bytes unsigned
     (`a_signed`/`w_signed` low); the caller shifts and accumulates.
 
-    Purely combinational; products depend on `a`, `w`, `group`, `a_signed`, `w_signed`.
+    The bricks are built from 2-bit cells (1-bit ones too when 1 is a group width): a cell
+    product is a table in LUTs, and a brick wider than 2 bits is the first levels of the
+    hierarchical sum, so every brick width has the same pipeline.
+
+    Pipelined, one multiply per cycle, no stall: `products` are those of the `a`, `w`,
+    `group`, `a_signed`, `w_signed` presented `latency` cycles earlier. Stage 1 registers
+    the cell products (a sign-extension bit, then the table), each further stage one
+    level of the sum (two carry chains: the middle terms, then the outer ones) while
+    products already finished at the group width pass along, so `latency` is
+    log2(max(group_widths)), at least 1. The group index travels with its data.
     """
 
     def __init__(self, *, brick_width=2, group_widths=(2, 4, 8)):
@@ -31,6 +60,8 @@ class FusedMultiplier(wiring.Component):
         self.brick_width = brick_width
         self.group_widths = groups
         self.fusion = 8 // min(groups)
+        # Stage 1 holds the 2-bit cells (1-bit ones at group 1); one more stage per level.
+        self.latency = max(1, max(groups).bit_length() - 1)
         super().__init__({
             "a": In(8),
             "w": In(8),
@@ -40,60 +71,81 @@ class FusedMultiplier(wiring.Component):
             "products": Out(data.ArrayLayout(signed(18), self.fusion * self.fusion)),
         })
 
-    def elaborate(self, platform):
-        m = Module()
-        b = self.brick_width
-        slices = 8 // b
+    def _finished(self, group, width):
+        """Whether the group width selected by `group` is at most `width` (None: never)."""
+        done = [k for k, g in enumerate(self.group_widths) if g <= width]
+        return Cat(*(group == k for k in done)).any() if done else None
 
+    def _cells(self, width):
+        """The products of the `width`-bit slices of `a` and `w` (8/width of each): a slice
+        is sign-extended when its operand is signed and it is the top slice of an operand
+        at the selected group width (group widths of at least `width` count)."""
         def is_top(i):
-            # Slice i is the top slice of its operand at the selected group width.
-            tops = [k for k, g in enumerate(self.group_widths) if ((i + 1) * b) % g == 0]
+            tops = [k for k, g in enumerate(self.group_widths)
+                    if g >= width and ((i + 1) * width) % g == 0]
             return Cat(*(self.group == k for k in tops)).any() if tops else 0
 
-        def brick_operand(word, i, signed_):
-            bits = word[i * b:(i + 1) * b]
-            return Cat(bits, bits[-1] & signed_ & is_top(i)).as_signed()
+        def operand(word, i, signed_):
+            bits = word[i * width:(i + 1) * width]
+            return Cat(bits, bits[-1] & signed_ & is_top(i))
 
-        def brick_product(x, y):
-            # x * y for (b+1)-bit signed x, y as shifted adds of y, written out so that
-            # synthesis builds LUT logic (a `*` would be mapped onto a DSP block).
-            x_bits = Signal(b + 1)
-            m.d.comb += x_bits.eq(x)
-            total = 0
-            for bit in range(b):
-                total = total + Mux(x_bits[bit], y << bit, 0)
-            return total - Mux(x_bits[b], y << b, 0)
+        count = 8 // width
+        return {(i, j): _cell_product(operand(self.a, i, self.a_signed),
+                                      operand(self.w, j, self.w_signed), width)
+                for i in range(count) for j in range(count)}
 
-        # Level 0: one product per brick.
-        level = [[Signal(signed(2 * b + 2), name=f"brick_{i}_{j}") for j in range(slices)]
-                 for i in range(slices)]
-        for i in range(slices):
-            for j in range(slices):
-                m.d.comb += level[i][j].eq(brick_product(brick_operand(self.a, i, self.a_signed),
-                                                         brick_operand(self.w, j, self.w_signed)))
+    def elaborate(self, platform):
+        m = Module()
 
-        # Higher levels: a width-2w product is the sum of four width-w partial products.
-        levels = {b: level}
-        width = b
-        while width < max(self.group_widths):
-            n = len(level) // 2
-            nxt = [[Signal(signed(4 * width + 2), name=f"prod{2 * width}_{i}_{j}")
-                    for j in range(n)] for i in range(n)]
-            for i in range(n):
-                for j in range(n):
-                    m.d.comb += nxt[i][j].eq(
-                        level[2 * i][2 * j]
-                        + (level[2 * i + 1][2 * j] << width)
-                        + (level[2 * i][2 * j + 1] << width)
-                        + (level[2 * i + 1][2 * j + 1] << (2 * width)))
-            level, width = nxt, 2 * width
-            levels[width] = level
+        def register(values, flags, stage):
+            """Registers for stage `stage` of `values` ({(i, j): Value}) and of `flags`
+            ({width: whether the group width is at most width})."""
+            regs = {}
+            for (i, j), value in values.items():
+                regs[i, j] = Signal(signed(len(value)), name=f"s{stage}_{i}_{j}")
+                m.d.sync += regs[i, j].eq(value)
+            flag_regs = {}
+            for width, flag in flags.items():
+                flag_regs[width] = Signal(name=f"s{stage}_done{width}")
+                m.d.sync += flag_regs[width].eq(flag)
+            return regs, flag_regs
+
+        # The sum levels after stage 1, by the width they start from (2 -> 4, 4 -> 8) up to
+        # the widest group, and for each whether the selected group's products are
+        # finished before it, decoded here and registered along, so that no stage decodes
+        # the group (its flag drives a whole stage's multiplexers and resets).
+        widths = [w for w in (2, 4) if w < max(self.group_widths)]
+        done = {w: self._finished(self.group, w) for w in widths}
+        done = {w: flag for w, flag in done.items() if flag is not None}
+
+        # Stage 1: the products at width 2, and at width 1 when that is a group width.
+        # Entry (i, j) of a stage holds the product of slices i and j at the stage's width
+        # or, when the group width is narrower, the finished product (i, j).
+        cells = self._cells(2) if max(self.group_widths) >= 2 else {}
+        if 1 in self.group_widths:
+            narrow = self._cells(1)
+            at_one = self._finished(self.group, 1)
+            cells = {key: Mux(at_one, value, cells.get(key, 0)) for key, value in narrow.items()}
+        stage, done = register(cells, done, 1)
+
+        # Further stages: a width-2w product is the sum of four width-w partial products.
+        for n, width in enumerate(widths, start=2):
+            finished = done.pop(width, None)
+            nxt = {}
+            for (i, j), value in stage.items():
+                if max(i, j) < 8 // (2 * width):
+                    lo, hi = stage[2 * i, 2 * j], stage[2 * i + 1, 2 * j + 1]
+                    middle = stage[2 * i + 1, 2 * j] + stage[2 * i, 2 * j + 1]
+                    total = Signal(signed(4 * width + 2), name=f"prod{2 * width}_{i}_{j}")
+                    m.d.comb += total.eq(lo + (hi << 2 * width) + (middle << width))
+                    nxt[i, j] = total if finished is None else Mux(finished, value, total)
+                elif finished is not None and \
+                        any(max(i, j) < 8 // g for g in self.group_widths if g <= width):
+                    nxt[i, j] = Mux(finished, value, 0)    # a finished product, or 0
+            stage, done = register(nxt, done, n)
 
         for ga in range(self.fusion):
             for gw in range(self.fusion):
-                value = 0
-                for k, g in enumerate(self.group_widths):
-                    if max(ga, gw) < 8 // g:
-                        value = Mux(self.group == k, levels[g][ga][gw], value)
-                m.d.comb += self.products[ga * self.fusion + gw].eq(value)
+                if (ga, gw) in stage:
+                    m.d.comb += self.products[ga * self.fusion + gw].eq(stage[ga, gw])
         return m
