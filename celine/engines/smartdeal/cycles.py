@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from .. import CycleEstimate
+from ...spec.numerics import REQUANT_LATENCY
 from ...golden.smartdeal.format import BASIS
 from .spec import SmartDealParams
 
@@ -29,13 +30,14 @@ HEADER = 5             # header words, one a cycle, then its size product ...
 HEADER_CHECK = 2       # ... and the checks before the first block
 CHECK_TAIL = 2         # the last row -> `done` (the end-of-stream checks)
 WRITE_TO_READ = 3      # a tile's last beat written -> its first read issued (full flag)
-DRAIN = 18             # the last beat issued -> the first row of the last tile written
-                       # (readers, array, drain); its array_rows rows then one a cycle
+DRAIN = 11             # the last beat issued -> the first row of the last tile written
+                       # (readers, array, drain), beyond the PEs' latency and the drain's
+                       # requantizers (drain_latency); its array_rows rows then one a cycle
 TILE_TURN = 5          # a token tile's start -> the next's, beyond its array_rows rows
 BANK_SLACK = 2         # cycles of a bank wait the decoder's output skid buffer absorbs
 BITOP_PASS = 4         # bit-op: a token tile's pass beyond the parser's
-BITOP_DRAIN = 9        # bit-op: the last pass -> the last result written, beyond the stages
-                       # that depend on the parameters (bitop_drain)
+BITOP_DRAIN = 5        # bit-op: the last pass -> the last result written, beyond the stages
+                       # that depend on the parameters and the requantizer (bitop_drain)
 
 
 @dataclass(frozen=True)
@@ -138,18 +140,25 @@ def compute_phase(params, layer, tokens):
                 earliest = max(earliest, end, start + rows + TILE_TURN)
             start, end = earliest, earliest + layer.length
         issue_end.append(end)
-    return PHASE_START + issue_end[-1] + DRAIN + rows - 1
+    return PHASE_START + issue_end[-1] + drain_latency(params) + rows - 1
+
+
+def drain_latency(params):
+    """The last beat issued -> the first row of the last tile written (rebuild): DRAIN,
+    the MAC array's PE latency and its result drain's requantizers."""
+    return DRAIN + params.array().pe_latency + REQUANT_LATENCY
 
 
 def bitop_drain(params):
-    """Cycles from the last pass to the last result written (bit-op): BITOP_DRAIN, one more
+    """Cycles from the last pass to the last result written (bit-op): BITOP_DRAIN and the
+    requantizer's REQUANT_LATENCY, one more
     for R > 1 (ShiftAddLanes' sum over the beat's rows), the last block's 9/P groups of
     products and the adder levels that sum a group's P products (0, 1, 2 for P = 1, 3, 9:
     rtl/smartdeal/bitop_lanes.py)."""
     P = params.bitop_multipliers
     groups = math.ceil(BASIS * BASIS / P)
     levels = {1: 0, 3: 1, 9: 2}[P]
-    return BITOP_DRAIN + (params.rows_per_cycle > 1) + groups + levels
+    return BITOP_DRAIN + REQUANT_LATENCY + (params.rows_per_cycle > 1) + groups + levels
 
 
 def bitop_phase(params, layer, tokens):

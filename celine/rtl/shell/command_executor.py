@@ -63,12 +63,14 @@ class CommandExecutor(wiring.Component):
         command = request.command
         select, offset, count = request_fields(request)
 
-        # First cycle of a request: the end of its byte range and the length check,
-        # registered.
+        # First cycle of a request: the length of its byte range and the length check,
+        # registered; the second, the range's end.
+        span = Signal(max(16, len(count)))
         end = Signal(34)
         length_ok = Signal()
         m.d.sync += [
-            end.eq(offset + Mux(command == Command.WRITE, request.length - ADDRESS_BYTES, count)),
+            span.eq(Mux(command == Command.WRITE, request.length - ADDRESS_BYTES, count)),
+            end.eq(offset + span),
             length_ok.eq(Mux(command == Command.WRITE, request.length > ADDRESS_BYTES,
                          Mux(command == Command.READ,
                              (request.length == READ_BYTES) & (count != 0)
@@ -76,8 +78,8 @@ class CommandExecutor(wiring.Component):
                          Mux(command == Command.CONFIGURE, request.length == CONFIGURE_BYTES,
                              request.length == 0)))),
         ]
-        # The second cycle registers the checks (from `end` and the request), so that the
-        # third (CHECK) only picks a status: no comparison of its own runs into the reply
+        # The third cycle registers the checks (from `end` and the request), so that the
+        # fourth (CHECK) only picks a status: no comparison of its own runs into the reply
         # registers, which that decision enables.
         known = Signal()
         in_range = Signal()
@@ -130,7 +132,9 @@ class CommandExecutor(wiring.Component):
                 with m.If(request.status != Status.OK):
                     respond(request.status)
                 with m.Else():
-                    m.next = "CHECK"
+                    m.next = "RANGE"
+            with m.State("RANGE"):
+                m.next = "CHECK"
 
             with m.State("CHECK"):
                 m.d.sync += [address.eq(offset), index.eq(ADDRESS_BYTES)]
