@@ -229,9 +229,9 @@ def test_reader_never_reads_more_than_its_queue_takes(queue_depth):
 
 @pytest.mark.parametrize("queue_depth", [2, 3, 4, 5, 6, 8])
 def test_reader_throughput(queue_depth):
-    """A request every cycle and `o` always ready: one word per cycle from queue_depth 5 on,
-    queue_depth - 1 words every 4 cycles below; each word is on `o` three cycles after its
-    request was taken."""
+    """A request every cycle and `o` always ready: one word per cycle from queue_depth 6 on,
+    queue_depth - 1 words every 5 cycles below; each word is on `o` BufferReader.latency
+    (4) cycles after its request was taken."""
     bench, requests, _ = reader_setup("one buffer, plain words", queue_depth, seed=1)
     reader = bench.reader
     taken_at, out_at = [], []
@@ -248,11 +248,15 @@ def test_reader_throughput(queue_depth):
                 out_at.append(cycle)
 
     run_sim(bench, testbench, deadline=DEADLINE)
-    assert out_at == [cycle + 3 for cycle in taken_at if cycle + 3 < 64]
-    per_4_cycles = min(queue_depth - 1, 4)
-    assert taken_at == [4 * (k // per_4_cycles) + k % per_4_cycles
+    lag = BufferReader.latency
+    assert lag == 4
+    assert out_at == [cycle + lag for cycle in taken_at if cycle + lag < 64]
+    period = lag + 1                  # a request taken -> the next one after a full queue
+    per_period = min(queue_depth - 1, period)
+    assert taken_at == [period * (k // per_period) + k % per_period
                         for k in range(len(taken_at))]
-    assert len(taken_at) == 16 * per_4_cycles
+    assert len(taken_at) == sum(period * (k // per_period) + k % per_period < 64
+                                for k in range(64))
 
 
 def test_reader_request_and_output_layouts():

@@ -10,9 +10,13 @@ from dataclasses import dataclass, field
 
 from .checks import check_choice, check_int
 
-__all__ = ["REGISTER_BITS", "Field", "Register", "RegisterMap", "BufferSpec"]
+__all__ = ["REGISTER_BITS", "READER_LATENCY", "Field", "Register", "RegisterMap",
+           "BufferSpec"]
 
 REGISTER_BITS = 32        # a CONFIGURE value
+# Cycles from a read request taken by an engine's buffer reader (rtl/common/buffer_reader.py)
+# to its word on the reader's output: the block RAM's read, its output register, the queue.
+READER_LATENCY = 4
 
 
 @dataclass(frozen=True)

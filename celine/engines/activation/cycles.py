@@ -12,10 +12,11 @@ words in runs of at most max_words, the table loaded by the first run only.
 """
 
 from .. import CycleEstimate
+from ...spec.fields import READER_LATENCY
 from .spec import TABLE_SIZE, ActivationParams
 
 TABLE_LOAD = TABLE_SIZE      # one table entry a cycle into every lane's copy
-STREAM_LATENCY = 4           # x read request -> reader output (3) -> lookup output (1)
+STREAM_LATENCY = READER_LATENCY + 1   # x read request -> reader output -> lookup output
 
 __all__ = ["TABLE_LOAD", "STREAM_LATENCY", "run_cycles", "runs", "cycles", "estimate"]
 

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from .. import CycleEstimate
+from ...spec.fields import READER_LATENCY
 from ...spec.numerics import REQUANT_LATENCY
 from ...golden.smartdeal.format import BASIS
 from .spec import SmartDealParams
@@ -25,7 +26,7 @@ ROW_SYMBOLS_MAX = 4    # a Ce row's mask and at most 3 codes (the parser waits f
 # Fitted to the RTL (names say what they stand for).
 RUN_TURN = 2           # IDLE -> phase start, and DONE
 PHASE_START = 1        # the phase's start state (the decoder's reset)
-FIRST_WORD = 4         # the decoder's start -> its first word (reader, skid)
+FIRST_WORD = READER_LATENCY + 1   # the decoder's start -> its first word (reader, skid)
 HEADER = 5             # header words, one a cycle, then its size product ...
 HEADER_CHECK = 2       # ... and the checks before the first block
 CHECK_TAIL = 2         # the last row -> `done` (the end-of-stream checks)

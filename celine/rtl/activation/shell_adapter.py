@@ -13,7 +13,7 @@ from .lookup import TableLookup, beat_layout
 
 # Beats of x the reader prefetches: the least that keeps one word a cycle flowing
 # (rtl/common/buffer_reader.py).
-READ_QUEUE_DEPTH = 5
+READ_QUEUE_DEPTH = 6
 
 
 class ActivationShellAdapter(wiring.Component):

@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...spec.checks import check_int
+from ...spec.fields import READER_LATENCY
 from .shaped_queue import ShapedQueue, _rejected
 
 __all__ = ["BufferReader"]
@@ -14,7 +15,8 @@ _REQUEST_FIELDS = ("addr", "buffer")
 
 class BufferReader(wiring.Component):
     """Turns a stream of read requests into a stream of the words read, for block RAMs
-    with one cycle of read latency.
+    with one cycle of read latency, whose words it registers as they come out (a block
+    RAM's output has a long clock-to-out, so no logic follows it in the same cycle).
 
     - ``mem.<name>`` for each name of `buffers`: a read port like an engine adapter's
       (celine/rtl/shell/contract.py): ``addr`` out, ``data`` in one cycle later. Every
@@ -27,12 +29,12 @@ class BufferReader(wiring.Component):
       word came from puts that in a tag of its own.
 
     A request is taken (``req.ready``) only while the queue has room for it counting the
-    read in flight (``level + in flight < queue_depth - 1``), so no word is ever lost,
+    reads in flight (``level + in flight < queue_depth - 1``; a read is in flight for
+    two cycles: the block RAM's, then its output register's), so no word is ever lost,
     whatever ``o.ready`` does; ``req.ready`` depends only on registers. With ``o`` always
-    ready and a request every cycle, one word per cycle flows from queue_depth 5 on
-    (below, queue_depth - 1 words every 4 cycles: the read in flight and the queue's two
-    stages count against the bound); a word is on ``o`` three cycles after its request
-    was taken.
+    ready and a request every cycle, one word per cycle flows from queue_depth 6 on
+    (below, queue_depth - 1 words every 5 cycles); a word is on ``o`` `latency` = 4
+    cycles after its request was taken.
 
     Parameters
     ----------
@@ -46,6 +48,8 @@ class BufferReader(wiring.Component):
     queue_depth : int
         Beats the prefetch queue holds (at least 2).
     """
+
+    latency = READER_LATENCY     # request taken -> its word on `o` (read, output register, queue)
 
     def __init__(self, payload, *, buffer_depth, buffers=("buffer",), queue_depth=4):
         try:
@@ -99,21 +103,32 @@ class BufferReader(wiring.Component):
 
         tags = [name for name, _field in self._payload if name != "data"]
         ports = [getattr(self.mem, name) for name in self._buffers]
-        inflight = Signal()          # a read whose data arrives this cycle
-        inflight_tags = {name: Signal(field.shape, name=f"inflight_{name}")
-                         for name, field in self.req.payload.shape() if name != "addr"}
+        reading = Signal()           # a read whose data comes out of the block RAM now
+        inflight = Signal()          # a read whose word is in the output registers now
+        reading_tags = {name: Signal(field.shape, name=f"reading_{name}")
+                        for name, field in self.req.payload.shape() if name != "addr"}
+        inflight_tags = {name: Signal.like(signal, name=f"inflight_{name}")
+                         for name, signal in reading_tags.items()}
 
-        # Never more reads than the queue can take, counting the one in flight.
-        m.d.comb += self.req.ready.eq(queue.level + inflight < self._queue_depth - 1)
+        # Never more reads than the queue can take, counting the ones in flight.
+        m.d.comb += self.req.ready.eq(queue.level + reading + inflight < self._queue_depth - 1)
         for port in ports:
             m.d.comb += port.addr.eq(self.req.payload.addr)
-        m.d.sync += inflight.eq(self.req.valid & self.req.ready)
+        m.d.sync += [reading.eq(self.req.valid & self.req.ready), inflight.eq(reading)]
         m.d.sync += [signal.eq(getattr(self.req.payload, name))
-                     for name, signal in inflight_tags.items()]
+                     for name, signal in reading_tags.items()]
+        m.d.sync += [inflight_tags[name].eq(signal) for name, signal in reading_tags.items()]
 
-        word = ports[-1].data
-        for index in reversed(range(len(ports) - 1)):
-            word = Mux(inflight_tags["buffer"] == index, ports[index].data, word)
+        # Each port's word registered as it leaves the block RAM (no reset: only read
+        # with `inflight`); the buffer multiplexer comes after.
+        words = []
+        for name, port in zip(self._buffers, ports):
+            held = Signal.like(port.data, name=f"word_{name}", reset_less=True)
+            m.d.sync += held.eq(port.data)
+            words.append(held)
+        word = words[-1]
+        for index in reversed(range(len(words) - 1)):
+            word = Mux(inflight_tags["buffer"] == index, words[index], word)
         m.d.comb += [
             queue.i.valid.eq(inflight),
             queue.i.payload.data.eq(word),

@@ -57,12 +57,16 @@ class FrameDecoder(wiring.Component):
 
         # Each byte is registered before it is used (`rx` may come straight from a block
         # RAM FIFO): taken into `byte` when it is free, used (`take`) a cycle or more later.
+        # Whether it is a start byte is registered with it: that decision clears the
+        # request's fields, so no comparison runs into their many enables.
         byte = Signal(8)
+        is_start = Signal()
         held = Signal()
         take = Signal()
         m.d.comb += [self.rx.ready.eq(~held), crc.data.eq(byte)]
         with m.If(self.rx.valid & ~held):
-            m.d.sync += [byte.eq(self.rx.payload), held.eq(1)]
+            m.d.sync += [byte.eq(self.rx.payload), is_start.eq(self.rx.payload == REQUEST_START),
+                         held.eq(1)]
         with m.Elif(take):
             m.d.sync += held.eq(0)
 
@@ -97,7 +101,7 @@ class FrameDecoder(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [take.eq(held), crc.clear.eq(1)]
-                with m.If(held & (byte == REQUEST_START)):
+                with m.If(held & is_start):
                     m.d.sync += [request.seq.eq(0), request.args.eq(0), index.eq(0)]
                     m.next = "COMMAND"
 

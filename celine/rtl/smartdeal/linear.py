@@ -134,12 +134,12 @@ class SdLinear(wiring.Component):
         act_reader = BufferReader(
             data.StructLayout({"data": specs["act"].width, "last": 1,
                                "act_mask": rows}),
-            buffer_depth=specs["act"].depth, buffers=("act",), queue_depth=5)
+            buffer_depth=specs["act"].depth, buffers=("act",), queue_depth=6)
         R = p.rows_per_cycle
         tile_reader = BufferReader(
             data.StructLayout({"data": tiles.read.data.shape(), "memory": range(R),
                                "weight": range(BASIS), "weight_mask": cols}),
-            buffer_depth=2 * tiles.depth, buffers=("tile",), queue_depth=5)
+            buffer_depth=2 * tiles.depth, buffers=("tile",), queue_depth=6)
         m.submodules.act_reader = ResetInserter(restart)(act_reader)
         m.submodules.tile_reader = ResetInserter(restart)(tile_reader)
 
