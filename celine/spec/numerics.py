@@ -3,7 +3,7 @@
 # The common requantizer y = clamp((x * M + 2^(S-1)) >> S): M unsigned, S a shift.
 MULT_BITS = 16            # M: 0 .. 65535
 SHIFT_BITS = 6            # S: 0 .. 63
-REQUANT_LATENCY = 7       # register stages of rtl/common/requant.py's Requantizer
+REQUANT_LATENCY = 8       # register stages of rtl/common/requant.py's Requantizer
 
 # Feedback masks of maximal-length Galois LFSRs (period 2^n - 1), by width; the RTL LFSR
 # (rtl/common/lfsr.py) and its replay (golden/lfsr.py) both use these.

@@ -34,11 +34,11 @@ class Requantizer(wiring.Component):
     to p's sign. No adder or comparator is wider than w + 3 bits, where adding a 2^63
     rounding term to the whole product would take a 65-bit one.
 
-    Pipelined in `latency` = 7 register stages advancing on `en`: the multiply
+    Pipelined in `latency` = 8 register stages advancing on `en`: the multiply
     (PRODUCT_STAGES = 4: x in 17-bit chunks, each times M on a RegisteredMultiplier, a
     MULT18X18D with its own registers on ECP5, then the shifted chunk products summed in
     two levels); shift by t's high bits and the suffix-OR; shift by t's low bits and the
-    fit; round and clamp. So `y` shows the result for the `x` presented seven enabled
+    fit; round; clamp. So `y` shows the result for the `x` presented eight enabled
     cycles earlier, and no stage has more than one adder or a few levels of logic. A
     one-bit M is a multiplexer, not a multiplier block; an M wider than 17 bits is one
     wide multiply (several blocks that yosys builds with their registers bypassed: slower,
@@ -87,12 +87,12 @@ class Requantizer(wiring.Component):
         # Stages 1 .. PRODUCT_STAGES: the product; t = max(S - 1, 0) and r = [S > 0] ride
         # along. Line index P + k is beside stage k of the shift/round part below.
         P = PRODUCT_STAGES - 1
-        raw, bypass = carry("raw", self.x, P + 3), carry("bypass", self.bypass, P + 3)
+        raw, bypass = carry("raw", self.x, P + 4), carry("bypass", self.bypass, P + 4)
         t = carry("t", Mux(self.shift == 0, 0, self.shift - 1)[:self.shift_width], P + 2)
         r = carry("r", self.shift != 0, P + 3)
         t, r, raw, bypass = t[P:], r[P:], raw[P:], bypass[P:]
         product = self._product(m, stage, product_width)
-        sign = carry("sign", product[-1], 2)           # sign[k]: beside stage k's registers
+        sign = carry("sign", product[-1], 3)           # sign[k]: beside stage k's registers
         def _bits(value, start, count):
             """value[start : start + count], sign-extended past its top bit."""
             top = len(value) - 1
@@ -126,14 +126,14 @@ class Requantizer(wiring.Component):
         q_3 = stage("q", _bits(value, 0, q_width), signed(q_width))
         padded = Cat(suffix_2, Const(0, (1 << self.shift_width) + q_width))
         fits_3 = stage("fits", ~padded.bit_select(t[2] + (q_width - 1), 1))
-        # Stage 4: round, then clamp (a q that does not fit saturates to the sign).
+        # Stage 4: round. Stage 5: clamp (a q that does not fit saturates to the sign).
         lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
-        rounded = Signal(signed(q_width + 1))
-        m.d.comb += rounded.eq(Mux(r[3], (q_3 + 1) >> 1, q_3))
-        clamped = Mux(~fits_3, Mux(sign[2], lo, hi),
-                      Mux(rounded < lo, lo, Mux(rounded > hi, hi, rounded)))
+        rounded_4 = stage("rounded", Mux(r[3], (q_3 + 1) >> 1, q_3), signed(q_width + 1))
+        fits_4 = stage("fits_4", fits_3)
+        clamped = Mux(~fits_4, Mux(sign[3], lo, hi),
+                      Mux(rounded_4 < lo, lo, Mux(rounded_4 > hi, hi, rounded_4)))
         with m.If(self.en):
-            m.d.sync += self.y.eq(Mux(bypass[3], raw[3], clamped))
+            m.d.sync += self.y.eq(Mux(bypass[4], raw[4], clamped))
         return m
 
     def _product(self, m, stage, width):
