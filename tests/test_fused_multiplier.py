@@ -23,8 +23,8 @@ def words(rng, count):
 
 
 @pytest.mark.parametrize("brick_width,groups,latency", [
-    (2, (2, 4, 8), 3), (1, (2, 8), 3), (4, (4, 8), 3), (2, (4,), 2), (1, (1, 2, 4, 8), 3),
-    (1, (1,), 1), (8, (8,), 3),
+    (2, (2, 4, 8), 4), (1, (2, 8), 4), (4, (4, 8), 4), (2, (4,), 2), (1, (1, 2, 4, 8), 4),
+    (1, (1,), 1), (8, (8,), 4),
 ])
 def test_products_match_integer_multiply(brick_width, groups, latency):
     dut = FusedMultiplier(brick_width=brick_width, group_widths=groups)

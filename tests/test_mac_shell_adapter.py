@@ -58,45 +58,51 @@ def requant(enable=1, multiplier=1, shift=0):
 
 # name: (params, options, settings, runs, RTL cycles per run). The cycle counts are the
 # adapter's as measured before rtl/common's buffer blocks replaced its hand-made prefetch
-# (the adapter must not change them), re-measured when the brick PEs' pipeline grew to
-# PE_LATENCY (a tile's last beat waits for the previous tile's copy, so short tiles pay
-# for it more than once), with a requantizer of MEASURED_REQUANT_LATENCY stages: each
-# further stage delays a run's last result row by one cycle.
-PE_LATENCY = {"bricks": 5, "dsp": 3}
-MEASURED_REQUANT_LATENCY = 4
+# (the adapter must not change them), re-measured when BufferReader registered the block
+# RAMs' words (READER_LATENCY 4; the adapter's 4-deep queue then gives less than a word a
+# cycle) and when the brick PEs' pipeline grew so
+# that a tile's sums are copied COPY_LATENCY cycles after its last beat is accepted (the
+# next tile's last beat waits for that copy, so short tiles pay for it more than once;
+# the PEs' latency, since the array hands them a beat the cycle it accepts it), with a
+# requantizer of MEASURED_REQUANT_LATENCY stages: each further stage delays a run's last
+# result row by one cycle.
+COPY_LATENCY = {"bricks": 7, "dsp": 4}
+MEASURED_REQUANT_LATENCY = 8
 CASES = {
     "p8 3 tiles": (SMALL, dict(operand_depth=32, result_depth=32),
-                   dict(depth=5, tiles=3, precision=8), 1, [40]),
+                   dict(depth=5, tiles=3, precision=8), 1, [49]),
     "p16 passes": (SMALL, dict(operand_depth=32, result_depth=32),
-                   dict(depth=4, tiles=2, precision=16), 1, [48]),
+                   dict(depth=4, tiles=2, precision=16), 1, [54]),
     "p2 requant": (SMALL, dict(operand_depth=32, result_depth=32),
                    dict(depth=3, tiles=2, precision=2,
-                        requant=requant(multiplier=300, shift=9)), 1, [40]),
+                        requant=requant(multiplier=300, shift=9)), 1, [47]),
     "p4 one beat tiles": (SMALL, dict(operand_depth=32, result_depth=32),
-                          dict(depth=1, tiles=6, precision=4), 1, [74]),
+                          dict(depth=1, tiles=6, precision=4), 1, [85]),
     "rps": (SMALL, dict(operand_depth=32, result_depth=64),
-            dict(depth=4, tiles=5, rps_enable=1), 1, [78]),
+            dict(depth=4, tiles=5, rps_enable=1), 1, [88]),
     "overflow": (SMALL, dict(operand_depth=16, result_depth=8),
-                 dict(depth=2, tiles=2, precision=2), 1, [39]),
+                 dict(depth=2, tiles=2, precision=2), 1, [46]),
     "bad precision": (SMALL, dict(operand_depth=16, result_depth=16),
-                      dict(depth=3, tiles=1, precision=3), 1, [28]),
+                      dict(depth=3, tiles=1, precision=3), 1, [34]),
     "no tiles": (SMALL, dict(operand_depth=16, result_depth=16),
                  dict(depth=3, tiles=0, precision=8), 1, [1]),
     "no depth": (SMALL, dict(operand_depth=16, result_depth=16),
                  dict(depth=0, tiles=3, precision=8), 1, [1]),
     "twice": (SMALL, dict(operand_depth=32, result_depth=32),
-              dict(depth=6, tiles=2, precision=8), 2, [32, 32]),
+              dict(depth=6, tiles=2, precision=8), 2, [40, 40]),
     "dsp p4": (DSP, dict(operand_depth=32, result_depth=32),
-               dict(depth=7, tiles=4, precision=4), 1, [51]),
+               dict(depth=7, tiles=4, precision=4), 1, [65]),
     "dsp whole buffer": (DSP, dict(operand_depth=16, result_depth=32),
-                         dict(depth=16, tiles=1, precision=8), 1, [35]),
+                         dict(depth=16, tiles=1, precision=8), 1, [45]),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_adapter_matches_the_golden_engine_model(case):
     params, options, settings, runs, cycles = CASES[case]
-    assert params.pe_latency == PE_LATENCY[params.impl], "the pinned cycles assume PE_LATENCY"
+    assert params.pe_latency == COPY_LATENCY[params.impl], "the pinned cycles assume COPY_LATENCY"
+    assert params.result_latency == COPY_LATENCY[params.impl] + 2 + REQUANT_LATENCY, \
+        "the pinned cycles assume the drain's latency (shadow copy, queue)"
     if settings["tiles"] and settings["depth"]:
         cycles = [c + REQUANT_LATENCY - MEASURED_REQUANT_LATENCY for c in cycles]
     status, words = run_adapter(params, settings, runs=runs, **options)

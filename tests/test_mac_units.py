@@ -3,9 +3,11 @@
 import random
 
 import pytest
+import torch
 
 from celine.rtl.mac.array import MacArray
 from celine.engines.mac.spec import MacArrayParams
+from celine.golden.quant import reduce_precision
 from celine.rtl.mac.pe import ProcessingElement
 from celine.sim.amaranth_sim import run_sim
 
@@ -15,43 +17,54 @@ from celine.sim.amaranth_sim import run_sim
 def test_pe_accumulates_products(impl, precisions):
     params = MacArrayParams(rows=1, cols=1, impl=impl, precisions=precisions, max_reduction=8)
     dut = ProcessingElement(params)
-    # Operand register, multiplier stages (bricks: cells and two levels of sums, padded
-    # when there is no 8-bit group; dsp: a MULT18X18D's product register), accumulator.
-    assert dut.latency == params.pe_latency == {"bricks": 5, "dsp": 3}[impl]
+    # Input register, operand register, multiplier stages (bricks: cells and two levels
+    # of sums, padded when there is no 8-bit group; dsp: a MULT18X18D's product
+    # register), accumulator.
+    assert dut.latency == params.pe_latency == {"bricks": 7, "dsp": 4}[impl]
     fusion = params.max_fusion
     rng = random.Random(len(precisions))
 
-    def operand(p):
-        bits = 16 if p == 16 else p
-        return rng.choice([-(1 << (bits - 1)), (1 << (bits - 1)) - 1,
-                           rng.randint(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)])
+    def stored(p):
+        """A lane as stored (8-bit, 16-bit at p = 16), extremes likely, and its operand."""
+        bits = 16 if p == 16 else 8
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        x = rng.choice([lo, hi, rng.randint(lo, hi)])
+        return x, (x if p == 16 else int(reduce_precision(torch.tensor(x), p)))
 
     async def testbench(ctx):
         for _ in range(12):
             p = rng.choice(params.precisions)
             f = params.fusion(p)
             want = [[0] * fusion for _ in range(fusion)]
-            for k in range(rng.randint(1, params.max_reduction)):
-                act = [operand(p) if g < f else 0 for g in range(fusion)]
-                weight = [operand(p) if g < f else 0 for g in range(fusion)]
+            depth = rng.randint(1, params.max_reduction)
+            for k in range(depth):
+                act, act_op = zip(*(stored(p) for g in range(fusion)))
+                weight, weight_op = zip(*(stored(p) for g in range(fusion)))
                 for ga in range(f):
                     for gw in range(f):
-                        want[ga][gw] += act[ga] * weight[gw]
+                        want[ga][gw] += act_op[ga] * weight_op[gw]
                 for pass_index in range(params.passes(p)):
                     ctx.set(dut.valid, 1)
                     ctx.set(dut.first, k == 0 and pass_index == 0)
+                    ctx.set(dut.last, k == depth - 1 and pass_index == params.passes(p) - 1)
                     ctx.set(dut.precision, params.encode_precision(p))
                     ctx.set(dut.pass_index, pass_index)
-                    ctx.set(dut.act, act)
-                    ctx.set(dut.weight, weight)
+                    ctx.set(dut.act, list(act))
+                    ctx.set(dut.weight, list(weight))
                     await ctx.tick()
                     ctx.set(dut.valid, 0)
+                    ctx.set(dut.last, 0)
                     for _ in range(rng.randint(0, 1)):       # idle cycles between passes
                         await ctx.tick()
             await ctx.tick().repeat(dut.latency - 1)
             for ga in range(f):
                 for gw in range(f):
                     assert ctx.get(dut.acc[ga * fusion + gw]) == want[ga][gw], (p, ga, gw)
+            # The cycle after, the shadow registers hold the tile (the PE loads them).
+            await ctx.tick()
+            for ga in range(f):
+                for gw in range(f):
+                    assert ctx.get(dut.shadow[ga * fusion + gw]) == want[ga][gw], (p, ga, gw)
 
     run_sim(dut, testbench)
 

@@ -8,21 +8,17 @@ the first beat to the first output row, and a tile's rows leave one a cycle behi
 overlapped with the next tile's beats; only the last tile's rows are exposed.
 """
 
-from ...spec.numerics import REQUANT_LATENCY
 from .. import CycleEstimate
 from .spec import MacArrayParams
 
-# First beat in -> first output row out, beside the PEs (params.pe_latency) and the
-# result drain's requantizers (REQUANT_LATENCY): the issue register with the operand
-# reduction, the copy strobe, the shadow registers' load and the drain's skid buffer. Measured in RTL simulation (`celine bench --only mac`: with PEs of latency 3
-# and requantizers of 4, 64^3 on 4x4 PEs took 1050, 4114, 16398 and 65550 cycles at 2, 4,
-# 8 and 16 bits on bricks and 16398 on dsp; the model gives each exactly).
-FILL_BESIDE_PE = 4
-
 
 def pipeline_latency(params: MacArrayParams) -> int:
-    """Cycles from the first beat in to the first output row out."""
-    return FILL_BESIDE_PE + params.pe_latency + REQUANT_LATENCY
+    """Cycles from the first beat in to the first output row out, as the bench counts
+    them (from the cycle the first beat is offered to the cycle after the row is taken):
+    a tile of one beat's first row is offered params.result_latency cycles after the
+    beat (the PEs, the shadow copy, the drain's requantizers and queue), taken that cycle.
+    tests/test_mac_cycles.py holds it to RTL simulation (`celine bench --only mac` too)."""
+    return params.result_latency + 1
 
 
 def _ceil_div(a, b):

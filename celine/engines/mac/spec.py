@@ -6,7 +6,7 @@ from enum import IntFlag
 
 from ...spec.checks import check_choice, check_int, check_int_tuple
 from ...spec.fields import BufferSpec, Field, Register, RegisterMap
-from ...spec.numerics import MULT_BITS, SHIFT_BITS
+from ...spec.numerics import MULT_BITS, REQUANT_LATENCY, SHIFT_BITS
 from ...spec.params import Params
 from ...spec.widths import signed_width
 
@@ -96,15 +96,25 @@ class MacArrayParams(Params):
     @property
     def multiplier_stages(self):
         """Register stages of a PE's multiplier after its operand register: bricks, the
-        fused multiplier's cells and two levels of sums (rtl/mac/fused_multiplier.py; a
-        shallower one is padded); dsp, a MULT18X18D's product register."""
-        return 3 if self.impl == "bricks" else 1
+        fused multiplier's cells and two levels of sums, the 8-bit one in two stages
+        (rtl/mac/fused_multiplier.py; a shallower one is padded); dsp, a MULT18X18D's
+        product register."""
+        return 4 if self.impl == "bricks" else 1
 
     @property
     def pe_latency(self):
-        """Cycles from a pass at a PE's inputs to its sum in the accumulators: the operand
-        register, the multiplier's stages, the accumulator (rtl/mac/pe.py)."""
-        return 1 + self.multiplier_stages + 1
+        """Cycles from a pass at a PE's inputs to its sum in the accumulators: the input
+        register, the operand register, the multiplier's stages, the accumulator
+        (rtl/mac/pe.py)."""
+        return 2 + self.multiplier_stages + 1
+
+    @property
+    def result_latency(self):
+        """Cycles from a tile's last beat accepted by the array to its first output row
+        offered on `o` (rtl/mac/array.py): the PEs (pe_latency; the array presents a beat
+        to them the cycle it accepts it), the copy into the shadow registers, the result
+        drain's requantizers (REQUANT_LATENCY) and its queue's output register."""
+        return self.pe_latency + 1 + REQUANT_LATENCY + 1
 
     @property
     def max_fusion(self):

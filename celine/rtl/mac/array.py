@@ -3,7 +3,6 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common.lfsr import LFSR
-from .operand import reduce_operand
 from ...engines.mac.spec import MacArrayParams, LFSR_WIDTH
 from .pe import ProcessingElement
 from .result_drain import REQUANT_LAYOUT, ResultDrain, output_layout
@@ -85,49 +84,41 @@ class MacArray(wiring.Component):
         m.d.comb += precision.eq(Mux(in_tile, tile_precision,
                                      Mux(self.rps_enable, drawn, requested)))
         requant = Mux(in_tile, tile_requant, self.requant)
+        # Whether this pass is its beat's last: from registers inside a tile (a 16-bit
+        # tile's flag, the pass index), from the starting precision at a tile's start.
         last_pass = Signal()
         m.d.comb += last_pass.eq(1)
         if params.passes(16) > 1 and 16 in precisions:
-            with m.If(precision == params.encode_precision(16)):
-                m.d.comb += last_pass.eq(pass_index == params.passes(16) - 1)
+            tile_is16 = Signal()
+            starts_is16 = Mux(self.rps_enable, drawn, requested) == params.encode_precision(16)
+            m.d.comb += last_pass.eq(Mux(in_tile, ~tile_is16 | (pass_index == params.passes(16) - 1),
+                                         ~starts_is16))
 
         # -- issue: one pass per cycle into the PEs ----------------------------------
+        # A pass goes to the PEs the cycle it is accepted; each PE registers it (and
+        # reduces the operands to the tile precision) itself.
         both_valid = self.act.valid & self.weight.valid
         closes_tile = self.act.payload.last & last_pass
         m.submodules.drain = drain = ResultDrain(params)
-        blocked = closes_tile & (copy_pending | drain.busy)
+        # A tile's last beat waits while the previous tile's copy is pending or the drain
+        # is busy: a register here (the drain sits by the requantizers' multipliers).
+        hold = Signal()
+        blocked = closes_tile & hold
         issue = Signal()
         m.d.comb += [
             issue.eq(both_valid & ~blocked),
             self.act.ready.eq(issue & last_pass),
             self.weight.ready.eq(issue & last_pass),
         ]
-
-        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
-        s1_precision = Signal(prec_shape)
-        s1_pass = Signal(2)
-        s1_requant = Signal(REQUANT_LAYOUT)
-        operand = signed(params.operand_width)
-        s1_act = [Signal(operand, name=f"act_{k}") for k in range(params.act_lanes)]
-        s1_weight = [Signal(operand, name=f"weight_{k}") for k in range(params.weight_lanes)]
-
-        m.d.sync += s1_valid.eq(issue)
         with m.If(issue):
             m.d.sync += [
-                s1_first.eq(~in_tile),
-                s1_last.eq(closes_tile),
-                s1_precision.eq(precision),
-                s1_pass.eq(pass_index),
-                s1_requant.eq(requant),
                 in_tile.eq(~closes_tile),
                 pass_index.eq(Mux(last_pass, 0, pass_index + 1)),
             ]
-            m.d.sync += [reg.eq(reduce_operand(self.act.payload.data[k], precision, params))
-                         for k, reg in enumerate(s1_act)]
-            m.d.sync += [reg.eq(reduce_operand(self.weight.payload.data[k], precision, params))
-                         for k, reg in enumerate(s1_weight)]
             with m.If(~in_tile):
                 m.d.sync += [tile_precision.eq(precision), tile_requant.eq(self.requant)]
+                if params.passes(16) > 1 and 16 in precisions:
+                    m.d.sync += tile_is16.eq(starts_is16)
                 m.d.comb += lfsr.en.eq(self.rps_enable)
                 with m.If(~self.rps_enable & ~supported):
                     m.d.sync += self.errors.precision.eq(1)
@@ -146,15 +137,15 @@ class MacArray(wiring.Component):
                 pe = pes[r][c]
                 m.submodules[f"pe_{r}_{c}"] = pe
                 m.d.comb += [
-                    pe.valid.eq(s1_valid), pe.first.eq(s1_first),
-                    pe.precision.eq(s1_precision), pe.pass_index.eq(s1_pass),
-                    pe.load.eq(drain.load), pe.shift.eq(drain.shift),
+                    pe.valid.eq(issue), pe.first.eq(~in_tile), pe.last.eq(closes_tile),
+                    pe.precision.eq(precision), pe.pass_index.eq(pass_index),
+                    pe.shift.eq(drain.shift),
                 ]
                 # Activation lane ga*rows + r feeds PE row r, group ga (likewise weights),
                 # so lanes 0..tile_rows(p)-1 are the used ones at every precision.
                 for g in range(fusion):
-                    m.d.comb += [pe.act[g].eq(s1_act[g * rows + r]),
-                                 pe.weight[g].eq(s1_weight[g * cols + c])]
+                    m.d.comb += [pe.act[g].eq(self.act.payload.data[g * rows + r]),
+                                 pe.weight[g].eq(self.weight.payload.data[g * cols + c])]
                 # Output row ga*rows + r is PE (r, c)'s slot row ga, so the rows leave in
                 # order when each column's shadow registers shift up one PE per row and
                 # the top PE's next slot row wraps around to the bottom PE.
@@ -172,11 +163,12 @@ class MacArray(wiring.Component):
                 m.d.comb += drain.row[gw * cols + c].eq(pes[0][c].shadow[gw])
 
         # -- hand a finished tile to the drain -----------------------------------------
-        # Control travels beside the PE pipeline: the copy happens the cycle the last pass's
-        # sum is in the accumulators (params.pe_latency cycles after stage 1).
-        valid, last, tile_prec, tile_req = s1_valid, s1_last, s1_precision, s1_requant
+        # Control travels beside the PE pipeline: the PEs copy a tile's sums into their
+        # shadow registers params.pe_latency cycles after its last pass is issued, and the
+        # drain loads then too.
+        valid, last, tile_prec, tile_req = issue, closes_tile, precision, requant
         in_flight = []
-        for k in range(params.pe_latency - 1):
+        for k in range(params.pe_latency):
             stage = (Signal(name=f"pe{k}_valid"), Signal(name=f"pe{k}_last"),
                      Signal(prec_shape, name=f"pe{k}_precision"),
                      Signal(REQUANT_LAYOUT, name=f"pe{k}_requant"))
@@ -185,19 +177,17 @@ class MacArray(wiring.Component):
             valid, last, tile_prec, tile_req = stage
             in_flight.append(valid)
         copy = Signal()
-        s3_precision, s3_requant = Signal(prec_shape), Signal(REQUANT_LAYOUT)
-        m.d.sync += [copy.eq(valid & last), s3_precision.eq(tile_prec), s3_requant.eq(tile_req)]
-        with m.If(issue & closes_tile):
-            m.d.sync += copy_pending.eq(1)
-        with m.Elif(copy):
-            m.d.sync += copy_pending.eq(0)
+        m.d.comb += copy.eq(valid & last)
+        copy_pending_next = Mux(issue & closes_tile, 1, Mux(copy, 0, copy_pending))
+        m.d.sync += [copy_pending.eq(copy_pending_next),
+                     hold.eq(copy_pending_next | drain.busy_next)]
         m.d.comb += [
             drain.load.eq(copy),
-            drain.precision.eq(s3_precision),
-            drain.requant.eq(s3_requant),
+            drain.precision.eq(tile_prec),
+            drain.requant.eq(tile_req),
         ]
         wiring.connect(m, drain.o, wiring.flipped(self.o))
 
-        m.d.comb += self.busy.eq(in_tile | s1_valid | Cat(*in_flight).any() | copy_pending
+        m.d.comb += self.busy.eq(in_tile | Cat(*in_flight).any() | copy_pending
                                  | drain.pending)
         return m

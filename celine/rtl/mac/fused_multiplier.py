@@ -25,6 +25,12 @@ def _cell_product(x, y, width):
     return Cat(*bits).as_signed()
 
 
+# Sum levels (by the width of the products they make) whose middle sums are registered
+# before the total: the 8-bit level's 18-bit sums would otherwise chain two carry chains
+# in one stage, the PE's slowest path on ECP5.
+SPLIT_LEVELS = (8,)
+
+
 class FusedMultiplier(wiring.Component):
     """An 8x8 multiplier made of b x b bricks that regroups into narrower multipliers.
 
@@ -46,9 +52,10 @@ class FusedMultiplier(wiring.Component):
     Pipelined, one multiply per cycle, no stall: `products` are those of the `a`, `w`,
     `group`, `a_signed`, `w_signed` presented `latency` cycles earlier. Stage 1 registers
     the cell products (a sign-extension bit, then the table), each further stage one
-    level of the sum (two carry chains: the middle terms, then the outer ones) while
-    products already finished at the group width pass along, so `latency` is
-    log2(max(group_widths)), at least 1. The group index travels with its data.
+    level of the sum (two carry chains: the middle terms, then the outer ones; the 8-bit
+    level in two stages, one chain each: SPLIT_LEVELS) while products already finished
+    at the group width pass along, so `latency` is log2(max(group_widths)), at least 1,
+    plus 1 with an 8-bit group. The group index travels with its data.
     """
 
     def __init__(self, *, brick_width=2, group_widths=(2, 4, 8)):
@@ -60,8 +67,11 @@ class FusedMultiplier(wiring.Component):
         self.brick_width = brick_width
         self.group_widths = groups
         self.fusion = 8 // min(groups)
-        # Stage 1 holds the 2-bit cells (1-bit ones at group 1); one more stage per level.
-        self.latency = max(1, max(groups).bit_length() - 1)
+        # Stage 1 holds the 2-bit cells (1-bit ones at group 1); one more stage per level,
+        # two for a level in SPLIT_LEVELS.
+        widest = max(groups)
+        self.latency = max(1, widest.bit_length() - 1) + \
+            sum(1 for level in SPLIT_LEVELS if level <= widest)
         super().__init__({
             "a": In(8),
             "w": In(8),
@@ -98,12 +108,13 @@ class FusedMultiplier(wiring.Component):
         m = Module()
 
         def register(values, flags, stage):
-            """Registers for stage `stage` of `values` ({(i, j): Value}) and of `flags`
-            ({width: whether the group width is at most width})."""
+            """Registers for stage `stage` of `values` ({key: Value}, a key a tuple) and of
+            `flags` ({width: whether the group width is at most width})."""
             regs = {}
-            for (i, j), value in values.items():
-                regs[i, j] = Signal(signed(len(value)), name=f"s{stage}_{i}_{j}")
-                m.d.sync += regs[i, j].eq(value)
+            for key, value in values.items():
+                name = "_".join(str(part) for part in key)
+                regs[key] = Signal(signed(len(value)), name=f"s{stage}_{name}")
+                m.d.sync += regs[key].eq(value)
             flag_regs = {}
             for width, flag in flags.items():
                 flag_regs[width] = Signal(name=f"s{stage}_done{width}")
@@ -126,22 +137,45 @@ class FusedMultiplier(wiring.Component):
             narrow = self._cells(1)
             at_one = self._finished(self.group, 1)
             cells = {key: Mux(at_one, value, cells.get(key, 0)) for key, value in narrow.items()}
-        stage, done = register(cells, done, 1)
+        n = 1
+        stage, done = register(cells, done, n)
 
-        # Further stages: a width-2w product is the sum of four width-w partial products.
-        for n, width in enumerate(widths, start=2):
-            finished = done.pop(width, None)
-            nxt = {}
+        # Further stages: a width-2w product is the sum of four width-w partial products,
+        # lo + (middle << w) + (hi << 2w) with middle the sum of the two cross products.
+        # A level in SPLIT_LEVELS (the 8-bit one: 18-bit sums) has two stages: the middle
+        # sums, then the total, so no stage chains two carry chains.
+        for width in widths:
+            finished = done.get(width)
+            parts, kept = {}, {}     # (i, j): its (lo, hi, middle); the finished product
             for (i, j), value in stage.items():
-                if max(i, j) < 8 // (2 * width):
-                    lo, hi = stage[2 * i, 2 * j], stage[2 * i + 1, 2 * j + 1]
-                    middle = stage[2 * i + 1, 2 * j] + stage[2 * i, 2 * j + 1]
-                    total = Signal(signed(4 * width + 2), name=f"prod{2 * width}_{i}_{j}")
+                sums = max(i, j) < 8 // (2 * width)
+                if sums:
+                    parts[i, j] = (stage[2 * i, 2 * j], stage[2 * i + 1, 2 * j + 1],
+                                   stage[2 * i + 1, 2 * j] + stage[2 * i, 2 * j + 1])
+                if finished is not None and (sums or any(
+                        max(i, j) < 8 // g for g in self.group_widths if g <= width)):
+                    kept[i, j] = value
+            if 2 * width in SPLIT_LEVELS:
+                n += 1
+                values = {(part, i, j): term for (i, j), terms in parts.items()
+                          for part, term in zip(("lo", "hi", "middle"), terms)}
+                values.update({("kept", i, j): value for (i, j), value in kept.items()})
+                regs, done = register(values, done, n)
+                parts = {key: tuple(regs[(part, *key)] for part in ("lo", "hi", "middle"))
+                         for key in parts}
+                kept = {key: regs[("kept", *key)] for key in kept}
+                finished = done.get(width)
+            done.pop(width, None)
+            nxt = {}
+            for key in {**parts, **kept}:
+                total = 0
+                if key in parts:
+                    lo, hi, middle = parts[key]
+                    total = Signal(signed(4 * width + 2), name=f"prod{2 * width}_{key[0]}_{key[1]}")
                     m.d.comb += total.eq(lo + (hi << 2 * width) + (middle << width))
-                    nxt[i, j] = total if finished is None else Mux(finished, value, total)
-                elif finished is not None and \
-                        any(max(i, j) < 8 // g for g in self.group_widths if g <= width):
-                    nxt[i, j] = Mux(finished, value, 0)    # a finished product, or 0
+                # A finished product, or the sum (0 where there is none).
+                nxt[key] = total if finished is None else Mux(finished, kept[key], total)
+            n += 1
             stage, done = register(nxt, done, n)
 
         for ga in range(self.fusion):

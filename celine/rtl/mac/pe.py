@@ -4,56 +4,64 @@ from amaranth.lib.wiring import In, Out
 
 from ..common.multiplier import RegisteredMultiplier
 from .fused_multiplier import FusedMultiplier
+from .operand import reduce_operand, reduced
 
 
 class ProcessingElement(wiring.Component):
     """One PE of the MAC array: a multiplier stage and output-stationary accumulators.
 
     Inputs (one pass per cycle, qualified by `valid`): `act` and `weight`, the PE's
-    `max_fusion` operand lanes, already reduced to the tile precision; `precision` (index
-    into params.precisions); `pass_index` (16-bit operands on bricks take four passes:
-    bit 1 selects the high activation byte, bit 0 the high weight byte); `first` (the
-    tile's first pass: accumulators restart from the product instead of adding to it).
+    `max_fusion` operand lanes as stored (8-bit values, or 16-bit ones at p = 16);
+    `precision` (index into params.precisions); `pass_index` (16-bit operands on bricks
+    take four passes: bit 1 selects the high activation byte, bit 0 the high weight
+    byte); `first` (the tile's first pass: accumulators restart from the product instead
+    of adding to it); `last` (the tile's last pass: its sums move to the shadow registers).
 
-    Latency (`latency` = params.pe_latency): the operands are registered (stage A), then
-    multiplied in params.multiplier_stages register stages, and the accumulators hold the
-    sum one cycle after that. Bricks: 5, the fused multiplier's three stages (cell
-    products, two levels of sums; a shallower one, without 8-bit groups, gets its
-    operands delayed to match). dsp: 3, a MULT18X18D's operand and product registers.
-    Slot ga * max_fusion + gw of `acc` is the dot product of activation lane ga and weight
-    lane gw; slot widths follow params.slot_width and wrap around beyond it. The PE never
-    stalls: the array only presents passes it can take.
+    Every input is registered here first (stage I), in each PE: what the array decodes
+    (the tile's precision, `valid`) drives one register per PE, and each PE's register
+    drives that PE's operand reduction and multiplexers; each accumulator slot
+    (AccumulatorSlot, a module of its own) registers its controls once more. Copies in
+    separate modules are not merged by synthesis the way copies in one module would be.
 
-    Shadow registers hold the previous tile while it drains: `load` copies the
-    accumulators into them, `shift` replaces them with `shadow_next`. The array chains
-    them into one shift register per PE column, ordered as the output rows leave.
+    Latency (`latency` = params.pe_latency): stage I; the operands reduced to the tile
+    precision and registered (stage A); params.multiplier_stages register stages of
+    multiplier; the accumulators hold the sum one cycle after that. Bricks: 7, the fused
+    multiplier's four stages (cell products, 4-bit sums, the 8-bit level's middle sums and
+    totals; a shallower one, without 8-bit groups, gets its operands delayed to match).
+    dsp: 4, a MULT18X18D's operand and product registers. Slot ga * max_fusion + gw of
+    `acc` is the dot product of activation lane ga and weight lane gw; slot widths follow
+    params.slot_width and wrap around beyond it. The PE never stalls: the array only
+    presents passes it can take.
+
+    Shadow registers hold the previous tile while it drains: the cycle a tile's last sum
+    is in the accumulators they copy it (`latency` cycles after the pass with `last` at
+    the inputs); `shift` high in a cycle makes them take `shadow_next` at the end of the
+    next cycle (the drain decides a cycle ahead; each slot registers it). The array chains them into one shift
+    register per PE column, ordered as the output rows leave.
     """
 
     def __init__(self, params):
         self.params = params
         self.latency = params.pe_latency   # a pass at the inputs -> its sum in the accumulators
         fusion = params.max_fusion
-        operand = signed(params.operand_width)
+        lane = signed(params.operand_width)
         super().__init__({
             "valid": In(1),
             "first": In(1),
+            "last": In(1),
             "precision": In(range(len(params.precisions))),
             "pass_index": In(2),
-            "act": In(data.ArrayLayout(operand, fusion)),
-            "weight": In(data.ArrayLayout(operand, fusion)),
+            "act": In(data.ArrayLayout(lane, fusion)),
+            "weight": In(data.ArrayLayout(lane, fusion)),
             "acc": Out(data.ArrayLayout(signed(params.result_width), fusion * fusion)),
-            "load": In(1),
             "shift": In(1),
             "shadow_next": In(data.ArrayLayout(signed(params.result_width), fusion * fusion)),
             "shadow": Out(data.ArrayLayout(signed(params.result_width), fusion * fusion)),
         })
 
-    def _is(self, precision):
-        return self.precision == self.params.encode_precision(precision)
-
-    def _products_bricks(self, m):
+    def _products_bricks(self, m, i):
         """The fused multiplier: the 8-bit operand words for the tile precision, registered
-        (stage A); its products come 1 + params.multiplier_stages cycles after the inputs."""
+        (stage A); its products come 1 + params.multiplier_stages cycles after stage I."""
         params = self.params
         groups = sorted({min(p, 8) for p in params.precisions})
         m.submodules.multiplier = mul = FusedMultiplier(
@@ -62,25 +70,26 @@ class ProcessingElement(wiring.Component):
         group = 0
         a_signed = w_signed = 1
         for p in params.precisions:
+            is_p = i["precision"] == params.encode_precision(p)
             if p <= 8:
-                a_p = Cat(*(self.act[k][:p] for k in range(8 // p)))
-                w_p = Cat(*(self.weight[k][:p] for k in range(8 // p)))
+                a_p = Cat(*(reduced(i["act"][k], p)[:p] for k in range(8 // p)))
+                w_p = Cat(*(reduced(i["weight"][k], p)[:p] for k in range(8 // p)))
             else:
                 # 16-bit: one byte of each operand per pass; low bytes are unsigned.
-                a_p = Mux(self.pass_index[1], self.act[0][8:16], self.act[0][:8])
-                w_p = Mux(self.pass_index[0], self.weight[0][8:16], self.weight[0][:8])
-                a_signed = Mux(self._is(p), self.pass_index[1], a_signed)
-                w_signed = Mux(self._is(p), self.pass_index[0], w_signed)
-            a_word = Mux(self._is(p), a_p, a_word)
-            w_word = Mux(self._is(p), w_p, w_word)
-            group = Mux(self._is(p), groups.index(min(p, 8)), group)
+                a_p = Mux(i["pass_index"][1], i["act"][0][8:16], i["act"][0][:8])
+                w_p = Mux(i["pass_index"][0], i["weight"][0][8:16], i["weight"][0][:8])
+                a_signed = Mux(is_p, i["pass_index"][1], a_signed)
+                w_signed = Mux(is_p, i["pass_index"][0], w_signed)
+            a_word = Mux(is_p, a_p, a_word)
+            w_word = Mux(is_p, w_p, w_word)
+            group = Mux(is_p, groups.index(min(p, 8)), group)
         # Stage A: the operand words are registered in front of the multiplier; a
-        # multiplier with fewer stages than params.multiplier_stages gets them later.
+        # multiplier with fewer stages than params.multiplier_stages gets them later. The
+        # stage runs freely: `valid` travels beside it to the accumulators.
         operands = {"a": a_word, "w": w_word, "group": group,
                     "a_signed": a_signed, "w_signed": w_signed}
         regs = {name: Signal.like(getattr(mul, name), name=f"{name}_a") for name in operands}
-        with m.If(self.valid):
-            m.d.sync += [regs[name].eq(value) for name, value in operands.items()]
+        m.d.sync += [regs[name].eq(value) for name, value in operands.items()]
         for k in range(params.multiplier_stages - mul.latency):
             delayed = {name: Signal.like(reg, name=f"{name}_pad{k}") for name, reg in regs.items()}
             m.d.sync += [delayed[name].eq(reg) for name, reg in regs.items()]
@@ -88,15 +97,19 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [getattr(mul, name).eq(reg) for name, reg in regs.items()]
         return [mul.products[k] for k in range(len(mul.products))]
 
-    def _products_dsp(self, m):
+    def _products_dsp(self, m, i):
         """One MULT18X18D: its operand and product registers are stage A and the
-        multiplier's stage. They advance every cycle: the product of the operands
-        presented with `valid` is there 1 + params.multiplier_stages cycles later, when
-        `valid` reaches the accumulators."""
-        m.submodules.multiplier = mul = RegisteredMultiplier(len(self.act[0]), len(self.weight[0]))
-        m.d.comb += [mul.a.eq(self.act[0]), mul.b.eq(self.weight[0])]
+        multiplier's stage. They advance every cycle: the product of the operands in
+        stage I is there 1 + params.multiplier_stages cycles later, when `valid` reaches
+        the accumulators."""
+        params = self.params
+        act = reduce_operand(i["act"][0], i["precision"], params)
+        weight = reduce_operand(i["weight"][0], i["precision"], params)
+        width = params.operand_width
+        m.submodules.multiplier = mul = RegisteredMultiplier(width, width)
+        m.d.comb += [mul.a.eq(act), mul.b.eq(weight)]
         product = mul.p
-        for k in range(1 + self.params.multiplier_stages - mul.latency):
+        for k in range(1 + params.multiplier_stages - mul.latency):
             delayed = Signal.like(product, name=f"product_pad{k}")
             m.d.sync += delayed.eq(product)
             product = delayed
@@ -107,45 +120,107 @@ class ProcessingElement(wiring.Component):
         params = self.params
         fusion = params.max_fusion
 
-        products = (self._products_bricks(m) if params.impl == "bricks"
-                    else self._products_dsp(m))
+        # Stage I: every input, registered in this PE.
+        i = {}
+        for name in ("valid", "first", "last", "precision", "pass_index", "act", "weight"):
+            port = getattr(self, name)
+            i[name] = Signal(port.shape(), name=f"i_{name}")
+            m.d.sync += i[name].eq(port)
+
+        def is_precision(p):
+            return i["precision"] == params.encode_precision(p)
+
+        products = (self._products_bricks(m, i) if params.impl == "bricks"
+                    else self._products_dsp(m, i))
 
         # The pass's controls travel beside the operands and products to the accumulators.
         # The restart (`first`) is kept per ring of slots, those with max(ga, gw) = ring,
         # and a ring the tile's precision leaves unused restarts on every pass (its
-        # products are 0, so its sums stay 0 as before): each ring's flag drives only its
-        # own accumulators, not all of them.
-        controls = {"valid": self.valid}
+        # products are 0, so its sums stay 0 as before).
+        controls = {"valid": i["valid"], "last": i["last"]}
         for ring in range(fusion):
-            unused = Cat(*(self._is(p) for p in params.precisions if params.fusion(p) <= ring))
-            controls[f"restart{ring}"] = self.first | unused.any()
+            unused = Cat(*(is_precision(p) for p in params.precisions
+                           if params.fusion(p) <= ring))
+            controls[f"restart{ring}"] = i["first"] | unused.any()
         if 16 in params.precisions and params.passes(16) > 1:
             # A 16-bit pass's product is shifted by 8 per high byte.
-            controls["shift"] = Mux(self._is(16), self.pass_index[0] + self.pass_index[1], 0)
-        for k in range(self.latency - 1):
+            controls["shift"] = Mux(is_precision(16), i["pass_index"][0] + i["pass_index"][1], 0)
+        for k in range(self.latency - 3):
             stage = {name: Signal(range(3) if name == "shift" else 1, name=f"{name}_{k}")
                      for name in controls}
             m.d.sync += [stage[name].eq(value) for name, value in controls.items()]
             controls = stage
-        valid = controls["valid"]
 
-        # Accumulate. Slot (ga, gw) is slot_width(ga, gw) bits wide and wraps.
+        # Accumulate, in one AccumulatorSlot per slot, which registers the controls once
+        # more (its own copy). Slot (ga, gw) is slot_width(ga, gw) bits wide and wraps.
         for ga in range(fusion):
             for gw in range(fusion):
                 k = ga * fusion + gw
-                acc = Signal(signed(params.slot_width(ga, gw)), name=f"acc_{ga}_{gw}")
-                term = products[k]
-                if k == 0 and "shift" in controls:
-                    shift = controls["shift"]
-                    term = Mux(shift == 2, term << 16, Mux(shift == 1, term << 8, term))
-                with m.If(valid):
-                    m.d.sync += acc.eq(Mux(controls[f"restart{max(ga, gw)}"], 0, acc) + term)
-                m.d.comb += self.acc[k].eq(acc)
+                by_shift = k == 0 and "shift" in controls
+                slot = AccumulatorSlot(width=params.slot_width(ga, gw),
+                                       product_width=len(products[k]), shifts=by_shift)
+                m.submodules[f"slot_{ga}_{gw}"] = slot
+                m.d.comb += [
+                    slot.valid.eq(controls["valid"]),
+                    slot.last.eq(controls["last"]),
+                    slot.restart.eq(controls[f"restart{max(ga, gw)}"]),
+                    slot.product.eq(products[k]),
+                    slot.shift.eq(self.shift),
+                    slot.shadow_next.eq(self.shadow_next[k]),
+                    self.acc[k].eq(slot.acc),
+                    self.shadow[k].eq(slot.shadow),
+                ]
+                if by_shift:
+                    m.d.comb += slot.by.eq(controls["shift"])
+        return m
 
-                shadow = Signal(signed(params.slot_width(ga, gw)), name=f"shadow_{ga}_{gw}")
-                with m.If(self.load):
-                    m.d.sync += shadow.eq(acc)
-                with m.Elif(self.shift):
-                    m.d.sync += shadow.eq(self.shadow_next[k])
-                m.d.comb += self.shadow[k].eq(shadow)
+
+class AccumulatorSlot(wiring.Component):
+    """One product slot of a PE: its accumulator and its shadow register.
+
+    The controls are registered here first, so each slot's copy drives only its own
+    enables and multiplexers (copies in separate modules are not merged by synthesis):
+    `valid`, `restart` (the accumulator restarts from the product), `last` and, with
+    `shifts`, `by` (the product is shifted by 8 * by) one cycle before `product`, which
+    is added as it comes. The accumulator holds the sum the cycle after `product`; the
+    cycle after that, when the pass was a tile's last, the shadow register copies it.
+    `shift` moves `shadow_next` into the shadow register two cycles later (registered
+    here, the drain having decided a cycle ahead).
+    """
+
+    def __init__(self, *, width, product_width, shifts=False):
+        self.shifts = shifts
+        ports = {
+            "valid": In(1),
+            "restart": In(1),
+            "last": In(1),
+            "product": In(signed(product_width)),
+            "shift": In(1),
+            "shadow_next": In(signed(width)),
+            "acc": Out(signed(width)),
+            "shadow": Out(signed(width)),
+        }
+        if shifts:
+            ports["by"] = In(range(3))
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        valid, restart, last, shift = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [valid.eq(self.valid), restart.eq(self.restart), last.eq(self.last),
+                     shift.eq(self.shift)]
+        term = self.product
+        if self.shifts:
+            by = Signal(range(3))
+            m.d.sync += by.eq(self.by)
+            term = Mux(by == 2, term << 16, Mux(by == 1, term << 8, term))
+        with m.If(valid):
+            m.d.sync += self.acc.eq(Mux(restart, 0, self.acc) + term)
+        # The tile's last sum is in the accumulator the next cycle: the shadow copies it.
+        load = Signal()
+        m.d.sync += load.eq(valid & last)
+        with m.If(load):
+            m.d.sync += self.shadow.eq(self.acc)
+        with m.Elif(shift):
+            m.d.sync += self.shadow.eq(self.shadow_next)
         return m

@@ -1,9 +1,9 @@
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..common.requant import Requantizer
-from ..common.skid import SkidBuffer
 from ...engines.mac.spec import REQUANT_REGISTER
 
 
@@ -22,20 +22,87 @@ def output_layout(params):
     })
 
 
+class RowQueue(wiring.Component):
+    """A first-in first-out queue of `depth` + 1 rows that never refuses one.
+
+    `i` has no `ready`: the writer keeps count of the rows it has sent and `o` has not
+    yet taken (credits), and never has more than `capacity` = depth + 1 of them. `o`
+    comes from registers: a row offered on `i` at edge t is offered on `o` from edge
+    t + 1 when the queue is empty, and otherwise after the rows before it. The rows wait
+    in distributed RAM (read asynchronously into the output register).
+    """
+
+    def __init__(self, layout, *, depth):
+        self.depth = depth
+        self.capacity = depth + 1
+        super().__init__({
+            "i": In(stream.Signature(layout, always_ready=True)),
+            "o": Out(stream.Signature(layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self.depth
+        m.submodules.store = store = Memory(shape=self.i.payload.shape(), depth=depth, init=[])
+        write = store.write_port()
+        read = store.read_port(domain="comb")
+
+        head = Signal(range(depth))
+        tail = Signal(range(depth))
+        count = Signal(range(depth + 1))
+
+        def advance(pointer):
+            return Mux(pointer == depth - 1, 0, pointer + 1)
+
+        stored = Signal()                         # count != 0, registered
+        out_free = ~self.o.valid | self.o.ready
+        take = out_free & stored                  # the oldest stored row -> output register
+        bypass = out_free & ~stored               # an arriving row -> output register
+        put = self.i.valid & ~bypass              # an arriving row -> the store
+        m.d.comb += [
+            read.addr.eq(head),
+            write.addr.eq(tail),
+            write.data.eq(self.i.payload),
+            write.en.eq(put),
+        ]
+        # The output register's input is chosen by a register (`stored`), not by `o.ready`:
+        # that only enables it.
+        with m.If(out_free):
+            m.d.sync += [self.o.payload.eq(Mux(stored, read.data, self.i.payload)),
+                         self.o.valid.eq(stored | self.i.valid)]
+        with m.If(take):
+            m.d.sync += head.eq(advance(head))
+        with m.If(put):
+            m.d.sync += tail.eq(advance(tail))
+        m.d.sync += [count.eq(count + put - take), stored.eq(count + put - take != 0)]
+        return m
+
+
 class ResultDrain(wiring.Component):
     """Streams out finished tiles while the array computes the next one.
 
     The finished tile itself sits in the PEs' shadow registers, which form one shift
     register per PE column (see ProcessingElement); `row` is its head, output row 0 of
-    what is left. On `load` (only while not `busy`) the PEs copy their accumulators into
-    the shadow registers and the drain starts counting tile_rows(precision) rows; each
-    row it takes raises `shift` for one cycle, moving the next row to the head.
+    what is left. On `load` (only while not `busy`; the PEs load their shadow registers
+    that cycle) the drain starts counting tile_rows(precision) rows. Whether the shadow
+    registers shift in a cycle is decided the cycle before, from registers: `shift` is
+    that decision, and each PE's accumulator slots register it (so no path from
+    `o.ready` or the drain's state reaches the shadow registers' enables in the same
+    cycle, and each slot's own register drives them).
 
-    Each lane passes through a Requantizer (int8 when requant.enable, else the full sum),
-    then a skid buffer, so `o.ready` has no combinational path into the array. Full
-    throughput: one row per cycle while `o.ready` is high. `busy` is high from load until
-    the last row has left the shadow registers; `pending` while any row is in them, the
-    requantizers or the skid buffer.
+    Each lane passes through a Requantizer (int8 when requant.enable, else the full sum)
+    that advances every cycle, then a RowQueue. The drain shifts a row out only with a
+    credit: it counts the rows it has shifted out that `o` has not taken, and keeps that
+    count within the queue's capacity (the requantizers never stall). The capacity
+    covers the loop (the decision, the requantizers, the queue's output register), so
+    while `o.ready` stays high a row leaves every cycle; under backpressure the rows wait
+    in the shadow registers.
+
+    Latency: the cycle after `load` the first row is at the head and shifts; it is
+    offered on `o` REQUANT_LATENCY + 1 cycles later. `busy` is high from load until the
+    last row's shift (`busy_next`: what it is the next cycle, for a registered copy in
+    the array); `pending` while any row is in the shadow registers, the requantizers or
+    the queue.
     """
 
     def __init__(self, params):
@@ -47,68 +114,81 @@ class ResultDrain(wiring.Component):
             "precision": In(range(len(params.precisions))),
             "requant": In(REQUANT_LAYOUT),
             "busy": Out(1),
+            "busy_next": Out(1),
             "pending": Out(1),
             "o": Out(stream.Signature(output_layout(params))),
         })
+
+    @staticmethod
+    def queue_depth():
+        """Rows the queue stores beside its output register: enough for the credit loop
+        (a decision, the requantizers' stages, the output register, the credit's return)
+        at one row a cycle, as a power of two (distributed RAM comes 16 rows deep)."""
+        loop = Requantizer.latency + 2
+        return 1 << (loop - 1).bit_length()
 
     def elaborate(self, platform):
         m = Module()
         params = self.params
 
-        remaining = Signal(range(params.act_lanes + 1))
+        remaining = Signal(range(params.act_lanes + 1))    # rows in the shadow registers
+        shifting = Signal()                                 # this cycle's decision
         precision = Signal.like(self.precision)
         requant = Signal(REQUANT_LAYOUT)
-        m.d.comb += self.busy.eq(remaining != 0)
 
-        # Output pipeline: the requantizers' stages, advancing together.
+        m.submodules.queue = queue = RowQueue(output_layout(params), depth=self.queue_depth())
+        wiring.connect(m, wiring.flipped(self.o), queue.o)
+        credits_used = Signal(range(queue.capacity + 1))
+
+        # The next cycle's shift: rows left after this cycle's, and a credit for one.
+        beats = 0
+        for k, p in enumerate(params.precisions):
+            beats = Mux(self.precision == k, params.tile_rows(p), beats)
+        left = Signal.like(remaining)
+        m.d.comb += [
+            left.eq(Mux(self.load, beats, remaining - shifting)),
+            self.busy_next.eq(left != 0),
+            self.shift.eq((left != 0) & (credits_used < queue.capacity)),
+        ]
+        m.d.sync += [
+            shifting.eq(self.shift),
+            remaining.eq(left),
+            self.busy.eq(self.busy_next),
+            credits_used.eq(credits_used + self.shift - (self.o.valid & self.o.ready)),
+        ]
+        with m.If(self.load):
+            m.d.sync += [precision.eq(self.precision), requant.eq(self.requant)]
+
+        # The requantizers' stages advance every cycle; a row's flags ride beside them.
         stages = Requantizer.latency
-        m.submodules.skid = skid = SkidBuffer(output_layout(params))
-        wiring.connect(m, wiring.flipped(self.o), skid.o)
         valid = Signal(stages)
         last = Signal(stages)
         value = [Signal(5, name=f"precision_stage{k}") for k in range(stages)]
-        advance = ~valid[-1] | skid.i.ready
-        take = advance & self.busy
-        m.d.comb += [
-            self.shift.eq(take),
-            self.pending.eq(self.busy | valid.any() | self.o.valid),
-        ]
-
         for n in range(params.weight_lanes):
             # Each lane's requantizer is as wide as the sums that lane can carry.
             req = Requantizer(in_width=params.lane_width(n))
             m.submodules[f"requant_{n}"] = req
             m.d.comb += [
-                req.en.eq(advance),
+                req.en.eq(1),
                 req.x.eq(self.row[n][:params.lane_width(n)]),
                 req.multiplier.eq(requant.multiplier),
                 req.shift.eq(requant.shift),
                 req.bypass.eq(~requant.enable),
-                skid.i.payload.data[n].eq(req.y),
+                queue.i.payload.data[n].eq(req.y),
             ]
-        m.d.comb += [
-            skid.i.valid.eq(valid[-1]),
-            skid.i.payload.last.eq(last[-1]),
-            skid.i.payload.precision.eq(value[-1]),
-        ]
-
         current_value = 0
         for k, p in enumerate(params.precisions):
             current_value = Mux(precision == k, p, current_value)
-        with m.If(advance):
-            m.d.sync += [
-                valid.eq(valid << 1 | take),
-                last.eq(last << 1 | (remaining == 1)),
-                value[0].eq(current_value),
-                *(value[k + 1].eq(value[k]) for k in range(stages - 1)),
-            ]
-
-        with m.If(self.load):
-            beats = 0
-            for k, p in enumerate(params.precisions):
-                beats = Mux(self.precision == k, params.tile_rows(p), beats)
-            m.d.sync += [remaining.eq(beats), precision.eq(self.precision),
-                         requant.eq(self.requant)]
-        with m.Elif(take):
-            m.d.sync += remaining.eq(remaining - 1)
+        m.d.sync += [
+            valid.eq(valid << 1 | shifting),
+            last.eq(last << 1 | (remaining == 1)),
+            value[0].eq(current_value),
+            *(value[k + 1].eq(value[k]) for k in range(stages - 1)),
+        ]
+        m.d.comb += [
+            queue.i.valid.eq(valid[-1]),
+            queue.i.payload.last.eq(last[-1]),
+            queue.i.payload.precision.eq(value[-1]),
+            self.pending.eq(self.busy | valid.any() | (credits_used != 0)),
+        ]
         return m
