@@ -31,9 +31,9 @@ HEADER = 5             # header words, one a cycle, then its size product ...
 HEADER_CHECK = 2       # ... and the checks before the first block
 CHECK_TAIL = 2         # the last row -> `done` (the end-of-stream checks)
 WRITE_TO_READ = 3      # a tile's last beat written -> its first read issued (full flag)
-DRAIN = 11             # the last beat issued -> the first row of the last tile written
-                       # (readers, array, drain), beyond the PEs' latency and the drain's
-                       # requantizers (drain_latency); its array_rows rows then one a cycle
+DRAIN = 9              # the last beat issued -> the first row of the last tile written
+                       # (readers, array, drain), beyond the array's result latency
+                       # (drain_latency); its array_rows rows then one a cycle
 TILE_TURN = 5          # a token tile's start -> the next's, beyond its array_rows rows
 BANK_SLACK = 2         # cycles of a bank wait the decoder's output skid buffer absorbs
 BITOP_PASS = 4         # bit-op: a token tile's pass beyond the parser's
@@ -145,9 +145,9 @@ def compute_phase(params, layer, tokens):
 
 
 def drain_latency(params):
-    """The last beat issued -> the first row of the last tile written (rebuild): DRAIN,
-    the MAC array's PE latency and its result drain's requantizers."""
-    return DRAIN + params.array().pe_latency + REQUANT_LATENCY
+    """The last beat issued -> the first row of the last tile written (rebuild): DRAIN and
+    the MAC array's result latency (its PEs, drain and requantizers)."""
+    return DRAIN + params.array().result_latency
 
 
 def bitop_drain(params):
