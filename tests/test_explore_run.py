@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from celine.engines.mac.cycles import pipeline_latency
 from celine.engines.mac.spec import MacArrayParams
 from celine.explore import measure as measure_module
 from celine.explore.measure import measure, measure_point, point_key
@@ -141,10 +142,10 @@ def test_measure_builds_once_then_hits_the_cache(here, tools):
     assert (record["status"], record["error"], record["fits"]) == ("ok", None, True)
     assert record["fmax_mhz"] == 100.09 and record["clock_mhz"] == 125.0
     assert record["meets_timing"] is False
-    # The cycle model: a 64^3 matmul on one 8-bit MAC a cycle.
+    # The cycle model: a 64^3 matmul on one 8-bit MAC a cycle, and the pipeline's fill.
     assert record["workload"] == {"m": 64, "k": 64, "n": 64}
     assert record["useful_macs"] == 64 ** 3 and record["mac_units"] == 1
-    assert record["cycles"] == 64 ** 3 + 11
+    assert record["cycles"] == 64 ** 3 + pipeline_latency(tiny())
     assert record["throughput"] == pytest.approx(64 ** 3 / record["cycles"] * 100.09e6)
     assert record["seconds"]["synth"] == 1.5 and record["seconds"]["pnr"] == 2.5
     assert {"verilog", "total"} <= set(record["seconds"])
@@ -164,7 +165,7 @@ def test_measure_builds_once_then_hits_the_cache(here, tools):
     small, hit = measure_point("mac", tiny(), "ulx3s-25f", 1, workload={"m": 8, "k": 8, "n": 8},
                                workdir="explore", log=None)
     assert hit and len(tools.calls) == 2 and small["key"] == record["key"]
-    assert small["cycles"] == 8 ** 3 + 11 and small["useful_macs"] == 8 ** 3
+    assert small["cycles"] == 8 ** 3 + pipeline_latency(tiny()) and small["useful_macs"] == 8 ** 3
     assert small["lut4"] == record["lut4"]
     # ... a workload the parameters cannot run leaves the model's figures empty.
     odd, _ = measure_point("mac", tiny(), "ulx3s-25f", 1, workload={"precision": 4},
@@ -242,12 +243,12 @@ def test_check_sim_compares_the_model_and_reports_disagreement(here, tools, monk
 
     def simulate(params, workload, tag):
         calls.append((params, workload))
-        return round((64 ** 3 + 11) * 1.05)
+        return round((64 ** 3 + pipeline_latency(tiny())) * 1.05)
     monkeypatch.setitem(measure_module.SIMULATED, "mac", simulate)
     lines = []
     record = measure("mac", tiny(), "ulx3s-25f", 1, workdir="explore", check_sim=True,
                      log=lines.append)
-    assert record["sim_cycles"] == round((64 ** 3 + 11) * 1.05)
+    assert record["sim_cycles"] == round((64 ** 3 + pipeline_latency(tiny())) * 1.05)
     assert record["cycle_error"] == pytest.approx(0.05 / 1.05, rel=1e-4)
     assert any("over 2%" in line for line in lines)
     assert calls == [(tiny(), {"m": 64, "k": 64, "n": 64})]
