@@ -35,7 +35,7 @@ def entry_layout(params):
 
 def spmm_latency(params):
     """Cycles an uninterrupted run takes beyond its E·d/M entry cycles (Spmm, "latency"):
-    d / out_lanes + 9."""
+    d / out_lanes + 5 + REQUANT_LATENCY."""
     return START_TO_OFFER + OFFER_TO_BANK + MacBank.latency + output_latency(params)
 
 
@@ -74,7 +74,8 @@ class Spmm(wiring.Component):
         e_0·S + sum over rows n >= 1 of max(e_n·S, K) + `latency`,
 
     latency = spmm_latency = START_TO_OFFER + OFFER_TO_BANK + MacBank.latency + OutputStage
-    latency (K + Requantizer.latency) = K + 9: E·S + K + 9 when every row but the first
+    latency (K + Requantizer.latency) = K + 5 + REQUANT_LATENCY: E·S plus that when every
+    row but the first
     has e·S >= K.
     """
 
