@@ -59,8 +59,8 @@ def requant(enable=1, multiplier=1, shift=0):
 # name: (params, options, settings, runs, RTL cycles per run). The cycle counts are the
 # adapter's as measured before rtl/common's buffer blocks replaced its hand-made prefetch
 # (the adapter must not change them), re-measured when BufferReader registered the block
-# RAMs' words (READER_LATENCY 4; the adapter's 4-deep queue then gives less than a word a
-# cycle) and when the brick PEs' pipeline grew so
+# RAMs' words (READER_LATENCY 4), when the adapter's queue grew to 6 (a word a cycle
+# again) and when the brick PEs' pipeline grew so
 # that a tile's sums are copied COPY_LATENCY cycles after its last beat is accepted (the
 # next tile's last beat waits for that copy, so short tiles pay for it more than once;
 # the PEs' latency, since the array hands them a beat the cycle it accepts it), with a
@@ -70,7 +70,7 @@ COPY_LATENCY = {"bricks": 7, "dsp": 4}
 MEASURED_REQUANT_LATENCY = 8
 CASES = {
     "p8 3 tiles": (SMALL, dict(operand_depth=32, result_depth=32),
-                   dict(depth=5, tiles=3, precision=8), 1, [49]),
+                   dict(depth=5, tiles=3, precision=8), 1, [47]),
     "p16 passes": (SMALL, dict(operand_depth=32, result_depth=32),
                    dict(depth=4, tiles=2, precision=16), 1, [54]),
     "p2 requant": (SMALL, dict(operand_depth=32, result_depth=32),
@@ -79,7 +79,7 @@ CASES = {
     "p4 one beat tiles": (SMALL, dict(operand_depth=32, result_depth=32),
                           dict(depth=1, tiles=6, precision=4), 1, [85]),
     "rps": (SMALL, dict(operand_depth=32, result_depth=64),
-            dict(depth=4, tiles=5, rps_enable=1), 1, [88]),
+            dict(depth=4, tiles=5, rps_enable=1), 1, [86]),
     "overflow": (SMALL, dict(operand_depth=16, result_depth=8),
                  dict(depth=2, tiles=2, precision=2), 1, [46]),
     "bad precision": (SMALL, dict(operand_depth=16, result_depth=16),
@@ -89,11 +89,11 @@ CASES = {
     "no depth": (SMALL, dict(operand_depth=16, result_depth=16),
                  dict(depth=0, tiles=3, precision=8), 1, [1]),
     "twice": (SMALL, dict(operand_depth=32, result_depth=32),
-              dict(depth=6, tiles=2, precision=8), 2, [40, 40]),
+              dict(depth=6, tiles=2, precision=8), 2, [38, 38]),
     "dsp p4": (DSP, dict(operand_depth=32, result_depth=32),
-               dict(depth=7, tiles=4, precision=4), 1, [65]),
+               dict(depth=7, tiles=4, precision=4), 1, [47]),
     "dsp whole buffer": (DSP, dict(operand_depth=16, result_depth=32),
-                         dict(depth=16, tiles=1, precision=8), 1, [45]),
+                         dict(depth=16, tiles=1, precision=8), 1, [35]),
 }
 
 

@@ -11,6 +11,9 @@ from ..shell.contract import engine_signature
 from .array import MacArray, operand_layout
 from .result_drain import REQUANT_LAYOUT
 
+# Prefetched words: from 6 on the reader keeps one word a cycle flowing (BufferReader).
+READ_QUEUE_DEPTH = 6
+
 
 class MacShellAdapter(wiring.Component):
     """Runs the MAC array over the shell's buffers (docs/protocol.md, "The MAC array engine").
@@ -42,9 +45,8 @@ class MacShellAdapter(wiring.Component):
 
         ids = self.register_map.index
         regs = self.registers
-        depth = regs[ids("depth")]
-        tiles = regs[ids("tiles")]
-        total = Signal(32)
+        depth = regs[ids("depth")][:16]
+        tiles = regs[ids("tiles")][:16]
         m.d.comb += [
             array.precision.eq(regs[ids("precision")]),
             array.rps_enable.eq(regs[ids("rps_enable")][0]),
@@ -58,38 +60,59 @@ class MacShellAdapter(wiring.Component):
         })
         m.submodules.reader = reader = BufferReader(
             data.StructLayout({"data": operands, "last": 1}),
-            buffer_depth=self.operand_depth, buffers=("operands",), queue_depth=4)
+            buffer_depth=self.operand_depth, buffers=("operands",),
+            queue_depth=READ_QUEUE_DEPTH)
         m.submodules.writer = writer = BufferWriter(
             array.o.payload.data.shape(), depth=self.result_depth, sequential=True)
 
-        issued = Signal(32)          # words read so far
-        in_beat = Signal(32)         # position of the next word within its tile
-        tiles_done = Signal(32)
+        # The requests are counted down, and every decision is a register: `more` (a
+        # word is left to read), `last` (the next word ends its tile), `final` (the next
+        # word is in the last tile) and `drained` (the next row with `last` ends the run),
+        # so no counter comparison lies between a register and the reader or the array.
+        addr = Signal(16)            # the next word's address
+        beat_left = Signal(16)       # words after the next one in its tile
+        tiles_left = Signal(16)      # tiles after the next word's one
+        rows_left = Signal(16)       # tiles still to come out after the next to end
+        more = Signal()
+        last = Signal()
+        final = Signal()
+        drained = Signal()
+        empty = Signal()             # depth or tiles is 0: the run ends at once
 
         running = Signal()
         m.d.comb += self.busy.eq(running)
         with m.If(self.start & ~running):
             m.d.sync += [
-                running.eq(1), issued.eq(0), in_beat.eq(0), tiles_done.eq(0),
-                self.cycles.eq(0), total.eq(depth[:16] * tiles[:16]),
+                running.eq(1), self.cycles.eq(0), addr.eq(0),
+                beat_left.eq(depth - 1), last.eq(depth == 1),
+                tiles_left.eq(tiles - 1), final.eq(tiles == 1),
+                rows_left.eq(tiles - 1), drained.eq(tiles == 1),
+                empty.eq((depth == 0) | (tiles == 0)),
+                more.eq((depth != 0) & (tiles != 0)),
             ]
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
-        # Words 0 .. total-1 of act and weight, `last` on every depth-th.
+        # Words 0 .. depth*tiles-1 of act and weight, `last` on every depth-th.
         request = reader.req
         m.d.comb += [
-            request.valid.eq(running & (issued < total)),
-            request.payload.addr.eq(issued),
-            request.payload.last.eq(in_beat + 1 == depth),
+            request.valid.eq(running & more),
+            request.payload.addr.eq(addr),
+            request.payload.last.eq(last),
             self.mem.act.addr.eq(reader.mem.operands.addr),
             self.mem.weight.addr.eq(reader.mem.operands.addr),
             reader.mem.operands.data.act.eq(self.mem.act.data),
             reader.mem.operands.data.weight.eq(self.mem.weight.data),
         ]
         with m.If(request.valid & request.ready):
-            m.d.sync += issued.eq(issued + 1)
-            m.d.sync += in_beat.eq(Mux(in_beat + 1 == depth, 0, in_beat + 1))
+            m.d.sync += addr.eq(addr + 1)
+            with m.If(last):
+                m.d.sync += [beat_left.eq(depth - 1), last.eq(depth == 1),
+                             tiles_left.eq(tiles_left - 1), final.eq(tiles_left == 1)]
+                with m.If(final):
+                    m.d.sync += more.eq(0)
+            with m.Else():
+                m.d.sync += [beat_left.eq(beat_left - 1), last.eq(beat_left == 1)]
 
         # Reader -> array (both operand streams move together).
         beat = reader.o.payload
@@ -115,12 +138,11 @@ class MacShellAdapter(wiring.Component):
             self.mem.result.write.eq(writer.mem.write),
             self.result_words.eq(writer.count),
         ]
-        with m.If(array.o.valid):
-            with m.If(array.o.payload.last):
-                m.d.sync += tiles_done.eq(tiles_done + 1)
-                with m.If(tiles_done + 1 == tiles):
-                    m.d.sync += running.eq(0)
-        with m.If(running & (total == 0)):
+        with m.If(array.o.valid & array.o.payload.last):
+            m.d.sync += [rows_left.eq(rows_left - 1), drained.eq(rows_left == 1)]
+            with m.If(drained):
+                m.d.sync += running.eq(0)
+        with m.If(running & empty):
             m.d.sync += running.eq(0)
 
         m.d.comb += self.errors.eq(Mux(array.errors.framing, Errors.FRAMING, 0)
