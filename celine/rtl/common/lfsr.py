@@ -1,5 +1,4 @@
-from amaranth.hdl import Signal
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,16 +22,18 @@ class LFSR(wiring.Component):
         self.seed = seed
         super().__init__({"en": In(1), "value": Out(width, init=seed)})
 
-    def draw(self, n):
-        """A value in [0, n) from the current state: a constant multiply and a slice."""
-        return (self.value * n)[self.width:]
+    def draw(self, n, value=None):
+        """A value in [0, n) from the current state (or from `value`, a state such as
+        `stepped()`): a constant multiply and a slice."""
+        value = self.value if value is None else value
+        return (value * n)[self.width:]
+
+    def stepped(self):
+        """The state after this one (what `value` becomes on a cycle with `en`)."""
+        return Mux(self.value[0], (self.value >> 1) ^ TAPS[self.width], self.value >> 1)
 
     def elaborate(self, platform):
         m = Module()
         with m.If(self.en):
-            shifted = self.value >> 1
-            with m.If(self.value[0]):
-                m.d.sync += self.value.eq(shifted ^ TAPS[self.width])
-            with m.Else():
-                m.d.sync += self.value.eq(shifted)
+            m.d.sync += self.value.eq(self.stepped())
         return m

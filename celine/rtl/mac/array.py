@@ -63,13 +63,26 @@ class MacArray(wiring.Component):
 
         # -- precision of a starting tile ----------------------------------------------
         m.submodules.lfsr = lfsr = LFSR(width=LFSR_WIDTH, seed=params.lfsr_seed)
-        draw = lfsr.draw(len(params.rps_candidates))
-        drawn = Signal(prec_shape)
+        # The drawn precision is a register: it holds the draw of the LFSR's state, and
+        # follows the state to its next value on the cycle the LFSR steps (both draws
+        # are made from registers; the step only chooses), so a tile's start does not
+        # wait for the constant multiply and the compare.
+        candidates = params.rps_candidates
+        n = len(candidates)
+
+        def precision_index(value):
+            index = Signal(prec_shape)
+            for k, p in enumerate(candidates):
+                with m.If(lfsr.draw(n, value) == k):
+                    m.d.comb += index.eq(precisions.index(p))
+            return index
+
+        seed_draw = (params.lfsr_seed * n) >> LFSR_WIDTH
+        drawn = Signal(prec_shape, init=precisions.index(candidates[seed_draw]) if n else 0)
+        m.d.sync += drawn.eq(Mux(lfsr.en, precision_index(lfsr.stepped()),
+                                 precision_index(lfsr.value)))
         requested = Signal(prec_shape, init=len(precisions) - 1)
         supported = Signal()
-        for k, p in enumerate(params.rps_candidates):
-            with m.If(draw == k):
-                m.d.comb += drawn.eq(precisions.index(p))
         for k, p in enumerate(precisions):
             with m.If(self.precision == p):
                 m.d.comb += [requested.eq(k), supported.eq(1)]
