@@ -434,3 +434,19 @@ def test_damaged_request_is_repeated_even_for_run():
     dev = Device(DamagingTransport(model))
     dev.configure(depth=1, tiles=1, precision=4)
     assert dev.run().result_words == PARAMS.tile_rows(4)
+
+
+def test_loopback_counts_the_bytes_each_way():
+    from celine.spec.protocol import ADDRESS_BYTES, FRAME_OVERHEAD
+    dev, model = open_device()
+    transport = dev.transport
+    assert transport.bytes_written == FRAME_OVERHEAD                  # INFO, no payload
+    assert transport.bytes_read == FRAME_OVERHEAD + len(model.info_bytes())
+    transport.bytes_written = transport.bytes_read = 0               # start a count
+    dev.write_buffer("act", 0, bytes(100))         # 2 frames: 59 + 41 bytes (max_payload 64)
+    assert transport.bytes_written == 2 * (FRAME_OVERHEAD + ADDRESS_BYTES) + 100
+    assert transport.bytes_read == 2 * FRAME_OVERHEAD                # two empty OK replies
+    transport.bytes_written = transport.bytes_read = 0
+    assert dev.read_buffer("act", 0, 10) == bytes(10)
+    assert (transport.bytes_written, transport.bytes_read) == (
+        FRAME_OVERHEAD + ADDRESS_BYTES + 2, FRAME_OVERHEAD + 10)     # buffer, offset, count

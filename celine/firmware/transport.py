@@ -126,13 +126,18 @@ class LoopbackTransport(Transport):
     Time is virtual: it advances only when a read waits for bytes that are not there (by
     its whole timeout) or on ``pause``, and the model sees that time as idle line
     (``model.idle(bit_times)``), which times out partial frames and completes runs.
-    ``commands`` records the command of every request written (for tests of what was sent).
+    ``commands`` records the command of every request written (for tests of what was sent);
+    ``bytes_written`` and ``bytes_read`` count the bytes the host sent and the bytes it
+    read back (not those ``reset_input`` dropped unread), for measuring a call's link
+    traffic: set them to 0 to start a count.
     """
 
     def __init__(self, device_model, *, baud=None):
         self.model = device_model
         self.baud = baud or device_model.baud
         self.commands = []
+        self.bytes_written = 0
+        self.bytes_read = 0
         self.closed = False
         self._received = bytearray()
         self._time = 0.0
@@ -146,9 +151,11 @@ class LoopbackTransport(Transport):
 
     def write(self, data):
         self._check_open()
+        data = bytes(data)
         if len(data) > 1 and data[0] == REQUEST_START:
             self.commands.append(Command(data[1]))
-        self._received += self.model.feed(bytes(data))
+        self.bytes_written += len(data)
+        self._received += self.model.feed(data)
 
     def read(self, n, timeout):
         self._check_open()
@@ -156,6 +163,7 @@ class LoopbackTransport(Transport):
             self.pause(timeout)
         out = bytes(self._received[:n])
         del self._received[:n]
+        self.bytes_read += len(out)
         return out
 
     def reset_input(self):
