@@ -68,11 +68,21 @@ def test_large_matmul_takes_several_runs():
     a, w = operands((16, 30), 8, 5), operands((30, 16), 8, 6)
     assert torch.equal(dev.matmul(a, w, precision=8), reference_matmul(a, w, 8))
     assert dev.transport.commands.count(Command.RUN) == 32
+    assert dev.mac.last_runs == [2] * 32                       # the tiles of each run
     # the result buffer limits too: 8 rows a tile at precision 2, 16 result words -> 2 tiles
     dev, _ = open_device(result_depth=16)
     a, w = operands((17, 4), 2, 7), operands((4, 9), 2, 8)
     assert torch.equal(dev.matmul(a, w, precision=2), reference_matmul(a, w, 2))
     assert dev.transport.commands.count(Command.RUN) == 3      # 3 x 2 tiles, 2 a run
+    assert dev.mac.last_runs == [2, 2, 2]
+
+
+def test_mac_run_cycles_add_up_to_the_matmul():
+    from celine.engines.mac.cycles import cycles, pipeline_latency, run_cycles, tiles
+    assert run_cycles(PARAMS, 1, 1, 8) == 1 + pipeline_latency(PARAMS) + PARAMS.tile_rows(8) - 1
+    assert cycles(PARAMS, 16, 30, 16, 8) == run_cycles(PARAMS, tiles(PARAMS, 16, 16, 8), 30, 8)
+    with pytest.raises(ValueError, match=r"^tile_count must be a positive integer, not 0$"):
+        run_cycles(PARAMS, 0, 30)
 
 
 def test_frames_stay_within_max_payload():

@@ -29,18 +29,31 @@ def tiles(params: MacArrayParams, m, n, precision):
     return _ceil_div(m, params.tile_rows(precision)) * _ceil_div(n, params.tile_cols(precision))
 
 
-def cycles(params: MacArrayParams, m=64, k=64, n=64, precision=None) -> int:
-    """Cycles from the first beat to the last output row of an m x k x n matmul."""
-    p = params
-    precision = max(p.precisions) if precision is None else precision
-    if precision not in p.precisions:
-        raise ValueError(f"precision must be one of {', '.join(map(str, p.precisions))}, "
+def _check(params, precision, **counts):
+    """`precision` (None: the largest) if it is one of the array's; ValueError otherwise,
+    or for a count that is not a positive integer."""
+    precision = max(params.precisions) if precision is None else precision
+    if precision not in params.precisions:
+        raise ValueError(f"precision must be one of {', '.join(map(str, params.precisions))}, "
                          f"not {precision!r}")
-    for name, value in (("m", m), ("k", k), ("n", n)):
+    for name, value in counts.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    streaming = tiles(p, m, n, precision) * k * p.passes(precision)
-    return streaming + pipeline_latency(p) + p.tile_rows(precision) - 1
+    return precision
+
+
+def run_cycles(params: MacArrayParams, tile_count, k, precision=None) -> int:
+    """Cycles from the first beat to the last output row of `tile_count` tiles of k beats
+    streamed back to back (one run of the host's, or a whole matmul in one stream)."""
+    precision = _check(params, precision, tile_count=tile_count, k=k)
+    streaming = tile_count * k * params.passes(precision)
+    return streaming + pipeline_latency(params) + params.tile_rows(precision) - 1
+
+
+def cycles(params: MacArrayParams, m=64, k=64, n=64, precision=None) -> int:
+    """Cycles from the first beat to the last output row of an m x k x n matmul."""
+    precision = _check(params, precision, m=m, k=k, n=n)
+    return run_cycles(params, tiles(params, m, n, precision), k, precision)
 
 
 def estimate(params: MacArrayParams, m=64, k=64, n=64, precision=None) -> CycleEstimate:

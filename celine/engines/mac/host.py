@@ -66,6 +66,7 @@ class MacArrayHost:
         self.params = MacArrayParams.from_dict(device.info["params"])
         self.model = MacArrayModel(self.params)     # replays the device's LFSR
         self.last_precisions = None
+        self.last_runs = None         # the tiles of each run of the last call, in order
 
     # -- checks ------------------------------------------------------------------------
 
@@ -169,8 +170,10 @@ class MacArrayHost:
                                                             multiplier=word.multiplier,
                                                             shift=word.shift))
         results, tiles_set = [], None
+        self.last_runs = []
         for start in range(0, len(plan), per_run):
             batch = plan[start:start + per_run]
+            self.last_runs.append(len(batch))
             if len(batch) != tiles_set:
                 self.device.configure(tiles=len(batch))
                 tiles_set = len(batch)
