@@ -66,6 +66,14 @@ class Accelerator:
     cycles: the cycle model, (params, **workload) -> CycleEstimate; `workload` is the
       default workload, named for reports.
     bench: `run(out: Path, *, quick: bool, fpga: bool) -> dict`, writes <out>/<name>.json.
+    sample_calls: params -> [(workload name, run)], the host calls whose time on the link
+      and in the engine the timing benchmark weighs (celine.gen.bench_timing): `run(device)`
+      makes one call of that workload on an open device with those params (`device.<name>`,
+      seeded random int8 inputs) and returns the engine cycles the call computes by the
+      cycle model, summed over the runs the call makes. The first is the default
+      `workload`; any other is a variant that cuts the link's share (e.g. weights already on
+      chip). The runs are made in order on one device, so a workload may count on what the
+      calls before it left there.
     space: the exploration space, {parameter: tuple of values}.
     """
     name: str
@@ -80,6 +88,7 @@ class Accelerator:
     host: Ref
     cycles: Ref
     bench: Ref
+    sample_calls: Ref
     space: dict
     workload: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)

@@ -17,5 +17,6 @@ ENGINE = Accelerator(
     cycles=Ref("celine.engines.activation.cycles:estimate"),
     workload={"elements": 197 * 768},
     bench=Ref("celine.engines.activation.bench:run"),
+    sample_calls=Ref("celine.engines.activation.bench:sample_calls"),
     space={"lanes": (1, 2, 4, 8, 16, 32), "max_words": (256, 1024, 4096)},
 )

@@ -40,12 +40,17 @@ def log(message):
     print(f"[bench activation] {message}", file=sys.stderr, flush=True)
 
 
-def workload_runs(params, elements, in_scale, seed=1):
-    """The adapter testbench's runs for `elements` GELU inputs (normal, std 1, quantized
-    at `in_scale`), with their golden y words and the model's cycles."""
+def gelu_inputs(elements, in_scale, seed=1):
+    """`elements` GELU inputs: normal, std 1, quantized at `in_scale` to int8."""
     rng = random.Random(seed)
-    values = [max(-128, min(127, round(rng.gauss(0.0, 1.0) / in_scale)))
-              for _ in range(elements)]
+    return [max(-128, min(127, round(rng.gauss(0.0, 1.0) / in_scale)))
+            for _ in range(elements)]
+
+
+def workload_runs(params, elements, in_scale, seed=1):
+    """The adapter testbench's runs for `elements` GELU inputs (gelu_inputs), with their
+    golden y words and the model's cycles."""
+    values = gelu_inputs(elements, in_scale, seed)
     values += [0] * (params.words_for(elements) * params.lanes - elements)
     table = gelu_table(in_scale, in_scale)
     out, first = [], 0
@@ -140,3 +145,18 @@ def run(out, *, quick=False, fpga=True, board="ulx3s-85f"):
     write_if_changed(path, json.dumps(result, indent=2) + "\n")
     log(f"wrote {path}")
     return result
+
+
+def sample_calls(params):
+    """The record's sample calls (celine.engines.Accelerator.sample_calls): the default
+    workload, the GELU of `elements` seeded int8 inputs (gelu_inputs at IN_SCALES[0]) in
+    the runs the host makes (max_words words each, the table loaded by the first)."""
+    from . import ENGINE
+    elements = ENGINE.workload["elements"]
+
+    def gelu(device):
+        x = gelu_inputs(elements, IN_SCALES[0])
+        device.activation.gelu(x, IN_SCALES[0])
+        return model_cycles(params, elements)
+
+    return [(f"gelu, elements={elements}", gelu)]

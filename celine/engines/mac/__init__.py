@@ -19,6 +19,7 @@ ENGINE = Accelerator(
     cycles=Ref("celine.engines.mac.cycles:estimate"),
     workload={"m": 64, "k": 64, "n": 64},
     bench=Ref("celine.engines.mac.bench:run"),
+    sample_calls=Ref("celine.engines.mac.bench:sample_calls"),
     space={"rows": (1, 2, 4, 8, 16), "cols": (1, 2, 4, 8, 16), "impl": spec.IMPLS,
            "brick_width": (1, 2, 4), "precisions": ((8,), (4, 8), (2, 4, 8, 16))},
 )

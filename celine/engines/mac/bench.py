@@ -21,6 +21,7 @@ from ...sim.emit import write_if_changed
 from ...sim.mac_cases import TileBuilder, operand_range
 from ...sim.runner import run_cocotb
 from .cycles import cycles as model_cycles
+from .cycles import run_cycles
 from .spec import MacArrayParams
 
 
@@ -89,3 +90,21 @@ def run(out, *, quick=False, fpga=True):
     write_if_changed(path, json.dumps({"points": points}, indent=2) + "\n")
     log(f"wrote {path}")
     return points
+
+
+def sample_calls(params):
+    """The record's sample calls (celine.engines.Accelerator.sample_calls): the default
+    workload, an m x k x n matmul of seeded random int8 operands at the host's default
+    precision (the largest, as the cycle model's default), in the runs the host makes."""
+    from . import ENGINE
+    m, k, n = (ENGINE.workload[name] for name in ("m", "k", "n"))
+    precision = max(params.precisions)
+
+    def matmul(device):
+        gen = torch.Generator().manual_seed(1)
+        a = torch.randint(-128, 128, (m, k), generator=gen)
+        w = torch.randint(-128, 128, (k, n), generator=gen)
+        device.mac.matmul(a, w, precision=precision)
+        return sum(run_cycles(params, tiles, k, precision) for tiles in device.mac.last_runs)
+
+    return [(f"matmul m={m} k={k} n={n}, precision {precision}", matmul)]

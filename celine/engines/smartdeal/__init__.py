@@ -18,6 +18,7 @@ ENGINE = Accelerator(
     cycles=Ref("celine.engines.smartdeal.cycles:estimate"),
     workload={"outputs": 96, "inputs": 48, "tokens": 17},
     bench=Ref("celine.engines.smartdeal.bench:run"),
+    sample_calls=Ref("celine.engines.smartdeal.bench:sample_calls"),
     space={"impl": spec.IMPLS, "rows_per_cycle": (1, 2, 4), "exponent_bits": (2, 3),
            "array_rows": (2, 4, 8), "array_cols": (2, 4, 8), "array_impl": ("dsp", "bricks")},
 )

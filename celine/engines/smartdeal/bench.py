@@ -152,3 +152,38 @@ def run(out, *, quick=False, fpga=True, board="ulx3s-85f"):
         write_if_changed(path, json.dumps(result, indent=2) + "\n")
     log(f"wrote {path}")
     return result
+
+
+def sample_calls(params):
+    """The record's sample calls (celine.engines.Accelerator.sample_calls): the default
+    workload, a random layer (outputs x inputs, random_layer seed 0, as the cycle model's
+    estimate draws it) over `tokens` seeded int8 activation rows, in the runs the host
+    makes (max_tokens rows each), first as the first call of the layer (its packed weights
+    sent, the first run checks them), then again with the weights already on chip (the
+    host sends activations only, and no run checks the stream): SmartDeal's way of
+    cutting the link's share."""
+    from ...sim.smartdeal_cases import random_layer
+    from . import ENGINE
+    outputs, inputs, tokens = (ENGINE.workload[name] for name in ("outputs", "inputs", "tokens"))
+    sd = random_layer(outputs, inputs, seed=0, exponent_bits=params.exponent_bits)
+    layer = Layer.of(sd)
+    x = torch.randint(-128, 128, (tokens, inputs), generator=torch.Generator().manual_seed(1))
+    rows = [min(params.max_tokens, tokens - start)
+            for start in range(0, tokens, params.max_tokens)]
+
+    def call(device):
+        """The host call; its cycles (the first run checks the layer if it was sent)."""
+        device.smartdeal.linear(x, sd)
+        sent = device.smartdeal.last_link_bytes["weights"] > 0
+        return sum(model_cycles(params, layer, count, checked=not (sent and index == 0))
+                   for index, count in enumerate(rows))
+
+    def on_chip(device):
+        cycles = call(device)
+        if device.smartdeal.last_link_bytes["weights"]:
+            raise RuntimeError("the weights-on-chip call must follow a call of the same "
+                               "layer on the device (its weights were sent)")
+        return cycles
+
+    name = f"outputs={outputs}, inputs={inputs}, tokens={tokens}"
+    return [(f"{name}, weights sent", call), (f"{name}, weights on chip", on_chip)]

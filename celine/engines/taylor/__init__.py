@@ -17,6 +17,7 @@ ENGINE = Accelerator(
     cycles=Ref("celine.engines.taylor.cycles:estimate"),
     workload={"tokens": 197},
     bench=Ref("celine.engines.taylor.bench:run"),
+    sample_calls=Ref("celine.engines.taylor.bench:sample_calls"),
     space={"mac_units": (1, 2, 4, 8, 16, 32, 64), "head_dim": (32, 64),
            "max_tokens": (197, 256, 512), "heads": (1, 3, 6)},
 )

@@ -115,3 +115,23 @@ def run(out, *, quick=False, fpga=True, board="ulx3s-85f"):
     write_if_changed(path, json.dumps(result, indent=2) + "\n")
     log(f"wrote {path}")
     return result
+
+
+def sample_calls(params):
+    """The record's sample calls (celine.engines.Accelerator.sample_calls): the default
+    workload, one head of N tokens (seeded random int8 q, k, v; the registers calibrated
+    by the host); the device's other heads are skipped, as the host skips heads a call
+    does not give."""
+    import torch
+    from . import ENGINE
+    tokens = ENGINE.workload["tokens"]
+    others = ((1 << params.heads) - 1) & ~1            # every head but head 0 skipped
+
+    def head(device):
+        gen = torch.Generator().manual_seed(1)
+        q, k, v = (torch.randint(-128, 128, (tokens, params.head_dim), generator=gen)
+                   for _ in range(3))
+        device.taylor.attention(q, k, v)
+        return model_cycles(params, tokens, head_mask=others)
+
+    return [(f"tokens={tokens}, one head", head)]

@@ -281,3 +281,28 @@ def run(out, *, quick=False, fpga=True, board="ulx3s-85f"):
         write_if_changed(path, json.dumps(result, indent=2) + "\n")
     log(f"wrote {path}")
     return result
+
+
+def sample_calls(params):
+    """The record's sample calls (celine.engines.Accelerator.sample_calls): the default
+    workload, one head of N tokens (seeded random int8 q, k, v) over a random mask at the
+    workload's sparsity (random_mask, seed 0, as the cycle model's estimate draws it),
+    balanced by the host; the device's other heads are skipped.
+
+    The Q/K auto-encoder would cut the link's share (only the code heads of Q and K
+    travel), but the default parameters build the engine without it (autoencoder=False):
+    so there is no second workload here while that default stands."""
+    from ...golden.vitcod.mask import random_mask
+    from . import ENGINE
+    tokens, sparsity = ENGINE.workload["tokens"], ENGINE.workload["sparsity"]
+    others = ((1 << params.heads) - 1) & ~1            # every head but head 0 skipped
+
+    def head(device):
+        gen = torch.Generator().manual_seed(1)
+        q, k, v = (torch.randint(-128, 128, (tokens, params.head_dim), generator=gen)
+                   for _ in range(3))
+        device.vitcod.sparse_attention(q, k, v, random_mask(tokens, sparsity, seed=0))
+        work = work_of_plan(device.vitcod.last_plans[0])
+        return model_cycles(params, [work] * params.heads, head_mask=others)
+
+    return [(f"tokens={tokens}, sparsity={sparsity}, one head", head)]
