@@ -1,11 +1,13 @@
 """The timing benchmark's bookkeeping (celine/gen/bench_timing.py) and nextpnr's critical
 paths summed up (celine.gen.bitstream.critical_paths), without the tools: the builds are
-stubbed. The real builds run in `celine bench --only timing`."""
+stubbed. The real builds run in `celine bench --only timing`. Its call times: the link
+bytes weighed, and every engine's sample calls on the golden model."""
 
 import json
 
 import pytest
 
+from celine import registry
 from celine.gen import bench_timing
 from celine.gen.bitstream import ToolError, critical_paths
 
@@ -52,11 +54,26 @@ def _fake_build(fmax_by_seed, failing=()):
     return bench_build
 
 
+def _stub_call_time(monkeypatch):
+    """Replace call_time by a stub that records its arguments; the list of them."""
+    calls = []
+
+    def call_time(accel, clock_hz, board, *, clock_from=None):
+        calls.append((accel, clock_hz, board, clock_from))
+        return [{"accel": accel, "clock_from": clock_from}]
+    monkeypatch.setattr(bench_timing, "call_time", call_time)
+    return calls
+
+
 def test_timing_bench_median_seed_and_failures(tmp_path, monkeypatch):
     import celine.gen.bitstream as bitstream
     monkeypatch.setattr(bitstream, "bench_build", _fake_build({1: 130.0, 2: 120.0, 3: 140.0}))
     monkeypatch.chdir(tmp_path)
+    calls = _stub_call_time(monkeypatch)
     result = bench_timing.run(tmp_path / "out", only=["mac"])
+    # the call times of the engines measured, at their median Fmax
+    assert calls == [("mac", 130.0e6, "ulx3s-85f", "fmax_median")]
+    assert result["call_time"] == [{"accel": "mac", "clock_from": "fmax_median"}]
     (entry,) = result["designs"]
     assert entry["seeds"] == [{"seed": 1, "fmax_mhz": 130.0, "timing_met": True},
                               {"seed": 2, "fmax_mhz": 120.0, "timing_met": False},
@@ -73,9 +90,106 @@ def test_timing_bench_median_seed_and_failures(tmp_path, monkeypatch):
     assert entry["fmax_median_mhz"] == 130.0
 
 
-def test_timing_bench_needs_synthesis(tmp_path):
-    assert bench_timing.run(tmp_path, fpga=False) is None
-    assert not (tmp_path / "timing.json").exists()
+def test_timing_bench_without_synthesis_times_calls_only(tmp_path, monkeypatch):
+    import celine.gen.bitstream as bitstream
+    from celine.boards.top import DEFAULT_CLOCK_HZ
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("no build without synthesis")
+    monkeypatch.setattr(bitstream, "bench_build", no_build)
+    calls = _stub_call_time(monkeypatch)
+    result = bench_timing.run(tmp_path, fpga=False)
+    assert result["designs"] == []
+    assert calls == [(record.name, DEFAULT_CLOCK_HZ, "ulx3s-85f", "board_default")
+                     for record in registry.ENGINES]
+    assert json.loads((tmp_path / "timing.json").read_text()) == result
+
+
+class _Calls:
+    """A stand-in for a record's sample_calls Ref: two tiny calls (a buffer written, then
+    read back) whose link bytes are known."""
+
+    def __init__(self, counted):
+        self.counted = counted
+
+    def load(self):
+        def sample_calls(params):
+            def call(device):
+                name = next(n for n, b in device.buffers.items() if b.writable)
+                device.write_buffer(name, 0, bytes(10))
+                assert device.read_buffer(name, 0, 10) == bytes(10)
+                self.counted.append(device.transport.bytes_written
+                                    + device.transport.bytes_read)
+                return 1000
+            return [("tiny", call), ("tiny again", call)]
+        return sample_calls
+
+
+def test_call_time_weighs_the_bytes_the_transport_counted(monkeypatch):
+    import dataclasses
+    from celine.boards.baud import default_baud
+    from celine.spec.protocol import ADDRESS_BYTES, FRAME_OVERHEAD
+    counted = []
+    record = dataclasses.replace(registry.ENGINES[0], sample_calls=_Calls(counted))
+    monkeypatch.setattr(registry, "get", lambda name: record)
+    entries = bench_timing.call_time(record.name, 45e6, "ulx3s-85f", clock_from="given")
+    # WRITE of 10 bytes and its reply, READ of 10 bytes (buffer, offset, count) and its reply
+    link = 4 * FRAME_OVERHEAD + (ADDRESS_BYTES + 10) + (ADDRESS_BYTES + 2) + 10
+    assert counted == [link, link]          # each call's count starts at 0
+    baud = default_baud(45_000_000, 3_000_000)
+    assert baud == 3_000_000
+    assert [e["workload"] for e in entries] == ["tiny", "tiny again"]
+    for entry in entries:
+        assert entry == {"accel": record.name, "workload": entry["workload"],
+                         "clock_mhz": 45.0, "clock_from": "given", "baud": baud,
+                         "cycles": 1000, "link_bytes": link,
+                         "link_s": pytest.approx(link * 10 / baud, rel=1e-5),
+                         "compute_s": pytest.approx(1000 / 45e6, rel=1e-5),
+                         "link_share": pytest.approx(link * 10 / baud
+                                                     / (link * 10 / baud + 1000 / 45e6),
+                                                     abs=1e-4)}
+        assert entry["link_s"] > 0 and entry["compute_s"] > 0
+
+
+def test_call_time_checks_its_settings(monkeypatch):
+    import dataclasses
+    name = registry.ENGINES[0].name
+    with pytest.raises(ValueError, match=r"^clock_hz must be a positive number of Hz, not 0$"):
+        bench_timing.call_time(name, 0, "ulx3s-85f")
+    with pytest.raises(TypeError, match=r"^clock_hz must be a number, not '45'$"):
+        bench_timing.call_time(name, "45", "ulx3s-85f")
+    with pytest.raises(ValueError, match=r"^board must be one of "):
+        bench_timing.call_time(name, 45e6, "nope")
+    with pytest.raises(ValueError, match=r"^accelerator must be one of "):
+        bench_timing.call_time("nope", 45e6, "ulx3s-85f")
+
+    class Bad:
+        def load(self):
+            return lambda params: [("bad", lambda device: 1.5)]
+    record = dataclasses.replace(registry.ENGINES[0], sample_calls=Bad())
+    monkeypatch.setattr(registry, "get", lambda name: record)
+    with pytest.raises(TypeError, match=r"sample call of .* must return a non-negative "
+                                        r"integer of cycles, not 1\.5$"):
+        bench_timing.call_time(name, 45e6, "ulx3s-85f")
+
+
+@pytest.mark.parametrize("record", registry.ENGINES, ids=lambda r: r.name)
+def test_sample_calls_run_on_the_model(record):
+    """Every engine's sample calls, in order on one model device: each runs the engine and
+    returns its cycles (the MAC array's default matmul takes the longest, about 8 s)."""
+    from celine.firmware.device import Device
+    from celine.firmware.protocol import Command
+    params = record.params()
+    calls = record.sample_calls.load()(params)
+    names = [name for name, _ in calls]
+    assert calls and all(isinstance(n, str) and n for n in names)
+    assert len(set(names)) == len(names)
+    with Device.open("model", accel=record.name, params=params) as device:
+        for name, call in calls:
+            runs = device.transport.commands.count(Command.RUN)
+            cycles = call(device)
+            assert isinstance(cycles, int) and cycles > 0, name
+            assert device.transport.commands.count(Command.RUN) > runs, name
 
 
 def test_timing_bench_designs():

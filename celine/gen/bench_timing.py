@@ -1,18 +1,41 @@
 """`celine bench --only timing`: every design's Fmax in the shell, over seeds, with its
-critical paths (the timing issue's figures).
+critical paths (the timing issue's figures), and each engine's time per host call, split
+into time on the link and time in the engine.
 
-For the UART echo and every registered engine at its default parameters, inside the
-shell on the ULX3S-85F: synthesis and place and route with router2 for each of SEEDS,
+designs: for the UART echo and every registered engine at its default parameters, inside
+the shell on the ULX3S-85F: synthesis and place and route with router2 for each of SEEDS,
 nextpnr constrained to TARGET_MHZ (the PLL keeps the board's default clock, so the
 bitstreams stay usable), place and route stopped after PNR_TIME_LIMIT seconds. Per design:
 each seed's Fmax and whether it met the constraint, the median, the critical paths of the
 median seed (celine.gen.bitstream.critical_paths) and the resources. A design whose build
 fails on a seed records the tool's error line for that seed. Builds are kept under
-build/bench/timing/<design>/seed<n> and an up-to-date one is not redone. Writes
-<out>/timing.json; `quick` builds one seed.
+build/bench/timing/<design>/seed<n> and an up-to-date one is not redone; `quick` builds
+one seed. Without synthesis (`fpga` False, `--no-synth`) the list is empty.
+
+call_time: per registered engine (at its default parameters) and per sample call of its
+record (celine.engines.Accelerator.sample_calls: the default workload, and variants that
+cut the link's share), one host call made on the golden model of the device
+(Device.open("model"), with the board design's frames: spec.protocol.DEFAULT_MAX_PAYLOAD)
+and weighed for the ULX3S-85F: {"accel", "workload", "clock_mhz", "clock_from", "baud",
+"cycles", "link_bytes", "link_s", "compute_s", "link_share"}. The clock is the design's
+median Fmax measured above ("clock_from": "fmax_median") or, without it, the board top's
+default clock (celine.boards.top.DEFAULT_CLOCK_HZ: "board_default"); the baud the rate
+the board top picks at that clock (celine.boards.baud.default_baud under the board's
+max_baud). link_bytes: the bytes the host sent and read in the call (the transport
+counts them; the model finishes a run at once, so a run costs RUN and one STATUS);
+link_s = link_bytes * 10 / baud (8N1: ten bit times a byte); compute_s = cycles /
+clock, the cycles the engine's cycle model gives for the call's runs; link_share =
+link_s / (link_s + compute_s). Line time only: USB latency (a USB-serial chip's
+latency timer, the host's scheduling), the host's turnaround between a reply and its
+next request, and the STATUS polls a real run waits through (they overlap the compute)
+are not counted.
+
+Writes <out>/timing.json: {"target_mhz", "pnr_time_limit_s", "designs": [...],
+"call_time": [...]}.
 """
 
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -72,16 +95,86 @@ def measure(accel, seeds, root):
     return entry
 
 
+def _figures(seconds):
+    """`seconds` to 6 significant figures (for the JSON)."""
+    return float(f"{seconds:.6g}")
+
+
+def call_time(accel, clock_hz, board, *, clock_from=None):
+    """[call time entry] of engine `accel`'s sample calls at `clock_hz` on `board` (a name
+    or a celine.boards.platforms.Board), at the engine's default parameters (see the
+    module docstring); `clock_from`, if given, says where the clock came from."""
+    from ..boards.baud import default_baud
+    from ..boards.platforms import get_board
+    from ..firmware.device import Device
+    from ..spec.protocol import DEFAULT_MAX_PAYLOAD
+    record = registry.get(accel)
+    board = get_board(board)
+    if isinstance(clock_hz, bool) or not isinstance(clock_hz, (int, float)):
+        raise TypeError(f"clock_hz must be a number, not {clock_hz!r}")
+    if not 0 < clock_hz < math.inf:
+        raise ValueError(f"clock_hz must be a positive number of Hz, not {clock_hz!r}")
+    clock_hz = round(clock_hz)
+    baud = default_baud(clock_hz, board.max_baud)
+    params = record.params()
+    entries = []
+    with Device.open("model", accel=record.name, params=params, clock_hz=clock_hz,
+                     baud=baud, max_payload=DEFAULT_MAX_PAYLOAD) as device:
+        transport = device.transport
+        for workload, call in record.sample_calls.load()(params):
+            transport.bytes_written = transport.bytes_read = 0
+            cycles = call(device)
+            if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 0:
+                raise TypeError(f"the {workload!r} sample call of {record.name} must return "
+                                f"a non-negative integer of cycles, not {cycles!r}")
+            link_bytes = transport.bytes_written + transport.bytes_read
+            link_s, compute_s = link_bytes * 10 / baud, cycles / clock_hz
+            entry = {"accel": record.name, "workload": workload,
+                     "clock_mhz": round(clock_hz / 1e6, 3),
+                     **({"clock_from": clock_from} if clock_from is not None else {}),
+                     "baud": baud, "cycles": cycles, "link_bytes": link_bytes,
+                     "link_s": _figures(link_s), "compute_s": _figures(compute_s),
+                     "link_share": round(link_s / (link_s + compute_s), 4)
+                     if link_s + compute_s else 0.0}
+            log(f"{record.name}, {workload}: {link_bytes} bytes on the link "
+                f"({link_s * 1e3:.2f} ms at {baud} baud), {cycles} cycles "
+                f"({compute_s * 1e3:.3f} ms at {clock_hz / 1e6:g} MHz): "
+                f"{entry['link_share']:.1%} link")
+            entries.append(entry)
+    return entries
+
+
+def call_times(measured, only=None):
+    """The call time entries of every registered engine among `only` (default: all), each
+    at its design's median Fmax in `measured` (the designs entries) when there is one,
+    else at the board top's default clock."""
+    from ..boards.top import DEFAULT_CLOCK_HZ
+    fmax = {entry["accel"]: entry["fmax_median_mhz"] for entry in measured}
+    entries = []
+    for record in registry.ENGINES:
+        if only is not None and record.name not in only:
+            continue
+        if fmax.get(record.name) is not None:
+            clock_hz, clock_from = fmax[record.name] * 1e6, "fmax_median"
+        else:
+            clock_hz, clock_from = DEFAULT_CLOCK_HZ, "board_default"
+        entries += call_time(record.name, clock_hz, BOARD, clock_from=clock_from)
+    return entries
+
+
 def run(out, *, quick=False, fpga=True, only=None):
-    """The timing benchmark; with `fpga` False there is nothing to measure. `only`: a list
-    of design names (default: designs())."""
-    if not fpga:
-        log("timing: nothing to do without synthesis (--no-synth)")
-        return None
-    seeds = SEEDS[:1] if quick else SEEDS
-    root = Path("build/bench/timing")
+    """The timing benchmark; with `fpga` False only the call times (at the board's default
+    clock), the designs list empty. `only`: a list of design names (default: designs())."""
+    measured = []
+    if fpga:
+        seeds = SEEDS[:1] if quick else SEEDS
+        root = Path("build/bench/timing")
+        measured = [measure(accel, seeds, root) for accel in (only or designs())]
+    else:
+        log("designs: not built without synthesis (--no-synth); call times at the board's "
+            "default clock")
     result = {"target_mhz": TARGET_MHZ, "pnr_time_limit_s": PNR_TIME_LIMIT,
-              "designs": [measure(accel, seeds, root) for accel in (only or designs())]}
+              "designs": measured, "call_time": call_times(measured, only)}
     out.mkdir(parents=True, exist_ok=True)
     path = out / "timing.json"
     write_if_changed(path, json.dumps(result, indent=2) + "\n")
