@@ -71,9 +71,13 @@ def test_timing_bench_median_seed_and_failures(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     calls = _stub_call_time(monkeypatch)
     result = bench_timing.run(tmp_path / "out", only=["mac"])
-    # the call times of the engines measured, at their median Fmax
-    assert calls == [("mac", 130.0e6, "ulx3s-85f", "fmax_median")]
-    assert result["call_time"] == [{"accel": "mac", "clock_from": "fmax_median"}]
+    # every engine's call times: the measured one at its median Fmax, the others at the
+    # board's default clock
+    from celine.boards.top import DEFAULT_CLOCK_HZ
+    assert calls == [(record.name, 130.0e6 if record.name == "mac" else DEFAULT_CLOCK_HZ,
+                      "ulx3s-85f", "fmax_median" if record.name == "mac" else "board_default")
+                     for record in registry.ENGINES]
+    assert result["call_time"][0] == {"accel": "mac", "clock_from": "fmax_median"}
     (entry,) = result["designs"]
     assert entry["seeds"] == [{"seed": 1, "fmax_mhz": 130.0, "timing_met": True},
                               {"seed": 2, "fmax_mhz": 120.0, "timing_met": False},
@@ -103,6 +107,28 @@ def test_timing_bench_without_synthesis_times_calls_only(tmp_path, monkeypatch):
     assert calls == [(record.name, DEFAULT_CLOCK_HZ, "ulx3s-85f", "board_default")
                      for record in registry.ENGINES]
     assert json.loads((tmp_path / "timing.json").read_text()) == result
+
+
+def test_timing_bench_keeps_the_entries_it_did_not_build(tmp_path, monkeypatch):
+    """A run replaces the entries of the designs it builds and keeps the others of an
+    earlier timing.json (in the order of designs()); one without synthesis keeps all, and
+    times the calls at their Fmax."""
+    import celine.gen.bitstream as bitstream
+    monkeypatch.chdir(tmp_path)
+    calls = _stub_call_time(monkeypatch)
+    earlier = [{"accel": "taylor", "fmax_median_mhz": 101.0},
+               {"accel": "mac", "fmax_median_mhz": 90.0}]
+    (tmp_path / "timing.json").write_text(json.dumps({"designs": earlier}))
+    monkeypatch.setattr(bitstream, "bench_build", _fake_build({1: 130.0}))
+    result = bench_timing.run(tmp_path, quick=True, only=["mac"])
+    assert [(e["accel"], e["fmax_median_mhz"]) for e in result["designs"]] == [
+        ("mac", 130.0), ("taylor", 101.0)]
+    calls.clear()
+    again = bench_timing.run(tmp_path, fpga=False)
+    assert again["designs"] == result["designs"]
+    assert dict((name, clock) for name, clock, _, _ in calls)["taylor"] == 101.0e6
+    (tmp_path / "timing.json").write_text("not json")
+    assert bench_timing.run(tmp_path, fpga=False)["designs"] == []
 
 
 class _Calls:

@@ -149,7 +149,7 @@ def call_times(measured, only=None):
     at its design's median Fmax in `measured` (the designs entries) when there is one,
     else at the board top's default clock."""
     from ..boards.top import DEFAULT_CLOCK_HZ
-    fmax = {entry["accel"]: entry["fmax_median_mhz"] for entry in measured}
+    fmax = {entry.get("accel"): entry.get("fmax_median_mhz") for entry in measured}
     entries = []
     for record in registry.ENGINES:
         if only is not None and record.name not in only:
@@ -162,21 +162,38 @@ def call_times(measured, only=None):
     return entries
 
 
+def _previous_designs(path):
+    """The designs of an earlier timing.json at `path` ([] if there is none or it does not
+    parse)."""
+    try:
+        designs = json.loads(path.read_text()).get("designs", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return designs if isinstance(designs, list) else []
+
+
 def run(out, *, quick=False, fpga=True, only=None):
-    """The timing benchmark; with `fpga` False only the call times (at the board's default
-    clock), the designs list empty. `only`: a list of design names (default: designs())."""
+    """The timing benchmark. `only`: a list of design names (default: designs()). The
+    designs built replace their entries in an earlier <out>/timing.json, whose other
+    entries are kept (so a run of one design, or one with `fpga` False, which builds
+    nothing, does not throw measured figures away); the call times use the Fmax of the
+    entries there are, the board's default clock for the others."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "timing.json"
     measured = []
     if fpga:
         seeds = SEEDS[:1] if quick else SEEDS
         root = Path("build/bench/timing")
         measured = [measure(accel, seeds, root) for accel in (only or designs())]
     else:
-        log("designs: not built without synthesis (--no-synth); call times at the board's "
-            "default clock")
+        log("designs: none built without synthesis (--no-synth); earlier entries kept")
+    built = {entry["accel"] for entry in measured}
+    kept = [entry for entry in _previous_designs(path)
+            if isinstance(entry, dict) and entry.get("accel") not in built]
+    order = {name: k for k, name in enumerate(designs())}
+    merged = sorted(kept + measured, key=lambda entry: order.get(entry.get("accel"), len(order)))
     result = {"target_mhz": TARGET_MHZ, "pnr_time_limit_s": PNR_TIME_LIMIT,
-              "designs": measured, "call_time": call_times(measured, only)}
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "timing.json"
+              "designs": merged, "call_time": call_times(merged)}
     write_if_changed(path, json.dumps(result, indent=2) + "\n")
     log(f"wrote {path}")
     return result
