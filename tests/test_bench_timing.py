@@ -41,8 +41,8 @@ def test_critical_paths_summed_up():
 
 
 def _fake_build(fmax_by_seed, failing=()):
-    def bench_build(board, accel, *, seed, constraint_mhz, time_limit, out, log):
-        assert (board, constraint_mhz, time_limit) == ("ulx3s-85f", 125, 1800)
+    def bench_build(board, accel, params=None, *, seed, constraint_mhz, time_limit, out, log):
+        assert (board, params, constraint_mhz, time_limit) == ("ulx3s-85f", None, 125, 1800)
         if seed in failing:
             raise ToolError("pnr failed\nERROR: pnr stopped after 1800 s without finishing")
         fmax = fmax_by_seed[seed]
@@ -221,3 +221,62 @@ def test_sample_calls_run_on_the_model(record):
 def test_timing_bench_designs():
     assert bench_timing.designs()[0] == "echo"
     assert {"mac", "taylor", "vitcod", "smartdeal"} <= set(bench_timing.designs())
+
+
+def test_largest_halves_the_scale_to_the_largest_that_passes(tmp_path, monkeypatch):
+    """largest_of builds by halving the engine's `scale` (each build in the shell on the
+    board at LARGEST_MHZ) and reports the largest that meets it, with its throughput by the
+    cycle model and its shares of the device; run_largest merges into timing.json."""
+    import dataclasses
+    import celine.gen.bitstream as bitstream
+    record = registry.get("mac")
+    ladder = record.scale
+    assert len(ladder) >= 3
+    limit = 2                      # scales 0 .. 2 pass; 3 misses timing; beyond do not fit
+    built = []
+
+    def bench_build(board, accel, params, *, seed, constraint_mhz, time_limit, out, log):
+        assert (accel, seed, constraint_mhz) == ("mac", 1, bench_timing.LARGEST_MHZ)
+        k = next(k for k, over in enumerate(ladder)
+                 if dataclasses.replace(record.params(), **over) == params)
+        built.append((board, k))
+        if k > limit + 1:
+            raise ToolError("pnr failed\nERROR: Unable to place cell 'x', no BELs remaining")
+        return {"params": params.to_dict(), "seed": 1, "fmax_mhz": 110.0 - 10 * k,
+                "timing_met": k <= limit, "critical_paths": [],
+                "utilization": {"MULT18X18D": {"used": 10 * (k + 1), "available": 156},
+                                "TRELLIS_COMB": {"used": 1000, "available": 83640},
+                                "DP16KD": {"used": 4, "available": 208}}}
+    monkeypatch.setattr(bitstream, "bench_build", bench_build)
+    monkeypatch.chdir(tmp_path)
+    _stub_call_time(monkeypatch)
+    entry = bench_timing.largest_of(record, "ulx3s-85f", tmp_path)
+    assert entry["params"] == dataclasses.replace(record.params(), **ladder[limit]).to_dict()
+    assert entry["fmax_mhz"] == 110.0 - 10 * limit
+    assert entry["mult18x18d"] == 10 * (limit + 1)
+    assert entry["mult18x18d_share"] == round(10 * (limit + 1) / 156, 4)
+    estimate = record.cycles.load()(dataclasses.replace(record.params(), **ladder[limit]),
+                                    **record.workload)
+    assert entry["useful_macs_per_s"] == round(estimate.useful_macs / estimate.cycles
+                                               * entry["fmax_mhz"] * 1e6)
+    # halving: far fewer builds than the ladder has rungs, each failure recorded
+    assert len(built) == len(entry["tried"]) < len(ladder)
+    assert any("no BELs remaining" in t.get("error", "") for t in entry["tried"])
+
+    built.clear()
+    result = bench_timing.run_largest(tmp_path / "out", boards=("ulx3s-25f",), only=["mac"])
+    assert [(e["board"], e["accel"]) for e in result["largest"]] == [("ulx3s-25f", "mac")]
+    assert {board for board, _ in built} == {"ulx3s-25f"}
+    again = bench_timing.run_largest(tmp_path / "out", fpga=False)
+    assert again["largest"] == result["largest"]
+
+
+def test_largest_reports_none_when_even_the_smallest_fails(tmp_path, monkeypatch):
+    import celine.gen.bitstream as bitstream
+
+    def bench_build(board, accel, params, *, seed, constraint_mhz, time_limit, out, log):
+        raise ToolError("pnr failed\nERROR: Unable to place cell 'x', no BELs remaining")
+    monkeypatch.setattr(bitstream, "bench_build", bench_build)
+    entry = bench_timing.largest_of(registry.get("taylor"), "ulx3s-25f", tmp_path)
+    assert entry["params"] is None and "fmax_mhz" not in entry
+    assert len(entry["tried"]) == (len(registry.get("taylor").scale) - 1).bit_length()

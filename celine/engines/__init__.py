@@ -75,6 +75,11 @@ class Accelerator:
       chip). The runs are made in order on one device, so a workload may count on what the
       calls before it left there.
     space: the exploration space, {parameter: tuple of values}.
+    scale: the configurations `celine bench --only largest` tries on each board
+      (celine.gen.bench_timing.largest), smallest first, each a dict of parameters over
+      the defaults and each larger than the one before (more multipliers, lanes or
+      buffers), so that the largest that fits and meets the constraint can be searched
+      for by halving.
     """
     name: str
     summary: str
@@ -92,6 +97,7 @@ class Accelerator:
     space: dict
     workload: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
+    scale: tuple = ()
 
     def resolve_options(self, options):
         """`options` over the defaults; ValueError for an unknown name."""

@@ -30,8 +30,19 @@ latency timer, the host's scheduling), the host's turnaround between a reply and
 next request, and the STATUS polls a real run waits through (they overlap the compute)
 are not counted.
 
-Writes <out>/timing.json: {"target_mhz", "pnr_time_limit_s", "designs": [...],
-"call_time": [...]}.
+largest (`celine bench --only largest`, run_largest): for each engine and each of
+LARGEST_BOARDS (the ULX3S-85F and -25F), the largest configuration of the engine's
+`scale` (celine.engines.Accelerator.scale) that builds in the shell on the board and
+meets LARGEST_MHZ (seed 1), found by halving the scale: {"board", "accel", "params",
+"fmax_mhz", "useful_macs_per_s" (the cycle model's useful MACs of the default workload
+per cycle, times the Fmax), "mult18x18d_share", "lut4_share", "dp16kd_share" (of the
+device), the counts, and "tried" (every build of the search)}. Builds are kept under
+build/bench/largest/<board>/<engine>/scale<k>.
+
+Writes <out>/timing.json: {"target_mhz", "pnr_time_limit_s", "largest_mhz", "designs":
+[...], "largest": [...], "call_time": [...]}. Each part replaces its own entries in an
+earlier file and keeps the others, so `--only timing`, `--only largest` and a run without
+synthesis each leave the other's figures in place.
 """
 
 import json
@@ -60,11 +71,12 @@ def designs():
     return ["echo", *(record.name for record in registry.ENGINES)]
 
 
-def _build(accel, seed, root):
+def _build(accel, seed, out, *, board=BOARD, params=None, constraint_mhz=TARGET_MHZ):
+    """bench_build's figures, or {"seed", "error": the tool's error line} if it failed."""
     from .bitstream import ToolError, bench_build
     try:
-        return bench_build(BOARD, accel, seed=seed, constraint_mhz=TARGET_MHZ,
-                           time_limit=PNR_TIME_LIMIT, out=root / accel / f"seed{seed}", log=log)
+        return bench_build(board, accel, params, seed=seed, constraint_mhz=constraint_mhz,
+                           time_limit=PNR_TIME_LIMIT, out=out, log=log)
     except ToolError as error:
         line = next((text for text in reversed(str(error).splitlines()) if "ERROR" in text),
                     str(error).splitlines()[0])
@@ -73,7 +85,7 @@ def _build(accel, seed, root):
 
 
 def measure(accel, seeds, root):
-    builds = [_build(accel, seed, root) for seed in seeds]
+    builds = [_build(accel, seed, root / accel / f"seed{seed}") for seed in seeds]
     done = [b for b in builds if "error" not in b]
     entry = {"board": BOARD, "accel": accel,
              "params": done[0]["params"] if done else None,
@@ -162,24 +174,112 @@ def call_times(measured, only=None):
     return entries
 
 
-def _previous_designs(path):
-    """The designs of an earlier timing.json at `path` ([] if there is none or it does not
-    parse)."""
+# -- the largest configurations -------------------------------------------------------------
+
+LARGEST_BOARDS = ("ulx3s-85f", "ulx3s-25f")
+LARGEST_MHZ = 100        # nextpnr's constraint for the largest configurations
+LARGEST_SEED = 1
+
+
+def _share(utilization, cell):
+    value = utilization.get(cell, {})
+    used, available = value.get("used"), value.get("available")
+    return round(used / available, 4) if used is not None and available else None
+
+
+def largest_of(record, board, root):
+    """The largest configuration of engine `record` (its `scale`, tried by halving: a
+    configuration passes when it builds in the shell on `board` and meets LARGEST_MHZ,
+    and every smaller one is taken to pass too) with its figures:
+    {"board", "accel", "params", "fmax_mhz", "useful_macs_per_s", "mult18x18d_share",
+    "lut4_share", "dp16kd_share", "mult18x18d", "lut4", "dp16kd", "tried"}; "params" None
+    when not even the smallest passes. "tried": each build's {"scale", "fmax_mhz",
+    "timing_met"} or {"scale", "error"} (the tool's line; "no BELs remaining" for a
+    design that does not fit)."""
+    import dataclasses
+    ladder = list(record.scale)
+    tried, passed = [], None
+    low, high = 0, len(ladder) - 1
+    while low <= high:
+        k = (low + high) // 2
+        params = dataclasses.replace(record.params(), **ladder[k])
+        log(f"largest: {record.name} on {board}, {ladder[k]} (scale {k + 1} of {len(ladder)})")
+        build = _build(record.name, LARGEST_SEED, root / board / record.name / f"scale{k}",
+                       board=board, params=params, constraint_mhz=LARGEST_MHZ)
+        ok = "error" not in build and build["timing_met"]
+        tried.append({"scale": json.loads(json.dumps(ladder[k])), **({"error": build["error"]} if "error" in build else
+                                             {"fmax_mhz": build["fmax_mhz"],
+                                              "timing_met": build["timing_met"]})})
+        if ok:
+            passed, low = (params, build), k + 1
+        else:
+            high = k - 1
+    entry = {"board": board, "accel": record.name, "params": None, "constraint_mhz": LARGEST_MHZ,
+             "tried": tried}
+    if passed is not None:
+        params, build = passed
+        estimate = record.cycles.load()(params, **record.workload)
+        used = build["utilization"]
+        entry.update(
+            params=params.to_dict(), fmax_mhz=build["fmax_mhz"],
+            useful_macs_per_s=round(estimate.useful_macs / estimate.cycles
+                                    * build["fmax_mhz"] * 1e6),
+            **{f"{key}_share": _share(used, _RESOURCES[key])
+               for key in ("mult18x18d", "lut4", "dp16kd")},
+            **{key: used.get(_RESOURCES[key], {}).get("used")
+               for key in ("mult18x18d", "lut4", "dp16kd")})
+    log(f"largest: {record.name} on {board}: "
+        + (f"{entry['params'] and passed[0]} at {entry.get('fmax_mhz')} MHz"
+           if passed else "none passes"))
+    return entry
+
+
+def _previous(path, key):
+    """The list `key` of an earlier timing.json at `path` ([] if there is none or it does
+    not parse)."""
     try:
-        designs = json.loads(path.read_text()).get("designs", [])
+        value = json.loads(path.read_text()).get(key, [])
     except (OSError, ValueError, AttributeError):
         return []
-    return designs if isinstance(designs, list) else []
+    return value if isinstance(value, list) else []
+
+
+def _merged(path, key, new, identity, order):
+    """The entries `new` of list `key`, and those of an earlier timing.json at `path` that
+    no new entry replaces (same `identity`), sorted by `order`."""
+    replaced = {identity(entry) for entry in new}
+    kept = [entry for entry in _previous(path, key)
+            if isinstance(entry, dict) and identity(entry) not in replaced]
+    return sorted(kept + new, key=order)
+
+
+def _write(out, *, designs_=(), largest=()):
+    """Write <out>/timing.json with these entries over the earlier file's (a run of one
+    design, one board or none, as with `fpga` False, keeps the figures measured before);
+    the call times at the Fmax of the designs entries there are. The result."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "timing.json"
+    names = {name: k for k, name in enumerate(designs())}
+    boards = {name: k for k, name in enumerate(LARGEST_BOARDS)}
+    merged = _merged(path, "designs", list(designs_), lambda e: e.get("accel"),
+                     lambda e: names.get(e.get("accel"), len(names)))
+    largest = _merged(path, "largest", list(largest),
+                      lambda e: (e.get("board"), e.get("accel")),
+                      lambda e: (boards.get(e.get("board"), len(boards)),
+                                 names.get(e.get("accel"), len(names))))
+    result = {"target_mhz": TARGET_MHZ, "pnr_time_limit_s": PNR_TIME_LIMIT,
+              "largest_mhz": LARGEST_MHZ, "designs": merged, "largest": largest,
+              "call_time": call_times(merged)}
+    path = out / "timing.json"
+    write_if_changed(path, json.dumps(result, indent=2) + "\n")
+    log(f"wrote {path}")
+    return result
 
 
 def run(out, *, quick=False, fpga=True, only=None):
-    """The timing benchmark. `only`: a list of design names (default: designs()). The
-    designs built replace their entries in an earlier <out>/timing.json, whose other
-    entries are kept (so a run of one design, or one with `fpga` False, which builds
-    nothing, does not throw measured figures away); the call times use the Fmax of the
-    entries there are, the board's default clock for the others."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "timing.json"
+    """The timing benchmark: the designs' Fmax (`only`: a list of design names, default
+    designs()) and the call times; the largest configurations are `run_largest`'s. Builds
+    nothing with `fpga` False."""
     measured = []
     if fpga:
         seeds = SEEDS[:1] if quick else SEEDS
@@ -187,13 +287,18 @@ def run(out, *, quick=False, fpga=True, only=None):
         measured = [measure(accel, seeds, root) for accel in (only or designs())]
     else:
         log("designs: none built without synthesis (--no-synth); earlier entries kept")
-    built = {entry["accel"] for entry in measured}
-    kept = [entry for entry in _previous_designs(path)
-            if isinstance(entry, dict) and entry.get("accel") not in built]
-    order = {name: k for k, name in enumerate(designs())}
-    merged = sorted(kept + measured, key=lambda entry: order.get(entry.get("accel"), len(order)))
-    result = {"target_mhz": TARGET_MHZ, "pnr_time_limit_s": PNR_TIME_LIMIT,
-              "designs": merged, "call_time": call_times(merged)}
-    write_if_changed(path, json.dumps(result, indent=2) + "\n")
-    log(f"wrote {path}")
-    return result
+    return _write(out, designs_=measured)
+
+
+def run_largest(out, *, quick=False, fpga=True, boards=None, only=None):
+    """`celine bench --only largest`: each engine's largest configuration (largest_of) on
+    each of `boards` (default LARGEST_BOARDS; `quick`: the first only), `only` a list of
+    engine names (default: every engine), into timing.json's "largest"."""
+    if not fpga:
+        log("largest: nothing to build without synthesis (--no-synth); earlier entries kept")
+        return _write(out)
+    boards = boards or (LARGEST_BOARDS[:1] if quick else LARGEST_BOARDS)
+    root = Path("build/bench/largest")
+    found = [largest_of(record, board, root) for board in boards
+             for record in registry.ENGINES if only is None or record.name in only]
+    return _write(out, largest=found)

@@ -19,4 +19,5 @@ ENGINE = Accelerator(
     bench=Ref("celine.engines.activation.bench:run"),
     sample_calls=Ref("celine.engines.activation.bench:sample_calls"),
     space={"lanes": (1, 2, 4, 8, 16, 32), "max_words": (256, 1024, 4096)},
+    scale=tuple({"lanes": lanes} for lanes in (8, 16, 32)),
 )

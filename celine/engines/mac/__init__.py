@@ -22,4 +22,7 @@ ENGINE = Accelerator(
     sample_calls=Ref("celine.engines.mac.bench:sample_calls"),
     space={"rows": (1, 2, 4, 8, 16), "cols": (1, 2, 4, 8, 16), "impl": spec.IMPLS,
            "brick_width": (1, 2, 4), "precisions": ((8,), (4, 8), (2, 4, 8, 16))},
+    # DSP PEs, 8-bit: a MULT18X18D a PE, and up to 3 a column in the drain's requantizers.
+    scale=tuple({"impl": "dsp", "precisions": (8,), "rows": rows, "cols": cols}
+                for rows, cols in ((2, 2), (4, 4), (8, 4), (8, 8), (16, 8), (16, 16))),
 )

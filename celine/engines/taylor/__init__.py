@@ -20,4 +20,5 @@ ENGINE = Accelerator(
     sample_calls=Ref("celine.engines.taylor.bench:sample_calls"),
     space={"mac_units": (1, 2, 4, 8, 16, 32, 64), "head_dim": (32, 64),
            "max_tokens": (197, 256, 512), "heads": (1, 3, 6)},
+    scale=tuple({"head_dim": 64, "mac_units": units} for units in (8, 16, 32, 64)),
 )
