@@ -175,6 +175,7 @@ def test_the_shell_serves_two_read_ports_from_host_written_words():
         await ctx.tick().repeat(10)
         await exchange(ctx, Command.WRITE, 1, write_payload(0, 0, data), b"")
         ctx.set(engine.busy, 1)
+        await ctx.tick()        # the engine owns the buffers from the cycle after `busy` rises
         await read_both_ports(ctx, engine.mem.q, words, rng)
         ctx.set(engine.busy, 0)
         await exchange(ctx, Command.READ, 2, read_payload(0, 6, 20), data[6:26])
@@ -278,6 +279,7 @@ def test_the_shell_serves_engine_writes_through_port_a():
         await ctx.tick().repeat(10)
         await exchange(ctx, Command.WRITE, 1, write_payload(0, 0, as_bytes(words)), b"")
         ctx.set(engine.busy, 1)
+        await ctx.tick()        # the engine owns the buffers from the cycle after `busy` rises
         await write_through_port_a(ctx, engine.mem.q, words, rng)
         await read_both_ports(ctx, engine.mem.q, words, rng)
         ctx.set(engine.busy, 0)

@@ -2,7 +2,10 @@
 
 An adapter has, besides its own parameters, exactly what `engine_signature(buffers,
 registers)` lists:
-- `start` (In, one cycle: RUN), `busy` (Out: running; the engine owns the buffers),
+- `start` (In, one cycle: RUN), `busy` (Out: running). The engine owns the buffers in
+  every cycle that follows one with `start` or `busy` (each buffer registers that,
+  HostedBuffer), so `busy` must rise the cycle after `start` (or stay high from it) and
+  stay high up to the cycle of the engine's last buffer access,
 - `registers` (In: the CONFIGURE values, 32 bits each, in register id order),
 - `errors` (Out, 8 bits: the STATUS engine error flags of the last run), `cycles` (Out,
   32 bits) and `result_words` (Out, 16 bits) of the last run,

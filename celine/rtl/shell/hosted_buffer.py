@@ -1,0 +1,135 @@
+"""One buffer of the shell: a block RAM shared by the host link and the engine."""
+
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
+from amaranth.lib.memory import Memory
+
+from .link_streams import BYTES_A_GROUP
+
+__all__ = ["HostedBuffer"]
+
+
+# The memory attributes of a buffer with two read ports. A DP16KD read on one port of the
+# word the other port writes in the same cycle is undefined, and yosys' ECP5 library says
+# so (no cross-port transparency), so it would keep the "read the old word" promise of
+# port B towards port A's write by doubling the block RAM. `no_rw_check` waives that
+# promise: port B is the engine's and the host writes only while the engine does not own
+# the buffer, when the engine ignores what port B returns. It waives it on port A too,
+# where nothing depends on it: the link writes a buffer before it replies and reads one
+# only to send a reply (link.py), never both in one cycle.
+_TWO_READ_PORTS = {"no_rw_check": 1}
+
+
+class HostedBuffer(Elaboratable):
+    """Buffer `spec` (a BufferSpec, id `index`): its block RAM, the engine's port `port`
+    (the adapter's `mem.<name>`) and the link's port `link` (its `mem`, shared by every
+    buffer and routed by `link.select`).
+
+    The engine owns the buffer while it runs, the link otherwise. Ownership is a register
+    of this buffer's own, loaded from `owned_next` (the engine's `busy` or the link's
+    `start`: the engine is busy from the cycle after a start until its last buffer
+    access), so that no single net steers the address and enable multiplexers of every
+    buffer in one cycle. The buffer is a module of its own, so synthesis keeps one copy
+    of that register a buffer (it would merge the copies within one module).
+
+    The link's address, byte enables and data are registered here first
+    (link_streams.HOST_ADDRESS_STAGES): the link's address drives every buffer, and a
+    register beside each keeps that spread out of a block RAM's address setup. A host
+    access therefore reaches the block RAM a cycle after the link makes it, when the
+    ownership register already says whether the engine was busy in the link's cycle.
+    `byte` is the byte the link reads (see `_host_byte`).
+    """
+
+    def __init__(self, spec, index, port, link):
+        self.spec = spec
+        self.index = index
+        self.port = port
+        self.link = link
+        self.owned_next = Signal()
+        self.byte = Signal(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        spec, port, link = self.spec, self.port, self.link
+        m.submodules.memory = memory = Memory(
+            shape=8 * spec.word_bytes, depth=spec.depth, init=[],
+            attrs=_TWO_READ_PORTS if spec.read_ports == 2 else None)
+        write = memory.write_port(granularity=8)
+        read = memory.read_port(transparent_for=())
+
+        owned = Signal()
+        m.d.sync += owned.eq(self.owned_next)
+
+        host_addr = Signal(range(spec.depth), reset_less=True)
+        host_mask = Signal(len(write.en))
+        m.d.sync += host_addr.eq(link.addr)
+        if spec.writable:
+            host_data = Signal(len(write.data), reset_less=True)
+            m.d.sync += [
+                host_mask.eq(Mux(link.write & (link.select == self.index),
+                                 link.mask[:len(write.en)], 0)),
+                host_data.eq(link.wdata[:len(write.data)]),
+            ]
+            read_addr = Mux(owned, port.addr, host_addr)
+            # With a second read port, port A of the true-dual-port block RAM (DP16KD)
+            # writes and reads, port B reads (see _TWO_READ_PORTS): yosys merges a write
+            # and a read port into one RAM port only when their addresses are the same
+            # signal. The write is disabled while the engine owns the buffer, so its
+            # address may be the engine's then. An engine that writes the buffer
+            # (BufferSpec.engine_writes) does so on the same port, at the same address,
+            # while it owns it: still one RAM port.
+            two = spec.read_ports == 2
+            host_en = Mux(owned, 0, host_mask)
+            if spec.watched:
+                m.d.comb += port.host_wrote.eq(host_en.any())
+            if spec.engine_writes:
+                engine_en = Mux(owned, port.write.replicate(len(write.en)), 0)
+                m.d.comb += [write.data.eq(Mux(owned, port.wdata, host_data)),
+                             write.en.eq(engine_en | host_en)]
+            else:
+                m.d.comb += [write.data.eq(host_data), write.en.eq(host_en)]
+            m.d.comb += [
+                write.addr.eq(read_addr if two else host_addr),
+                read.addr.eq(read_addr),
+                port.data.eq(read.data),
+            ]
+            if two:
+                read_b = memory.read_port(transparent_for=())
+                m.d.comb += [read_b.addr.eq(port.b.addr), port.b.data.eq(read_b.data)]
+        else:
+            m.d.comb += [
+                write.addr.eq(Mux(owned, port.addr, host_addr)),
+                write.data.eq(port.data),
+                write.en.eq(Mux(owned, port.write.replicate(len(write.en)), 0)),
+                read.addr.eq(host_addr),
+            ]
+        m.d.comb += self.byte.eq(self._host_byte(m, read.data))
+        return m
+
+    def _host_byte(self, m, word):
+        """The byte the link reads: byte `link.lane` of the block RAM's output `word`,
+        through HOST_READ_STAGES register stages (link_streams.READ_LATENCY): the word as
+        the block RAM gives it (a block RAM's output has a long clock-to-out and no logic
+        may follow it in the same cycle), then BYTES_A_GROUP : 1 multiplexers, then one
+        multiplexer over the groups. The link holds `lane` (and the buffer select)
+        steady while it waits, so every stage reads it undelayed. No reset: the link
+        only looks at the result READ_LATENCY cycles after an address."""
+        spec = self.spec
+        lane = self.link.lane[:max(1, (spec.word_stride - 1).bit_length())]
+        held = Signal.like(word, name="host_word", reset_less=True)
+        m.d.sync += held.eq(word)
+        group_bits = (BYTES_A_GROUP - 1).bit_length()
+        groups = [held[8 * k:8 * (k + BYTES_A_GROUP)]
+                  for k in range(0, spec.word_bytes, BYTES_A_GROUP)]
+        picked = []
+        for k, group in enumerate(groups):
+            reg = Signal(8, name=f"host_group_{k}", reset_less=True)
+            # A short last group reads 0 past its end (a padding lane: the link ignores it).
+            wide = Cat(group, Const(0, 8 * BYTES_A_GROUP - len(group)))
+            m.d.sync += reg.eq(wide.word_select(lane[:group_bits], 8))
+            picked.append(reg)
+        byte = Signal(8, name="host_byte", reset_less=True)
+        if len(picked) == 1:
+            m.d.sync += byte.eq(picked[0])
+        else:
+            m.d.sync += byte.eq(Array(picked)[lane[group_bits:]])
+        return byte
