@@ -1,6 +1,6 @@
 """Reads block-RAM buffers into a stream, prefetching into a queue."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,7 +31,7 @@ class BufferReader(wiring.Component):
     A request is taken (``req.ready``) only while the queue has room for it counting the
     reads in flight (``level + in flight < queue_depth - 1``; a read is in flight for
     two cycles: the block RAM's, then its output register's), so no word is ever lost,
-    whatever ``o.ready`` does; ``req.ready`` depends only on registers. With ``o`` always
+    whatever ``o.ready`` does; ``req.ready`` is a register. With ``o`` always
     ready and a request every cycle, one word per cycle flows from queue_depth 6 on
     (below, queue_depth - 1 words every 5 cycles); a word is on ``o`` `latency` = 4
     cycles after its request was taken.
@@ -110,8 +110,28 @@ class BufferReader(wiring.Component):
         inflight_tags = {name: Signal.like(signal, name=f"inflight_{name}")
                          for name, signal in reading_tags.items()}
 
-        # Never more reads than the queue can take, counting the ones in flight.
-        m.d.comb += self.req.ready.eq(queue.level + reading + inflight < self._queue_depth - 1)
+        # Never more reads than the queue can take, counting the ones in flight: a request
+        # is taken while `committed` (the words in the queue and the reads in flight, kept
+        # as a counter of its own) is at most queue_depth - 2. `req.ready` is a register
+        # holding that verdict for the counter's next value, chosen by whether a request
+        # is taken and a word leaves in this cycle (each case a compare of the register
+        # against a constant), so no adder or compare lies between the queue and the
+        # requester's counters.
+        committed = Signal(range(self._queue_depth + 1))
+        ready = Signal(init=1)
+        take = self.req.valid & self.req.ready
+        leave = queue.o.valid & queue.o.ready
+        limit = self._queue_depth - 2
+
+        def at_most(bound):
+            return committed <= bound if bound >= 0 else Const(0)
+
+        m.d.sync += [
+            committed.eq(committed + take - leave),
+            ready.eq(Mux(take, Mux(leave, at_most(limit), at_most(limit - 1)),
+                         Mux(leave, at_most(limit + 1), at_most(limit)))),
+        ]
+        m.d.comb += self.req.ready.eq(ready)
         for port in ports:
             m.d.comb += port.addr.eq(self.req.payload.addr)
         m.d.sync += [reading.eq(self.req.valid & self.req.ready), inflight.eq(reading)]
