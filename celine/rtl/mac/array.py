@@ -79,8 +79,8 @@ class MacArray(wiring.Component):
 
         seed_draw = (params.lfsr_seed * n) >> LFSR_WIDTH
         drawn = Signal(prec_shape, init=precisions.index(candidates[seed_draw]) if n else 0)
-        m.d.sync += drawn.eq(Mux(lfsr.en, precision_index(lfsr.stepped()),
-                                 precision_index(lfsr.value)))
+        drawn_next = Mux(lfsr.en, precision_index(lfsr.stepped()), precision_index(lfsr.value))
+        m.d.sync += drawn.eq(drawn_next)
         requested = Signal(prec_shape, init=len(precisions) - 1)
         supported = Signal()
         for k, p in enumerate(precisions):
@@ -103,7 +103,16 @@ class MacArray(wiring.Component):
         m.d.comb += last_pass.eq(1)
         if params.passes(16) > 1 and 16 in precisions:
             tile_is16 = Signal()
-            starts_is16 = Mux(self.rps_enable, drawn, requested) == params.encode_precision(16)
+            # Whether the drawn precision is 16, a register beside `drawn` (the compare
+            # made on its next value), so that a tile's first pass knows at once.
+            sixteen = params.encode_precision(16)
+            drawn_is16 = Signal(init=int(drawn.init == sixteen))
+            m.d.sync += drawn_is16.eq(drawn_next == sixteen)
+            # An unsupported precision runs at the largest (`requested`'s reset value).
+            requested_is16 = self.precision == 16
+            if sixteen == len(precisions) - 1:
+                requested_is16 |= ~supported
+            starts_is16 = Mux(self.rps_enable, drawn_is16, requested_is16)
             m.d.comb += last_pass.eq(Mux(in_tile, ~tile_is16 | (pass_index == params.passes(16) - 1),
                                          ~starts_is16))
 
