@@ -9,6 +9,7 @@ from ... import registry
 from ...boards.baud import check_baud
 from ...spec.checks import check_int
 from ...spec.protocol import DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT_BITS, info_bytes
+from ..common.skid import SkidBuffer
 from .contract import check_engine
 from .link import HostLink
 from .hosted_buffer import HostedBuffer
@@ -73,8 +74,13 @@ class Shell(wiring.Component):
 
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx),
                      link.quiet.eq(uart_rx.quiet), link.overrun.eq(uart_rx.overrun)]
+        # The receive FIFO's byte comes straight from its block RAM (whose clock-to-out is
+        # most of a cycle at the clocks Celine aims for), so a skid buffer registers it
+        # before the link's decoder looks at it.
+        m.submodules.rx_skid = rx_skid = SkidBuffer(8)
         wiring.connect(m, uart_rx.o, rx_fifo.w_stream)
-        wiring.connect(m, rx_fifo.r_stream, link.rx)
+        wiring.connect(m, rx_fifo.r_stream, rx_skid.i)
+        wiring.connect(m, rx_skid.o, link.rx)
         wiring.connect(m, link.tx, tx_fifo.w_stream)
         wiring.connect(m, tx_fifo.r_stream, uart_tx.i)
 
