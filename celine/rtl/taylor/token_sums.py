@@ -1,4 +1,4 @@
-from amaranth.hdl import Module, Mux, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,7 +9,8 @@ class TokenSums(wiring.Component):
     """The token sums of one head, S_K[a] = Σ_i K_i[a] and S_V[b] = Σ_i V_i[b].
 
     On `add`, the d elements of `k` and of `v` (a token's K and V rows) are added in one
-    cycle, into 0 instead of the running sums when `first` (token 0). The sums hold still
+    cycle (the sums show them a cycle later: the inputs are registered), into 0 instead of
+    the running sums when `first` (token 0). The sums hold still
     otherwise: the centering pass and the output lane read them for the rest of the head.
     """
 
@@ -28,10 +29,17 @@ class TokenSums(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        with m.If(self.add):
+        # The inputs are registered first: `add` and `first` steer all 2d sums, and a
+        # register here gives their spread over the sums a whole cycle. The sums follow
+        # an add one cycle later; their readers wait for the rest of the head's K/V tiles
+        # (d*d/mac_units >= d cycles a token) before they look.
+        add, first = Signal(), Signal()
+        k, v = Signal.like(self.k), Signal.like(self.v)
+        m.d.sync += [add.eq(self.add), first.eq(self.first), k.eq(self.k), v.eq(self.v)]
+        with m.If(add):
             for a in range(self.params.head_dim):
                 m.d.sync += [
-                    self.sums_k[a].eq(Mux(self.first, 0, self.sums_k[a]) + self.k[a]),
-                    self.sums_v[a].eq(Mux(self.first, 0, self.sums_v[a]) + self.v[a]),
+                    self.sums_k[a].eq(Mux(first, 0, self.sums_k[a]) + k[a]),
+                    self.sums_v[a].eq(Mux(first, 0, self.sums_v[a]) + v[a]),
                 ]
         return m
