@@ -47,7 +47,10 @@ class MacShellAdapter(wiring.Component):
         regs = self.registers
         depth = regs[ids("depth")][:16]
         tiles = regs[ids("tiles")][:16]
-        m.d.comb += [
+        # The run's settings through a register of their own: the host's registers fan
+        # out from the link, and the array decides a tile's start from them. CONFIGURE
+        # lands frames before the RUN that reads them, so the cycle's lag is never seen.
+        m.d.sync += [
             array.precision.eq(regs[ids("precision")]),
             array.rps_enable.eq(regs[ids("rps_enable")][0]),
             array.requant.eq(regs[ids("requant")][:REQUANT_LAYOUT.size]),
