@@ -88,10 +88,11 @@ def test_attention_end_to_end_small(request):
 
 
 @pytest.mark.cocotb
+@pytest.mark.sweep          # make sim; make test runs the small one
 def test_attention_end_to_end_deit_tiny_head(request):
     """One DeiT-Tiny head (N = 197, d = 64) on the default engine (16 MACs, 3 heads). About
-    100 s alone (Verilator build 45 s on 2 cores, run 51 s: 23 ms simulated, 50 kB over the
-    UART at 25 Mbaud), up to 3 minutes beside other jobs."""
+    6 minutes beside another job on 2 cores (Verilator build 2.5, run 3.5: 23 ms simulated,
+    50 kB over the UART at 25 Mbaud)."""
     p = POINTS["deit-tiny"]
     (q, k, v), scales, out_scale = quantized_heads(1, 197, 64, seed=197)
     cycles = run_point(request, "deit-tiny",

@@ -34,7 +34,7 @@ POINTS = {
                 [(64, 0b00, "random"), (33, 0b10, "random"), (64, 0b00, "extreme")]),
 }
 # The sample that `make test` runs; `make sim` runs every point under every stall mix.
-SAMPLED = {"small_m2", "single_m1"}       # DeiT-Tiny runs end to end in test_shell_attention
+SAMPLED = {"small_m2", "single_m1"}       # DeiT-Tiny: test_shell_attention (make sim)
 STALLS = [(0.0, 0.0), (0.3, 0.3), (0.7, 0.1), (0.1, 0.8)]
 
 

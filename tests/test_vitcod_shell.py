@@ -72,7 +72,6 @@ def heads(count, tokens, head_dim, seed, low=-128, high=128):
 
 
 @pytest.mark.cocotb
-@pytest.mark.sweep          # make sim; the engine-level tests cover these cases in make test
 def test_sparse_attention_end_to_end_small(request):
     """Two sparse heads, a skipped head, a dense head, one token, most-negative operands."""
     p = POINTS["small"]
@@ -89,6 +88,7 @@ def test_sparse_attention_end_to_end_small(request):
 
 
 @pytest.mark.cocotb
+@pytest.mark.sweep          # make sim (10 minutes or more); make test runs the small one
 def test_sparse_attention_end_to_end_deit_tiny_head(request):
     """One DeiT-Tiny head (N = 197, d = 64) with a real ViTCoD mask (layer 0, head 1: 10
     global tokens) on the default engine shape."""
