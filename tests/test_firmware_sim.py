@@ -34,6 +34,7 @@ def test_open_sim_serves_the_rtl():
     from celine.firmware.device import Device
     from celine.golden.mac import reference_matmul
 
+    # test_shell.py's "small" point: one Verilator build for both tests
     params = MacArrayParams(rows=2, cols=2, precisions=(4, 8))
     with Device.open("sim", accel="mac", params=params, operand_depth=16, result_depth=16,
                      max_payload=48) as dev:
