@@ -211,9 +211,12 @@ class ExecutorHarness:
         async def monitor(ctx):
             rng = random.Random(4)
             while len(replies) < len(requests):
-                # The reply stays valid until taken; nothing else may move meanwhile.
+                # The reply stays valid until taken; nothing else may move meanwhile
+                # (`start`, registered, pulses in the reply's first cycle).
                 if ctx.get(dut.reply.valid) and rng.random() < 0.5:
-                    await ctx.tick()
+                    *_, start = await ctx.tick().sample(dut.start)
+                    if start:
+                        starts.append(len(replies))
                     continue
                 ctx.set(dut.reply.ready, 1)
                 _, _, valid, payload, write, select, addr, mask, wdata, start = \

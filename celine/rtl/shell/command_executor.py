@@ -21,7 +21,10 @@ class CommandExecutor(wiring.Component):
     run in the protocol's order (command, length for the command, buffer address or
     register, busy), and only then does anything change: WRITE copies the staged data
     bytes (`staging`) into the buffer through `mem`, CONFIGURE sets a `registers` entry,
-    RUN pulses `start`, STATUS snapshots `status`. The request is taken when its reply
+    RUN pulses `start` (from a register, the cycle after the decision), STATUS snapshots
+    `status`. `busy` is registered before the BUSY check: a request's checks come at least
+    a reply's length after the previous RUN, so the extra cycle never lets a RUN through
+    while the engine works. The request is taken when its reply
     descriptor is offered; the next request waits until the reply was sent (the reply
     encoder takes the descriptor at the end of the frame), so `mem` is free whenever the
     reply stream is idle (the encoder reads the buffers while it is valid).
@@ -96,6 +99,13 @@ class CommandExecutor(wiring.Component):
             register_ok.eq((command != Command.CONFIGURE) | (select < self.register_count)),
         ]
         needs_idle = (command != Command.STATUS) & (command != Command.INFO)
+        # The engine's `busy` may be combinational deep inside it, and `start` fans out to
+        # its run checks: both are registered here so that neither path runs through the
+        # CHECK decision.
+        busy = Signal()
+        start = Signal()
+        m.d.sync += [busy.eq(self.busy), start.eq(0)]
+        m.d.comb += self.start.eq(start)
 
         # The overrun flag.
         overrun = Signal()
@@ -146,7 +156,7 @@ class CommandExecutor(wiring.Component):
                     respond(Status.BAD_ADDRESS)
                 with m.Elif(~register_ok):
                     respond(Status.BAD_REGISTER)
-                with m.Elif(needs_idle & self.busy):
+                with m.Elif(needs_idle & busy):
                     respond(Status.BUSY)
                 with m.Elif(command == Command.WRITE):
                     m.next = "WRITE_ADDRESS"
@@ -158,7 +168,7 @@ class CommandExecutor(wiring.Component):
                             m.d.sync += self.registers[k].eq(offset)
                     respond(Status.OK)
                 with m.Elif(command == Command.RUN):
-                    m.d.comb += self.start.eq(1)
+                    m.d.sync += start.eq(1)
                     respond(Status.OK)
                 with m.Elif(command == Command.STATUS):
                     m.d.sync += reply.snapshot.eq(

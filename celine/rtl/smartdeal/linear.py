@@ -10,6 +10,7 @@ from ...engines.smartdeal.spec import SmartDealParams, buffers
 from ...golden.smartdeal.format import BASIS
 from ..common.buffer_reader import BufferReader
 from ..common.buffer_writer import BufferWriter
+from ..common.lookahead import lookahead
 from ..mac.array import MacArray
 from ..mac.result_drain import REQUANT_LAYOUT
 from ..shell.contract import CYCLE_BITS, ERROR_BITS, RESULT_WORD_BITS, buffer_port_signature
@@ -154,9 +155,21 @@ class SdLinear(wiring.Component):
         issuing = Signal()                   # tiles remain to be issued
         tiles_issued = Signal(32)
         tiles_done = Signal(32)
-        last_k = c_k + 1 == header.length
-        last_t = c_base_t + rows >= tokens
-        last_u = c_base_u + cols >= header.outputs
+        # Whether this is the last step, token tile, output tile: registers that follow the
+        # counters (the compares run a cycle ahead, off the issue path). They are right
+        # from the cycle after the header and the token count settle; the first issue
+        # comes later, when the decoder has filled a tile.
+        step_k = Signal()                    # go: the counters move
+        step_t = Signal()
+        step_u = Signal()
+        last_k = lookahead(m, "last_k", c_k + 1 == header.length, step_k,
+                           header.length == 1, c_k + 2 == header.length)
+        last_t = lookahead(m, "last_t", c_base_t + rows >= tokens, step_t,
+                           rows >= tokens, c_base_t + 2 * rows >= tokens)
+        # (the output tiles do not wrap: the run's issue ends after the last)
+        last_u = lookahead(m, "last_u", c_base_u + cols >= header.outputs, step_u,
+                           c_base_u + 2 * cols >= header.outputs,
+                           c_base_u + 2 * cols >= header.outputs)
         go = Signal()
         m.d.comb += go.eq(issuing & full.bit_select(c_bank, 1) & act_reader.req.ready
                           & tile_reader.req.ready)
@@ -180,6 +193,7 @@ class SdLinear(wiring.Component):
             tiles.read.addr.eq(tile_reader.mem.tile.addr),
             tile_reader.mem.tile.data.eq(tiles.read.data),
         ]
+        m.d.comb += [step_k.eq(go), step_t.eq(go & last_k), step_u.eq(go & last_k & last_t)]
         clear_full = Signal(2)
         with m.If(restart):
             m.d.sync += [c_bank.eq(0), c_base_u.eq(0), c_base_t.eq(0), c_act.eq(0),
