@@ -72,9 +72,10 @@ def test_timing_bench_median_seed_and_failures(tmp_path, monkeypatch):
     calls = _stub_call_time(monkeypatch)
     result = bench_timing.run(tmp_path / "out", only=["mac"])
     # every engine's call times: the measured one at its median Fmax, the others at the
-    # board's default clock
-    from celine.boards.top import DEFAULT_CLOCK_HZ
-    assert calls == [(record.name, 130.0e6 if record.name == "mac" else DEFAULT_CLOCK_HZ,
+    # clock of their board builds
+    from celine.boards.designs import get_design
+    assert calls == [(record.name, 130.0e6 if record.name == "mac"
+                      else get_design(record.name).clock_hz,
                       "ulx3s-85f", "fmax_median" if record.name == "mac" else "board_default")
                      for record in registry.ENGINES]
     assert result["call_time"][0] == {"accel": "mac", "clock_from": "fmax_median"}
@@ -96,7 +97,7 @@ def test_timing_bench_median_seed_and_failures(tmp_path, monkeypatch):
 
 def test_timing_bench_without_synthesis_times_calls_only(tmp_path, monkeypatch):
     import celine.gen.bitstream as bitstream
-    from celine.boards.top import DEFAULT_CLOCK_HZ
+    from celine.boards.designs import get_design
 
     def no_build(*args, **kwargs):
         raise AssertionError("no build without synthesis")
@@ -104,8 +105,8 @@ def test_timing_bench_without_synthesis_times_calls_only(tmp_path, monkeypatch):
     calls = _stub_call_time(monkeypatch)
     result = bench_timing.run(tmp_path, fpga=False)
     assert result["designs"] == []
-    assert calls == [(record.name, DEFAULT_CLOCK_HZ, "ulx3s-85f", "board_default")
-                     for record in registry.ENGINES]
+    assert calls == [(record.name, get_design(record.name).clock_hz, "ulx3s-85f",
+                      "board_default") for record in registry.ENGINES]
     assert json.loads((tmp_path / "timing.json").read_text()) == result
 
 

@@ -238,3 +238,18 @@ def test_a_clock_constraint_is_given_through_the_oscillator():
     plan = platform.build(BoardTop("ulx3s-85f", UartEcho), name="top", do_build=False,
                           debug_verilog=False)
     assert 'FREQUENCY PORT "clk25_0__io" 60000000.0 HZ;' in plan.files["top.lpf"]
+
+
+@pytest.mark.parametrize("name", list(DESIGNS))
+def test_each_design_clock_is_made_exactly_with_an_exact_uart(name):
+    """A design's board builds run at its clock (the engine's measured `clock_mhz`, else
+    the board top's default): every board's PLL makes it to the Hz, and the UART's
+    default rate divides it exactly."""
+    from celine.boards.top import DEFAULT_CLOCK_HZ
+    design = get_design(name)
+    mhz = getattr(design.accelerator, "clock_mhz", None)
+    assert design.clock_hz == (DEFAULT_CLOCK_HZ if mhz is None else round(mhz * 1e6))
+    for board in BOARDS.values():
+        top = BoardTop(board.name, UartEcho, clock_hz=design.clock_hz)
+        assert top.clock_hz == design.clock_hz
+        assert top.clock_hz % top.baud == 0

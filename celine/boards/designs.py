@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .. import registry
 from .echo import UartEcho
+from .top import DEFAULT_CLOCK_HZ
 
 __all__ = ["Design", "DESIGNS", "get_design"]
 
@@ -25,6 +26,13 @@ class Design:
 
     def component(self, params, clock_hz, baud):
         return self.factory(params, clock_hz, baud)
+
+    @property
+    def clock_hz(self):
+        """The PLL clock a board build takes by default: the engine's `clock_mhz`, else
+        the board top's DEFAULT_CLOCK_HZ."""
+        mhz = getattr(self.accelerator, "clock_mhz", None)
+        return DEFAULT_CLOCK_HZ if mhz is None else round(mhz * 1_000_000)
 
 
 def _echo(params, clock_hz, baud):

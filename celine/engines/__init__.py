@@ -80,6 +80,10 @@ class Accelerator:
       the defaults and each larger than the one before (more multipliers, lanes or
       buffers), so that the largest that fits and meets the constraint can be searched
       for by halving.
+    clock_mhz: the PLL clock of its board builds when none is asked for (`celine
+      bitstream`, `make bitstream`): the default configuration closes at it on every seed
+      of the timing benchmark (docs/timing.md, "Board clocks"); None: the board top's
+      DEFAULT_CLOCK_HZ. Other configurations may need a lower one (`--clock-mhz`).
     """
     name: str
     summary: str
@@ -98,6 +102,7 @@ class Accelerator:
     workload: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     scale: tuple = ()
+    clock_mhz: float | None = None
 
     def resolve_options(self, options):
         """`options` over the defaults; ValueError for an unknown name."""

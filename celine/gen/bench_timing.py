@@ -18,8 +18,8 @@ cut the link's share), one host call made on the golden model of the device
 (Device.open("model"), with the board design's frames: spec.protocol.DEFAULT_MAX_PAYLOAD)
 and weighed for the ULX3S-85F: {"accel", "workload", "clock_mhz", "clock_from", "baud",
 "cycles", "link_bytes", "link_s", "compute_s", "link_share"}. The clock is the design's
-median Fmax measured above ("clock_from": "fmax_median") or, without it, the board top's
-default clock (celine.boards.top.DEFAULT_CLOCK_HZ: "board_default"); the baud the rate
+median Fmax measured above ("clock_from": "fmax_median") or, without it, the clock of its
+board builds (celine.boards.designs.Design.clock_hz: "board_default"); the baud the rate
 the board top picks at that clock (celine.boards.baud.default_baud under the board's
 max_baud). link_bytes: the bytes the host sent and read in the call (the transport
 counts them; the model finishes a run at once, so a run costs RUN and one STATUS);
@@ -160,7 +160,7 @@ def call_times(measured, only=None):
     """The call time entries of every registered engine among `only` (default: all), each
     at its design's median Fmax in `measured` (the designs entries) when there is one,
     else at the board top's default clock."""
-    from ..boards.top import DEFAULT_CLOCK_HZ
+    from ..boards.designs import get_design
     fmax = {entry.get("accel"): entry.get("fmax_median_mhz") for entry in measured}
     entries = []
     for record in registry.ENGINES:
@@ -169,7 +169,7 @@ def call_times(measured, only=None):
         if fmax.get(record.name) is not None:
             clock_hz, clock_from = fmax[record.name] * 1e6, "fmax_median"
         else:
-            clock_hz, clock_from = DEFAULT_CLOCK_HZ, "board_default"
+            clock_hz, clock_from = get_design(record.name).clock_hz, "board_default"
         entries += call_time(record.name, clock_hz, BOARD, clock_from=clock_from)
     return entries
 

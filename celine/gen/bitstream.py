@@ -18,7 +18,7 @@ from pathlib import Path
 
 from celine.boards.designs import get_design
 from celine.boards.platforms import get_board
-from celine.boards.top import DEFAULT_CLOCK_HZ, BoardTop
+from celine.boards.top import BoardTop
 from celine.sim.emit import build_root, write_if_changed
 
 from .synth import ToolError, _tool
@@ -134,11 +134,12 @@ def _up_to_date(out, name, key):
     return report
 
 
-def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK_HZ,
+def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
                     baud=None, constraint_mhz=None, router="router2", flatten=False, out=None,
                     name=None, force=False, time_limit=None, progress=_say):
     """Build `accel` (with `params`) for `board`; write the bitstream and return the report.
 
+    `clock_hz` is the PLL output asked for (default: the design's, `Design.clock_hz`).
     `constraint_mhz` is the clock constraint given to nextpnr (default: the PLL output
     frequency). `router` is nextpnr's router (router1/router2; default router2, much
     faster on large designs: router1 had not finished a design of 100 MULT18X18D and 166
@@ -166,7 +167,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=DEFAULT_CLOCK
     out.mkdir(parents=True, exist_ok=True)
 
     top = BoardTop(board, lambda hz, bd: design.component(params, hz, bd),
-                   clock_hz=clock_hz, baud=baud)
+                   clock_hz=design.clock_hz if clock_hz is None else clock_hz, baud=baud)
     if constraint_mhz is None:
         constraint_mhz = float(top.pll.output_hz) / 1e6
     if not (isinstance(constraint_mhz, (int, float)) and constraint_mhz > 0):

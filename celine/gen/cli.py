@@ -174,7 +174,8 @@ def cmd_bitstream(args):
         elif args.params:
             raise ValueError(f"accelerator {args.accel!r} takes no parameters, "
                              f"not {' '.join(args.params)!r}")
-        clock_hz = round(check_clock_mhz(args.clock_mhz) * 1e6)
+        clock_hz = (None if args.clock_mhz is None
+                    else round(check_clock_mhz(args.clock_mhz) * 1e6))
         constraint = args.constraint_mhz
         if constraint is not None and not (math.isfinite(constraint) and constraint > 0):
             raise ValueError(f"constraint must be a positive number of MHz, not {constraint:g}")
@@ -274,8 +275,12 @@ def build_parser():
     p.add_argument("--accel", default=registry.DEFAULT,
                    help=f"design: {', '.join(DESIGNS)} (default {registry.DEFAULT})")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
-    p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_HZ / 1e6,
-                   help=f"PLL output (default {DEFAULT_CLOCK_HZ / 1e6:g})")
+    clocks = ", ".join(f"{name} {design.clock_hz / 1e6:g}" for name, design in DESIGNS.items()
+                       if design.clock_hz != DEFAULT_CLOCK_HZ)
+    p.add_argument("--clock-mhz", type=float,
+                   help=f"PLL output (default: the design's; {clocks}, the others "
+                        f"{DEFAULT_CLOCK_HZ / 1e6:g})" if clocks else
+                        f"PLL output (default {DEFAULT_CLOCK_HZ / 1e6:g})")
     p.add_argument("--baud", type=int, help="UART rate (default: the highest standard rate "
                    "the board's USB-serial chip and the clock allow)")
     p.add_argument("--constraint-mhz", type=float,
