@@ -154,9 +154,12 @@ class VitcodCore(wiring.Component):
         gcols_base = Signal(range(p.heads * p.max_global + 2))
         current = {name: Signal(width, name=f"head_{name}")
                    for name, width in head_fields(p).items()}
-        # The phases' start pulses (attributes, so a testbench can watch the phases).
+        # The phases' start pulses (attributes, so a testbench can watch the phases):
+        # registers, high in the START_A / START_B state, set on the way in, because they
+        # fan out across the engine (the DPU arrays' slot counters, the checks).
         start_a = self.phase_1_start = Signal()
         start_b = self.phase_2_start = Signal()
+        m.d.sync += [start_a.eq(0), start_b.eq(0)]
         tokens = self.tokens[:p.token_bits + 1]
 
         kept = Array(~self.head_mask[h] for h in range(p.heads))
@@ -229,9 +232,9 @@ class VitcodCore(wiring.Component):
                 with m.Else():
                     for name, signal in current.items():
                         m.d.sync += signal.eq(Array(getattr(self, name))[head])
+                    m.d.sync += start_a.eq(1)
                     m.next = "START_A"
             with m.State("START_A"):
-                m.d.comb += start_a.eq(1)
                 m.next = "WAIT_A"
             with m.State("WAIT_A"):
                 with m.If(~phase_a_busy):
@@ -239,10 +242,9 @@ class VitcodCore(wiring.Component):
                         m.d.sync += self.errors.eq(Errors.INDEX)
                         m.next = "DONE"
                     with m.Else():
-                        m.d.sync += phase_b.eq(1)
+                        m.d.sync += [phase_b.eq(1), start_b.eq(1)]
                         m.next = "START_B"
             with m.State("START_B"):
-                m.d.comb += start_b.eq(1)
                 m.next = "WAIT_B"
             with m.State("WAIT_B"):
                 with m.If(~softmax.busy & ~spmm.busy):
