@@ -14,6 +14,8 @@ from celine.sim.toolchain import selected_simulator
 WORST_DEPTH = {"verilator": 1024, "icarus": 64}
 
 # (name, parameters): every parameter point a testbench runs at in `make sim`.
+# tests/test_mac_cycles.py runs dsp_default and bricks_odd_b1 under the same top names
+# (mac_<name>): keep its copies of them equal, so that both share one Verilator build.
 POINTS = {
     "bricks_default": dict(),
     "dsp_default": dict(impl="dsp"),

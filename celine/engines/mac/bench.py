@@ -33,8 +33,10 @@ def log(message):
     print(f"[bench mac] {message}", file=sys.stderr, flush=True)
 
 
-def measure(params, precision, size, seed=1, case_id=None):
-    """(cycles, MACs) of a size^3 matmul on the array at `precision`, checked bit-exactly."""
+def measure(params, precision, size, seed=1, case_id=None, toplevel=None):
+    """(cycles, MACs) of a size^3 matmul on the array at `precision`, checked bit-exactly.
+    `toplevel` names the Verilog top (default bench_mac_<impl>); the same parameters under
+    the same name share one Verilator build (sim/runner.py)."""
     gen = torch.Generator().manual_seed(seed)
     lo, hi = operand_range(params, precision)
     a = torch.randint(lo, hi + 1, (size, size), generator=gen)
@@ -46,7 +48,7 @@ def measure(params, precision, size, seed=1, case_id=None):
                      precision, params)
     if not torch.equal(whole, reference_matmul(a, w, precision)):
         raise AssertionError("tiling does not reproduce the matmul (golden model bug)")
-    case = run_cocotb(MacArray(params), toplevel=f"bench_mac_{params.impl}",
+    case = run_cocotb(MacArray(params), toplevel=toplevel or f"bench_mac_{params.impl}",
                       test_module="celine.sim.tb.mac_tb",
                       case_id=case_id or f"bench_mac_{params.impl}_p{precision}",
                       params=params.to_dict(), testcase="throughput",
