@@ -91,7 +91,10 @@ def _requantize_reference(x, mult, shift, out_width):
     (28, 16, 6, 8), (9, 1, 6, 9), (40, 16, 6, 24), (12, 4, 3, 8), (20, 16, 6, 40), (8, 16, 6, 2),
     # x in one, two (17 + 18), three and four multiplier chunks; M too wide for a block.
     (18, 17, 6, 8), (35, 17, 6, 8), (52, 16, 6, 16), (64, 16, 7, 8), (64, 32, 7, 8),
-    (2, 16, 6, 2)])
+    (2, 16, 6, 2),
+    # M in two chunks: times one or two chunks of x (Taylor's divide: 33 x 25; an 18-bit
+    # M: a 1-bit high chunk); three chunks of x by two of M: one wide multiply.
+    (18, 32, 6, 8), (33, 25, 6, 33), (35, 18, 6, 8), (40, 25, 6, 16)])
 def test_requantizer_boundaries(in_width, multiplier_width, shift_width, out_width):
     """Every shift, at the edges where rounding and saturation change, at the widths the
     engines use (and a result wider than the product, where nothing ever saturates)."""

@@ -18,6 +18,19 @@ _CHUNK_BITS = MULT18_WIDTH - 1        # a low chunk is unsigned: 17 bits and a 0
 PRODUCT_STAGES = RegisteredMultiplier.latency + 2
 
 
+def _chunks(width, *, signed_top):
+    """(low bit, bits) of the chunks a `width`-bit operand is cut into for MULT18X18D
+    blocks: 17-bit low chunks (unsigned, a 0 sign bit added); the top chunk takes up to 18
+    bits when it carries the operand's sign (`signed_top`), else 17."""
+    if width <= (MULT18_WIDTH if signed_top else _CHUNK_BITS):
+        return [(0, width)]
+    chunks = [(lo, min(_CHUNK_BITS, width - lo)) for lo in range(0, width, _CHUNK_BITS)]
+    if signed_top and len(chunks) > 1 and chunks[-1][1] == 1:
+        # A 1-bit signed top chunk joins the chunk below it (18 bits, signed).
+        chunks = chunks[:-2] + [(chunks[-2][0], _CHUNK_BITS + 1)]
+    return chunks
+
+
 class Requantizer(wiring.Component):
     """Narrow an accumulator value: y = clamp((x * M + 2^(S-1)) >> S, lo, hi).
 
@@ -40,9 +53,11 @@ class Requantizer(wiring.Component):
     two levels); shift by t's high bits and the suffix-OR; shift by t's low bits and the
     fit; round; clamp. So `y` shows the result for the `x` presented eight enabled
     cycles earlier, and no stage has more than one adder or a few levels of logic. A
-    one-bit M is a multiplexer, not a multiplier block; an M wider than 17 bits is one
-    wide multiply (several blocks that yosys builds with their registers bypassed: slower,
-    and no engine uses one). The caller owns the valid/ready handshake around it.
+    one-bit M is a multiplexer, not a multiplier block; an M wider than 17 bits is cut
+    into 17-bit chunks too, as long as there are at most four chunk products (Taylor's
+    reciprocal: 2 chunks of x times 2 of M); beyond that it is one wide multiply (several
+    blocks that yosys builds with their registers bypassed: slower). The caller owns the
+    valid/ready handshake around it.
     """
 
     latency = REQUANT_LATENCY
@@ -144,26 +159,30 @@ class Requantizer(wiring.Component):
             for k in range(1, PRODUCT_STAGES + 1):
                 value = stage(f"product_{k}", value, signed(width))
             return value
-        if self.multiplier_width > _CHUNK_BITS:
-            chunks = [(0, self.in_width)]                # one wide multiply
-        else:
-            chunks = [(lo, min(_CHUNK_BITS, self.in_width - lo))
-                      for lo in range(0, self.in_width - 1, _CHUNK_BITS)]
-            if self.in_width - chunks[-1][0] <= MULT18_WIDTH:
-                # The top chunk is signed, so it may take 18 bits.
-                chunks[-1] = (chunks[-1][0], self.in_width - chunks[-1][0])
-        # At most four chunks (in_width <= 64, checked in __init__): two adder levels.
+        x_chunks = _chunks(self.in_width, signed_top=True)
+        m_chunks = _chunks(self.multiplier_width, signed_top=False)
+        if len(x_chunks) * len(m_chunks) > 4:
+            # More partial products than two adder levels sum: M whole, one wide multiply
+            # when it is wider than a block takes (yosys builds it from several blocks,
+            # their registers bypassed: slower).
+            if len(m_chunks) > 1:
+                x_chunks = [(0, self.in_width)]
+            m_chunks = [(0, self.multiplier_width)]
         terms = []
-        for k, (lo, bits) in enumerate(chunks):
-            top = lo + bits == self.in_width
-            a = self.x[lo:lo + bits]
+        for i, (x_lo, x_bits) in enumerate(x_chunks):
+            a = self.x[x_lo:x_lo + x_bits]
             # Low chunks are unsigned (a 0 sign bit), the top one keeps x's sign.
+            top = x_lo + x_bits == self.in_width
             a = a.as_signed() if top else Cat(a, Const(0, 1)).as_signed()
-            mult = RegisteredMultiplier(len(a), self.multiplier_width + 1, with_enable=True)
-            m.submodules[f"chunk_{k}"] = mult
-            m.d.comb += [mult.en.eq(self.en), mult.a.eq(a),
-                         mult.b.eq(Cat(self.multiplier, Const(0, 1)).as_signed())]
-            terms.append((lo, mult.p))
+            for j, (m_lo, m_bits) in enumerate(m_chunks):
+                # M is unsigned: every chunk of it gets a 0 sign bit.
+                b = Cat(self.multiplier[m_lo:m_lo + m_bits], Const(0, 1)).as_signed()
+                mult = RegisteredMultiplier(len(a), len(b), with_enable=True)
+                m.submodules[f"chunk_{i}" if len(m_chunks) == 1 else f"chunk_{i}_{j}"] = mult
+                m.d.comb += [mult.en.eq(self.en), mult.a.eq(a), mult.b.eq(b)]
+                terms.append((x_lo + m_lo, mult.p))
+        # Summed in position order, so that each pair's higher term shifts left.
+        terms.sort(key=lambda term: term[0])
         # Two adder levels: each pair of chunk products, then the two sums. A term is
         # (its bit position in x, its value).
         for level in range(2):

@@ -70,6 +70,12 @@ class FrameDecoder(wiring.Component):
         with m.Elif(take):
             m.d.sync += held.eq(0)
 
+        # Whether the payload byte due is the frame's last: a register, from `index` and
+        # the length a cycle earlier (bytes are taken two cycles apart at the closest, and
+        # the length is known two cycles before the first payload byte).
+        last_payload = Signal()
+        m.d.sync += last_payload.eq(index + 1 == request.length)
+
         # The inter-byte timeout: quiet cycles since the last byte.
         timer = Signal(range(self.timeout_cycles + 1))
         with m.If(self.rx.valid | held | ~self.quiet):
@@ -131,7 +137,7 @@ class FrameDecoder(wiring.Component):
                         with m.If(index == k):
                             m.d.sync += request.args[k].eq(byte)
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index + 1 == request.length):
+                    with m.If(last_payload):
                         m.next = "CRC_LOW"
                 receive(got_payload)
 
