@@ -107,7 +107,7 @@ class Requantizer(wiring.Component):
         r = carry("r", self.shift != 0, P + 3)
         t, r, raw, bypass = t[P:], r[P:], raw[P:], bypass[P:]
         product = self._product(m, stage, product_width)
-        sign = carry("sign", product[-1], 3)           # sign[k]: beside stage k's registers
+        sign = carry("sign", product[-1], 2)     # sign[k]: beside stage k + 1's registers
         def _bits(value, start, count):
             """value[start : start + count], sign-extended past its top bit."""
             top = len(value) - 1
@@ -143,10 +143,15 @@ class Requantizer(wiring.Component):
         fits_3 = stage("fits", ~padded.bit_select(t[2] + (q_width - 1), 1))
         # Stage 4: round. Stage 5: clamp (a q that does not fit saturates to the sign).
         lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+        # The clamp's verdicts are taken in stage 4 beside the rounding, from q and r:
+        # with r, floor((q + 1) / 2) < lo exactly when q < 2 lo - 1, and > hi when q > 2 hi.
+        # So stage 5 is multiplexers only.
         rounded_4 = stage("rounded", Mux(r[3], (q_3 + 1) >> 1, q_3), signed(q_width + 1))
-        fits_4 = stage("fits_4", fits_3)
-        clamped = Mux(~fits_4, Mux(sign[3], lo, hi),
-                      Mux(rounded_4 < lo, lo, Mux(rounded_4 > hi, hi, rounded_4)))
+        under = Mux(r[3], q_3 < 2 * lo - 1, q_3 < lo)
+        over = Mux(r[3], q_3 > 2 * hi, q_3 > hi)
+        to_lo_4 = stage("to_lo", Mux(fits_3, under, sign[2]))
+        to_hi_4 = stage("to_hi", Mux(fits_3, over, ~sign[2]))
+        clamped = Mux(to_lo_4, lo, Mux(to_hi_4, hi, rounded_4))
         with m.If(self.en):
             m.d.sync += self.y.eq(Mux(bypass[4], raw[4], clamped))
         return m
