@@ -69,22 +69,29 @@ def wide_requant(x, sd, mult=300, weights="wide"):
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("impl", ["rebuild", pytest.param("bitop", marks=pytest.mark.sweep)])
-def test_linear_end_to_end_trained_layer(request, impl):
+@pytest.mark.parametrize("impl,tokens", [
+    ("rebuild", 5),
+    pytest.param("rebuild", 16, marks=pytest.mark.sweep),
+    pytest.param("bitop", 16, marks=pytest.mark.sweep),
+])
+def test_linear_end_to_end_trained_layer(request, impl, tokens):
     """The digits ViT's attention projection (48 x 48, fine-tuned with the decomposition)
-    on 16 real activation rows, twice (the second run reuses the weights on chip and skips
-    the check), then requantized. make test runs the rebuild case; the bit-op case is a
-    sweep (make sim: its Verilator build and its 4 token-tile passes over the stream take
-    about 2 minutes), and make test runs the small bit-op layer below."""
+    on `tokens` real activation rows, twice (the second run reuses the weights on chip and
+    skips the check), then requantized. make test runs the rebuild case on 5 rows (a full
+    token tile of 4 and one row of the next; the link carries less than half the bytes of
+    16 rows); the 16 rows (max_tokens) through the same Verilator build are
+    test_smartdeal_host's simulated device's (runs of 16 and 4). The 16-row cases are
+    sweeps (make sim: the bit-op one's Verilator build and its 4 token-tile passes over the
+    stream take about 2 minutes), and make test runs the small bit-op layer below."""
     from celine.engines.smartdeal.bench import _digits, activations
     made, layers, images = _digits()
     name = "blocks.0.attn.proj"
     sd = layers[name]
-    x = activations(made, name, images, 16)
+    x = activations(made, name, images, tokens)
     params = SmartDealParams(impl=impl, **LIMITS)
     requant = [300, 15] if impl == "rebuild" else wide_requant(x, sd)
     record, expected = run_shell(request, params, sd, x, [None, None, requant])
-    links = check_record(params, sd, 16, record)
+    links = check_record(params, sd, tokens, record)
     assert 2 * links[0]["weights"] <= links[0]["weights_int8"]    # at least 2x against int8
     assert 64 <= int(expected[-1].abs().max()) <= 128      # the int8 range is used
 
