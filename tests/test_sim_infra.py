@@ -35,6 +35,14 @@ def test_skid_buffer_verilog_sweep(request, lanes, width, seed, idle_prob, backp
              backpressure_prob=backpressure_prob)
 
 
+def test_verilator_opt_goes_to_the_compiler(monkeypatch):
+    from celine.sim import runner
+    monkeypatch.delenv("CELINE_VERILATOR_OPT", raising=False)
+    assert runner._verilator_opt() == []
+    monkeypatch.setenv("CELINE_VERILATOR_OPT", " -O0 ")
+    assert runner._verilator_opt() == ["-CFLAGS", "-O0"]
+
+
 def test_unknown_simulator_is_one_line(monkeypatch):
     monkeypatch.setenv("CELINE_SIM", "modelsim")
     with pytest.raises(ToolchainError,

@@ -31,6 +31,18 @@ from .emit import build_root, emit_verilog, write_if_changed
 __all__ = ["run_cocotb", "case_dir", "CocotbFailure"]
 
 _VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+# The C++ optimisation of Verilator's model ($CELINE_VERILATOR_OPT, e.g. -O0; part of the
+# build's key): none given, Verilator's own (-Os). Most test cases are their build: at -O0
+# test_mac_array's bricks_odd_b1 builds in about a third of the CPU time (43 s against
+# 122 s), while a long simulation is slower (test_vitcod_shell's small case: 227 s against
+# 124 s of simulation at -Os, on differently loaded cores). -O1 is no middle way: gcc spent
+# over 6 CPU minutes on one file of that same model.
+_OPT_VAR = "CELINE_VERILATOR_OPT"
+
+
+def _verilator_opt():
+    opt = os.environ.get(_OPT_VAR, "").strip()
+    return ["-CFLAGS", opt] if opt else []
 
 
 class CocotbFailure(AssertionError):
@@ -163,7 +175,7 @@ def run_cocotb(design, *, test_module, case_id, toplevel=None, params=None, data
     waves = _waves()
     args = list(build_args)
     if sim == "verilator":
-        args = _VERILATOR_ARGS + args
+        args = _VERILATOR_ARGS + _verilator_opt() + args
     runner = cocotb_tools.runner.get_runner(sim)
     build_dir = _build(runner, sim, verilog, toplevel, waves, args)
 
