@@ -144,17 +144,29 @@ class ResultDrain(wiring.Component):
         beats = 0
         for k, p in enumerate(params.precisions):
             beats = Mux(self.precision == k, params.tile_rows(p), beats)
+        # `shift` fans out to every PE's slots, so it is a few LUTs from registers: whether
+        # `remaining` is 0 or 1 and whether a credit is free are registers of their own,
+        # computed with the counters' next values (no subtract or compare before `shift`).
         left = Signal.like(remaining)
+        remaining_0 = Signal(init=1)
+        remaining_1 = Signal()
+        credit_free = Signal(init=1)
+        rows_left = Signal()
         m.d.comb += [
             left.eq(Mux(self.load, beats, remaining - shifting)),
-            self.busy_next.eq(left != 0),
-            self.shift.eq((left != 0) & (credits_used < queue.capacity)),
+            rows_left.eq(self.load | ~(remaining_0 | (remaining_1 & shifting))),  # left != 0
+            self.busy_next.eq(rows_left),
+            self.shift.eq(rows_left & credit_free),
         ]
+        credits_next = credits_used + self.shift - (self.o.valid & self.o.ready)
         m.d.sync += [
             shifting.eq(self.shift),
             remaining.eq(left),
+            remaining_0.eq(left == 0),
+            remaining_1.eq(left == 1),
             self.busy.eq(self.busy_next),
-            credits_used.eq(credits_used + self.shift - (self.o.valid & self.o.ready)),
+            credits_used.eq(credits_next),
+            credit_free.eq(credits_next < queue.capacity),
         ]
         with m.If(self.load):
             m.d.sync += [precision.eq(self.precision), requant.eq(self.requant)]

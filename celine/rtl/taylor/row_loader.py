@@ -3,6 +3,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...engines.taylor.spec import LANES, TaylorParams
+from ..common.fanout import register_copies
 
 
 def beat_layout(width):
@@ -58,11 +59,17 @@ class RowLoader(wiring.Component):
         rows_a = [Signal(row, name=f"slot{s}_a") for s in range(2)]
         rows_b = [Signal(row, name=f"slot{s}_b") for s in range(2)]
         full = Signal(2)
-        m.d.comb += [
-            self.row_a.eq(Mux(read_slot, rows_a[1].as_value(), rows_a[0].as_value())),
-            self.row_b.eq(Mux(read_slot, rows_b[1].as_value(), rows_b[0].as_value())),
-            self.ready.eq(full.bit_select(read_slot, 1)),
-        ]
+        # The consumer's slot selects 2 x head_dim elements: each word of each row is
+        # chosen by a copy of `read_slot` of its own (a module each, so that synthesis
+        # keeps them), not by one register driving every multiplexer.
+        read_slot_next = Mux(self.start, 0, Mux(self.release, ~read_slot, read_slot))
+        selects = register_copies(m, "read_slot", read_slot_next, 2 * beats)
+        for k in range(beats):
+            for n, (out, rows) in enumerate(((self.row_a, rows_a), (self.row_b, rows_b))):
+                m.d.comb += out.as_value().word_select(k, word).eq(
+                    Mux(selects[2 * k + n], rows[1].as_value().word_select(k, word),
+                        rows[0].as_value().word_select(k, word)))
+        m.d.comb += self.ready.eq(full.bit_select(read_slot, 1))
 
         token_beats = Mux(query, beats, 2 * beats)
         last_beat = beat == token_beats - 1
