@@ -158,15 +158,21 @@ class ResultDrain(wiring.Component):
             self.busy_next.eq(rows_left),
             self.shift.eq(rows_left & credit_free),
         ]
-        credits_next = credits_used + self.shift - (self.o.valid & self.o.ready)
+        # credit_free follows credits_used < capacity: the count moves by at most one a
+        # cycle, so its next value needs only whether one more would still be below
+        # (compared from the register, beside the shift decision, not after it).
+        popped = self.o.valid & self.o.ready
+        one_more_free = Signal()
+        m.d.comb += one_more_free.eq(credits_used < queue.capacity - 1)
         m.d.sync += [
             shifting.eq(self.shift),
             remaining.eq(left),
             remaining_0.eq(left == 0),
             remaining_1.eq(left == 1),
             self.busy.eq(self.busy_next),
-            credits_used.eq(credits_next),
-            credit_free.eq(credits_next < queue.capacity),
+            credits_used.eq(credits_used + self.shift - popped),
+            credit_free.eq(Mux(self.shift & ~popped, one_more_free,
+                               Mux(~self.shift & popped, 1, credit_free))),
         ]
         with m.If(self.load):
             m.d.sync += [precision.eq(self.precision), requant.eq(self.requant)]

@@ -73,10 +73,21 @@ class RowLoader(wiring.Component):
 
         token_beats = Mux(query, beats, 2 * beats)
         last_beat = beat == token_beats - 1
-        last_token = token == self.tokens - 1
+        # Whether `token` is the block's last: a register (the compare with `tokens`, which
+        # comes from the link's registers, runs a cycle ahead of the framing check and the
+        # block ends that use it). Right from the cycle after `start`, the first a beat can
+        # be taken in.
+        last_token = Signal()
+        one_token = self.tokens == 1
+        token_step = Signal()
+        m.d.sync += last_token.eq(Mux(self.start, one_token,
+                                      Mux(token_step, Mux(last_token, one_token,
+                                                          token + 2 == self.tokens),
+                                          token + 1 == self.tokens)))
         m.d.comb += self.i.ready.eq(active & ~full.bit_select(slot, 1))
 
         accepted = self.i.valid & self.i.ready
+        m.d.comb += token_step.eq(accepted & last_beat)
         m.d.comb += self.framing.eq(accepted & (self.i.payload.last != (last_beat & last_token)))
 
         with m.If(accepted):
