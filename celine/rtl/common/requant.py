@@ -54,8 +54,8 @@ class Requantizer(wiring.Component):
     fit; round; clamp. So `y` shows the result for the `x` presented eight enabled
     cycles earlier, and no stage has more than one adder or a few levels of logic. A
     one-bit M is a multiplexer, not a multiplier block; an M wider than 17 bits is cut
-    into 17-bit chunks too, as long as there are at most four chunk products (Taylor's
-    reciprocal: 2 chunks of x times 2 of M); beyond that it is one wide multiply (several
+    into 17-bit chunks too, as long as there are at most four chunk products (a 33-bit x
+    by a 25-bit M: 2 chunks times 2); beyond that it is one wide multiply (several
     blocks that yosys builds with their registers bypassed: slower). The caller owns the
     valid/ready handshake around it.
     """
