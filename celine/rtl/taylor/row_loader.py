@@ -4,6 +4,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...engines.taylor.spec import LANES, TaylorParams
 from ..common.fanout import register_copies
+from ..common.lookahead import lookahead
 
 
 def beat_layout(width):
@@ -77,13 +78,11 @@ class RowLoader(wiring.Component):
         # comes from the link's registers, runs a cycle ahead of the framing check and the
         # block ends that use it). Right from the cycle after `start`, the first a beat can
         # be taken in.
-        last_token = Signal()
         one_token = self.tokens == 1
         token_step = Signal()
-        m.d.sync += last_token.eq(Mux(self.start, one_token,
-                                      Mux(token_step, Mux(last_token, one_token,
-                                                          token + 2 == self.tokens),
-                                          token + 1 == self.tokens)))
+        last_token = lookahead(m, "last_token",
+                               Mux(self.start, one_token, token + 1 == self.tokens),
+                               token_step & ~self.start, one_token, token + 2 == self.tokens)
         m.d.comb += self.i.ready.eq(active & ~full.bit_select(slot, 1))
 
         accepted = self.i.valid & self.i.ready
