@@ -165,8 +165,9 @@ class TaylorParams(Params):
 
     @property
     def centering_latency(self):
-        """Cycles through the centering unit: products, difference, shift/round/clamp."""
-        return 2 + REQUANT_LATENCY
+        """Cycles through the centering unit (rtl/taylor/centering.py): the registered
+        multipliers (2), the chunk sum (1), the difference (1), shift/round/clamp."""
+        return 4 + REQUANT_LATENCY
 
     @property
     def row_tail(self):

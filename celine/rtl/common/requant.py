@@ -4,7 +4,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...spec.checks import check_int
 from ...spec.numerics import REQUANT_LATENCY
-from .multiplier import MULT18_WIDTH, RegisteredMultiplier
+from .multiplier import RegisteredMultiplier, chunk_operand, mult18_chunks
 
 # The shift's bits at or above this one are applied in the second stage, the rest in the
 # third: each stage is then at most three levels of 2:1 multiplexers.
@@ -14,21 +14,7 @@ _SPLIT_BIT = 3
 # that each fit a MULT18X18D beside M, the chunk products on RegisteredMultipliers (input
 # and output registers: 2 stages), then two levels of adders (pairs, then the two sums),
 # so at most four chunks: x up to 3 * 17 + 18 = 69 bits.
-_CHUNK_BITS = MULT18_WIDTH - 1        # a low chunk is unsigned: 17 bits and a 0 sign bit
 PRODUCT_STAGES = RegisteredMultiplier.latency + 2
-
-
-def _chunks(width, *, signed_top):
-    """(low bit, bits) of the chunks a `width`-bit operand is cut into for MULT18X18D
-    blocks: 17-bit low chunks (unsigned, a 0 sign bit added); the top chunk takes up to 18
-    bits when it carries the operand's sign (`signed_top`), else 17."""
-    if width <= (MULT18_WIDTH if signed_top else _CHUNK_BITS):
-        return [(0, width)]
-    chunks = [(lo, min(_CHUNK_BITS, width - lo)) for lo in range(0, width, _CHUNK_BITS)]
-    if signed_top and len(chunks) > 1 and chunks[-1][1] == 1:
-        # A 1-bit signed top chunk joins the chunk below it (18 bits, signed).
-        chunks = chunks[:-2] + [(chunks[-2][0], _CHUNK_BITS + 1)]
-    return chunks
 
 
 class Requantizer(wiring.Component):
@@ -164,8 +150,8 @@ class Requantizer(wiring.Component):
             for k in range(1, PRODUCT_STAGES + 1):
                 value = stage(f"product_{k}", value, signed(width))
             return value
-        x_chunks = _chunks(self.in_width, signed_top=True)
-        m_chunks = _chunks(self.multiplier_width, signed_top=False)
+        x_chunks = mult18_chunks(self.in_width, signed_top=True)
+        m_chunks = mult18_chunks(self.multiplier_width, signed_top=False)
         if len(x_chunks) * len(m_chunks) > 4:
             # More partial products than two adder levels sum: M whole, one wide multiply
             # when it is wider than a block takes (yosys builds it from several blocks,
@@ -175,13 +161,10 @@ class Requantizer(wiring.Component):
             m_chunks = [(0, self.multiplier_width)]
         terms = []
         for i, (x_lo, x_bits) in enumerate(x_chunks):
-            a = self.x[x_lo:x_lo + x_bits]
-            # Low chunks are unsigned (a 0 sign bit), the top one keeps x's sign.
-            top = x_lo + x_bits == self.in_width
-            a = a.as_signed() if top else Cat(a, Const(0, 1)).as_signed()
+            # Low chunks are unsigned, the top one keeps x's sign; M is unsigned.
+            a = chunk_operand(self.x, x_lo, x_bits, signed_top=True)
             for j, (m_lo, m_bits) in enumerate(m_chunks):
-                # M is unsigned: every chunk of it gets a 0 sign bit.
-                b = Cat(self.multiplier[m_lo:m_lo + m_bits], Const(0, 1)).as_signed()
+                b = chunk_operand(self.multiplier, m_lo, m_bits, signed_top=False)
                 mult = RegisteredMultiplier(len(a), len(b), with_enable=True)
                 m.submodules[f"chunk_{i}" if len(m_chunks) == 1 else f"chunk_{i}_{j}"] = mult
                 m.d.comb += [mult.en.eq(self.en), mult.a.eq(a), mult.b.eq(b)]

@@ -109,15 +109,16 @@ class FusedMultiplier(wiring.Component):
 
         def register(values, flags, stage):
             """Registers for stage `stage` of `values` ({key: Value}, a key a tuple) and of
-            `flags` ({width: whether the group width is at most width})."""
+            `flags` ({width: whether the group width is at most width}). None is reset:
+            they carry data that the PE's `valid`, travelling beside them, qualifies."""
             regs = {}
             for key, value in values.items():
                 name = "_".join(str(part) for part in key)
-                regs[key] = Signal(signed(len(value)), name=f"s{stage}_{name}")
+                regs[key] = Signal(signed(len(value)), name=f"s{stage}_{name}", reset_less=True)
                 m.d.sync += regs[key].eq(value)
             flag_regs = {}
             for width, flag in flags.items():
-                flag_regs[width] = Signal(name=f"s{stage}_done{width}")
+                flag_regs[width] = Signal(name=f"s{stage}_done{width}", reset_less=True)
                 m.d.sync += flag_regs[width].eq(flag)
             return regs, flag_regs
 

@@ -88,10 +88,12 @@ class ProcessingElement(wiring.Component):
         # stage runs freely: `valid` travels beside it to the accumulators.
         operands = {"a": a_word, "w": w_word, "group": group,
                     "a_signed": a_signed, "w_signed": w_signed}
-        regs = {name: Signal.like(getattr(mul, name), name=f"{name}_a") for name in operands}
+        regs = {name: Signal.like(getattr(mul, name), name=f"{name}_a", reset_less=True)
+                for name in operands}
         m.d.sync += [regs[name].eq(value) for name, value in operands.items()]
         for k in range(params.multiplier_stages - mul.latency):
-            delayed = {name: Signal.like(reg, name=f"{name}_pad{k}") for name, reg in regs.items()}
+            delayed = {name: Signal.like(reg, name=f"{name}_pad{k}", reset_less=True)
+                       for name, reg in regs.items()}
             m.d.sync += [delayed[name].eq(reg) for name, reg in regs.items()]
             regs = delayed
         m.d.comb += [getattr(mul, name).eq(reg) for name, reg in regs.items()]
@@ -110,7 +112,7 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [mul.a.eq(act), mul.b.eq(weight)]
         product = mul.p
         for k in range(1 + params.multiplier_stages - mul.latency):
-            delayed = Signal.like(product, name=f"product_pad{k}")
+            delayed = Signal.like(product, name=f"product_pad{k}", reset_less=True)
             m.d.sync += delayed.eq(product)
             product = delayed
         return [product]
@@ -121,10 +123,12 @@ class ProcessingElement(wiring.Component):
         fusion = params.max_fusion
 
         # Stage I: every input, registered in this PE.
+        # Only `valid` is reset: everything else is data qualified by it, and a reset on
+        # every operand and accumulator bit of a large array is a wide, slow net.
         i = {}
         for name in ("valid", "first", "last", "precision", "pass_index", "act", "weight"):
             port = getattr(self, name)
-            i[name] = Signal(port.shape(), name=f"i_{name}")
+            i[name] = Signal(port.shape(), name=f"i_{name}", reset_less=name != "valid")
             m.d.sync += i[name].eq(port)
 
         def is_precision(p):
@@ -146,7 +150,8 @@ class ProcessingElement(wiring.Component):
             # A 16-bit pass's product is shifted by 8 per high byte.
             controls["shift"] = Mux(is_precision(16), i["pass_index"][0] + i["pass_index"][1], 0)
         for k in range(self.latency - 3):
-            stage = {name: Signal(range(3) if name == "shift" else 1, name=f"{name}_{k}")
+            stage = {name: Signal(range(3) if name == "shift" else 1, name=f"{name}_{k}",
+                                  reset_less=name != "valid")
                      for name in controls}
             m.d.sync += [stage[name].eq(value) for name, value in controls.items()]
             controls = stage
@@ -206,21 +211,27 @@ class AccumulatorSlot(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        valid, restart, last, shift = Signal(), Signal(), Signal(), Signal()
+        # `valid`, `shift` and `load` are reset; the rest is data that they qualify (the
+        # first pass of a tile restarts the accumulator), so it has no reset net.
+        valid, shift = Signal(), Signal()
+        restart, last = Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += [valid.eq(self.valid), restart.eq(self.restart), last.eq(self.last),
                      shift.eq(self.shift)]
         term = self.product
         if self.shifts:
-            by = Signal(range(3))
+            by = Signal(range(3), reset_less=True)
             m.d.sync += by.eq(self.by)
             term = Mux(by == 2, term << 16, Mux(by == 1, term << 8, term))
+        acc = Signal.like(self.acc, reset_less=True)
+        shadow = Signal.like(self.shadow, reset_less=True)
+        m.d.comb += [self.acc.eq(acc), self.shadow.eq(shadow)]
         with m.If(valid):
-            m.d.sync += self.acc.eq(Mux(restart, 0, self.acc) + term)
+            m.d.sync += acc.eq(Mux(restart, 0, acc) + term)
         # The tile's last sum is in the accumulator the next cycle: the shadow copies it.
         load = Signal()
         m.d.sync += load.eq(valid & last)
         with m.If(load):
-            m.d.sync += self.shadow.eq(self.acc)
+            m.d.sync += shadow.eq(acc)
         with m.Elif(shift):
-            m.d.sync += self.shadow.eq(self.shadow_next)
+            m.d.sync += shadow.eq(self.shadow_next)
         return m
