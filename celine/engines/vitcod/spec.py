@@ -19,11 +19,14 @@ __all__ = ["VitcodParams", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS", "E_BI
            "MAX_REGISTERS", "ae_shape", "ae_register", "ae_weight_registers",
            "pack_ae_weights", "unpack_ae_weights", "ae_settings", "ae_values",
            "ae_encoder_settings", "ae_encoder_values", "code_word", "gcols_depth",
-           "AE_VALUE_BITS", "AE_BIAS_BITS"]
+           "AE_VALUE_BITS", "AE_BIAS_BITS", "MAC_BANK_LATENCY"]
 
 # -- the engines' dot-product units --------------------------------------------------------
 
 DPU_WIDTH = LANES          # MACs of one dot-product unit; an engine has a whole number of them
+# The shared MAC bank (rtl/vitcod/mac_bank.py): operands in -> products out. Its operand
+# multiplexer's output is registered (1), then a registered multiplier (2).
+MAC_BANK_LATENCY = 3
 
 # -- the softmax unit's exponential (docs/vitcod.md, "The integer softmax") ---------------
 #
