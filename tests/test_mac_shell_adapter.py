@@ -66,7 +66,7 @@ def requant(enable=1, multiplier=1, shift=0):
 # the PEs' latency, since the array hands them a beat the cycle it accepts it), with a
 # requantizer of MEASURED_REQUANT_LATENCY stages: each further stage delays a run's last
 # result row by one cycle.
-COPY_LATENCY = {"bricks": 7, "dsp": 4}
+COPY_LATENCY = {"bricks": 7, "dsp": 5}
 MEASURED_REQUANT_LATENCY = 8
 CASES = {
     "p8 3 tiles": (SMALL, dict(operand_depth=32, result_depth=32),
@@ -91,9 +91,10 @@ CASES = {
     "twice": (SMALL, dict(operand_depth=32, result_depth=32),
               dict(depth=6, tiles=2, precision=8), 2, [38, 38]),
     "dsp p4": (DSP, dict(operand_depth=32, result_depth=32),
-               dict(depth=7, tiles=4, precision=4), 1, [47]),
+               dict(depth=7, tiles=4, precision=4), 1, [51]),   # 47 before the DSP PE's
+                                                                  # fabric product register
     "dsp whole buffer": (DSP, dict(operand_depth=16, result_depth=32),
-                         dict(depth=16, tiles=1, precision=8), 1, [35]),
+                         dict(depth=16, tiles=1, precision=8), 1, [36]),   # 35 before it
 }
 
 

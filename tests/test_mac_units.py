@@ -20,7 +20,7 @@ def test_pe_accumulates_products(impl, precisions):
     # Input register, operand register, multiplier stages (bricks: cells and two levels
     # of sums, padded when there is no 8-bit group; dsp: a MULT18X18D's product
     # register), accumulator.
-    assert dut.latency == params.pe_latency == {"bricks": 7, "dsp": 4}[impl]
+    assert dut.latency == params.pe_latency == {"bricks": 7, "dsp": 5}[impl]
     fusion = params.max_fusion
     rng = random.Random(len(precisions))
 

@@ -338,9 +338,9 @@ def test_round_trip_digits_vit():
 
 def test_cycle_formula():
     """Bank-bound: N * out_rows * in_rows * d/M + d/lanes + L; requantizer-bound: rows
-    d/lanes apart. L: the input row's read, the bank's 2 stages, the requantizer's, and
+    d/lanes apart. L: the input row's read, the bank's stages, the requantizer's, and
     busy falling."""
-    assert MIXER_LATENCY == 4 + REQUANT_LATENCY
+    assert MIXER_LATENCY == 2 + MacBank.latency + REQUANT_LATENCY
     L = MIXER_LATENCY
     p = make_params(64, 16, heads=3, out_lanes=16, max_tokens=197)       # S = 4, K = 4
     assert AeDecoder(p).cycles(197) == 197 * 3 * 2 * 4 + 4 + L

@@ -112,7 +112,7 @@ def schedule(params, rows, offers):
     """The cycle (the start pulse in cycle 0) from which `busy` is low, by the Spmm's
     schedule: entry k's first slice on the bank in b_k = max(o_k + 2, b_(k-1) + S, b_l + K
     if it ends a row, l the previous row's last entry), o_k >= 1 (`entries.ready` rises
-    in cycle 1); busy low from b_last + S + K + 2 + REQUANT_LATENCY."""
+    in cycle 1); busy low from b_last + S + K + MacBank.latency + REQUANT_LATENCY."""
     slices = params.head_dim // params.mac_units
     chunks = params.head_dim // params.out_lanes
     ends = [len(row) - 1 == k for row in rows for k in range(len(row))]
@@ -123,7 +123,7 @@ def schedule(params, rows, offers):
                    + ([previous_end + chunks] if end and previous_end is not None else []))
         if end:
             previous_end = bank
-    return bank + slices + chunks + 2 + REQUANT_LATENCY
+    return bank + slices + chunks + MacBank.latency + REQUANT_LATENCY
 
 
 def always_valid(params, lengths):
@@ -280,7 +280,7 @@ def test_spmm_out_lanes_d_with_s2():
 @pytest.mark.parametrize("head_dim, macs, out_lanes", [(16, 8, 4), (16, 16, 16), (64, 64, 16)])
 def test_spmm_cycles(head_dim, macs, out_lanes):
     """`entries` always valid: busy falls E·d/M + latency cycles after start, latency =
-    d/out_lanes + 5 + REQUANT_LATENCY, with long rows; rows shorter than K = d/out_lanes cycles take K; and
+    d/out_lanes + 3 + MacBank.latency + REQUANT_LATENCY, with long rows; rows shorter than K = d/out_lanes cycles take K; and
     rows of mixed short lengths take max(e·S, K) each (S = d/M cycles an entry)."""
     p = make_params(head_dim, macs, out_lanes=out_lanes)
     slices, chunks = head_dim // macs, head_dim // out_lanes
@@ -294,7 +294,7 @@ def test_spmm_cycles(head_dim, macs, out_lanes):
             (random_rows(rng, 13, p, lengths=lambda i: rng.choice([1, 2, 3])), 0,
              *typical_scale(rng, p))]
     latency = spmm_latency(p)
-    assert latency == chunks + 5 + REQUANT_LATENCY
+    assert latency == chunks + 3 + MacBank.latency + REQUANT_LATENCY
     results = check(p, v, runs, idle_prob=0.0)
     cycles = [c for _, c, _ in results]
     lengths = [[len(r) for r in rows] for rows, *_ in runs]
@@ -319,8 +319,8 @@ def test_spmm_one_entry_rows_at_the_floor(out_lanes):
     deit = random_rows(rng, 25, p, lengths=lambda i: 25 if i == 12 else 2)
     runs = [(ones, 0, *typical_scale(rng, p)), (deit, 0, *typical_scale(rng, p))]
     cycles = [c for _, c, _ in check(p, v, runs, idle_prob=0.0)]
-    assert cycles[0] == 1 + 24 * chunks + chunks + 5 + REQUANT_LATENCY
-    assert cycles[1] == 2 + 11 * 2 + 25 + 12 * 2 + chunks + 5 + REQUANT_LATENCY
+    assert cycles[0] == 1 + 24 * chunks + chunks + 3 + MacBank.latency + REQUANT_LATENCY
+    assert cycles[1] == 2 + 11 * 2 + 25 + 12 * 2 + chunks + 3 + MacBank.latency + REQUANT_LATENCY
     check(p, v, runs, idle_prob=0.3, seed=out_lanes)
 
 

@@ -28,8 +28,8 @@ class ProcessingElement(wiring.Component):
     multiplier; the accumulators hold the sum one cycle after that. Bricks: 7, the fused
     multiplier's four stages (cell products, 4-bit sums, the 8-bit level's middle sums and
     totals; a shallower one, without 8-bit groups, gets its operands delayed to match).
-    dsp: 4, a MULT18X18D's operand and product registers. Slot ga * max_fusion + gw of
-    `acc` is the dot product of activation lane ga and weight lane gw; slot widths follow
+    dsp: 5, a MULT18X18D's operand and product registers and a fabric register after
+    them. Slot ga * max_fusion + gw of `acc` is the dot product of activation lane ga and weight lane gw; slot widths follow
     params.slot_width and wrap around beyond it. The PE never stalls: the array only
     presents passes it can take.
 
@@ -101,7 +101,8 @@ class ProcessingElement(wiring.Component):
 
     def _products_dsp(self, m, i):
         """One MULT18X18D: its operand and product registers are stage A and the
-        multiplier's stage. They advance every cycle: the product of the operands in
+        multiplier's first stage, a register in the fabric (placed between the block and
+        the accumulators) its second. They advance every cycle: the product of the operands in
         stage I is there 1 + params.multiplier_stages cycles later, when `valid` reaches
         the accumulators."""
         params = self.params
