@@ -89,7 +89,7 @@ def run_point(request, point, testcase, data, test_module="celine.sim.tb.shell_t
     run_cocotb(design(point), toplevel=TOPS.get(point, f"shell_{point}"),
                test_module=test_module, case_id=request.node.nodeid, testcase=testcase,
                params={"mac": MacArrayParams(**p["mac"]).to_dict(), "shell": p["shell"]},
-               data=data)
+               data=data, optimize=True)
 
 
 @pytest.mark.cocotb

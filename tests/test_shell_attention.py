@@ -65,7 +65,7 @@ def run_point(request, point, jobs):
                            test_module="celine.sim.tb.taylor_shell_tb", case_id=request.node.nodeid,
                            testcase="attention_end_to_end",
                            params={"taylor": POINTS[point].to_dict(), "shell": SHELL},
-                           data={"attention": jobs, "info": json.loads(shell.info)})
+                           data={"attention": jobs, "info": json.loads(shell.info)}, optimize=True)
     return json.loads((directory / "attention.json").read_text())
 
 

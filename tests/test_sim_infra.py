@@ -38,9 +38,11 @@ def test_skid_buffer_verilog_sweep(request, lanes, width, seed, idle_prob, backp
 def test_verilator_opt_goes_to_the_compiler(monkeypatch):
     from celine.sim import runner
     monkeypatch.delenv("CELINE_VERILATOR_OPT", raising=False)
-    assert runner._verilator_opt() == []
-    monkeypatch.setenv("CELINE_VERILATOR_OPT", " -O0 ")
-    assert runner._verilator_opt() == ["-CFLAGS", "-O0"]
+    assert runner._verilator_opt(optimize=True) == []            # Verilator's own -Os
+    assert runner._verilator_opt(optimize=False) == ["-CFLAGS", "-O0"]
+    monkeypatch.setenv("CELINE_VERILATOR_OPT", " -O2 ")
+    assert runner._verilator_opt(optimize=True) == ["-CFLAGS", "-O2"]
+    assert runner._verilator_opt(optimize=False) == ["-CFLAGS", "-O2"]
 
 
 def test_unknown_simulator_is_one_line(monkeypatch):

@@ -40,7 +40,7 @@ def run_shell(request, params, sd, x, requants):
                            test_module="celine.sim.tb.smartdeal_shell_tb",
                            case_id=request.node.nodeid, testcase="linear_end_to_end",
                            params={"smartdeal": params.to_dict(), "shell": SHELL},
-                           data={"linear": jobs, "info": json.loads(shell.info)})
+                           data={"linear": jobs, "info": json.loads(shell.info)}, optimize=True)
     record = json.loads((directory / "linear.json").read_text())
     assert len(record["cycles"]) == len(jobs)
     return record, expected

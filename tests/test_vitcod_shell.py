@@ -57,7 +57,7 @@ def run_point(request, point, jobs):
                            test_module="celine.sim.tb.vitcod_shell_tb",
                            case_id=request.node.nodeid, testcase="attention_end_to_end",
                            params={"vitcod": POINTS[point].to_dict(), "shell": SHELL},
-                           data={"attention": jobs, "info": json.loads(shell.info)})
+                           data={"attention": jobs, "info": json.loads(shell.info)}, optimize=True)
     cycles = json.loads((directory / "attention.json").read_text())["cycles"]
     for n, (measured, item) in enumerate(zip(cycles, jobs)):
         assert abs(measured - item["predicted"]) <= 0.02 * measured, \

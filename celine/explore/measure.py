@@ -216,7 +216,8 @@ def _sim_taylor(params, workload, tag):
     case = run_cocotb(TaylorPipeline(params), toplevel=f"explore_taylor_{tag}",
                       test_module="celine.sim.tb.taylor_tb", case_id=f"explore_taylor_{tag}",
                       testcase="throughput", params=params.to_dict(), seed=1,
-                      data={"runs": [run], "idle_prob": 0.0, "backpressure_prob": 0.0})
+                      data={"runs": [run], "idle_prob": 0.0, "backpressure_prob": 0.0},
+                      optimize=True)
     return json.loads((case / "throughput.json").read_text())["cycles"]
 
 

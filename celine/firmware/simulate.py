@@ -140,7 +140,7 @@ def main(argv):
                toplevel=f"serve_{record.name}",
                params={"shell": {"clock_hz": spec["shell"]["clock_hz"],
                                  "baud": spec["shell"]["baud"]}},
-               data={"port": spec["port"]})
+               data={"port": spec["port"]}, optimize=True)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def measure_link():
     case = run_cocotb(design, toplevel="bench_shell_link",
                       test_module="celine.sim.tb.shell_tb", case_id="bench_shell_link",
                       testcase="link_throughput", params={"shell": shell},
-                      data={"bytes": size, "buffer": buffer.name})
+                      data={"bytes": size, "buffer": buffer.name}, optimize=True)
     result = json.loads((case / "link.json").read_text())
     write_rate = result["bytes"] / result["write_seconds"]
     read_rate = result["bytes"] / result["read_seconds"]

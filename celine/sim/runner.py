@@ -31,18 +31,22 @@ from .emit import build_root, emit_verilog, write_if_changed
 __all__ = ["run_cocotb", "case_dir", "CocotbFailure"]
 
 _VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
-# The C++ optimisation of Verilator's model ($CELINE_VERILATOR_OPT, e.g. -O0; part of the
-# build's key): none given, Verilator's own (-Os). Most test cases are their build: at -O0
-# test_mac_array's bricks_odd_b1 builds in about a third of the CPU time (43 s against
-# 122 s), while a long simulation is slower (test_vitcod_shell's small case: 227 s against
-# 124 s of simulation at -Os, on differently loaded cores). -O1 is no middle way: gcc spent
-# over 6 CPU minutes on one file of that same model.
+# The C++ optimisation of Verilator's model (part of the build's key). A test case is
+# mostly its build: at -O0 test_mac_array's bricks_default builds and runs in 76 s, where
+# Verilator's own -Os took 200-360 s (bricks_odd_b1: 43 CPU-s against 122). A long
+# simulation is slower at -O0 (test_vitcod_shell's small case: 227 s against 124 s of
+# simulation at -Os), so runs through the shell, a served device and benchmarks ask for
+# `optimize`. -O1 is no middle way: gcc spent over 6 CPU minutes on one file of a model.
+# $CELINE_VERILATOR_OPT (e.g. -Os, -O2) overrides both.
 _OPT_VAR = "CELINE_VERILATOR_OPT"
+QUICK_OPT = "-O0"
 
 
-def _verilator_opt():
+def _verilator_opt(optimize):
     opt = os.environ.get(_OPT_VAR, "").strip()
-    return ["-CFLAGS", opt] if opt else []
+    if not opt:
+        return [] if optimize else ["-CFLAGS", QUICK_OPT]
+    return ["-CFLAGS", opt]
 
 
 class CocotbFailure(AssertionError):
@@ -143,7 +147,7 @@ def _results(path):
 
 
 def run_cocotb(design, *, test_module, case_id, toplevel=None, params=None, data=None,
-               seed=None, sim=None, testcase=None, build_args=()):
+               seed=None, sim=None, testcase=None, build_args=(), optimize=False):
     """Build *design* and run the cocotb tests of *test_module* on it; raise if any fails.
 
     *design* is an Amaranth ``wiring.Component`` (emitted with top module *toplevel*,
@@ -152,7 +156,9 @@ def run_cocotb(design, *, test_module, case_id, toplevel=None, params=None, data
     ``"celine.sim.tb.skid_tb"``. *params* (generator parameters) and *data* (vectors, expected
     outputs, knobs) must be JSON-serialisable; the testbench reads them with
     :func:`sim.case.load_case`. *seed* defaults to a stable hash of *case_id* and is also
-    given to cocotb as its random seed. *sim* defaults to ``$CELINE_SIM``.
+    given to cocotb as its random seed. *sim* defaults to ``$CELINE_SIM``. *optimize*:
+    Verilator's model compiled with its optimisation (-Os), for long simulations; by
+    default -O0, which compiles several times faster ($CELINE_VERILATOR_OPT overrides).
     Returns the case directory, which holds ``case.json``, ``sim.log``, ``results.xml``.
     """
     import cocotb_tools.runner
@@ -175,7 +181,7 @@ def run_cocotb(design, *, test_module, case_id, toplevel=None, params=None, data
     waves = _waves()
     args = list(build_args)
     if sim == "verilator":
-        args = _VERILATOR_ARGS + _verilator_opt() + args
+        args = _VERILATOR_ARGS + _verilator_opt(optimize) + args
     runner = cocotb_tools.runner.get_runner(sim)
     build_dir = _build(runner, sim, verilog, toplevel, waves, args)
 

@@ -72,7 +72,7 @@ def measure_workload(params, elements, name):
     case = run_cocotb(ActivationShellAdapter(params), toplevel="bench_activation_adapter",
                       test_module="celine.sim.tb.activation_tb",
                       case_id=f"bench_activation_{name}", testcase="adapter_runs",
-                      params=params.to_dict(), seed=1, data=data)
+                      params=params.to_dict(), seed=1, data=data, optimize=True)
     measured = json.loads((case / "adapter.json").read_text())["cycles"]
     cycles, predicted = sum(measured), model_cycles(params, elements)
     point = {"workload": name, "elements": elements, "runs": len(measured),
@@ -101,7 +101,7 @@ def measure_lookup(params, beats=LOOKUP_BEATS):
                       params=params.to_dict(), seed=1,
                       data={"batches": [{"table": table, "beats": inputs,
                                          "expected": expected}],
-                            "idle_prob": 0.0, "backpressure_prob": 0.0})
+                            "idle_prob": 0.0, "backpressure_prob": 0.0}, optimize=True)
     result = json.loads((case / "throughput.json").read_text())
     result["latency"] = result["cycles"] - result["beats"]
     log(f"lookup: {result['beats']} beats in {result['cycles']} cycles")

@@ -52,7 +52,7 @@ def measure(params, precision, size, seed=1, case_id=None, toplevel=None):
                       test_module="celine.sim.tb.mac_tb",
                       case_id=case_id or f"bench_mac_{params.impl}_p{precision}",
                       params=params.to_dict(), testcase="throughput",
-                      data={"tiles": builder.tiles})
+                      data={"tiles": builder.tiles}, optimize=True)
     result = json.loads((case / "throughput.json").read_text())
     return result["cycles"], size ** 3
 

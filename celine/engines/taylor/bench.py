@@ -40,7 +40,8 @@ def measure(params, tokens, seed=1):
     case = run_cocotb(TaylorPipeline(params), toplevel=f"bench_taylor_m{params.mac_units}",
                       test_module="celine.sim.tb.taylor_tb", case_id=f"bench_taylor_{name}",
                       testcase="throughput", params=params.to_dict(), seed=seed,
-                      data={"runs": [run], "idle_prob": 0.0, "backpressure_prob": 0.0})
+                      data={"runs": [run], "idle_prob": 0.0, "backpressure_prob": 0.0},
+                      optimize=True)
     return json.loads((case / "throughput.json").read_text())["cycles"]
 
 
