@@ -36,7 +36,7 @@ ARRAY_TEST_POINTS = {
 def test_cycle_model_equals_rtl_on_the_array_tests_designs(request, name, precision, size):
     params = MacArrayParams(**ARRAY_TEST_POINTS[name])
     measured, _ = measure(params, precision, size, case_id=request.node.nodeid,
-                          toplevel=f"mac_{name}")
+                          toplevel=f"mac_{name}", optimize=False)      # as test_mac_array's
     assert cycles(params, size, size, size, precision) == measured
 
 

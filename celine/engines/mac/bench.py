@@ -33,10 +33,10 @@ def log(message):
     print(f"[bench mac] {message}", file=sys.stderr, flush=True)
 
 
-def measure(params, precision, size, seed=1, case_id=None, toplevel=None):
+def measure(params, precision, size, seed=1, case_id=None, toplevel=None, optimize=True):
     """(cycles, MACs) of a size^3 matmul on the array at `precision`, checked bit-exactly.
     `toplevel` names the Verilog top (default bench_mac_<impl>); the same parameters under
-    the same name share one Verilator build (sim/runner.py)."""
+    the same name and `optimize` (run_cocotb's) share one Verilator build (sim/runner.py)."""
     gen = torch.Generator().manual_seed(seed)
     lo, hi = operand_range(params, precision)
     a = torch.randint(lo, hi + 1, (size, size), generator=gen)
@@ -52,7 +52,7 @@ def measure(params, precision, size, seed=1, case_id=None, toplevel=None):
                       test_module="celine.sim.tb.mac_tb",
                       case_id=case_id or f"bench_mac_{params.impl}_p{precision}",
                       params=params.to_dict(), testcase="throughput",
-                      data={"tiles": builder.tiles}, optimize=True)
+                      data={"tiles": builder.tiles}, optimize=optimize)
     result = json.loads((case / "throughput.json").read_text())
     return result["cycles"], size ** 3
 
