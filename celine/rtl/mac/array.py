@@ -161,7 +161,7 @@ class MacArray(wiring.Component):
                 m.d.comb += [
                     pe.valid.eq(issue), pe.first.eq(~in_tile), pe.last.eq(closes_tile),
                     pe.precision.eq(precision), pe.pass_index.eq(pass_index),
-                    pe.shift.eq(drain.shift),
+                    pe.shift.eq(drain.shift[c]),
                 ]
                 # Activation lane ga*rows + r feeds PE row r, group ga (likewise weights),
                 # so lanes 0..tile_rows(p)-1 are the used ones at every precision.
@@ -191,6 +191,7 @@ class MacArray(wiring.Component):
         valid, last, tile_prec, tile_req = issue, closes_tile, precision, requant
         in_flight = []
         for k in range(params.pe_latency):
+            copy_next = valid & last            # the copy's cycle is the cycle after
             stage = (Signal(name=f"pe{k}_valid"), Signal(name=f"pe{k}_last"),
                      Signal(prec_shape, name=f"pe{k}_precision"),
                      Signal(REQUANT_LAYOUT, name=f"pe{k}_requant"))
@@ -198,13 +199,15 @@ class MacArray(wiring.Component):
                          zip(stage, (valid, last, tile_prec, tile_req))]
             valid, last, tile_prec, tile_req = stage
             in_flight.append(valid)
+        # The copy (valid & last of the last stage) as a register, and the drain told
+        # a cycle ahead, so that its decisions come from registers (ResultDrain).
         copy = Signal()
-        m.d.comb += copy.eq(valid & last)
+        m.d.sync += copy.eq(copy_next)
         copy_pending_next = Mux(issue & closes_tile, 1, Mux(copy, 0, copy_pending))
         m.d.sync += [copy_pending.eq(copy_pending_next),
                      hold.eq(copy_pending_next | drain.busy_next)]
         m.d.comb += [
-            drain.load.eq(copy),
+            drain.load_next.eq(copy_next),
             drain.precision.eq(tile_prec),
             drain.requant.eq(tile_req),
         ]
