@@ -142,7 +142,6 @@ class ResultDrain(wiring.Component):
         load = Signal()
         m.d.sync += load.eq(self.load_next)
         precision = Signal.like(self.precision)
-        requant = Signal(REQUANT_LAYOUT)
 
         m.submodules.queue = queue = RowQueue(output_layout(params), depth=self.queue_depth())
         wiring.connect(m, wiring.flipped(self.o), queue.o)
@@ -202,7 +201,13 @@ class ResultDrain(wiring.Component):
             column = decision(*(copies[name][c] for name in next_values))
             m.d.comb += self.shift[c].eq(column[1])
         with m.If(load):
-            m.d.sync += [precision.eq(self.precision), requant.eq(self.requant)]
+            m.d.sync += precision.eq(self.precision)
+        # The tile's requantizer settings: a copy a lane, beside its requantizer's
+        # multiplier blocks (one register's M reached every block of a 16 x 8 array
+        # through one 10.5 ns net).
+        requants = [data.View(REQUANT_LAYOUT, copy) for copy in
+                    register_copies(m, "requant", self.requant.as_value(), params.weight_lanes,
+                                    enable=load)]
 
         # The requantizers' stages advance every cycle; a row's flags ride beside them.
         stages = Requantizer.latency
@@ -216,9 +221,9 @@ class ResultDrain(wiring.Component):
             m.d.comb += [
                 req.en.eq(1),
                 req.x.eq(self.row[n][:params.lane_width(n)]),
-                req.multiplier.eq(requant.multiplier),
-                req.shift.eq(requant.shift),
-                req.bypass.eq(~requant.enable),
+                req.multiplier.eq(requants[n].multiplier),
+                req.shift.eq(requants[n].shift),
+                req.bypass.eq(~requants[n].enable),
                 queue.i.payload.data[n].eq(req.y),
             ]
         current_value = 0
