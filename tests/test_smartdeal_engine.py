@@ -138,7 +138,7 @@ def test_rtl_small_layer():
     ("rebuild", 4, 4, 4, 2, 16, 48, 2),      # word-bound decoder (R = 4)
     ("rebuild", 1, 1, 1, 2, 3, 3, 1),        # the smallest
     ("rebuild", 2, 4, 2, 3, 20, 33, 1),      # E = 3, a length not a multiple of 3
-    ("rebuild", 4, 4, 1, 2, 12, 3, 16),      # L < array_rows + TILE_TURN: drain-bound
+    ("rebuild", 4, 4, 1, 2, 12, 3, 16),      # L < rows + pe_latency + TILE_TURN: drain-bound
     ("rebuild", 2, 1, 1, 2, 12, 10, 2),      # an output a tile: the decoder waits for banks
     ("rebuild", 2, 3, 1, 2, 1, 1, 1),        # a 1 x 1 layer on a 2 x 3 array
     ("bitop", 2, 3, 1, 2, 7, 10, 5),         # short blocks: the ·B products set the pace

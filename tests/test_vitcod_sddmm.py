@@ -361,28 +361,30 @@ def test_phase1_deit_tiny_head(p):
 
 
 def test_cycle_counts():
-    """The formulas at full and partial occupancy, by hand (docstrings' constants)."""
+    """The formulas at full and partial occupancy, by hand (docstrings' constants; L, the
+    bank's latency, was 2 when they were written: 14 = 12 + L)."""
+    L = MacBank.latency
     for dense, sparse, t in ((8, 8, 8), (7, 1, 8), (1, 7, 8), (2, 2, 2)):
         p = make_params(8 * t, dense, t - dense)
         p_sparse = make_params(8 * t, t - sparse, sparse)
         tokens, g, nnz = 5, 3, 11
         jobs = tokens * g
         assert issue_cycle(jobs - 1, dense, t) == (jobs - 1) // dense * t + (jobs - 1) % dense
-        assert DenseSddmm.run_cycles(p, tokens, g) == (issue_cycle(jobs - 1, dense, t) + t + 14
-                                                      + dense)
-        assert SparseSddmm.run_cycles(p_sparse, nnz) == (issue_cycle(nnz - 1, sparse, t) + t + 14
-                                                        + sparse)
+        assert DenseSddmm.run_cycles(p, tokens, g) == (issue_cycle(jobs - 1, dense, t) + t
+                                                      + 12 + L + dense)
+        assert SparseSddmm.run_cycles(p_sparse, nnz) == (issue_cycle(nnz - 1, sparse, t) + t
+                                                        + 12 + L + sparse)
         assert DenseSddmm.run_cycles(p, tokens, 0) == SparseSddmm.run_cycles(p_sparse, 0) == 1
     p = make_params(64, 8, 0)
-    assert DenseSddmm.run_cycles(p, 5, 3) == 15 + 8 + 13 + 8      # a job a cycle: J + t + 13 + n
+    assert DenseSddmm.run_cycles(p, 5, 3) == 15 + 8 + 11 + L + 8  # a job a cycle
     p = make_params(64, 7, 1)
-    assert DenseSddmm.run_cycles(p, 5, 3) == 16 + 8 + 14 + 7      # 7 of every 8 cycles
-    # The ideal g*N*t/n plus the latency, at n | jobs: (jobs/n - 1)*t + n - 1 + t + 14 + n.
+    assert DenseSddmm.run_cycles(p, 5, 3) == 16 + 8 + 12 + L + 7      # 7 of every 8 cycles
+    # The ideal g*N*t/n plus the latency, at n | jobs: (jobs/n - 1)*t + n - 1 + t + 12 + L + n.
     # Sparse, 14 entries on 7 DPUs: ideally nnz*t/n = 16 cycles; the last issue is in cycle
-    # 16 - (t - n) - 1 = 14 (no wait for the idle slot), then t + 14 + n.
+    # 16 - (t - n) - 1 = 14 (no wait for the idle slot), then t + 12 + L + n.
     p = make_params(64, 1, 7)
-    assert SparseSddmm.run_cycles(p, 14) == 14 + 8 + 14 + 7
-    assert SparseSddmm.run_cycles(make_params(64, 0, 8), 14) == 13 + 8 + 14 + 8
+    assert SparseSddmm.run_cycles(p, 14) == 14 + 8 + 12 + L + 7
+    assert SparseSddmm.run_cycles(make_params(64, 0, 8), 14) == 13 + 8 + 12 + L + 8
 
 
 # -- the sparser engine's error flag -------------------------------------------------------

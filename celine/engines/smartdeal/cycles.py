@@ -5,10 +5,11 @@ A run: `start`, then (unless the layer was checked since the host wrote it) the 
 phase, the decoder parsing the whole stream; then the compute phase: the decoder fills the
 tile buffer one output tile (array_cols rows) a bank while the MAC array takes, for each
 output tile, T = ceil(M / array_rows) token tiles of L beats, a beat a cycle; a token
-tile starts no sooner than array_rows + TILE_TURN cycles after the one before (the array
-drains a tile's array_rows result rows, one a cycle, before it takes the next tile's
-sums), so a layer shorter than that is drain-bound. The decoder takes a block's B in a
-cycle and then up to R rows a cycle, and at most a word (P symbols) a cycle from the
+tile starts no sooner than array_rows + pe_latency + TILE_TURN cycles after the one
+before (the array copies a tile's sums pe_latency cycles after its last beat and drains
+its array_rows result rows, one a cycle, before it takes the next tile's sums), so a
+layer shorter than that is drain-bound. The decoder takes a block's B in a cycle and
+then up to R rows a cycle, and at most a word (P symbols) a cycle from the
 buffer; it waits while both banks are full. The constants are the RTL's latencies;
 tests/test_smartdeal_engine.py holds the model against RTL simulation.
 """
@@ -34,7 +35,8 @@ WRITE_TO_READ = 3      # a tile's last beat written -> its first read issued (fu
 DRAIN = 9              # the last beat issued -> the first row of the last tile written
                        # (readers, array, drain), beyond the array's result latency
                        # (drain_latency); its array_rows rows then one a cycle
-TILE_TURN = 5          # a token tile's start -> the next's, beyond its array_rows rows
+TILE_TURN = 1          # a token tile's start -> the next's, beyond its array_rows rows
+                       # and the array's PE latency (its sums reach the shadow registers)
 BANK_SLACK = 2         # cycles of a bank wait the decoder's output skid buffer absorbs
 BITOP_PASS = 4         # bit-op: a token tile's pass beyond the parser's
 BITOP_DRAIN = 5        # bit-op: the last pass -> the last result written, beyond the stages
@@ -117,10 +119,11 @@ def check_phase(params, layer):
 
 def compute_phase(params, layer, tokens):
     """Cycles of the compute phase for M = `tokens`: the decoder's tiles against the array's
-    beats, with two banks; each token tile L beats, array_rows + TILE_TURN cycles at
-    least."""
+    beats, with two banks; each token tile L beats, array_rows + pe_latency + TILE_TURN
+    cycles at least."""
     p = params
     cols, rows = p.array_cols, p.array_rows
+    pe_latency = p.array().pe_latency
     token_tiles = math.ceil(tokens / rows)
     rows_done = decode_times(p, layer)
     tiles = math.ceil(layer.outputs / cols)
@@ -138,7 +141,7 @@ def compute_phase(params, layer, tokens):
         for t in range(token_tiles):
             earliest = written + WRITE_TO_READ if t == 0 else 0
             if start is not None:
-                earliest = max(earliest, end, start + rows + TILE_TURN)
+                earliest = max(earliest, end, start + rows + pe_latency + TILE_TURN)
             start, end = earliest, earliest + layer.length
         issue_end.append(end)
     return PHASE_START + issue_end[-1] + drain_latency(params) + rows - 1
