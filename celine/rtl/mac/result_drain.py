@@ -159,6 +159,7 @@ class ResultDrain(wiring.Component):
         remaining_1 = Signal()
         credit_free = Signal(init=1)
         rows_left = Signal()
+
         def decision(load, remaining_0, remaining_1, shifting, credit_free):
             """(rows left after this cycle's shift, whether the next cycle shifts)."""
             rows_left = load | ~(remaining_0 | (remaining_1 & shifting))      # left != 0
@@ -198,7 +199,7 @@ class ResultDrain(wiring.Component):
         copies = {name: register_copies(m, name, value, params.cols, init=init)
                   for name, (value, init) in next_values.items()}
         for c in range(params.cols):
-            column = decision(*(copies[name][c] for name in next_values))
+            column = decision(**{name: copies[name][c] for name in next_values})
             m.d.comb += self.shift[c].eq(column[1])
         with m.If(load):
             m.d.sync += precision.eq(self.precision)
