@@ -28,8 +28,8 @@ EXP_LATENCY = 8        # ExpUnit
 FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit
 SPARSE_FIRST = 3       # ... later when the row's first entry is a CSR one (g = 0)
 RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider's stages)
-# The last row's end on the bank -> busy low (plus d / out_lanes): the bank's operand
-# register, then the output stage's requantizers, less the 2 cycles they overlap the
+# The last row's end on the bank -> busy low (plus d / out_lanes): the bank's stages
+# beyond 2, then the output stage's requantizers, less the 2 cycles they overlap the
 # bank's last row.
 SPMM_TAIL = MAC_BANK_LATENCY - 2 + REQUANT_LATENCY - 2
 # The core's sequencer.

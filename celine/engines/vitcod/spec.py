@@ -24,9 +24,11 @@ __all__ = ["VitcodParams", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS", "E_BI
 # -- the engines' dot-product units --------------------------------------------------------
 
 DPU_WIDTH = LANES          # MACs of one dot-product unit; an engine has a whole number of them
-# The shared MAC bank (rtl/vitcod/mac_bank.py): operands in -> products out. Its operand
-# multiplexer's output is registered (1), then a registered multiplier (2).
-MAC_BANK_LATENCY = 3
+# The shared MAC bank (rtl/vitcod/mac_bank.py): operands in -> products out, a registered
+# multiplier. (A register after its operand multiplexer, making it 3, was tried against
+# the V buffer -> bank path: the default design's routing then diverged on seed 1 with
+# router2; docs/timing.md.)
+MAC_BANK_LATENCY = 2
 
 # -- the softmax unit's exponential (docs/vitcod.md, "The integer softmax") ---------------
 #

@@ -1,4 +1,4 @@
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,15 +25,12 @@ def bank_signature(units):
 class MacBank(wiring.Component):
     """`units` signed 18 x 18 multipliers with registered operands and products.
 
-    p[k] = a[k] * b[k] of the operands presented `latency` = MAC_BANK_LATENCY = 3 cycles
-    earlier: the operands are registered in the fabric first (the users' operands come
-    through a multiplexer from buffer reads: a register here ends that path, placed
-    between the buffers and the blocks), then one register stage before the multiply and
-    one after, on ECP5 the input and output registers of a MULT18X18D
-    (common.multiplier.RegisteredMultiplier), so the multiply is a register-to-register
-    path of its own. The bank never stalls; its users (the SDDMM engines in a head's first
-    phase, the SpMM in its second, the auto-encoder's mixers) schedule around the fixed
-    latency.
+    p[k] = a[k] * b[k] of the operands presented `latency` = MAC_BANK_LATENCY = 2 cycles
+    earlier: one register stage before the multiply and one after, on ECP5 the input and
+    output registers of a MULT18X18D (common.multiplier.RegisteredMultiplier), so the
+    multiply is a register-to-register path of its own. The bank never stalls; its users
+    (the SDDMM engines in a head's first phase, the SpMM in its second, the
+    auto-encoder's mixers) schedule around the fixed latency.
     """
 
     latency = MAC_BANK_LATENCY
@@ -47,9 +44,7 @@ class MacBank(wiring.Component):
         m = Module()
         for k in range(self.units):
             m.submodules[f"mult{k}"] = mult = RegisteredMultiplier(OPERAND_WIDTH, OPERAND_WIDTH)
-            a = Signal(signed(OPERAND_WIDTH), name=f"a{k}", reset_less=True)
-            b = Signal(signed(OPERAND_WIDTH), name=f"b{k}", reset_less=True)
-            m.d.sync += [a.eq(self.bus.a[k]), b.eq(self.bus.b[k])]
-            m.d.comb += [mult.a.eq(a), mult.b.eq(b), self.bus.p[k].eq(mult.p)]
-        assert self.latency == 1 + RegisteredMultiplier.latency
+            m.d.comb += [mult.a.eq(self.bus.a[k]), mult.b.eq(self.bus.b[k]),
+                         self.bus.p[k].eq(mult.p)]
+        assert self.latency == RegisteredMultiplier.latency
         return m
