@@ -382,3 +382,12 @@ def test_rejects_bad_params():
             make()
         assert str(info.value) == message
     assert AeDecoder(p, depth=27).depth == 27 and AeDecoder(p).depth == 27
+
+
+def test_bank_latency_is_its_multipliers():
+    """MAC_BANK_LATENCY (engines/vitcod/spec.py, which the cycle model reads) is the
+    bank's registered multiplier's latency: nothing else sits between operands and
+    products."""
+    from celine.engines.vitcod.spec import MAC_BANK_LATENCY
+    from celine.rtl.common.multiplier import RegisteredMultiplier
+    assert MacBank.latency == MAC_BANK_LATENCY == RegisteredMultiplier.latency
