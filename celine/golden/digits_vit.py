@@ -300,21 +300,24 @@ def trained_vit_record(config=None, *, progress=True):
     if not isinstance(config, DigitsViTConfig):
         raise TypeError(f"config must be a DigitsViTConfig, not {config!r}")
     path = cache_path(config)
-    if path.exists():
-        saved = torch.load(path, weights_only=True)
-        if saved["digest"] == config.digest:
-            model = DigitsViT(config)
-            model.load_state_dict(saved["state_dict"])
-            model.eval()
-            return model, saved["record"]
-    model, record = train_vit(config, progress=progress)
-    record = {"config": dataclasses.asdict(config), "digest": config.digest, **record}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    torch.save({"digest": config.digest, "record": record, "state_dict": model.state_dict()},
-               partial)
-    partial.replace(path)
-    return model, record
+    from ..sim.emit import locked
+    # One worker makes the entry, the others wait and load it.
+    with locked(path.with_suffix(".lock")):
+        if path.exists():
+            saved = torch.load(path, weights_only=True)
+            if saved["digest"] == config.digest:
+                model = DigitsViT(config)
+                model.load_state_dict(saved["state_dict"])
+                model.eval()
+                return model, saved["record"]
+        model, record = train_vit(config, progress=progress)
+        record = {"config": dataclasses.asdict(config), "digest": config.digest, **record}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        torch.save({"digest": config.digest, "record": record, "state_dict": model.state_dict()},
+                   partial)
+        partial.replace(path)
+        return model, record
 
 
 def trained_vit(config=None, *, progress=True):

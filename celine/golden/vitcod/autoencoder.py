@@ -519,35 +519,38 @@ def vit_autoencoders(vit_config=None, config=None, *, data=None, progress=False)
     vit, vit_record = trained_vit_record(vit_config, progress=progress)
     digest = config.digest(vit_config)
     path = finetune_cache_path(vit_config, config)
-    if path.exists():
-        saved = torch.load(path, weights_only=True)
-        if saved["digest"] == digest:
-            model = DigitsViT(vit_config)
-            model.load_state_dict(saved["model"])
-            return VitAutoEncoders(vit, _load_state(saved["initial"], vit_config),
-                                   model.eval(), _load_state(saved["autoencoders"], vit_config),
-                                   saved["record"])
-    data = digits_dataset() if data is None else data
-    start = time.perf_counter()
-    initial = fit_autoencoders(vit, data.train_images, epochs=config.ae_epochs,
-                               seed=config.seed)
-    ae_seconds = time.perf_counter() - start
-    model, aes, finetune_seconds = finetune(vit, initial, config, data, progress=progress)
-    images, labels = data.test_images, data.test_labels
-    seconds = {"vit": vit_record["train_seconds"], "autoencoders": ae_seconds,
-               "finetune": finetune_seconds}
-    record = {"vit_config": dataclasses.asdict(vit_config), "vit_digest": vit_config.digest,
-              "config": dataclasses.asdict(config), "digest": digest,
-              "vit_test_accuracy": vit_record["test_accuracy"],
-              "test_accuracy": accuracy(model, images, labels, _float_path(aes)),
-              "test_accuracy_without_ae": accuracy(model, images, labels),
-              "train_seconds": {**seconds, "total": sum(seconds.values())}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    torch.save({"digest": digest, "record": record, "model": model.state_dict(),
-                "initial": _state(initial), "autoencoders": _state(aes)}, partial)
-    partial.replace(path)
-    return VitAutoEncoders(vit, initial, model, aes, record)
+    from ...sim.emit import locked
+    # One worker makes the entry, the others wait and load it.
+    with locked(path.with_suffix(".lock")):
+        if path.exists():
+            saved = torch.load(path, weights_only=True)
+            if saved["digest"] == digest:
+                model = DigitsViT(vit_config)
+                model.load_state_dict(saved["model"])
+                return VitAutoEncoders(vit, _load_state(saved["initial"], vit_config),
+                                       model.eval(), _load_state(saved["autoencoders"], vit_config),
+                                       saved["record"])
+        data = digits_dataset() if data is None else data
+        start = time.perf_counter()
+        initial = fit_autoencoders(vit, data.train_images, epochs=config.ae_epochs,
+                                   seed=config.seed)
+        ae_seconds = time.perf_counter() - start
+        model, aes, finetune_seconds = finetune(vit, initial, config, data, progress=progress)
+        images, labels = data.test_images, data.test_labels
+        seconds = {"vit": vit_record["train_seconds"], "autoencoders": ae_seconds,
+                   "finetune": finetune_seconds}
+        record = {"vit_config": dataclasses.asdict(vit_config), "vit_digest": vit_config.digest,
+                  "config": dataclasses.asdict(config), "digest": digest,
+                  "vit_test_accuracy": vit_record["test_accuracy"],
+                  "test_accuracy": accuracy(model, images, labels, _float_path(aes)),
+                  "test_accuracy_without_ae": accuracy(model, images, labels),
+                  "train_seconds": {**seconds, "total": sum(seconds.values())}}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        torch.save({"digest": digest, "record": record, "model": model.state_dict(),
+                    "initial": _state(initial), "autoencoders": _state(aes)}, partial)
+        partial.replace(path)
+        return VitAutoEncoders(vit, initial, model, aes, record)
 
 
 def finetuned_vit_autoencoders(vit_config=None, config=None, *, data=None, progress=False):

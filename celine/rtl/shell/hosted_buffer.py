@@ -1,26 +1,22 @@
 """One buffer of the shell: a block RAM shared by the host link and the engine."""
 
 from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
-from amaranth.lib.memory import Memory
 
+from .block_ram import BlockRAM
 from .link_streams import BYTES_A_GROUP
 
 __all__ = ["HostedBuffer"]
 
 
-# The memory attributes of a buffer with two read ports. A DP16KD read on one port of the
-# word the other port writes in the same cycle is undefined, and yosys' ECP5 library says
-# so (no cross-port transparency), so it would keep the "read the old word" promise of
-# port B towards port A's write by doubling the block RAM. `no_rw_check` waives that
-# promise: port B is the engine's and the host writes only while the engine does not own
-# the buffer, when the engine ignores what port B returns. It waives it on port A too,
-# where nothing depends on it: the link writes a buffer before it replies and reads one
-# only to send a reply (link.py), never both in one cycle.
-_TWO_READ_PORTS = {"no_rw_check": 1}
+# BlockRAM leaves a read of the word written in the same cycle undefined (its
+# `no_rw_check`), and nothing here reads one: the engine's reads matter only while it owns
+# the buffer, when the host does not write, and the link writes a buffer before it replies
+# and reads one only to send a reply (link.py), never both in one cycle.
 
 
 class HostedBuffer(Elaboratable):
-    """Buffer `spec` (a BufferSpec, id `index`): its block RAM, the engine's port `port`
+    """Buffer `spec` (a BufferSpec, id `index`): its block RAM (block_ram.BlockRAM, in
+    slices with no multiplexer after the blocks), the engine's port `port`
     (the adapter's `mem.<name>`) and the link's port `link` (its `mem`, shared by every
     buffer and routed by `link.select`).
 
@@ -50,28 +46,25 @@ class HostedBuffer(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         spec, port, link = self.spec, self.port, self.link
-        m.submodules.memory = memory = Memory(
-            shape=8 * spec.word_bytes, depth=spec.depth, init=[],
-            attrs=_TWO_READ_PORTS if spec.read_ports == 2 else None)
-        write = memory.write_port(granularity=8)
-        read = memory.read_port(transparent_for=())
+        m.submodules.memory = memory = BlockRAM(
+            8 * spec.word_bytes, spec.depth, read_ports=spec.read_ports)
 
         owned = Signal()
         m.d.sync += owned.eq(self.owned_next)
 
         host_addr = Signal(range(spec.depth), reset_less=True)
-        host_mask = Signal(len(write.en))
+        host_mask = Signal(len(memory.wen))
         m.d.sync += host_addr.eq(link.addr)
         if spec.writable:
-            host_data = Signal(len(write.data), reset_less=True)
+            host_data = Signal(len(memory.wdata), reset_less=True)
             m.d.sync += [
                 host_mask.eq(Mux(link.write & (link.select == self.index),
-                                 link.mask[:len(write.en)], 0)),
-                host_data.eq(link.wdata[:len(write.data)]),
+                                 link.mask[:len(memory.wen)], 0)),
+                host_data.eq(link.wdata[:len(memory.wdata)]),
             ]
             read_addr = Mux(owned, port.addr, host_addr)
             # With a second read port, port A of the true-dual-port block RAM (DP16KD)
-            # writes and reads, port B reads (see _TWO_READ_PORTS): yosys merges a write
+            # writes and reads, port B reads: yosys merges a write
             # and a read port into one RAM port only when their addresses are the same
             # signal. The write is disabled while the engine owns the buffer, so its
             # address may be the engine's then. An engine that writes the buffer
@@ -82,27 +75,26 @@ class HostedBuffer(Elaboratable):
             if spec.watched:
                 m.d.comb += port.host_wrote.eq(host_en.any())
             if spec.engine_writes:
-                engine_en = Mux(owned, port.write.replicate(len(write.en)), 0)
-                m.d.comb += [write.data.eq(Mux(owned, port.wdata, host_data)),
-                             write.en.eq(engine_en | host_en)]
+                engine_en = Mux(owned, port.write.replicate(len(memory.wen)), 0)
+                m.d.comb += [memory.wdata.eq(Mux(owned, port.wdata, host_data)),
+                             memory.wen.eq(engine_en | host_en)]
             else:
-                m.d.comb += [write.data.eq(host_data), write.en.eq(host_en)]
+                m.d.comb += [memory.wdata.eq(host_data), memory.wen.eq(host_en)]
             m.d.comb += [
-                write.addr.eq(read_addr if two else host_addr),
-                read.addr.eq(read_addr),
-                port.data.eq(read.data),
+                memory.waddr.eq(read_addr if two else host_addr),
+                memory.raddr.eq(read_addr),
+                port.data.eq(memory.data),
             ]
             if two:
-                read_b = memory.read_port(transparent_for=())
-                m.d.comb += [read_b.addr.eq(port.b.addr), port.b.data.eq(read_b.data)]
+                m.d.comb += [memory.b_addr.eq(port.b.addr), port.b.data.eq(memory.b_data)]
         else:
             m.d.comb += [
-                write.addr.eq(Mux(owned, port.addr, host_addr)),
-                write.data.eq(port.data),
-                write.en.eq(Mux(owned, port.write.replicate(len(write.en)), 0)),
-                read.addr.eq(host_addr),
+                memory.waddr.eq(Mux(owned, port.addr, host_addr)),
+                memory.wdata.eq(port.data),
+                memory.wen.eq(Mux(owned, port.write.replicate(len(memory.wen)), 0)),
+                memory.raddr.eq(host_addr),
             ]
-        m.d.comb += self.byte.eq(self._host_byte(m, read.data))
+        m.d.comb += self.byte.eq(self._host_byte(m, memory.data))
         return m
 
     def _host_byte(self, m, word):
