@@ -114,3 +114,34 @@ def test_failing_step_ends_with_the_tools_lines(tmp_path):
                for line in lines)
     assert any("ERROR: Unable to place cell" in line and "MULT18X18D" in line for line in lines)
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_zero_memory_inits_are_dropped_from_the_rtlil():
+    """without_zero_inits: a memory initialised to zeros loses its $meminit_v2 cell (the
+    ECP5 starts a block at 0 anyway), one with data keeps it."""
+    from amaranth import Module
+    from amaranth.back import rtlil
+    from amaranth.lib import wiring
+    from amaranth.lib.memory import Memory
+    from amaranth.lib.wiring import In, Out
+    from celine.gen.bitstream import without_zero_inits
+
+    class Two(wiring.Component):
+        addr: In(4)
+        zeros: Out(8)
+        table: Out(8)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.blank = blank = Memory(shape=8, depth=16, init=[])
+            m.submodules.rom = rom = Memory(shape=8, depth=16, init=[3 * k for k in range(16)])
+            for memory, out in ((blank, self.zeros), (rom, self.table)):
+                read = memory.read_port()
+                m.d.comb += [read.addr.eq(self.addr), out.eq(read.data)]
+            return m
+
+    text = rtlil.convert(Two(), name="two")
+    assert text.count("$meminit_v2") == 2
+    kept = without_zero_inits(text)
+    assert kept.count("$meminit_v2") == 1
+    assert "connect \\DATA 128'" in kept and "connect \\DATA 128'0000" not in kept

@@ -582,35 +582,34 @@ def test_cli_grid_stores_records_in_the_database(here, tools, monkeypatch, capsy
 # -- one small real exploration ------------------------------------------------------------
 
 def test_real_exploration_on_the_ulx3s_25f_twice(monkeypatch):
-    """Two tiny MAC arrays (1x1 and 2x1 PEs, 8-bit, one DSP multiplier each) and one that
-    cannot fit the LFE5U-25F (4x8 PEs need more than its 28 MULT18X18D): real synthesis and
-    place and route, two workers. The second run rebuilds nothing."""
+    """A tiny MAC array (1x1 PE, 8-bit, one DSP multiplier) and one that cannot fit the
+    LFE5U-25F (4x8 PEs need more than its 28 MULT18X18D): real synthesis and place and
+    route, two workers. The second run rebuilds nothing. (Records of several fitting
+    points, and their keys, are the fake-tool tests' above.)"""
     root = build_root()
     root.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(root)               # the tools' sandbox is the current directory
     workdir = Path(tempfile.mkdtemp(prefix="test-explore-", dir=root))
-    points = [tiny(rows=1), tiny(rows=2), tiny(rows=4, cols=8)]
+    points = [tiny(rows=1), tiny(rows=4, cols=8)]
     got = []
     start = time.monotonic()
     first = run_points("mac", points, board="ulx3s-25f", workdir=workdir, jobs=2,
                        progress=False, on_record=got.append)
     built_seconds = time.monotonic() - start
-    assert (first.built, first.hits, first.failed, first.errors) == (3, 0, 1, [])
-    assert len(got) == 3
-    small, larger, big = first.records
-    for record in (small, larger):
-        check_record(record)
-        assert record["status"] == "ok" and record["fits"] is True
-        assert record["device"] == "LFE5U-25F" and record["board"] == "ulx3s-25f"
-        assert 100 < record["lut4"] < 5000 and record["ff"] > 0
-        assert 1 <= record["mult18x18d"] <= 8 and record["dp16kd"] == 0
-        assert 30 < record["fmax_mhz"] < 500
-        assert record["meets_timing"] == (record["fmax_mhz"] >= 125)
-        assert record["throughput"] == pytest.approx(
-            record["useful_macs"] / record["cycles"] * record["fmax_mhz"] * 1e6)
-        assert record["seconds"]["synth"] > 0 and record["seconds"]["pnr"] > 0
-    assert larger["mult18x18d"] > small["mult18x18d"]
-    assert larger["key"] != small["key"]
+    assert (first.built, first.hits, first.failed, first.errors) == (2, 0, 1, [])
+    assert len(got) == 2
+    small, big = first.records
+    check_record(small)
+    assert small["status"] == "ok" and small["fits"] is True
+    assert small["device"] == "LFE5U-25F" and small["board"] == "ulx3s-25f"
+    assert 100 < small["lut4"] < 5000 and small["ff"] > 0
+    assert 1 <= small["mult18x18d"] <= 8 and small["dp16kd"] == 0
+    assert 30 < small["fmax_mhz"] < 500
+    assert small["meets_timing"] == (small["fmax_mhz"] >= 125)
+    assert small["throughput"] == pytest.approx(
+        small["useful_macs"] / small["cycles"] * small["fmax_mhz"] * 1e6)
+    assert small["seconds"]["synth"] > 0 and small["seconds"]["pnr"] > 0
+    assert big["key"] != small["key"]
     # The point that cannot fit: nextpnr's own error line and what it counted.
     assert big["status"] == "failed" and big["fits"] is False
     assert big["error"].startswith("ERROR: Unable to place cell ")
@@ -621,7 +620,7 @@ def test_real_exploration_on_the_ulx3s_25f_twice(monkeypatch):
     second = run_points("mac", points, board="ulx3s-25f", workdir=workdir, jobs=2,
                         progress=False)
     cached_seconds = time.monotonic() - start
-    assert (second.built, second.hits, second.failed) == (0, 3, 1)
+    assert (second.built, second.hits, second.failed) == (0, 2, 1)
     assert second.records == first.records
     assert cached_seconds < built_seconds / 2
     shutil.rmtree(workdir)

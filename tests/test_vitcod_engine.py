@@ -78,6 +78,7 @@ def test_more_mac_units_than_head_dim():
     check(make_case(WIDE, 19, [random_mask(19, 0.9, seed=42)] * 2, seed=43, extreme=True))
 
 
+@pytest.mark.sweep      # make test: balanced plans in test_more_mac_units_than_head_dim
 def test_balanced_plans_give_the_same_words():
     """plan_head(balance=True) moves global columns to the sparser engine when that is
     faster (here 8 + 56 units at d = 64: one global column, 197·8 cycles against its
@@ -338,6 +339,7 @@ def test_decoders_off_and_one_token():
     check_ae(ae_case(AE, 1, [None] * 3, ae_enable=0b10, seed=27))
 
 
+@pytest.mark.sweep      # make test: test_encoders_with_more_mac_units_than_head_dim decodes too
 def test_decoders_with_more_mac_units_than_head_dim():
     wide = VitcodParams(head_dim=16, max_tokens=9, heads=2, max_global=4, sparse_capacity=81,
                         dense_macs=16, sparse_macs=8, out_lanes=16, autoencoder=True)
@@ -623,7 +625,7 @@ BEATS = VitcodParams(head_dim=32, max_tokens=21, heads=2, max_global=8, sparse_c
                      dense_macs=8, sparse_macs=8, out_lanes=8, row_beats=2)
 
 
-@pytest.mark.parametrize("params", [BEATS, VitcodParams(
+@pytest.mark.parametrize("params", [pytest.param(BEATS, marks=pytest.mark.sweep), VitcodParams(
     head_dim=64, max_tokens=9, heads=1, max_global=4, sparse_capacity=81, dense_macs=8,
     sparse_macs=8, out_lanes=4, row_beats=4)], ids=["beats2", "beats4"])
 def test_rows_over_several_words(params):

