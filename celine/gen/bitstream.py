@@ -20,6 +20,7 @@ from pathlib import Path
 from celine.boards.designs import get_design
 from celine.boards.platforms import get_board
 from celine.boards.top import BoardTop
+from celine.rtl.common.fanout import COPY_MODULES
 from celine.sim.emit import build_root, write_if_changed
 
 from .synth import ToolError, _tool
@@ -107,8 +108,9 @@ def _params_dict(params):
     return None if params is None else params.to_dict()
 
 
-# Module-name patterns (Yosys selections) of the units synthesized one by one.
-KEEP_HIERARCHY = ("*.pe_*", "*.requant_*")
+# Module-name patterns (Yosys selections) of the units synthesized one by one: the
+# engines' repeated units, and the register copies, which would otherwise merge into one.
+KEEP_HIERARCHY = ("*.pe_*", "*.requant_*", COPY_MODULES)
 
 # An all-zero memory initialisation in Amaranth's RTLIL: a $meminit_v2 cell whose DATA is
 # a constant of zeros.

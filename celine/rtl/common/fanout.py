@@ -2,17 +2,25 @@
 
 from amaranth.hdl import Elaboratable, Module, Signal, Value
 
-__all__ = ["RegisterCopy", "register_copies"]
+__all__ = ["RegisterCopy", "register_copies", "COPY_MODULES"]
+
+# register_copies names its copies `<name>_copy<k>`; COPY_MODULES selects their modules
+# (a Yosys module-name pattern), which the bitstream flow keeps whole (gen/bitstream.py).
+_COPY = "_copy"
+COPY_MODULES = f"*{_COPY}*"
 
 
 class RegisterCopy(Elaboratable):
     """One register in a module of its own: `q` takes `d` every cycle, or only in cycles
     with `en` when made `with_enable` (reset to `init`; `width` bits).
 
-    Celine synthesizes one module at a time (`synth_ecp5 -noflatten`), and yosys merges
-    identical registers only within a module, so copies made of this survive to place and
-    route, where each can sit beside the logic it drives instead of one register driving
-    a thousand LUT inputs across the device.
+    Yosys merges identical registers within a module, and a flattened design is one
+    module: copies in plain modules came out of the bitstream flow as one register. So
+    the flow keeps each copy's module whole (`keep_hierarchy` on COPY_MODULES), and the
+    copies made by `register_copies` survive to place and route, where each can sit
+    beside the logic it drives instead of one register driving a thousand LUT inputs
+    across the device. (The out-of-context synthesis, `synth_ecp5 -noflatten`, keeps
+    every module.)
     """
 
     def __init__(self, *, width=1, init=0, with_enable=False):
@@ -38,7 +46,7 @@ def register_copies(m, name, next_value, count, *, init=0, enable=None):
     copies = []
     for k in range(count):
         copy = RegisterCopy(width=width, init=init, with_enable=enable is not None)
-        m.submodules[f"{name}_copy{k}"] = copy
+        m.submodules[f"{name}{_COPY}{k}"] = copy
         m.d.comb += copy.d.eq(next_value)
         if enable is not None:
             m.d.comb += copy.en.eq(enable)

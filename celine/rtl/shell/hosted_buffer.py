@@ -2,6 +2,7 @@
 
 from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
 
+from ..common.fanout import register_copies
 from .block_ram import BlockRAM
 from .link_streams import BYTES_A_GROUP
 
@@ -24,8 +25,9 @@ class HostedBuffer(Elaboratable):
     of this buffer's own, loaded from `owned_next` (the engine's `busy` or the link's
     `start`: the engine is busy from the cycle after a start until its last buffer
     access), so that no single net steers the address and enable multiplexers of every
-    buffer in one cycle. The buffer is a module of its own, so synthesis keeps one copy
-    of that register a buffer (it would merge the copies within one module).
+    buffer in one cycle. It is a RegisterCopy (common/fanout.py): the buffers' registers
+    all load the same `owned_next`, and yosys would merge them into one once the design
+    is flattened (it did: the Taylor build had one ownership register for q, k and v).
 
     The link's address, byte enables and data are registered here first
     (link_streams.HOST_ADDRESS_STAGES): the link's address drives every buffer, and a
@@ -49,8 +51,7 @@ class HostedBuffer(Elaboratable):
         m.submodules.memory = memory = BlockRAM(
             8 * spec.word_bytes, spec.depth, read_ports=spec.read_ports)
 
-        owned = Signal()
-        m.d.sync += owned.eq(self.owned_next)
+        owned, = register_copies(m, "owned", self.owned_next, 1)
 
         host_addr = Signal(range(spec.depth), reset_less=True)
         host_mask = Signal(len(memory.wen))
