@@ -129,12 +129,11 @@ class CommandExecutor(wiring.Component):
         ]
 
         def respond(status, length=0, source=Source.NONE):
-            m.d.sync += [reply.status.eq(status), reply.seq.eq(request.seq),
-                         reply.length.eq(length), reply.source.eq(source),
-                         reply.buffer.eq(select), reply.offset.eq(offset)]
+            m.d.sync += [reply.status.eq(status), reply.length.eq(length),
+                         reply.source.eq(source)]
             m.next = "ACCEPT"
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.request.valid):
                     m.next = "PREPARE"
@@ -203,4 +202,13 @@ class CommandExecutor(wiring.Component):
                 m.d.comb += self.reply.valid.eq(1)
                 with m.If(self.reply.ready):
                     m.next = "IDLE"
+
+        # The reply's echo of the request (sequence number, buffer, offset) follows the
+        # request until the reply is offered, and holds while it goes out (the decoder may
+        # take the next request meanwhile): only the status, length and source wait for
+        # the decision, so its enable (the checks' decode, a WRITE's last byte) drives 26
+        # registers rather than every field of the reply.
+        with m.If(~fsm.ongoing("ACCEPT") & ~fsm.ongoing("REPLY")):
+            m.d.sync += [reply.seq.eq(request.seq), reply.buffer.eq(select),
+                         reply.offset.eq(offset)]
         return m
