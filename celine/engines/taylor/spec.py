@@ -10,6 +10,11 @@ from ...spec.numerics import LANES, MULT_BITS, REQUANT_LATENCY, SHIFT_BITS
 from ...spec.params import Params
 from ...spec.widths import ceil_log2, signed_width
 
+# The output lane's numerator stages (rtl/taylor/output_lane.py): copies of the column's
+# low bits, the column groups' picks, the registered multiplier (2; its input register
+# takes the pick over the groups), the rounding add, the shift, the score's add.
+NUMERATOR_LATENCY = 7
+
 __all__ = ["TaylorParams", "LANES", "MULT_BITS", "SHIFT_BITS", "registers", "head_register",
            "HEAD_REGISTERS", "Errors", "buffers"]
 
@@ -159,9 +164,9 @@ class TaylorParams(Params):
 
     @property
     def output_latency(self):
-        """Cycles through the output lane: numerator (4), division and requantizer
-        (REQUANT_LATENCY each)."""
-        return 4 + 2 * REQUANT_LATENCY
+        """Cycles through the output lane (rtl/taylor/output_lane.py): the numerator
+        (NUMERATOR_LATENCY), division and requantizer (REQUANT_LATENCY each)."""
+        return NUMERATOR_LATENCY + 2 * REQUANT_LATENCY
 
     @property
     def centering_latency(self):

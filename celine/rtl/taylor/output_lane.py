@@ -1,9 +1,14 @@
-from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..common.fanout import register_copies
+from ..common.multiplier import RegisteredMultiplier
 from ..common.requant import Requantizer
-from ...engines.taylor.spec import MULT_BITS, SHIFT_BITS, TaylorParams
+from ...engines.taylor.spec import MULT_BITS, NUMERATOR_LATENCY, SHIFT_BITS, TaylorParams
+
+# Columns a first-stage multiplexer picks among (an 8 : 1 multiplexer is two LUT levels).
+_GROUP = 8
 
 
 class OutputLane(wiring.Component):
@@ -14,14 +19,21 @@ class OutputLane(wiring.Component):
         out  = clamp_w((quot * out_mult + 2^(out_shift-1)) >> out_shift)
 
     Fully pipelined with no stall: `out_valid`/`out` follow `valid`/`score`/`column` by
-    `latency` cycles (4 for the numerator, 4 for each Requantizer). The settings and
-    `token_sums_v` must hold still while elements are in flight.
-    """
+    `latency` cycles (params.output_latency: NUMERATOR_LATENCY for the numerator, then
+    each Requantizer's). The settings and `token_sums_v` must hold still while elements
+    are in flight.
 
-    latency = 4 + 2 * Requantizer.latency
+    The numerator is short stages: S_V[column] in two levels of multiplexers (8 : 1 over
+    a group of columns, each group steered by its own copy of the column's low bits, then
+    one over the groups), the product on a registered multiplier, then the rounding add,
+    the shift and the score's add each a stage. (Its worst path was the head_dim : 1
+    multiplexer and the product in one cycle, a `*` yosys builds with its registers
+    bypassed: 14.0 ns.)
+    """
 
     def __init__(self, params: TaylorParams):
         self.params = params
+        self.latency = params.output_latency
         p = params
         super().__init__({
             "valid": In(1),
@@ -57,21 +69,44 @@ class OutputLane(wiring.Component):
         m.d.comb += [self.out_valid.eq(valid[-1]), self.busy.eq(Cat(*valid[1:]).any())]
 
         # Numerator: the V token sum of this column, scaled to the score's unit.
-        score_1 = Signal.like(self.score)
-        score_2 = Signal.like(self.score)
-        score_3 = Signal.like(self.score)
-        token_sum = Signal(signed(p.sum_width))
-        scaled = Signal(signed(p.sum_width + MULT_BITS + 1))
+        # Stage 1: copies of the column's low bits, one a group, and the group index;
+        # stage 2: each group's pick.
+        groups = [range(lo, min(lo + _GROUP, p.head_dim)) for lo in range(0, p.head_dim, _GROUP)]
+        low_bits = max(1, (_GROUP - 1).bit_length())
+        column_low = register_copies(m, "column_low", self.column[:low_bits], len(groups))
+        group = Signal(range(len(groups)))
+        m.d.sync += group.eq(self.column >> low_bits)
+        picks = []
+        for g, columns in enumerate(groups):
+            pick = Signal(signed(p.sum_width), name=f"pick_{g}")
+            options = Array(self.token_sums_v[c] for c in columns)
+            m.d.comb += pick.eq(options[column_low[g][:max(1, (len(columns) - 1).bit_length())]]
+                                if len(columns) > 1 else options[0])
+            registered = Signal.like(pick, name=f"picked_{g}")
+            m.d.sync += registered.eq(pick)
+            picks.append(registered)
+        # Stages 3 and 4: S_V · v_mult on a registered multiplier, whose input register
+        # takes the one multiplexer over the groups (the group index a stage later).
+        group_2 = Signal.like(group)
+        m.d.sync += group_2.eq(group)
+        m.submodules.scale = scale = RegisteredMultiplier(p.sum_width, MULT_BITS + 1)
+        m.d.comb += [scale.a.eq(Array(picks)[group_2]), scale.b.eq(self.v_mult)]
+        # Stage 5: the rounding constant (from the settings) added; 6: the shift; 7: the
+        # score added.
+        half = Signal(signed(MULT_BITS + 2))
+        m.d.sync += half.eq((Const(1, 1) << self.v_shift) >> 1)
         rounded = Signal(signed(p.sum_width + MULT_BITS + 2))
+        shifted = Signal(signed(p.sum_width + MULT_BITS + 2))
         numerator = Signal(signed(num_width))
+        scores = [self.score]
+        for k in range(NUMERATOR_LATENCY - 1):
+            reg = Signal.like(self.score, name=f"score_{k + 1}")
+            m.d.sync += reg.eq(scores[-1])
+            scores.append(reg)
         m.d.sync += [
-            score_1.eq(self.score),
-            token_sum.eq(self.token_sums_v[self.column]),
-            score_2.eq(score_1),
-            scaled.eq(token_sum * self.v_mult),
-            score_3.eq(score_2),
-            rounded.eq(scaled + ((Const(1, 1) << self.v_shift) >> 1)),
-            numerator.eq(score_3 + (rounded >> self.v_shift)),
+            rounded.eq(scale.p + half),
+            shifted.eq(rounded >> self.v_shift),
+            numerator.eq(scores[-1] + shifted),
         ]
 
         m.d.comb += [
