@@ -13,10 +13,10 @@ __all__ = ["BlockRAM", "slice_width"]
 # The DP16KD's shapes (ECP5): words deep, bits wide. A memory deeper than a shape's depth
 # is built by yosys as several blocks stacked in depth, with a multiplexer on the read
 # data that the address picks. That multiplexer sits after the block's clock-to-out and
-# gathers blocks placed far apart: a buffer 6,144 words deep (the Taylor default's q, k
-# and v) read through one was the worst path of its build, 14.4 ns with 6.7 ns on one
-# block's output net. A memory no wider than the shape that holds its whole depth is one
-# block with no multiplexer, and a wider word is several such memories side by side.
+# gathers blocks placed far apart: three buffers of 6,144 x 64 bits read through one were
+# the worst path of their build, 14.4 ns with 6.7 ns on one block's output net. A memory
+# no wider than the shape that holds its whole depth is one block with no multiplexer,
+# and a wider word is several such memories side by side.
 _SHAPES = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
 
 

@@ -27,7 +27,7 @@ class HostedBuffer(Elaboratable):
     access), so that no single net steers the address and enable multiplexers of every
     buffer in one cycle. It is a RegisterCopy (common/fanout.py): the buffers' registers
     all load the same `owned_next`, and yosys would merge them into one once the design
-    is flattened (it did: the Taylor build had one ownership register for q, k and v).
+    is flattened (it did: three buffers' ownership registers were one).
 
     The link's address, byte enables and data are registered here first
     (link_streams.HOST_ADDRESS_STAGES): the link's address drives every buffer, and a
