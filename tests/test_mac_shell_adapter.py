@@ -60,41 +60,43 @@ def requant(enable=1, multiplier=1, shift=0):
 # adapter's as measured before rtl/common's buffer blocks replaced its hand-made prefetch
 # (the adapter must not change them), re-measured when BufferReader registered the block
 # RAMs' words (READER_LATENCY 4), when the adapter's queue grew to 6 (a word a cycle
-# again) and when the brick PEs' pipeline grew so
+# again), when the brick PEs' pipeline grew and when the PEs' operand reduction got a
+# register stage of its own (every PE one cycle more), so
 # that a tile's sums are copied COPY_LATENCY cycles after its last beat is accepted (the
 # next tile's last beat waits for that copy, so short tiles pay for it more than once;
 # the PEs' latency, since the array hands them a beat the cycle it accepts it), with a
 # requantizer of MEASURED_REQUANT_LATENCY stages: each further stage delays a run's last
 # result row by one cycle.
-COPY_LATENCY = {"bricks": 7, "dsp": 5}
+COPY_LATENCY = {"bricks": 8, "dsp": 6}
 MEASURED_REQUANT_LATENCY = 8
 CASES = {
     "p8 3 tiles": (SMALL, dict(operand_depth=32, result_depth=32),
-                   dict(depth=5, tiles=3, precision=8), 1, [47]),
+                   dict(depth=5, tiles=3, precision=8), 1, [50]),
     "p16 passes": (SMALL, dict(operand_depth=32, result_depth=32),
-                   dict(depth=4, tiles=2, precision=16), 1, [54]),
+                   dict(depth=4, tiles=2, precision=16), 1, [55]),
     "p2 requant": (SMALL, dict(operand_depth=32, result_depth=32),
                    dict(depth=3, tiles=2, precision=2,
-                        requant=requant(multiplier=300, shift=9)), 1, [47]),
+                        requant=requant(multiplier=300, shift=9)), 1, [49]),
     "p4 one beat tiles": (SMALL, dict(operand_depth=32, result_depth=32),
-                          dict(depth=1, tiles=6, precision=4), 1, [85]),
+                          dict(depth=1, tiles=6, precision=4), 1, [91]),
     "rps": (SMALL, dict(operand_depth=32, result_depth=64),
-            dict(depth=4, tiles=5, rps_enable=1), 1, [86]),
+            dict(depth=4, tiles=5, rps_enable=1), 1, [90]),
     "overflow": (SMALL, dict(operand_depth=16, result_depth=8),
-                 dict(depth=2, tiles=2, precision=2), 1, [46]),
+                 dict(depth=2, tiles=2, precision=2), 1, [48]),
     "bad precision": (SMALL, dict(operand_depth=16, result_depth=16),
-                      dict(depth=3, tiles=1, precision=3), 1, [34]),
+                      dict(depth=3, tiles=1, precision=3), 1, [35]),
     "no tiles": (SMALL, dict(operand_depth=16, result_depth=16),
                  dict(depth=3, tiles=0, precision=8), 1, [1]),
     "no depth": (SMALL, dict(operand_depth=16, result_depth=16),
                  dict(depth=0, tiles=3, precision=8), 1, [1]),
     "twice": (SMALL, dict(operand_depth=32, result_depth=32),
-              dict(depth=6, tiles=2, precision=8), 2, [38, 38]),
+              dict(depth=6, tiles=2, precision=8), 2, [40, 40]),
     "dsp p4": (DSP, dict(operand_depth=32, result_depth=32),
-               dict(depth=7, tiles=4, precision=4), 1, [51]),   # 47 before the DSP PE's
-                                                                  # fabric product register
+               dict(depth=7, tiles=4, precision=4), 1, [55]),   # 47 before the DSP PE's
+                                                                  # fabric product register,
+                                                                  # 51 before stage R
     "dsp whole buffer": (DSP, dict(operand_depth=16, result_depth=32),
-                         dict(depth=16, tiles=1, precision=8), 1, [36]),   # 35 before it
+                         dict(depth=16, tiles=1, precision=8), 1, [37]),   # 35, 36 before them
 }
 
 

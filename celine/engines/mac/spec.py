@@ -105,9 +105,9 @@ class MacArrayParams(Params):
     @property
     def pe_latency(self):
         """Cycles from a pass at a PE's inputs to its sum in the accumulators: the input
-        register, the operand register, the multiplier's stages, the accumulator
-        (rtl/mac/pe.py)."""
-        return 2 + self.multiplier_stages + 1
+        register, the reduced operands' register, the operand register, the multiplier's
+        stages, the accumulator (rtl/mac/pe.py)."""
+        return 3 + self.multiplier_stages + 1
 
     @property
     def result_latency(self):

@@ -18,10 +18,3 @@ def reduced(lane, p):
     hi = (1 << (p - 1)) - 1
     return Mux(rounded > hi, hi, rounded)   # rounding never goes below -2^(p-1)
 
-
-def reduce_operand(lane, precision, params):
-    """The operand a lane supplies at the runtime precision (an index into params.precisions)."""
-    value = 0
-    for k, p in enumerate(params.precisions):
-        value = Mux(precision == k, reduced(lane, p), value)
-    return value

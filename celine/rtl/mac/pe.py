@@ -4,7 +4,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..common.multiplier import RegisteredMultiplier
 from .fused_multiplier import FusedMultiplier
-from .operand import reduce_operand, reduced
+from .operand import reduced
 
 
 class ProcessingElement(wiring.Component):
@@ -23,12 +23,12 @@ class ProcessingElement(wiring.Component):
     (AccumulatorSlot, a module of its own) registers its controls once more. Copies in
     separate modules are not merged by synthesis the way copies in one module would be.
 
-    Latency (`latency` = params.pe_latency): stage I; the operands reduced to the tile
-    precision and registered (stage A); params.multiplier_stages register stages of
-    multiplier; the accumulators hold the sum one cycle after that. Bricks: 7, the fused
+    Latency (`latency` = params.pe_latency): stage I; each precision's reduced operands,
+    registered (stage R); the operands for the tile precision, registered (stage A); params.multiplier_stages register stages of
+    multiplier; the accumulators hold the sum one cycle after that. Bricks: 8, the fused
     multiplier's four stages (cell products, 4-bit sums, the 8-bit level's middle sums and
     totals; a shallower one, without 8-bit groups, gets its operands delayed to match).
-    dsp: 5, a MULT18X18D's operand and product registers and a fabric register after
+    dsp: 6, a MULT18X18D's operand and product registers and a fabric register after
     them. Slot ga * max_fusion + gw of `acc` is the dot product of activation lane ga and weight lane gw; slot widths follow
     params.slot_width and wrap around beyond it. The PE never stalls: the array only
     presents passes it can take.
@@ -59,30 +59,54 @@ class ProcessingElement(wiring.Component):
             "shadow": Out(data.ArrayLayout(signed(params.result_width), fusion * fusion)),
         })
 
+    def _reduced_stage(self, m, i, candidates):
+        """Stage R: each precision's operand candidates (`candidates(p)`, a dict of values
+        from the stage-I registers), registered, and the precision beside them; returns
+        the registered candidates by precision and a function testing the registered
+        precision. The reduction (a rounding add and a saturating compare per lane) and the
+        precision multiplexer after it were one carry-chained path of 12 levels; now the
+        reduction fills this stage and the multiplexer the next."""
+        params = self.params
+        precision = Signal.like(i["precision"], name="r_precision", reset_less=True)
+        m.d.sync += precision.eq(i["precision"])
+        regs = {}
+        for p in params.precisions:
+            regs[p] = {}
+            for name, value in candidates(p).items():
+                reg = Signal.like(value, name=f"{name}_r{p}", reset_less=True)
+                m.d.sync += reg.eq(value)
+                regs[p][name] = reg
+        return regs, lambda p: precision == params.encode_precision(p)
+
     def _products_bricks(self, m, i):
-        """The fused multiplier: the 8-bit operand words for the tile precision, registered
-        (stage A); its products come 1 + params.multiplier_stages cycles after stage I."""
+        """The fused multiplier: stage R, then the 8-bit operand words for the tile
+        precision, registered (stage A); its products come 2 + params.multiplier_stages
+        cycles after stage I."""
         params = self.params
         groups = sorted({min(p, 8) for p in params.precisions})
         m.submodules.multiplier = mul = FusedMultiplier(
             brick_width=params.brick_width, group_widths=groups)
+
+        def candidates(p):
+            if p <= 8:
+                return {"a": Cat(*(reduced(i["act"][k], p)[:p] for k in range(8 // p))),
+                        "w": Cat(*(reduced(i["weight"][k], p)[:p] for k in range(8 // p)))}
+            # 16-bit: one byte of each operand per pass; low bytes are unsigned.
+            return {"a": Mux(i["pass_index"][1], i["act"][0][8:16], i["act"][0][:8]),
+                    "w": Mux(i["pass_index"][0], i["weight"][0][8:16], i["weight"][0][:8]),
+                    "a_signed": i["pass_index"][1], "w_signed": i["pass_index"][0]}
+
+        regs, is_p = self._reduced_stage(m, i, candidates)
         a_word = w_word = 0
         group = 0
         a_signed = w_signed = 1
         for p in params.precisions:
-            is_p = i["precision"] == params.encode_precision(p)
-            if p <= 8:
-                a_p = Cat(*(reduced(i["act"][k], p)[:p] for k in range(8 // p)))
-                w_p = Cat(*(reduced(i["weight"][k], p)[:p] for k in range(8 // p)))
-            else:
-                # 16-bit: one byte of each operand per pass; low bytes are unsigned.
-                a_p = Mux(i["pass_index"][1], i["act"][0][8:16], i["act"][0][:8])
-                w_p = Mux(i["pass_index"][0], i["weight"][0][8:16], i["weight"][0][:8])
-                a_signed = Mux(is_p, i["pass_index"][1], a_signed)
-                w_signed = Mux(is_p, i["pass_index"][0], w_signed)
-            a_word = Mux(is_p, a_p, a_word)
-            w_word = Mux(is_p, w_p, w_word)
-            group = Mux(is_p, groups.index(min(p, 8)), group)
+            a_word = Mux(is_p(p), regs[p]["a"], a_word)
+            w_word = Mux(is_p(p), regs[p]["w"], w_word)
+            group = Mux(is_p(p), groups.index(min(p, 8)), group)
+            if p > 8:
+                a_signed = Mux(is_p(p), regs[p]["a_signed"], a_signed)
+                w_signed = Mux(is_p(p), regs[p]["w_signed"], w_signed)
         # Stage A: the operand words are registered in front of the multiplier; a
         # multiplier with fewer stages than params.multiplier_stages gets them later. The
         # stage runs freely: `valid` travels beside it to the accumulators.
@@ -100,14 +124,18 @@ class ProcessingElement(wiring.Component):
         return [mul.products[k] for k in range(len(mul.products))]
 
     def _products_dsp(self, m, i):
-        """One MULT18X18D: its operand and product registers are stage A and the
+        """Stage R, then one MULT18X18D: its operand and product registers are stage A and the
         multiplier's first stage, a register in the fabric (placed between the block and
         the accumulators) its second. They advance every cycle: the product of the operands in
-        stage I is there 1 + params.multiplier_stages cycles later, when `valid` reaches
+        stage I is there 2 + params.multiplier_stages cycles later, when `valid` reaches
         the accumulators."""
         params = self.params
-        act = reduce_operand(i["act"][0], i["precision"], params)
-        weight = reduce_operand(i["weight"][0], i["precision"], params)
+        regs, is_p = self._reduced_stage(m, i, lambda p: {
+            "a": reduced(i["act"][0], p), "w": reduced(i["weight"][0], p)})
+        act = weight = 0
+        for p in params.precisions:
+            act = Mux(is_p(p), regs[p]["a"], act)
+            weight = Mux(is_p(p), regs[p]["w"], weight)
         width = params.operand_width
         m.submodules.multiplier = mul = RegisteredMultiplier(width, width)
         m.d.comb += [mul.a.eq(act), mul.b.eq(weight)]
