@@ -27,7 +27,9 @@ class MacArray(wiring.Component):
     Runtime settings are sampled at each tile's first beat: `precision` (2/4/8/16), or,
     with `rps_enable`, a precision drawn by the LFSR from params.rps_candidates (Random
     Precision Switch; golden/mac.py replays the draws), and `requant`. They may change
-    between tiles without reset.
+    between tiles without reset; `precision` and `rps_enable` must then be stable from the
+    cycle before the tile's first beat (whether a tile starts at 16 bits is decoded from
+    them into a register, off the path from the array's state to `ready`).
 
     Throughput: one beat per cycle (one per 4 cycles at p = 16 on bricks). A finished
     tile moves to the PEs' shadow registers and drains while the next tile computes; the
@@ -109,10 +111,15 @@ class MacArray(wiring.Component):
             drawn_is16 = Signal(init=int(drawn.init == sixteen))
             m.d.sync += drawn_is16.eq(drawn_next == sixteen)
             # An unsupported precision runs at the largest (`requested`'s reset value).
-            requested_is16 = self.precision == 16
-            if sixteen == len(precisions) - 1:
-                requested_is16 |= ~supported
-            starts_is16 = Mux(self.rps_enable, drawn_is16, requested_is16)
+            # The settings' decode is a register, as is the RPS switch beside it (both
+            # lead a tile's first beat by a cycle).
+            requested_is16, rps_enabled = Signal(), Signal()
+            m.d.sync += [
+                requested_is16.eq((self.precision == 16)
+                                  | (~supported if sixteen == len(precisions) - 1 else 0)),
+                rps_enabled.eq(self.rps_enable),
+            ]
+            starts_is16 = Mux(rps_enabled, drawn_is16, requested_is16)
             m.d.comb += last_pass.eq(Mux(in_tile, ~tile_is16 | (pass_index == params.passes(16) - 1),
                                          ~starts_is16))
 

@@ -14,7 +14,12 @@ def reduced(lane, p):
     if p == 8:
         return x8
     shift = 8 - p
-    rounded = (x8 + (1 << (shift - 1))) >> shift
+    half = 1 << (shift - 1)
+    rounded = (x8 + half) >> shift
     hi = (1 << (p - 1)) - 1
-    return Mux(rounded > hi, hi, rounded)   # rounding never goes below -2^(p-1)
+    # rounded > hi exactly when x8 + half >= (hi + 1) << shift: a compare of x8 with a
+    # constant beside the rounding add, not a second carry chain after it. Rounding
+    # never goes below -2^(p-1).
+    saturates = x8 >= ((hi + 1) << shift) - half
+    return Mux(saturates, hi, rounded[:p].as_signed())
 

@@ -37,13 +37,23 @@ class TB:
         self.scoreboard = Scoreboard()
         dut.precision.value = p.precisions[0]
         dut.rps_enable.value = 0
+        self.settings = (p.precisions[0], 0)      # (precision, rps_enable) as driven
         dut.requant.value = 0
         dut.clear_errors.value = 0
 
-    def configure(self, tile):
-        self.dut.precision.value = tile["request"]
-        self.dut.rps_enable.value = tile["rps"]
+    def apply(self, tile):
+        """Drive the tile's settings; returns whether the precision or RPS switch changed."""
+        settings = (tile["request"], tile["rps"])
+        changed, self.settings = settings != self.settings, settings
+        self.dut.precision.value, self.dut.rps_enable.value = settings
         self.dut.requant.value = pack(REQUANT_LAYOUT, tile["requant"])
+        return changed
+
+    async def configure(self, tile):
+        """Apply the tile's settings; a changed precision or RPS switch is held a cycle
+        before the tile's first beat, as the array requires."""
+        if self.apply(tile):
+            await RisingEdge(self.dut.clk)
 
     @staticmethod
     def beats(rows):
@@ -57,7 +67,7 @@ class TB:
 
     async def send_tile(self, tile):
         """Apply the tile's settings, then send its beats; returns when both are taken."""
-        self.configure(tile)
+        await self.configure(tile)
         sends = [cocotb.start_soon(self.act.send(self.beats(tile["act"]))),
                  cocotb.start_soon(self.weight.send(self.beats(tile["weight"])))]
         for task in sends:
@@ -98,7 +108,8 @@ async def throughput(dut):
     await start_clock_and_reset(dut)
     tb = TB(dut, case)
     tiles = case.data["tiles"]
-    tb.configure(tiles[0])
+    # Sources made now offer their first beat at the next edge: the settings lead it.
+    tb.apply(tiles[0])
     for tile in tiles:
         tb.expect(tile)
         tb.act.send_nowait(tb.beats(tile["act"]))
@@ -121,6 +132,7 @@ async def error_flags(dut):
     tb = TB(dut, case)
     p = tb.params
     dut.precision.value = p.precisions[-1]
+    await RisingEdge(dut.clk)                  # settings lead a tile's first beat
     await cocotb.triggers.Combine(
         cocotb.start_soon(tb.act.send([{"data": [0] * p.act_lanes, "last": 1}])),
         cocotb.start_soon(tb.weight.send([{"data": [0] * p.weight_lanes, "last": 0}])))
@@ -128,6 +140,7 @@ async def error_flags(dut):
     assert int(dut.errors.value) & 1, "framing error not flagged"
     assert not int(dut.errors.value) & 2, "precision error flagged for a supported precision"
     dut.precision.value = 3
+    await RisingEdge(dut.clk)
     await cocotb.triggers.Combine(
         cocotb.start_soon(tb.act.send([{"data": [0] * p.act_lanes, "last": 1}])),
         cocotb.start_soon(tb.weight.send([{"data": [0] * p.weight_lanes, "last": 1}])))
