@@ -30,12 +30,13 @@ __all__ = ["run_cocotb", "case_dir", "CocotbFailure"]
 
 _VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
 # The C++ optimisation of Verilator's model (part of the build's key). A test case is
-# mostly its build: at -O0 test_mac_array's bricks_default builds and runs in 76 s, where
-# Verilator's own -Os took 200-360 s (bricks_odd_b1: 43 CPU-s against 122). A long
-# simulation is slower at -O0 (test_vitcod_shell's small case: 227 s against 124 s of
-# simulation at -Os), so runs through the shell, a served device and benchmarks ask for
-# `optimize`. -O1 is no middle way: gcc spent over 6 CPU minutes on one file of a model.
-# $CELINE_VERILATOR_OPT (e.g. -Os, -O2) overrides both.
+# mostly its build: test_mac_array's bricks_default builds and runs in 28 s at -O0 and
+# 48 s at Verilator's own -Os (76 s against 200-360 s while every signal was public). A
+# long simulation is slower at -O0 (test_vitcod_shell's small case, with every signal
+# public: 227 s against 124 s of simulation at -Os), so runs through the shell, a served
+# device and benchmarks ask for `optimize`. -O1 was no middle way: gcc spent over 6 CPU
+# minutes on one file of a model (every signal public). $CELINE_VERILATOR_OPT (e.g. -Os,
+# -O2) overrides both.
 _OPT_VAR = "CELINE_VERILATOR_OPT"
 QUICK_OPT = "-O0"
 

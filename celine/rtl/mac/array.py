@@ -168,7 +168,7 @@ class MacArray(wiring.Component):
                 m.d.comb += [
                     pe.valid.eq(issue), pe.first.eq(~in_tile), pe.last.eq(closes_tile),
                     pe.precision.eq(precision), pe.pass_index.eq(pass_index),
-                    pe.shift.eq(drain.shift[c]),
+                    pe.shift.eq(drain.shift[r * cols + c]),
                 ]
                 # Activation lane ga*rows + r feeds PE row r, group ga (likewise weights),
                 # so lanes 0..tile_rows(p)-1 are the used ones at every precision.
