@@ -17,9 +17,9 @@ from celine.sim.amaranth_sim import run_sim
 def test_pe_accumulates_products(impl, precisions):
     params = MacArrayParams(rows=1, cols=1, impl=impl, precisions=precisions, max_reduction=8)
     dut = ProcessingElement(params)
-    # Input register, reduced operands' register, operand register, multiplier stages (bricks: cells and two levels
-    # of sums, padded when there is no 8-bit group; dsp: a MULT18X18D's product
-    # register), accumulator.
+    # Input register, reduced operands' register, operand register, multiplier stages
+    # (bricks: cells and two levels of sums, padded when there is no 8-bit group; dsp: a
+    # MULT18X18D's product register), accumulator.
     assert dut.latency == params.pe_latency == {"bricks": 8, "dsp": 6}[impl]
     fusion = params.max_fusion
     rng = random.Random(len(precisions))

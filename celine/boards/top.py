@@ -1,6 +1,7 @@
 """The board top: PLL clock, reset until lock, and the UART pins around one design."""
 
-from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth import (ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal,
+                      Signal)
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import AsyncFFSynchronizer, FFSynchronizer
 from amaranth.lib.wiring import In, Out
