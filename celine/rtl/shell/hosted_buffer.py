@@ -56,7 +56,7 @@ class HostedBuffer(Elaboratable):
 
         # The link's address and data registered here are the same in every buffer:
         # RegisterCopies, or yosys merges them into one register that drives every
-        # buffer's blocks (it did: one address net of 13.3 ns across Taylor's buffers).
+        # buffer's blocks (it did: one address net of 13.3 ns across one design's buffers).
         host_addr, = register_copies(m, "host_addr", link.addr[:len(memory.waddr)], 1)
         host_mask = Signal(len(memory.wen))
         if spec.writable:
