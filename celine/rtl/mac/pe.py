@@ -24,8 +24,8 @@ class ProcessingElement(wiring.Component):
     separate modules are not merged by synthesis the way copies in one module would be.
 
     Latency (`latency` = params.pe_latency): stage I; each precision's reduced operands,
-    registered (stage R); the operands for the tile precision, registered (stage A); params.multiplier_stages register stages of
-    multiplier; the accumulators hold the sum one cycle after that. Bricks: 8, the fused
+    registered (stage R); the operands for the tile precision, registered (stage A);
+    params.multiplier_stages register stages of multiplier; the accumulators hold the sum one cycle after that. Bricks: 8, the fused
     multiplier's four stages (cell products, 4-bit sums, the 8-bit level's middle sums and
     totals; a shallower one, without 8-bit groups, gets its operands delayed to match).
     dsp: 6, a MULT18X18D's operand and product registers and a fabric register after
@@ -61,9 +61,10 @@ class ProcessingElement(wiring.Component):
 
     def _reduced_stage(self, m, i, candidates):
         """Stage R: each precision's operand candidates (`candidates(p)`, a dict of values
-        from the stage-I registers), registered, and the precision beside them; returns
-        the registered candidates by precision and a function testing the registered
-        precision. The reduction (a rounding add and a saturating compare per lane) and the
+        from the stage-I registers), registered, and the precision beside them. Returns
+        `pick(name, default)`, the registered candidate `name` of the tile's precision
+        (`default` for a precision without one), and `is_p(p)`, whether the tile's
+        precision is p. The reduction (a rounding add and a saturating compare per lane) and the
         precision multiplexer after it were one carry-chained path of 12 levels; now the
         reduction fills this stage and the multiplexer the next."""
         params = self.params
@@ -76,7 +77,17 @@ class ProcessingElement(wiring.Component):
                 reg = Signal.like(value, name=f"{name}_r{p}", reset_less=True)
                 m.d.sync += reg.eq(value)
                 regs[p][name] = reg
-        return regs, lambda p: precision == params.encode_precision(p)
+        def is_p(p):
+            return precision == params.encode_precision(p)
+
+        def pick(name, default=0):
+            value = default
+            for p in params.precisions:
+                if name in regs[p]:
+                    value = Mux(is_p(p), regs[p][name], value)
+            return value
+
+        return pick, is_p
 
     def _products_bricks(self, m, i):
         """The fused multiplier: stage R, then the 8-bit operand words for the tile
@@ -96,22 +107,15 @@ class ProcessingElement(wiring.Component):
                     "w": Mux(i["pass_index"][0], i["weight"][0][8:16], i["weight"][0][:8]),
                     "a_signed": i["pass_index"][1], "w_signed": i["pass_index"][0]}
 
-        regs, is_p = self._reduced_stage(m, i, candidates)
-        a_word = w_word = 0
+        pick, is_p = self._reduced_stage(m, i, candidates)
         group = 0
-        a_signed = w_signed = 1
         for p in params.precisions:
-            a_word = Mux(is_p(p), regs[p]["a"], a_word)
-            w_word = Mux(is_p(p), regs[p]["w"], w_word)
             group = Mux(is_p(p), groups.index(min(p, 8)), group)
-            if p > 8:
-                a_signed = Mux(is_p(p), regs[p]["a_signed"], a_signed)
-                w_signed = Mux(is_p(p), regs[p]["w_signed"], w_signed)
         # Stage A: the operand words are registered in front of the multiplier; a
         # multiplier with fewer stages than params.multiplier_stages gets them later. The
         # stage runs freely: `valid` travels beside it to the accumulators.
-        operands = {"a": a_word, "w": w_word, "group": group,
-                    "a_signed": a_signed, "w_signed": w_signed}
+        operands = {"a": pick("a"), "w": pick("w"), "group": group,
+                    "a_signed": pick("a_signed", 1), "w_signed": pick("w_signed", 1)}
         regs = {name: Signal.like(getattr(mul, name), name=f"{name}_a", reset_less=True)
                 for name in operands}
         m.d.sync += [regs[name].eq(value) for name, value in operands.items()]
@@ -124,21 +128,17 @@ class ProcessingElement(wiring.Component):
         return [mul.products[k] for k in range(len(mul.products))]
 
     def _products_dsp(self, m, i):
-        """Stage R, then one MULT18X18D: its operand and product registers are stage A and the
-        multiplier's first stage, a register in the fabric (placed between the block and
+        """Stage R, then one MULT18X18D: its operand and product registers are stage A and
+        the multiplier's first stage, a register in the fabric (placed between the block and
         the accumulators) its second. They advance every cycle: the product of the operands in
         stage I is there 2 + params.multiplier_stages cycles later, when `valid` reaches
         the accumulators."""
         params = self.params
-        regs, is_p = self._reduced_stage(m, i, lambda p: {
+        pick, _ = self._reduced_stage(m, i, lambda p: {
             "a": reduced(i["act"][0], p), "w": reduced(i["weight"][0], p)})
-        act = weight = 0
-        for p in params.precisions:
-            act = Mux(is_p(p), regs[p]["a"], act)
-            weight = Mux(is_p(p), regs[p]["w"], weight)
         width = params.operand_width
         m.submodules.multiplier = mul = RegisteredMultiplier(width, width)
-        m.d.comb += [mul.a.eq(act), mul.b.eq(weight)]
+        m.d.comb += [mul.a.eq(pick("a")), mul.b.eq(pick("w"))]
         product = mul.p
         for k in range(1 + params.multiplier_stages - mul.latency):
             delayed = Signal.like(product, name=f"product_pad{k}", reset_less=True)
