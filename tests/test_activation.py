@@ -10,8 +10,6 @@ import random
 import numpy as np
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module
-from amaranth.lib.memory import Memory
 
 from celine import registry
 from celine.engines.activation.cycles import estimate, run_cycles, runs
@@ -27,6 +25,7 @@ from celine.golden.activation import (ActivationEngineModel, check_scale, check_
 from celine.golden.shell import shell_model
 from celine.rtl.activation.lookup import TableLookup
 from celine.rtl.activation.shell_adapter import ActivationShellAdapter
+from celine.sim.adapter_bench import AdapterBench
 from celine.sim.amaranth_sim import run_sim, stream_get_n, stream_put_all
 from celine.sim.runner import run_cocotb
 from celine.spec.lanes import pack_lanes, unpack_lanes
@@ -274,38 +273,14 @@ def test_lookup_takes_a_beat_a_cycle_with_one_cycle_latency():
 
 # -- the shell adapter in the Amaranth simulator ------------------------------------------
 
-class Bench(Elaboratable):
-    """The adapter with its three buffers as plain memories (one cycle of read latency)."""
-
-    def __init__(self, params, table, x):
-        self.adapter = ActivationShellAdapter(params)
-        self.memories = {}
-        for spec in self.adapter.buffers:
-            init = {"table": [v & 0xFF for v in table], "x": x, "y": []}[spec.name]
-            self.memories[spec.name] = Memory(shape=spec.width, depth=spec.depth, init=init)
-
-    def elaborate(self, platform):
-        m = Module()
-        adapter = m.submodules.adapter = self.adapter
-        for name, memory in self.memories.items():
-            m.submodules[name] = memory
-            port = getattr(adapter.mem, name)
-            if name == "y":
-                write = memory.write_port()
-                m.d.comb += [write.addr.eq(port.addr), write.data.eq(port.data),
-                             write.en.eq(port.write)]
-            else:
-                read = memory.read_port(transparent_for=())
-                m.d.comb += [read.addr.eq(port.addr), port.data.eq(read.data)]
-        return m
-
-
 def run_adapter(params, table, x_lanes, settings, limit=5000):
     """Runs with `settings` [(words, load_table)] in turn: [(errors, cycles, result_words,
     y as lanes)] after each."""
     x = [pack_lanes(lanes, 8) for lanes in x_lanes]
-    bench = Bench(params, table, x + [0] * (params.max_words - len(x)))
-    adapter, out = bench.adapter, []
+    adapter = ActivationShellAdapter(params)
+    bench = AdapterBench(adapter, {"table": [v & 0xFF for v in table],
+                                   "x": x + [0] * (params.max_words - len(x))})
+    out = []
 
     async def testbench(ctx):
         for words, load in settings:

@@ -6,7 +6,7 @@ import random
 import re
 
 import pytest
-from amaranth.hdl import Elaboratable, Module, Shape, Value, signed, unsigned
+from amaranth.hdl import Elaboratable, Module, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
@@ -125,7 +125,8 @@ def test_queue_depth_must_be_a_positive_integer(depth, error, rule):
 # -- BufferReader ------------------------------------------------------------------------
 
 class ReaderBench(Elaboratable):
-    """A BufferReader over one memory per buffer (one cycle of read latency)."""
+    """A BufferReader over one memory per buffer, with the reader's read latency (2: a
+    register after the memory's read port, as the block RAM's output register)."""
 
     def __init__(self, reader, contents):
         self.reader = reader
@@ -140,7 +141,11 @@ class ReaderBench(Elaboratable):
             m.submodules[name] = memory
             read = memory.read_port(transparent_for=())
             port = getattr(self.reader.mem, name)
-            m.d.comb += [read.addr.eq(port.addr), port.data.eq(read.data)]
+            word = read.data
+            if self.reader.read_latency == 2:
+                word = Signal.like(read.data)
+                m.d.sync += word.eq(read.data)
+            m.d.comb += [read.addr.eq(port.addr), port.data.eq(word)]
         return m
 
 
@@ -156,14 +161,14 @@ READER_CASES = {
 }
 
 
-def reader_setup(case, queue_depth, seed):
+def reader_setup(case, queue_depth, seed, read_latency=1):
     payload, depth, buffers = READER_CASES[case]
     rng = random.Random(seed)
     data_shape = payload["data"].shape
     contents = {name: [pack(data_shape, random_value(rng, data_shape)) for _ in range(depth)]
                 for name in buffers}
     reader = BufferReader(payload, buffer_depth=depth, buffers=buffers,
-                          queue_depth=queue_depth)
+                          queue_depth=queue_depth, read_latency=read_latency)
     tags = {name: field.shape for name, field in payload if name != "data"}
     requests, expected = [], []
     for _ in range(150):
@@ -182,9 +187,11 @@ def reader_setup(case, queue_depth, seed):
 @pytest.mark.parametrize("queue_depth", [2, 3, 4, 5, 8])
 @pytest.mark.parametrize("idle_prob,backpressure_prob", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.7),
                                                          (0.3, 0.5)])
+@pytest.mark.parametrize("read_latency", [1, 2])
 def test_reader_returns_every_word_in_request_order(case, queue_depth, idle_prob,
-                                                    backpressure_prob):
-    bench, requests, expected = reader_setup(case, queue_depth, seed=queue_depth)
+                                                    backpressure_prob, read_latency):
+    bench, requests, expected = reader_setup(case, queue_depth, seed=queue_depth,
+                                             read_latency=read_latency)
     reader = bench.reader
     received = []
 
@@ -202,10 +209,11 @@ def test_reader_returns_every_word_in_request_order(case, queue_depth, idle_prob
 
 
 @pytest.mark.parametrize("queue_depth", [2, 3, 4, 5, 8])
-def test_reader_never_reads_more_than_its_queue_takes(queue_depth):
+@pytest.mark.parametrize("read_latency", [1, 2])
+def test_reader_never_reads_more_than_its_queue_takes(queue_depth, read_latency):
     """With the output stalled it takes queue_depth - 1 requests, and loses none of them."""
     bench, requests, expected = reader_setup("three buffers, lanes and tags", queue_depth,
-                                             seed=7)
+                                             seed=7, read_latency=read_latency)
     reader = bench.reader
     received = []
 
@@ -228,11 +236,13 @@ def test_reader_never_reads_more_than_its_queue_takes(queue_depth):
 
 
 @pytest.mark.parametrize("queue_depth", [2, 3, 4, 5, 6, 8])
-def test_reader_throughput(queue_depth):
+@pytest.mark.parametrize("read_latency", [1, 2])
+def test_reader_throughput(queue_depth, read_latency):
     """A request every cycle and `o` always ready: one word per cycle from queue_depth 6 on,
     queue_depth - 1 words every 5 cycles below; each word is on `o` BufferReader.latency
-    (4) cycles after its request was taken."""
-    bench, requests, _ = reader_setup("one buffer, plain words", queue_depth, seed=1)
+    (4) cycles after its request was taken, whichever the read latency."""
+    bench, requests, _ = reader_setup("one buffer, plain words", queue_depth, seed=1,
+                                      read_latency=read_latency)
     reader = bench.reader
     taken_at, out_at = [], []
 
@@ -309,6 +319,9 @@ GOOD_PAYLOAD = data.StructLayout({"data": 8, "last": 1})
      "buffers must be a non-empty tuple of distinct names, not ('q', 'not a name')"),
     (dict(buffer_depth=4, buffers=("q", 1)), ValueError,
      "buffers must be a non-empty tuple of distinct names, not ('q', 1)"),
+    (dict(buffer_depth=4, read_latency=3), ValueError, "read_latency must be 1 or 2, not 3"),
+    (dict(buffer_depth=4, read_latency=True), TypeError,
+     "read_latency must be an integer, not True"),
 ])
 def test_reader_checks_its_parameters(options, error, message):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):

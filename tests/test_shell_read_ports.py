@@ -44,6 +44,23 @@ def test_a_buffer_the_engine_writes_has_one_read_port():
         BufferSpec("out", 8, 4, False, read_ports=2)
 
 
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: BufferSpec("q", 8, 4, True, read_latency=3), ValueError,
+     "read_latency must be 1 or 2, not 3"),
+    (lambda: BufferSpec("q", 8, 4, True, read_latency=2.0), TypeError,
+     "read_latency must be an integer, not 2.0"),
+    (lambda: BufferSpec("out", 8, 4, False, read_latency=2), ValueError,
+     "read_latency must be 1 for a buffer the engine writes (it does not read it), not 2"),
+])
+def test_read_latency_checks(make, error, message):
+    with pytest.raises(error) as info:
+        make()
+    assert str(info.value) == message
+    assert BufferSpec("q", 8, 4, True).read_latency == 1
+    assert (BufferSpec("q", 8, 4, True, read_latency=2).describe()
+            == BufferSpec("q", 8, 4, True).describe())
+
+
 def test_read_ports_is_a_keyword_and_not_in_info():
     with pytest.raises(TypeError):
         BufferSpec("q", 8, 4, True, 2)              # pylint: disable=too-many-function-args
@@ -95,25 +112,38 @@ def test_check_engine_names_a_missing_port_b():
 
 # -- the shell and the adapter bench serve both ports ---------------------------------------
 
-async def read_both_ports(ctx, port, words, rng, cycles=60):
+async def read_both_ports(ctx, port, words, rng, cycles=60, latency=1):
     """Drive two random addresses a cycle on ports A and B of `port`; each port returns its
-    word one cycle later."""
+    word `latency` cycles later."""
+    sent = []
     for _ in range(cycles):
         a, b = rng.randrange(len(words)), rng.randrange(len(words))
         ctx.set(port.addr, a)
         ctx.set(port.b.addr, b)
+        sent.append((a, b))
         await ctx.tick()
-        assert (ctx.get(port.data), ctx.get(port.b.data)) == (words[a], words[b]), (a, b)
+        if len(sent) >= latency:
+            a, b = sent[-latency]
+            assert (ctx.get(port.data), ctx.get(port.b.data)) == (words[a], words[b]), (a, b)
 
 
-def test_the_adapter_bench_serves_port_b():
-    engine = component(engine_signature(BUFFERS, REGISTERS))
-    engine.buffers = BUFFERS
+def with_latency(buffers, latency):
+    """`buffers` with the first (q) read at `latency` (BufferSpec.read_latency)."""
+    q = buffers[0]
+    return [BufferSpec(q.name, q.width, q.depth, q.writable, read_ports=q.read_ports,
+                       read_latency=latency)] + buffers[1:]
+
+
+@pytest.mark.parametrize("latency", [1, 2])
+def test_the_adapter_bench_serves_port_b(latency):
+    buffers = with_latency(BUFFERS, latency)
+    engine = component(engine_signature(buffers, REGISTERS))
+    engine.buffers = buffers
     rng = random.Random(1)
     words = [rng.randrange(1 << 16) for _ in range(DEPTH)]
 
     async def testbench(ctx):
-        await read_both_ports(ctx, engine.mem.q, words, rng)
+        await read_both_ports(ctx, engine.mem.q, words, rng, latency=latency)
 
     run_sim(AdapterBench(engine, {"q": words}), testbench)
 
@@ -146,20 +176,23 @@ async def uart_receive(ctx, pin, count, timeout=20_000):
     raise TimeoutError(f"received {bytes(out)!r}, wanted {count} bytes")
 
 
-def test_the_shell_serves_two_read_ports_from_host_written_words():
+@pytest.mark.parametrize("latency", [1, 2])
+def test_the_shell_serves_two_read_ports_from_host_written_words(latency):
     """The host writes the buffer over the UART; then the engine (here the testbench,
     driving the outputs of an engine without logic) owns it and reads two random addresses
-    a cycle on ports A and B; then the host reads it back through port A."""
+    a cycle on ports A and B, each word `latency` cycles after its address (2: the block
+    RAM's output register); then the host reads it back through port A."""
+    buffers = with_latency(BUFFERS, latency)
 
     class Engine(wiring.Component):
         def __init__(self):
-            super().__init__(engine_signature(BUFFERS, REGISTERS))
+            super().__init__(engine_signature(buffers, REGISTERS))
 
         def elaborate(self, platform):
             return Module()
 
     engine = Engine()
-    dut = Shell(engine, buffers=BUFFERS, registers=REGISTERS, description={"engine": "test"},
+    dut = Shell(engine, buffers=buffers, registers=REGISTERS, description={"engine": "test"},
                 clock_hz=DIVISOR * 1_000_000, baud=1_000_000, max_payload=128)
     rng = random.Random(2)
     words = [rng.randrange(1 << 16) for _ in range(DEPTH)]
@@ -176,7 +209,7 @@ def test_the_shell_serves_two_read_ports_from_host_written_words():
         await exchange(ctx, Command.WRITE, 1, write_payload(0, 0, data), b"")
         ctx.set(engine.busy, 1)
         await ctx.tick()        # the engine owns the buffers from the cycle after `busy` rises
-        await read_both_ports(ctx, engine.mem.q, words, rng)
+        await read_both_ports(ctx, engine.mem.q, words, rng, latency=latency)
         ctx.set(engine.busy, 0)
         await exchange(ctx, Command.READ, 2, read_payload(0, 6, 20), data[6:26])
 

@@ -5,8 +5,6 @@ import random
 
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module
-from amaranth.lib.memory import Memory
 
 from celine.engines.taylor.cycles import cycles, estimate
 from celine.golden.taylor import TaylorRegisters, reciprocal, taylor_head_int, taylor_int
@@ -17,6 +15,7 @@ from celine.engines.taylor.spec import TaylorParams, registers
 from celine.rtl.taylor.pipeline import TaylorPipeline
 from celine.rtl.taylor.reciprocal import Reciprocal
 from celine.rtl.taylor.shell_adapter import TaylorShellAdapter
+from celine.sim.adapter_bench import AdapterBench
 from celine.sim.amaranth_sim import run_sim, stream_get_n, stream_put_all
 from celine.sim.taylor_cases import make_run, operands
 from celine.spec.lanes import pack_lanes, unpack_lanes
@@ -182,36 +181,15 @@ def test_pipeline_settings_are_the_registers():
         assert (len(port), port.init) == (regs[name].width, regs[name].reset), name
 
 
-class AdapterBench(Elaboratable):
-    """The shell adapter with its q, k, v and out buffers as plain memories."""
-
-    def __init__(self, params, operands):
-        self.engine = engine = TaylorShellAdapter(params)
-        width = len(engine.mem.out.data)
-        self.out = Memory(shape=width, depth=engine.depth, init=[])
-        self.operands = {}
-        for name, x in zip("qkv", operands):
-            words = [0] * engine.depth
-            for h in range(x.shape[0]):
-                for i in range(x.shape[1]):
-                    for b in range(params.row_beats):
-                        words[(h * params.max_tokens + i) * params.row_beats + b] = pack_lanes(
-                            x[h, i, 8 * b:8 * b + 8].tolist(), params.operand_width)
-            self.operands[name] = Memory(shape=width, depth=engine.depth, init=words)
-
-    def elaborate(self, platform):
-        m = Module()
-        engine = m.submodules.engine = self.engine
-        m.submodules.out = self.out
-        write = self.out.write_port()
-        m.d.comb += [write.addr.eq(engine.mem.out.addr), write.data.eq(engine.mem.out.data),
-                     write.en.eq(engine.mem.out.write)]
-        for name, memory in self.operands.items():
-            m.submodules[name] = memory
-            read = memory.read_port(transparent_for=())
-            port = getattr(engine.mem, name)
-            m.d.comb += [read.addr.eq(port.addr), port.data.eq(read.data)]
-        return m
+def operand_words(params, depth, x):
+    """Tensor `x` (heads x tokens x head_dim) as a q/k/v buffer's words."""
+    words = [0] * depth
+    for h in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            for b in range(params.row_beats):
+                words[(h * params.max_tokens + i) * params.row_beats + b] = pack_lanes(
+                    x[h, i, 8 * b:8 * b + 8].tolist(), params.operand_width)
+    return words
 
 
 def test_shell_adapter_gives_each_head_its_output_registers():
@@ -220,8 +198,9 @@ def test_shell_adapter_gives_each_head_its_output_registers():
     regs = PER_HEAD
     tokens, mask = 5, 0b010
     q, k, v = operands(p, tokens, seed=4)
-    bench = AdapterBench(p, (q, k, v))
-    engine = bench.engine
+    engine = TaylorShellAdapter(p)
+    bench = AdapterBench(engine, {name: operand_words(p, engine.depth, x)
+                                  for name, x in zip("qkv", (q, k, v))})
     words = []
 
     async def testbench(ctx):
@@ -235,7 +214,7 @@ def test_shell_adapter_gives_each_head_its_output_registers():
                 break
             await ctx.tick()
         assert ctx.get(engine.errors) == 0
-        words.extend(ctx.get(bench.out.data[i]) for i in range(engine.depth))
+        words.extend(ctx.get(bench.memories["out"].data[i]) for i in range(engine.depth))
 
     run_sim(bench, testbench)
     expected = taylor_int(q, k, v, regs, head_mask=mask, max_tokens=p.max_tokens)

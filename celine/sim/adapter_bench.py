@@ -1,8 +1,8 @@
 """A shell adapter alone in the Amaranth simulator: each of its buffers a plain memory
-(one cycle of read latency, as in the shell, on each of its read ports; the engine's writes
+(its `read_latency` on each of its read ports, as in the shell; the engine's writes
 into a buffer it writes), its registers set, `start` pulsed."""
 
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib.memory import Memory
 
 from .amaranth_sim import run_sim
@@ -31,7 +31,11 @@ class AdapterBench(Elaboratable):
                 ports = [port, port.b] if spec.read_ports == 2 else [port]
                 for engine_port in ports:
                     read = memory.read_port(transparent_for=())
-                    m.d.comb += [read.addr.eq(engine_port.addr), engine_port.data.eq(read.data)]
+                    word = read.data
+                    if spec.read_latency == 2:          # the block RAM's output register
+                        word = Signal.like(read.data, reset_less=True)
+                        m.d.sync += word.eq(read.data)
+                    m.d.comb += [read.addr.eq(engine_port.addr), engine_port.data.eq(word)]
                 if spec.engine_writes:
                     # The engine's writes through port A, at port A's address.
                     write = memory.write_port()

@@ -146,6 +146,12 @@ class BufferSpec:
     `watched` (keyword): the engine is told when the host writes this host-writable buffer
     (the contract adds `host_wrote`, a pulse per word written), for an engine that checks
     what the buffer holds once and keeps the verdict until the host changes it.
+
+    `read_latency` (keyword, 1 or 2): cycles from an address on one of the engine's read
+    ports of a host-writable buffer to its word. With 2 the word comes out of the block
+    RAM's own output register (rtl/shell/block_ram.py), which leaves it 0.96 ns after the
+    clock where the block's array takes 5.83 ns: for an engine whose reader registers the
+    word as it arrives anyway (rtl/common's BufferReader). Not in INFO.
     """
     name: str
     width: int
@@ -154,6 +160,7 @@ class BufferSpec:
     read_ports: int = field(default=1, kw_only=True)
     engine_writes: bool = field(default=False, kw_only=True)
     watched: bool = field(default=False, kw_only=True)
+    read_latency: int = field(default=1, kw_only=True)
 
     def __post_init__(self):
         check_int("read_ports", self.read_ports)
@@ -174,6 +181,11 @@ class BufferSpec:
         if self.engine_writes and self.read_ports != 2:
             raise ValueError(f"engine_writes must be False for a buffer with "
                              f"{self.read_ports} read port, not True")
+        check_int("read_latency", self.read_latency)
+        check_choice("read_latency", self.read_latency, (1, 2))
+        if not self.writable and self.read_latency != 1:
+            raise ValueError(f"read_latency must be 1 for a buffer the engine writes (it "
+                             f"does not read it), not {self.read_latency!r}")
 
     @property
     def word_bytes(self):

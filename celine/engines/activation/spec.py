@@ -82,6 +82,8 @@ def buffers(params):
     p = params
     return [
         BufferSpec("table", ELEMENT_BITS, TABLE_SIZE, True),
-        BufferSpec("x", p.word_bits, p.max_words, True),
+        # x is read through a BufferReader, registered in the block RAM
+        # (BufferSpec.read_latency); the table by the lookup, a word a cycle later.
+        BufferSpec("x", p.word_bits, p.max_words, True, read_latency=2),
         BufferSpec("y", p.word_bits, p.max_words, False),
     ]

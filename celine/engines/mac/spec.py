@@ -212,7 +212,9 @@ def buffers(params, *, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT
     check_int("result_depth", result_depth, minimum=1, maximum=1 << 16)
     p = params
     return [
-        BufferSpec("act", p.act_lanes * p.operand_width, operand_depth, True),
-        BufferSpec("weight", p.weight_lanes * p.operand_width, operand_depth, True),
+        # Read through a BufferReader, registered in the block RAMs (BufferSpec.read_latency).
+        BufferSpec("act", p.act_lanes * p.operand_width, operand_depth, True, read_latency=2),
+        BufferSpec("weight", p.weight_lanes * p.operand_width, operand_depth, True,
+                   read_latency=2),
         BufferSpec("result", p.weight_lanes * p.result_width, result_depth, False),
     ]

@@ -207,8 +207,12 @@ def buffers(params):
     Tokens past M (in the last tile) read and write 0."""
     p = params
     return [
-        BufferSpec("weights", sd_format.WORD_BITS, p.weight_words, True, watched=True),
-        BufferSpec("act", p.act_lanes * ACT_BITS, p.token_tiles * p.act_tile_words, True),
+        # Both read through BufferReaders, registered in the block RAMs
+        # (BufferSpec.read_latency).
+        BufferSpec("weights", sd_format.WORD_BITS, p.weight_words, True, watched=True,
+                   read_latency=2),
+        BufferSpec("act", p.act_lanes * ACT_BITS, p.token_tiles * p.act_tile_words, True,
+                   read_latency=2),
         BufferSpec("result", p.result_lanes * p.result_width,
                    p.token_tiles * (p.array_rows * p.output_tiles if p.impl == "rebuild"
                                     else p.max_outputs), False),

@@ -241,4 +241,7 @@ def buffers(params):
     p = params
     depth = p.heads * p.max_tokens * p.row_beats
     width = LANES * p.operand_width
-    return [BufferSpec(name, width, depth, name != "out") for name in ("q", "k", "v", "out")]
+    # q, k and v are read through a BufferReader, registered in the block RAMs
+    # (BufferSpec.read_latency).
+    return [BufferSpec(name, width, depth, True, read_latency=2) for name in ("q", "k", "v")] \
+        + [BufferSpec("out", width, depth, False)]

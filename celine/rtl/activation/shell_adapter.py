@@ -84,7 +84,8 @@ class ActivationShellAdapter(wiring.Component):
         # -- 2. x -> lookup -> y -----------------------------------------------------------
         m.submodules.reader = reader = BufferReader(
             beat_layout(p.lanes), buffer_depth=p.max_words, buffers=("x",),
-            queue_depth=READ_QUEUE_DEPTH)
+            queue_depth=READ_QUEUE_DEPTH,
+            read_latency=next(b.read_latency for b in self.buffers if b.name == "x"))
         m.submodules.writer = writer = BufferWriter(
             lookup.o.payload.data.shape(), depth=p.max_words, sequential=True)
         next_word = Signal(range(p.max_words + 1))

@@ -4,7 +4,7 @@ from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...spec.checks import check_int
+from ...spec.checks import check_choice, check_int
 from ...spec.fields import READER_LATENCY
 from .shaped_queue import ShapedQueue, _rejected
 
@@ -15,12 +15,14 @@ _REQUEST_FIELDS = ("addr", "buffer")
 
 class BufferReader(wiring.Component):
     """Turns a stream of read requests into a stream of the words read, for block RAMs
-    with one cycle of read latency, whose words it registers as they come out (a block
-    RAM's output has a long clock-to-out, so no logic follows it in the same cycle).
+    whose words come out registered: by the block's own output register (`read_latency`
+    2, BufferSpec.read_latency) or, with one cycle of read latency, by a register here as
+    they come out (a block RAM's array has a long clock-to-out, so no logic follows it in
+    the same cycle). Either way a word is registered two cycles after its address.
 
     - ``mem.<name>`` for each name of `buffers`: a read port like an engine adapter's
-      (celine/rtl/shell/contract.py): ``addr`` out, ``data`` in one cycle later. Every
-      port gets the same address (a request's ``addr``, combinationally).
+      (celine/rtl/shell/contract.py): ``addr`` out, ``data`` in `read_latency` cycles
+      later. Every port gets the same address (a request's ``addr``, combinationally).
     - ``req``: the requests, ``{"addr", "buffer", <tags>}``: the word address, which
       buffer to take the word from (an index into `buffers`; the field exists only with
       more than one buffer) and every field of `payload` but ``data``, carried along.
@@ -47,11 +49,14 @@ class BufferReader(wiring.Component):
         Names of the read ports, distinct identifiers.
     queue_depth : int
         Beats the prefetch queue holds (at least 2).
+    read_latency : int
+        Cycles from an address to its word on every port of `buffers`: 1 or 2.
     """
 
     latency = READER_LATENCY     # request taken -> its word on `o` (read, output register, queue)
 
-    def __init__(self, payload, *, buffer_depth, buffers=("buffer",), queue_depth=4):
+    def __init__(self, payload, *, buffer_depth, buffers=("buffer",), queue_depth=4,
+                 read_latency=1):
         try:
             if not isinstance(payload, data.StructLayout):
                 raise TypeError(f"payload must be a data.StructLayout, not {payload!r}")
@@ -66,12 +71,15 @@ class BufferReader(wiring.Component):
                 raise ValueError(f"buffers must be a non-empty tuple of distinct names, "
                                  f"not {buffers!r}")
             check_int("queue_depth", queue_depth, minimum=2)
+            check_int("read_latency", read_latency)
+            check_choice("read_latency", read_latency, (1, 2))
         except Exception:
             _rejected(self)
             raise
         self._payload = payload
         self._buffers = buffers
         self._queue_depth = queue_depth
+        self._read_latency = read_latency
         data_shape = payload["data"].shape
         request = {"addr": range(buffer_depth)}
         if len(buffers) > 1:
@@ -95,6 +103,10 @@ class BufferReader(wiring.Component):
     @property
     def queue_depth(self):
         return self._queue_depth
+
+    @property
+    def read_latency(self):
+        return self._read_latency
 
     def elaborate(self, platform):
         m = Module()
@@ -140,9 +152,13 @@ class BufferReader(wiring.Component):
         m.d.sync += [inflight_tags[name].eq(signal) for name, signal in reading_tags.items()]
 
         # Each port's word registered as it leaves the block RAM (no reset: only read
-        # with `inflight`); the buffer multiplexer comes after.
+        # with `inflight`), by the block's output register or here; the buffer
+        # multiplexer comes after.
         words = []
         for name, port in zip(self._buffers, ports):
+            if self._read_latency == 2:
+                words.append(port.data)
+                continue
             held = Signal.like(port.data, name=f"word_{name}", reset_less=True)
             m.d.sync += held.eq(port.data)
             words.append(held)

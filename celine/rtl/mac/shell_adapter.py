@@ -64,7 +64,7 @@ class MacShellAdapter(wiring.Component):
         m.submodules.reader = reader = BufferReader(
             data.StructLayout({"data": operands, "last": 1}),
             buffer_depth=self.operand_depth, buffers=("operands",),
-            queue_depth=READ_QUEUE_DEPTH)
+            queue_depth=READ_QUEUE_DEPTH, read_latency=self.buffers[0].read_latency)
         m.submodules.writer = writer = BufferWriter(
             array.o.payload.data.shape(), depth=self.result_depth, sequential=True)
 

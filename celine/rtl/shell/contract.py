@@ -10,9 +10,10 @@ registers)` lists:
 - `errors` (Out, 8 bits: the STATUS engine error flags of the last run), `cycles` (Out,
   32 bits) and `result_words` (Out, 16 bits) of the last run,
 - `mem`: one port per buffer, by the buffer's name. A host-writable buffer is read by the
-  engine (`addr` out, `data` in one cycle later); a read-only one is written by it
+  engine (`addr` out, `data` in the buffer's `read_latency` cycles later: 1, or 2 from
+  the block RAM's output register); a read-only one is written by it
   (`addr`, `data`, `write` out). A host-writable buffer with `read_ports=2` (BufferSpec)
-  has a second read port `b` (`b.addr` out, `b.data` in one cycle later, the same timing
+  has a second read port `b` (`b.addr` out, `b.data` in, the same timing
   as the first), for reading two addresses in the same cycle; the shell serves it from
   the block RAM's second port, so it costs no block RAM. One declared with
   `engine_writes=True` (and two read ports) adds `wdata` (out, the buffer's width) and
@@ -37,7 +38,8 @@ ERROR_BITS, CYCLE_BITS, RESULT_WORD_BITS = 8, 32, 16     # STATUS fields
 
 
 def read_port_signature(buffer):
-    """One read port into a buffer (a BufferSpec): `addr` out, `data` in one cycle later."""
+    """One read port into a buffer (a BufferSpec): `addr` out, `data` in
+    `buffer.read_latency` cycles later."""
     return wiring.Signature({"addr": Out(range(buffer.depth)), "data": In(buffer.width)})
 
 

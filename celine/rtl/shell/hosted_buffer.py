@@ -49,8 +49,11 @@ class HostedBuffer(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         spec, port, link = self.spec, self.port, self.link
+        # The block RAM's output register is on wherever the engine reads at latency 2,
+        # and in a buffer the engine writes, whose reads only the link's byte path sees.
         m.submodules.memory = memory = BlockRAM(
-            8 * spec.word_bytes, spec.depth, read_ports=spec.read_ports)
+            8 * spec.word_bytes, spec.depth, read_ports=spec.read_ports,
+            output_register=spec.read_latency == 2 or not spec.writable)
 
         owned, = register_copies(m, "owned", self.owned_next, 1)
 
@@ -95,21 +98,25 @@ class HostedBuffer(Elaboratable):
                 memory.wen.eq(Mux(owned, port.write.replicate(len(memory.wen)), 0)),
                 memory.raddr.eq(host_addr),
             ]
-        m.d.comb += self.byte.eq(self._host_byte(m, memory.data))
+        m.d.comb += self.byte.eq(self._host_byte(m, memory))
         return m
 
-    def _host_byte(self, m, word):
-        """The byte the link reads: byte `link.lane` of the block RAM's output `word`,
+    def _host_byte(self, m, memory):
+        """The byte the link reads: byte `link.lane` of the block RAM's output word,
         through HOST_READ_STAGES register stages (link_streams.READ_LATENCY): the word as
         the block RAM gives it (a block RAM's output has a long clock-to-out and no logic
-        may follow it in the same cycle), then BYTES_A_GROUP : 1 multiplexers, then one
+        may follow it in the same cycle; with its output register on, that register is
+        this stage), then BYTES_A_GROUP : 1 multiplexers, then one
         multiplexer over the groups. The link holds `lane` (and the buffer select)
         steady while it waits, so every stage reads it undelayed. No reset: the link
         only looks at the result READ_LATENCY cycles after an address."""
         spec = self.spec
         lane = self.link.lane[:max(1, (spec.word_stride - 1).bit_length())]
-        held = Signal.like(word, name="host_word", reset_less=True)
-        m.d.sync += held.eq(word)
+        if memory.output_register:
+            held = memory.data
+        else:
+            held = Signal.like(memory.data, name="host_word", reset_less=True)
+            m.d.sync += held.eq(memory.data)
         group_bits = (BYTES_A_GROUP - 1).bit_length()
         groups = [held[8 * k:8 * (k + BYTES_A_GROUP)]
                   for k in range(0, spec.word_bytes, BYTES_A_GROUP)]

@@ -142,7 +142,7 @@ class SdBitop(wiring.Component):
         # below L (a word past them: any address, here the tile's first) ------------------
         reader = BufferReader(data.StructLayout({"data": specs["act"].width, "steps": steps}),
                               buffer_depth=specs["act"].depth, buffers=("act",),
-                              queue_depth=6)
+                              queue_depth=6, read_latency=specs["act"].read_latency)
         m.submodules.act_reader = ResetInserter(restart)(reader)
         generating, generated = Signal(), Signal()
         words_left = Signal(rows_bits)        # the output's words after this one

@@ -135,7 +135,8 @@ class SdLinear(wiring.Component):
         act_reader = BufferReader(
             data.StructLayout({"data": specs["act"].width, "last": 1,
                                "act_mask": rows}),
-            buffer_depth=specs["act"].depth, buffers=("act",), queue_depth=6)
+            buffer_depth=specs["act"].depth, buffers=("act",), queue_depth=6,
+            read_latency=specs["act"].read_latency)
         R = p.rows_per_cycle
         tile_reader = BufferReader(
             data.StructLayout({"data": tiles.read.data.shape(), "memory": range(R),

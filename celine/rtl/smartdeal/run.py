@@ -73,7 +73,8 @@ class SdRun(wiring.Component):
         restart = self.restart
         m.d.sync += self.decoder_start.eq(restart)
         reader = BufferReader(data.StructLayout({"data": WORD_BITS}), buffer_depth=depth,
-                              buffers=("weights",), queue_depth=6)
+                              buffers=("weights",), queue_depth=6,
+                              read_latency=self.weights_spec.read_latency)
         m.submodules.reader = ResetInserter(restart)(reader)
 
         checking = Signal()                   # the decoder's output is dropped

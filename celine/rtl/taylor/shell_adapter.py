@@ -109,7 +109,7 @@ class TaylorShellAdapter(wiring.Component):
         operands = ("q", "k", "v")
         m.submodules.prefetch = reader = BufferReader(
             beat_layout(p.operand_width), buffer_depth=self.depth, buffers=operands,
-            queue_depth=8)
+            queue_depth=8, read_latency=self.buffers[0].read_latency)
         wiring.connect(m, reader.o, pipeline.i)
         mem = self.mem
         for name in operands:

@@ -28,7 +28,7 @@ from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cocotb.utils import get_sim_time
 
-from celine.engines.activation.spec import ELEMENT_BITS, ActivationParams
+from celine.engines.activation.spec import ELEMENT_BITS, ActivationParams, buffers
 from celine.rtl.activation.lookup import beat_layout
 from celine.sim.case import ENV_VAR, load_case
 from celine.sim.scoreboard import check_beats
@@ -124,27 +124,32 @@ def _address(port, depth):
 
 class Buffers:
     """The shell's buffers as the adapter sees them: a host-writable buffer shows the word
-    of the address of the cycle before; a `write` lands at the end of its cycle."""
+    of the address of its read latency's cycles before (BufferSpec.read_latency); a
+    `write` lands at the end of its cycle."""
 
     def __init__(self, dut, params):
         self.dut = dut
         self.table = [0] * 256
         self.x = [0] * params.max_words
         self.y = [0] * params.max_words
+        self.latency = {spec.name: spec.read_latency for spec in buffers(params)}
         self.running = True
         self._task = cocotb.start_soon(self._serve())
 
     async def _serve(self):
         dut = self.dut
+        read = {"table": [0, 0], "x": [0, 0]}      # each buffer's words read, newest last
         while self.running:
             await FallingEdge(dut.clk)
             table_addr = int(dut.mem__table__addr.value)
             x_addr = _address(dut.mem__x__addr, len(self.x))
+            read["table"] = read["table"][1:] + [self.table[table_addr]]
+            read["x"] = read["x"][1:] + [self.x[x_addr] if x_addr < len(self.x) else 0]
             if int(dut.mem__y__write.value):
                 self.y[_address(dut.mem__y__addr, len(self.y))] = int(dut.mem__y__data.value)
             await RisingEdge(dut.clk)
-            dut.mem__table__data.value = self.table[table_addr]
-            dut.mem__x__data.value = self.x[x_addr] if x_addr < len(self.x) else 0
+            dut.mem__table__data.value = read["table"][-self.latency["table"]]
+            dut.mem__x__data.value = read["x"][-self.latency["x"]]
 
 
 @cocotb.test()
