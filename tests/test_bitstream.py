@@ -180,3 +180,36 @@ def test_register_copies_survive_the_flattened_synthesis(tmp_path):
                    capture_output=True)
     stat = json.loads((tmp_path / "stat.json").read_text())
     assert stat["design"]["num_cells_by_type"]["TRELLIS_FF"] == 4
+
+
+def test_a_diverging_router2_is_replaced_by_router1(tmp_path, monkeypatch):
+    """build_bitstream: when run_step stops router2 (give_up: router2_diverged), place and
+    route runs again with router1, the same seed and time limit, and the report says so.
+    The tools are stubbed: the echo design is elaborated and its files written for real."""
+    from celine.gen import bitstream
+    calls = []
+
+    def run_step(step, argv, *, cwd, log, give_up=None, time_limit=None, **_):
+        calls.append((step, argv[argv.index("--router") + 1] if "--router" in argv else None,
+                      give_up, time_limit))
+        name = "celine_echo"
+        if step == "pnr" and len(calls) == 2:
+            raise bitstream.StepStopped("pnr failed\nERROR: pnr stopped: router2 diverged: x",
+                                        "router2 diverged: x")
+        if step == "pnr":
+            (cwd / f"{name}.pnr.json").write_text(json.dumps({
+                "fmax": {"clk": {"achieved": 80.0, "constraint": 125.0}},
+                "utilization": {"DP16KD": {"used": 1, "available": 208}}}))
+        if step == "pack":
+            (cwd / f"{name}.bit").write_bytes(b"bit")
+        return 1.0
+
+    monkeypatch.setattr(bitstream, "run_step", run_step)
+    report = bitstream.build_bitstream("ulx3s-85f", "echo", seed=3, time_limit=600,
+                                       out=tmp_path, progress=lambda text: None)
+    assert [(step, router) for step, router, _, _ in calls] == [
+        ("synth", None), ("pnr", "router2"), ("pnr", "router1"), ("pack", None)]
+    assert calls[1][2] is bitstream.router2_diverged and calls[2][2] is None
+    assert calls[1][3] == calls[2][3] == 600
+    assert (report["router"], report["router2_diverged"]) == ("router1", "router2 diverged: x")
+    assert report["fmax_mhz"] == {"clk": 80.0} and report["seed"] == 3

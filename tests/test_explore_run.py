@@ -644,3 +644,49 @@ def test_a_tool_past_its_time_limit_is_stopped_and_fails(tmp_path, monkeypatch):
     assert bitstream.run_step("quick", [sys.executable, "-c", "pass"], cwd=tmp_path,
                               log="quick.log", progress=lambda text: None,
                               time_limit=5) >= 0
+
+
+def _router2_log(counts):
+    """nextpnr router2 log lines, one per (iteration, overused wires)."""
+    return "".join(f"Info:     iter={i} wires={300000 + 100 * i} overused={n} overuse={n + 3} "
+                   f"archfail=NA\n" for i, n in counts)
+
+
+def test_router2_divergence_is_told_from_convergence():
+    """router2_diverged on the overuse counts of real builds: Taylor's that diverged (445
+    at iteration 41 up to 2,384 at 81, where it was stopped by hand) is caught once it
+    passes twice its lowest after iteration 50 (at iteration 61); a build that converged,
+    and anything before iteration 50, is not."""
+    from celine.gen.bitstream import router2_diverged
+    taylor = [(1, 24393), (6, 2583), (11, 1065), (16, 624), (21, 472), (41, 445), (46, 541),
+              (51, 514), (56, 599), (61, 928)]
+    assert router2_diverged(_router2_log(taylor[:-1])) is None
+    assert router2_diverged(_router2_log(taylor)) == \
+        "router2 diverged: 928 overused wires at iteration 61, up from 445 at iteration 41"
+    converged = [(1, 12441), (10, 900), (20, 150), (30, 40), (45, 12), (55, 60), (64, 0)]
+    assert all(router2_diverged(_router2_log(converged[:k])) is None
+               for k in range(len(converged) + 1))
+    assert router2_diverged(_router2_log([(1, 30000), (40, 3000), (49, 9000)])) is None
+    assert router2_diverged("Info: Routing globals...\n") is None
+
+
+def test_a_diverging_router_is_stopped_by_give_up(tmp_path, monkeypatch):
+    """run_step's give_up reads the log as the tool writes it and stops the tool with the
+    reason as its ERROR line."""
+    import sys
+    import time as clock
+    from celine.gen import bitstream
+    from celine.explore.measure import error_line
+    monkeypatch.setattr(bitstream, "PROGRESS_SECONDS", 0.05)
+    script = ("import sys, time\n"
+              "for i in range(1, 400):\n"
+              "    print(f'Info:     iter={i} wires=1 overused={1000 if i < 40 else 40 * i} "
+              "overuse=1 archfail=NA', flush=True)\n"
+              "    time.sleep(0.01)\n")
+    start = clock.monotonic()
+    with pytest.raises(bitstream.StepStopped) as info:
+        bitstream.run_step("pnr", [sys.executable, "-c", script], cwd=tmp_path, log="pnr.log",
+                           progress=lambda text: None, give_up=bitstream.router2_diverged)
+    assert clock.monotonic() - start < 10
+    assert info.value.why.startswith("router2 diverged: ")
+    assert error_line(info.value) == f"ERROR: pnr stopped: {info.value.why}"

