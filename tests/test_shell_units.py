@@ -284,3 +284,80 @@ def test_a_lost_byte_is_reported_in_status_once():
         assert flags == [StatusFlags.OVERRUN, 0]
 
     run_sim(dut, host, listener)
+
+
+# -- the receive FIFO ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("depth", [1, 2, 5, 64, 1034])
+@pytest.mark.parametrize("idle_prob,backpressure_prob", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.7),
+                                                         (0.3, 0.5)])
+def test_receive_fifo_keeps_every_byte_in_order(depth, idle_prob, backpressure_prob):
+    from celine.rtl.shell.receive_fifo import ReceiveFIFO
+    from celine.sim.amaranth_sim import stream_get_n, stream_put_all
+    dut = ReceiveFIFO(depth)
+    rng = random.Random(depth)
+    sent = [rng.randrange(256) for _ in range(3 * depth + 40)]
+    received = []
+
+    async def producer(ctx):
+        await stream_put_all(ctx, dut.i, sent, rng=random.Random(1), idle_prob=idle_prob)
+
+    async def consumer(ctx):
+        received.extend(await stream_get_n(ctx, dut.o, len(sent), rng=random.Random(2),
+                                           backpressure_prob=backpressure_prob))
+
+    run_sim(dut, producer, consumer, deadline=1.0)
+    assert received == sent
+
+
+@pytest.mark.parametrize("depth", [1, 3, 8, 1034])
+def test_receive_fifo_holds_depth_bytes_and_streams(depth):
+    """With `o` stalled it takes exactly `depth` bytes. Empty again, with `o` always ready
+    and a byte offered every cycle, a byte leaves BufferReader.latency + 1 cycles after
+    it came in, and from depth 8 on three bytes leave every five cycles (the reader's
+    queue of 4 words; a UART brings a byte every ten bit times at most)."""
+    from celine.rtl.common.buffer_reader import BufferReader
+    from celine.rtl.shell.receive_fifo import ReceiveFIFO
+    dut = ReceiveFIFO(depth)
+    out = []
+
+    async def testbench(ctx):
+        ctx.set(dut.i.valid, 1)
+        taken = 0
+        for _ in range(depth + 20):
+            ctx.set(dut.i.payload, taken & 0xFF)
+            _, _, ready = await ctx.tick().sample(dut.i.ready)
+            taken += ready
+        assert taken == depth
+        ctx.set(dut.i.valid, 0)
+        ctx.set(dut.o.ready, 1)
+        for _ in range(2 * depth + 20):             # drain
+            _, _, valid, byte = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                out.append(byte)
+        assert len(out) == depth
+        ctx.set(dut.i.valid, 1)
+        taken_at, out_at = [], []
+        for cycle in range(200):
+            ctx.set(dut.i.payload, taken & 0xFF)
+            _, _, ready, valid, byte = await ctx.tick().sample(dut.i.ready, dut.o.valid,
+                                                                dut.o.payload)
+            if ready:
+                taken_at.append(cycle)
+                taken += 1
+            if valid:
+                out_at.append(cycle)
+                out.append(byte)
+        assert out_at[0] - taken_at[0] == BufferReader.latency + 1
+        if depth >= 8:
+            assert all(sum(1 for c in out_at if start <= c < start + 5) == 3
+                       for start in range(out_at[0], 195))
+
+    run_sim(dut, testbench)
+    assert out == [k & 0xFF for k in range(len(out))]
+
+
+def test_receive_fifo_depth_is_checked():
+    from celine.rtl.shell.receive_fifo import ReceiveFIFO
+    with pytest.raises(ValueError, match=r"^depth must be at least 1, not 0$"):
+        ReceiveFIFO(0)

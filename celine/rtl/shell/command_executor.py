@@ -22,9 +22,9 @@ class CommandExecutor(wiring.Component):
     register, busy), and only then does anything change: WRITE copies the staged data
     bytes (`staging`) into the buffer through `mem`, CONFIGURE sets a `registers` entry,
     RUN pulses `start` (from a register, the cycle after the decision), STATUS snapshots
-    `status`. `busy` is registered before the BUSY check: a request's checks come at least
-    a reply's length after the previous RUN, so the extra cycle never lets a RUN through
-    while the engine works. The request is taken when its reply
+    `status`. `busy` is registered twice before the BUSY check: a request's checks come at
+    least a reply's length after the previous RUN, so the extra cycles never let a RUN
+    through while the engine works. The request is taken when its reply
     descriptor is offered; the next request waits until the reply was sent (the reply
     encoder takes the descriptor at the end of the frame), so `mem` is free whenever the
     reply stream is idle (the encoder reads the buffers while it is valid).
@@ -107,6 +107,24 @@ class CommandExecutor(wiring.Component):
         m.d.sync += [busy.eq(self.busy), start.eq(0)]
         m.d.comb += self.start.eq(start)
 
+        # A CONFIGURE's write is decided with the checks (registered in the third cycle,
+        # like them), so CHECK's decode only enables it: `configure_ok` is exactly "the
+        # checks below reach the CONFIGURE branch" (a CONFIGURE is known and its address
+        # always ok; its length, its register and the engine idle), and `checked_busy` is
+        # the `busy` both saw. `configure_at` is the register it sets, one-hot.
+        checked_busy = Signal()
+        configure_ok = Signal()
+        configure_at = Signal(self.register_count)
+        m.d.sync += [
+            checked_busy.eq(busy),
+            configure_ok.eq((command == Command.CONFIGURE) & length_ok
+                            & (select < self.register_count) & ~busy),
+            configure_at.eq(Cat(*(select == k for k in range(self.register_count)))),
+        ]
+        # A WRITE's store cycle is a register of its own (set with the address, cleared
+        # by the store), so the buffers' write enables do not decode the FSM's state.
+        store = Signal()
+
         # The overrun flag.
         overrun = Signal()
         clear_overrun = Signal()
@@ -155,17 +173,14 @@ class CommandExecutor(wiring.Component):
                     respond(Status.BAD_ADDRESS)
                 with m.Elif(~register_ok):
                     respond(Status.BAD_REGISTER)
-                with m.Elif(needs_idle & busy):
+                with m.Elif(needs_idle & checked_busy):
                     respond(Status.BUSY)
                 with m.Elif(command == Command.WRITE):
                     m.next = "WRITE_ADDRESS"
                 with m.Elif(command == Command.READ):
                     respond(Status.OK, count, Source.BUFFER)
                 with m.Elif(command == Command.CONFIGURE):
-                    for k in range(self.register_count):
-                        with m.If(select == k):
-                            m.d.sync += self.registers[k].eq(offset)
-                    respond(Status.OK)
+                    respond(Status.OK)          # the register is set below
                 with m.Elif(command == Command.RUN):
                     m.d.sync += start.eq(1)
                     respond(Status.OK)
@@ -182,11 +197,10 @@ class CommandExecutor(wiring.Component):
             with m.State("WRITE_ADDRESS"):
                 m.d.sync += [self.mem.addr.eq(word),
                              mask.eq(Mux(lane_ok, Const(1, len(mask)) << lane, 0)),
-                             last_byte.eq(index + 1 == request.length)]
+                             last_byte.eq(index + 1 == request.length), store.eq(1)]
                 m.next = "WRITE_STORE"
             with m.State("WRITE_STORE"):
-                m.d.comb += self.mem.write.eq(1)
-                m.d.sync += [index.eq(index + 1), address.eq(address + 1)]
+                m.d.sync += [index.eq(index + 1), address.eq(address + 1), store.eq(0)]
                 with m.If(last_byte):
                     respond(Status.OK)
                 with m.Else():
@@ -202,6 +216,12 @@ class CommandExecutor(wiring.Component):
                 m.d.comb += self.reply.valid.eq(1)
                 with m.If(self.reply.ready):
                     m.next = "IDLE"
+
+        m.d.comb += self.mem.write.eq(store)
+        with m.If(fsm.ongoing("CHECK") & configure_ok):
+            for k in range(self.register_count):
+                with m.If(configure_at[k]):
+                    m.d.sync += self.registers[k].eq(offset)
 
         # The reply's echo of the request (sequence number, buffer, offset) follows the
         # request until the reply is offered, and holds while it goes out (the decoder may

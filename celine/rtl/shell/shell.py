@@ -1,6 +1,6 @@
 """The accelerator shell: UART link, protocol, buffers and one engine (docs/protocol.md)."""
 
-from amaranth.hdl import Cat, Const, Module
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -13,6 +13,7 @@ from ..common.skid import SkidBuffer
 from .contract import check_engine
 from .link import HostLink
 from .hosted_buffer import HostedBuffer
+from .receive_fifo import ReceiveFIFO
 from .uart import UARTReceiver, UARTTransmitter
 
 
@@ -67,19 +68,25 @@ class Shell(wiring.Component):
         m.submodules.link = link
         m.submodules.uart_rx = uart_rx = UARTReceiver(divisor=self.divisor)
         m.submodules.uart_tx = uart_tx = UARTTransmitter(divisor=self.divisor)
-        # The receive FIFO (block RAM) holds a whole request sent while a reply goes out;
+        # The receive FIFO (a block RAM) holds a whole request sent while a reply goes out;
         # a byte lost all the same is reported in STATUS (StatusFlags.OVERRUN).
-        m.submodules.rx_fifo = rx_fifo = SyncFIFOBuffered(width=8, depth=link.longest_request)
+        m.submodules.rx_fifo = rx_fifo = ReceiveFIFO(link.longest_request)
         m.submodules.tx_fifo = tx_fifo = SyncFIFOBuffered(width=8, depth=16)
 
+        # The link sees the line's bytes through the receive FIFO, `latency` cycles late
+        # when it is empty, and so sees its `quiet` that late too: the inter-byte timeout
+        # then counts quiet line time from the stop bit of the byte it last took.
+        quiet = uart_rx.quiet
+        for k in range(rx_fifo.latency):
+            late = Signal(init=1, name=f"quiet_{k + 1}")
+            m.d.sync += late.eq(quiet)
+            quiet = late
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx),
-                     link.quiet.eq(uart_rx.quiet), link.overrun.eq(uart_rx.overrun)]
-        # The receive FIFO's byte comes straight from its block RAM (whose clock-to-out is
-        # most of a cycle at the clocks Celine aims for), so a skid buffer registers it
-        # before the link's decoder looks at it.
+                     link.quiet.eq(quiet), link.overrun.eq(uart_rx.overrun)]
+        # A skid buffer registers the receive FIFO's `ready` toward the link's decoder.
         m.submodules.rx_skid = rx_skid = SkidBuffer(8)
-        wiring.connect(m, uart_rx.o, rx_fifo.w_stream)
-        wiring.connect(m, rx_fifo.r_stream, rx_skid.i)
+        wiring.connect(m, uart_rx.o, rx_fifo.i)
+        wiring.connect(m, rx_fifo.o, rx_skid.i)
         wiring.connect(m, rx_skid.o, link.rx)
         wiring.connect(m, link.tx, tx_fifo.w_stream)
         wiring.connect(m, tx_fifo.r_stream, uart_tx.i)
