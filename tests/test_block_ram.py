@@ -30,41 +30,53 @@ def test_slice_width(width, depth, bits):
     (lambda: BlockRAM(8, 16, read_ports=3), ValueError, r"^read_ports must be 1 or 2, not 3$"),
     (lambda: BlockRAM(8, 16, output_register=1), TypeError,
      r"^output_register must be True or False, not 1$"),
+    (lambda: BlockRAM(8, 16, address_register=None), TypeError,
+     r"^address_register must be True or False, not None$"),
+    (lambda: BlockRAM(8, 16, read_ports=2, address_register=True), ValueError,
+     r"^address_register needs one read port, not 2$"),
 ])
 def test_bad_parameters(make, error, message):
     with pytest.raises(error, match=message):
         make()
 
 
-@pytest.mark.parametrize("registered", [False, True], ids=["plain", "output_register"])
+@pytest.mark.parametrize("registers", ["plain", "output", "address"])
 @pytest.mark.parametrize("width,depth", [(32, 1030), (16, 3000), (24, 40)])
-def test_reads_and_byte_writes_as_one_memory(width, depth, registered):
-    """Random byte-enabled writes and reads on both read ports against a Python list:
-    every slice on the same address, each byte's enable on its own bits; each word out
-    `read_latency` cycles after its address (2 with the output register)."""
-    dut = BlockRAM(width, depth, read_ports=2, output_register=registered)
-    assert dut.read_latency == (2 if registered else 1)
+def test_reads_and_byte_writes_as_one_memory(width, depth, registers):
+    """Random byte-enabled writes and reads on both read ports (one with the address
+    registered) against a Python list: every slice on the same address, each byte's
+    enable on its own bits; each word out `read_latency` cycles after its address (2
+    with the output register, 3 with the address register too)."""
+    two = registers != "address"
+    dut = BlockRAM(width, depth, read_ports=2 if two else 1,
+                   output_register=registers != "plain", address_register=not two)
+    assert dut.read_latency == {"plain": 1, "output": 2, "address": 3}[registers]
     rng = random.Random(width * depth)
     model = [0] * depth
     nbytes = width // 8
 
     async def bench(ctx):
         expected = []              # the words each cycle's reads return, oldest first
-        for _ in range(300):
+        for cycle in range(300):
             waddr, raddr, baddr = (rng.randrange(depth) for _ in range(3))
             wdata, wen = rng.getrandbits(width), rng.getrandbits(nbytes)
             ctx.set(dut.waddr, waddr)
             ctx.set(dut.wdata, wdata)
             ctx.set(dut.wen, wen)
             ctx.set(dut.raddr, raddr)
-            ctx.set(dut.b_addr, baddr)
-            expected.append((model[raddr], model[baddr]))     # reads are not transparent
+            if two:
+                ctx.set(dut.b_addr, baddr)
+                expected.append((model[raddr], model[baddr]))     # reads are not transparent
             await ctx.tick()
-            if len(expected) >= dut.read_latency:
-                assert (ctx.get(dut.data), ctx.get(dut.b_data)) == \
-                    expected[len(expected) - dut.read_latency]
+            if cycle + 1 >= dut.read_latency:        # the read of cycle + 1 - latency
+                got = (ctx.get(dut.data), ctx.get(dut.b_data) if two else 0)
+                assert got == expected[cycle + 1 - dut.read_latency]
             mask = sum(0xFF << 8 * k for k in range(nbytes) if wen >> k & 1)
             model[waddr] = model[waddr] & ~mask | wdata & mask
+            if not two:
+                # The address registered first: the block reads a cycle later, after this
+                # cycle's write.
+                expected.append((model[raddr], 0))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -194,3 +206,18 @@ def test_ecp5_blocks_wired_as_yosys_wires_them(monkeypatch, request, make):
     plain = make()
     assert _block_wiring(_registered(plain), work / "registered") == \
         _block_wiring(plain, work / "yosys")
+
+
+def test_ecp5_address_register_is_a_copy_every_four_blocks(monkeypatch):
+    """64 x 3,000 with its address registered: 16 blocks (4-bit slices), 4 copies of the
+    12-bit address (ADDRESS_GROUP blocks each) kept apart by yosys, and no other logic."""
+    from celine.gen.synth import synthesize
+    from celine.rtl.shell.block_ram import ADDRESS_GROUP
+    from celine.sim.emit import build_root
+    root = build_root()
+    root.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(root)
+    ram = BlockRAM(64, 3000, output_register=True, address_register=True)
+    assert ram.read_latency == 3 and ADDRESS_GROUP == 4
+    resources, _ = synthesize(ram, top="block_ram", workdir="synth_ooc/block_ram_address")
+    assert (resources["dp16kd"], resources["ff"], resources["lut4"]) == (16, 4 * 12, 0)

@@ -125,8 +125,9 @@ def test_queue_depth_must_be_a_positive_integer(depth, error, rule):
 # -- BufferReader ------------------------------------------------------------------------
 
 class ReaderBench(Elaboratable):
-    """A BufferReader over one memory per buffer, with the reader's read latency (2: a
-    register after the memory's read port, as the block RAM's output register)."""
+    """A BufferReader over one memory per buffer, with the reader's read latency (each
+    cycle past 1 a register after the memory's read port, as the block RAM's address and
+    output registers)."""
 
     def __init__(self, reader, contents):
         self.reader = reader
@@ -142,9 +143,10 @@ class ReaderBench(Elaboratable):
             read = memory.read_port(transparent_for=())
             port = getattr(self.reader.mem, name)
             word = read.data
-            if self.reader.read_latency == 2:
-                word = Signal.like(read.data)
-                m.d.sync += word.eq(read.data)
+            for _ in range(self.reader.read_latency - 1):
+                late = Signal.like(read.data)
+                m.d.sync += late.eq(word)
+                word = late
             m.d.comb += [read.addr.eq(port.addr), port.data.eq(word)]
         return m
 
@@ -187,7 +189,7 @@ def reader_setup(case, queue_depth, seed, read_latency=1):
 @pytest.mark.parametrize("queue_depth", [2, 3, 4, 5, 8])
 @pytest.mark.parametrize("idle_prob,backpressure_prob", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.7),
                                                          (0.3, 0.5)])
-@pytest.mark.parametrize("read_latency", [1, 2])
+@pytest.mark.parametrize("read_latency", [1, 2, 3])
 def test_reader_returns_every_word_in_request_order(case, queue_depth, idle_prob,
                                                     backpressure_prob, read_latency):
     bench, requests, expected = reader_setup(case, queue_depth, seed=queue_depth,
@@ -209,7 +211,7 @@ def test_reader_returns_every_word_in_request_order(case, queue_depth, idle_prob
 
 
 @pytest.mark.parametrize("queue_depth", [2, 3, 4, 5, 8])
-@pytest.mark.parametrize("read_latency", [1, 2])
+@pytest.mark.parametrize("read_latency", [1, 2, 3])
 def test_reader_never_reads_more_than_its_queue_takes(queue_depth, read_latency):
     """With the output stalled it takes queue_depth - 1 requests, and loses none of them."""
     bench, requests, expected = reader_setup("three buffers, lanes and tags", queue_depth,
@@ -236,11 +238,12 @@ def test_reader_never_reads_more_than_its_queue_takes(queue_depth, read_latency)
 
 
 @pytest.mark.parametrize("queue_depth", [2, 3, 4, 5, 6, 8])
-@pytest.mark.parametrize("read_latency", [1, 2])
+@pytest.mark.parametrize("read_latency", [1, 2, 3])
 def test_reader_throughput(queue_depth, read_latency):
-    """A request every cycle and `o` always ready: one word per cycle from queue_depth 6 on,
-    queue_depth - 1 words every 5 cycles below; each word is on `o` BufferReader.latency
-    (4) cycles after its request was taken, whichever the read latency."""
+    """A request every cycle and `o` always ready: one word per cycle from queue_depth
+    latency + 2 on, queue_depth - 1 words every latency + 1 cycles below; each word is on
+    `o` the reader's `latency` cycles after its request was taken: 4 at read latency 1
+    and 2, 5 at 3 (the address registered)."""
     bench, requests, _ = reader_setup("one buffer, plain words", queue_depth, seed=1,
                                       read_latency=read_latency)
     reader = bench.reader
@@ -258,8 +261,8 @@ def test_reader_throughput(queue_depth, read_latency):
                 out_at.append(cycle)
 
     run_sim(bench, testbench, deadline=DEADLINE)
-    lag = BufferReader.latency
-    assert lag == 4
+    lag = reader.latency
+    assert lag == (5 if read_latency == 3 else 4)
     assert out_at == [cycle + lag for cycle in taken_at if cycle + lag < 64]
     period = lag + 1                  # a request taken -> the next one after a full queue
     per_period = min(queue_depth - 1, period)
@@ -319,7 +322,7 @@ GOOD_PAYLOAD = data.StructLayout({"data": 8, "last": 1})
      "buffers must be a non-empty tuple of distinct names, not ('q', 'not a name')"),
     (dict(buffer_depth=4, buffers=("q", 1)), ValueError,
      "buffers must be a non-empty tuple of distinct names, not ('q', 1)"),
-    (dict(buffer_depth=4, read_latency=3), ValueError, "read_latency must be 1 or 2, not 3"),
+    (dict(buffer_depth=4, read_latency=4), ValueError, "read_latency must be 1 or 2 or 3, not 4"),
     (dict(buffer_depth=4, read_latency=True), TypeError,
      "read_latency must be an integer, not True"),
 ])

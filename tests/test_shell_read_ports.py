@@ -45,8 +45,10 @@ def test_a_buffer_the_engine_writes_has_one_read_port():
 
 
 @pytest.mark.parametrize("make, error, message", [
-    (lambda: BufferSpec("q", 8, 4, True, read_latency=3), ValueError,
-     "read_latency must be 1 or 2, not 3"),
+    (lambda: BufferSpec("q", 8, 4, True, read_latency=4), ValueError,
+     "read_latency must be 1 or 2 or 3, not 4"),
+    (lambda: BufferSpec("q", 8, 4, True, read_ports=2, read_latency=3), ValueError,
+     "read_latency must be 1 or 2 for a buffer with 2 read ports, not 3"),
     (lambda: BufferSpec("q", 8, 4, True, read_latency=2.0), TypeError,
      "read_latency must be an integer, not 2.0"),
     (lambda: BufferSpec("out", 8, 4, False, read_latency=2), ValueError,

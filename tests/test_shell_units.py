@@ -313,10 +313,9 @@ def test_receive_fifo_keeps_every_byte_in_order(depth, idle_prob, backpressure_p
 @pytest.mark.parametrize("depth", [1, 3, 8, 1034])
 def test_receive_fifo_holds_depth_bytes_and_streams(depth):
     """With `o` stalled it takes exactly `depth` bytes. Empty again, with `o` always ready
-    and a byte offered every cycle, a byte leaves BufferReader.latency + 1 cycles after
+    and a byte offered every cycle, a byte leaves ReceiveFIFO.latency cycles after
     it came in, and from depth 8 on three bytes leave every five cycles (the reader's
     queue of 4 words; a UART brings a byte every ten bit times at most)."""
-    from celine.rtl.common.buffer_reader import BufferReader
     from celine.rtl.shell.receive_fifo import ReceiveFIFO
     dut = ReceiveFIFO(depth)
     out = []
@@ -348,7 +347,7 @@ def test_receive_fifo_holds_depth_bytes_and_streams(depth):
             if valid:
                 out_at.append(cycle)
                 out.append(byte)
-        assert out_at[0] - taken_at[0] == BufferReader.latency + 1
+        assert out_at[0] - taken_at[0] == ReceiveFIFO.latency == 5
         if depth >= 8:
             assert all(sum(1 for c in out_at if start <= c < start + 5) == 3
                        for start in range(out_at[0], 195))

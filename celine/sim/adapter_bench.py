@@ -32,9 +32,10 @@ class AdapterBench(Elaboratable):
                 for engine_port in ports:
                     read = memory.read_port(transparent_for=())
                     word = read.data
-                    if spec.read_latency == 2:          # the block RAM's output register
-                        word = Signal.like(read.data, reset_less=True)
-                        m.d.sync += word.eq(read.data)
+                    for _ in range(spec.read_latency - 1):  # the block RAM's registers
+                        late = Signal.like(read.data, reset_less=True)
+                        m.d.sync += late.eq(word)
+                        word = late
                     m.d.comb += [read.addr.eq(engine_port.addr), engine_port.data.eq(word)]
                 if spec.engine_writes:
                     # The engine's writes through port A, at port A's address.

@@ -147,11 +147,13 @@ class BufferSpec:
     (the contract adds `host_wrote`, a pulse per word written), for an engine that checks
     what the buffer holds once and keeps the verdict until the host changes it.
 
-    `read_latency` (keyword, 1 or 2): cycles from an address on one of the engine's read
-    ports of a host-writable buffer to its word. With 2 the word comes out of the block
-    RAM's own output register (rtl/shell/block_ram.py), which leaves it 0.96 ns after the
-    clock where the block's array takes 5.83 ns: for an engine whose reader registers the
-    word as it arrives anyway (rtl/common's BufferReader). Not in INFO.
+    `read_latency` (keyword, 1, 2 or 3): cycles from an address on one of the engine's
+    read ports of a host-writable buffer to its word. With 2 the word comes out of the
+    block RAM's own output register (rtl/shell/block_ram.py), which leaves it 0.96 ns
+    after the clock where the block's array takes 5.83 ns: for an engine whose reader
+    registers the word as it arrives anyway (rtl/common's BufferReader). With 3 (one read
+    port only) the address is registered too, in a copy beside every few blocks: for a
+    buffer of dozens of blocks spread over the die. Not in INFO.
     """
     name: str
     width: int
@@ -182,10 +184,13 @@ class BufferSpec:
             raise ValueError(f"engine_writes must be False for a buffer with "
                              f"{self.read_ports} read port, not True")
         check_int("read_latency", self.read_latency)
-        check_choice("read_latency", self.read_latency, (1, 2))
+        check_choice("read_latency", self.read_latency, (1, 2, 3))
         if not self.writable and self.read_latency != 1:
             raise ValueError(f"read_latency must be 1 for a buffer the engine writes (it "
                              f"does not read it), not {self.read_latency!r}")
+        if self.read_latency == 3 and self.read_ports != 1:
+            raise ValueError(f"read_latency must be 1 or 2 for a buffer with "
+                             f"{self.read_ports} read ports, not 3")
 
     @property
     def word_bytes(self):

@@ -241,7 +241,7 @@ def buffers(params):
     p = params
     depth = p.heads * p.max_tokens * p.row_beats
     width = LANES * p.operand_width
-    # q, k and v are read through a BufferReader, registered in the block RAMs
-    # (BufferSpec.read_latency).
-    return [BufferSpec(name, width, depth, True, read_latency=2) for name in ("q", "k", "v")] \
+    # q, k and v are read through a BufferReader, their addresses and words registered in
+    # the block RAMs (BufferSpec.read_latency): each is dozens of blocks across the die.
+    return [BufferSpec(name, width, depth, True, read_latency=3) for name in ("q", "k", "v")] \
         + [BufferSpec("out", width, depth, False)]

@@ -16,9 +16,9 @@ _REQUEST_FIELDS = ("addr", "buffer")
 class BufferReader(wiring.Component):
     """Turns a stream of read requests into a stream of the words read, for block RAMs
     whose words come out registered: by the block's own output register (`read_latency`
-    2, BufferSpec.read_latency) or, with one cycle of read latency, by a register here as
-    they come out (a block RAM's array has a long clock-to-out, so no logic follows it in
-    the same cycle). Either way a word is registered two cycles after its address.
+    2 or 3, BufferSpec.read_latency: 3 with the address registered first) or, with one
+    cycle of read latency, by a register here as they come out (a block RAM's array has a
+    long clock-to-out, so no logic follows it in the same cycle).
 
     - ``mem.<name>`` for each name of `buffers`: a read port like an engine adapter's
       (celine/rtl/shell/contract.py): ``addr`` out, ``data`` in `read_latency` cycles
@@ -32,11 +32,12 @@ class BufferReader(wiring.Component):
 
     A request is taken (``req.ready``) only while the queue has room for it counting the
     reads in flight (``level + in flight < queue_depth - 1``; a read is in flight for
-    two cycles: the block RAM's, then its output register's), so no word is ever lost,
-    whatever ``o.ready`` does; ``req.ready`` is a register. With ``o`` always
-    ready and a request every cycle, one word per cycle flows from queue_depth 6 on
-    (below, queue_depth - 1 words every 5 cycles); a word is on ``o`` `latency` = 4
-    cycles after its request was taken.
+    two cycles, the block RAM's and its output register's, or three with the address
+    registered), so no word is ever lost, whatever ``o.ready`` does; ``req.ready`` is a
+    register. With ``o`` always ready and a request every cycle, one word per cycle flows
+    from queue_depth `latency` + 2 on (below, queue_depth - 1 words every `latency` + 1
+    cycles); a word is on ``o`` `latency` cycles after its request was taken:
+    READER_LATENCY (4), or 5 at read latency 3.
 
     Parameters
     ----------
@@ -50,10 +51,8 @@ class BufferReader(wiring.Component):
     queue_depth : int
         Beats the prefetch queue holds (at least 2).
     read_latency : int
-        Cycles from an address to its word on every port of `buffers`: 1 or 2.
+        Cycles from an address to its word on every port of `buffers`: 1, 2 or 3.
     """
-
-    latency = READER_LATENCY     # request taken -> its word on `o` (read, output register, queue)
 
     def __init__(self, payload, *, buffer_depth, buffers=("buffer",), queue_depth=4,
                  read_latency=1):
@@ -72,7 +71,7 @@ class BufferReader(wiring.Component):
                                  f"not {buffers!r}")
             check_int("queue_depth", queue_depth, minimum=2)
             check_int("read_latency", read_latency)
-            check_choice("read_latency", read_latency, (1, 2))
+            check_choice("read_latency", read_latency, (1, 2, 3))
         except Exception:
             _rejected(self)
             raise
@@ -80,6 +79,8 @@ class BufferReader(wiring.Component):
         self._buffers = buffers
         self._queue_depth = queue_depth
         self._read_latency = read_latency
+        # request taken -> its word on `o` (read, output register, queue)
+        self.latency = READER_LATENCY + max(0, read_latency - 2)
         data_shape = payload["data"].shape
         request = {"addr": range(buffer_depth)}
         if len(buffers) > 1:
@@ -115,12 +116,14 @@ class BufferReader(wiring.Component):
 
         tags = [name for name, _field in self._payload if name != "data"]
         ports = [getattr(self.mem, name) for name in self._buffers]
-        reading = Signal()           # a read whose data comes out of the block RAM now
-        inflight = Signal()          # a read whose word is in the output registers now
-        reading_tags = {name: Signal(field.shape, name=f"reading_{name}")
+        # The reads in flight, a stage a cycle: the last (`inflight`) is the read whose
+        # word is in the output registers now, the one before it coming out of the block.
+        stages = max(2, self._read_latency)
+        flight = [Signal(name=f"flight_{k}") for k in range(stages)]
+        flight_tags = [{name: Signal(field.shape, name=f"flight_{k}_{name}")
                         for name, field in self.req.payload.shape() if name != "addr"}
-        inflight_tags = {name: Signal.like(signal, name=f"inflight_{name}")
-                         for name, signal in reading_tags.items()}
+                       for k in range(stages)]
+        inflight, inflight_tags = flight[-1], flight_tags[-1]
 
         # Never more reads than the queue can take, counting the ones in flight: a request
         # is taken while `committed` (the words in the queue and the reads in flight, kept
@@ -146,17 +149,20 @@ class BufferReader(wiring.Component):
         m.d.comb += self.req.ready.eq(ready)
         for port in ports:
             m.d.comb += port.addr.eq(self.req.payload.addr)
-        m.d.sync += [reading.eq(self.req.valid & self.req.ready), inflight.eq(reading)]
+        m.d.sync += flight[0].eq(take)
         m.d.sync += [signal.eq(getattr(self.req.payload, name))
-                     for name, signal in reading_tags.items()]
-        m.d.sync += [inflight_tags[name].eq(signal) for name, signal in reading_tags.items()]
+                     for name, signal in flight_tags[0].items()]
+        for k in range(1, stages):
+            m.d.sync += flight[k].eq(flight[k - 1])
+            m.d.sync += [flight_tags[k][name].eq(signal)
+                         for name, signal in flight_tags[k - 1].items()]
 
         # Each port's word registered as it leaves the block RAM (no reset: only read
         # with `inflight`), by the block's output register or here; the buffer
         # multiplexer comes after.
         words = []
         for name, port in zip(self._buffers, ports):
-            if self._read_latency == 2:
+            if self._read_latency >= 2:
                 words.append(port.data)
                 continue
             held = Signal.like(port.data, name=f"word_{name}", reset_less=True)

@@ -51,9 +51,13 @@ class HostedBuffer(Elaboratable):
         spec, port, link = self.spec, self.port, self.link
         # The block RAM's output register is on wherever the engine reads at latency 2,
         # and in a buffer the engine writes, whose reads only the link's byte path sees.
+        # At read latency 3 the block RAM registers the read address itself, a copy beside
+        # every few blocks; the link's address goes in unregistered, so those registers
+        # are its address stage (link_streams.HOST_ADDRESS_STAGES) for reads.
         m.submodules.memory = memory = BlockRAM(
             8 * spec.word_bytes, spec.depth, read_ports=spec.read_ports,
-            output_register=spec.read_latency == 2 or not spec.writable)
+            output_register=spec.read_latency >= 2 or not spec.writable,
+            address_register=spec.read_latency == 3)
 
         owned, = register_copies(m, "owned", self.owned_next, 1)
 
@@ -67,6 +71,10 @@ class HostedBuffer(Elaboratable):
             m.d.sync += host_mask.eq(Mux(link.write & (link.select == self.index),
                                          link.mask[:len(memory.wen)], 0))
             read_addr = Mux(owned, port.addr, host_addr)
+            if memory.address_register:
+                # `owned` and the link's address of the same cycle (the link reads a
+                # buffer only while the engine does not own it).
+                read_addr = Mux(owned, port.addr, link.addr[:len(memory.raddr)])
             # With a second read port, port A of the true-dual-port block RAM (DP16KD)
             # writes and reads, port B reads: yosys merges a write
             # and a read port into one RAM port only when their addresses are the same

@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...spec.checks import check_int
+from ...spec.fields import READER_LATENCY
 from ..common.buffer_reader import BufferReader
 from .block_ram import BlockRAM
 
@@ -26,13 +27,13 @@ class ReceiveFIFO(wiring.Component):
 
     A byte taken on ``i`` is written at once and requested by the reader from the next
     cycle on (a read never meets the write of its own word); it is offered on ``o``
-    BufferReader.latency cycles after the request is taken. With ``o`` always ready, three
+    READER_LATENCY cycles after the request is taken. With ``o`` always ready, three
     bytes leave every five cycles (the reader's queue of _QUEUE_DEPTH words), far more
     than a UART brings (a byte every ten bit times). None is lost or duplicated under any
     valid/ready pattern.
     """
 
-    latency = BufferReader.latency + 1     # a byte taken on `i` into an empty FIFO -> on `o`
+    latency = READER_LATENCY + 1     # a byte taken on `i` into an empty FIFO -> on `o`
 
     def __init__(self, depth):
         check_int("depth", depth, minimum=1)

@@ -46,6 +46,11 @@ class ReplyEncoder(wiring.Component):
         reply = self.reply.payload
         m.submodules.info = info_rom = Memory(shape=8, depth=len(self.info), init=list(self.info))
         info_read = info_rom.read_port(transparent_for=())
+        # The ROM's byte registered as it leaves the block RAM (its clock-to-out is most
+        # of a cycle; the multiplexer below was a build's worst path behind it): `index`
+        # holds from ADDRESS to LATCH, READ_LATENCY + 1 cycles, so the register has it.
+        info_byte = Signal(8, reset_less=True)
+        m.d.sync += info_byte.eq(info_read.data)
         m.submodules.crc = crc = CRC16()
 
         index = Signal(16)                # payload byte
@@ -105,7 +110,7 @@ class ReplyEncoder(wiring.Component):
                     with m.Case(Source.STATUS):
                         m.d.sync += payload_byte.eq(status_byte)
                     with m.Default():
-                        m.d.sync += payload_byte.eq(info_read.data)
+                        m.d.sync += payload_byte.eq(info_byte)
                 m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(payload_byte)]

@@ -138,7 +138,7 @@ class Buffers:
 
     async def _serve(self):
         dut = self.dut
-        read = {"table": [0, 0], "x": [0, 0]}      # each buffer's words read, newest last
+        read = {"table": [0] * 3, "x": [0] * 3}    # each buffer's words read, newest last
         while self.running:
             await FallingEdge(dut.clk)
             table_addr = int(dut.mem__table__addr.value)
