@@ -3,6 +3,7 @@
 import random
 
 import pytest
+from amaranth.hdl import signed, unsigned
 import torch
 
 from celine.golden.lfsr import LFSR as GoldenLFSR
@@ -148,3 +149,33 @@ def test_requantizer_holds_without_enable():
 def test_bad_parameters(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+# -- comparisons with a constant, as logic ----------------------------------------------------
+
+@pytest.mark.parametrize("shape", [unsigned(1), unsigned(4), signed(2), signed(5)],
+                         ids=["u1", "u4", "s2", "s5"])
+def test_constant_compares_match_python_for_every_value(shape):
+    """greater_than / less_than against Python's `>` / `<` for every value of the shape and
+    every constant from below its range to above it."""
+    from amaranth.hdl import Module, Signal
+    from celine.rtl.common.compare import greater_than, less_than
+    from celine.sim.amaranth_sim import run_sim
+    width = shape.width
+    low = -(1 << (width - 1)) if shape.signed else 0
+    values = range(low, low + (1 << width))
+    constants = range(low - 2, low + (1 << width) + 2)
+    m = Module()
+    x = Signal(shape)
+    outs = {}
+    for c in constants:
+        outs[c] = (Signal(name=f"gt_{c - low + 2}"), Signal(name=f"lt_{c - low + 2}"))
+        m.d.comb += [outs[c][0].eq(greater_than(x, c)), outs[c][1].eq(less_than(x, c))]
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(x, v)
+            for c in constants:
+                assert (ctx.get(outs[c][0]), ctx.get(outs[c][1])) == (v > c, v < c), (v, c)
+
+    run_sim(m, bench)

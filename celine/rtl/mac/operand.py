@@ -1,5 +1,7 @@
 from amaranth.hdl import Mux
 
+from ..common.compare import greater_than
+
 
 def reduced(lane, p):
     """The operand a lane supplies at precision p (an integer).
@@ -18,8 +20,8 @@ def reduced(lane, p):
     rounded = (x8 + half) >> shift
     hi = (1 << (p - 1)) - 1
     # rounded > hi exactly when x8 + half >= (hi + 1) << shift: a compare of x8 with a
-    # constant beside the rounding add, not a second carry chain after it. Rounding
-    # never goes below -2^(p-1).
-    saturates = x8 >= ((hi + 1) << shift) - half
+    # constant beside the rounding add, as logic (common/compare.py), not a second carry
+    # chain after it. Rounding never goes below -2^(p-1).
+    saturates = greater_than(x8, ((hi + 1) << shift) - half - 1)
     return Mux(saturates, hi, rounded[:p].as_signed())
 
