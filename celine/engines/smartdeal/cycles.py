@@ -29,7 +29,8 @@ RUN_TURN = 2           # IDLE -> phase start, and DONE
 PHASE_START = 1        # the phase's start state (the decoder's reset)
 FIRST_WORD = READER_LATENCY + 1   # the decoder's start -> its first word (reader, skid)
 HEADER = 5             # header words, one a cycle, then its size product ...
-HEADER_CHECK = 2       # ... and the checks before the first block
+HEADER_CHECK = 3       # ... and the checks before the first block (two stages of the
+                       # product's bound check: rtl/smartdeal/parser.py)
 CHECK_TAIL = 2         # the last row -> `done` (the end-of-stream checks)
 WRITE_TO_READ = 3      # a tile's last beat written -> its first read issued (full flag)
 DRAIN = 9              # the last beat issued -> the first row of the last tile written

@@ -435,12 +435,20 @@ class SdParser(wiring.Component):
         multiplier = Signal(sd_format.LENGTH_BITS)
         three_m0 = Signal(sd_format.LENGTH_BITS + 2)
         m.d.comb += three_m0.eq(block_rows + (block_rows << 1))
-        # The product's check is registered: HMUL ends a cycle after the last addition.
+        # The product's check takes two registered stages (the difference and the low
+        # bound, then the compare with 3 m0: in one cycle they were a build's worst path,
+        # 11.8 ns and 25 levels of carry chains): HMUL ends two cycles after the last
+        # addition.
+        product_under = Signal()
+        excess = Signal(product_width)
+        three_m0_r = Signal.like(three_m0)
         product_bad = Signal()
-        settled = Signal()
+        settled = Signal(range(3))          # cycles since the last addition, up to 2
         product_done = Signal()
-        m.d.sync += product_bad.eq((product < length) | (product - length >= three_m0))
-        m.d.comb += product_done.eq(at["HMUL"] & settled)
+        m.d.sync += [product_under.eq(product < length), excess.eq(product - length),
+                     three_m0_r.eq(three_m0),
+                     product_bad.eq(product_under | (excess >= three_m0_r))]
+        m.d.comb += product_done.eq(at["HMUL"] & (settled == 2))
 
         # The header words' checks are registered (`pending`): an error counts the cycle
         # after its word is taken (an error then drops the checks still pending).
@@ -566,9 +574,10 @@ class SdParser(wiring.Component):
             m.d.comb += state_next.eq(S.HMUL)
         with m.If(at["HMUL"]):
             with m.If(multiplier == 0):
-                # A cycle for product_bad to follow the last addition, then H3.
-                m.d.sync += settled.eq(1)
-                with m.If(settled):
+                # Two cycles for product_bad to follow the last addition, then H3.
+                with m.If(settled != 2):
+                    m.d.sync += settled.eq(settled + 1)
+                with m.Else():
                     m.d.comb += state_next.eq(S.H3)
             with m.Else():
                 with m.If(multiplier[0]):
