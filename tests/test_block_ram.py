@@ -186,11 +186,13 @@ def _registered(component):
 @pytest.mark.parametrize("make", [
     lambda: BlockRAM(64, 512), lambda: BlockRAM(24, 40), lambda: BlockRAM(24, 64),
     lambda: BlockRAM(64, 1024),
-    lambda: BlockRAM(16, 3000), lambda: BlockRAM(8, 1500), lambda: BlockRAM(8, 5000),
-    # 1-bit slices (16K x 1 blocks): yosys takes 53 s over it, so only in `make sim`.
+    lambda: BlockRAM(16, 3000), lambda: BlockRAM(8, 1500),
+    # 2- and 1-bit slices, and a deep memory with two ports: yosys takes 11 to 53 s over
+    # each, so only in `make sim`.
+    pytest.param(lambda: BlockRAM(8, 5000), marks=pytest.mark.sweep),
     pytest.param(lambda: BlockRAM(8, 9000), marks=pytest.mark.sweep),
     lambda: _SharedAddress(32, 1030), lambda: _SharedAddress(64, 512),
-    lambda: _SharedAddress(16, 3000),
+    pytest.param(lambda: _SharedAddress(16, 3000), marks=pytest.mark.sweep),
 ], ids=["64x512", "24x40", "24x64", "64x1024", "16x3000", "8x1500", "8x5000", "8x9000",
         "two_reads_32x1030", "two_reads_64x512", "two_reads_16x3000"])
 def test_ecp5_blocks_wired_as_yosys_wires_them(monkeypatch, request, make):
