@@ -255,5 +255,5 @@ class BlockRAM(wiring.Component):
         m.submodules[f"block_{index}"] = Instance(
             "DP16KD", **{f"p_{name}": value for name, value in parameters.items()}, **ports)
         if data_width == 36:
-            return None, gather(Cat(read_a[:18], read_b))
+            return None, gather(Cat(read_a, read_b))
         return (gather(read_a) if two else None), gather(read_b)
