@@ -1,5 +1,5 @@
 """The ViTCoD SpMM and its output stage in the Amaranth simulator, with a real MacBank, a v
-memory of one-cycle read latency and the writes to `out` collected: every row written ==
+memory of v's read latency (V_READ_LATENCY, as the shell builds it) and the writes to `out` collected: every row written ==
 requantize(p @ v, out_mult, out_shift) of celine/golden/quant.py, under random idle
 cycles on the entry stream; and every run's cycle count == the Spmm's schedule (its
 docstring) from the cycles the entries were offered in."""
@@ -8,15 +8,15 @@ import random
 
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from celine.engines.vitcod.spec import VitcodParams, row_of_words, row_words
+from celine.engines.vitcod.spec import V_READ_LATENCY, VitcodParams, row_of_words, row_words
 from celine.golden.quant import requantize
 from celine.rtl.vitcod.mac_bank import MacBank
 from celine.rtl.vitcod.output_stage import OutputStage
-from celine.rtl.vitcod.spmm import Spmm, spmm_latency
+from celine.rtl.vitcod.spmm import OFFER_TO_BANK, START_TO_OFFER, Spmm, spmm_latency
 from celine.sim.amaranth_sim import run_sim, stream_put_all
 from celine.spec.numerics import REQUANT_LATENCY
 
@@ -31,7 +31,8 @@ def make_params(head_dim, macs, *, out_lanes, max_tokens=13, heads=2, prob_bits=
 
 
 class Bench(Elaboratable):
-    """The Spmm with a MacBank and the v buffer (a Memory, synchronous read) attached."""
+    """The Spmm with a MacBank and the v buffer (a Memory, synchronous read, then
+    registers up to V_READ_LATENCY) attached."""
 
     def __init__(self, params, v_words):
         self.params = params
@@ -47,7 +48,12 @@ class Bench(Elaboratable):
         m.submodules.v = v = Memory(shape=p.row_word_bits,
                                     depth=p.heads * p.max_tokens * p.beats, init=self.v_words)
         read = v.read_port()
-        m.d.comb += [read.addr.eq(spmm.v.addr), spmm.v.data.eq(read.data)]
+        word = read.data
+        for _ in range(V_READ_LATENCY - 1):        # the block RAM's output register
+            registered = Signal.like(word)
+            m.d.sync += registered.eq(word)
+            word = registered
+        m.d.comb += [read.addr.eq(spmm.v.addr), spmm.v.data.eq(word)]
         return m
 
 
@@ -110,15 +116,15 @@ def random_v(rng, params, *, fill=None):
 
 def schedule(params, rows, offers):
     """The cycle (the start pulse in cycle 0) from which `busy` is low, by the Spmm's
-    schedule: entry k's first slice on the bank in b_k = max(o_k + 2, b_(k-1) + S, b_l + K
-    if it ends a row, l the previous row's last entry), o_k >= 1 (`entries.ready` rises
+    schedule: entry k's first slice on the bank in b_k = max(o_k + OFFER_TO_BANK,
+    b_(k-1) + S, b_l + K if it ends a row, l the previous row's last entry), o_k >= 1 (`entries.ready` rises
     in cycle 1); busy low from b_last + S + K + MacBank.latency + REQUANT_LATENCY."""
     slices = params.head_dim // params.mac_units
     chunks = params.head_dim // params.out_lanes
     ends = [len(row) - 1 == k for row in rows for k in range(len(row))]
     bank, previous_end = None, None
     for offer, end in zip(offers, ends):
-        bank = max([max(offer, 1) + 2]
+        bank = max([max(offer, 1) + OFFER_TO_BANK]
                    + ([bank + slices] if bank is not None else [])
                    + ([previous_end + chunks] if end and previous_end is not None else []))
         if end:
@@ -280,7 +286,8 @@ def test_spmm_out_lanes_d_with_s2():
 @pytest.mark.parametrize("head_dim, macs, out_lanes", [(16, 8, 4), (16, 16, 16), (64, 64, 16)])
 def test_spmm_cycles(head_dim, macs, out_lanes):
     """`entries` always valid: busy falls E·d/M + latency cycles after start, latency =
-    d/out_lanes + 3 + MacBank.latency + REQUANT_LATENCY, with long rows; rows shorter than K = d/out_lanes cycles take K; and
+    d/out_lanes + START_TO_OFFER + OFFER_TO_BANK + MacBank.latency + REQUANT_LATENCY,
+    with long rows; rows shorter than K = d/out_lanes cycles take K; and
     rows of mixed short lengths take max(e·S, K) each (S = d/M cycles an entry)."""
     p = make_params(head_dim, macs, out_lanes=out_lanes)
     slices, chunks = head_dim // macs, head_dim // out_lanes
@@ -294,7 +301,8 @@ def test_spmm_cycles(head_dim, macs, out_lanes):
             (random_rows(rng, 13, p, lengths=lambda i: rng.choice([1, 2, 3])), 0,
              *typical_scale(rng, p))]
     latency = spmm_latency(p)
-    assert latency == chunks + 3 + MacBank.latency + REQUANT_LATENCY
+    tail = START_TO_OFFER + OFFER_TO_BANK + MacBank.latency + REQUANT_LATENCY
+    assert latency == chunks + tail
     results = check(p, v, runs, idle_prob=0.0)
     cycles = [c for _, c, _ in results]
     lengths = [[len(r) for r in rows] for rows, *_ in runs]
@@ -320,8 +328,9 @@ def test_spmm_one_entry_rows_at_the_floor(out_lanes):
     deit = random_rows(rng, 25, p, lengths=lambda i: 25 if i == 12 else 2)
     runs = [(ones, 0, *typical_scale(rng, p)), (deit, 0, *typical_scale(rng, p))]
     cycles = [c for _, c, _ in check(p, v, runs, idle_prob=0.0)]
-    assert cycles[0] == 1 + 24 * chunks + chunks + 3 + MacBank.latency + REQUANT_LATENCY
-    assert cycles[1] == 2 + 11 * 2 + 25 + 12 * 2 + chunks + 3 + MacBank.latency + REQUANT_LATENCY
+    tail = START_TO_OFFER + OFFER_TO_BANK + MacBank.latency + REQUANT_LATENCY
+    assert cycles[0] == 1 + 24 * chunks + chunks + tail
+    assert cycles[1] == 2 + 11 * 2 + 25 + 12 * 2 + chunks + tail
     check(p, v, runs, idle_prob=0.3, seed=out_lanes)
 
 

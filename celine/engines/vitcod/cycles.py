@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .. import CycleEstimate
 from ...spec.checks import check_int
 from ...spec.numerics import REQUANT_LATENCY
-from .spec import AE_STEPS, MAC_BANK_LATENCY, VitcodParams, ae_shape
+from .spec import AE_STEPS, MAC_BANK_LATENCY, V_READ_LATENCY, VitcodParams, ae_shape
 
 # Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
 # Last dense job issued -> busy low, beyond the job's t slices and the engine's n DPUs:
@@ -28,10 +28,10 @@ EXP_LATENCY = 8        # ExpUnit
 FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit
 SPARSE_FIRST = 3       # ... later when the row's first entry is a CSR one (g = 0)
 RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider's stages)
-# The last row's end on the bank -> busy low (plus d / out_lanes): the bank's stages
-# beyond 2, then the output stage's requantizers, less the 2 cycles they overlap the
-# bank's last row.
-SPMM_TAIL = MAC_BANK_LATENCY - 2 + REQUANT_LATENCY - 2
+# The last row's end on the bank -> busy low (plus d / out_lanes): v's read latency beyond
+# 1, the bank's stages beyond 2, then the output stage's requantizers, less the 2 cycles
+# they overlap the bank's last row.
+SPMM_TAIL = V_READ_LATENCY - 1 + MAC_BANK_LATENCY - 2 + REQUANT_LATENCY - 2
 # The core's sequencer.
 RUN_SETUP = 2          # start -> the first head's phase 1 (IDLE, NEXT_HEAD)
 PHASE_TURN = 3         # phase 1's last busy -> phase 2's start pulse (WAIT_A, START_B)

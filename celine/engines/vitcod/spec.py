@@ -12,8 +12,8 @@ from ...spec.numerics import LANES, MULT_BITS, SHIFT_BITS
 from ...spec.params import Params
 from ...spec.widths import ceil_log2, signed_width
 
-__all__ = ["VitcodParams", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS", "E_BITS",
-           "X_BITS", "EXP_HI_TABLE", "EXP_LO_TABLE", "registers", "head_register",
+__all__ = ["VitcodParams", "V_READ_LATENCY", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS",
+           "E_BITS", "X_BITS", "EXP_HI_TABLE", "EXP_LO_TABLE", "registers", "head_register",
            "HEAD_REGISTERS", "Errors", "buffers", "AE_OPERANDS", "AE_WEIGHTS_PER_REGISTER",
            "AeEnable", "AE_STEPS", "AE_PARTS", "AE_REGISTER_PREFIX", "AE_MAX_HEADS",
            "MAX_REGISTERS", "ae_shape", "ae_register", "ae_weight_registers",
@@ -29,6 +29,9 @@ DPU_WIDTH = LANES          # MACs of one dot-product unit; an engine has a whole
 # the V buffer -> bank path: the default design's routing then diverged on seed 1 with
 # router2; docs/timing.md.)
 MAC_BANK_LATENCY = 2
+# v's read latency (BufferSpec.read_latency): its block RAMs' output registers are on, so
+# the SpMM's slice into the MAC bank leaves a register, not a block RAM's read path.
+V_READ_LATENCY = 2
 
 # -- the softmax unit's exponential (docs/vitcod.md, "The integer softmax") ---------------
 #
@@ -557,7 +560,8 @@ def buffers(params):
     return [
         BufferSpec("q", row_bits, qk_rows, True, read_ports=2, engine_writes=ae),
         BufferSpec("k", row_bits, qk_rows, True, read_ports=2, engine_writes=ae),
-        BufferSpec("v", row_bits, rows, True),          # the SpMM reads it, alone
+        BufferSpec("v", row_bits, rows, True,           # the SpMM reads it, alone
+                   read_latency=V_READ_LATENCY),
         BufferSpec("csc", sum(w for _, w in csc_fields(p)), lists, True, read_ports=2),
         BufferSpec("csr", sum(w for _, w in csr_fields(p)), lists, True, read_ports=2),
         BufferSpec("gcols", p.token_bits, gcols_depth(p), True, read_ports=2),

@@ -10,14 +10,14 @@ from amaranth.lib.wiring import In, Out
 from .mac_bank import MacBank, bank_signature
 from .output_stage import OutputStage, output_latency
 from ..shell.contract import buffer_port_signature, read_port_signature
-from ...engines.vitcod.spec import VitcodParams, buffers
+from ...engines.vitcod.spec import V_READ_LATENCY, VitcodParams, buffers
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
 
-__all__ = ["Spmm", "entry_layout", "spmm_latency"]
+__all__ = ["OFFER_TO_BANK", "START_TO_OFFER", "Spmm", "entry_layout", "spmm_latency"]
 
 # Cycles from an entry offered on an idle SpMM to its first slice on the bank: it is
-# registered with its v address, whose synchronous read returns the row a cycle later.
-OFFER_TO_BANK = 2
+# registered with its v address, whose read returns the row V_READ_LATENCY cycles later.
+OFFER_TO_BANK = 1 + V_READ_LATENCY
 # `entries.ready` rises the cycle after the start pulse.
 START_TO_OFFER = 1
 
@@ -35,7 +35,7 @@ def entry_layout(params):
 
 def spmm_latency(params):
     """Cycles an uninterrupted run takes beyond its E·d/M entry cycles (Spmm, "latency"):
-    d / out_lanes + 5 + REQUANT_LATENCY."""
+    d / out_lanes + START_TO_OFFER + OFFER_TO_BANK + MacBank.latency + REQUANT_LATENCY."""
     return START_TO_OFFER + OFFER_TO_BANK + MacBank.latency + output_latency(params)
 
 
@@ -47,8 +47,8 @@ class Spmm(wiring.Component):
     `busy` stays high until all N rows are written to `out`. `entries` carries N rows in
     order, each with at least one entry and `last` on its final one (entry_layout).
 
-    Each entry reads v row head_base + col (`v`: address registered, data one cycle later)
-    and spends S = d / M cycles on the M multipliers of the bank (`mul`): slice s presents
+    Each entry reads v row head_base + col (`v`: address registered, data V_READ_LATENCY
+    cycles later; X's slice index, p and tags wait for it in Y) and spends S = d / M cycles on the M multipliers of the bank (`mul`): slice s presents
     v[sM .. sM+M-1] (sign-extended) and p (zero-extended). The products come back
     MacBank.latency cycles later into S rotating groups of M accumulators (out_acc_width
     bits, two's complement wrap; the row's sum always fits): a row's first entry loads
@@ -56,13 +56,13 @@ class Spmm(wiring.Component):
     into the OutputStage's working register, so the next row starts at once.
 
     Schedule: the bank and the output stage never stall, so a row's sums reach the output
-    stage exactly S + 2 cycles after its last entry left the entry register. The output
+    stage exactly S + V_READ_LATENCY cycles after its last entry left the entry register. The output
     stage takes a row every K = d / out_lanes cycles, so a row's last entry waits (and
     `entries.ready` falls) until K cycles after the previous row's last entry: a counter
     (`gap`), no path from the output stage. Entry k of the run (0-based, all rows) has its
     first slice on the bank in cycle
 
-        b_k = max(o_k + 2, b_(k-1) + S, b_l + K if k ends a row)
+        b_k = max(o_k + OFFER_TO_BANK, b_(k-1) + S, b_l + K if k ends a row)
 
     with the start pulse in cycle 0, o_k the first cycle `entries` offers it (1 if it was
     offered before) and l the previous row's last entry. With its entries there, a row of
@@ -74,9 +74,8 @@ class Spmm(wiring.Component):
         e_0·S + sum over rows n >= 1 of max(e_n·S, K) + `latency`,
 
     latency = spmm_latency = START_TO_OFFER + OFFER_TO_BANK + MacBank.latency + OutputStage
-    latency (K + Requantizer.latency) = K + 5 + REQUANT_LATENCY: E·S plus that when every
-    row but the first
-    has e·S >= K.
+    latency (K + Requantizer.latency): E·S plus that when every row but the first has
+    e·S >= K.
     """
 
     def __init__(self, params):
@@ -133,7 +132,7 @@ class Spmm(wiring.Component):
         r_valid, r_first, r_last = Signal(), Signal(), Signal()
         r_addr = Signal.like(self.v.addr)
         r_p = Signal(p.prob_width)
-        # -- X: the entry on the bank, slice x_k this cycle -------------------------------
+        # -- X: the entry whose v word is read, slice x_k this cycle ---------------------
         x_valid, x_first, x_last = Signal(), Signal(), Signal()
         x_addr = Signal.like(self.v.addr)
         x_p = Signal(p.prob_width)
@@ -182,22 +181,31 @@ class Spmm(wiring.Component):
         with m.Elif(~gap_clear):
             m.d.sync += gap.eq(gap - 1)
 
-        # -- operands: slice x_k of the v row, and p -------------------------------------
+        # -- Y: X's slice, V_READ_LATENCY - 1 cycles later, when its v word arrives --------
+        y_valid, y_first, y_final, y_k, y_p = x_valid, x_first, x_last & x_final, x_k, x_p
+        for stage in range(V_READ_LATENCY - 1):
+            delayed = (Signal(name=f"y_valid_{stage}"), Signal(name=f"y_first_{stage}"),
+                       Signal(name=f"y_final_{stage}"), Signal.like(x_k, name=f"y_k_{stage}"),
+                       Signal.like(x_p, name=f"y_p_{stage}"))
+            m.d.sync += [d.eq(s) for d, s in zip(delayed, (y_valid, y_first, y_final, y_k, y_p))]
+            y_valid, y_first, y_final, y_k, y_p = delayed
+
+        # -- operands: slice y_k of the v row, and p -------------------------------------
         word = self.v.data
         if per_word == slices:
-            part = word.word_select(x_k, units * w) if slices > 1 else word
+            part = word.word_select(y_k, units * w) if slices > 1 else word
         elif per_word > 1:
             within = Signal(range(per_word))
-            m.d.comb += within.eq(Array(k % per_word for k in range(slices))[x_k])
+            m.d.comb += within.eq(Array(k % per_word for k in range(slices))[y_k])
             part = word.word_select(within, units * w)
         else:
             part = word
         for k in range(units):
             m.d.comb += [self.mul.a[k].eq(part[k * w:(k + 1) * w].as_signed()),
-                         self.mul.b[k].eq(x_p)]
+                         self.mul.b[k].eq(y_p)]
 
         # The products' tags, MacBank.latency cycles behind the operands.
-        valid, first, final = x_valid, x_first, x_last & x_final
+        valid, first, final = y_valid, y_first, y_final
         for stage in range(MacBank.latency):
             tags = (Signal(name=f"prod_valid_{stage}"), Signal(name=f"prod_first_{stage}"),
                     Signal(name=f"prod_final_{stage}"))
