@@ -10,8 +10,8 @@ from celine.spec.lanes import pack_lanes, unpack_lanes
 from celine.golden.taylor import TaylorRegisters, calibrate, taylor_attention, taylor_int
 from celine.rtl.shell.shell import build_shell
 from celine.rtl.taylor.shell_adapter import TaylorShellAdapter
-from celine.engines.taylor.spec import (NUMERATOR_LATENCY, Errors, TaylorParams, registers,
-                                        buffers as taylor_buffers)
+from celine.engines.taylor.spec import (CONTEXT_READ_LATENCY, NUMERATOR_LATENCY, Errors,
+                                        TaylorParams, registers, buffers as taylor_buffers)
 from celine.sim.adapter_bench import run_adapter
 
 PARAMS = TaylorParams(head_dim=16, max_tokens=8, mac_units=4, heads=3)
@@ -77,9 +77,11 @@ def settings_of(regs, tokens, head_mask, heads=None):
 # The adapter's cycle counts, measured before rtl/common's buffer blocks replaced its
 # hand-made prefetch: they must not change, but for the cycles a kept head has taken
 # since: 2 since the centering unit's products are registered multipliers
-# (params.centering_latency), and NUMERATOR_LATENCY - 4 since the output lane's
-# numerator is in short stages (it was 4; params.output_latency).
-A_KEPT_HEAD = 2 + NUMERATOR_LATENCY - 4
+# (params.centering_latency), NUMERATOR_LATENCY - 4 since the output lane's numerator
+# is in short stages (it was 4; params.output_latency), and 3 (CONTEXT_READ_LATENCY - 1
+# in each of KV_DRAIN, CENTER_WRITE_BACK and TILE_TO_LANE) since the context memory is
+# read through its block RAMs' output registers.
+A_KEPT_HEAD = 2 + NUMERATOR_LATENCY - 4 + 3 * (CONTEXT_READ_LATENCY - 1)
 # And one a run since q, k and v are read with their addresses registered beside their
 # blocks (BufferSpec.read_latency 3: the reader's first word comes a cycle later).
 A_RUN = taylor_buffers(PARAMS)[0].read_latency - 2

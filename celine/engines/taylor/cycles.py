@@ -9,14 +9,17 @@ tests/test_taylor.py holds it against RTL simulation (within 2 %, in practice ex
 """
 
 from .. import CycleEstimate
-from .spec import TaylorParams
+from .spec import CONTEXT_READ_LATENCY, TaylorParams
 
-# Latencies of the RTL's phase changes (cycles), named after what they wait for.
-KV_DRAIN = 4          # last K/V issue -> first centering issue (write-back of the tile)
-CENTER_WRITE_BACK = 3  # last centering issue -> first Q issue, beyond the centering unit's
-                       # latency (TaylorParams.centering_latency): the write-back
-TILE_TO_LANE = 4      # last Q issue -> its sums enter the serializer (memory, operands,
-                      # products, tree)
+# Latencies of the RTL's phase changes (cycles), named after what they wait for; each
+# begins with the context memory's read (CONTEXT_READ_LATENCY).
+KV_DRAIN = CONTEXT_READ_LATENCY + 3   # last K/V issue -> first centering issue (the
+                                      # tile's operands, products, write-back)
+CENTER_WRITE_BACK = CONTEXT_READ_LATENCY + 2  # last centering issue -> first Q issue,
+                                      # beyond the centering unit's latency
+                                      # (TaylorParams.centering_latency): the write-back
+TILE_TO_LANE = CONTEXT_READ_LATENCY + 3  # last Q issue -> its sums enter the serializer
+                                      # (memory, operands, products, tree)
 LANE_TO_BEAT = 2      # output lane done -> beat leaves the output FIFO
 HEAD_TURN = 2         # output lane empty -> the next head's first K/V issue
 

@@ -14,9 +14,13 @@ from ...spec.widths import ceil_log2, signed_width
 # low bits, the column groups' picks, the registered multiplier (2; its input register
 # takes the pick over the groups), the rounding add, the shift, the score's add.
 NUMERATOR_LATENCY = 7
+# Cycles from an address on the context memory (rtl/taylor/context_memory.py) to its
+# block: the block RAMs' output registers are on, so the word that goes to a multiplier
+# leaves a register, not a block RAM's read path.
+CONTEXT_READ_LATENCY = 2
 
-__all__ = ["TaylorParams", "LANES", "MULT_BITS", "SHIFT_BITS", "registers", "head_register",
-           "HEAD_REGISTERS", "Errors", "buffers"]
+__all__ = ["TaylorParams", "LANES", "MULT_BITS", "SHIFT_BITS", "CONTEXT_READ_LATENCY",
+           "registers", "head_register", "HEAD_REGISTERS", "Errors", "buffers"]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,8 +2,8 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...engines.taylor.spec import (MULT_BITS, SHIFT_BITS, TaylorParams, head_register,
-                                    registers)
+from ...engines.taylor.spec import (CONTEXT_READ_LATENCY, MULT_BITS, SHIFT_BITS,
+                                    TaylorParams, head_register, registers)
 from .centering_pass import CenteringPass
 from .context_memory import ContextMemory
 from .mac_tile import MacTile
@@ -94,12 +94,32 @@ class TaylorPipeline(wiring.Component):
         m.submodules.token_sums = sums = TokenSums(p)
         m.submodules.feed = feed = TileFeed(p)
         m.submodules.tile = tile = MacTile(p)
-        m.submodules.memory = memory = ContextMemory(p)
+        # The centering pass writes row k of a block CONTEXT_READ_LATENCY + 1 +
+        # centering_latency cycles after it read it; a block with more rows than that is
+        # still being read (its later rows) when its first row is written.
+        write_distance = CONTEXT_READ_LATENCY + 1 + p.centering_latency
+        m.submodules.memory = memory = ContextMemory(
+            p, reads_during_writes=p.tile_rows > write_distance)
         m.submodules.centering = centering = CenteringPass(p)
         m.submodules.serializer = serializer = Serializer(p)
         m.submodules.lane = lane = OutputLane(p)
         m.submodules.packer = packer = OutputPacker(p)
         m.submodules.recip = recip = Reciprocal(shift=p.recip_shift, n_width=p.token_width)
+
+        # The tile and the centering pass take a block's word the cycle after its address,
+        # so what goes with the address waits CONTEXT_READ_LATENCY - 1 cycles more.
+        def waited(value, name):
+            for stage in range(CONTEXT_READ_LATENCY - 1):
+                held = Signal.like(value, name=f"{name}_wait{stage}")
+                m.d.sync += held.eq(value)
+                value = held
+            return value
+
+        to_tile = {name: waited(getattr(feed, name), f"feed_{name}")
+                   for name in ("valid", "query", "first", "last", "block", "column", "a", "v")}
+        to_center = {name: waited(value, f"center_{name}")
+                     for name, value in (("issue", seq.issue_center), ("sub", seq.sub),
+                                         ("ta", seq.ta), ("tb", seq.tb), ("addr", feed.addr))}
 
         # -- input: beats into token slots; the reciprocal of N ---------------------------
         wiring.connect(m, wiring.flipped(self.i), loader.i)
@@ -122,8 +142,8 @@ class TaylorPipeline(wiring.Component):
             seq.slot_ready.eq(loader.ready),
             seq.room.eq(packer.room),
             seq.recip_done.eq(recip.done),
-            seq.mac_empty.eq(~feed.valid & ~tile.busy & ~serializer.busy),
-            seq.center_empty.eq(~centering.busy),
+            seq.mac_empty.eq(~feed.valid & ~to_tile["valid"] & ~tile.busy & ~serializer.busy),
+            seq.center_empty.eq(~to_center["issue"] & ~centering.busy),
             seq.lane_empty.eq(~lane.busy),
             self.busy.eq(seq.running | packer.pending),
         ]
@@ -141,9 +161,10 @@ class TaylorPipeline(wiring.Component):
             feed.token.eq(seq.token),
             feed.row_a.eq(loader.row_a),
             feed.row_b.eq(loader.row_b),
-            tile.valid.eq(feed.valid), tile.query.eq(feed.query), tile.first.eq(feed.first),
-            tile.last.eq(feed.last), tile.addr.eq(feed.block), tile.column.eq(feed.column),
-            tile.a.eq(feed.a), tile.v.eq(feed.v), tile.stored.eq(memory.read_data),
+            tile.valid.eq(to_tile["valid"]), tile.query.eq(to_tile["query"]),
+            tile.first.eq(to_tile["first"]), tile.last.eq(to_tile["last"]),
+            tile.addr.eq(to_tile["block"]), tile.column.eq(to_tile["column"]),
+            tile.a.eq(to_tile["a"]), tile.v.eq(to_tile["v"]), tile.stored.eq(memory.read_data),
             memory.read_addr.eq(feed.addr),
             memory.tile_write.eq(tile.write_en),
             memory.tile_addr.eq(tile.write_addr),
@@ -152,11 +173,11 @@ class TaylorPipeline(wiring.Component):
 
         # -- centering: P -> G_q in place ---------------------------------------------------
         m.d.comb += [
-            centering.issue.eq(seq.issue_center),
-            centering.sub.eq(seq.sub),
-            centering.ta.eq(seq.ta),
-            centering.tb.eq(seq.tb),
-            centering.addr.eq(feed.addr),
+            centering.issue.eq(to_center["issue"]),
+            centering.sub.eq(to_center["sub"]),
+            centering.ta.eq(to_center["ta"]),
+            centering.tb.eq(to_center["tb"]),
+            centering.addr.eq(to_center["addr"]),
             centering.stored.eq(memory.read_data),
             centering.sums_k.eq(sums.sums_k),
             centering.sums_v.eq(sums.sums_v),
