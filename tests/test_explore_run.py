@@ -581,6 +581,9 @@ def test_cli_grid_stores_records_in_the_database(here, tools, monkeypatch, capsy
 
 # -- one small real exploration ------------------------------------------------------------
 
+# make sim only (about 3 minutes of both cores): make test keeps the exploration's logic in
+# the fake-tool tests above and the real tools in tests/test_bitstream.py's builds.
+@pytest.mark.sweep
 def test_real_exploration_on_the_ulx3s_25f_twice(monkeypatch):
     """A tiny MAC array (1x1 PE, 8-bit, one DSP multiplier) and one that cannot fit the
     LFE5U-25F (4x8 PEs need more than its 28 MULT18X18D): real synthesis and place and
