@@ -8,6 +8,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .mac_bank import MacBank, bank_signature
+from ..common.fanout import register_copies
 from .output_stage import OutputStage, output_latency
 from ..shell.contract import buffer_port_signature, read_port_signature
 from ...engines.vitcod.spec import V_READ_LATENCY, VitcodParams, buffers
@@ -20,6 +21,8 @@ __all__ = ["OFFER_TO_BANK", "START_TO_OFFER", "Spmm", "entry_layout", "spmm_late
 OFFER_TO_BANK = 1 + V_READ_LATENCY
 # `entries.ready` rises the cycle after the start pulse.
 START_TO_OFFER = 1
+# Accumulator units each copy of the products' `valid` and `first` tags drives.
+GROUP = 4
 
 
 def entry_layout(params):
@@ -204,9 +207,16 @@ class Spmm(wiring.Component):
             m.d.comb += [self.mul.a[k].eq(part[k * w:(k + 1) * w].as_signed()),
                          self.mul.b[k].eq(y_p)]
 
-        # The products' tags, MacBank.latency cycles behind the operands.
+        # The products' tags, MacBank.latency cycles behind the operands. The last stage's
+        # `valid` and `first` also in a copy for every GROUP units: each drives its units'
+        # accumulators (one register for all of them was a build's worst path, an 8.2 ns
+        # net into every accumulator's adder).
         valid, first, final = y_valid, y_first, y_final
         for stage in range(MacBank.latency):
+            if stage == MacBank.latency - 1:
+                copies = -(-units // GROUP)
+                valid_copies = register_copies(m, "prod_valid", valid, copies)
+                first_copies = register_copies(m, "prod_first", first, copies)
             tags = (Signal(name=f"prod_valid_{stage}"), Signal(name=f"prod_first_{stage}"),
                     Signal(name=f"prod_final_{stage}"))
             m.d.sync += [tags[0].eq(valid), tags[1].eq(first), tags[2].eq(final)]
@@ -217,11 +227,12 @@ class Spmm(wiring.Component):
                for s in range(slices)]
         new = Signal(data.ArrayLayout(unsigned(acc_width), units))
         for k in range(units):
-            base = Mux(first, 0, acc[0][k])
+            base = Mux(first_copies[k // GROUP], 0, acc[0][k])
             m.d.comb += new[k].eq(base + self.mul.p[k])     # wraps at out_acc_width
         rotated = acc[1:] + [new]
-        with m.If(valid):
-            m.d.sync += [a.eq(b) for a, b in zip(acc, rotated)]
+        for k in range(units):
+            with m.If(valid_copies[k // GROUP]):
+                m.d.sync += [a[k].eq(b[k]) for a, b in zip(acc, rotated)]
         # A finished row goes to the output stage as its final product arrives; the
         # schedule above guarantees that the stage takes it (rows.ready is constant 1).
         handoff = output.rows.payload
