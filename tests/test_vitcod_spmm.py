@@ -1,7 +1,7 @@
 """The ViTCoD SpMM and its output stage in the Amaranth simulator, with a real MacBank, a v
-memory of v's read latency (V_READ_LATENCY, as the shell builds it) and the writes to `out` collected: every row written ==
-requantize(p @ v, out_mult, out_shift) of celine/golden/quant.py, under random idle
-cycles on the entry stream; and every run's cycle count == the Spmm's schedule (its
+memory of v's read latency (V_READ_LATENCY, as the shell builds it) and the writes to
+`out` collected: every row written == requantize(p @ v, out_mult, out_shift) of
+celine/golden/quant.py, under random idle cycles on the entry stream; and every run's cycle count == the Spmm's schedule (its
 docstring) from the cycles the entries were offered in."""
 
 import random
@@ -117,8 +117,9 @@ def random_v(rng, params, *, fill=None):
 def schedule(params, rows, offers):
     """The cycle (the start pulse in cycle 0) from which `busy` is low, by the Spmm's
     schedule: entry k's first slice on the bank in b_k = max(o_k + OFFER_TO_BANK,
-    b_(k-1) + S, b_l + K if it ends a row, l the previous row's last entry), o_k >= 1 (`entries.ready` rises
-    in cycle 1); busy low from b_last + S + K + MacBank.latency + REQUANT_LATENCY."""
+    b_(k-1) + S, b_l + K if it ends a row, l the previous row's last entry), o_k >= 1
+    (`entries.ready` rises in cycle 1); busy low from b_last + S + K + MacBank.latency
+    + REQUANT_LATENCY."""
     slices = params.head_dim // params.mac_units
     chunks = params.head_dim // params.out_lanes
     ends = [len(row) - 1 == k for row in rows for k in range(len(row))]

@@ -51,7 +51,8 @@ class Spmm(wiring.Component):
     order, each with at least one entry and `last` on its final one (entry_layout).
 
     Each entry reads v row head_base + col (`v`: address registered, data V_READ_LATENCY
-    cycles later; X's slice index, p and tags wait for it in Y) and spends S = d / M cycles on the M multipliers of the bank (`mul`): slice s presents
+    cycles later; X's slice index, p and tags wait for it in Y) and spends S = d / M
+    cycles on the M multipliers of the bank (`mul`): slice s presents
     v[sM .. sM+M-1] (sign-extended) and p (zero-extended). The products come back
     MacBank.latency cycles later into S rotating groups of M accumulators (out_acc_width
     bits, two's complement wrap; the row's sum always fits): a row's first entry loads
