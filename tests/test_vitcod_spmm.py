@@ -1,8 +1,9 @@
 """The ViTCoD SpMM and its output stage in the Amaranth simulator, with a real MacBank, a v
 memory of v's read latency (V_READ_LATENCY, as the shell builds it) and the writes to
 `out` collected: every row written == requantize(p @ v, out_mult, out_shift) of
-celine/golden/quant.py, under random idle cycles on the entry stream; and every run's cycle count == the Spmm's schedule (its
-docstring) from the cycles the entries were offered in."""
+celine/golden/quant.py, under random idle cycles on the entry stream; and every run's
+cycle count == the Spmm's schedule (its docstring) from the cycles the entries were
+offered in."""
 
 import random
 
