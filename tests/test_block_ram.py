@@ -34,25 +34,32 @@ def test_slice_width(width, depth, bits):
      r"^address_register must be True or False, not None$"),
     (lambda: BlockRAM(8, 16, read_ports=2, address_register=True), ValueError,
      r"^address_register needs one read port, not 2$"),
+    *[(lambda init=init: BlockRAM(8, 4, init=init), ValueError,
+       r"^init must be at most 4 words of 8 bits \(non-negative integers\)$")
+      for init in ([0] * 5, [256], [-1], [1.0], [True], b"ab")],
 ])
 def test_bad_parameters(make, error, message):
     with pytest.raises(error, match=message):
         make()
 
 
+@pytest.mark.parametrize("contents", ["zero", "init"])
 @pytest.mark.parametrize("registers", ["plain", "output", "address"])
 @pytest.mark.parametrize("width,depth", [(32, 1030), (16, 3000), (24, 40)])
-def test_reads_and_byte_writes_as_one_memory(width, depth, registers):
+def test_reads_and_byte_writes_as_one_memory(width, depth, registers, contents):
     """Random byte-enabled writes and reads on both read ports (one with the address
     registered) against a Python list: every slice on the same address, each byte's
     enable on its own bits; each word out `read_latency` cycles after its address (2
-    with the output register, 3 with the address register too)."""
+    with the output register, 3 with the address register too); from all zeros or from
+    `init` (its words, then zeros)."""
     two = registers != "address"
+    init = _contents(width, depth, depth) if contents == "init" else []
     dut = BlockRAM(width, depth, read_ports=2 if two else 1,
-                   output_register=registers != "plain", address_register=not two)
+                   output_register=registers != "plain", address_register=not two,
+                   init=init)
     assert dut.read_latency == {"plain": 1, "output": 2, "address": 3}[registers]
     rng = random.Random(width * depth)
-    model = [0] * depth
+    model = init + [0] * (depth - len(init))
     nbytes = width // 8
 
     async def bench(ctx):
@@ -167,9 +174,12 @@ def _block_wiring(component, workdir):
         pins = {pin: describe(bits[0]) for pin, bits in cell["connections"].items()
                 if not pin.startswith(("CLK", "CE", "OCE", "RST", "CS"))}
         params = cell["parameters"]
+        # The contents, each INITVAL as an integer (absent: 0; yosys writes binary text).
+        contents = tuple(int(params.get(f"INITVAL_{k:02X}", "0").replace("x", "0"), 2)
+                         for k in range(64))
         blocks.append((int(params["DATA_WIDTH_A"], 2), int(params["DATA_WIDTH_B"], 2),
                        sorted((pin, value) for pin, value in pins.items()
-                              if value not in ("0", "x"))))
+                              if value not in ("0", "x")), contents))
     return sorted(blocks)
 
 
@@ -178,9 +188,16 @@ def _registered(component):
     if isinstance(component, _SharedAddress):
         registered = _SharedAddress(component.ram.width, component.ram.depth)
         registered.ram = BlockRAM(component.ram.width, component.ram.depth, read_ports=2,
-                                  output_register=True)
+                                  output_register=True, init=component.ram.init)
         return registered
-    return BlockRAM(component.width, component.depth, output_register=True)
+    return BlockRAM(component.width, component.depth, output_register=True,
+                    init=component.init)
+
+
+def _contents(width, depth, seed):
+    """`depth` - 7 random words of `width` bits (the last words left 0)."""
+    rng = random.Random(seed)
+    return [rng.getrandbits(width) for _ in range(depth - 7)]
 
 
 @pytest.mark.parametrize("make", [
@@ -193,8 +210,14 @@ def _registered(component):
     pytest.param(lambda: BlockRAM(8, 9000), marks=pytest.mark.sweep),
     lambda: _SharedAddress(32, 1030), lambda: _SharedAddress(64, 512),
     pytest.param(lambda: _SharedAddress(16, 3000), marks=pytest.mark.sweep),
+    # With contents (a ROM's): 9-bit (bytes), 4-bit, 18- and 36-bit blocks.
+    lambda: BlockRAM(8, 1500, init=_contents(8, 1500, 1)),
+    lambda: BlockRAM(8, 3000, init=_contents(8, 3000, 2)),
+    lambda: BlockRAM(16, 1000, init=_contents(16, 1000, 3)),
+    lambda: BlockRAM(64, 300, init=_contents(64, 300, 4)),
 ], ids=["64x512", "24x40", "24x64", "64x1024", "16x3000", "8x1500", "8x5000", "8x9000",
-        "two_reads_32x1030", "two_reads_64x512", "two_reads_16x3000"])
+        "two_reads_32x1030", "two_reads_64x512", "two_reads_16x3000",
+        "init_8x1500", "init_8x3000", "init_16x1000", "init_64x300"])
 def test_ecp5_blocks_wired_as_yosys_wires_them(monkeypatch, request, make):
     """With its output registers on, BlockRAM instantiates its DP16KD blocks itself (yosys
     never absorbs a register into a block). Every block's data widths and every address,

@@ -69,13 +69,48 @@ def _block_chunks(bits, *, read_ports):
     return [(low, min(widest, bits - low)) for low in range(0, bits, widest)]
 
 
+# A DP16KD's contents are 64 INITVAL parameters of 320 bits: 16 rows of 18 bits each in
+# 20 (9-, 18- and 36-bit modes: a word of D bits at bit D·a of the rows, its bytes 9 bits
+# apart), or 32 bytes of the 1-, 2- or 4-bit array in pairs 20 bits apart (a word of D
+# bits at bit D·a of the bytes), as yosys's ECP5 library lays them out.
+_INITVALS, _INITVAL_BITS = 64, 320
+
+
+def _initvals(values, bits, data_width):
+    """The INITVAL_00 .. _3F parameters of one block holding `values` (one a word, `bits`
+    bits each) at `data_width`: Consts of 320 bits."""
+    flat = 0
+    if data_width >= 9:
+        byte_bits = 9
+        for address, value in enumerate(values):
+            spread = sum(((value >> (8 * k)) & 0xFF) << (byte_bits * k)
+                         for k in range(max(1, bits // 8)))
+            flat |= spread << (data_width * address)
+        unit, units, pitch = 18, 16, 20            # 18-bit rows, 16 a parameter
+    else:
+        for address, value in enumerate(values):
+            flat |= value << (data_width * address)
+        unit, units, pitch = 8, 32, None           # bytes, 32 a parameter
+    parameters = {}
+    for index in range(_INITVALS):
+        value = 0
+        for k in range(units):
+            part = (flat >> (unit * (units * index + k))) & ((1 << unit) - 1)
+            position = pitch * k if pitch else 20 * (k // 2) + 9 * (k % 2)
+            value |= part << position
+        parameters[f"INITVAL_{index:02X}"] = Const(value, _INITVAL_BITS)
+    return parameters
+
+
 class BlockRAM(wiring.Component):
     """A `width` x `depth` memory with byte write enables, as slices of `slice_width`
     bits (one block RAM each, see above), every slice on the same addresses.
 
     - ``waddr``, ``wdata``, ``wen`` (one bit a byte): the write;
     - ``raddr``, ``data``: a read, its word `read_latency` cycles later (not transparent);
-    - with ``read_ports`` 2, ``b_addr`` and ``b_data``: a second read.
+    - with ``read_ports`` 2, ``b_addr`` and ``b_data``: a second read;
+    - ``init``: the first words' contents at configuration (the rest 0), so that a ROM
+      (``wen`` held 0) reads through the output register too.
 
     With ``output_register`` each read's word passes the block's own output register
     (REGMODE "OUTREG"), so it comes out a cycle later (`read_latency` 2, else 1) but
@@ -99,7 +134,7 @@ class BlockRAM(wiring.Component):
     """
 
     def __init__(self, width, depth, *, read_ports=1, output_register=False,
-                 address_register=False):
+                 address_register=False, init=()):
         check_int("width", width, minimum=8)
         check_int("depth", depth, minimum=1)
         if width % 8:
@@ -116,6 +151,13 @@ class BlockRAM(wiring.Component):
                             f"{address_register!r}")
         if address_register and read_ports != 1:
             raise ValueError(f"address_register needs one read port, not {read_ports}")
+        init = list(init) if not isinstance(init, (str, bytes)) else None
+        if init is None or len(init) > depth or any(
+                not isinstance(w, int) or isinstance(w, bool) or not 0 <= w < 1 << width
+                for w in init):
+            raise ValueError(f"init must be at most {depth} words of {width} bits "
+                             f"(non-negative integers)")
+        self.init = init
         self.output_register = output_register
         self.address_register = address_register
         self.read_latency = 1 + output_register + address_register
@@ -138,7 +180,8 @@ class BlockRAM(wiring.Component):
         reads, reads_b = [], []
         for k, low in enumerate(range(0, self.width, step)):
             bits = min(step, self.width - low)
-            memory = Memory(shape=bits, depth=self.depth, init=[], attrs=_ATTRS)
+            memory = Memory(shape=bits, depth=self.depth, attrs=_ATTRS,
+                            init=[(word >> low) & ((1 << bits) - 1) for word in self.init])
             m.submodules[f"memory_{k}"] = memory
             # A slice of whole bytes writes with their enables; a narrower one (4, 2 or 1
             # bits, the width being whole bytes) lies inside one byte and takes its enable.
@@ -252,6 +295,9 @@ class BlockRAM(wiring.Component):
             "WRITEMODE_A": "READBEFOREWRITE" if two else "NORMAL", "WRITEMODE_B": "NORMAL",
             "GSR": "AUTO",
         }
+        if any(self.init):
+            parameters.update(_initvals([(word >> start) & ((1 << bits) - 1)
+                                         for word in self.init], bits, data_width))
         m.submodules[f"block_{index}"] = Instance(
             "DP16KD", **{f"p_{name}": value for name, value in parameters.items()}, **ports)
         if data_width == 36:
