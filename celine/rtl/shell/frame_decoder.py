@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from ...spec.checks import check_int
 from ...spec.protocol import REQUEST_START, Status
 from .crc16 import CRC16
+from ..common.compare import greater_than
 from .link_streams import ARG_BYTES, request_layout, staging_signature
 
 __all__ = ["FrameDecoder"]
@@ -121,7 +122,9 @@ class FrameDecoder(wiring.Component):
                 def got_high():
                     length = Cat(request.length[:8], byte)
                     m.d.sync += request.length[8:].eq(byte)
-                    with m.If(length > self.max_payload):
+                    # A compare with a constant as logic (common/compare.py): as `>` it
+                    # was a carry chain behind the state decode, 9.5 ns into the status.
+                    with m.If(greater_than(length, self.max_payload)):
                         finish(Status.BAD_LENGTH)
                     with m.Elif(length == 0):
                         m.next = "CRC_LOW"
