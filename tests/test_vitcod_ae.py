@@ -8,11 +8,11 @@ import random
 
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from celine.engines.vitcod.spec import VitcodParams
+from celine.engines.vitcod.spec import QK_READ_LATENCY, VitcodParams
 from celine.golden.quant import MULT_MAX, SHIFT_MAX
 from celine.golden.vitcod import autoencoder
 from celine.golden.vitcod.autoencoder import (INT8_HI, INT8_LO, INT32_HI, INT32_LO,
@@ -53,7 +53,12 @@ class Bench(Elaboratable):
             m.submodules[f"bank_{n}"] = bank = MacBank(p.mac_units)
             wiring.connect(m, engine.mul, bank.bus)
             read, write = mem.read_port(), mem.write_port()
-            m.d.comb += [read.addr.eq(engine.src.addr), engine.src.data.eq(read.data),
+            word = read.data
+            for _ in range(QK_READ_LATENCY - 1):        # the block RAMs' output registers
+                held = Signal.like(word)
+                m.d.sync += held.eq(word)
+                word = held
+            m.d.comb += [read.addr.eq(engine.src.addr), engine.src.data.eq(word),
                          write.addr.eq(engine.dst.addr), write.data.eq(engine.dst.data),
                          write.en.eq(engine.dst.write)]
         return m
@@ -340,7 +345,7 @@ def test_cycle_formula():
     """Bank-bound: N * out_rows * in_rows * d/M + d/lanes + L; requantizer-bound: rows
     d/lanes apart. L: the input row's read, the bank's stages, the requantizer's, and
     busy falling."""
-    assert MIXER_LATENCY == 2 + MacBank.latency + REQUANT_LATENCY
+    assert MIXER_LATENCY == QK_READ_LATENCY + 1 + MacBank.latency + REQUANT_LATENCY
     L = MIXER_LATENCY
     p = make_params(64, 16, heads=3, out_lanes=16, max_tokens=197)       # S = 4, K = 4
     assert AeDecoder(p).cycles(197) == 197 * 3 * 2 * 4 + 4 + L

@@ -1,7 +1,7 @@
 """The ViTCoD SDDMM engines (a head's phase 1) in the Amaranth simulator: DenseSddmm,
 SparseSddmm, RowMax and CsrCheck against q @ k.T and the golden row maxima, with the q/k/list
-memories modelled in the testbench (one cycle of read latency) and a real MacBank; the
-exact cycle counts the engines promise; the index-list error flags."""
+memories modelled in the testbench (q and k at QK_READ_LATENCY cycles of read latency, the
+lists at one) and a real MacBank; the exact cycle counts the engines promise; the index-list error flags."""
 
 import random
 
@@ -10,7 +10,8 @@ import torch
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 
-from celine.engines.vitcod.spec import VitcodParams, csc_fields, csr_fields, row_words
+from celine.engines.vitcod.spec import (QK_READ_LATENCY, VitcodParams, csc_fields, csr_fields,
+                                        row_words)
 from celine.golden.vitcod.attention import softmax_int
 from celine.rtl.vitcod.csr_check import CsrCheck
 from celine.rtl.vitcod.dense_sddmm import DenseSddmm
@@ -106,14 +107,23 @@ def list_memory(p, fields, entries):
 # -- the testbench's memories and recorders ------------------------------------------------
 
 
-def read_model(port, words, reads=None):
-    """A synchronous read port: data in the cycle after addr; 0 outside the memory."""
+def read_model(port, words, reads=None, latency=1):
+    """A synchronous read port: data `latency` cycles after addr (a block RAM's output
+    registers after the first); 0 outside the memory."""
     async def process(ctx):
+        pending = []
         async for _clk, _rst, addr in ctx.tick().sample(port.addr):
-            ctx.set(port.data, words[addr] if addr < len(words) else 0)
+            pending.append(words[addr] if addr < len(words) else 0)
+            if len(pending) == latency:
+                ctx.set(port.data, pending.pop(0))
             if reads is not None:
                 reads.append(addr)
     return process
+
+
+def row_model(port, words, reads=None):
+    """A q or k read port, as the shell builds it (QK_READ_LATENCY)."""
+    return read_model(port, words, reads, latency=QK_READ_LATENCY)
 
 
 def recorder(port, names, log):
@@ -192,12 +202,12 @@ def run_phase1(p, tokens, gcols, kept_sparse, q, k, *, with_dense, with_sparse):
             "cycles": {}, "maxima": {}}
     processes = []
     if dense:
-        processes += [read_model(dense.q, q_words), read_model(dense.k, k_words),
+        processes += [row_model(dense.q, q_words), row_model(dense.k, k_words),
                       read_model(dense.gcols, gcols_memory(p, gcols)),
                       recorder(dense.score, ("addr", "data"), seen["dense"]),
                       recorder(dense.row_max, ("row", "value"), seen["row_max"])]
     if sparse:
-        processes += [read_model(sparse.q, q_words), read_model(sparse.k, k_words),
+        processes += [row_model(sparse.q, q_words), row_model(sparse.k, k_words),
                       read_model(sparse.csc, list_memory(p, csc_fields(p), csc)),
                       recorder(sparse.score, ("addr", "data"), seen["sparse"]),
                       recorder(sparse.score_row, ("row", "value"), seen["score_row"]),
@@ -362,8 +372,9 @@ def test_phase1_deit_tiny_head(p):
 
 def test_cycle_counts():
     """The formulas at full and partial occupancy, by hand (docstrings' constants; L, the
-    bank's latency, was 2 when they were written: 14 = 12 + L)."""
-    L = MacBank.latency
+    bank's latency, was 2 and R, q's and k's read latency, 1 when they were written:
+    14 = 11 + R + L)."""
+    L, R = MacBank.latency, QK_READ_LATENCY
     for dense, sparse, t in ((8, 8, 8), (7, 1, 8), (1, 7, 8), (2, 2, 2)):
         p = make_params(8 * t, dense, t - dense)
         p_sparse = make_params(8 * t, t - sparse, sparse)
@@ -371,20 +382,21 @@ def test_cycle_counts():
         jobs = tokens * g
         assert issue_cycle(jobs - 1, dense, t) == (jobs - 1) // dense * t + (jobs - 1) % dense
         assert DenseSddmm.run_cycles(p, tokens, g) == (issue_cycle(jobs - 1, dense, t) + t
-                                                      + 12 + L + dense)
+                                                      + 11 + R + L + dense)
         assert SparseSddmm.run_cycles(p_sparse, nnz) == (issue_cycle(nnz - 1, sparse, t) + t
-                                                        + 12 + L + sparse)
+                                                        + 11 + R + L + sparse)
         assert DenseSddmm.run_cycles(p, tokens, 0) == SparseSddmm.run_cycles(p_sparse, 0) == 1
     p = make_params(64, 8, 0)
-    assert DenseSddmm.run_cycles(p, 5, 3) == 15 + 8 + 11 + L + 8  # a job a cycle
+    assert DenseSddmm.run_cycles(p, 5, 3) == 15 + 8 + 10 + R + L + 8  # a job a cycle
     p = make_params(64, 7, 1)
-    assert DenseSddmm.run_cycles(p, 5, 3) == 16 + 8 + 12 + L + 7      # 7 of every 8 cycles
-    # The ideal g*N*t/n plus the latency, at n | jobs: (jobs/n - 1)*t + n - 1 + t + 12 + L + n.
+    assert DenseSddmm.run_cycles(p, 5, 3) == 16 + 8 + 11 + R + L + 7      # 7 of every 8 cycles
+    # The ideal g*N*t/n plus the latency, at n | jobs:
+    # (jobs/n - 1)*t + n - 1 + t + 11 + R + L + n.
     # Sparse, 14 entries on 7 DPUs: ideally nnz*t/n = 16 cycles; the last issue is in cycle
-    # 16 - (t - n) - 1 = 14 (no wait for the idle slot), then t + 12 + L + n.
+    # 16 - (t - n) - 1 = 14 (no wait for the idle slot), then t + 11 + R + L + n.
     p = make_params(64, 1, 7)
-    assert SparseSddmm.run_cycles(p, 14) == 14 + 8 + 12 + L + 7
-    assert SparseSddmm.run_cycles(make_params(64, 0, 8), 14) == 13 + 8 + 12 + L + 8
+    assert SparseSddmm.run_cycles(p, 14) == 14 + 8 + 11 + R + L + 7
+    assert SparseSddmm.run_cycles(make_params(64, 0, 8), 14) == 13 + 8 + 11 + R + L + 8
 
 
 # -- the sparser engine's error flag -------------------------------------------------------
@@ -407,7 +419,7 @@ def run_sparse(p, tokens, globals_, entries, q, k, runs=1):
             results.append((ctx.get(sparse.error), cycles, list(written)))
 
     run_sim(bench, testbench, processes=[
-        read_model(sparse.q, row_memory(p, q)), read_model(sparse.k, row_memory(p, k)),
+        row_model(sparse.q, row_memory(p, q)), row_model(sparse.k, row_memory(p, k)),
         read_model(sparse.csc, list_memory(p, csc_fields(p), entries)),
         recorder(sparse.score, ("addr", "data"), written)])
     return results
@@ -455,7 +467,7 @@ def test_sparse_error_flags():
         for n, entry in enumerate(entries[name]):
             memory[base * p.sparse_capacity + n] = pack_fields(csc_fields(p), entry)
     run_sim(bench, testbench, processes=[
-        read_model(sparse.q, [0] * 16), read_model(sparse.k, [0] * 16),
+        row_model(sparse.q, [0] * 16), row_model(sparse.k, [0] * 16),
         read_model(sparse.csc, memory)])
     assert flags == [1, 0]
     # Columns below g are sparse columns like any other (the global ones are a table).

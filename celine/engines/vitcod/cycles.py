@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from .. import CycleEstimate
 from ...spec.checks import check_int
 from ...spec.numerics import REQUANT_LATENCY
-from .spec import AE_STEPS, MAC_BANK_LATENCY, V_READ_LATENCY, VitcodParams, ae_shape
+from .spec import (AE_STEPS, MAC_BANK_LATENCY, QK_READ_LATENCY, V_READ_LATENCY,
+                   VitcodParams, ae_shape)
 
 # Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
 # Last dense job issued -> busy low, beyond the job's t slices and the engine's n DPUs:
 # the MAC bank, then the score chain's stages; likewise for the sparse engine.
-DENSE_TAIL = MAC_BANK_LATENCY + 10
-SPARSE_TAIL = MAC_BANK_LATENCY + 12
+DENSE_TAIL = MAC_BANK_LATENCY + 9 + QK_READ_LATENCY
+SPARSE_TAIL = MAC_BANK_LATENCY + 11 + QK_READ_LATENCY
 CHECK_TAIL = 3         # CsrCheck: g + nnz + 3 (IndexCheck: nnz + 3)
 # Phase 2.
 EXP_LATENCY = 8        # ExpUnit

@@ -12,7 +12,7 @@ from ...spec.numerics import LANES, MULT_BITS, SHIFT_BITS
 from ...spec.params import Params
 from ...spec.widths import ceil_log2, signed_width
 
-__all__ = ["VitcodParams", "V_READ_LATENCY", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS",
+__all__ = ["VitcodParams", "V_READ_LATENCY", "QK_READ_LATENCY", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS",
            "E_BITS", "X_BITS", "EXP_HI_TABLE", "EXP_LO_TABLE", "registers", "head_register",
            "HEAD_REGISTERS", "Errors", "buffers", "AE_OPERANDS", "AE_WEIGHTS_PER_REGISTER",
            "AeEnable", "AE_STEPS", "AE_PARTS", "AE_REGISTER_PREFIX", "AE_MAX_HEADS",
@@ -32,6 +32,10 @@ MAC_BANK_LATENCY = 2
 # v's read latency (BufferSpec.read_latency): its block RAMs' output registers are on, so
 # the SpMM's slice into the MAC bank leaves a register, not a block RAM's read path.
 V_READ_LATENCY = 2
+# q's and k's read latency, likewise: the SDDMM engines' rows and the auto-encoder's
+# mixer slices leave the blocks' output registers (a k block's 5.6 ns clock-to-out and
+# an 8.9 ns net to the host's read register was a build's worst path).
+QK_READ_LATENCY = 2
 
 # -- the softmax unit's exponential (docs/vitcod.md, "The integer softmax") ---------------
 #
@@ -558,8 +562,10 @@ def buffers(params):
     ae = p.autoencoder
     qk_rows = (p.heads + p.code_heads) * p.max_tokens if ae else rows
     return [
-        BufferSpec("q", row_bits, qk_rows, True, read_ports=2, engine_writes=ae),
-        BufferSpec("k", row_bits, qk_rows, True, read_ports=2, engine_writes=ae),
+        BufferSpec("q", row_bits, qk_rows, True, read_ports=2, engine_writes=ae,
+                   read_latency=QK_READ_LATENCY),
+        BufferSpec("k", row_bits, qk_rows, True, read_ports=2, engine_writes=ae,
+                   read_latency=QK_READ_LATENCY),
         BufferSpec("v", row_bits, rows, True,           # the SpMM reads it, alone
                    read_latency=V_READ_LATENCY),
         BufferSpec("csc", sum(w for _, w in csc_fields(p)), lists, True, read_ports=2),

@@ -17,7 +17,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common.requant import Requantizer
-from ...engines.vitcod.spec import VitcodParams, buffers
+from ...engines.vitcod.spec import QK_READ_LATENCY, VitcodParams, buffers
 from ...spec.checks import check_int
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
 from ...spec.widths import signed_width
@@ -36,10 +36,10 @@ VALUE_BITS = 8
 
 # Cycles of a run beyond its issue cycles ((N * out_rows - 1) * P + in_rows * S, counted
 # from the start pulse's cycle: the first pass issues the cycle after it) and the last
-# row's d / lanes cycles in the requantizers' working register: the input row's
-# synchronous read (1), MacBank.latency, Requantizer.latency, and busy falls the cycle
-# after the last write (1).
-MIXER_LATENCY = 1 + MacBank.latency + Requantizer.latency + 1
+# row's d / lanes cycles in the requantizers' working register: the input row's read
+# (QK_READ_LATENCY), MacBank.latency, Requantizer.latency, and busy falls the cycle after
+# the last write (1).
+MIXER_LATENCY = QK_READ_LATENCY + MacBank.latency + Requantizer.latency + 1
 
 
 def code_rows(heads):
@@ -91,7 +91,8 @@ def check_params(params):
 
 
 def _read_port_signature(depth, width):
-    """A read port (contract.read_port_signature): data is the word at the previous addr."""
+    """A read port (contract.read_port_signature): data is the word at the addr of
+    QK_READ_LATENCY cycles before."""
     return wiring.Signature({"addr": Out(range(depth)), "data": In(width)})
 
 
@@ -239,6 +240,16 @@ class HeadMixer(wiring.Component):
         b_bias = Signal(signed(BIAS_BITS))
         m.d.sync += [b_valid.eq(issue), b_first.eq(r == 0), b_final.eq(last_pass & last_slice),
                      b_s.eq(s), b_weight.eq(weights[widx]), b_bias.eq(biases[o])]
+        # ... QK_READ_LATENCY - 1 cycles later, when the row its address asked for arrives
+        # (`src` reads through the block RAMs' output registers).
+        waiting = [b_valid]
+        for stage in range(QK_READ_LATENCY - 1):
+            held = [Signal.like(v, name=f"{v.name}_wait{stage}")
+                    for v in (b_valid, b_first, b_final, b_s, b_weight, b_bias)]
+            m.d.sync += [h.eq(v) for h, v in
+                         zip(held, (b_valid, b_first, b_final, b_s, b_weight, b_bias))]
+            b_valid, b_first, b_final, b_s, b_weight, b_bias = held
+            waiting.append(b_valid)
         row = self.src.data
         part = row.word_select(b_s, units * w) if slices > 1 else row
         for k in range(units):
@@ -247,7 +258,7 @@ class HeadMixer(wiring.Component):
 
         # The products' tags, MacBank.latency cycles behind the operands.
         valid, first, final, bias = b_valid, b_first, b_final, b_bias
-        in_flight = [b_valid]
+        in_flight = list(waiting)
         for stage in range(MacBank.latency):
             tags = (Signal(name=f"prod_valid_{stage}"), Signal(name=f"prod_first_{stage}"),
                     Signal(name=f"prod_final_{stage}"),

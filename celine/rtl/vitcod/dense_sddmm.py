@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ...engines.vitcod.spec import buffers
+from ...engines.vitcod.spec import QK_READ_LATENCY, buffers
 from ..shell.contract import read_port_signature
 from .dpu import (DpuArray, array_latency, biased, check_params, issue_cycle, read_row,
                   row_value_signature, score_port_signature)
@@ -24,7 +24,7 @@ class DenseSddmm(wiring.Component):
     busy (Out): from the cycle after start until the last row maximum has left; never
         raised when g = 0 (or N = 0).
     gcols: read port; job (i, j) reads gcols word gcols_base + j in its issue cycle C.
-    q, k: read ports (`addr` out, `data` in a cycle later); job (i, j) reads q row
+    q, k: read ports (`addr` out, `data` QK_READ_LATENCY cycles later); job (i, j) reads q row
         head_base + i and k row head_base + c_j in cycle C + 3 (c_j into a register at
         C + 1, the k address into one at C + 2).
     mul: the engine's multipliers of the MacBank.
@@ -34,14 +34,15 @@ class DenseSddmm(wiring.Component):
 
     Cycles (`run_cycles`): the J = N*g jobs are issued from the cycle after start at
     issue_cycle(m, n, t) (one a cycle at n = t DPUs); job m's score is written
-    `write_latency` = t + 11 + n cycles after its issue (array_latency: the gcols read and
-    the rows' read 4, the row chain's first stage 1, Dpu.latency t + 6, the score chain's n
+    `write_latency` = t + 12 + n cycles after its issue (array_latency: the gcols read and
+    the rows' read 5, the row chain's first stage 1, Dpu.latency t + 6, the score chain's n
     stages); the last row maximum a cycle later, and busy falls in the cycle after that. So
-    busy is low again issue_cycle(J-1, n, t) + t + 14 + n cycles after the start cycle (1
+    busy is low again issue_cycle(J-1, n, t) + t + 15 + n cycles after the start cycle (1
     if J = 0).
     """
 
-    READ_LEAD = 4          # issue cycle (gcols address) -> rows on the q/k read ports
+    READ_LEAD = 3 + QK_READ_LATENCY    # issue cycle (gcols address) -> rows on the q/k
+                                       # read ports (read in C + 3)
     READ_OFFSET = 3        # issue cycle -> the rows' read (their first word's)
 
     @staticmethod

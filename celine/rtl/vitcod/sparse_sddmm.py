@@ -5,7 +5,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...engines.vitcod.spec import buffers, csc_fields
+from ...engines.vitcod.spec import QK_READ_LATENCY, buffers, csc_fields
 from ..shell.contract import read_port_signature
 from .dpu import (DpuArray, array_latency, check_params, delayed, issue_cycle, read_row,
                   row_value_signature, score_port_signature)
@@ -43,16 +43,18 @@ class SparseSddmm(wiring.Component):
     The schedule, for an entry issued in cycle C (issue_cycle(e, n, t) cycles after the
     first cycle after start, one a cycle at n = t): C reads its CSC word; C+1 registers
     it; C+2 checks it against the previous entry; C+3 reads its k row if the column
-    changed; C+4 reads its q row while the k row, if read, lands in the stationary
-    register; C+5 the q row and the stationary register go into the array's input
-    register (READ_LEAD = 5; the next entry may reload the stationary register at the
-    same edge); C+6+k its DPU k latches them (the row chain). Its score is written
-    `write_latency` = t + 12 + n cycles after C (array_latency), and busy falls the cycle
-    after the last one: busy is low again issue_cycle(nnz-1, n, t) + t + 14 + n cycles
+    changed; C+4 reads its q row; C+5 the k row, if read, lands in the stationary register
+    (q and k come QK_READ_LATENCY = 2 cycles after their addresses); C+6 the q row and
+    the stationary register go into the array's input register (READ_LEAD = 6; the next
+    entry may reload the stationary register at the same edge); C+7+k its DPU k latches
+    them (the row chain). Its score is written
+    `write_latency` = t + 13 + n cycles after C (array_latency), and busy falls the cycle
+    after the last one: busy is low again issue_cycle(nnz-1, n, t) + t + 15 + n cycles
     after the start cycle (1 if nnz = 0).
     """
 
-    READ_LEAD = 5          # issue cycle (CSC address) -> rows at the DpuArray
+    READ_LEAD = 4 + QK_READ_LATENCY    # issue cycle (CSC address) -> rows at the
+                                       # DpuArray (the q row read in C + 4)
     K_OFFSET = 3           # issue cycle -> the k row's read (its first word's)
     Q_OFFSET = 4           # ... and the q row's
 
@@ -171,7 +173,7 @@ class SparseSddmm(wiring.Component):
         m.d.comb += self.k_fetch.eq(fetch2)
         with m.If(valid2):
             m.d.sync += q_addr.eq(head_base + row2)
-        fetch3 = delayed(m, fetch2, beats, "fetch")
+        fetch3 = delayed(m, fetch2, beats + QK_READ_LATENCY - 1, "fetch")
 
         # -- C+4: the q row's read; the k row into the stationary register -----------------
         stationary = Signal.like(k_row)
