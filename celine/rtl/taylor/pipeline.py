@@ -4,6 +4,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...engines.taylor.spec import (CONTEXT_READ_LATENCY, MULT_BITS, SHIFT_BITS,
                                     TaylorParams, head_register, registers)
+from ..common.compare import greater_than
 from .centering_pass import CenteringPass
 from .context_memory import ContextMemory
 from .mac_tile import MacTile
@@ -80,7 +81,10 @@ class TaylorPipeline(wiring.Component):
         kept = sum((~self.head_mask[h]).as_unsigned() for h in range(p.heads))
         kept_heads = Signal(range(p.heads + 1))
         launch = self.start & ~self.busy
-        bad_tokens = (self.tokens == 0) | (self.tokens > p.max_tokens)
+        # The compare with a constant as logic (common/compare.py): `begin` restarts the
+        # row loader, whose slot-select copies it reaches; as `>` it was a carry chain on
+        # that path (10.1 ns from the link's register).
+        bad_tokens = (self.tokens == 0) | greater_than(self.tokens, p.max_tokens)
         begin = launch & ~bad_tokens
         with m.If(launch):
             m.d.sync += [self.errors.framing.eq(0), self.errors.tokens.eq(bad_tokens),
