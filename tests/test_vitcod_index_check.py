@@ -60,7 +60,7 @@ def test_consistent_lists_pass(seed):
     csc, csr = _lists(seed)
     result = _run(csc, csr)
     assert result["error"] == 0
-    assert result["cycles"] == len(csc) + 2
+    assert result["cycles"] == len(csc) + IndexCheck.LATENCY
 
 
 def test_swapped_positions_fail():

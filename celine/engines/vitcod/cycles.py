@@ -15,15 +15,17 @@ from dataclasses import dataclass
 from .. import CycleEstimate
 from ...spec.checks import check_int
 from ...spec.numerics import REQUANT_LATENCY
-from .spec import (AE_STEPS, MAC_BANK_LATENCY, QK_READ_LATENCY, V_READ_LATENCY,
-                   VitcodParams, ae_shape)
+from .spec import (AE_STEPS, INDEX_CHECK_LATENCY, MAC_BANK_LATENCY, QK_READ_LATENCY,
+                   V_READ_LATENCY, VitcodParams, ae_shape)
 
 # Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
 # Last dense job issued -> busy low, beyond the job's t slices and the engine's n DPUs:
 # the MAC bank, then the score chain's stages; likewise for the sparse engine.
 DENSE_TAIL = MAC_BANK_LATENCY + 9 + QK_READ_LATENCY
 SPARSE_TAIL = MAC_BANK_LATENCY + 11 + QK_READ_LATENCY
-CHECK_TAIL = 3         # CsrCheck: g + nnz + 3 (IndexCheck: nnz + 3)
+CHECK_TAIL = 3         # CsrCheck: g + nnz + 3
+INDEX_TAIL = 1 + INDEX_CHECK_LATENCY   # IndexCheck: nnz + 5 (never the last: the sparser
+                                       # engine's scores come later)
 # Phase 2.
 EXP_LATENCY = 8        # ExpUnit
 FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit
@@ -81,6 +83,8 @@ def phase_1(p, head):
                     + SPARSE_TAIL + p.sparse_dpus + beats - 1)
     if g or nnz:
         ends.append(g + nnz + CHECK_TAIL)
+    if nnz:
+        ends.append(nnz + INDEX_TAIL)
     return max(ends)
 
 

@@ -2,7 +2,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ...engines.vitcod.spec import VitcodParams, csc_fields, csr_fields
+from ...engines.vitcod.spec import INDEX_CHECK_LATENCY, VitcodParams, csc_fields, csr_fields
 
 __all__ = ["IndexCheck"]
 
@@ -27,12 +27,16 @@ class IndexCheck(wiring.Component):
     CSC-to-CSR positions a bijection, so every sparse score lands where the softmax unit
     reads it (docs/vitcod.md, "Errors").
 
+    LATENCY: stages from an entry's issue to its comparison (each list word registered).
+
     `start` samples nnz and list_base; the check reads CSC entry n (port `csc`) and then the
     CSR entry at its position (port `csr`), one entry a cycle, for n = 0 .. nnz-1. `busy`
     holds until the last comparison; `error` (sticky until the next start) is raised by a
-    position at or beyond nnz or a mismatch. `busy` is high for nnz + 2 cycles after the
-    start cycle (none with nnz = 0).
+    position at or beyond nnz or a mismatch. `busy` is high for nnz + LATENCY cycles after
+    the start cycle (none with nnz = 0).
     """
+
+    LATENCY = INDEX_CHECK_LATENCY
 
     def __init__(self, params):
         if not isinstance(params, VitcodParams):
@@ -57,35 +61,40 @@ class IndexCheck(wiring.Component):
         base = Signal.like(self.list_base)
         n = Signal.like(self.nnz)
         issuing = Signal()
-        # Stage 1: the CSC word is in (read issued last cycle); stage 2: the CSR word is in.
-        valid_1, valid_2 = Signal(), Signal()
-        row_2 = Signal(p.token_bits)
-        col_2 = Signal(p.token_bits)
-        bad_2 = Signal()
+        # Each list word goes into a register as it leaves its block RAM (a CSR word
+        # compared straight from the block was a build's worst path, 13.4 ns), so an entry
+        # takes LATENCY stages after its issue: 1 the CSC word arrives, 2 it is registered
+        # and the CSR read issued at its position, 3 the CSR word arrives, 4 it is compared.
+        valid = [Signal(name=f"valid_{k}") for k in range(1, self.LATENCY + 1)]
+        csc_2 = Signal.like(self.csc.data)
+        csr_4 = Signal.like(self.csr.data)
+        row_3, col_3 = Signal(p.token_bits), Signal(p.token_bits)
+        row_4, col_4 = Signal(p.token_bits), Signal(p.token_bits)
+        bad_3, bad_4 = Signal(), Signal()
 
-        csc_word = self.csc.data
-        pos = _field(csc_word, csc_fields(p), "pos")
+        pos_2 = _field(csc_2, csc_fields(p), "pos")
         m.d.comb += [self.csc.addr.eq(base + n),
-                     self.csr.addr.eq(base + pos)]
+                     self.csr.addr.eq(base + pos_2)]
 
         with m.If(self.start):
             m.d.sync += [nnz.eq(self.nnz), base.eq(self.list_base), n.eq(0),
-                         issuing.eq(self.nnz != 0), self.error.eq(0),
-                         valid_1.eq(0), valid_2.eq(0)]
+                         issuing.eq(self.nnz != 0), self.error.eq(0)]
+            m.d.sync += [v.eq(0) for v in valid]
         with m.Else():
-            m.d.sync += valid_1.eq(issuing)
+            m.d.sync += [a.eq(b) for a, b in zip(valid, [issuing] + valid[:-1])]
             with m.If(issuing):
                 m.d.sync += n.eq(n + 1)
                 with m.If(n + 1 == nnz):
                     m.d.sync += issuing.eq(0)
-            m.d.sync += [valid_2.eq(valid_1),
-                         row_2.eq(_field(csc_word, csc_fields(p), "row")),
-                         col_2.eq(_field(csc_word, csc_fields(p), "col")),
-                         bad_2.eq(pos >= nnz)]
-            csr_word = self.csr.data
-            mismatch = (Cat(_field(csr_word, csr_fields(p), "row"),
-                            _field(csr_word, csr_fields(p), "col")) != Cat(row_2, col_2))
-            with m.If(valid_2 & (bad_2 | mismatch)):
+            m.d.sync += [csc_2.eq(self.csc.data),
+                         row_3.eq(_field(csc_2, csc_fields(p), "row")),
+                         col_3.eq(_field(csc_2, csc_fields(p), "col")),
+                         bad_3.eq(pos_2 >= nnz),
+                         row_4.eq(row_3), col_4.eq(col_3), bad_4.eq(bad_3),
+                         csr_4.eq(self.csr.data)]
+            mismatch = (Cat(_field(csr_4, csr_fields(p), "row"),
+                            _field(csr_4, csr_fields(p), "col")) != Cat(row_4, col_4))
+            with m.If(valid[-1] & (bad_4 | mismatch)):
                 m.d.sync += self.error.eq(1)
-        m.d.comb += self.busy.eq(issuing | valid_1 | valid_2)
+        m.d.comb += self.busy.eq(issuing | Cat(*valid).any())
         return m
