@@ -5,6 +5,7 @@ from amaranth.lib.wiring import In, Out
 from ...engines.taylor.spec import (CONTEXT_READ_LATENCY, MULT_BITS, SHIFT_BITS,
                                     TaylorParams, head_register, registers)
 from ..common.compare import greater_than
+from ..common.delay import delayed
 from .centering_pass import CenteringPass
 from .context_memory import ContextMemory
 from .mac_tile import MacTile
@@ -112,16 +113,10 @@ class TaylorPipeline(wiring.Component):
 
         # The tile and the centering pass take a block's word the cycle after its address,
         # so what goes with the address waits CONTEXT_READ_LATENCY - 1 cycles more.
-        def waited(value, name):
-            for stage in range(CONTEXT_READ_LATENCY - 1):
-                held = Signal.like(value, name=f"{name}_wait{stage}")
-                m.d.sync += held.eq(value)
-                value = held
-            return value
-
-        to_tile = {name: waited(getattr(feed, name), f"feed_{name}")
+        wait = CONTEXT_READ_LATENCY - 1
+        to_tile = {name: delayed(m, getattr(feed, name), wait, f"feed_{name}")
                    for name in ("valid", "query", "first", "last", "block", "column", "a", "v")}
-        to_center = {name: waited(value, f"center_{name}")
+        to_center = {name: delayed(m, value, wait, f"center_{name}")
                      for name, value in (("issue", seq.issue_center), ("sub", seq.sub),
                                          ("ta", seq.ta), ("tb", seq.tb), ("addr", feed.addr))}
 

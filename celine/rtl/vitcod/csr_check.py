@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 
 from ...engines.vitcod.spec import buffers, csr_fields
 from ..shell.contract import read_port_signature
-from .dpu import check_params, delayed
+from ..common.delay import delayed
+from .dpu import check_params
 
 __all__ = ["CsrCheck"]
 

@@ -30,10 +30,11 @@ from ...engines.vitcod.cycles import issue_cycle
 from ...engines.vitcod.spec import DPU_WIDTH, VitcodParams
 from ...spec.checks import check_int
 from ...spec.widths import ceil_log2
+from ..common.delay import delayed
 from .mac_bank import MacBank, bank_signature
 
 __all__ = ["TREE_LEVELS", "Dpu", "DpuArray", "dpu_latency", "array_latency", "issue_cycle",
-           "biased", "delayed", "read_row", "score_port_signature", "row_value_signature",
+           "biased", "read_row", "score_port_signature", "row_value_signature",
            "check_params"]
 
 TREE_LEVELS = ceil_log2(DPU_WIDTH)       # adder levels (and register stages) of a slice's sum
@@ -65,15 +66,6 @@ def biased(value):
     signed values are ordered as the unsigned biased forms, whose compare is a bare carry
     chain (a signed compare costs LUT levels after it on ECP5)."""
     return value.as_unsigned() ^ (1 << (len(value) - 1))
-
-
-def delayed(m, value, cycles, name):
-    """`value` delayed by `cycles` sync registers (the value itself for 0)."""
-    for stage in range(cycles):
-        reg = Signal.like(value, name=f"{name}_d{stage + 1}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
 
 
 def read_row(m, port, row_addr, slot, offset, beats, name):

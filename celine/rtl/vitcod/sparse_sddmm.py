@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 
 from ...engines.vitcod.spec import QK_READ_LATENCY, buffers, csc_fields
 from ..shell.contract import read_port_signature
-from .dpu import (DpuArray, array_latency, check_params, delayed, issue_cycle, read_row,
+from ..common.delay import delayed
+from .dpu import (DpuArray, array_latency, check_params, issue_cycle, read_row,
                   row_value_signature, score_port_signature)
 from .mac_bank import bank_signature
 

@@ -8,6 +8,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .mac_bank import MacBank, bank_signature
+from ..common.delay import delayed
 from ..common.fanout import register_copies
 from .output_stage import OutputStage, output_latency
 from ..shell.contract import buffer_port_signature, read_port_signature
@@ -186,13 +187,11 @@ class Spmm(wiring.Component):
             m.d.sync += gap.eq(gap - 1)
 
         # -- Y: X's slice, V_READ_LATENCY - 1 cycles later, when its v word arrives --------
-        y_valid, y_first, y_final, y_k, y_p = x_valid, x_first, x_last & x_final, x_k, x_p
-        for stage in range(V_READ_LATENCY - 1):
-            delayed = (Signal(name=f"y_valid_{stage}"), Signal(name=f"y_first_{stage}"),
-                       Signal(name=f"y_final_{stage}"), Signal.like(x_k, name=f"y_k_{stage}"),
-                       Signal.like(x_p, name=f"y_p_{stage}"))
-            m.d.sync += [d.eq(s) for d, s in zip(delayed, (y_valid, y_first, y_final, y_k, y_p))]
-            y_valid, y_first, y_final, y_k, y_p = delayed
+        wait = V_READ_LATENCY - 1
+        y_valid, y_first, y_final, y_k, y_p = (
+            delayed(m, value, wait, name) for value, name in
+            ((x_valid, "y_valid"), (x_first, "y_first"), (x_last & x_final, "y_final"),
+             (x_k, "y_k"), (x_p, "y_p")))
 
         # -- operands: slice y_k of the v row, and p -------------------------------------
         word = self.v.data
