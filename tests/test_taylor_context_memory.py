@@ -88,6 +88,11 @@ def test_reads_and_writes_as_promised(shape, reads_during_writes):
     assert run(p, reads_during_writes, seed=shape) == []
 
 
+def test_reads_during_writes_must_be_a_bool():
+    with pytest.raises(TypeError, match=r"^reads_during_writes must be True or False, not 1$"):
+        ContextMemory(TaylorParams(), reads_during_writes=1)
+
+
 def test_rows_padded_to_bytes():
     p = TaylorParams(**SHAPES[0])
     assert (p.tile_cols * p.element_width, row_bytes(p)) == (12, 2)

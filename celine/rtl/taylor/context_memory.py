@@ -33,6 +33,9 @@ class ContextMemory(wiring.Component):
     """
 
     def __init__(self, params: TaylorParams, *, reads_during_writes=False):
+        if not isinstance(reads_during_writes, bool):
+            raise TypeError(f"reads_during_writes must be True or False, not "
+                            f"{reads_during_writes!r}")
         self.params = p = params
         self.reads_during_writes = reads_during_writes
         self.latency = CONTEXT_READ_LATENCY
