@@ -8,7 +8,7 @@ import random
 
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -23,6 +23,7 @@ from celine.rtl.vitcod.ae_codec import (MIXER_LATENCY, HeadMixer, RowRequantizer
                                         mixer_acc_width, mixer_cycles)
 from celine.rtl.vitcod.ae_decoder import AeDecoder, decoder_settings
 from celine.rtl.vitcod.ae_encoder import AeEncoder, encoder_settings
+from celine.rtl.common.delay import delayed
 from celine.rtl.vitcod.mac_bank import MacBank
 from celine.sim.amaranth_sim import run_sim
 from celine.spec.lanes import pack_lanes, unpack_lanes
@@ -53,11 +54,7 @@ class Bench(Elaboratable):
             m.submodules[f"bank_{n}"] = bank = MacBank(p.mac_units)
             wiring.connect(m, engine.mul, bank.bus)
             read, write = mem.read_port(), mem.write_port()
-            word = read.data
-            for _ in range(QK_READ_LATENCY - 1):        # the block RAMs' output registers
-                held = Signal.like(word)
-                m.d.sync += held.eq(word)
-                word = held
+            word = delayed(m, read.data, QK_READ_LATENCY - 1, f"word_{n}")  # output registers
             m.d.comb += [read.addr.eq(engine.src.addr), engine.src.data.eq(word),
                          write.addr.eq(engine.dst.addr), write.data.eq(engine.dst.data),
                          write.en.eq(engine.dst.write)]

@@ -9,12 +9,13 @@ import random
 
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from celine.engines.vitcod.spec import V_READ_LATENCY, VitcodParams, row_of_words, row_words
 from celine.golden.quant import requantize
+from celine.rtl.common.delay import delayed
 from celine.rtl.vitcod.mac_bank import MacBank
 from celine.rtl.vitcod.output_stage import OutputStage
 from celine.rtl.vitcod.spmm import OFFER_TO_BANK, START_TO_OFFER, Spmm, spmm_latency
@@ -49,11 +50,7 @@ class Bench(Elaboratable):
         m.submodules.v = v = Memory(shape=p.row_word_bits,
                                     depth=p.heads * p.max_tokens * p.beats, init=self.v_words)
         read = v.read_port()
-        word = read.data
-        for _ in range(V_READ_LATENCY - 1):        # the block RAM's output register
-            registered = Signal.like(word)
-            m.d.sync += registered.eq(word)
-            word = registered
+        word = delayed(m, read.data, V_READ_LATENCY - 1, "v_word")  # the output register
         m.d.comb += [read.addr.eq(spmm.v.addr), spmm.v.data.eq(word)]
         return m
 
