@@ -10,8 +10,8 @@ from celine.engines.smartdeal.spec import (Errors, SmartDealParams, act_place, b
                                            unpack_result)
 from celine.golden.smartdeal.format import FormatError, pack, unpack
 from celine.golden.smartdeal.integer import linear_bitop_int, linear_int
-from celine.sim.smartdeal_cases import (assert_cycle_model, clip_layer, make_case,
-                                        random_layer)
+from celine.sim.smartdeal_cases import (SMALL_FINETUNE, SMALL_VIT, assert_cycle_model,
+                                        clip_layer, make_case, random_layer)
 
 STALE = 0x5A5A5A5A
 
@@ -132,8 +132,8 @@ def test_rtl_the_clip_and_zero_blocks(E, P):
 
 @pytest.fixture(scope="module")
 def trained():
-    """blocks.0.mlp.2 of the fine-tuned digits ViT (48 x 96, blocks of 32 rows, 47% of Ce
-    zero; cached under build/models), its real inputs (6 tokens of a test image) as int8,
+    """blocks.0.mlp.2 of the small fine-tuned digits ViT (smartdeal_cases.SMALL_VIT; 48 x 96,
+    blocks of 32 rows, 47% of Ce zero; cached under build/models), its real inputs (6 tokens of a test image) as int8,
     and the requantizer that maps its largest output to 127."""
     from celine.golden.digits_vit import digits_dataset
     from celine.golden.smartdeal.finetune import smartdeal_vit
@@ -142,7 +142,7 @@ def trained():
     from celine.golden.smartdeal.report import capture_inputs
     name = "blocks.0.mlp.2"
     data = digits_dataset()
-    made = smartdeal_vit(data=data)
+    made = smartdeal_vit(SMALL_VIT, SMALL_FINETUNE, data=data)
     sd = quantize_decomposition(made.decompositions[name], exponent_bits=2)
     real = capture_inputs(made.model, [name], data.test_images[:1])[name][:6]
     x_scale = float(real.abs().max()) / 127

@@ -17,10 +17,9 @@ import torch
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
-from celine.golden.digits_vit import DigitsViTConfig
 from celine.golden.quant import requantize
 from celine.golden.smartdeal import format as fmt
-from celine.golden.smartdeal.finetune import FinetuneConfig, smartdeal_vit
+from celine.golden.smartdeal.finetune import smartdeal_vit
 from celine.golden.smartdeal.format import FormatError, LayerHeader, unpack
 from celine.golden.smartdeal.hardware import (SmartDealWeights, quantize_decomposition,
                                               weight_shift)
@@ -30,12 +29,9 @@ from celine.rtl.smartdeal.layouts import (ERROR_FLAGS, TOO_LARGE, errors_layout,
                                           header_layout, weight_beat_layout)
 from celine.sim.payload import unpack as unpack_payload
 from celine.sim.runner import run_cocotb
+from celine.sim.smartdeal_cases import SMALL_FINETUNE, SMALL_VIT as SMALL
 from celine.sim.smartdeal_cases import random_layer as random_sd_layer
 
-# The golden tests' small digits ViT (one block, the default widths), fine-tuned for 5
-# epochs: cached under build/models (about 4 s the first time).
-SMALL = DigitsViTConfig(depth=1, epochs=15)
-SMALL_FINETUNE = FinetuneConfig(epochs=5)
 POINTS = [(2, 1), (2, 2), (2, 4), (3, 1), (3, 2), (3, 4)]
 MAX_CYCLES = 50_000         # a layer's run longer than this is a hang
 

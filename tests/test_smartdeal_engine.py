@@ -8,8 +8,8 @@ from celine.engines.smartdeal.spec import (Errors, SmartDealParams, buffers, res
                                            result_place, unpack_result)
 from celine.golden.smartdeal.format import FormatError, unpack
 from celine.golden.smartdeal.integer import linear_int
-from celine.sim.smartdeal_cases import (assert_cycle_model, clip_layer, make_case,
-                                        random_layer)
+from celine.sim.smartdeal_cases import (SMALL_FINETUNE, SMALL_VIT, assert_cycle_model,
+                                        clip_layer, make_case, random_layer)
 
 SMALL = SmartDealParams(array_rows=2, array_cols=3, max_inputs=48, max_outputs=20,
                         max_tokens=9, weight_words=1024)
@@ -267,10 +267,11 @@ def test_rtl_smallest_layer(params):
 
 @pytest.mark.sweep          # make sim; make test runs a trained layer end to end (cocotb)
 def test_rtl_trained_layer():
-    """The digits ViT's qkv layer (144 x 48, 72% of Ce zero) on its real activations, twice
-    (the second run skips the check), both within 2% of the cycle model."""
+    """The small digits ViT's qkv layer (smartdeal_cases.SMALL_VIT; 144 x 48, 72% of Ce
+    zero) on its real activations, twice (the second run skips the check), both within 2%
+    of the cycle model."""
     from celine.engines.smartdeal.bench import _digits, activations
-    made, layers, images = _digits()
+    made, layers, images = _digits(SMALL_VIT, SMALL_FINETUNE)
     sd = layers["blocks.0.attn.qkv"]
     params = SmartDealParams(max_tokens=17)
     case = make_case(params, sd.pack(), activations(made, "blocks.0.attn.qkv", images, 17))

@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from celine.golden.digits_vit import DigitsViTConfig, digits_dataset, trained_vit_record
+from celine.golden.digits_vit import digits_dataset, trained_vit_record
 from celine.golden.smartdeal import decomposition as decompose_module
 from celine.golden.smartdeal import format as fmt
 from celine.golden.smartdeal.decomposition import (Decomposition, decompose, padded_length, pow2,
@@ -28,12 +28,10 @@ from celine.golden.smartdeal.integer import (linear_bitop_int, linear_int, outpu
                                              rebuild_int, rebuilt_width, weights_int8)
 from celine.golden.smartdeal.report import bench_record, format_report, smartdeal_report
 from celine.golden.quant import mult_shift, round_shift
-
 # A real, quickly trained transformer with the default model's layer widths (in_features 48
 # and 96, so the blocks are those of the default model): one block, 15 epochs, about 3 s;
 # test accuracy 70%. Its fine-tuning (5 epochs) takes about a second.
-SMALL = DigitsViTConfig(depth=1, epochs=15)
-SMALL_FINETUNE = FinetuneConfig(epochs=5)
+from celine.sim.smartdeal_cases import SMALL_FINETUNE, SMALL_VIT as SMALL
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from celine.engines.smartdeal.spec import SmartDealParams
 from celine.golden.smartdeal.integer import linear_int
 from celine.rtl.shell.shell import build_shell
 from celine.sim.runner import run_cocotb
+from celine.sim.smartdeal_cases import SMALL_FINETUNE, SMALL_VIT
 
 CLOCK_HZ = 100_000_000
 SHELL = dict(clock_hz=CLOCK_HZ, baud=CLOCK_HZ // 4, max_payload=1024, timeout_bits=64)
@@ -75,8 +76,8 @@ def wide_requant(x, sd, mult=300, weights="wide"):
     pytest.param("bitop", 16, marks=pytest.mark.sweep),
 ])
 def test_linear_end_to_end_trained_layer(request, impl, tokens):
-    """The digits ViT's attention projection (48 x 48, fine-tuned with the decomposition)
-    on `tokens` real activation rows, twice (the second run reuses the weights on chip and
+    """The small digits ViT's attention projection (smartdeal_cases.SMALL_VIT; 48 x 48,
+    fine-tuned with the decomposition) on `tokens` real activation rows, twice (the second run reuses the weights on chip and
     skips the check), then requantized. make test runs the rebuild case on 5 rows (a full
     token tile of 4 and one row of the next; the link carries less than half the bytes of
     16 rows); the 16 rows (max_tokens) through the same Verilator build are
@@ -84,12 +85,12 @@ def test_linear_end_to_end_trained_layer(request, impl, tokens):
     sweeps (make sim: the bit-op one's Verilator build and its 4 token-tile passes over the
     stream take about 2 minutes), and make test runs the small bit-op layer below."""
     from celine.engines.smartdeal.bench import _digits, activations
-    made, layers, images = _digits()
+    made, layers, images = _digits(SMALL_VIT, SMALL_FINETUNE)
     name = "blocks.0.attn.proj"
     sd = layers[name]
     x = activations(made, name, images, tokens)
     params = SmartDealParams(impl=impl, **LIMITS)
-    requant = [300, 15] if impl == "rebuild" else wide_requant(x, sd)
+    requant = wide_requant(x, sd, weights="int8" if impl == "rebuild" else "wide")
     record, expected = run_shell(request, params, sd, x, [None, None, requant])
     links = check_record(params, sd, tokens, record)
     assert 2 * links[0]["weights"] <= links[0]["weights_int8"]    # at least 2x against int8

@@ -6,11 +6,19 @@ import dataclasses
 import torch
 
 from ..engines.smartdeal.spec import pack_act
+from ..golden.digits_vit import DigitsViTConfig
 from ..golden.shell import Buffer
+from ..golden.smartdeal.finetune import FinetuneConfig
 from ..golden.smartdeal.engine_model import SmartDealEngineModel
 
-__all__ = ["SmartDealCase", "make_case", "act_words", "random_layer", "clip_layer",
+__all__ = ["SMALL_VIT", "SMALL_FINETUNE", "SmartDealCase", "make_case", "act_words", "random_layer", "clip_layer",
            "assert_cycle_model"]
+
+# The tests' small digits ViT (one block, the default widths, so every layer of block 0
+# has the default model's shape), fine-tuned for 5 epochs: cached under build/models,
+# about 4 s to make, where the benchmark's default model takes about two minutes.
+SMALL_VIT = DigitsViTConfig(depth=1, epochs=15)
+SMALL_FINETUNE = FinetuneConfig(epochs=5)
 
 
 @dataclasses.dataclass

@@ -26,14 +26,15 @@ def log(message):
     print(f"[bench smartdeal] {message}", file=sys.stderr, flush=True)
 
 
-def _digits():
+def _digits(vit_config=None, finetune=None):
     """(the fine-tuned SmartDeal model record, its hardware-form layers by name, the test
-    images)."""
+    images) of the digits ViT `vit_config` fine-tuned with `finetune` (default: the
+    defaults of both, as the benchmark runs; the tests use smartdeal_cases.SMALL_VIT)."""
     from ...golden.digits_vit import digits_dataset
     from ...golden.smartdeal.finetune import smartdeal_vit
     from ...golden.smartdeal.hardware import quantize_decomposition
     data = digits_dataset()
-    made = smartdeal_vit(data=data)
+    made = smartdeal_vit(vit_config, finetune, data=data)
     layers = {name: quantize_decomposition(d, exponent_bits=2, refit=False)
               for name, d in made.decompositions.items()}
     return made, layers, data.test_images
