@@ -44,10 +44,10 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(PYTEST) -m "not sweep" -n $(JOBS) $(PYTEST_ARGS)
+	$(PYTEST) -m "not sweep" -n $(JOBS) --dist worksteal $(PYTEST_ARGS)
 
 sim: $(STAMP)
-	$(PYTEST) -m "cocotb or sweep" -n $(JOBS) $(PYTEST_ARGS)
+	$(PYTEST) -m "cocotb or sweep" -n $(JOBS) --dist worksteal $(PYTEST_ARGS)
 
 verilog: $(STAMP)
 	$(VENV)/bin/celine verilog $(ACCEL) $(PARAMS) --out build/verilog/$(ACCEL)
