@@ -107,6 +107,7 @@ class ShellModel:
         self.registers = engine.register_map.reset_values()
         self.engine_errors = 0
         self.cycles = self.result_words = 0
+        self.runs = 0                # RUNs executed (started)
         self._pending_run = None     # (bit times left, completion function)
         self._frame = None           # bytes of the frame after its start byte, or None
         self._gap = 0                # quiet bit times since the last byte of a frame
@@ -258,6 +259,7 @@ class ShellModel:
 
     def _compute(self):
         """Run the engine now; return the function that publishes the results."""
+        self.runs += 1
         result = self.engine.run(dict(self.registers),
                                  {buffer.name: buffer for buffer in self.buffers})
         self.engine_errors = 0
