@@ -22,5 +22,5 @@ ENGINE = Accelerator(
            "out_lanes": (16, 32), "max_global": (16, 32, 64),
            "sparse_capacity": (1024, 2048, 4096), "heads": (1, 3)},
     scale=tuple({"dense_macs": dense, "sparse_macs": sparse}
-                for dense, sparse in ((8, 24), (16, 48), (32, 64), (64, 64))),
+                for dense, sparse in ((8, 8), (8, 24), (16, 48), (32, 64), (64, 64))),
 )
