@@ -118,3 +118,50 @@ def test_checks():
     with pytest.raises(ValueError, match=r"^kind must be one of random_bytes, .*, not 'x'$"):
         LinkFuzzer(info, 1, max_payload=64, timeout_bits=32).faulty("x")
     assert "<30 bits>" in repr(Step([b"\xa5", 30], "gap_under_timeout"))
+
+
+# -- the RTL ---------------------------------------------------------------------------------
+
+FUZZ_CLOCK_HZ = 100_000_000         # the testbench clock (10 ns)
+FUZZ_SHELL = dict(clock_hz=FUZZ_CLOCK_HZ, baud=FUZZ_CLOCK_HZ // 4, max_payload=MAX_PAYLOAD,
+                  timeout_bits=TIMEOUT_BITS)
+
+
+def run_fuzz(request, name, seeds, bursts, faulty):
+    """Fuzz engine `name`'s shell at its small configuration (Accelerator.small) in
+    Verilator; the testbench asserts every reply; returns its fuzz.json."""
+    import json
+
+    from celine.rtl.shell.shell import build_shell
+    from celine.sim.runner import run_cocotb
+    record = registry.get(name)
+    params, options = record.small_point()
+    design = build_shell(accel=name, accel_params=params, **FUZZ_SHELL, **options)
+    directory = run_cocotb(design, toplevel=f"fuzz_{name}", test_module="celine.sim.tb.shell_tb",
+                           case_id=request.node.nodeid, testcase="fuzz_matches_golden",
+                           params={"accel": name, "params": params.to_dict(),
+                                   "options": options, "shell": FUZZ_SHELL},
+                           data={"seeds": seeds, "bursts": bursts, "faulty": faulty},
+                           optimize=True)
+    return json.loads((directory / "fuzz.json").read_text())
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("name", [record.name for record in registry.ENGINES])
+def test_rtl_replies_like_the_golden_model_under_fuzz(request, name):
+    """make test's sample: one burst of 50 faulty steps (and the valid ones between them,
+    then the round trip) on each engine's shell."""
+    [result] = run_fuzz(request, name, seeds=[1], bursts=1, faulty=50)
+    assert result["faulty_frames"] == 50 and result["valid_frames"] > 0
+    assert result["mismatches"] == result["hangs"] == result["corrupted_buffers"] == 0
+
+
+@pytest.mark.cocotb
+@pytest.mark.sweep          # make sim: minutes an engine (the read-backs dominate)
+@pytest.mark.parametrize("name", [record.name for record in registry.ENGINES])
+def test_rtl_under_fuzz_1000_faulty_frames_a_seed(request, name):
+    """Three seeds, each 10 bursts of 100 faulty steps, on each engine's shell."""
+    results = run_fuzz(request, name, seeds=[2, 3, 4], bursts=10, faulty=100)
+    for result in results:
+        assert result["faulty_frames"] == 1000, result
+        assert result["mismatches"] == result["hangs"] == result["corrupted_buffers"] == 0

@@ -80,6 +80,9 @@ class Accelerator:
       the defaults and each larger than the one before (more multipliers, lanes or
       buffers), so that the largest that fits and meets the constraint can be searched
       for by halving.
+    small: a small configuration of the engine in the shell for quick whole-device tests
+      (the link fuzzer's, celine/sim/fuzz.py): {"params": parameters over the defaults,
+      "options": shell options}, either optional.
     clock_mhz: the PLL clock of its board builds when none is asked for (`celine
       bitstream`, `make bitstream`): the default configuration closes at it on every seed
       of the timing benchmark (docs/timing.md, "Board clocks"); None: the board top's
@@ -102,6 +105,7 @@ class Accelerator:
     workload: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     scale: tuple = ()
+    small: dict = field(default_factory=dict)
     clock_mhz: float | None = None
 
     def resolve_options(self, options):
@@ -112,6 +116,12 @@ class Accelerator:
             raise ValueError(f"option must be one of {known} for the {self.name} engine, "
                              f"not {unknown[0]!r}")
         return {**self.options, **options}
+
+    def small_point(self):
+        """(params, options) of `small`: the generator parameters and the shell options."""
+        import dataclasses
+        return (dataclasses.replace(self.params(), **self.small.get("params", {})),
+                self.resolve_options(self.small.get("options", {})))
 
     def describe(self, params, **options):
         """The engine's part of the INFO description."""

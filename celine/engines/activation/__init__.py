@@ -19,5 +19,6 @@ ENGINE = Accelerator(
     bench=Ref("celine.engines.activation.bench:run"),
     sample_calls=Ref("celine.engines.activation.bench:sample_calls"),
     space={"lanes": (1, 2, 4, 8, 16, 32), "max_words": (256, 1024, 4096)},
+    small={"params": {"lanes": 3, "max_words": 8}},
     scale=tuple({"lanes": lanes} for lanes in (8, 16, 32)),
 )

@@ -23,6 +23,8 @@ ENGINE = Accelerator(
     space={"rows": (1, 2, 4, 8, 16), "cols": (1, 2, 4, 8, 16), "impl": spec.IMPLS,
            "brick_width": (1, 2, 4), "precisions": ((8,), (4, 8), (2, 4, 8, 16))},
     # DSP PEs, 8-bit: a MULT18X18D a PE, and up to 3 a column in the drain's requantizers.
+    small={"params": {"rows": 2, "cols": 2, "precisions": (4, 8)},
+           "options": {"operand_depth": 16, "result_depth": 16}},
     scale=tuple({"impl": "dsp", "precisions": (8,), "rows": rows, "cols": cols}
                 for rows, cols in ((2, 2), (4, 4), (8, 4), (8, 8), (16, 8), (16, 16))),
     # The default design in the shell on the ULX3S-85F reached 104.0, 97.5 and 92.1 MHz

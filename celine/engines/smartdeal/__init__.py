@@ -21,5 +21,7 @@ ENGINE = Accelerator(
     sample_calls=Ref("celine.engines.smartdeal.bench:sample_calls"),
     space={"impl": spec.IMPLS, "rows_per_cycle": (1, 2, 4), "exponent_bits": (2, 3),
            "array_rows": (2, 4, 8), "array_cols": (2, 4, 8), "array_impl": ("dsp", "bricks")},
+    small={"params": {"max_tokens": 16, "max_inputs": 48, "max_outputs": 48,
+                      "weight_words": 512}},
     scale=tuple({"array_rows": size, "array_cols": size} for size in (2, 4, 8)),
 )

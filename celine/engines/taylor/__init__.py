@@ -22,6 +22,7 @@ ENGINE = Accelerator(
            "max_tokens": (197, 256, 512), "heads": (1, 3, 6)},
     # One head's buffers first: three heads of 256 tokens (192 KB of host buffers) do not
     # fit the ULX3S-25F's 56 block RAMs (112 KB).
+    small={"params": {"head_dim": 16, "max_tokens": 16, "mac_units": 4, "heads": 2}},
     scale=tuple({"head_dim": 64, "heads": heads, "mac_units": units}
                 for heads, units in ((1, 8), (1, 16), (3, 16), (3, 32), (3, 64))),
 )

@@ -21,6 +21,9 @@ ENGINE = Accelerator(
     space={"dense_macs": (8, 16, 24, 32), "sparse_macs": (24, 32, 40, 48, 56),
            "out_lanes": (16, 32), "max_global": (16, 32, 64),
            "sparse_capacity": (1024, 2048, 4096), "heads": (1, 3)},
+    small={"params": {"head_dim": 16, "max_tokens": 24, "heads": 2, "max_global": 8,
+                      "sparse_capacity": 400, "dense_macs": 8, "sparse_macs": 8,
+                      "out_lanes": 4}},
     scale=tuple({"dense_macs": dense, "sparse_macs": sparse}
                 for dense, sparse in ((8, 8), (8, 24), (16, 48), (32, 64), (64, 64))),
 )

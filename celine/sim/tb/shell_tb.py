@@ -64,3 +64,80 @@ async def link_throughput(dut):
     out = Path(os.environ[ENV_VAR]).parent / "link.json"
     out.write_text(json.dumps({"bytes": size, "write_seconds": write_s, "read_seconds": read_s,
                                "baud": case.params["shell"]["baud"]}))
+
+
+@cocotb.test()
+async def fuzz_matches_golden(dut):
+    """The link fuzzer's bursts (celine/sim/fuzz.py) against the golden shell model, live.
+
+    Case params: `accel`, `params` (its generator parameters), `options` (its shell
+    options) and `shell`; data: `seeds`, `bursts` and `faulty` (faulty steps a burst).
+    Each step goes to the RTL (quiet gaps as pauses) and to the model; the RTL's reply
+    bytes must equal the model's, with nothing after them. A step that made the model run
+    the engine (a frame made valid by a corrupted byte) is waited out: STATUS until the
+    RTL is idle, then the model takes the RTL's cycle count (the only figure a run leaves
+    that the model estimates). Stops a seed at its first difference; writes fuzz.json
+    beside the case: per seed the counts and the first difference."""
+    import json
+    import os
+    from pathlib import Path
+
+    from celine.golden.shell import shell_model
+    from celine.registry import get
+    from celine.sim.case import ENV_VAR
+    from celine.sim.fuzz import LinkFuzzer, expected, settle_bits
+    from celine.spec.protocol import (STATUS_BYTES, Command, FRAME_OVERHEAD, encode_request,
+                                      parse_status)
+
+    case, host, bit_s = await start(dut)
+    p, shell = case.params, case.params["shell"]
+    record = get(p["accel"])
+    settle = settle_bits(shell["timeout_bits"])
+
+    def fuzz_seed(seed):
+        model = shell_model(p["accel"], record.params.from_dict(p["params"]), **shell,
+                            **p["options"])
+        fuzz = LinkFuzzer(model.info(), seed, max_payload=shell["max_payload"],
+                          timeout_bits=shell["timeout_bits"])
+        counts = {"seed": seed, "steps": 0, "faulty_frames": 0, "valid_frames": 0,
+                  "mismatches": 0, "hangs": 0, "corrupted_buffers": 0, "engine_runs": 0,
+                  "first_difference": None}
+        for burst in range(case.data["bursts"]):
+            for step in fuzz.burst(case.data["faulty"]):
+                want, ran = expected(model, step)
+                for segment in step.segments:
+                    if isinstance(segment, int):
+                        host.pause(segment * bit_s)
+                    else:
+                        host.write(segment)
+                got = host.read(len(want), timeout=(settle + 12 * len(want) + 40) * bit_s)
+                got += host.read(1, timeout=20 * bit_s)       # nothing may follow
+                counts["steps"] += 1
+                counts["valid_frames" if step.valid else "faulty_frames"] += 1
+                if got != want:
+                    counts["mismatches"] += 1
+                    counts["hangs"] += len(got) < len(want)
+                    counts["corrupted_buffers"] += step.kind == "read_back"
+                    counts["first_difference"] = {"burst": burst, "step": repr(step),
+                                                  "expected": want.hex(), "got": got.hex()}
+                    return counts
+                if ran:
+                    counts["engine_runs"] += 1
+                    while True:
+                        host.write(encode_request(Command.STATUS, 0))
+                        reply = host.read(FRAME_OVERHEAD + STATUS_BYTES, timeout=1000 * bit_s)
+                        report = parse_status(reply[5:5 + STATUS_BYTES])
+                        if not report.busy:
+                            break
+                        host.pause(1000 * bit_s)
+                    model.cycles = report.cycles
+        return counts
+
+    def host_thread():
+        return [fuzz_seed(seed) for seed in case.data["seeds"]]
+
+    results = await bridge(host_thread)()
+    Path(os.environ[ENV_VAR]).with_name("fuzz.json").write_text(json.dumps(results, indent=1))
+    for result in results:
+        assert result["first_difference"] is None, \
+            f"seed {result['seed']}: {result['first_difference']}"
