@@ -1,0 +1,107 @@
+"""Property-based tests (hypothesis) of the host side: the packers and unpackers round-trip,
+and the golden shell model changes no buffer and no register on a frame that fails a check."""
+
+import copy
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from celine import registry
+from celine.firmware.words import pack_words, unpack_words
+from celine.golden.shell import shell_model
+from celine.spec.lanes import pack_lanes, unpack_lanes
+from celine.spec.protocol import (REPLY_START, Command, Status, StatusReport,
+                                  configure_payload, encode_request, parse_configure,
+                                  parse_read, parse_status, read_payload, status_payload)
+
+MAX_PAYLOAD = 64
+
+
+@st.composite
+def lanes(draw):
+    width = draw(st.integers(1, 32))
+    values = draw(st.lists(st.integers(-(1 << (width - 1)), (1 << (width - 1)) - 1),
+                           min_size=1, max_size=16))
+    return width, values
+
+
+@given(lanes())
+def test_lanes_round_trip(case):
+    width, values = case
+    word = pack_lanes(values, width)
+    assert 0 <= word < 1 << (width * len(values))
+    assert unpack_lanes(word, len(values), width) == values
+
+
+@settings(deadline=None)            # the first example imports torch
+@given(lanes(), st.integers(1, 4), st.integers(0, 3))
+def test_words_round_trip(case, rows, spare):
+    width, values = case
+    word_bytes = (width * len(values) + 7) // 8 + spare
+    stride = 1 << (word_bytes - 1).bit_length()
+    data = pack_words([values] * rows, width, word_bytes, stride)
+    assert len(data) == rows * stride
+    assert unpack_words(data, rows, len(values), width, stride).tolist() == [values] * rows
+
+
+@given(st.integers(0, 255), st.integers(0, (1 << 32) - 1), st.integers(0, 0xFFFF))
+def test_payloads_round_trip(buffer, offset, count):
+    assert parse_read(read_payload(buffer, offset, count)) == (buffer, offset, count)
+    assert parse_configure(configure_payload(buffer, offset)) == (buffer, offset)
+
+
+@given(st.booleans(), st.booleans(), st.integers(0, 255), st.integers(0, (1 << 32) - 1),
+       st.integers(0, 0xFFFF))
+def test_status_round_trips(busy, overrun, errors, cycles, words):
+    report = StatusReport(busy, errors, cycles, words, overrun)
+    assert parse_status(status_payload(report)) == report
+
+
+def replies(data):
+    out, at = [], 0
+    while at < len(data):
+        assert data[at] == REPLY_START
+        status, _, length = struct.unpack_from("<BBH", data, at + 1)
+        out.append(Status(status))
+        at += 7 + length
+    return out
+
+
+def state(model):
+    return copy.deepcopy(([b.words for b in model.buffers], model.registers,
+                          model.engine_errors, model.cycles, model.result_words, model.runs))
+
+
+@st.composite
+def frames(draw):
+    """A request frame with any command, any payload up to a little over max_payload, and
+    either its CRC or a corrupted one; sometimes a READ/WRITE/CONFIGURE-shaped payload with
+    random fields, so that the address and register checks are reached."""
+    command = draw(st.one_of(st.sampled_from(list(Command)), st.integers(0, 255)))
+    shaped = draw(st.sampled_from(["any", "address", "configure"]))
+    if shaped == "address":
+        payload = struct.pack("<BI", draw(st.integers(0, 255)),
+                              draw(st.integers(0, (1 << 32) - 1))) + \
+            draw(st.binary(max_size=MAX_PAYLOAD - 4))
+    elif shaped == "configure":
+        payload = configure_payload(draw(st.integers(0, 255)), draw(st.integers(0, 2**32 - 1)))
+    else:
+        payload = draw(st.binary(max_size=MAX_PAYLOAD + 4))
+    frame = bytearray(encode_request(command, draw(st.integers(0, 255)), payload))
+    if draw(st.booleans()):
+        frame[-1 - draw(st.integers(0, 1))] ^= 1 << draw(st.integers(0, 7))
+    return bytes(frame)
+
+
+@pytest.mark.parametrize("name", [record.name for record in registry.ENGINES])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=frames())
+def test_golden_model_changes_nothing_on_a_frame_that_fails_a_check(name, frame):
+    """Any frame: either it passes every check (OK) or the device's state is unchanged."""
+    model = shell_model(name, max_payload=MAX_PAYLOAD, timeout_bits=32)
+    before = state(model)
+    got = model.feed(frame) + model.idle(40)
+    [status] = replies(got)
+    if status != Status.OK:
+        assert state(model) == before
