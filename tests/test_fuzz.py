@@ -123,8 +123,12 @@ def test_checks():
 # -- the RTL ---------------------------------------------------------------------------------
 
 FUZZ_CLOCK_HZ = 100_000_000         # the testbench clock (10 ns)
-FUZZ_SHELL = dict(clock_hz=FUZZ_CLOCK_HZ, baud=FUZZ_CLOCK_HZ // 4, max_payload=MAX_PAYLOAD,
-                  timeout_bits=TIMEOUT_BITS)
+# The engines' own shell tests build these designs (the same small configuration, shell
+# settings and top name), so make test compiles each once: {engine: (top, max_payload)}.
+# An engine not listed is fuzzed in a build of its own.
+SHARED_BUILDS = {"mac": ("serve_mac", 48), "taylor": ("taylor_shell_small", 1024),
+                 "vitcod": ("vitcod_shell_small", 1024), "smartdeal": ("serve_smartdeal", 1024),
+                 "activation": ("activation_shell", 256)}
 
 
 def run_fuzz(request, name, seeds, bursts, faulty):
@@ -136,11 +140,14 @@ def run_fuzz(request, name, seeds, bursts, faulty):
     from celine.sim.runner import run_cocotb
     record = registry.get(name)
     params, options = record.small_point()
-    design = build_shell(accel=name, accel_params=params, **FUZZ_SHELL, **options)
-    directory = run_cocotb(design, toplevel=f"fuzz_{name}", test_module="celine.sim.tb.shell_tb",
+    top, max_payload = SHARED_BUILDS.get(name, (f"fuzz_{name}", MAX_PAYLOAD))
+    shell = dict(clock_hz=FUZZ_CLOCK_HZ, baud=FUZZ_CLOCK_HZ // 4, max_payload=max_payload,
+                 timeout_bits=64)
+    design = build_shell(accel=name, accel_params=params, **shell, **options)
+    directory = run_cocotb(design, toplevel=top, test_module="celine.sim.tb.shell_tb",
                            case_id=request.node.nodeid, testcase="fuzz_matches_golden",
                            params={"accel": name, "params": params.to_dict(),
-                                   "options": options, "shell": FUZZ_SHELL},
+                                   "options": options, "shell": shell},
                            data={"seeds": seeds, "bursts": bursts, "faulty": faulty},
                            optimize=True)
     return json.loads((directory / "fuzz.json").read_text())

@@ -110,7 +110,10 @@ async def fuzz_matches_golden(dut):
                         host.pause(segment * bit_s)
                     else:
                         host.write(segment)
-                got = host.read(len(want), timeout=(settle + 12 * len(want) + 40) * bit_s)
+                # the replies' line time, a frame's timeout, and the shell's work on the
+                # bytes sent (a WRITE's payload goes into its buffer after the CRC passes)
+                budget = settle + 12 * len(want) + 2 * len(step.sent) + 40
+                got = host.read(len(want), timeout=budget * bit_s)
                 got += host.read(1, timeout=20 * bit_s)       # nothing may follow
                 counts["steps"] += 1
                 counts["valid_frames" if step.valid else "faulty_frames"] += 1
