@@ -50,6 +50,7 @@ def test_echo_bitstream_on_ulx3s_85f(tmp_path, capsys):
     assert "celine: pnr: done in" in capsys.readouterr().err
 
 
+@pytest.mark.sweep          # make sim (a minute or two); make test builds the echo through every tool
 def test_small_mac_bitstream_on_ulx3s_85f(tmp_path):
     assert main(["bitstream", "--accel", "mac", "--out", str(tmp_path),
                  "rows=1", "cols=1", "precisions=4,8"]) == 0
@@ -60,7 +61,7 @@ def test_small_mac_bitstream_on_ulx3s_85f(tmp_path):
     assert report["utilization"]["TRELLIS_FF"]["used"] > 500
 
 
-@pytest.mark.sweep          # make sim: the echo and MAC builds keep the flow tested in make test
+@pytest.mark.sweep          # make sim, as the MAC build above
 def test_small_taylor_bitstream_on_ulx3s_85f(tmp_path):
     assert main(["bitstream", "--accel", "taylor", "--out", str(tmp_path),
                  "head_dim=8", "max_tokens=4", "mac_units=1", "heads=1"]) == 0
