@@ -49,6 +49,12 @@ FAULTY_KINDS = ("random_bytes", "bit_flips", "truncated", "oversized_length",
                 "duplicated_byte", "inserted_byte", "garbage_then_frame", "gap_under_timeout",
                 "gap_over_timeout", "back_to_back")
 
+# The most bytes a random WRITE carries or a random READ asks for (the round trip after a
+# burst reads whole buffers in max_payload frames): replies of up to 128 bytes keep the
+# line busy for 1,280 bit times while the requests behind them arrive, and a burst stays
+# short in a simulation that sends every bit.
+LONGEST = 128
+
 # Frames of these commands change the device's state or make long replies.
 _VALID_COMMANDS = (Command.WRITE, Command.READ, Command.CONFIGURE, Command.STATUS,
                    Command.INFO)
@@ -121,8 +127,8 @@ class LinkFuzzer:
         return encode_request(command, self._next_seq(), payload)
 
     def _span(self, size, limit):
-        """(offset, count) of 1..limit bytes inside a buffer of `size` bytes."""
-        count = self.rng.randint(1, min(limit, size))
+        """(offset, count) of 1..min(limit, LONGEST) bytes inside a buffer of `size` bytes."""
+        count = self.rng.randint(1, min(limit, size, LONGEST))
         return self.rng.randint(0, size - count), count
 
     def valid_frame(self, command=None):
