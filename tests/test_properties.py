@@ -17,6 +17,12 @@ from celine.spec.protocol import (REPLY_START, Command, Status, StatusReport,
 
 MAX_PAYLOAD = 64
 
+# No time limits: CI and `make test` share two cores with Verilator builds, and a slow
+# example is not a failure here.
+settings.register_profile("celine", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("celine")
+
 
 @st.composite
 def lanes(draw):
@@ -34,7 +40,6 @@ def test_lanes_round_trip(case):
     assert unpack_lanes(word, len(values), width) == values
 
 
-@settings(deadline=None)            # the first example imports torch
 @given(lanes(), st.integers(1, 4), st.integers(0, 3))
 def test_words_round_trip(case, rows, spare):
     width, values = case
@@ -95,7 +100,7 @@ def frames(draw):
 
 
 @pytest.mark.parametrize("name", [record.name for record in registry.ENGINES])
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150)
 @given(frame=frames())
 def test_golden_model_changes_nothing_on_a_frame_that_fails_a_check(name, frame):
     """Any frame: either it passes every check (OK) or the device's state is unchanged."""
