@@ -94,9 +94,11 @@ async def fuzz_matches_golden(dut):
     record = get(p["accel"])
     settle = settle_bits(shell["timeout_bits"])
 
+    # one device for every seed, as the RTL keeps its buffers from one seed to the next
+    model = shell_model(p["accel"], record.params.from_dict(p["params"]), **shell,
+                        **p["options"])
+
     def fuzz_seed(seed):
-        model = shell_model(p["accel"], record.params.from_dict(p["params"]), **shell,
-                            **p["options"])
         fuzz = LinkFuzzer(model.info(), seed, max_payload=shell["max_payload"],
                           timeout_bits=shell["timeout_bits"])
         counts = {"seed": seed, "steps": 0, "faulty_frames": 0, "valid_frames": 0,
