@@ -26,4 +26,8 @@ ENGINE = Accelerator(
                       "out_lanes": 4}},
     scale=tuple({"dense_macs": dense, "sparse_macs": sparse}
                 for dense, sparse in ((8, 8), (8, 24), (16, 48), (32, 64), (64, 64))),
+    # The default design in the shell on the ULX3S-85F reached 79.2, 87.2 and 73.7 MHz on
+    # seeds 1-3 (docs/timing.md, "Board clocks"); 60 MHz is the highest clock below that
+    # which every board's PLL makes exactly with an exact UART divisor.
+    clock_mhz=60,
 )
