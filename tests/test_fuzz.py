@@ -10,22 +10,18 @@ import pytest
 from celine import registry
 from celine.golden.shell import shell_model
 from celine.sim.fuzz import FAULTY_KINDS, LinkFuzzer, Step, expected
-from celine.spec.protocol import REPLY_START, Status, crc16
+from celine.firmware.protocol import ReplyDecoder
+from celine.spec.protocol import Status
 
 MAX_PAYLOAD, TIMEOUT_BITS = 64, 32
 
 
 def replies(data):
     """(status, seq, payload) of each reply frame in `data`, which must be whole frames."""
-    out, at = [], 0
-    while at < len(data):
-        assert data[at] == REPLY_START
-        status, seq, length = struct.unpack_from("<BBH", data, at + 1)
-        body = data[at + 1:at + 5 + length]
-        assert struct.unpack_from("<H", data, at + 5 + length)[0] == crc16(body)
-        out.append((Status(status), seq, data[at + 5:at + 5 + length]))
-        at += 7 + length
-    return out
+    decoder = ReplyDecoder()
+    frames = decoder.feed(data)
+    assert not decoder.pending and all(frame.crc_ok for frame in frames)
+    return [(frame.status, frame.seq, frame.payload) for frame in frames]
 
 
 def model_for(name):

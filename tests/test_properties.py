@@ -11,7 +11,8 @@ from celine import registry
 from celine.firmware.words import pack_words, unpack_words
 from celine.golden.shell import shell_model
 from celine.spec.lanes import pack_lanes, unpack_lanes
-from celine.spec.protocol import (REPLY_START, Command, Status, StatusReport,
+from celine.firmware.protocol import ReplyDecoder
+from celine.spec.protocol import (Command, Status, StatusReport,
                                   configure_payload, encode_request, parse_configure,
                                   parse_read, parse_status, read_payload, status_payload)
 
@@ -64,13 +65,11 @@ def test_status_round_trips(busy, overrun, errors, cycles, words):
 
 
 def replies(data):
-    out, at = [], 0
-    while at < len(data):
-        assert data[at] == REPLY_START
-        status, _, length = struct.unpack_from("<BBH", data, at + 1)
-        out.append(Status(status))
-        at += 7 + length
-    return out
+    """The status of each reply frame in `data`, which must be whole frames."""
+    decoder = ReplyDecoder()
+    frames = decoder.feed(data)
+    assert not decoder.pending and all(frame.crc_ok for frame in frames)
+    return [frame.status for frame in frames]
 
 
 def state(model):
