@@ -6,7 +6,7 @@ import torch
 from celine.firmware.device import Device
 from celine.firmware.errors import (BadAddress, Busy, CelineError, LinkError, LinkTimeout,
                                     ReplyCRCError, RunTimeout, SettingError)
-from celine.firmware.protocol import Command
+from celine.firmware.protocol import Command, Status, encode_reply, encode_request
 from celine.firmware.transport import LoopbackTransport, SerialTransport
 from celine.golden.mac import MacArrayModel, Requant, reference_matmul
 from celine.golden.quant import requantize
@@ -421,13 +421,44 @@ def test_partial_reply_is_a_link_timeout():
         dev.status()
 
 
-def test_run_is_never_repeated_after_a_lost_reply():
-    dev, transport = lossy_device(drop={1})
+def test_run_with_a_lost_reply_is_replayed_not_run_again():
+    # RUN's reply lost (request 3, after three CONFIGUREs): repeated with its own
+    # sequence number, which the device answers OK without a second run
+    # (docs/protocol.md, "Repeated RUN").
+    dev, transport = lossy_device(drop={3})
+    dev.configure(depth=1, tiles=1, precision=4)
+    assert dev.run().result_words == PARAMS.tile_rows(4)
+    assert transport.commands.count(Command.RUN) == 2 and transport.model.runs == 1
+    # Lost, then damaged on the way back (the device checks nothing), then replayed.
+    dev, transport = lossy_device(retries=3, drop={1}, corrupt={2})
+    dev.configure(depth=1)
+    assert not dev.run().busy
+    assert transport.commands.count(Command.RUN) == 3 and transport.model.runs == 1
+    # Every attempt lost: a LinkTimeout, and still one run.
+    dev, transport = lossy_device(drop={1, 2, 3})
     dev.configure(depth=1)
     with pytest.raises(LinkTimeout):
         dev.run()
-    assert transport.commands.count(Command.RUN) == 1
-    assert dev.status().result_words == 0          # tiles register is 0: an empty run
+    assert transport.commands.count(Command.RUN) == 3 and transport.model.runs == 1
+
+
+def test_replayed_run_is_ok_while_busy_and_only_right_after_the_run():
+    model = shell_model("mac", PARAMS, run_bit_times=10_000)
+    seq = 7
+    run = encode_request(Command.RUN, seq)
+    assert model.feed(run) == encode_reply(Status.OK, seq)
+    assert model.feed(run) == encode_reply(Status.OK, seq)           # a replay: not BUSY
+    assert model.runs == 1 and model.busy
+    assert model.feed(run[:-1] + bytes([run[-1] ^ 1])) == encode_reply(Status.BAD_CRC, seq)
+    assert model.feed(run) == encode_reply(Status.OK, seq)           # bad CRC: remembered
+    status = encode_request(Command.STATUS, 8)
+    assert model.feed(status)[1] == Status.OK                        # forgets the RUN
+    assert model.feed(run) == encode_reply(Status.BUSY, seq)
+    model.idle(10_000)
+    assert model.feed(encode_request(Command.RUN, 9)) == encode_reply(Status.OK, 9)
+    assert model.feed(encode_request(Command.RUN, 10)) == encode_reply(Status.BUSY, 10)
+    assert model.feed(encode_request(Command.RUN, 9)) == encode_reply(Status.BUSY, 9)
+    assert model.runs == 2
 
 
 def test_damaged_request_is_repeated_even_for_run():

@@ -81,6 +81,15 @@ def fault_script(point):
          m.buffers[0].word_bytes < word else write(15, 0, 0, data[:1]))
     step("intact at the end", read(16, 0, 0, len(data)))
     step("info", encode_request(Command.INFO, 17))
+    # Repeated RUN (docs/protocol.md): registers at reset, so the run is empty.
+    run = encode_request(Command.RUN, 18)
+    step("run", run)
+    step("replayed run", run)
+    step("replay with a bad CRC", run[:-1] + bytes([run[-1] ^ 0x01]))
+    step("replay after a bad CRC", run)
+    step("another frame", read(19, 0, 0, 1))
+    step("the same RUN again runs", run)
+    assert m.runs == 2
     return steps
 
 

@@ -360,3 +360,49 @@ def test_receive_fifo_depth_is_checked():
     from celine.rtl.shell.receive_fifo import ReceiveFIFO
     with pytest.raises(ValueError, match=r"^depth must be at least 1, not 0$"):
         ReceiveFIFO(0)
+
+
+# -- the command executor: a repeated RUN (docs/protocol.md, "Repeated RUN") ---------------
+
+def test_executor_answers_a_replayed_run_without_starting_it():
+    """The executor alone, its engine busy from the first start: a RUN with the sequence
+    number of the RUN just started is OK (not BUSY) and starts nothing; a damaged frame in
+    between does not make it forget, any other checked frame does."""
+    from celine.rtl.shell.command_executor import CommandExecutor
+    from celine.spec.fields import BufferSpec
+    dut = CommandExecutor(buffers=[BufferSpec("a", 8, 4, True)], registers=2, max_payload=16,
+                          info_length=4)
+    starts = []
+
+    async def request(ctx, command, seq, status=Status.OK):
+        ctx.set(dut.request.payload.status, status)
+        ctx.set(dut.request.payload.command, command)
+        ctx.set(dut.request.payload.seq, seq)
+        ctx.set(dut.request.payload.length, 0)
+        ctx.set(dut.request.valid, 1)
+        ctx.set(dut.reply.ready, 1)
+        for _ in range(50):
+            _, _, taken, reply_status = await ctx.tick().sample(dut.request.ready,
+                                                                dut.reply.payload.status)
+            if taken:
+                break
+        ctx.set(dut.request.valid, 0)
+        await ctx.tick().repeat(3)
+        return Status(reply_status)
+
+    async def engine(ctx):
+        async for _, _, start in ctx.tick().sample(dut.start):
+            if start:
+                starts.append(True)
+                ctx.set(dut.busy, 1)            # busy from then on
+
+    async def host(ctx):
+        assert await request(ctx, Command.RUN, 5) == Status.OK
+        assert await request(ctx, Command.RUN, 5) == Status.OK           # replay
+        assert await request(ctx, Command.RUN, 5, Status.BAD_CRC) == Status.BAD_CRC
+        assert await request(ctx, Command.RUN, 5) == Status.OK           # still a replay
+        assert await request(ctx, Command.STATUS, 6) == Status.OK
+        assert await request(ctx, Command.RUN, 5) == Status.BUSY         # forgotten
+        assert len(starts) == 1
+
+    run_sim(dut, host, processes=[engine])

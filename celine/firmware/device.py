@@ -35,13 +35,14 @@ which is imported (with whatever it needs, torch for tensors) on first use; open
 device and the buffer, register and run calls need neither Amaranth nor torch.
 
 Every request gets one reply; the sequence number ties them (stale replies of earlier,
-timed-out requests are skipped). Retries happen only where a repeat cannot do harm:
+timed-out requests are skipped). Retries (`retries` extra attempts) never do harm:
 - a reply that never came or failed its CRC (LinkTimeout, ReplyCRCError): the request
-  may or may not have run, so it is repeated only for idempotent commands (WRITE, READ,
-  CONFIGURE, STATUS, INFO), never for RUN;
+  may or may not have run. WRITE, READ, CONFIGURE, STATUS and INFO do the same when
+  repeated, and are repeated with a new sequence number; a RUN is repeated with its own,
+  which the device answers OK without starting a second run if the first one started
+  (docs/protocol.md, "Repeated RUN");
 - the device's BAD_CRC or TIMEOUT status: the frame was damaged on the way and never
-  executed (the protocol guarantees a bad frame changes nothing), so any command is
-  repeated, RUN included.
+  executed (the protocol guarantees a bad frame changes nothing), so it is repeated.
 After a missing or damaged reply the input is drained (until the line has been quiet for
 a while) before the next attempt. Every wait has a deadline: a reply `timeout`, the drain
 `timeout` (a line that never goes quiet is a LinkError), a run `run_timeout`
@@ -365,17 +366,17 @@ class Device:
         """Send one request (repeating it where safe); the OK reply's payload."""
         self.check_open()
         error = None
+        seq = None
         for _ in range(1 + self.retries):
-            seq = self._next_seq()
+            if seq is None or command in IDEMPOTENT:
+                seq = self._next_seq()      # a RUN keeps its own: a replay never runs
             self.transport.write(encode_request(command, seq, payload))
             try:
                 reply = self._receive(seq)
             except (LinkTimeout, ReplyCRCError) as caught:
                 error = caught
                 self._drain()
-                if command in IDEMPOTENT:
-                    continue
-                raise
+                continue
             if reply.status == Status.OK:
                 return reply.payload
             error = device_error(reply.status, seq, command)

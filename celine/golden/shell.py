@@ -17,6 +17,11 @@ command, length for the command, then BAD_ADDRESS (unknown or read-only buffer, 
 BAD_REGISTER, then BUSY (WRITE, READ, CONFIGURE and RUN while a run is in progress). A
 READ count of 0 or above max_payload is BAD_LENGTH.
 
+A RUN whose sequence number is that of a RUN that started and that was the last frame to
+pass the CRC check is a replay (the host repeating a RUN whose reply it lost): OK, and
+nothing starts, even while busy (checked after the register check, before BUSY). Any other
+frame that passes the CRC check forgets the RUN.
+
 A RUN computes at once with the engine model; its results, ``cycles`` and
 ``result_words`` appear when it completes: at once, or after ``run_bit_times`` of idle
 line (``busy`` until then). Engine error flags (STATUS) belong to the last run, cleared
@@ -109,6 +114,7 @@ class ShellModel:
         self.cycles = self.result_words = 0
         self.runs = 0                # RUNs executed (started)
         self._pending_run = None     # (bit times left, completion function)
+        self._run_seq = None         # seq of the RUN that started, if the last checked frame
         self._frame = None           # bytes of the frame after its start byte, or None
         self._gap = 0                # quiet bit times since the last byte of a frame
 
@@ -182,12 +188,19 @@ class ShellModel:
         (crc,) = struct.unpack_from("<H", frame, 4 + length)
         if crc16(frame[:4 + length]) != crc:
             return encode_reply(Status.BAD_CRC, seq)
+        replay = command == Command.RUN and self._run_seq == seq
+        self._run_seq = None
         handler = {Command.WRITE: self._write, Command.READ: self._read,
                    Command.CONFIGURE: self._configure, Command.RUN: self._run,
                    Command.STATUS: self._status, Command.INFO: self._info}.get(command)
         if handler is None:
             return encode_reply(Status.UNKNOWN_COMMAND, seq)
-        status, reply = handler(payload)
+        if command == Command.RUN:
+            status, reply = self._run(payload, replay)
+            if status == Status.OK:
+                self._run_seq = seq
+        else:
+            status, reply = handler(payload)
         return encode_reply(status, seq, reply)
 
     def _address(self, payload, size):
@@ -245,9 +258,11 @@ class ShellModel:
             return Status.BAD_LENGTH, b""
         return Status.OK, self.info_bytes()
 
-    def _run(self, payload):
+    def _run(self, payload, replay=False):
         if payload:
             return Status.BAD_LENGTH, b""
+        if replay:
+            return Status.OK, b""
         if self.busy:
             return Status.BUSY, b""
         complete = self._compute()

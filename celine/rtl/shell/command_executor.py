@@ -29,6 +29,12 @@ class CommandExecutor(wiring.Component):
     encoder takes the descriptor at the end of the frame), so `mem` is free whenever the
     reply stream is idle (the encoder reads the buffers while it is valid).
 
+    A RUN whose sequence number is the one of a RUN that started and that was the last
+    request to pass the CRC check is a replay: the host repeating a RUN whose reply it
+    lost. It is answered OK and starts nothing (docs/protocol.md, "Repeated RUN"), ahead
+    of the BUSY check, so the replay of a run still in progress is OK too. Any other
+    request that passes the CRC check forgets the RUN.
+
     `overrun` pulses when the receiver lost a byte: a sticky flag, reported in the next
     STATUS reply (StatusFlags.OVERRUN) and cleared by it.
     """
@@ -121,6 +127,14 @@ class CommandExecutor(wiring.Component):
                             & (select < self.register_count) & ~busy),
             configure_at.eq(Cat(*(select == k for k in range(self.register_count)))),
         ]
+        # The repeated-RUN check: `replay` is registered from the request and from
+        # `run_armed`/`run_seq`, which change only in CHECK; a request reaches CHECK at
+        # least four cycles after the previous one left it, so `replay` is current there.
+        run_armed = Signal()
+        run_seq = Signal(8)
+        replay = Signal()
+        m.d.sync += replay.eq(run_armed & (command == Command.RUN) & (request.seq == run_seq))
+
         # A WRITE's store cycle is a register of its own (set with the address, cleared
         # by the store), so the buffers' write enables do not decode the FSM's state.
         store = Signal()
@@ -164,7 +178,7 @@ class CommandExecutor(wiring.Component):
                 m.next = "CHECK"
 
             with m.State("CHECK"):
-                m.d.sync += [address.eq(offset), index.eq(ADDRESS_BYTES)]
+                m.d.sync += [address.eq(offset), index.eq(ADDRESS_BYTES), run_armed.eq(0)]
                 with m.If(~known):
                     respond(Status.UNKNOWN_COMMAND)
                 with m.Elif(~length_ok):
@@ -173,6 +187,9 @@ class CommandExecutor(wiring.Component):
                     respond(Status.BAD_ADDRESS)
                 with m.Elif(~register_ok):
                     respond(Status.BAD_REGISTER)
+                with m.Elif(replay):
+                    m.d.sync += run_armed.eq(1)
+                    respond(Status.OK)
                 with m.Elif(needs_idle & checked_busy):
                     respond(Status.BUSY)
                 with m.Elif(command == Command.WRITE):
@@ -182,7 +199,7 @@ class CommandExecutor(wiring.Component):
                 with m.Elif(command == Command.CONFIGURE):
                     respond(Status.OK)          # the register is set below
                 with m.Elif(command == Command.RUN):
-                    m.d.sync += start.eq(1)
+                    m.d.sync += [start.eq(1), run_armed.eq(1), run_seq.eq(request.seq)]
                     respond(Status.OK)
                 with m.Elif(command == Command.STATUS):
                     m.d.sync += reply.snapshot.eq(
