@@ -121,9 +121,21 @@ def test_run_polls_until_done():
     model.run_bit_times = 10 ** 9
     with pytest.raises(RunTimeout, match=r"^run still busy after 0.5 s$"):
         dev.run(timeout=0.5)
+    dev.run_timeout = 0.25         # BUSY: the request waits for the run (at most this)
+    polls = dev.transport.commands.count(Command.STATUS)
     with pytest.raises(Busy, match=r"^device replied BUSY to CONFIGURE \(seq \d+\)$") as error:
         dev.configure(depth=2)
     assert error.value.command == Command.CONFIGURE
+    assert dev.transport.commands.count(Command.STATUS) > polls + 3
+    model.run_bit_times = 0
+    model.idle(10 ** 9)            # the run ends: the same request goes through
+    model.run_bit_times = 200_000
+    dev.run_timeout = 10.0
+    dev.configure(depth=1)
+    dev.transport.write(encode_request(Command.RUN, 200))
+    dev.transport.read(7, 0.1)      # a RUN the host does not wait for
+    dev.configure(depth=2)          # BUSY, polled until the run ended, then done
+    assert model.registers["depth"] == 2
 
 
 def test_device_errors_are_raised_not_retried():

@@ -74,6 +74,14 @@ class Accelerator:
       `workload`; any other is a variant that cuts the link's share (e.g. weights already on
       chip). The runs are made in order on one device, so a workload may count on what the
       calls before it left there.
+    random_call: (params, options, rng) -> (description, run, want), one engine call of a
+      random shape and random operands drawn from `rng` (a random.Random), that fits a
+      device of those params and shell options: `run(device)` makes the call through
+      `device.<name>` and returns its result, `want` is that result computed without the
+      device (the engine's reference functions), equal to it bit for bit
+      (celine.sim.calls.same). Shapes go from the smallest to what the buffers hold, and
+      operands include the extremes (the most negative value). The soak, the noisy line
+      and the host properties (celine/sim/calls.py, tests/test_reliability.py) use it.
     space: the exploration space, {parameter: tuple of values}.
     scale: the configurations `celine bench --only largest` tries on each board
       (celine.gen.bench_timing.largest), smallest first, each a dict of parameters over
@@ -101,6 +109,7 @@ class Accelerator:
     cycles: Ref
     bench: Ref
     sample_calls: Ref
+    random_call: Ref
     space: dict
     workload: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)

@@ -41,8 +41,13 @@ timed-out requests are skipped). Retries (`retries` extra attempts) never do har
   repeated, and are repeated with a new sequence number; a RUN is repeated with its own,
   which the device answers OK without starting a second run if the first one started
   (docs/protocol.md, "Repeated RUN");
-- the device's BAD_CRC or TIMEOUT status: the frame was damaged on the way and never
-  executed (the protocol guarantees a bad frame changes nothing), so it is repeated.
+- the device's BAD_CRC, TIMEOUT or BAD_LENGTH status: the frame was damaged on the way
+  (the host only sends lengths that fit the command and max_payload, so a BAD_LENGTH
+  means a damaged length) and never executed (the protocol guarantees a bad frame changes
+  nothing), so it is repeated;
+- BUSY to anything but STATUS and INFO: a run is still going (one that an earlier call
+  started and then failed to see through); the host polls STATUS until it ends, at most
+  `run_timeout`, and repeats the request (Busy if the run does not end).
 After a missing or damaged reply the input is drained (until the line has been quiet for
 a while) before the next attempt. Every wait has a deadline: a reply `timeout`, the drain
 `timeout` (a line that never goes quiet is a LinkError), a run `run_timeout`
@@ -57,7 +62,7 @@ from dataclasses import dataclass
 from .. import registry
 from ..spec.protocol import DEFAULT_TIMEOUT_BITS
 from ..spec.uart import PROBE_BAUDS, STANDARD_BAUDS
-from .errors import (BadCRC, CelineError, DeviceError, FrameTimeout, LinkError, LinkTimeout,
+from .errors import (BadCRC, BadLength, Busy, CelineError, DeviceError, FrameTimeout, LinkError, LinkTimeout,
                      ProtocolError, ReplyCRCError, RunTimeout, SettingError, device_error)
 from .protocol import (ADDRESS_BYTES, Command, ReplyDecoder, Status, configure_payload,
                        encode_request, parse_info, parse_status, read_payload, write_payload)
@@ -164,7 +169,8 @@ class Device:
     lost one); retries: extra attempts where safe (see the module docstring); poll_bits:
     bit times between STATUS polls of a run; run_timeout: seconds a run may take (the
     default of run()). Seconds are the transport's (wall time, or model time for the
-    loopback).
+    loopback). `stats` counts the requests made (INFO of opening included), the attempts
+    repeated (retries) and the RUNs made, a repeated RUN counted once.
     """
 
     def __init__(self, transport, *, timeout=DEFAULTS["timeout"], retries=DEFAULTS["retries"],
@@ -179,6 +185,8 @@ class Device:
         self.run_timeout = run_timeout
         self._closed = False
         self._seq = 0
+        # requests made, attempts repeated (retries), and RUNs made (each counted once)
+        self.stats = {"requests": 0, "retries": 0, "runs": 0}
         self._decoder = ReplyDecoder()
         payload = self._request(Command.INFO)
         try:
@@ -367,7 +375,10 @@ class Device:
         self.check_open()
         error = None
         seq = None
-        for _ in range(1 + self.retries):
+        self.stats["requests"] += 1
+        self.stats["runs"] += command == Command.RUN
+        for attempt in range(1 + self.retries):
+            self.stats["retries"] += attempt > 0
             if seq is None or command in IDEMPOTENT:
                 seq = self._next_seq()      # a RUN keeps its own: a replay never runs
             self.transport.write(encode_request(command, seq, payload))
@@ -380,9 +391,20 @@ class Device:
             if reply.status == Status.OK:
                 return reply.payload
             error = device_error(reply.status, seq, command)
-            if not isinstance(error, (BadCRC, FrameTimeout)):
+            if isinstance(error, Busy) and command not in (Command.STATUS, Command.INFO):
+                self._wait_idle(error)      # a run an earlier, failed call left going
+            elif not isinstance(error, (BadCRC, FrameTimeout, BadLength)):
                 raise error
         raise error
+
+    def _wait_idle(self, busy):
+        """Poll STATUS until the engine is idle; `busy` (the Busy error) if it is still
+        busy after run_timeout."""
+        deadline = self.transport.now() + self.run_timeout
+        while self.status().busy:
+            if self.transport.now() >= deadline:
+                raise busy
+            self.transport.pause(self.poll_interval)
 
     # -- commands ----------------------------------------------------------------------
 

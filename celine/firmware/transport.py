@@ -126,7 +126,8 @@ class LoopbackTransport(Transport):
     Time is virtual: it advances only when a read waits for bytes that are not there (by
     its whole timeout) or on ``pause``, and the model sees that time as idle line
     (``model.idle(bit_times)``), which times out partial frames and completes runs.
-    ``commands`` records the command of every request written (for tests of what was sent);
+    ``commands`` records the command of every request written (for tests of what was sent;
+    the raw byte where it is no Command);
     ``bytes_written`` and ``bytes_read`` count the bytes the host sent and the bytes it
     read back (not those ``reset_input`` dropped unread), for measuring a call's link
     traffic: set them to 0 to start a count.
@@ -153,7 +154,9 @@ class LoopbackTransport(Transport):
         self._check_open()
         data = bytes(data)
         if len(data) > 1 and data[0] == REQUEST_START:
-            self.commands.append(Command(data[1]))
+            code = data[1]          # a damaged frame's may be no command
+            self.commands.append(Command(code) if code in Command._value2member_map_
+                                 else code)
         self.bytes_written += len(data)
         self._received += self.model.feed(data)
 

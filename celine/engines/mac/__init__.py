@@ -20,6 +20,7 @@ ENGINE = Accelerator(
     workload={"m": 64, "k": 64, "n": 64},
     bench=Ref("celine.engines.mac.bench:run"),
     sample_calls=Ref("celine.engines.mac.bench:sample_calls"),
+    random_call=Ref("celine.engines.mac.calls:random_call"),
     space={"rows": (1, 2, 4, 8, 16), "cols": (1, 2, 4, 8, 16), "impl": spec.IMPLS,
            "brick_width": (1, 2, 4), "precisions": ((8,), (4, 8), (2, 4, 8, 16))},
     # DSP PEs, 8-bit: a MULT18X18D a PE, and up to 3 a column in the drain's requantizers.
