@@ -43,7 +43,7 @@ def test_record_is_complete(record):
     assert buffers and all(isinstance(b, BufferSpec) for b in buffers)
     assert len({b.name for b in buffers}) == len(buffers)
     for ref in (record.core, record.adapter, record.golden, record.host, record.cycles,
-                record.bench, record.sample_calls):
+                record.bench, record.sample_calls, record.random_call):
         assert isinstance(ref, Ref) and callable(ref.load())
     estimate = record.cycles.load()(params, **record.workload)
     assert isinstance(estimate, CycleEstimate) and estimate.cycles > 0

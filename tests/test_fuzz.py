@@ -118,7 +118,6 @@ def test_checks():
 
 # -- the RTL ---------------------------------------------------------------------------------
 
-FUZZ_CLOCK_HZ = 100_000_000         # the testbench clock (10 ns)
 # The engines' own shell tests build these designs (the same small configuration, shell
 # settings and top name), so make test compiles each once: {engine: (top, max_payload)}.
 # An engine not listed is fuzzed in a build of its own.
@@ -128,25 +127,11 @@ SHARED_BUILDS = {"mac": ("serve_mac", 48), "taylor": ("taylor_shell_small", 1024
 
 
 def run_fuzz(request, name, seeds, bursts, faulty):
-    """Fuzz engine `name`'s shell at its small configuration (Accelerator.small) in
-    Verilator; the testbench asserts every reply; returns its fuzz.json."""
-    import json
-
-    from celine.rtl.shell.shell import build_shell
-    from celine.sim.runner import run_cocotb
-    record = registry.get(name)
-    params, options = record.small_point()
-    top, max_payload = SHARED_BUILDS.get(name, (f"fuzz_{name}", MAX_PAYLOAD))
-    shell = dict(clock_hz=FUZZ_CLOCK_HZ, baud=FUZZ_CLOCK_HZ // 4, max_payload=max_payload,
-                 timeout_bits=64)
-    design = build_shell(accel=name, accel_params=params, **shell, **options)
-    directory = run_cocotb(design, toplevel=top, test_module="celine.sim.tb.shell_tb",
-                           case_id=request.node.nodeid, testcase="fuzz_matches_golden",
-                           params={"accel": name, "params": params.to_dict(),
-                                   "options": options, "shell": shell},
-                           data={"seeds": seeds, "bursts": bursts, "faulty": faulty},
-                           optimize=True)
-    return json.loads((directory / "fuzz.json").read_text())
+    """celine.sim.reliability.fuzz_rtl in the build the engine's shell tests share."""
+    from celine.sim.reliability import fuzz_rtl
+    top, max_payload = SHARED_BUILDS.get(name, (None, MAX_PAYLOAD))
+    return fuzz_rtl(name, seeds=seeds, bursts=bursts, faulty=faulty,
+                    case_id=request.node.nodeid, top=top, max_payload=max_payload)
 
 
 @pytest.mark.cocotb

@@ -200,3 +200,51 @@ def soak(calls_each, *, seed=2):
             "corrupted_buffers": totals["corrupted_buffers"],
             "host_rss_growth_mb": round(rss["end_mb"] - rss["warm_mb"], 1), "rss": rss,
             "engines": per_engine}
+
+
+def soak_rtl(name, calls_each, *, seed=3):
+    """`calls_each` random calls of engine `name` on its shell's RTL (small configuration)
+    under Verilator through Device.open("sim"); the counts (no model: runs and buffers are
+    not checked here, results are)."""
+    record = registry.get(name)
+    params, options = record.small_point()
+    start = time.monotonic()
+    with Device.open("sim", accel=name, params=params, **options) as device:
+        run = CallRun(record, params, options, device, seed=seed)
+        for k in range(calls_each):
+            run.step()
+            if (k + 1) % max(1, calls_each // 4) == 0:
+                progress(f"RTL soak {name}: {k + 1} of {calls_each} calls "
+                         f"({time.monotonic() - start:.0f} s)")
+    return {**run.counts, "errors": dict(run.errors), "first_wrong": run.first_wrong,
+            "seconds": round(time.monotonic() - start, 1)}
+
+
+FUZZ_CLOCK_HZ = 100_000_000         # the fuzz testbench's clock (10 ns), 4 cycles a bit
+
+
+def fuzz_rtl(name, *, seeds, bursts, faulty, case_id, top=None, max_payload=64,
+             timeout_bits=64):
+    """The link fuzzer (celine/sim/fuzz.py) on engine `name`'s shell at its small
+    configuration (Accelerator.small) in Verilator, against the golden model live
+    (celine.sim.tb.shell_tb.fuzz_matches_golden, which asserts every reply): `bursts`
+    bursts of `faulty` faulty steps for each seed of `seeds`. `top` names the Verilog top
+    (a build shared with other tests of the same design; default fuzz_<name>). Returns the
+    testbench's fuzz.json: per seed, the counts."""
+    import json
+
+    from ..rtl.shell.shell import build_shell
+    from .runner import run_cocotb
+    record = registry.get(name)
+    params, options = record.small_point()
+    shell = dict(clock_hz=FUZZ_CLOCK_HZ, baud=FUZZ_CLOCK_HZ // 4, max_payload=max_payload,
+                 timeout_bits=timeout_bits)
+    design = build_shell(accel=name, accel_params=params, **shell, **options)
+    directory = run_cocotb(design, toplevel=top or f"fuzz_{name}",
+                           test_module="celine.sim.tb.shell_tb", case_id=case_id,
+                           testcase="fuzz_matches_golden",
+                           params={"accel": name, "params": params.to_dict(),
+                                   "options": options, "shell": shell},
+                           data={"seeds": seeds, "bursts": bursts, "faulty": faulty},
+                           optimize=True)
+    return json.loads((directory / "fuzz.json").read_text())
