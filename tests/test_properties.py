@@ -109,3 +109,86 @@ def test_golden_model_changes_nothing_on_a_frame_that_fails_a_check(name, frame)
     [status] = replies(got)
     if status != Status.OK:
         assert state(model) == before
+
+
+# -- every engine's host API: it runs, or it raises SettingError --------------------------
+
+def _host_calls(name):
+    """(method name, required parameters) of engine `name`'s public host calls: the
+    positional ones, then the keyword-only ones (named "*name")."""
+    import inspect
+    host = registry.get(name).host.load()
+    out = []
+    for attr, member in inspect.getmembers(host, inspect.isfunction):
+        if attr.startswith("_"):
+            continue
+        required = [p.name if p.kind != p.KEYWORD_ONLY else f"*{p.name}"
+                    for p in inspect.signature(member).parameters.values()
+                    if p.name != "self" and p.default is p.empty
+                    and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                   p.KEYWORD_ONLY)]
+        out.append((attr, required))
+    return out
+
+
+def _tensors():
+    """Tensors of random shape (0 to 3 dimensions, 0 to 5 long), integer, float or bool,
+    with values from tiny to far out of any engine's range."""
+    import torch
+    shapes = st.lists(st.integers(0, 5), min_size=0, max_size=3)
+    values = st.one_of(st.integers(-(1 << 40), 1 << 40), st.integers(-130, 130))
+
+    @st.composite
+    def tensor(draw):
+        shape = draw(shapes)
+        count = 1
+        for size in shape:
+            count *= size
+        data = draw(st.lists(values, min_size=count, max_size=count))
+        kind = draw(st.sampled_from(["int64", "int8", "float", "bool"]))
+        t = torch.tensor(data, dtype=torch.int64).reshape(shape)
+        if kind == "int8":
+            t = t.clamp(-128, 127).to(torch.int8)
+        elif kind == "float":
+            t = t.to(torch.float32) / 3
+        elif kind == "bool":
+            t = t > 0
+        return t
+    return tensor()
+
+
+ARGUMENTS = st.one_of(_tensors(), st.none(), st.integers(-1000, 1000),
+                      st.floats(allow_nan=True), st.text(max_size=3),
+                      st.lists(st.integers(-200, 200), max_size=4))
+
+
+@pytest.mark.parametrize("name", [record.name for record in registry.ENGINES])
+@settings(max_examples=60)
+@given(data=st.data())
+def test_every_host_call_runs_or_raises_setting_error(name, data):
+    """Any required arguments (tensors of any shape, dtype and values, None, numbers,
+    strings, lists) given to any public call of the engine's host API: the call returns
+    or raises SettingError, never another exception (and never hangs)."""
+    from celine.firmware.device import Device
+    from celine.firmware.errors import SettingError
+    device = _devices(name)
+    method, required = data.draw(st.sampled_from(_host_calls(name)))
+    args = [data.draw(ARGUMENTS, label=p) for p in required if not p.startswith("*")]
+    keywords = {p[1:]: data.draw(ARGUMENTS, label=p) for p in required if p.startswith("*")}
+    try:
+        getattr(device.engine, method)(*args, **keywords)
+    except SettingError:
+        pass
+    assert isinstance(device, Device)
+
+
+_DEVICES = {}
+
+
+def _devices(name):
+    """One golden-model device an engine, at its small configuration, shared by examples."""
+    if name not in _DEVICES:
+        from celine.firmware.device import Device
+        params, options = registry.get(name).small_point()
+        _DEVICES[name] = Device.open("model", accel=name, params=params, **options)
+    return _DEVICES[name]
