@@ -297,8 +297,10 @@ def test_closed_serial_port_raises_a_celine_error():
     port = SerialTransport("loop://", 115_200)
     port.write(b"ab")
     assert port.read(2, 0.5) == b"ab"
+    port.send_break(0.001)
     port.close()
-    for call in (lambda: port.write(b"x"), lambda: port.read(1, 0.01), port.reset_input):
+    for call in (lambda: port.write(b"x"), lambda: port.read(1, 0.01), port.reset_input,
+                 lambda: port.send_break(0.001)):
         with pytest.raises(CelineError, match=r"^serial port 'loop://' is closed$"):
             call()
     port.close()

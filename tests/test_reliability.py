@@ -197,3 +197,46 @@ def test_same_compares_exactly():
     assert same(a, a.clone()) and same((a, {"x": 3}), [a, {"x": 3}])
     assert not same(a, torch.tensor([[1, -127]])) and not same(a, a.reshape(2, 1))
     assert not same({"x": a}, {"y": a}) and not same(3, 3.0)
+
+
+def test_reset_brings_back_a_device_whose_run_never_ends():
+    """A run that never ends (an engine that hangs): calls end in RunTimeout and Busy; a
+    break (Device.reset) resets the device, buffers kept, and calls are bit-exact again."""
+    from celine.firmware.errors import Busy, RunTimeout
+    record = registry.get(ENGINES[0])
+    params, options = record.small_point()
+    device, model, line = model_device(record.name)
+    run = CallRun(record, params, options, device, model, seed=3)
+    assert run.step()
+    name = next(b.name for b in device.buffers.values() if b.writable)
+    before = device.read_buffer(name, 0, 8)
+    model.run_bit_times = 10 ** 12                     # hangs
+    device.run_timeout = 0.01
+    with pytest.raises(RunTimeout):
+        device.run()
+    with pytest.raises(Busy):
+        device.write_buffer(name, 0, b"\x01")
+    model.run_bit_times = 500
+    device.reset()
+    assert not device.status().busy and model.registers == model.engine.register_map.reset_values()
+    assert device.read_buffer(name, 0, 8) == before
+    device.run_timeout = 10.0
+    for _ in range(5):
+        assert run.step(), run.first_wrong
+
+
+def test_a_socket_simulation_cannot_send_a_break():
+    from celine.firmware.transport import Transport
+
+    class Bare(Transport):
+        def write(self, data):
+            pass
+
+        def read(self, n, timeout):
+            return b""
+
+        def reset_input(self):
+            pass
+
+    with pytest.raises(CelineError, match=r"^a Bare cannot send a break$"):
+        Bare().send_break(0.1)

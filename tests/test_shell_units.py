@@ -406,3 +406,83 @@ def test_executor_answers_a_replayed_run_without_starting_it():
         assert len(starts) == 1
 
     run_sim(dut, host, processes=[engine])
+
+
+# -- a break on the line resets the device (docs/protocol.md, "Break") -------------------
+
+def test_a_break_resets_everything_but_the_buffers():
+    """The small shell behind the break detector the board top has (with_break_reset): a
+    long run is going, a CONFIGURE set a register; a break; then STATUS is idle and zero,
+    the buffer written before reads back, and a run over the registers' reset values is
+    empty, all as the golden model says."""
+    from celine.golden.shell import shell_model
+    from celine.rtl.shell.line_break import with_break_reset
+    from celine.spec.protocol import BREAK_BITS, encode_reply
+    shell = small_shell(operand_depth=1024)
+    dut = with_break_reset(shell, DIVISOR)
+    model = shell_model("mac", MacArrayParams(rows=1, cols=1, precisions=(8,)),
+                        operand_depth=1024, result_depth=4, max_payload=64, timeout_bits=64)
+    data = bytes(range(1, 33))
+    before = [encode_request(Command.WRITE, 1, bytes(5) + data),
+              encode_request(Command.CONFIGURE, 2, bytes([0]) + (32).to_bytes(4, "little")),
+              encode_request(Command.CONFIGURE, 3, bytes([1]) + (32).to_bytes(4, "little"))]
+    after = [encode_request(Command.STATUS, 5), encode_request(Command.READ, 6,
+                                                                bytes(5) + (32).to_bytes(2, "little")),
+             encode_request(Command.RUN, 7)]       # over the reset registers: empty
+    for request in before:
+        model.feed(request)
+    model.line_break()
+    want = [model.feed(request) for request in after]
+    assert want[0] == encode_reply(Status.OK, 5, bytes(8))
+
+    async def testbench(ctx):
+        ctx.set(shell.rx, 1)
+        await ctx.tick().repeat(10)
+        for request in before:
+            await send_uart(ctx, shell.rx, request)
+            await receive_uart(ctx, shell.tx, 7)
+        await send_uart(ctx, shell.rx, encode_request(Command.RUN, 4))     # 1024 beats
+        assert await receive_uart(ctx, shell.tx, 7) == encode_reply(Status.OK, 4)
+        assert ctx.get(shell.busy)
+        ctx.set(shell.rx, 0)                                                # the break
+        await ctx.tick().repeat((BREAK_BITS + 2) * DIVISOR)
+        ctx.set(shell.rx, 1)
+        await ctx.tick().repeat(4 * DIVISOR)
+        assert not ctx.get(shell.busy)
+        for request, expected in zip(after, want):
+            await send_uart(ctx, shell.rx, request)
+            assert await receive_uart(ctx, shell.tx, len(expected)) == expected
+        # a low line shorter than a break is a framing error, not a reset
+        for request in before[1:]:
+            await send_uart(ctx, shell.rx, request)
+            await receive_uart(ctx, shell.tx, 7)
+        ctx.set(shell.rx, 0)
+        await ctx.tick().repeat((BREAK_BITS - 4) * DIVISOR)
+        ctx.set(shell.rx, 1)
+        await ctx.tick().repeat(100 * DIVISOR)
+        await send_uart(ctx, shell.rx, encode_request(Command.RUN, 9))
+        assert await receive_uart(ctx, shell.tx, 7) == encode_reply(Status.OK, 9)
+        assert ctx.get(shell.busy)                  # the registers kept: 1024 beats
+
+    run_sim(dut, testbench)
+
+
+def test_a_glitch_on_the_line_is_not_a_byte():
+    """A low pulse shorter than half a bit (noise, or the synchroniser's last low cycles
+    as a break's reset ends) is no start bit: a frame right behind it is received.
+    Regression: the receiver took any falling edge for a start bit, read 0xFF-like bytes
+    into the next frame's time, and lost that frame."""
+    dut = small_shell()
+
+    async def testbench(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(10)
+        for seq in (1, 2):
+            ctx.set(dut.rx, 0)
+            await ctx.tick().repeat(DIVISOR // 2 - 1)
+            ctx.set(dut.rx, 1)
+            await ctx.tick().repeat(DIVISOR)
+            await send_uart(ctx, dut.rx, encode_request(Command.STATUS, seq))
+            assert await receive_uart(ctx, dut.tx, 15) == reply_frame(Status.OK, seq, bytes(8))
+
+    run_sim(dut, testbench)

@@ -1,11 +1,12 @@
 """The board top: PLL clock, reset until lock, and the UART pins around one design."""
 
-from amaranth import (ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal,
-                      Signal)
+from amaranth import (ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Instance, Module,
+                      ResetSignal, Signal)
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import AsyncFFSynchronizer, FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from ..rtl.shell.line_break import LineBreak
 from .baud import check_baud, default_baud
 from .pll import EcpPll, pll_config
 from .platforms import get_board
@@ -38,6 +39,8 @@ class BoardTop(Elaboratable):
       The synchronized reset reaches the design's flip-flops through a DCCA, on one of the
       device's global networks: routed through the fabric it was the worst path of
       several builds (9.4 ns of routing into a register's LSR across the die).
+    - A break on the UART's rx line (held low BREAK_BITS bit times: Device.reset) resets
+      the design like the reset button, buffers' contents kept (rtl/shell/line_break.py).
     - The UART's rx pin reaches the design through a 2-flip-flop synchronizer (idle high);
       tx goes straight to the pin. `busy` drives an LED where the board has one.
     - `baud` defaults to the highest standard rate the board's USB-serial chip and the
@@ -81,8 +84,13 @@ class BoardTop(Elaboratable):
         # once, released on an edge), then buffered onto a global network.
         m.domains.reset_sync = ClockDomain("reset_sync", reset_less=True)
         m.d.comb += ClockSignal("reset_sync").eq(pll.clk_out)
+        # A break on the UART line (rx held low for BREAK_BITS bit times) resets the design
+        # too (rtl/shell/line_break.py), from a detector that no reset clears.
+        m.submodules.line_break = line_break = DomainRenamer("reset_sync")(
+            LineBreak(divisor=round(self.clock_hz / self.baud)))
         synced = Signal(init=1)
-        m.submodules.reset_sync = AsyncFFSynchronizer(reset, synced, o_domain="reset_sync")
+        m.submodules.reset_sync = AsyncFFSynchronizer(reset | line_break.detected, synced,
+                                                      o_domain="reset_sync")
         m.submodules.reset_global = Instance("DCCA", i_CLKI=synced, i_CE=1,
                                              o_CLKO=ResetSignal("sync"))
 
@@ -91,6 +99,7 @@ class BoardTop(Elaboratable):
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.submodules.rx_sync = FFSynchronizer(rx_buf.i, design.rx, init=1)
+        m.d.comb += line_break.rx.eq(design.rx)
         m.d.comb += tx_buf.o.eq(design.tx)
 
         if board.led is not None:

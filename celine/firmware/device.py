@@ -8,6 +8,7 @@
     dev = Device.open("sim", transport=t)          # any Transport (e.g. in a cocotb test)
     dev.<engine>.<call>(...)                       # the engine's host API (docs/engines.md)
     dev.<call>(...)                                # the same, through the device
+    dev.reset()                                    # a break: back to a known state
     dev.close()                                    # or: with Device.open(...) as dev: ...
 
 Targets of Device.open:
@@ -60,7 +61,7 @@ import numbers
 from dataclasses import dataclass
 
 from .. import registry
-from ..spec.protocol import DEFAULT_TIMEOUT_BITS
+from ..spec.protocol import BREAK_BITS, DEFAULT_TIMEOUT_BITS
 from ..spec.uart import PROBE_BAUDS, STANDARD_BAUDS
 from .errors import (BadCRC, BadLength, Busy, CelineError, DeviceError, FrameTimeout, LinkError, LinkTimeout,
                      ProtocolError, ReplyCRCError, RunTimeout, SettingError, device_error)
@@ -411,6 +412,19 @@ class Device:
     def status(self):
         """StatusReport(busy, engine_errors, cycles, result_words)."""
         return parse_status(self._request(Command.STATUS))
+
+    def reset(self):
+        """Bring the device back to a known state without reprogramming it: a break on the
+        line (docs/protocol.md, "Break") resets everything but the buffers' contents (a
+        run in progress is abandoned, registers take their reset values); then the line
+        is drained and INFO read again. CelineError on a transport that cannot send a
+        break (a simulation over a socket)."""
+        self.check_open()
+        baud = self.info["baud"]
+        # 4 x BREAK_BITS bit times, and the USB-serial chip's latency on top
+        self.transport.send_break(4 * BREAK_BITS / baud + self.transport.latency)
+        self._drain()
+        self._request(Command.INFO)
 
     def _buffer(self, name, *, write):
         names = [n for n, b in self.buffers.items() if b.writable or not write]

@@ -43,6 +43,11 @@ class Transport(ABC):
     def reset_input(self):
         """Drop the bytes received so far."""
 
+    def send_break(self, seconds):
+        """Hold the line low (a break) for `seconds`: the device resets (docs/protocol.md,
+        "Break"). CelineError where the transport cannot."""
+        raise CelineError(f"a {type(self).__name__} cannot send a break")
+
     def now(self):
         """Seconds on this transport's clock."""
         return time.monotonic()
@@ -116,6 +121,9 @@ class SerialTransport(Transport):
     def reset_input(self):
         self._call(self.port.reset_input_buffer)
 
+    def send_break(self, seconds):
+        self._call(lambda: self.port.send_break(duration=seconds))
+
     def close(self):
         self.port.close()
 
@@ -171,6 +179,11 @@ class LoopbackTransport(Transport):
 
     def reset_input(self):
         self._received.clear()
+
+    def send_break(self, seconds):
+        self._check_open()
+        self._time += seconds
+        self.model.line_break()
 
     def now(self):
         return self._time

@@ -180,6 +180,19 @@ class ShellModel:
                 self._pending_run = (left - bit_times, complete)
         return out
 
+    def line_break(self):
+        """A break on the line (docs/protocol.md, "Break"): the device resets, all but its
+        buffers' contents: a frame in progress is dropped without a reply, a run in
+        progress is abandoned (its results never appear), the registers take their reset
+        values, STATUS reads idle and zero, and no RUN is remembered."""
+        self._frame = None
+        self._gap = 0
+        self._pending_run = None
+        self._run_seq = None
+        self.registers = self.engine.register_map.reset_values()
+        self.engine_errors = 0
+        self.cycles = self.result_words = 0
+
     # -- commands ----------------------------------------------------------------------
 
     def _execute(self, frame):

@@ -82,6 +82,9 @@ class NoisyTransport(Transport):
     def reset_input(self):
         self.inner.reset_input()
 
+    def send_break(self, seconds):
+        self.inner.send_break(seconds)
+
     def now(self):
         return self.inner.now()
 

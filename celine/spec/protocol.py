@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
 __all__ = ["REQUEST_START", "REPLY_START", "HEADER_BYTES", "CRC_BYTES", "ADDRESS_BYTES",
-           "FRAME_OVERHEAD", "DEFAULT_MAX_PAYLOAD", "DEFAULT_TIMEOUT_BITS", "Command",
+           "FRAME_OVERHEAD", "DEFAULT_MAX_PAYLOAD", "DEFAULT_TIMEOUT_BITS", "BREAK_BITS", "Command",
            "Status", "StatusFlags", "crc16", "encode_frame", "encode_request",
            "encode_reply", "write_payload", "read_payload", "configure_payload",
            "parse_address", "parse_read", "parse_configure", "StatusReport", "STATUS_BYTES",
@@ -27,6 +27,9 @@ FRAME_OVERHEAD = HEADER_BYTES + CRC_BYTES
 ADDRESS_BYTES = 5         # buffer (1), offset (4)
 DEFAULT_MAX_PAYLOAD = 1024
 DEFAULT_TIMEOUT_BITS = 64  # the inter-byte timeout, in bit times of the line
+# A break: the line held low (space) this many bit times or more resets the whole device
+# but its buffers' contents (docs/protocol.md, "Break"). No byte holds it low longer than 9.
+BREAK_BITS = 32
 
 CRC_POLY, CRC_INIT = 0x1021, 0xFFFF
 

@@ -10,7 +10,8 @@ class UARTReceiver(wiring.Component):
     """8N1 UART receiver: `rx` pin in, one byte per frame out on `o`.
 
     `divisor` is clock cycles per bit (at least 4). The pin is synchronised by two
-    flip-flops; a falling edge starts a frame, each bit is sampled in its middle, and a
+    flip-flops; a falling edge starts a frame if the line is still low in the middle of
+    the start bit (shorter pulses are glitches), each bit is sampled in its middle, and a
     byte is offered on `o` after the stop bit. A frame whose stop bit reads 0 is dropped
     (`framing_error` pulses) and the receiver waits for the line to return high. `o` is
     not buffered: a byte still waiting when the next one completes is overwritten and
@@ -50,14 +51,26 @@ class UARTReceiver(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(~rx):
-                    # Wait to the middle of the first data bit: 1.5 bit times.
-                    m.d.sync += [timer.eq(self.divisor * 3 // 2 - 1), bit.eq(0),
+                    # Wait to the middle of the start bit: half a bit time.
+                    m.d.sync += [timer.eq(self.divisor // 2 - 1), bit.eq(0),
                                  self.quiet.eq(0)]
-                    m.next = "DATA"
+                    m.next = "START"
                 with m.Elif(timer != 0):
                     m.d.sync += timer.eq(timer - 1)
                 with m.Else():
                     m.d.sync += self.quiet.eq(1)
+            with m.State("START"):
+                with m.If(timer != 0):
+                    m.d.sync += timer.eq(timer - 1)
+                with m.Elif(rx):
+                    # High again in the middle of the start bit: a glitch (or the end of
+                    # a break that a reset cut into), not a byte.
+                    m.d.sync += self.quiet.eq(1)
+                    m.next = "IDLE"
+                with m.Else():
+                    # On to the middle of the first data bit.
+                    m.d.sync += timer.eq(self.divisor - 1)
+                    m.next = "DATA"
             with m.State("DATA"):
                 with m.If(timer != 0):
                     m.d.sync += timer.eq(timer - 1)
