@@ -1,5 +1,8 @@
 """The formal proofs (celine/formal, make formal): each holds, within the induction depth
-docs/formal.md lists, in a few seconds; a broken block fails with its counterexample."""
+docs/formal.md lists, in a few seconds; a broken block (a stream register, a frame decoder,
+a command executor, a buffer reader) fails with its counterexample."""
+
+import re
 
 import pytest
 from amaranth.hdl import Module
@@ -7,7 +10,17 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from celine.formal import PROOFS, Proof, ProofFailed, prove
+from celine.formal.executor import ExecutorHarness
+from celine.formal.frame import FrameHarness
+from celine.formal.reader import ReaderHarness
 from celine.formal.streams import WIDTH, StreamHarness
+from celine.rtl.common import buffer_reader
+from celine.rtl.common.shaped_queue import ShapedQueue
+from celine.rtl.shell import frame_decoder
+from celine.rtl.shell.command_executor import CommandExecutor
+from celine.rtl.shell.crc16 import CRC16
+from celine.rtl.shell.link_streams import request_layout
+from celine.spec.protocol import Status
 
 
 @pytest.mark.parametrize("proof", PROOFS, ids=[p.name for p in PROOFS])
@@ -38,3 +51,59 @@ def test_a_broken_block_fails_with_its_trace(tmp_path):
     assert message.startswith("DropsWhenStalled: beats in order: a counterexample from reset")
     assert "\\o_ready" in message and "\\i_valid" in message      # the trace's inputs
     assert (tmp_path / proof.name / "counterexample.vcd").exists()
+
+
+def _fails_from_reset(proof, tmp_path):
+    """`proof` fails with a counterexample from reset; its message."""
+    with pytest.raises(ProofFailed) as failure:
+        prove(proof, tmp_path)
+    message = str(failure.value)
+    assert message.startswith(f"{proof.component}: {proof.prop}: a counterexample from reset")
+    assert (tmp_path / proof.name / "counterexample.vcd").exists()
+    return message
+
+
+class StuckCRC(CRC16):
+    """A CRC register that ignores the bytes: it stays at its initial value."""
+
+    def elaborate(self, platform):
+        return Module()
+
+
+def test_a_decoder_that_does_not_check_the_crc_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(frame_decoder, "CRC16", StuckCRC)
+    message = _fails_from_reset(Proof("FrameDecoder with a stuck CRC", "OK frames", FrameHarness),
+                                tmp_path)
+    assert "\\rx_byte" in message and "\\request_ready" in message
+
+
+class IgnoresStatus(CommandExecutor):
+    """A command executor that takes every request's status for OK."""
+
+    def elaborate(self, platform):
+        outside = self.request
+        self.request = stream.Signature(request_layout()).create()
+        try:
+            m = super().elaborate(platform)
+        finally:
+            inside, self.request = self.request, outside
+        m.d.comb += [inside.valid.eq(outside.valid), inside.payload.eq(outside.payload),
+                     inside.payload.status.eq(Status.OK), outside.ready.eq(inside.ready)]
+        return m
+
+
+def test_an_executor_that_ignores_the_status_fails(tmp_path):
+    proof = Proof("IgnoresStatus", "only OK requests act", lambda: ExecutorHarness(IgnoresStatus))
+    assert "\\request_valid" in _fails_from_reset(proof, tmp_path)
+
+
+def test_a_reader_whose_queue_is_short_of_its_credit_fails(tmp_path, monkeypatch):
+    # The credit keeps one word of the queue free (at most queue_depth - 1 committed), so
+    # a queue one word short still never overflows; two words short, it does.
+    monkeypatch.setattr(buffer_reader, "ShapedQueue",
+                        lambda layout, depth: ShapedQueue(layout, depth - 2))
+    proof = Proof("BufferReader, queue 2 short", "credit",
+                  lambda: ReaderHarness(queue_depth=4))
+    message = _fails_from_reset(proof, tmp_path)
+    # the trace of the base case (from the initial values), not of a failed induction step
+    assert re.search(r"init \\taken\s+0\s", message)

@@ -14,18 +14,60 @@ def _skid():
 
 
 def _queue(depth):
+    """Depth 1 and 2 close from the ports alone; from depth 3 on the induction needs what
+    the queue's memory holds (celine.formal.queues)."""
     def harness():
         from ..rtl.common.shaped_queue import ShapedQueue
+        from .queues import queue_invariant
         from .streams import WIDTH, StreamHarness
-        return StreamHarness(lambda: ShapedQueue(WIDTH, depth), capacity=depth)
+
+        def invariant(m, dut, taken, held):
+            queue_invariant(m, dut, taken, held, lambda word, n: word == n[:WIDTH])
+        return StreamHarness(lambda: ShapedQueue(WIDTH, depth), capacity=depth,
+                             invariant=invariant if depth >= 3 else None)
     return harness
 
 
+def _reader(queue_depth, read_latency, buffers):
+    def harness():
+        from .reader import ReaderHarness
+        return ReaderHarness(queue_depth=queue_depth, read_latency=read_latency,
+                             buffers=buffers)
+    return harness
+
+
+def _frame(max_payload, timeout_cycles):
+    def harness():
+        from .frame import FrameHarness
+        return FrameHarness(max_payload=max_payload, timeout_cycles=timeout_cycles)
+    return harness
+
+
+def _executor():
+    from .executor import ExecutorHarness
+    return ExecutorHarness()
+
+
+_IN_ORDER = "beats in order, none lost or duplicated, held until taken"
+_READER = ("its queue never offered a word it has no room for; words in request order, "
+           "none lost or duplicated, from the right buffer; at most queue_depth - 1 "
+           "committed")
+
+_FRAME = ("an OK request is the whole frame just taken, its length at most max_payload, "
+          "its CRC bytes the CRC of its bytes")
+
 PROOFS = [
-    Proof("SkidBuffer", "beats in order, none lost or duplicated, held until taken, "
-          "at most 2 held", _skid),
-    Proof("ShapedQueue (depth 1)", "beats in order, none lost or duplicated, held until "
-          "taken, at most 1 held", _queue(1)),
-    Proof("ShapedQueue (depth 2)", "beats in order, none lost or duplicated, held until "
-          "taken, at most 2 held", _queue(2)),
+    Proof("SkidBuffer", f"{_IN_ORDER}, at most 2 held", _skid),
+    Proof("ShapedQueue (depth 1)", f"{_IN_ORDER}, at most 1 held", _queue(1)),
+    Proof("ShapedQueue (depth 2)", f"{_IN_ORDER}, at most 2 held", _queue(2)),
+    Proof("ShapedQueue (depth 3)", f"{_IN_ORDER}, at most 3 held", _queue(3)),
+    Proof("ShapedQueue (depth 8)", f"{_IN_ORDER}, at most 8 held", _queue(8)),
+    Proof("BufferReader (queue 4, read latency 1)", _READER, _reader(4, 1, 1)),
+    Proof("BufferReader (queue 4, read latency 2, 2 buffers)", _READER, _reader(4, 2, 2)),
+    Proof("BufferReader (queue 6, read latency 3, 2 buffers)", _READER, _reader(6, 3, 2)),
+    Proof("FrameDecoder (max_payload 16, timeout 16)", _FRAME, _frame(16, 16)),
+    Proof("FrameDecoder (max_payload 1024, timeout 65536)", _FRAME, _frame(1024, 1 << 16)),
+    Proof("CommandExecutor", "buffer writes, register changes and runs only for an OK "
+          "WRITE, CONFIGURE (the register it names, to its value) or RUN request",
+          _executor),
 ]

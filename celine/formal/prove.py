@@ -52,9 +52,10 @@ def _yosys():
 
 
 def _trace(log):
-    """The counterexample table yosys prints (-show-ports), or the log's last lines."""
+    """The counterexample table yosys prints (-show-ports), or the log's last lines. The
+    last table: yosys prints one for each induction step that failed before the verdict."""
     lines = log.splitlines()
-    start = next((k for k, line in enumerate(lines) if "Time Signal" in line), None)
+    start = next((k for k in reversed(range(len(lines))) if "Time Signal" in lines[k]), None)
     if start is None:
         return "\n".join(lines[-30:])
     end = next((k for k in range(start + 1, len(lines)) if not lines[k].strip()), len(lines))

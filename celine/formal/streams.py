@@ -12,11 +12,18 @@ unchanged, until taken (an Assume). Asserted every cycle:
   stand for any data);
 - held: a beat offered on `o` and not taken stays offered, unchanged, the next cycle;
 - bounded: beats in minus beats out is at most `capacity`.
+
+`invariant(m, dut, taken, held)`, if given, asserts more about the block's insides (`dut` is
+an Insides of it, celine.formal.insides; `taken` the beats out so far, `held` the beats in
+minus the beats out): what a block that keeps beats for any number of cycles holds, which
+the induction needs (celine.formal.queues).
 """
 
 from amaranth.hdl import Assert, Assume, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
+
+from .insides import Insides
 
 __all__ = ["StreamHarness", "WIDTH"]
 
@@ -27,13 +34,14 @@ class StreamHarness(wiring.Component):
     i_valid: In(1)
     o_ready: In(1)
 
-    def __init__(self, make, capacity):
-        self._make, self._capacity = make, capacity
+    def __init__(self, make, capacity, invariant=None):
+        self._make, self._capacity, self._invariant = make, capacity, invariant
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self._make()
+        dut = self._make()
+        insides = Insides(dut, platform) if self._invariant else dut
         offered, taken = Signal(WIDTH), Signal(WIDTH)
         m.d.comb += [dut.i.valid.eq(self.i_valid), dut.i.payload.eq(offered),
                      dut.o.ready.eq(self.o_ready)]
@@ -59,4 +67,7 @@ class StreamHarness(wiring.Component):
         in_flight = Signal(WIDTH)
         m.d.comb += [in_flight.eq(offered - taken),
                      Assert(in_flight <= self._capacity)]
+        if self._invariant:
+            self._invariant(m, insides, taken, in_flight)
+        m.submodules.dut = insides            # (after the invariant: it opens the insides)
         return m

@@ -18,6 +18,7 @@ ENGINE = Accelerator(
     workload={"elements": 197 * 768},
     bench=Ref("celine.engines.activation.bench:run"),
     sample_calls=Ref("celine.engines.activation.bench:sample_calls"),
+    random_call=Ref("celine.engines.activation.calls:random_call"),
     space={"lanes": (1, 2, 4, 8, 16, 32), "max_words": (256, 1024, 4096)},
     small={"params": {"lanes": 3, "max_words": 8}},
     scale=tuple({"lanes": lanes} for lanes in (8, 16, 32)),

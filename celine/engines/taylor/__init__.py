@@ -18,6 +18,7 @@ ENGINE = Accelerator(
     workload={"tokens": 197},
     bench=Ref("celine.engines.taylor.bench:run"),
     sample_calls=Ref("celine.engines.taylor.bench:sample_calls"),
+    random_call=Ref("celine.engines.taylor.calls:random_call"),
     space={"mac_units": (1, 2, 4, 8, 16, 32, 64), "head_dim": (32, 64),
            "max_tokens": (197, 256, 512), "heads": (1, 3, 6)},
     # One head's buffers first: three heads of 256 tokens (192 KB of host buffers) do not

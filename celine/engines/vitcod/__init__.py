@@ -18,6 +18,7 @@ ENGINE = Accelerator(
     workload={"tokens": 197, "sparsity": 0.95},     # the shipped DeiT-Tiny masks' sparsity
     bench=Ref("celine.engines.vitcod.bench:run"),
     sample_calls=Ref("celine.engines.vitcod.bench:sample_calls"),
+    random_call=Ref("celine.engines.vitcod.calls:random_call"),
     space={"dense_macs": (8, 16, 24, 32), "sparse_macs": (24, 32, 40, 48, 56),
            "out_lanes": (16, 32), "max_global": (16, 32, 64),
            "sparse_capacity": (1024, 2048, 4096), "heads": (1, 3)},
