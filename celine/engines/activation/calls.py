@@ -5,25 +5,12 @@ constant or other GELU table) of an int8 tensor of 0 to 3 dimensions, from one e
 around a word's and a run's ends among them, drawn with the extremes -128 and 127; given
 as a torch tensor, a numpy array or nested lists."""
 
-import math
 
 import numpy as np
 import torch
 
 from ...golden.activation import INT8_MAX, INT8_MIN, gelu_table, lookup
-
-
-def _size(rng, hi):
-    """1 .. hi: hi or 1 now and then, else uniform up to 24 or log-uniform up to hi (the
-    small sizes most of the time, and the cost about an eighth of hi's on average)."""
-    draw = rng.random()
-    if draw < 0.03:
-        return hi
-    if draw < 0.1:
-        return 1
-    if draw < 0.6:
-        return rng.randint(1, min(hi, 24))
-    return min(hi, int(math.exp(rng.uniform(0, math.log(hi + 1)))))
+from ...sim.calls import draw_size
 
 
 def _elements(rng, params):
@@ -36,7 +23,7 @@ def _elements(rng, params):
     if draw < 0.17:
         ends = {1, lanes - 1, lanes, lanes + 1, run - 1, run, run + 1, 2 * run, 2 * run + 1}
         return rng.choice(sorted(n for n in ends if n >= 1))
-    return _size(rng, 3 * run)
+    return draw_size(rng, 3 * run)
 
 
 def _shape(rng, elements):

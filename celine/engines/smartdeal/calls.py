@@ -8,7 +8,6 @@ float Decomposition; exact sums or requantized to int8 by a random (multiplier, 
 
 import dataclasses
 import functools
-import math
 import random
 
 import torch
@@ -18,22 +17,10 @@ from ...golden.smartdeal.format import BASIS, LayerHeader
 from ...golden.smartdeal.hardware import (SmartDealWeights, quantize_decomposition,
                                           weight_shift)
 from ...golden.smartdeal.integer import linear_int, rebuild_int
+from ...sim.calls import draw_size
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
 
 LAYERS = 10          # hardware-form layers kept per device (and 3 decomposed ones)
-
-
-def _size(rng, hi):
-    """1 .. hi: hi or 1 now and then, else uniform up to 24 or log-uniform up to hi (the
-    small sizes most of the time, and the cost about an eighth of hi's on average)."""
-    draw = rng.random()
-    if draw < 0.03:
-        return hi
-    if draw < 0.1:
-        return 1
-    if draw < 0.6:
-        return rng.randint(1, min(hi, 24))
-    return min(hi, int(math.exp(rng.uniform(0, math.log(hi + 1)))))
 
 
 def _block_rows(rng, rows, limit, *, largest=False):
@@ -108,7 +95,7 @@ def _layers(params):
     p = params
     rng = random.Random(1)
     largest = _hardware_layer(p, rng, p.max_outputs, p.max_inputs, largest=True)
-    shapes = [(1, 1)] + [(_size(rng, p.max_outputs), _size(rng, p.max_inputs))
+    shapes = [(1, 1)] + [(draw_size(rng, p.max_outputs), draw_size(rng, p.max_inputs))
                          for _ in range(LAYERS - 3)]
     layers = [_hardware_layer(p, rng, outputs, length) for outputs, length in shapes]
     if p.max_outputs >= 3:
@@ -163,7 +150,7 @@ def random_call(params, options, rng):
     if rng.random() < 0.1:
         tokens = rng.choice((p.max_tokens, p.max_tokens + 1))
     else:
-        tokens = _size(rng, 3 * p.max_tokens)
+        tokens = draw_size(rng, 3 * p.max_tokens)
     x = _activations(rng, gen, (tokens, h.length))
     kwargs, requant = {}, (None, None)
     if rng.random() < 0.5:

@@ -5,42 +5,11 @@ skipped by a random head_mask, and the scale registers calibrated from the data 
 default, or from random `scales` and `out_scale`) or given (calibrated ones nudged, or
 drawn anywhere in the registers' ranges)."""
 
-import math
 
 import torch
 
 from ...golden.taylor import MULT_MAX, SHIFT_MAX, TaylorRegisters, calibrate, taylor_int
-
-
-def _size(rng, hi):
-    """1 .. hi: hi or 1 now and then, else uniform up to 24 or log-uniform up to hi (the
-    small sizes most of the time, and the cost about an eighth of hi's on average)."""
-    draw = rng.random()
-    if draw < 0.03:
-        return hi
-    if draw < 0.1:
-        return 1
-    if draw < 0.6:
-        return rng.randint(1, min(hi, 24))
-    return min(hi, int(math.exp(rng.uniform(0, math.log(hi + 1)))))
-
-
-def _operands(rng, gen, shape, lo, hi):
-    """Random integers in lo .. hi of `shape`: uniform, with a share of them (now and then
-    all) at the extremes, or now and then a narrow range around 0."""
-    kind = rng.random()
-    if kind < 0.05:
-        return torch.full(shape, rng.choice((lo, hi)), dtype=torch.int64)
-    if kind < 0.15:
-        narrow = rng.randint(0, max(0, hi // 8))
-        return torch.randint(-narrow, narrow + 1, shape, generator=gen)
-    x = torch.randint(lo, hi + 1, shape, generator=gen)
-    share = rng.choice((0.0, 0.02, 0.2))
-    if share:
-        at = torch.rand(shape, generator=gen) < share
-        ends = torch.where(torch.rand(shape, generator=gen) < 0.5, lo, hi)
-        x = torch.where(at, ends, x)
-    return x
+from ...sim.calls import draw_operands, draw_size
 
 
 def _scales(rng):
@@ -85,11 +54,11 @@ def random_call(params, options, rng):
     p = params
     lo, hi = p.operand_range
     gen = torch.Generator().manual_seed(rng.getrandbits(63))
-    tokens = _size(rng, p.max_tokens)
+    tokens = draw_size(rng, p.max_tokens)
     single = rng.random() < 0.33
     heads = 1 if single else rng.randint(1, p.heads)
     shape = (heads, tokens, p.head_dim)
-    q, k, v = (_operands(rng, gen, shape, lo, hi) for _ in range(3))
+    q, k, v = (draw_operands(rng, gen, shape, lo, hi) for _ in range(3))
     head_mask = 0 if single or rng.random() < 0.5 else rng.randrange(1 << heads)
     if head_mask == (1 << heads) - 1 and rng.random() < 0.8:
         head_mask = 0              # every head skipped (nothing sent) now and then only

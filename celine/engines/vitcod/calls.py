@@ -8,7 +8,6 @@ auto-encoder, some calls send Q and K as codes (`autoencoder`, with or without
 `encode_on_chip`), and some are `encode` calls."""
 
 import functools
-import math
 
 import torch
 
@@ -17,37 +16,7 @@ from ...golden.vitcod.autoencoder import (QuantizedAutoEncoder, code_heads, deco
                                           encode_int)
 from ...golden.vitcod.mask import GLOBAL_THRESHOLD, random_mask
 from ...golden.vitcod.plan import calibrate_head, plan_head
-
-
-def _size(rng, hi):
-    """1 .. hi: hi or 1 now and then, else uniform up to 24 or log-uniform up to hi (the
-    small sizes most of the time, and the cost about an eighth of hi's on average)."""
-    draw = rng.random()
-    if draw < 0.03:
-        return hi
-    if draw < 0.1:
-        return 1
-    if draw < 0.6:
-        return rng.randint(1, min(hi, 24))
-    return min(hi, int(math.exp(rng.uniform(0, math.log(hi + 1)))))
-
-
-def _operands(rng, gen, shape, lo, hi):
-    """Random integers in lo .. hi of `shape`: uniform, with a share of them (now and then
-    all) at the extremes, or now and then a narrow range around 0."""
-    kind = rng.random()
-    if kind < 0.05:
-        return torch.full(shape, rng.choice((lo, hi)), dtype=torch.int64)
-    if kind < 0.15:
-        narrow = rng.randint(0, max(0, hi // 8))
-        return torch.randint(-narrow, narrow + 1, shape, generator=gen)
-    x = torch.randint(lo, hi + 1, shape, generator=gen)
-    share = rng.choice((0.0, 0.02, 0.2))
-    if share:
-        at = torch.rand(shape, generator=gen) < share
-        ends = torch.where(torch.rand(shape, generator=gen) < 0.5, lo, hi)
-        x = torch.where(at, ends, x)
-    return x
+from ...sim.calls import draw_operands, draw_size
 
 
 def _mask(rng, tokens, params, attempt):
@@ -100,8 +69,8 @@ def _encode_call(params, rng, gen):
     """`dev.vitcod.encode(q, k, autoencoder=...)` of all the device's heads."""
     p = params
     lo, hi = p.operand_range
-    tokens = _size(rng, p.max_tokens)
-    q, k = (_operands(rng, gen, (p.heads, tokens, p.head_dim), lo, hi) for _ in range(2))
+    tokens = draw_size(rng, p.max_tokens)
+    q, k = (draw_operands(rng, gen, (p.heads, tokens, p.head_dim), lo, hi) for _ in range(2))
     qaes = _autoencoders(p.heads, rng.randrange(4))
     want = tuple(encode_int(qae, x[None])[0] for qae, x in zip(qaes, (q, k)))
 
@@ -128,12 +97,12 @@ def random_call(params, options, rng):
     gen = torch.Generator().manual_seed(rng.getrandbits(63))
     if p.autoencoder and rng.random() < 0.15:
         return _encode_call(p, rng, gen)
-    tokens = _size(rng, p.max_tokens)
+    tokens = draw_size(rng, p.max_tokens)
     use_ae = p.autoencoder and rng.random() < 0.5
     single = not use_ae and rng.random() < 0.33
     heads = p.heads if use_ae else 1 if single else rng.randint(1, p.heads)
     shape = (heads, tokens, p.head_dim)
-    q, k, v = (_operands(rng, gen, shape, lo, hi) for _ in range(3))
+    q, k, v = (draw_operands(rng, gen, shape, lo, hi) for _ in range(3))
     head_mask = 0 if single or rng.random() < 0.5 else rng.randrange(1 << heads)
     if head_mask == (1 << heads) - 1 and rng.random() < 0.8:
         head_mask = 0              # every head skipped (nothing sent) now and then only
