@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ...golden.activation import INT8_MAX, INT8_MIN, gelu_table, lookup
-from ...sim.calls import draw_size
+from ...sim.calls import draw_operands, draw_size
 
 
 def _elements(rng, params):
@@ -43,19 +43,6 @@ def _shape(rng, elements):
     shape.append(rest)
     rng.shuffle(shape)
     return tuple(shape)
-
-
-def _values(rng, gen, shape):
-    kind = rng.random()
-    if kind < 0.05:
-        return torch.full(shape, rng.choice((INT8_MIN, INT8_MAX)), dtype=torch.int64)
-    x = torch.randint(INT8_MIN, INT8_MAX + 1, shape, generator=gen)
-    share = rng.choice((0.0, 0.02, 0.2))
-    if share:
-        at = torch.rand(shape, generator=gen) < share
-        ends = torch.where(torch.rand(shape, generator=gen) < 0.5, INT8_MIN, INT8_MAX)
-        x = torch.where(at, ends, x)
-    return x
 
 
 def _scale(rng):
@@ -92,7 +79,7 @@ def random_call(params, options, rng):
     gen = torch.Generator().manual_seed(rng.getrandbits(63))
     elements = _elements(rng, params)
     shape = _shape(rng, elements)
-    x = _values(rng, gen, shape)
+    x = draw_operands(rng, gen, shape, INT8_MIN, INT8_MAX)
     if rng.random() < 0.5:
         in_scale = _scale(rng)
         out_scale = _scale(rng) if rng.random() < 0.5 else None
