@@ -1,21 +1,33 @@
 """The formal proofs (celine/formal, make formal): each holds, within the induction depth
 docs/formal.md lists, in a few seconds; a broken block (a stream register, a frame decoder,
-a command executor, a buffer reader) fails with its counterexample."""
+a command executor, a buffer reader, a result drain, a row queue, an output packer, a
+softmax unit, a buffer writer) fails with its counterexample."""
 
 import re
 
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from celine.engines.taylor.spec import TaylorParams
 from celine.formal import PROOFS, Proof, ProofFailed, prove
+from celine.formal.credits import CreditQueueHarness
+from celine.formal.drain import DrainHarness, row_queue_invariant
 from celine.formal.executor import ExecutorHarness
 from celine.formal.frame import FrameHarness
+from celine.formal.packer import PackerHarness
 from celine.formal.reader import ReaderHarness
+from celine.formal.softmax import SoftmaxHarness
 from celine.formal.streams import WIDTH, StreamHarness
+from celine.formal.writer import WriterHarness
 from celine.rtl.common import buffer_reader
+from celine.rtl.common.buffer_writer import BufferWriter
 from celine.rtl.common.shaped_queue import ShapedQueue
+from celine.rtl.mac import result_drain
+from celine.rtl.taylor import output_packer
+from celine.rtl.vitcod import softmax_unit
 from celine.rtl.shell import frame_decoder
 from celine.rtl.shell.command_executor import CommandExecutor
 from celine.rtl.shell.crc16 import CRC16
@@ -107,3 +119,61 @@ def test_a_reader_whose_queue_is_short_of_its_credit_fails(tmp_path, monkeypatch
     message = _fails_from_reset(proof, tmp_path)
     # the trace of the base case (from the initial values), not of a failed induction step
     assert re.search(r"init \\taken\s+0\s", message)
+
+
+class Overdrawn(result_drain.RowQueue):
+    """A RowQueue that claims a row more than it holds (the drain counts against it)."""
+
+    def __init__(self, layout, *, depth):
+        super().__init__(layout, depth=depth)
+        self.capacity = depth + 2
+
+
+class SmallDrain(result_drain.ResultDrain):
+    """A result drain with a one-row store (so the overdrawn credit shows in a few
+    cycles)."""
+
+    @staticmethod
+    def queue_depth():
+        return 1
+
+
+def test_a_drain_whose_credit_passes_its_queue_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(result_drain, "RowQueue", Overdrawn)
+    proof = Proof("ResultDrain, credit 1 over", "credit", lambda: DrainHarness(drain=SmallDrain))
+    message = _fails_from_reset(proof, tmp_path)
+    assert "\\load_next" in message and re.search(r"init \\dut.credits_used\s+0\s", message)
+
+
+def test_a_row_queue_written_past_its_capacity_loses_a_row(tmp_path):
+    # A writer that counts on 4 rows for a queue that holds 3 (its store of 2 and its
+    # output register) overwrites a row.
+    proof = Proof("RowQueue, writer 1 over", "rows in order",
+                  lambda: CreditQueueHarness(lambda: result_drain.RowQueue(WIDTH, depth=2),
+                                             capacity=4, invariant=row_queue_invariant))
+    assert "\\i_valid" in _fails_from_reset(proof, tmp_path)
+
+
+def test_a_packer_whose_fifo_is_short_of_its_credit_fails(tmp_path, monkeypatch):
+    # row_beats 1 and a FIFO of 3 beats made 1: the second beat packed while the first
+    # waits overflows it (16 elements: the base case needs 17 steps).
+    monkeypatch.setattr(output_packer, "SyncFIFOBuffered",
+                        lambda width, depth: SyncFIFOBuffered(width=width, depth=depth - 2))
+    params = TaylorParams(head_dim=8, mac_units=1, max_tokens=4, heads=1)
+    proof = Proof("OutputPacker, FIFO 2 short", "credit",
+                  lambda: PackerHarness(params), maxsteps=18)
+    assert "\\row_start" in _fails_from_reset(proof, tmp_path)
+
+
+def test_a_softmax_unit_whose_csr_queue_is_short_of_its_credit_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(softmax_unit, "ShapedQueue", lambda layout, depth: ShapedQueue(
+        layout, depth - 1 if depth == softmax_unit.CSR_QUEUE_DEPTH else depth))
+    proof = Proof("SoftmaxUnit, CSR queue 1 short", "credit", SoftmaxHarness)
+    assert "\\unit__start" in _fails_from_reset(proof, tmp_path)
+
+
+def test_a_writer_that_counts_past_the_buffer_fails(tmp_path):
+    proof = Proof("BufferWriter, 1 word over", "count at most depth", lambda: WriterHarness(
+        2, writer=lambda shape, *, depth, sequential: BufferWriter(
+            shape, depth=depth + 1, sequential=sequential)))
+    assert "\\i_valid" in _fails_from_reset(proof, tmp_path)
