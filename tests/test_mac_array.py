@@ -26,7 +26,7 @@ POINTS = {
     "bricks_1x1_two": dict(rows=1, cols=1, precisions=(2,), max_reduction=1),
 }
 # The sample that `make test` runs; `make sim` runs every point.
-SAMPLED = {"bricks_default", "dsp_default", "bricks_odd_b1"}
+SAMPLED = {"dsp_default", "bricks_odd_b1"}     # the others: test_mac_array_sweep (make sim)
 
 STALLS = [(0.0, 0.0), (0.3, 0.3), (0.6, 0.1), (0.1, 0.7)]
 

@@ -100,7 +100,7 @@ def test_layouts():
 @pytest.mark.parametrize("rows, R, E, P, outputs, length, tokens", [
     (1, 1, 2, 1, 5, 10, 1),          # one token lane, one token
     (2, 2, 2, 3, 9, 47, 9),          # max_tokens, a length not a multiple of 3
-    (4, 4, 3, 9, 6, 29, 7),
+    pytest.param(4, 4, 3, 9, 6, 29, 7, marks=pytest.mark.sweep),
     (4, 1, 3, 3, 20, 48, 5),         # max_outputs x max_inputs
     (2, 4, 2, 1, 4, 3, 3),           # the shortest layer
 ])
@@ -151,6 +151,7 @@ def trained():
     return sd, x, output_requantizer(sd, x_scale, y_scale, weights="wide")
 
 
+@pytest.mark.sweep      # make test: the parameter points; the shell's bitop case
 def test_rtl_trained_layer(trained):
     sd, x, (mult, shift) = trained
     params = bitop(array_rows=4, max_inputs=96, max_outputs=48, max_tokens=6)

@@ -529,6 +529,7 @@ DEIT = VitcodParams(head_dim=16, max_tokens=197, heads=3, max_global=32, sparse_
                     dense_macs=8, sparse_macs=8, out_lanes=16)
 
 
+@pytest.mark.sweep          # make test: the other engine tests (a DeiT layer is ~40 s)
 @pytest.mark.parametrize("layer", [1, pytest.param(0, marks=pytest.mark.sweep),
                                    pytest.param(3, marks=pytest.mark.sweep),
                                    pytest.param(4, marks=pytest.mark.sweep),
