@@ -2,6 +2,7 @@
 shell buffers (docs/smartdeal.md). Dependency-free: the packed format's facts come from
 celine.golden.smartdeal.format (plain Python, no torch)."""
 
+import functools
 import math
 from dataclasses import dataclass
 from enum import IntFlag
@@ -89,9 +90,7 @@ class SmartDealParams(Params):
 
     def array(self):
         """The MAC array's parameters (8-bit only; sums of max_inputs products)."""
-        return MacArrayParams(rows=self.array_rows, cols=self.array_cols,
-                              impl=self.array_impl, precisions=(PRECISION,),
-                              brick_width=2, max_reduction=self.max_reduction)
+        return _array(self.array_rows, self.array_cols, self.array_impl, self.max_reduction)
 
     @property
     def max_reduction(self):
@@ -283,3 +282,11 @@ def unpack_result(params, words, tokens, outputs):
                 cache[word] = unpack_lanes(words[word], p.result_lanes, p.result_width)
             y[m][n] = cache[word][lane]
     return y
+
+
+@functools.lru_cache(maxsize=64)
+def _array(rows, cols, impl, max_reduction):
+    """SmartDealParams.array(), made and checked once: the golden model and the host ask
+    for it per lane (MacArrayParams is frozen, so one instance serves every caller)."""
+    return MacArrayParams(rows=rows, cols=cols, impl=impl, precisions=(PRECISION,),
+                          brick_width=2, max_reduction=max_reduction)
