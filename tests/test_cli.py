@@ -14,7 +14,8 @@ from celine import registry
 from celine.gen.cli import main
 
 ENGINES = [record.name for record in registry.ENGINES]
-BENCH_CHOICES = ", ".join(repr(name) for name in [*ENGINES, "shell", "timing", "largest", "reliability", "explore"])
+BENCH_CHOICES = ", ".join(repr(name) for name in [*ENGINES, "shell", "timing", "largest",
+                                                    "reliability", "explore"])
 
 
 def run(*args, cwd=None):

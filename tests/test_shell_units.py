@@ -426,8 +426,8 @@ def test_a_break_resets_everything_but_the_buffers():
     before = [encode_request(Command.WRITE, 1, bytes(5) + data),
               encode_request(Command.CONFIGURE, 2, bytes([0]) + (32).to_bytes(4, "little")),
               encode_request(Command.CONFIGURE, 3, bytes([1]) + (32).to_bytes(4, "little"))]
-    after = [encode_request(Command.STATUS, 5), encode_request(Command.READ, 6,
-                                                                bytes(5) + (32).to_bytes(2, "little")),
+    after = [encode_request(Command.STATUS, 5),
+             encode_request(Command.READ, 6, bytes(5) + (32).to_bytes(2, "little")),
              encode_request(Command.RUN, 7)]       # over the reset registers: empty
     for request in before:
         model.feed(request)

@@ -63,8 +63,9 @@ from dataclasses import dataclass
 from .. import registry
 from ..spec.protocol import BREAK_BITS, DEFAULT_TIMEOUT_BITS
 from ..spec.uart import PROBE_BAUDS, STANDARD_BAUDS
-from .errors import (BadCRC, BadLength, Busy, CelineError, DeviceError, FrameTimeout, LinkError, LinkTimeout,
-                     ProtocolError, ReplyCRCError, RunTimeout, SettingError, device_error)
+from .errors import (BadCRC, BadLength, Busy, CelineError, DeviceError, FrameTimeout,
+                     LinkError, LinkTimeout, ProtocolError, ReplyCRCError, RunTimeout,
+                     SettingError, device_error)
 from .protocol import (ADDRESS_BYTES, Command, ReplyDecoder, Status, configure_payload,
                        encode_request, parse_info, parse_status, read_payload, write_payload)
 from .transport import LoopbackTransport, SerialTransport, Transport

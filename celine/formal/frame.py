@@ -24,9 +24,9 @@ The invariant the induction needs (the decoder's insides, celine.formal.insides)
 state of the decoder, how many of the frame's bytes the harness has taken (the decoder's
 `index` in the payload, plus the byte it holds), that the fields it stored and the byte it
 holds are the harness's, and that its CRC register is `ref` (with the byte it holds folded
-in, while that byte is one the CRC covers). Without it a state the decoder cannot reach (say, its CRC register out of step
-with the bytes) could sit quiet for any number of cycles before a request, and no
-induction length would close the proof.
+in, while that byte is one the CRC covers). Without it a state the decoder cannot reach
+(say, its CRC register out of step with the bytes) could sit quiet for any number of
+cycles before a request, and no induction length would close the proof.
 """
 
 from amaranth.hdl import Assert, Assume, Module, Mux, Signal
