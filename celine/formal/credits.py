@@ -30,7 +30,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from .insides import Insides
-from .queues import queue_invariant
+from .queues import pointer_invariant, queue_invariant
 from .streams import WIDTH
 
 __all__ = ["CreditQueueHarness", "count", "fifo_invariant", "register", "stalled_beat_held"]
@@ -52,24 +52,16 @@ def fifo_invariant(m, fifo, count, first=None, holds=None):
     """Assert the invariant of the SyncFIFOBuffered `fifo` (an Insides, opened before any
     signal of the design is named) holding `count` beats; with `holds(word, n)` (1 when
     `word` is beat n) and `first`, what its output register and its memory's words hold."""
-    if holds is not None:
-        queue_invariant(m, _Opened(fifo), first, count, holds)
     component = fifo.component
-    depth = component.depth
-    m.d.comb += Assert(component.level == count)
-    if depth == 1:
+    if holds is not None:
+        queue_invariant(m, _Opened(fifo), first, count, holds)    # pointers included
+    else:
+        m.d.comb += Assert(component.level == count)
+        if component.depth > 1:
+            pointer_invariant(m, fifo, count)
+    if component.depth == 1:
         return
-    inner_depth = depth - 1
-    produce, consume = fifo.signal("produce"), fifo.signal("consume")
     level = fifo.signal("inner_level")
-    m.d.comb += [Assert(produce < inner_depth), Assert(consume < inner_depth),
-                 Assert(level <= inner_depth), Assert(level + component.r_rdy == count)]
-    with m.If(produce == consume):
-        m.d.comb += Assert((level == 0) | (level == inner_depth))
-    with m.Elif(produce > consume):
-        m.d.comb += Assert(level == produce - consume)
-    with m.Else():
-        m.d.comb += Assert(level == inner_depth + produce - consume)
     # The output register is refilled from the memory the cycle after it empties, so it
     # is empty only while the memory holds at most one word (the one just written).
     with m.If(~component.r_rdy):

@@ -17,7 +17,7 @@ that leaves next:
 
 from amaranth.hdl import Assert, Const
 
-__all__ = ["queue_invariant"]
+__all__ = ["queue_invariant", "pointer_invariant"]
 
 
 def queue_invariant(m, queue, first, count, holds):
@@ -45,11 +45,27 @@ def queue_invariant(m, queue, first, count, holds):
     if not inner_depth:                # depth 1: the output register is all there is
         return
 
+    pointer_invariant(m, fifo, count)
+    consume, level = fifo.signal("consume"), fifo.signal("inner_level")
+    # Word j after `consume` holds beat first + r_rdy + j, for the `level` words held.
+    for start in range(inner_depth):
+        with m.If(consume == start):
+            for j in range(inner_depth):
+                with m.If(j < level):
+                    n = first + r_rdy + Const(j)
+                    m.d.comb += Assert(holds(words[(start + j) % inner_depth], n))
+
+
+def pointer_invariant(m, fifo, count):
+    """Assert, of the SyncFIFOBuffered `fifo` (an Insides) of depth 2 or more holding
+    `count` beats, that its memory's pointers are in range and its fill level agrees with
+    them and with `count`."""
+    inner_depth = fifo.component.depth - 1
     produce, consume = fifo.signal("produce"), fifo.signal("consume")
     level = fifo.signal("inner_level")
     m.d.comb += [Assert(produce < inner_depth), Assert(consume < inner_depth),
                  Assert(level <= inner_depth),
-                 Assert(level + r_rdy == count)]
+                 Assert(level + fifo.component.r_rdy == count)]
     # The fill level agrees with the pointers (as amaranth.lib.fifo's own formal checks
     # state it): equal pointers mean empty or full.
     with m.If(produce == consume):
@@ -58,10 +74,3 @@ def queue_invariant(m, queue, first, count, holds):
         m.d.comb += Assert(level == produce - consume)
     with m.Else():
         m.d.comb += Assert(level == inner_depth + produce - consume)
-    # Word j after `consume` holds beat first + r_rdy + j, for the `level` words held.
-    for start in range(inner_depth):
-        with m.If(consume == start):
-            for j in range(inner_depth):
-                with m.If(j < level):
-                    n = first + r_rdy + Const(j)
-                    m.d.comb += Assert(holds(words[(start + j) % inner_depth], n))
