@@ -54,7 +54,9 @@ class PackerHarness(wiring.Component):
         self._packer = packer
         p = self._params
         # The beats in the FIFO are counted modulo 2**(operand_width - 3).
-        assert p.output_fifo_depth < 1 << (p.operand_width - 3)
+        if p.output_fifo_depth >= 1 << (p.operand_width - 3):
+            raise ValueError(f"output_fifo_depth must be below 2 ** (operand_width - 3) "
+                             f"for the harness's beat count, not {p.output_fifo_depth}")
         super().__init__({"valid": In(1), "row_start": In(1), "clear": In(1),
                           "tokens": In(p.token_width), "o_ready": In(1)})
 
