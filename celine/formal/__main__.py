@@ -1,5 +1,5 @@
 """`python -m celine.formal [--out DIR] [--only TEXT]` (make formal): every proof of
-celine.formal.PROOFS (those whose name contains TEXT), one line each; the results in
+celine.formal.all_proofs() (those whose name contains TEXT), one line each; the results in
 DIR/formal.json; exit status 1 with the counterexample when one fails."""
 
 import argparse
@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import PROOFS, ProofFailed, prove
+from . import ProofFailed, all_proofs, prove
 
 
 def main(argv=None):
@@ -15,7 +15,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("build/formal"))
     parser.add_argument("--only", default="", help="run the proofs whose name contains this")
     args = parser.parse_args(argv)
-    chosen = [p for p in PROOFS if args.only.lower() in f"{p.component} {p.prop}".lower()]
+    chosen = [p for p in all_proofs() if args.only.lower() in f"{p.component} {p.prop}".lower()]
     if not chosen:
         print(f"celine formal: no proof matches {args.only!r}", file=sys.stderr)
         return 2
