@@ -51,22 +51,6 @@ def _executor():
     return ExecutorHarness()
 
 
-def _drain():
-    from .drain import DrainHarness
-    return DrainHarness()
-
-
-def _row_queue(depth):
-    def harness():
-        from ..rtl.mac.result_drain import RowQueue
-        from .credits import CreditQueueHarness
-        from .drain import row_queue_invariant
-        from .streams import WIDTH
-        return CreditQueueHarness(lambda: RowQueue(WIDTH, depth=depth), capacity=depth + 1,
-                                  invariant=row_queue_invariant)
-    return harness
-
-
 def _packer(order=True, **params):
     def harness():
         from ..engines.taylor.spec import TaylorParams
@@ -95,9 +79,6 @@ _READER = ("its queue never offered a word it has no room for; words in request 
 _FRAME = ("an OK request is the whole frame just taken, its length at most max_payload, "
           "its CRC bytes the CRC of its bytes")
 
-_DRAIN = ("queue never over depth + 1 rows, credits exact; every row into it once, in "
-          "order, with its tile's last and precision; PEs shift together; busy exact")
-_ROWS = "rows in order, none lost or duplicated, held until taken, at most depth + 1 held"
 _PACKER = ("its FIFO never written while full; reserved covers the FIFO and the rows "
            "started, at most the depth; elements in order, each in its lane of its beat")
 _SOFTMAX = ("its CSR, entry and output queues never offered a word without room; each "
@@ -119,8 +100,6 @@ SHARED_PROOFS = [
     Proof("CommandExecutor", "buffer writes, register changes and runs only for an OK "
           "WRITE, CONFIGURE (the register it names, to its value) or RUN request",
           _executor),
-    Proof("ResultDrain (2 x 1 bricks of 4 bits, precisions 4 and 8)", _DRAIN, _drain),
-    Proof("RowQueue (depth 16, fed on credit)", _ROWS, _row_queue(16)),
     Proof("OutputPacker (row_beats 1, FIFO 3)", _PACKER,
           _packer(head_dim=8, mac_units=1, max_tokens=4, heads=1)),
     Proof("OutputPacker (row_beats 2, FIFO 8, operand width 7)", _PACKER,

@@ -32,4 +32,5 @@ ENGINE = Accelerator(
     # on seeds 1-3 (docs/timing.md, "Board clocks"); 90 MHz is the highest clock below
     # that which every board's PLL makes exactly with an exact UART divisor (30 at 3 Mbaud).
     clock_mhz=90,
+    proofs=Ref("celine.engines.mac.proofs:PROOFS"),
 )

@@ -1,6 +1,7 @@
-"""The harnesses of the MAC array's result drain (rtl/mac/result_drain.py): its credits
-never let its row queue overflow, every row of every tile goes into the queue once, in
-order, with its tile's `last` and precision, and the queue gives the rows out in order.
+"""The MAC array's formal proofs (`PROOFS`, the record's `proofs`; docs/formal.md): its
+result drain (rtl/mac/result_drain.py): its credits never let its row queue overflow,
+every row of every tile goes into the queue once, in order, with its tile's `last` and
+precision, and the queue gives the rows out in order.
 
 The drain shifts a finished tile's rows out of the PEs' shadow registers (`shift`, one
 decision for every PE, made a cycle ahead), through the requantizers (which never stall)
@@ -37,22 +38,23 @@ stage and the drain's `last` and `precision` stages carry their row's number, fl
 precision; the queue's count and `stored`.
 
 What the queue's words hold is `row_queue_invariant`'s, for the RowQueue's own proof
-(credits.CreditQueueHarness: numbered rows in, a writer that keeps its credit, rows out
-in order, none lost or duplicated, held until taken, at most depth + 1 held), so the
-rows leave `o` in the order they entered.
+(celine.formal.credits.CreditQueueHarness: numbered rows in, a writer that keeps its
+credit, rows out in order, none lost or duplicated, held until taken, at most depth + 1
+held), so the rows leave `o` in the order they entered.
 """
 
 from amaranth.hdl import Assert, Assume, Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
-from ..engines.mac.spec import MacArrayParams
-from ..rtl.mac.result_drain import REQUANT_LAYOUT, ResultDrain
-from .credits import count, register, stalled_beat_held
-from .insides import Insides
-from .streams import WIDTH
+from ...formal.credits import CreditQueueHarness, count, register, stalled_beat_held
+from ...formal.insides import Insides
+from ...formal.prove import Proof
+from ...formal.streams import WIDTH
+from ...rtl.mac.result_drain import REQUANT_LAYOUT, ResultDrain, RowQueue
+from .spec import MacArrayParams
 
-__all__ = ["DrainHarness", "PARAMS", "row_queue_invariant"]
+__all__ = ["DrainHarness", "PARAMS", "PROOFS", "row_queue_invariant"]
 
 # A 2 x 1 array of 4-bit bricks at precisions 4 and 8: tiles of 4 and of 2 rows, two
 # output lanes, two PEs (two copies of each decision register), a queue of 16 + 1 rows.
@@ -248,3 +250,15 @@ def row_queue_invariant(m, queue, taken, held):
             m.d.comb += place.eq(following - head)
         with m.If((place != 0) & (place < count)):
             m.d.comb += Assert(words[following] == (words[address] + 1)[:WIDTH])
+
+
+PROOFS = [
+    Proof("ResultDrain (2 x 1 bricks of 4 bits, precisions 4 and 8)",
+          "queue never over depth + 1 rows, credits exact; every row into it once, in "
+          "order, with its tile's last and precision; PEs shift together; busy exact",
+          DrainHarness),
+    Proof("RowQueue (depth 16, fed on credit)",
+          "rows in order, none lost or duplicated, held until taken, at most depth + 1 held",
+          lambda: CreditQueueHarness(lambda: RowQueue(WIDTH, depth=16), capacity=17,
+                                     invariant=row_queue_invariant)),
+]
