@@ -51,14 +51,6 @@ def _executor():
     return ExecutorHarness()
 
 
-def _packer(order=True, **params):
-    def harness():
-        from ..engines.taylor.spec import TaylorParams
-        from .packer import PackerHarness
-        return PackerHarness(TaylorParams(**params), order=order)
-    return harness
-
-
 def _softmax():
     from .softmax import SoftmaxHarness
     return SoftmaxHarness()
@@ -79,8 +71,6 @@ _READER = ("its queue never offered a word it has no room for; words in request 
 _FRAME = ("an OK request is the whole frame just taken, its length at most max_payload, "
           "its CRC bytes the CRC of its bytes")
 
-_PACKER = ("its FIFO never written while full; reserved covers the FIFO and the rows "
-           "started, at most the depth; elements in order, each in its lane of its beat")
 _SOFTMAX = ("its CSR, entry and output queues never offered a word without room; each "
             "credit count within its queue's depth")
 _WRITER = ("a beat written exactly when it comes with room, at the next word; count at "
@@ -100,13 +90,6 @@ SHARED_PROOFS = [
     Proof("CommandExecutor", "buffer writes, register changes and runs only for an OK "
           "WRITE, CONFIGURE (the register it names, to its value) or RUN request",
           _executor),
-    Proof("OutputPacker (row_beats 1, FIFO 3)", _PACKER,
-          _packer(head_dim=8, mac_units=1, max_tokens=4, heads=1)),
-    Proof("OutputPacker (row_beats 2, FIFO 8, operand width 7)", _PACKER,
-          _packer(head_dim=16, mac_units=16, max_tokens=4, heads=1, operand_width=7)),
-    Proof("OutputPacker (default parameters: row_beats 8, FIFO 24)",
-          "its FIFO never written while full; reserved covers the FIFO and the rows "
-          "started, at most the depth", _packer(order=False)),
     Proof("SoftmaxUnit (4 tokens, 2 global columns, 8 entries)", _SOFTMAX, _softmax),
     Proof("BufferWriter (sequential, depth 1)", _WRITER, _writer(1)),
     Proof("BufferWriter (sequential, depth 5)", _WRITER, _writer(5)),

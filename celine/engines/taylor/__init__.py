@@ -26,4 +26,5 @@ ENGINE = Accelerator(
     small={"params": {"head_dim": 16, "max_tokens": 16, "mac_units": 4, "heads": 2}},
     scale=tuple({"head_dim": 64, "heads": heads, "mac_units": units}
                 for heads, units in ((1, 8), (1, 16), (3, 16), (3, 32), (3, 64))),
+    proofs=Ref("celine.engines.taylor.proofs:PROOFS"),
 )

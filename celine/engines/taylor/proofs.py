@@ -1,6 +1,6 @@
-"""The harness of Taylor's output packer (rtl/taylor/output_packer.py): its row credits
-never let its output FIFO overflow, and every element comes out once, in order, in its
-lane of its beat.
+"""The Taylor pipeline's formal proofs (`PROOFS`, the record's `proofs`; docs/formal.md):
+its output packer (rtl/taylor/output_packer.py): its row credits never let its output
+FIFO overflow, and every element comes out once, in order, in its lane of its beat.
 
 The packer packs the output lane's elements (`valid`, `value`) eight to a beat into a
 FIFO that cannot refuse one (the lane never stalls). Its credit: a Q row starts
@@ -35,13 +35,14 @@ from amaranth.hdl import Assert, Assume, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
-from ..engines.taylor.spec import LANES, TaylorParams
-from ..rtl.taylor.output_packer import OutputPacker
-from ..rtl.taylor.row_loader import beat_layout
-from .credits import count, fifo_invariant, stalled_beat_held
-from .insides import Insides
+from ...formal.credits import count, fifo_invariant, stalled_beat_held
+from ...formal.insides import Insides
+from ...formal.prove import Proof
+from ...rtl.taylor.output_packer import OutputPacker
+from ...rtl.taylor.row_loader import beat_layout
+from .spec import LANES, TaylorParams
 
-__all__ = ["PackerHarness"]
+__all__ = ["PROOFS", "PackerHarness"]
 
 
 class PackerHarness(wiring.Component):
@@ -123,3 +124,21 @@ class PackerHarness(wiring.Component):
 
         m.submodules.dut = dut
         return m
+
+
+def _packer(order=True, **params):
+    return lambda: PackerHarness(TaylorParams(**params), order=order)
+
+
+_CREDIT = ("its FIFO never written while full; reserved covers the FIFO and the rows "
+           "started, at most the depth")
+_ORDER = f"{_CREDIT}; elements in order, each in its lane of its beat"
+
+PROOFS = [
+    Proof("OutputPacker (row_beats 1, FIFO 3)", _ORDER,
+          _packer(head_dim=8, mac_units=1, max_tokens=4, heads=1)),
+    Proof("OutputPacker (row_beats 2, FIFO 8, operand width 7)", _ORDER,
+          _packer(head_dim=16, mac_units=16, max_tokens=4, heads=1, operand_width=7)),
+    Proof("OutputPacker (default parameters: row_beats 8, FIFO 24)", _CREDIT,
+          _packer(order=False)),
+]
