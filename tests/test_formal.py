@@ -14,12 +14,12 @@ from amaranth.lib.wiring import In, Out
 from celine.engines.mac.proofs import DrainHarness, row_queue_invariant
 from celine.engines.taylor.proofs import PackerHarness
 from celine.engines.taylor.spec import TaylorParams
+from celine.engines.vitcod.proofs import SoftmaxHarness
 from celine.formal import Proof, ProofFailed, all_proofs, prove
 from celine.formal.credits import CreditQueueHarness
 from celine.formal.executor import ExecutorHarness
 from celine.formal.frame import FrameHarness
 from celine.formal.reader import ReaderHarness
-from celine.formal.softmax import SoftmaxHarness
 from celine.formal.streams import WIDTH, StreamHarness
 from celine.formal.writer import WriterHarness
 from celine.rtl.common import buffer_reader

@@ -51,11 +51,6 @@ def _executor():
     return ExecutorHarness()
 
 
-def _softmax():
-    from .softmax import SoftmaxHarness
-    return SoftmaxHarness()
-
-
 def _writer(depth):
     def harness():
         from .writer import WriterHarness
@@ -71,8 +66,6 @@ _READER = ("its queue never offered a word it has no room for; words in request 
 _FRAME = ("an OK request is the whole frame just taken, its length at most max_payload, "
           "its CRC bytes the CRC of its bytes")
 
-_SOFTMAX = ("its CSR, entry and output queues never offered a word without room; each "
-            "credit count within its queue's depth")
 _WRITER = ("a beat written exactly when it comes with room, at the next word; count at "
            "most depth; overflow exactly when a beat came past the end")
 
@@ -90,7 +83,6 @@ SHARED_PROOFS = [
     Proof("CommandExecutor", "buffer writes, register changes and runs only for an OK "
           "WRITE, CONFIGURE (the register it names, to its value) or RUN request",
           _executor),
-    Proof("SoftmaxUnit (4 tokens, 2 global columns, 8 entries)", _SOFTMAX, _softmax),
     Proof("BufferWriter (sequential, depth 1)", _WRITER, _writer(1)),
     Proof("BufferWriter (sequential, depth 5)", _WRITER, _writer(5)),
     Proof("BufferWriter (sequential, depth 512)", _WRITER, _writer(512)),

@@ -31,4 +31,5 @@ ENGINE = Accelerator(
     # seeds 1-3 (docs/timing.md, "Board clocks"); 60 MHz is the highest clock below that
     # which every board's PLL makes exactly with an exact UART divisor.
     clock_mhz=60,
+    proofs=Ref("celine.engines.vitcod.proofs:PROOFS"),
 )

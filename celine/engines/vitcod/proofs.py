@@ -1,5 +1,6 @@
-"""The harness of ViTCoD's softmax unit (rtl/vitcod/softmax_unit.py): none of its three
-queues, each filled on credit, ever overflows.
+"""ViTCoD's formal proofs (`PROOFS`, the record's `proofs`; docs/formal.md): its softmax
+unit (rtl/vitcod/softmax_unit.py): none of its three queues, each filled on credit, ever
+overflows.
 
 Nothing upstream of the unit's queues stalls: each is filled on credit, a count of the
 words let in and not yet taken out, and a word is let in only while the count is below
@@ -46,13 +47,14 @@ from amaranth.hdl import Assert, Assume, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from ..engines.vitcod.spec import VitcodParams
-from ..rtl.vitcod import softmax_unit
-from ..rtl.vitcod.exp_unit import ExpUnit
-from .credits import fifo_invariant, stalled_beat_held
-from .insides import Insides
+from ...formal.credits import fifo_invariant, stalled_beat_held
+from ...formal.insides import Insides
+from ...formal.prove import Proof
+from ...rtl.vitcod import softmax_unit
+from ...rtl.vitcod.exp_unit import ExpUnit
+from .spec import VitcodParams
 
-__all__ = ["PARAMS", "SoftmaxHarness"]
+__all__ = ["PARAMS", "PROOFS", "SoftmaxHarness"]
 
 # Four tokens, two global columns, eight kept entries: an entry queue of 40.
 PARAMS = VitcodParams(head_dim=8, max_tokens=4, max_global=2, sparse_capacity=8,
@@ -125,3 +127,10 @@ class SoftmaxHarness(wiring.Component):
 
         m.submodules.dut = dut
         return m
+
+
+PROOFS = [
+    Proof("SoftmaxUnit (4 tokens, 2 global columns, 8 entries)",
+          "its CSR, entry and output queues never offered a word without room; each "
+          "credit count within its queue's depth", SoftmaxHarness),
+]
