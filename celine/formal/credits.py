@@ -1,8 +1,9 @@
 """Shared pieces of the harnesses of credit loops: a block that puts beats into a queue that
 cannot refuse them (its producer never stalls) keeps a count of the beats it has let in
 and the queue has not yet given out, and lets a beat in only while that count is below
-what the queue holds. The harnesses (celine.formal.drain, .packer, .softmax) prove that
-the count never lets the queue overflow; these are the pieces they share.
+what the queue holds. The engines' harnesses of such loops (their records' `proofs`,
+celine/engines/<name>/proofs.py) prove that the count never lets the queue overflow;
+these are the pieces they share.
 
 - `fifo_invariant(m, fifo, count, first=None, holds=None)`: the invariant of an
   amaranth.lib.fifo.SyncFIFOBuffered (the queue inside ShapedQueue, or one used directly)

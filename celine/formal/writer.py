@@ -1,7 +1,7 @@
 """The harness of the sequential BufferWriter (rtl/common/buffer_writer.py), the output
-side of the MAC, SmartDeal and activation engines and of Taylor's shell adapter: its
-word count never passes the buffer's end, every beat lands at the next word, none
-lost while there is room, and a beat beyond the end is dropped and flagged.
+side of most engines' shell adapters: its word count never passes the buffer's end,
+every beat lands at the next word, none lost while there is room, and a beat beyond the
+end is dropped and flagged.
 
 The writer's input never stalls (`i` is always ready), so its count is the only thing
 between a run's beats and the words past the buffer's end. The harness counts the beats
