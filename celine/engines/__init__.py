@@ -99,6 +99,9 @@ class Accelerator:
       celine.formal.Proof (docs/formal.md), usually `Ref("celine.engines.<name>.proofs:
       PROOFS")`; `make formal` (celine.formal.all_proofs) runs them after the shared
       ones. None: the engine has none of its own.
+    layers: the engine's part in whole models (celine.models.ops.EngineLayers: the model
+      operations it runs, golden and on a device, and the parameters it suggests for a
+      model), usually `Ref("celine.engines.<name>.layers:LAYERS")`; None: it runs none.
     """
     name: str
     summary: str
@@ -121,6 +124,7 @@ class Accelerator:
     small: dict = field(default_factory=dict)
     clock_mhz: float | None = None
     proofs: Ref | None = None
+    layers: Ref | None = None
 
     def resolve_options(self, options):
         """`options` over the defaults; ValueError for an unknown name."""

@@ -172,7 +172,9 @@ class Device:
     bit times between STATUS polls of a run; run_timeout: seconds a run may take (the
     default of run()). Seconds are the transport's (wall time, or model time for the
     loopback). `stats` counts the requests made (INFO of opening included), the attempts
-    repeated (retries) and the RUNs made, a repeated RUN counted once.
+    repeated (retries) and the RUNs made, a repeated RUN counted once; the bytes sent and
+    received (every attempt's, framing included) and the engine cycles of the runs that
+    run() saw finish (each StatusReport's `cycles`).
     """
 
     def __init__(self, transport, *, timeout=DEFAULTS["timeout"], retries=DEFAULTS["retries"],
@@ -187,8 +189,10 @@ class Device:
         self.run_timeout = run_timeout
         self._closed = False
         self._seq = 0
-        # requests made, attempts repeated (retries), and RUNs made (each counted once)
-        self.stats = {"requests": 0, "retries": 0, "runs": 0}
+        # requests made, attempts repeated (retries), RUNs made (each counted once), bytes
+        # on the line each way, engine cycles of the runs run() saw finish
+        self.stats = {"requests": 0, "retries": 0, "runs": 0, "bytes_sent": 0,
+                      "bytes_received": 0, "cycles": 0}
         self._decoder = ReplyDecoder()
         payload = self._request(Command.INFO)
         try:
@@ -343,6 +347,7 @@ class Device:
         while True:
             left = deadline - self.transport.now()
             chunk = self.transport.read(self._decoder.needed, left) if left > 0 else b""
+            self.stats["bytes_received"] += len(chunk)
             if not chunk:
                 partial = " (a partial reply)" if self._decoder.pending else ""
                 raise LinkTimeout(f"no reply within {self.timeout} s{partial}")
@@ -383,7 +388,9 @@ class Device:
             self.stats["retries"] += attempt > 0
             if seq is None or command in IDEMPOTENT:
                 seq = self._next_seq()      # a RUN keeps its own: a replay never runs
-            self.transport.write(encode_request(command, seq, payload))
+            frame = encode_request(command, seq, payload)
+            self.stats["bytes_sent"] += len(frame)
+            self.transport.write(frame)
             try:
                 reply = self._receive(seq)
             except (LinkTimeout, ReplyCRCError) as caught:
@@ -493,6 +500,7 @@ class Device:
         while True:
             report = self.status()
             if not report.busy:
+                self.stats["cycles"] += report.cycles
                 return report
             if self.transport.now() >= deadline:
                 raise RunTimeout(f"run still busy after {timeout} s")

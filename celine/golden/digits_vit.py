@@ -30,6 +30,7 @@ from torch import nn
 
 from ..spec.checks import check_choice, check_int
 from .activation import check_scale
+from .taylor import taylor_attention
 
 IMAGE_SIDE = 8              # load_digits images are 8x8
 PIXEL_MAX = 16.0            # ... with grey levels 0..16
@@ -37,6 +38,7 @@ CLASSES = 10
 TEST_IMAGES = 360           # the fixed split: 1,437 train, 360 test (stratified)
 SPLIT_SEED = 0
 LABEL_SMOOTHING = 0.1
+ATTENTIONS = ("softmax", "taylor")
 CACHE_FORMAT = 1            # bump when the cached file's layout or the training code changes
 
 
@@ -44,6 +46,8 @@ CACHE_FORMAT = 1            # bump when the cached file's layout or the training
 class DigitsViTConfig:
     """Hyper-parameters of the model and of its training; all validated."""
     patch: int = 2
+    kernel: int | None = None
+    attention: str = "softmax"
     dim: int = 48
     heads: int = 3
     depth: int = 4
@@ -56,6 +60,12 @@ class DigitsViTConfig:
 
     def __post_init__(self):
         check_choice("patch", self.patch, (1, 2, 4, 8))
+        if self.kernel is not None:
+            check_int("kernel", self.kernel, minimum=self.patch, maximum=IMAGE_SIDE)
+            if (self.kernel - self.patch) % 2:
+                raise ValueError(f"kernel must exceed patch ({self.patch}) by an even number, "
+                                 f"not {self.kernel!r}")
+        check_choice("attention", self.attention, ATTENTIONS)
         check_int("heads", self.heads, minimum=1)
         check_int("dim", self.dim, minimum=1)
         if self.dim % self.heads:
@@ -74,6 +84,11 @@ class DigitsViTConfig:
     @property
     def head_dim(self):
         return self.dim // self.heads
+
+    @property
+    def window(self):
+        """Pixels a patch token sees along each axis: `kernel`, or `patch` if None."""
+        return self.patch if self.kernel is None else self.kernel
 
     @property
     def tokens(self):
@@ -114,9 +129,13 @@ def digits_dataset():
 # -- model ----------------------------------------------------------------------------------
 
 class Attention(nn.Module):
-    def __init__(self, dim, heads):
+    """Multi-head self-attention: softmax, or ViTALiTy's first-order Taylor attention
+    (golden.taylor.taylor_attention, trained in the loop)."""
+
+    def __init__(self, dim, heads, attention="softmax"):
         super().__init__()
         self.heads = heads
+        self.attention = attention
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
@@ -130,16 +149,24 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         if qk_transform is not None:
             q, k = qk_transform(q, k)
-        attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(c // self.heads), dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(b, n, c)
+        if self.attention == "taylor":
+            # the weights the linear form applies: (1 + q.k_hat / sqrt(d)) / N (the sum of
+            # k_hat is 0, so the denominator is N)
+            out = taylor_attention(q, k, v).to(q.dtype)
+            k_hat = k - k.mean(dim=-2, keepdim=True)
+            attn = (1 + q @ k_hat.transpose(-2, -1) / math.sqrt(c // self.heads)) / n
+        else:
+            attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(c // self.heads), dim=-1)
+            out = attn @ v
+        out = out.transpose(1, 2).reshape(b, n, c)
         return self.proj(out), q, k, v, attn
 
 
 class Block(nn.Module):
-    def __init__(self, dim, heads, mlp_ratio):
+    def __init__(self, dim, heads, mlp_ratio, attention="softmax"):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
+        self.attn = Attention(dim, heads, attention)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(),
                                  nn.Linear(mlp_ratio * dim, dim))
@@ -156,20 +183,22 @@ class DigitsViT(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.embed = nn.Linear(config.patch ** 2, config.dim)
+        self.embed = nn.Linear(config.window ** 2, config.dim)
         self.cls = nn.Parameter(torch.zeros(1, 1, config.dim))
         self.pos = nn.Parameter(torch.randn(1, config.tokens, config.dim) * 0.02)
-        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio)
+        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio,
+                                          config.attention)
                                     for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim)
         self.head = nn.Linear(config.dim, CLASSES)
 
     def patches(self, images):
-        p = self.config.patch
-        b = images.shape[0]
-        side = IMAGE_SIDE // p
-        blocks = images.reshape(b, side, p, side, p).permute(0, 1, 3, 2, 4)
-        return blocks.reshape(b, side * side, p * p)
+        """(B, tokens - 1, window²): each patch token's window of pixels, row-major, the
+        windows `patch` apart, zero beyond the image's edges."""
+        c = self.config
+        windows = nn.functional.unfold(images[:, None], c.window, stride=c.patch,
+                                       padding=(c.window - c.patch) // 2)
+        return windows.transpose(1, 2)
 
     def trace(self, images, qk_transform=None):
         """(logits, [(q, k, v, attn) per layer]) for a batch of images.

@@ -33,4 +33,5 @@ ENGINE = Accelerator(
     # that which every board's PLL makes exactly with an exact UART divisor (30 at 3 Mbaud).
     clock_mhz=90,
     proofs=Ref("celine.engines.mac.proofs:PROOFS"),
+    layers=Ref("celine.engines.mac.layers:LAYERS"),
 )

@@ -27,4 +27,5 @@ ENGINE = Accelerator(
     scale=tuple({"head_dim": 64, "heads": heads, "mac_units": units}
                 for heads, units in ((1, 8), (1, 16), (3, 16), (3, 32), (3, 64))),
     proofs=Ref("celine.engines.taylor.proofs:PROOFS"),
+    layers=Ref("celine.engines.taylor.layers:LAYERS"),
 )

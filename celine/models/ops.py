@@ -1,0 +1,119 @@
+"""The operations a whole model asks of the engines, and who computes them.
+
+A model (celine.models.integer) never names an engine: it asks for an operation by name
+(the constants below), and the registry's records say which engine runs it (the record
+field `layers`, docs/engines.md). Each engine that takes part in models has a
+`layers.py` whose `LAYERS` is an `EngineLayers`: its operations (`ModelOp`, one golden and
+one device implementation of the same integer function) and the generator parameters it
+suggests for a model's needs.
+
+An `Executor` runs operations either way:
+- `GoldenExecutor(params)`: the engines' golden models in process, at the parameters of
+  each engine (the integer model);
+- `DeviceExecutor(devices)`: the engines' host APIs on open devices (`Device.open("sim")`,
+  a board), one device per engine ("one build per engine, the runtime choosing").
+Both compute the same integers bit for bit; everything between the operations (LayerNorm,
+GELU, the softmax of dense attention, residuals, scales) is the model's own host code.
+
+The operations:
+- MATMUL(a, w, precision): a (M x K) and w (K x N) int8 values, the product's exact
+  integer sums at `precision` (the engine derives p-bit operands from the int8 values
+  below 8 bits): an M x N int64 tensor.
+- TAYLOR_ATTENTION(q, k, v, registers): ViTALiTy Taylor attention of H heads, q, k, v
+  H x N x d int8, `registers` a golden.taylor.TaylorRegisters with one output scale per
+  head: the H x N x d int64 outputs.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..firmware.errors import SettingError
+
+__all__ = ["MATMUL", "TAYLOR_ATTENTION", "OPS", "ModelOp", "EngineLayers", "engine_for",
+           "GoldenExecutor", "DeviceExecutor"]
+
+MATMUL = "matmul"
+TAYLOR_ATTENTION = "taylor_attention"
+OPS = (MATMUL, TAYLOR_ATTENTION)
+
+
+@dataclass(frozen=True)
+class ModelOp:
+    """One operation: golden(params, *args) and device(device, *args) give equal results;
+    check(params, *args) raises SettingError when a device of `params` cannot take args."""
+    golden: Callable
+    device: Callable
+    check: Callable = lambda params, *args: None
+
+
+@dataclass(frozen=True)
+class EngineLayers:
+    """An engine's part in whole models: `ops` {op name: ModelOp}; `params(needs)` the
+    generator parameters (a params object) it suggests for a model's `needs` (a dict:
+    head_dim, heads, tokens, precisions, ...)."""
+    ops: dict
+    params: Callable = field(default=None)
+
+
+def _layers(record):
+    return None if record.layers is None else record.layers.load()
+
+
+def engine_for(op):
+    """(record, EngineLayers) of the first registered engine that runs `op`."""
+    from .. import registry
+    if op not in OPS:
+        raise SettingError(f"op must be one of {', '.join(OPS)}, not {op!r}")
+    for record in registry.ENGINES:
+        layers = _layers(record)
+        if layers is not None and op in layers.ops:
+            return record, layers
+    raise SettingError(f"no registered engine runs {op!r}")
+
+
+class GoldenExecutor:
+    """Operations on the engines' golden models. params: {engine name: params object}."""
+
+    def __init__(self, params):
+        self.params = dict(params)
+        self.calls = {}
+
+    def __call__(self, op, *args):
+        record, layers = engine_for(op)
+        if record.name not in self.params:
+            raise SettingError(f"no parameters for the {record.name!r} engine that runs {op!r}")
+        params = self.params[record.name]
+        layers.ops[op].check(params, *args)
+        self.calls[op] = self.calls.get(op, 0) + 1
+        return layers.ops[op].golden(params, *args)
+
+
+class DeviceExecutor:
+    """Operations on open devices, each running one engine: the first device whose engine
+    runs an op gets it."""
+
+    def __init__(self, devices):
+        self.devices = list(devices)
+        if not self.devices:
+            raise SettingError("devices must hold at least one open Device")
+        self.calls = {}
+
+    @property
+    def params(self):
+        """{engine name: params} of the devices."""
+        return {dev.accelerator.name: dev.accelerator.params.from_dict(dev.info["params"])
+                for dev in self.devices}
+
+    def device_for(self, op):
+        for dev in self.devices:
+            layers = _layers(dev.accelerator)
+            if layers is not None and op in layers.ops:
+                return dev, layers.ops[op]
+        names = ", ".join(dev.accelerator.name for dev in self.devices)
+        raise SettingError(f"none of the devices ({names}) runs {op!r}")
+
+    def __call__(self, op, *args):
+        dev, model_op = self.device_for(op)
+        model_op.check(dev.accelerator.params.from_dict(dev.info["params"]), *args)
+        self.calls[op] = self.calls.get(op, 0) + 1
+        return model_op.device(dev, *args)
