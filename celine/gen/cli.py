@@ -222,6 +222,22 @@ def cmd_ping(args):
     print("\n".join(format_info(info, port=args.port)))
 
 
+def cmd_run(args):
+    from ..firmware.errors import CelineError
+    from ..models.run import evaluate, format_result
+    from ..models.variants import get
+    try:
+        get(args.model)
+        result = evaluate(args.model, args.device, images=args.images, first=args.first,
+                          progress=not args.quiet)
+    except (ValueError, TypeError, CelineError) as error:
+        raise UsageError(str(error)) from None
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("\n".join(format_result(result)))
+
+
 def cmd_list(args):
     width = max(len(accel.name) for accel in registry.ENGINES) + 2
     for accel in registry.ENGINES:
@@ -322,6 +338,19 @@ def build_parser():
                    help="UART rate (default: probe the standard rates, 3 Mbaud first)")
     p.add_argument("--timeout", type=float, help="seconds to wait for a reply (default 1)")
     p.set_defaults(func=cmd_ping)
+
+    p = sub.add_parser("run", help="run a model's test images on devices; accuracy, bit-exactness, "
+                       "time per image")
+    p.add_argument("model", help="model variant (softmax, taylor; docs/models.md)")
+    p.add_argument("--device", default="model",
+                   help="'model' (the golden devices, fast), 'sim' (the RTL under Verilator, "
+                        "slow) or serial ports, comma-separated, one per engine "
+                        "(default model)")
+    p.add_argument("--images", type=int, default=20, help="test images (default 20)")
+    p.add_argument("--first", type=int, default=0, help="the first test image (default 0)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_run)
 
     from ..explore import cli_db, cli_explore
     cli_explore.add_parser(sub)

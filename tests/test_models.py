@@ -1,0 +1,178 @@
+"""Whole models on the engines (celine.models, docs/models.md): the digits ViT variants, the
+integer model, and offload() onto devices, bit-exact with the integer golden model."""
+
+import json
+
+import pytest
+import torch
+
+from celine.firmware.device import Device
+from celine.firmware.errors import SettingError
+from celine.golden.digits_vit import DigitsViTConfig, digits_dataset, one_thread
+from celine.models import offload, open_devices, quantize_model
+from celine.models.integer import FloatOps, forward
+from celine.models.ops import (MATMUL, OPS, TAYLOR_ATTENTION, DeviceExecutor, GoldenExecutor,
+                               engine_for)
+from celine.models.variants import VARIANTS, get
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits_dataset()
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def quantized(request, data):
+    model, _ = get(request.param).trained(progress=False)
+    with one_thread():
+        return quantize_model(model, data.train_images[:256])
+
+
+def test_variants_have_at_least_64_tokens():
+    for variant in VARIANTS.values():
+        assert variant.config.tokens >= 64
+
+
+def test_the_forward_pass_is_the_float_model(quantized, data):
+    images = data.test_images[:32]
+    with one_thread(), torch.no_grad():
+        assert torch.equal(forward(quantized.model, images, FloatOps()),
+                           quantized.model(images))
+
+
+def test_the_integer_model_agrees_with_the_float_model(quantized, data):
+    images = data.test_images[:40]
+    with one_thread(), torch.no_grad():
+        floats = quantized.model(images).argmax(-1)
+        ints = quantized.golden(images).argmax(-1)
+    assert int((floats == ints).sum()) >= 38          # int8 rounding may flip a close call
+
+
+def test_the_model_device_equals_the_integer_model(quantized, data):
+    images = data.test_images[:6]
+    devices = open_devices(quantized, "model")
+    try:
+        hw = offload(quantized, devices)
+        with one_thread():
+            got = hw(images)
+            want = quantized.golden(images)
+        assert torch.equal(got, want)
+        stats = hw.stats()
+        assert set(stats) == set(quantized.engine_params())
+        assert all(s["runs"] > 0 and s["bytes_sent"] > 0 and s["cycles"] > 0
+                   for s in stats.values())
+    finally:
+        for dev in devices:
+            dev.close()
+
+
+@pytest.mark.cocotb
+def test_the_rtl_equals_the_integer_model(quantized, data):
+    """One image through the RTL of each engine the variant needs (Verilator)."""
+    images = data.test_images[:1]
+    devices = open_devices(quantized, "sim")
+    try:
+        with one_thread():
+            got = offload(quantized, devices)(images)
+            want = quantized.golden(images)
+        assert torch.equal(got, want)
+    finally:
+        for dev in devices:
+            dev.close()
+
+
+# -- settings ---------------------------------------------------------------------------
+
+def test_engines_declare_the_operations():
+    assert engine_for(MATMUL)[0].name and engine_for(TAYLOR_ATTENTION)[0].name
+    assert set(OPS) == {MATMUL, TAYLOR_ATTENTION}
+    with pytest.raises(SettingError, match="op must be one of matmul, taylor_attention, "
+                                           "not 'conv'"):
+        engine_for("conv")
+
+
+def test_a_device_that_runs_no_operation_of_the_model_is_named(data):
+    model, _ = get("taylor").trained(progress=False)
+    with one_thread():
+        quantized = quantize_model(model, data.train_images[:16])
+    params = quantized.engine_params()
+    matmul_engine = engine_for(MATMUL)[0].name
+    with Device.open("model", accel=matmul_engine, params=params[matmul_engine]) as dev:
+        with pytest.raises(SettingError, match=f"none of the devices \\({matmul_engine}\\) "
+                                               f"runs 'taylor_attention'"):
+            offload(quantized, dev)
+
+
+def test_offload_names_what_it_cannot_take(quantized):
+    with pytest.raises(SettingError, match="model must be a golden.digits_vit.DigitsViT or a "
+                                           "celine.models.QuantizedViT, not str"):
+        offload("vit", [])
+    with pytest.raises(SettingError, match="calibration must be None for a model already "
+                                           "quantized"):
+        offload(quantized, [], calibration=torch.zeros(1, 8, 8))
+    with pytest.raises(SettingError, match="devices must hold at least one open Device"):
+        offload(quantized, [])
+    with pytest.raises(SettingError, match="target must be 'model' or 'sim'"):
+        open_devices(quantized, "board")
+
+
+def test_a_golden_executor_needs_every_engines_parameters():
+    with pytest.raises(SettingError, match="no parameters for the .* engine that runs "
+                                           "'matmul'"):
+        GoldenExecutor({})(MATMUL, torch.zeros(1, 1), torch.zeros(1, 1), 8)
+    with pytest.raises(SettingError, match="devices must hold at least one open Device"):
+        DeviceExecutor([])
+
+
+def test_an_engine_checks_operands_in_the_golden_path_too(quantized):
+    params = quantized.engine_params()
+    run = GoldenExecutor(params)
+    with pytest.raises(SettingError, match="w must have 3 rows \\(the columns of a\\), not 2"):
+        run(MATMUL, torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 2, dtype=torch.int64), 8)
+    with pytest.raises(SettingError, match="precision must be one of 8, not 4"):
+        run(MATMUL, torch.zeros(2, 3, dtype=torch.int64), torch.zeros(3, 2, dtype=torch.int64), 4)
+
+
+def test_model_names_and_configurations_are_checked():
+    with pytest.raises(ValueError, match="model must be one of softmax, taylor, not 'resnet'"):
+        get("resnet")
+    with pytest.raises(ValueError, match="attention must be 'softmax' or 'taylor', "
+                                         "not 'linear'"):
+        DigitsViTConfig(attention="linear")
+    with pytest.raises(ValueError, match="kernel must exceed patch \\(1\\) by an even number, "
+                                         "not 2"):
+        DigitsViTConfig(patch=1, kernel=2)
+    with pytest.raises(ValueError, match="kernel must be"):
+        DigitsViTConfig(patch=2, kernel=1)
+
+
+# -- celine run -----------------------------------------------------------------------------
+
+def test_celine_run_reports_accuracy_equality_and_time(capsys):
+    from celine.gen.cli import main
+    assert main(["run", "taylor", "--images", "2", "--first", "5", "--quiet", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 2 and result["first"] == 5 and result["hw_equals_int"]
+    model = get("taylor").trained(progress=False)[0]
+    engines = quantize_model(model, digits_dataset().train_images[:4]).engine_params()
+    assert result["images_equal"] == 2 and result["engines"] == sorted(engines)
+    assert result["cycles_per_image"] > 0 and result["link_bytes_per_image"] > 0
+    assert result["est_ms_per_image_ulx3s"] == pytest.approx(
+        result["est_link_ms_per_image_ulx3s"] + result["est_compute_ms_per_image_ulx3s"],
+        abs=2e-3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "vgg"], "model must be one of softmax, taylor, not 'vgg'"),
+    (["run", "softmax", "--images", "0"], "images must be between 1 and 360, not 0"),
+    (["run", "softmax", "--images", "10", "--first", "355"],
+     "first must be between 0 and 350 for 10 images, not 355"),
+    (["run", "softmax", "--device", ","], "device must be 'model', 'sim' or serial ports"),
+])
+def test_celine_run_rejects_bad_input_in_one_line(capsys, argv, message):
+    from celine.gen.cli import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("celine: error: ") and message in err and err.count("\n") == 1
