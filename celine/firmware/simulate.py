@@ -7,7 +7,9 @@ celine.sim.tb.serve_tb on it through celine.sim.runner.run_cocotb (Verilator unl
 $CELINE_SIM says otherwise; builds are cached in build/sim/_builds, so only the first
 open of a design compiles it). The testbench drives the clock and reset, connects to the
 host's port and relays bytes until the host closes the connection: from the socket onto
-the design's rx pin, from its tx pin to the socket (8N1 at the design's rate). The host
+the design's rx pin, from its tx pin to the socket (8N1 at the design's rate), through a
+celine.sim.line_bridge.LineBridge, a UART of the simulation's own that takes and gives
+whole windows of bytes (the bench wakes once per window, not once per bit). The host
 talks through a SocketTransport; closing it ends the testbench, the simulation and the
 process (which is terminated if it does not end within the transport's close_timeout).
 
@@ -132,14 +134,16 @@ def main(argv):
 
     record = registry.get(spec["accel"])
     params = record.params.from_dict(spec["params"])
-    design = build_shell(accel=record.name, accel_params=params, **spec["shell"])
+    from ..sim.line_bridge import WINDOW, LineBridge
+    shell = build_shell(accel=record.name, accel_params=params, **spec["shell"])
+    design = LineBridge(shell, divisor=shell.divisor, window=WINDOW)
     key = hashlib.sha256(json.dumps([spec["accel"], spec["params"], spec["shell"]],
                                     sort_keys=True).encode()).hexdigest()[:12]
     run_cocotb(design, test_module="celine.sim.tb.serve_tb",
                case_id=f"serve_{record.name}_{key}_{os.getpid()}",
                toplevel=f"serve_{record.name}",
                params={"shell": {"clock_hz": spec["shell"]["clock_hz"],
-                                 "baud": spec["shell"]["baud"]}},
+                                 "baud": spec["shell"]["baud"]}, "window": WINDOW},
                data={"port": spec["port"]}, optimize=True)
 
 
