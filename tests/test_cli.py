@@ -53,7 +53,7 @@ def test_verilog_writes_verilog_and_resolved_params(tmp_path, capsys):
      "unexpected keyword argument 'colour'"),
     (["frobnicate"], "celine: error: argument command: invalid choice: 'frobnicate' "
      "(choose from 'list', 'verilog', 'params', 'bench', 'bitstream', 'report', 'program', "
-     "'ping', 'explore', 'db')"),
+     "'ping', 'run', 'explore', 'db')"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = run(*args)

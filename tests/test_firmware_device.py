@@ -63,12 +63,14 @@ def test_matmul_requantized():
 
 
 def test_large_matmul_takes_several_runs():
-    # K = 30 beats: 2 tiles fit the 64-word act/weight buffers; 16 tiles -> 8 runs.
+    # K = 30 beats: 2 of the 8 act blocks fit the 64-word act buffer, 2 of the 8 weight
+    # blocks the weight buffer; so W goes in 4 parts, each against A in 4 runs of the
+    # 2 x 2 grid: 16 runs of 4 tiles.
     dev, _ = open_device()
     a, w = operands((16, 30), 8, 5), operands((30, 16), 8, 6)
     assert torch.equal(dev.matmul(a, w, precision=8), reference_matmul(a, w, 8))
-    assert dev.transport.commands.count(Command.RUN) == 32
-    assert dev.mac.last_runs == [2] * 32                       # the tiles of each run
+    assert dev.transport.commands.count(Command.RUN) == 16
+    assert dev.mac.last_runs == [4] * 16                       # the tiles of each run
     # the result buffer limits too: 8 rows a tile at precision 2, 16 result words -> 2 tiles
     dev, _ = open_device(result_depth=16)
     a, w = operands((17, 4), 2, 7), operands((4, 9), 2, 8)
@@ -170,7 +172,7 @@ def test_device_errors_are_raised_not_retried():
      r"^requant shift must be between 0 and 63, not 64$"),
     (lambda d: d.configure(depth=1, colour=2),
      r"^register must be one of 'depth', 'tiles', 'precision', 'rps_enable', 'requant', "
-     r"not 'colour'$"),
+     r"'grid_cols', 'weight_base', not 'colour'$"),
     (lambda d: d.configure(depth=-1),
      r"^depth must be an integer between 0 and 4294967295, not -1$"),
     (lambda d: d.write_buffer("result", 0, b"x"),
@@ -505,3 +507,39 @@ def test_loopback_counts_the_bytes_each_way():
     assert dev.read_buffer("act", 0, 10) == bytes(10)
     assert (transport.bytes_written, transport.bytes_read) == (
         FRAME_OVERHEAD + ADDRESS_BYTES + 2, FRAME_OVERHEAD + 10)     # buffer, offset, count
+
+
+def test_stored_weights_stay_on_the_device():
+    dev, _ = open_device(operand_depth=256, result_depth=64)
+    w = operands((20, 7), 8, 9)
+    stored = dev.mac.store(w, precision=8)
+    assert (stored.k, stored.n, stored.blocks, stored.base) == (20, 7, 4, 0)
+    for seed in range(3):
+        a = operands((9, 20), 8, 10 + seed)
+        sent = dev.stats["bytes_sent"]
+        assert torch.equal(dev.mac.matmul(a, stored), reference_matmul(a, w, 8))
+        stored_bytes = dev.stats["bytes_sent"] - sent
+        sent = dev.stats["bytes_sent"]
+        assert torch.equal(dev.mac.matmul(a, w, precision=8), reference_matmul(a, w, 8))
+        assert stored_bytes < dev.stats["bytes_sent"] - sent    # W crossed the link again
+    other = dev.mac.store(operands((20, 3), 8, 20), precision=8)
+    assert other.base == 80                                     # after the first
+    a = operands((3, 20), 8, 21)
+    assert torch.equal(dev.mac.matmul(a, stored), reference_matmul(a, w, 8))   # still there
+    with pytest.raises(SettingError, match=r"^a must have 20 columns \(the stored weights' "
+                                           r"rows\), not 19$"):
+        dev.mac.matmul(operands((3, 19), 8, 1), stored)
+    with pytest.raises(SettingError, match=r"^precision must be 8 \(the stored weights'\), "
+                                           r"not 4$"):
+        dev.mac.matmul(a, stored, precision=4)
+    with pytest.raises(SettingError, match=r"^rps must be False for stored weights"):
+        dev.mac.matmul(a, stored, rps=True)
+    with pytest.raises(SettingError, match=r"^w needs 320 words of the weight buffer, but 136 "
+                                           r"of 256 are free \(forget\(\) frees the stored "
+                                           r"weights\)$"):
+        dev.mac.store(operands((20, 32), 8, 2), precision=8)
+    dev.mac.forget()
+    with pytest.raises(SettingError, match=r"^w is a StoredWeights this device no longer "
+                                           r"holds"):
+        dev.mac.matmul(a, stored)
+    assert dev.mac.store(w, precision=8).base == 0

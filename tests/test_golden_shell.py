@@ -52,7 +52,7 @@ def test_info_describes_buffers_and_registers():
             for b in info["buffers"]] == [("act", 16, 16, 8, True), ("weight", 16, 16, 8, True),
                                           ("result", 42, 64, 16, False)]
     assert info["registers"] == {"depth": 0, "tiles": 1, "precision": 2, "rps_enable": 3,
-                                 "requant": 4}
+                                 "requant": 4, "grid_cols": 5, "weight_base": 6}
     assert (info["max_payload"], info["baud"]) == (32, 115_200)
 
 
@@ -174,7 +174,7 @@ def test_bad_address():
 
 def test_bad_register():
     host = Host()
-    assert host.request(Command.CONFIGURE, configure_payload(5, 1)).status == Status.BAD_REGISTER
+    assert host.request(Command.CONFIGURE, configure_payload(7, 1)).status == Status.BAD_REGISTER
     assert host.request(Command.CONFIGURE, configure_payload(0, 3)).status == Status.OK
     assert host.model.registers["depth"] == 3
 

@@ -97,6 +97,21 @@ CASES = {
                                                                   # 51 before stage R
     "dsp whole buffer": (DSP, dict(operand_depth=16, result_depth=32),
                          dict(depth=16, tiles=1, precision=8), 1, [37]),   # 35, 36 before them
+    # The grid: the act block again for each weight block of a row, from weight_base on.
+    # A tile takes as long as without the grid (test_the_grid_takes_no_extra_cycle).
+    "grid one row": (SMALL, dict(operand_depth=32, result_depth=32),
+                     dict(depth=5, tiles=3, precision=8, grid_cols=3, weight_base=7), 1, [50]),
+    "grid 3 x 2 p4": (SMALL, dict(operand_depth=32, result_depth=64),
+                      dict(depth=3, tiles=6, precision=4, grid_cols=2, weight_base=10), 1,
+                      [93]),
+    "grid one column": (DSP, dict(operand_depth=32, result_depth=32),
+                        dict(depth=4, tiles=3, precision=8, grid_cols=1, weight_base=3), 1,
+                        [43]),
+    "grid weight_base wraps": (SMALL, dict(operand_depth=32, result_depth=32),
+                               dict(depth=4, tiles=4, precision=8, grid_cols=2,
+                                    weight_base=28), 1, [60]),
+    "grid twice": (DSP, dict(operand_depth=32, result_depth=32),
+                   dict(depth=2, tiles=4, precision=8, grid_cols=4, weight_base=1), 2, [50, 50]),
 }
 
 
@@ -131,3 +146,13 @@ def test_adapter_checks_its_parameters():
     with pytest.raises(ValueError, match=r"^operand_depth must be between 1 and 65536, "
                                          r"not 0$"):
         MacShellAdapter(SMALL, operand_depth=0)
+
+
+@pytest.mark.parametrize("case", [name for name in CASES if name.startswith("grid")])
+def test_the_grid_takes_no_extra_cycle(case):
+    params, options, settings, runs, cycles = CASES[case]
+    plain = {name: value for name, value in settings.items()
+             if name not in ("grid_cols", "weight_base")}
+    status, _ = run_adapter(params, plain, runs=runs, **options)
+    assert [c for _, c, _ in status] == [c + REQUANT_LATENCY - MEASURED_REQUANT_LATENCY
+                                         for c in cycles]

@@ -120,8 +120,9 @@ class MacEngineModel(EngineModel):
     """The MAC array engine in the shell (docs/protocol.md, "The MAC array engine"): a RUN
     computes `tiles` tiles of `depth` beats from act/weight and writes the output rows to
     `result`. ``cycles`` is an estimate (K beats per tile, times the passes at its
-    precision); the RTL counts real cycles. Not defined by the protocol, so not to be
-    relied on: with T*K beyond a buffer the beat address wraps modulo its depth. A tile
+    precision); the RTL counts real cycles. With `grid_cols` C >= 1, tile t pairs act
+    block t // C with weight block t % C from `weight_base` on. Not defined by the
+    protocol, so not to be relied on: an address beyond a buffer wraps modulo its depth. A tile
     with an unsupported ``precision`` register runs at the largest precision (as the array
     does) and flags Errors.PRECISION; result rows past the buffer are dropped
     (Errors.OVERFLOW)."""
@@ -141,6 +142,8 @@ class MacEngineModel(EngineModel):
         fields = {name: self.register_map[name].unpack(value)
                   for name, value in registers.items()}
         depth, tiles = fields["depth"]["depth"], fields["tiles"]["tiles"]
+        grid_cols = fields["grid_cols"]["grid_cols"]
+        weight_base = fields["weight_base"]["weight_base"]
         rps = bool(fields["rps_enable"]["rps_enable"])
         word = fields["requant"]
         requant = Requant(enable=bool(word["enable"]), multiplier=word["multiplier"],
@@ -155,11 +158,15 @@ class MacEngineModel(EngineModel):
             else:
                 errors |= Errors.PRECISION
                 precision = max(p.precisions)
-            beats = [(tile * depth + k) for k in range(depth)]
-            act_lanes = [unpack_lanes(act.words[i % act.depth], p.act_lanes, p.operand_width)
-                         for i in beats]
-            weight_lanes = [unpack_lanes(weight.words[i % weight.depth], p.weight_lanes,
-                                         p.operand_width) for i in beats]
+            act_block, weight_start = tile, tile * depth
+            if grid_cols:                               # the grid (docs/protocol.md)
+                act_block, weight_start = tile // grid_cols, \
+                    weight_base + (tile % grid_cols) * depth
+            act_lanes = [unpack_lanes(act.words[(act_block * depth + k) % act.depth],
+                                      p.act_lanes, p.operand_width) for k in range(depth)]
+            weight_lanes = [unpack_lanes(weight.words[(weight_start + k) % (1 << 16)
+                                                      % weight.depth],
+                                         p.weight_lanes, p.operand_width) for k in range(depth)]
             out = self.array.tile(torch.tensor(act_lanes), torch.tensor(weight_lanes),
                                   precision, requant)
             rows_out += [pack_lanes(row, p.result_width) for row in out.tolist()]

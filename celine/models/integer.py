@@ -114,14 +114,16 @@ class QuantizedViT:
                 step = w.abs().amax(dim=1).clamp(min=1e-12) / PEAK
                 for long, short in LAYER_NAMES:
                     name = name.replace(long, short)
-                self.weights[name] = (quantize(w, step[:, None]), step)
+                # K x N, as the products take it
+                self.weights[name] = (quantize(w, step[:, None]).T.contiguous(), step)
 
     @property
     def needs(self):
         """What the engines must offer this model (celine.models.ops.EngineLayers.params)."""
         c = self.model.config
         return {"head_dim": c.head_dim, "heads": c.heads, "tokens": c.tokens,
-                "precisions": tuple(sorted({self.precision, 8}))}
+                "precisions": tuple(sorted({self.precision, 8})),
+                "weights": [tuple(w.shape) for w, _ in self.weights.values()]}
 
     @property
     def ops(self):
@@ -131,11 +133,14 @@ class QuantizedViT:
 
     def engine_params(self):
         """{engine name: params} of the engines that run this model, as each suggests."""
-        params = {}
-        for op in self.ops:
-            record, layers = engine_for(op)
-            params[record.name] = layers.params(self.needs)
-        return params
+        return {record.name: layers.params(self.needs) for record, layers in self._engines()}
+
+    def engine_options(self):
+        """{engine name: shell options} of those engines, as each suggests."""
+        return {record.name: layers.options(self.needs) for record, layers in self._engines()}
+
+    def _engines(self):
+        return [engine_for(op) for op in self.ops]
 
     @torch.no_grad()
     def run(self, images, executor):
@@ -163,7 +168,7 @@ class IntegerOps:
         w, w_step = self.q.weights[name]
         x_q = self._quantize(name, x)
         shape = x_q.shape
-        sums = self.run(MATMUL, x_q.reshape(-1, shape[-1]), w.T, self.q.precision)
+        sums = self.run(MATMUL, x_q.reshape(-1, shape[-1]), w, self.q.precision, True)
         # At precision p < 8 the engine multiplies round(x / 2^(8-p)) operands: one unit
         # of the sums is worth 4^(8-p) units of int8 products.
         unit = self.q.scales[name] * 4.0 ** (8 - self.q.precision)
@@ -186,10 +191,11 @@ class IntegerOps:
                           ).float()
                 continue
             for h in range(heads):
-                scores = self.run(MATMUL, q[i, h], k[i, h].T, 8).double() * \
+                scores = self.run(MATMUL, q[i, h], k[i, h].T, 8, False).double() * \
                     (s_q * s_k / math.sqrt(head_dim))
                 probs = quantize(torch.softmax(scores.float(), dim=-1), 1.0 / PEAK)
-                out[i, h] = (self.run(MATMUL, probs, v[i, h], 8).double() * (s_v / PEAK)).float()
+                out[i, h] = (self.run(MATMUL, probs, v[i, h], 8, False).double()
+                             * (s_v / PEAK)).float()
         return out
 
 

@@ -22,17 +22,19 @@ __all__ = ["offload", "open_devices", "OffloadedViT"]
 
 
 def open_devices(quantized, target, **options):
-    """One open Device per engine the model needs, at the parameters each engine suggests
-    (QuantizedViT.engine_params): `target` "model" or "sim" (celine.firmware.Device.open),
-    `options` passed to every open."""
+    """One open Device per engine the model needs, at the parameters and shell options
+    each engine suggests (QuantizedViT.engine_params, engine_options): `target` "model"
+    or "sim" (celine.firmware.Device.open), `options` passed to every open."""
     from ..firmware.device import Device
     if target not in ("model", "sim"):
         raise SettingError(f"target must be 'model' or 'sim' (serial boards are opened with "
                            f"Device.open(port)), not {target!r}")
     devices = []
     try:
+        suggested = quantized.engine_options()
         for name, params in quantized.engine_params().items():
-            devices.append(Device.open(target, accel=name, params=params, **options))
+            devices.append(Device.open(target, accel=name, params=params,
+                                       **{**suggested[name], **options}))
     except BaseException:
         for dev in devices:
             dev.close()

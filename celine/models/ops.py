@@ -16,9 +16,11 @@ Both compute the same integers bit for bit; everything between the operations (L
 GELU, the softmax of dense attention, residuals, scales) is the model's own host code.
 
 The operations:
-- MATMUL(a, w, precision): a (M x K) and w (K x N) int8 values, the product's exact
-  integer sums at `precision` (the engine derives p-bit operands from the int8 values
-  below 8 bits): an M x N int64 tensor.
+- MATMUL(a, w, precision, constant): a (M x K) and w (K x N) int8 values, the product's
+  exact integer sums at `precision` (the engine derives p-bit operands from the int8
+  values below 8 bits): an M x N int64 tensor. `constant`: w is one of the model's
+  weights (the same tensor object on every call), which a device may keep from one call
+  to the next; the others (attention's k and v) are new on every call.
 - TAYLOR_ATTENTION(q, k, v, registers): ViTALiTy Taylor attention of H heads, q, k, v
   H x N x d int8, `registers` a golden.taylor.TaylorRegisters with one output scale per
   head: the H x N x d int64 outputs.
@@ -49,10 +51,12 @@ class ModelOp:
 @dataclass(frozen=True)
 class EngineLayers:
     """An engine's part in whole models: `ops` {op name: ModelOp}; `params(needs)` the
-    generator parameters (a params object) it suggests for a model's `needs` (a dict:
-    head_dim, heads, tokens, precisions, ...)."""
+    generator parameters (a params object) and `options(needs)` the shell options (a
+    dict) it suggests for a model's `needs` (a dict: head_dim, heads, tokens, precisions,
+    weights: the (K, N) shape of each constant MATMUL operand)."""
     ops: dict
-    params: Callable = field(default=None)
+    params: Callable
+    options: Callable = field(default=lambda needs: {})
 
 
 def _layers(record):

@@ -6,6 +6,14 @@ T tiles) hold. Beats pack into words of `operand_width`-bit lanes, lane 0 lowest
 little-endian, word i at byte i*word_stride; result words are weight_lanes lanes of
 result_width bits.
 
+The grid (a fixed precision): the weights' column blocks (K words each, tile_cols(p)
+columns) lie in the weight buffer, and a run pairs each act block (tile_rows(p) rows of A,
+K words) with every weight block of the run (the grid_cols and weight_base registers), so
+that A crosses the link once per product and W once per `store`. `store(w)` keeps W in the
+buffer for any number of later products (`matmul(a, stored)`: only activations and
+results cross the link); a plain `matmul(a, w)` writes W above the stored weights first.
+`forget()` frees the buffer (the stored weights then refuse to run).
+
 Random Precision Switch: the device's LFSR draws each tile's precision. The host replays
 the draws with one golden.mac.MacArrayModel per device (so it stays in step across runs
 and calls) and cuts each tile at its drawn precision. Tiles then differ in shape, so the
@@ -17,6 +25,8 @@ Operands may be torch tensors, numpy arrays or nested lists of integers
 (celine.firmware.tensors); every setting is checked before anything is sent.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from ...firmware.errors import CelineError, EngineError, ProtocolError, SettingError
@@ -26,7 +36,20 @@ from ...golden.mac import MacArrayModel, Requant, assemble, tile_matmul
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
 from .spec import REQUANT_REGISTER, MacArrayParams
 
-__all__ = ["MacArrayHost"]
+__all__ = ["MacArrayHost", "StoredWeights"]
+
+
+@dataclass(frozen=True, eq=False)
+class StoredWeights:
+    """Weights kept in a device's weight buffer (MacArrayHost.store): K x N at
+    `precision`, `blocks` column blocks of K words from word `base` on."""
+    base: int
+    k: int
+    n: int
+    blocks: int
+    precision: int
+    owner: object
+    epoch: int
 
 
 def _as_matrix(name, value):
@@ -67,6 +90,8 @@ class MacArrayHost:
         self.model = MacArrayModel(self.params)     # replays the device's LFSR
         self.last_precisions = None
         self.last_runs = None         # the tiles of each run of the last call, in order
+        self._top = 0                 # weight words held by stored weights
+        self._epoch = 0               # forget() count: older StoredWeights are stale
 
     # -- checks ------------------------------------------------------------------------
 
@@ -142,7 +167,9 @@ class MacArrayHost:
         """A (M x K) @ W (K x N): an (M x N) int64 tensor.
 
         a, w: integer operands (torch, numpy or nested lists): int16 values at precision
-        16, int8 values otherwise (in rps mode int16 only if 16 is the only candidate).
+        16, int8 values otherwise (in rps mode int16 only if 16 is the only candidate);
+        w may also be a StoredWeights from `store` (not in rps mode): it is on the device
+        already, and `precision` defaults to its own.
         precision: one of the device's precisions; None (the default) is the largest, so
         that by default the result is the exact product (a @ w for int16 operands on a
         device with precision 16, for int8 operands on any device).
@@ -156,19 +183,19 @@ class MacArrayHost:
         rps: True to let the device draw each tile's precision from its rps candidates
         (see the module docstring; `last_precisions` tells which, `precision` is ignored).
         """
+        if isinstance(w, StoredWeights):
+            return self._stored_matmul(a, w, precision, requant, rps)
         if precision is None:
             precision = max(self.params.precisions)
         a, w, requant = self._check(a, w, precision, requant, rps)
+        if not rps:
+            return self._grid_matmul(a, w, precision, requant)
         size_m, size_k = a.shape
         size_n = w.shape[1]
         per_run = self._tiles_per_run(size_k, rps, precision)
         plan = self._plan(a, w, precision, rps)
-        word = requant if requant is not None else Requant()
-        self.device.configure(depth=size_k, precision=max(self.params.precisions) if rps
-                              else precision, rps_enable=int(rps),
-                              requant=REQUANT_REGISTER.pack(enable=int(word.enable),
-                                                            multiplier=word.multiplier,
-                                                            shift=word.shift))
+        self._configure(size_k, max(self.params.precisions), requant, rps=True, grid_cols=0,
+                        weight_base=0)
         results, tiles_set = [], None
         self.last_runs = []
         for start in range(0, len(plan), per_run):
@@ -180,6 +207,158 @@ class MacArrayHost:
             results += self._run_batch(batch)
         return self._assemble(size_m, size_n, plan, results, precision, rps)
 
+    def _configure(self, depth, precision, requant, *, rps, **grid):
+        word = requant if requant is not None else Requant()
+        self.device.configure(depth=depth, precision=precision, rps_enable=int(rps),
+                              requant=REQUANT_REGISTER.pack(enable=int(word.enable),
+                                                            multiplier=word.multiplier,
+                                                            shift=word.shift), **grid)
+
+    # -- weights kept on the device ----------------------------------------------------
+
+    def store(self, w, *, precision=None):
+        """Write W (K x N, int8 values; int16 at precision 16) into the weight buffer, after
+        the weights stored before, and keep it there: a StoredWeights for
+        `matmul(a, stored)`, which then sends only A. precision: the products' (default
+        the largest); it sets the column blocks' width. SettingError if W does not fit the
+        buffer's free words (`forget` frees them all)."""
+        if precision is None:
+            precision = max(self.params.precisions)
+        probe = torch.zeros(1, _as_matrix("w", w).shape[0], dtype=torch.int64)
+        _, w, _ = self._check(probe, w, precision, None, False)
+        blocks = -(-w.shape[1] // self.params.tile_cols(precision))
+        words, free = blocks * w.shape[0], self._free_words()
+        if words > free:
+            raise SettingError(f"w needs {words} words of the weight buffer, but {free} of "
+                               f"{self.device.buffers['weight'].depth} are free "
+                               f"(forget() frees the stored weights)")
+        self._write_blocks(self._top, w, precision)
+        stored = StoredWeights(self._top, w.shape[0], w.shape[1], blocks, precision, self,
+                               self._epoch)
+        self._top += words
+        return stored
+
+    def forget(self):
+        """Free the weight buffer: the StoredWeights made so far no longer run."""
+        self._top = 0
+        self._epoch += 1
+
+    def _free_words(self):
+        return self.device.buffers["weight"].depth - self._top
+
+    def _write_blocks(self, base, w, precision):
+        """W's column blocks (tile_cols(precision) columns, zero padded, K words each)
+        into the weight buffer from word `base` on."""
+        p, info = self.params, self.device.buffers["weight"]
+        cols = p.tile_cols(precision)
+        blocks = -(-w.shape[1] // cols)
+        lanes = torch.zeros(blocks, w.shape[0], p.weight_lanes, dtype=torch.int64)
+        for j in range(blocks):
+            block = w[:, j * cols:(j + 1) * cols]
+            lanes[j, :, :block.shape[1]] = block
+        self.device.write_buffer("weight", base * info.word_stride,
+                                 pack_words(lanes.reshape(-1, p.weight_lanes).tolist(),
+                                            p.operand_width, info.word_bytes, info.word_stride))
+
+    def _stored_matmul(self, a, stored, precision, requant, rps):
+        if stored.owner is not self or stored.epoch != self._epoch:
+            raise SettingError("w is a StoredWeights this device no longer holds (another "
+                               "device's, or stored before forget())")
+        if rps:
+            raise SettingError("rps must be False for stored weights (their blocks have "
+                               "one precision)")
+        if precision is None:
+            precision = stored.precision
+        if precision != stored.precision:
+            raise SettingError(f"precision must be {stored.precision} (the stored weights'), "
+                               f"not {precision!r}")
+        a = _as_matrix("a", a)
+        if a.shape[1] != stored.k:
+            raise SettingError(f"a must have {stored.k} columns (the stored weights' rows), "
+                               f"not {a.shape[1]}")
+        probe = torch.zeros(stored.k, 1, dtype=torch.int64)
+        a, _, requant = self._check(a, probe, precision, requant, False)
+        return self._grid(a, [(stored.base, 0, stored.blocks)], stored.n, precision, requant)
+
+    def _grid_matmul(self, a, w, precision, requant):
+        """A @ W with W written above the stored weights, as many column blocks at a time
+        as the free words hold."""
+        size_k = w.shape[0]
+        cols = self.params.tile_cols(precision)
+        blocks = -(-w.shape[1] // cols)
+        room = self._free_words() // size_k
+        if room < 1:
+            raise SettingError(f"w needs {size_k} free words of the weight buffer for a column "
+                               f"block, but {self._free_words()} are free (forget() frees the "
+                               f"stored weights)")
+        out, runs = [], []
+        for first in range(0, blocks, room):
+            count = min(room, blocks - first)
+            self._write_blocks(self._top, w[:, first * cols:(first + count) * cols], precision)
+            out.append(self._grid(a, [(self._top, first, count)], w.shape[1], precision,
+                                  requant))
+            runs += self.last_runs
+        self.last_runs = runs
+        return sum(out[1:], out[0]) if len(out) > 1 else out[0]
+
+    def _grid(self, a, spans, size_n, precision, requant):
+        """A @ (the weight blocks of `spans`: (base word, first block, count)): runs of the
+        grid, each act block written once per run of rows. Columns outside the spans stay
+        0 in the M x size_n result."""
+        p, buffers = self.params, self.device.buffers
+        size_m, size_k = a.shape
+        rows, cols = p.tile_rows(precision), p.tile_cols(precision)
+        cap = min(buffers["result"].depth, 0xFFFF) // rows        # tiles a run can write
+        if cap < 1:
+            raise CelineError(f"the result buffer ({buffers['result'].depth} words) cannot "
+                              f"hold one tile of {rows} rows")
+        self._configure(size_k, precision, requant, rps=False)
+        out = torch.zeros(size_m, size_n, dtype=torch.int64)
+        act_blocks = -(-size_m // rows)
+        self.last_precisions = torch.full((size_m, size_n), precision, dtype=torch.int64)
+        self.last_runs = []
+        info = buffers["act"]
+        for base, first, count in spans:
+            per_run_cols = min(count, cap)
+            per_run_rows = max(1, min(info.depth // size_k, cap // per_run_cols))
+            for row0 in range(0, act_blocks, per_run_rows):
+                row_count = min(per_run_rows, act_blocks - row0)
+                lanes = torch.zeros(row_count, size_k, p.act_lanes, dtype=torch.int64)
+                for i in range(row_count):
+                    block = a[(row0 + i) * rows:(row0 + i + 1) * rows].T
+                    lanes[i, :, :block.shape[1]] = block
+                self.device.write_buffer("act", 0, pack_words(
+                    lanes.reshape(-1, p.act_lanes).tolist(), p.operand_width, info.word_bytes,
+                    info.word_stride))
+                for col0 in range(0, count, per_run_cols):
+                    col_count = min(per_run_cols, count - col0)
+                    tiles = row_count * col_count
+                    self.device.configure(grid_cols=col_count, weight_base=base + col0 * size_k,
+                                          tiles=tiles)
+                    self.last_runs.append(tiles)
+                    words = self._run_tiles(tiles * rows)
+                    for t in range(tiles):
+                        m0 = (row0 + t // col_count) * rows
+                        n0 = (first + col0 + t % col_count) * cols
+                        height, width = min(rows, size_m - m0), min(cols, size_n - n0)
+                        out[m0:m0 + height, n0:n0 + width] = \
+                            words[t * rows:t * rows + height, :width]
+        return out
+
+    def _run_tiles(self, expected):
+        """Run; the `expected` result words it wrote, as rows of weight lanes."""
+        p = self.params
+        report = self.device.run()
+        if report.engine_errors:
+            raise EngineError(report.engine_errors, f"run ended with engine error flags "
+                                                    f"{report.engine_errors:#04x}")
+        if report.result_words != expected:
+            raise ProtocolError(f"run wrote {report.result_words} result words, "
+                                f"not {expected}")
+        info = self.device.buffers["result"]
+        data = self.device.read_buffer("result", 0, expected * info.word_stride)
+        return unpack_words(data, expected, p.weight_lanes, p.result_width, info.word_stride)
+
     def _write_beats(self, name, beats, lanes):
         info = self.device.buffers[name]
         rows = torch.cat(beats).reshape(-1, lanes).tolist()
@@ -190,17 +369,7 @@ class MacArrayHost:
         p = self.params
         self._write_beats("act", [act for *_, act, _ in batch], p.act_lanes)
         self._write_beats("weight", [weight for *_, weight in batch], p.weight_lanes)
-        report = self.device.run()
-        if report.engine_errors:
-            raise EngineError(report.engine_errors, f"run ended with engine error flags "
-                                                    f"{report.engine_errors:#04x}")
-        expected = sum(p.tile_rows(prec) for _, _, prec, _, _ in batch)
-        if report.result_words != expected:
-            raise ProtocolError(f"run wrote {report.result_words} result words, "
-                                f"not {expected}")
-        info = self.device.buffers["result"]
-        data = self.device.read_buffer("result", 0, expected * info.word_stride)
-        rows = unpack_words(data, expected, p.weight_lanes, p.result_width, info.word_stride)
+        rows = self._run_tiles(sum(p.tile_rows(prec) for _, _, prec, _, _ in batch))
         out, at = [], 0
         for _, _, prec, _, _ in batch:
             out.append(rows[at:at + p.tile_rows(prec)])

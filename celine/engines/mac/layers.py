@@ -1,8 +1,12 @@
 """The MAC array's part in whole models (celine.models.ops): matrix products.
 
-MATMUL(a, w, precision): the device's exact integer sums at `precision` (`dev.mac.matmul`
-without requantization), and their golden model tile by tile (golden.mac.MacArrayModel,
-the accumulator wrap included). The model quantizes, adds biases and scales on the host.
+MATMUL(a, w, precision, constant): the device's exact integer sums at `precision`
+(`dev.mac.matmul` without requantization), and their golden model tile by tile
+(golden.mac.MacArrayModel, the accumulator wrap included). The model quantizes, adds
+biases and scales on the host. A constant w (a model's weights) is stored on the device
+the first time (`dev.mac.store`) and only the activations cross the link afterwards, as
+long as the weight buffer keeps RESERVE of its words free for the other products;
+`model_options` sizes the buffers so that a model's weights fit.
 """
 
 from ...firmware.errors import SettingError
@@ -11,7 +15,9 @@ from ...golden.mac import MacArrayModel, assemble, tile_matmul
 from ...models.ops import MATMUL, EngineLayers, ModelOp
 from .spec import MacArrayParams
 
-__all__ = ["LAYERS", "model_params"]
+__all__ = ["LAYERS", "model_params", "model_options"]
+
+RESERVE = 1024        # weight words left free for products whose w changes every call
 
 # A model's products run on an 8 x 8 array of DSP PEs: 64 MACs a cycle, the tiles large
 # enough that a 65-token layer is a few runs.
@@ -24,7 +30,16 @@ def model_params(needs):
     return MacArrayParams(**MODEL_ARRAY, precisions=precisions)
 
 
-def _check(params, a, w, precision):
+def model_options(needs):
+    """Operand buffers (a power of two deep) that hold every constant w of the model
+    (needs["weights"]: their (K, N) shapes) and RESERVE words more."""
+    params = model_params(needs)
+    cols = params.tile_cols(max(params.precisions))
+    words = sum(k * -(-n // cols) for k, n in needs.get("weights", ())) + RESERVE
+    return {"operand_depth": 1 << (words - 1).bit_length()}
+
+
+def _check(params, a, w, precision, constant=False):
     a = as_int_tensor("a", a, ndims=(2,), rule="a 2-D integer tensor")
     w = as_int_tensor("w", w, ndims=(2,), rule="a 2-D integer tensor")
     if a.shape[1] != w.shape[0] or a.shape[1] < 1:
@@ -38,7 +53,7 @@ def _check(params, a, w, precision):
         raise SettingError(f"precision must be one of {rule}, not {precision!r}")
 
 
-def _golden(params, a, w, precision):
+def _golden(params, a, w, precision, constant=False):
     array = MacArrayModel(params)
     a = as_int_tensor("a", a, ndims=(2,), rule="a 2-D integer tensor")
     w = as_int_tensor("w", w, ndims=(2,), rule="a 2-D integer tensor")
@@ -47,9 +62,20 @@ def _golden(params, a, w, precision):
     return assemble(a.shape[0], w.shape[1], tiles, precision, params)
 
 
-def _device(device, a, w, precision):
-    return device.mac.matmul(a, w, precision=precision)
+def _device(device, a, w, precision, constant=False):
+    host = device.mac
+    if not constant:
+        return host.matmul(a, w, precision=precision)
+    kept = host.__dict__.setdefault("_model_weights", {})   # id(w) -> (w, StoredWeights)
+    entry = kept.get(id(w))
+    if entry is None or entry[0] is not w or entry[1].epoch != host._epoch:
+        cols = host.params.tile_cols(precision)
+        words = w.shape[0] * -(-w.shape[1] // cols)
+        if words > host._free_words() - RESERVE:
+            return host.matmul(a, w, precision=precision)     # no room: sent every call
+        entry = kept[id(w)] = (w, host.store(w, precision=precision))
+    return host.matmul(a, entry[1])
 
 
 LAYERS = EngineLayers(ops={MATMUL: ModelOp(golden=_golden, device=_device, check=_check)},
-                      params=model_params)
+                      params=model_params, options=model_options)

@@ -196,6 +196,10 @@ def registers(params):
                  reset=max(params.precisions)),
         Register("rps_enable", "1: the LFSR draws each tile's precision", width=1),
         REQUANT_REGISTER,
+        Register("grid_cols", "0: tile t pairs act and weight block t; C >= 1: the grid, "
+                 "tile t pairs act block t // C with weight block t % C", width=16),
+        Register("weight_base", "the grid's weight block 0 starts at this weight word",
+                 width=16),
     ])
 
 

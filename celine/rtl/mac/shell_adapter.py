@@ -18,9 +18,12 @@ READ_QUEUE_DEPTH = 6
 class MacShellAdapter(wiring.Component):
     """Runs the MAC array over the shell's buffers (docs/protocol.md, "The MAC array engine").
 
-    On `start`: streams words 0 .. tiles*depth-1 of the `act` and `weight` buffers into
-    the array (`last` on every depth-th), and writes the output rows to `result` from word 0
-    on, while `busy`. Reads are prefetched into a small FIFO so the array gets a beat per
+    On `start`: streams `tiles` tiles of `depth` beats from the `act` and `weight` buffers
+    into the array (`last` on every depth-th beat), and writes the output rows to `result`
+    from word 0 on, while `busy`. With `grid_cols` 0, tile t is words t*depth .. of both
+    buffers; with grid_cols C >= 1 (the grid), tile t is act block t // C (words
+    (t // C)*depth ..) against weight block t % C (words weight_base + (t % C)*depth ..),
+    so that the act rows go once per run and weights can stay in the buffer across runs. Reads are prefetched into a small FIFO so the array gets a beat per
     cycle (rtl/common's BufferReader reads act and weight as one word); result rows are
     written as they come (a BufferWriter: the array's output is never stalled).
     Rows beyond the result buffer are dropped and flag Errors.OVERFLOW. `cycles` counts the
@@ -47,6 +50,8 @@ class MacShellAdapter(wiring.Component):
         regs = self.registers
         depth = regs[ids("depth")][:16]
         tiles = regs[ids("tiles")][:16]
+        grid_cols = regs[ids("grid_cols")][:16]
+        weight_base = regs[ids("weight_base")][:16]
         # The run's settings through a register of their own: the host's registers fan
         # out from the link, and the array decides a tile's start from them. CONFIGURE
         # lands frames before the RUN that reads them, so the cycle's lag is never seen.
@@ -72,7 +77,12 @@ class MacShellAdapter(wiring.Component):
         # word is left to read), `last` (the next word ends its tile), `final` (the next
         # word is in the last tile) and `drained` (the next row with `last` ends the run),
         # so no counter comparison lies between a register and the reader or the array.
-        addr = Signal(16)            # the next word's address
+        addr = Signal(16)            # the next word's act address
+        waddr = Signal(16)           # ... and its weight address
+        row_start = Signal(16)       # the grid: the act block the next word is in starts here
+        grid = Signal()              # grid_cols != 0, for the run
+        cols_left = Signal(16)       # the grid: weight blocks after the next word's one
+        col_last = Signal()          # the grid: the next word's tile is its row's last
         beat_left = Signal(16)       # words after the next one in its tile
         tiles_left = Signal(16)      # tiles after the next word's one
         rows_left = Signal(16)       # tiles still to come out after the next to end
@@ -86,7 +96,9 @@ class MacShellAdapter(wiring.Component):
         m.d.comb += self.busy.eq(running)
         with m.If(self.start & ~running):
             m.d.sync += [
-                running.eq(1), self.cycles.eq(0), addr.eq(0),
+                running.eq(1), self.cycles.eq(0), addr.eq(0), waddr.eq(weight_base),
+                row_start.eq(0), grid.eq(grid_cols != 0), cols_left.eq(grid_cols - 1),
+                col_last.eq(grid_cols == 1),
                 beat_left.eq(depth - 1), last.eq(depth == 1),
                 tiles_left.eq(tiles - 1), final.eq(tiles == 1),
                 rows_left.eq(tiles - 1), drained.eq(tiles == 1),
@@ -103,12 +115,24 @@ class MacShellAdapter(wiring.Component):
             request.payload.addr.eq(addr),
             request.payload.last.eq(last),
             self.mem.act.addr.eq(reader.mem.operands.addr),
-            self.mem.weight.addr.eq(reader.mem.operands.addr),
+            # The reader reads both buffers in the cycle it takes a request, at the
+            # request's address for act; weight's address goes along in step with it.
+            self.mem.weight.addr.eq(waddr),
             reader.mem.operands.data.act.eq(self.mem.act.data),
             reader.mem.operands.data.weight.eq(self.mem.weight.data),
         ]
         with m.If(request.valid & request.ready):
-            m.d.sync += addr.eq(addr + 1)
+            m.d.sync += [addr.eq(addr + 1), waddr.eq(waddr + 1)]
+            with m.If(last & grid):
+                # The grid: the next weight block, the same act block again; after the
+                # row's last tile, the next act block (right after this one) and weight
+                # block 0.
+                with m.If(col_last):
+                    m.d.sync += [waddr.eq(weight_base), row_start.eq(addr + 1),
+                                 cols_left.eq(grid_cols - 1), col_last.eq(grid_cols == 1)]
+                with m.Else():
+                    m.d.sync += [addr.eq(row_start), cols_left.eq(cols_left - 1),
+                                 col_last.eq(cols_left == 1)]
             with m.If(last):
                 m.d.sync += [beat_left.eq(depth - 1), last.eq(depth == 1),
                              tiles_left.eq(tiles_left - 1), final.eq(tiles_left == 1)]
