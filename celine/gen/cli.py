@@ -146,15 +146,17 @@ def benchmarks():
     """{name: run function reference}: every engine's benchmark, then the shell's, the
     timing one (every design's Fmax over seeds: celine/gen/bench_timing.py), the largest
     configuration of each engine on each board (the same file's run_largest), the
-    reliability one (fuzz, proofs, noisy line, soak: celine/gen/bench_reliability.py) and the
-    exploration's (the cost data set, the cache, the estimator: celine/explore/bench.py)."""
+    reliability one (fuzz, proofs, noisy line, soak: celine/gen/bench_reliability.py), the
+    exploration's (the cost data set, the cache, the estimator: celine/explore/bench.py) and
+    the whole models' (celine/models/bench.py)."""
     from ..engines import Ref
     return {**{record.name: record.bench for record in registry.ENGINES},
             "shell": Ref("celine.gen.bench_shell:run"),
             "timing": Ref("celine.gen.bench_timing:run"),
             "largest": Ref("celine.gen.bench_timing:run_largest"),
             "reliability": Ref("celine.gen.bench_reliability:run"),
-            "explore": Ref("celine.explore.bench:run")}
+            "explore": Ref("celine.explore.bench:run"),
+            "model": Ref("celine.models.bench:run")}
 
 
 def cmd_bench(args):
