@@ -1,9 +1,10 @@
 """The MAC array's part in whole models (celine.models.ops): matrix products.
 
 MATMUL(a, w, precision, constant): the device's exact integer sums at `precision`
-(`dev.mac.matmul` without requantization), and their golden model tile by tile
-(golden.mac.MacArrayModel, the accumulator wrap included). The model quantizes, adds
-biases and scales on the host. A constant w (a model's weights) is stored on the device
+(`dev.mac.matmul` without requantization), and their golden model: the exact product when
+the accumulators cannot overflow (acc_width derived from max_reduction, K <=
+max_reduction), else tile by tile (golden.mac.MacArrayModel, the accumulator wrap
+included). The model adds biases and scales on the host. A constant w (a model's weights) is stored on the device
 the first time (`dev.mac.store`) and only the activations cross the link afterwards, as
 long as the weight buffer keeps RESERVE of its words free for the other products;
 `model_options` sizes the buffers so that a model's weights fit.
@@ -11,7 +12,7 @@ long as the weight buffer keeps RESERVE of its words free for the other products
 
 from ...firmware.errors import SettingError
 from ...firmware.tensors import as_int_tensor
-from ...golden.mac import MacArrayModel, assemble, tile_matmul
+from ...golden.mac import MacArrayModel, assemble, reference_matmul, tile_matmul
 from ...models.ops import MATMUL, EngineLayers, ModelOp
 from .spec import MacArrayParams
 
@@ -54,12 +55,16 @@ def _check(params, a, w, precision, constant=False):
 
 
 def _golden(params, a, w, precision, constant=False):
-    array = MacArrayModel(params)
     a = as_int_tensor("a", a, ndims=(2,), rule="a 2-D integer tensor")
     w = as_int_tensor("w", w, ndims=(2,), rule="a 2-D integer tensor")
-    tiles = [(m0, n0, array.tile(act, weight, precision))
-             for m0, n0, act, weight in tile_matmul(a, w, precision, params)]
-    return assemble(a.shape[0], w.shape[1], tiles, precision, params)
+    if params.acc_width is None:            # sums of K <= max_reduction never wrap
+        sums = reference_matmul(a, w, precision)
+    else:
+        array = MacArrayModel(params)
+        tiles = [(m0, n0, array.tile(act, weight, precision))
+                 for m0, n0, act, weight in tile_matmul(a, w, precision, params)]
+        sums = assemble(a.shape[0], w.shape[1], tiles, precision, params)
+    return sums
 
 
 def _device(device, a, w, precision, constant=False):
