@@ -23,11 +23,23 @@ def data():
     return digits_dataset()
 
 
+def _quantized(name, data):
+    variant = get(name)
+    model, _ = variant.trained(progress=False)
+    with one_thread():
+        return quantize_model(model, data.train_images[:256], precision=variant.precision)
+
+
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def quantized(request, data):
-    model, _ = get(request.param).trained(progress=False)
-    with one_thread():
-        return quantize_model(model, data.train_images[:256])
+    return _quantized(request.param, data)
+
+
+# The RTL runs the softmax and the Taylor variants (the others differ from softmax only in
+# the precision of the MAC array's products, which its own tests cover at every precision).
+@pytest.fixture(scope="module", params=["softmax", "taylor"])
+def quantized_rtl(request, data):
+    return _quantized(request.param, data)
 
 
 def test_variants_have_at_least_64_tokens():
@@ -69,14 +81,14 @@ def test_the_model_device_equals_the_integer_model(quantized, data):
 
 
 @pytest.mark.cocotb
-def test_the_rtl_equals_the_integer_model(quantized, data):
+def test_the_rtl_equals_the_integer_model(quantized_rtl, data):
     """One image through the RTL of each engine the variant needs (Verilator)."""
     images = data.test_images[:1]
-    devices = open_devices(quantized, "sim")
+    devices = open_devices(quantized_rtl, "sim")
     try:
         with one_thread():
-            got = offload(quantized, devices)(images)
-            want = quantized.golden(images)
+            got = offload(quantized_rtl, devices)(images)
+            want = quantized_rtl.golden(images)
         assert torch.equal(got, want)
     finally:
         for dev in devices:
@@ -126,8 +138,8 @@ def test_a_golden_executor_needs_every_engines_parameters():
         DeviceExecutor([])
 
 
-def test_an_engine_checks_operands_in_the_golden_path_too(quantized):
-    params = quantized.engine_params()
+def test_an_engine_checks_operands_in_the_golden_path_too(data):
+    params = _quantized("softmax", data).engine_params()
     run = GoldenExecutor(params)
     with pytest.raises(SettingError, match="w must have 3 rows \\(the columns of a\\), not 2"):
         run(MATMUL, torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 2, dtype=torch.int64), 8)
@@ -136,7 +148,8 @@ def test_an_engine_checks_operands_in_the_golden_path_too(quantized):
 
 
 def test_model_names_and_configurations_are_checked():
-    with pytest.raises(ValueError, match="model must be one of softmax, taylor, not 'resnet'"):
+    with pytest.raises(ValueError, match="model must be one of softmax, taylor, int4, "
+                                         "switchable-8, switchable-4, not 'resnet'"):
         get("resnet")
     with pytest.raises(ValueError, match="attention must be 'softmax' or 'taylor', "
                                          "not 'linear'"):
@@ -165,7 +178,8 @@ def test_celine_run_reports_accuracy_equality_and_time(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "vgg"], "model must be one of softmax, taylor, not 'vgg'"),
+    (["run", "vgg"], "model must be one of softmax, taylor, int4, switchable-8, "
+                     "switchable-4, not 'vgg'"),
     (["run", "softmax", "--images", "0"], "images must be between 1 and 360, not 0"),
     (["run", "softmax", "--images", "10", "--first", "355"],
      "first must be between 0 and 350 for 10 images, not 355"),
@@ -176,3 +190,22 @@ def test_celine_run_rejects_bad_input_in_one_line(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("celine: error: ") and message in err and err.count("\n") == 1
+
+
+def test_the_switchable_variants_share_one_set_of_weights():
+    eight, _ = get("switchable-8").trained(progress=False)
+    four, _ = get("switchable-4").trained(progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(eight.state_dict().values(),
+                                                 four.state_dict().values()))
+    assert get("switchable-8").precision == 8 and get("switchable-4").precision == 4
+
+
+def test_qat_rounds_operands_as_the_engine_does():
+    from celine.golden.quant import quantize, reduce_precision
+    from celine.models.qat import fake_operand
+    x = torch.linspace(-3, 3, 601, dtype=torch.float64)
+    step = 3 / 127
+    for precision in (8, 4, 2):
+        want = reduce_precision(quantize(x, step), precision).double() \
+            * 2 ** (8 - precision) * step if precision < 8 else quantize(x, step).double() * step
+        assert torch.equal(fake_operand(x, step, precision), want)

@@ -6,14 +6,19 @@ window around its pixel (an overlapping patch embedding), embedding 32, 2 heads 
 head_dim 16, 2 pre-norm blocks, MLP ratio 2, trained for 100 epochs on the fixed digits
 split (well under a minute on two CPU cores, cached under build/models/).
 
-- softmax: softmax attention, the baseline;
-- taylor: ViTALiTy's first-order Taylor attention, trained in the loop.
+- softmax: softmax attention, the baseline (int8 weights and activations);
+- taylor: ViTALiTy's first-order Taylor attention, trained in the loop;
+- int4: the softmax model fine-tuned for 4-bit products (celine.models.qat), run at
+  precision 4 (the MAC array derives 4-bit operands from the int8 ones);
+- switchable-8, switchable-4: one set of weights fine-tuned for 8- and 4-bit products
+  together (InstantNet's switchable precision), run at 8 or at 4 bits.
 """
 
 import dataclasses
 from dataclasses import dataclass
 
 from ..golden.digits_vit import DigitsViTConfig, trained_vit_record
+from .qat import QATConfig, finetune
 
 __all__ = ["Variant", "VARIANTS", "FAMILY", "get"]
 
@@ -24,25 +29,39 @@ FAMILY = {"patch": 1, "kernel": 3, "dim": 32, "heads": 2, "depth": 2, "mlp_ratio
 @dataclass(frozen=True)
 class Variant:
     """name; attention ("softmax", "taylor"); weights (their format on the engines);
-    precision (bits of the linear layers' operands); config (the model's DigitsViTConfig)."""
+    precision (bits of the linear layers' operands); config (the model's DigitsViTConfig);
+    qat: None, or the QATConfig of the fine-tuning that follows the float training."""
     name: str
     attention: str
     weights: str
     precision: int
     config: DigitsViTConfig
+    qat: QATConfig | None = None
 
     def trained(self, *, progress=True):
-        """(model, record): the trained float model (cached) and its training record."""
-        return trained_vit_record(self.config, progress=progress)
+        """(model, record): the trained model (cached) and its training record
+        ("test_accuracy": the float model's)."""
+        model, record = trained_vit_record(self.config, progress=progress)
+        if self.qat is None:
+            return model, record
+        model, record = finetune(model, record, self.qat, progress=progress)
+        return model, {**record, "test_accuracy": record["float_test_accuracy"]}
 
     def describe(self):
         return {"name": self.name, "attention": self.attention, "weights": self.weights,
-                "precision": self.precision, "params": dataclasses.asdict(self.config)}
+                "precision": self.precision, "params": {
+                    **dataclasses.asdict(self.config),
+                    **({} if self.qat is None else {"qat": dataclasses.asdict(self.qat)})}}
 
 
 VARIANTS = {v.name: v for v in (
     Variant("softmax", "softmax", "int8", 8, DigitsViTConfig(**FAMILY)),
     Variant("taylor", "taylor", "int8", 8, DigitsViTConfig(**FAMILY, attention="taylor")),
+    Variant("int4", "softmax", "int4", 4, DigitsViTConfig(**FAMILY), QATConfig((4,))),
+    Variant("switchable-8", "softmax", "switchable int8/int4", 8, DigitsViTConfig(**FAMILY),
+            QATConfig((8, 4))),
+    Variant("switchable-4", "softmax", "switchable int8/int4", 4, DigitsViTConfig(**FAMILY),
+            QATConfig((8, 4))),
 )}
 
 
