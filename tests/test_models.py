@@ -11,8 +11,8 @@ from celine.firmware.errors import SettingError
 from celine.golden.digits_vit import DigitsViTConfig, digits_dataset, one_thread
 from celine.models import offload, open_devices, quantize_model
 from celine.models.integer import FloatOps, forward
-from celine.models.ops import (MATMUL, OPS, TAYLOR_ATTENTION, DeviceExecutor, GoldenExecutor,
-                               engine_for)
+from celine.models.ops import (MATMUL, OPS, SD_LINEAR, TAYLOR_ATTENTION, DeviceExecutor,
+                               GoldenExecutor, engine_for)
 from celine.models.variants import VARIANTS, get
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -24,10 +24,8 @@ def data():
 
 
 def _quantized(name, data):
-    variant = get(name)
-    model, _ = variant.trained(progress=False)
     with one_thread():
-        return quantize_model(model, data.train_images[:256], precision=variant.precision)
+        return get(name).quantize(data.train_images[:256], progress=False)
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -99,9 +97,10 @@ def test_the_rtl_equals_the_integer_model(quantized_rtl, data):
 
 def test_engines_declare_the_operations():
     assert engine_for(MATMUL)[0].name and engine_for(TAYLOR_ATTENTION)[0].name
-    assert set(OPS) == {MATMUL, TAYLOR_ATTENTION}
-    with pytest.raises(SettingError, match="op must be one of matmul, taylor_attention, "
-                                           "not 'conv'"):
+    assert set(OPS) == {MATMUL, SD_LINEAR, TAYLOR_ATTENTION}
+    assert engine_for(SD_LINEAR)[0].name
+    with pytest.raises(SettingError, match="op must be one of matmul, sd_linear, "
+                                           "taylor_attention, not 'conv'"):
         engine_for("conv")
 
 
@@ -149,7 +148,8 @@ def test_an_engine_checks_operands_in_the_golden_path_too(data):
 
 def test_model_names_and_configurations_are_checked():
     with pytest.raises(ValueError, match="model must be one of softmax, taylor, int4, "
-                                         "switchable-8, switchable-4, not 'resnet'"):
+                                         "switchable-8, switchable-4, smartdeal, "
+                                         "not 'resnet'"):
         get("resnet")
     with pytest.raises(ValueError, match="attention must be 'softmax' or 'taylor', "
                                          "not 'linear'"):
@@ -179,7 +179,7 @@ def test_celine_run_reports_accuracy_equality_and_time(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "vgg"], "model must be one of softmax, taylor, int4, switchable-8, "
-                     "switchable-4, not 'vgg'"),
+                     "switchable-4, smartdeal, not 'vgg'"),
     (["run", "softmax", "--images", "0"], "images must be between 1 and 360, not 0"),
     (["run", "softmax", "--images", "10", "--first", "355"],
      "first must be between 0 and 350 for 10 images, not 355"),
@@ -209,3 +209,9 @@ def test_qat_rounds_operands_as_the_engine_does():
         want = reduce_precision(quantize(x, step), precision).double() \
             * 2 ** (8 - precision) * step if precision < 8 else quantize(x, step).double() * step
         assert torch.equal(fake_operand(x, step, precision), want)
+
+
+def test_the_smartdeal_variant_runs_its_layers_as_smartdeal_weights(data):
+    quantized = _quantized("smartdeal", data)
+    assert SD_LINEAR in quantized.ops and set(quantized.weights) == {"embed"}
+    assert len(quantized.sd_layers) == 9        # 4 layers a block, and the head

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..golden.quant import quantize
 from ..golden.taylor import calibrate, output_scales, taylor_attention
-from .ops import MATMUL, TAYLOR_ATTENTION, GoldenExecutor, engine_for
+from .ops import MATMUL, SD_LINEAR, TAYLOR_ATTENTION, GoldenExecutor, engine_for
 
 __all__ = ["forward", "FloatOps", "CalibrationOps", "IntegerOps", "QuantizedViT", "quantize_model"]
 
@@ -102,20 +102,22 @@ class QuantizedViT:
     calibrated scale per quantized activation, and the precision of the linear layers'
     products. `golden(images)` runs the integer golden model."""
 
-    def __init__(self, model, peaks, *, precision=8):
+    def __init__(self, model, peaks, *, precision=8, sd_layers=None):
         self.model = model
         self.precision = precision
         self.scales = {name: _scale(peak) for name, peak in peaks.items()}
-        # {forward's layer name: (int8 weights N x K, the real step of each output row)}
+        # {forward's layer name: SmartDealWeights}: the layers that run as SD_LINEAR
+        self.sd_layers = {short_name(name): sd for name, sd in (sd_layers or {}).items()}
+        # {forward's layer name: (int8 weights K x N, the real step of each output column)}:
+        # the other layers, as MATMUL
         self.weights = {}
         for name, module in model.named_modules():
-            if isinstance(module, nn.Linear):
+            if isinstance(module, nn.Linear) and short_name(name) not in self.sd_layers:
                 w = module.weight.detach().double()
                 step = w.abs().amax(dim=1).clamp(min=1e-12) / PEAK
-                for long, short in LAYER_NAMES:
-                    name = name.replace(long, short)
                 # K x N, as the products take it
-                self.weights[name] = (quantize(w, step[:, None]).T.contiguous(), step)
+                self.weights[short_name(name)] = (quantize(w, step[:, None]).T.contiguous(),
+                                                  step)
 
     @property
     def needs(self):
@@ -123,13 +125,17 @@ class QuantizedViT:
         c = self.model.config
         return {"head_dim": c.head_dim, "heads": c.heads, "tokens": c.tokens,
                 "precisions": tuple(sorted({self.precision, 8})),
-                "weights": [tuple(w.shape) for w, _ in self.weights.values()]}
+                "weights": [tuple(w.shape) for w, _ in self.weights.values()],
+                "sd_weights": [(sd.header.length, sd.header.outputs)
+                               for sd in self.sd_layers.values()],
+                **({"exponent_bits": next(iter(self.sd_layers.values())).exponent_bits}
+                   if self.sd_layers else {})}
 
     @property
     def ops(self):
         """The engine operations the model uses."""
-        return (MATMUL, TAYLOR_ATTENTION) if self.model.config.attention == "taylor" \
-            else (MATMUL,)
+        return (MATMUL,) + ((SD_LINEAR,) if self.sd_layers else ()) + \
+            ((TAYLOR_ATTENTION,) if self.model.config.attention == "taylor" else ())
 
     def engine_params(self):
         """{engine name: params} of the engines that run this model, as each suggests."""
@@ -165,9 +171,14 @@ class IntegerOps:
         return quantize(x, self.q.scales[name])
 
     def linear(self, name, x, layer):
-        w, w_step = self.q.weights[name]
         x_q = self._quantize(name, x)
         shape = x_q.shape
+        if name in self.q.sd_layers:
+            sd = self.q.sd_layers[name]
+            sums = self.run(SD_LINEAR, x_q.reshape(-1, shape[-1]), sd)
+            unit = self.q.scales[name] * self.run.weight_unit(SD_LINEAR, sd)
+            return (sums.double() * unit).float().reshape(*shape[:-1], -1) + layer.bias
+        w, w_step = self.q.weights[name]
         sums = self.run(MATMUL, x_q.reshape(-1, shape[-1]), w, self.q.precision, True)
         # At precision p < 8 the engine multiplies round(x / 2^(8-p)) operands: one unit
         # of the sums is worth 4^(8-p) units of int8 products.
@@ -199,11 +210,19 @@ class IntegerOps:
         return out
 
 
+def short_name(name):
+    """forward's name of the linear layer whose module is called `name`."""
+    for long, short in LAYER_NAMES:
+        name = name.replace(long, short)
+    return name
+
+
 @torch.no_grad()
-def quantize_model(model, calibration, *, precision=8):
+def quantize_model(model, calibration, *, precision=8, sd_layers=None):
     """The QuantizedViT of `model`, its activation scales calibrated on `calibration`
-    ((B, 8, 8) training images)."""
+    ((B, 8, 8) training images); sd_layers {module name: SmartDealWeights}: the layers
+    whose weights are SmartDeal decompositions (their nn.Linear weights are ignored)."""
     model.eval()
     ops = CalibrationOps()
     forward(model, calibration, ops)
-    return QuantizedViT(model, ops.peaks, precision=precision)
+    return QuantizedViT(model, ops.peaks, precision=precision, sd_layers=sd_layers)

@@ -21,6 +21,9 @@ The operations:
   values below 8 bits): an M x N int64 tensor. `constant`: w is one of the model's
   weights (the same tensor object on every call), which a device may keep from one call
   to the next; the others (attention's k and v) are new on every call.
+- SD_LINEAR(x, sd_weights): x (M x L) int8 times a linear layer's SmartDeal weights
+  (golden.smartdeal.hardware.SmartDealWeights, N x L) as the engine rebuilds them: the
+  M x N int64 exact sums (the engine's layers module says the weights' real unit).
 - TAYLOR_ATTENTION(q, k, v, registers): ViTALiTy Taylor attention of H heads, q, k, v
   H x N x d int8, `registers` a golden.taylor.TaylorRegisters with one output scale per
   head: the H x N x d int64 outputs.
@@ -31,21 +34,25 @@ from typing import Callable
 
 from ..firmware.errors import SettingError
 
-__all__ = ["MATMUL", "TAYLOR_ATTENTION", "OPS", "ModelOp", "EngineLayers", "engine_for",
+__all__ = ["MATMUL", "SD_LINEAR", "TAYLOR_ATTENTION", "OPS", "ModelOp", "EngineLayers", "engine_for",
            "GoldenExecutor", "DeviceExecutor"]
 
 MATMUL = "matmul"
+SD_LINEAR = "sd_linear"
 TAYLOR_ATTENTION = "taylor_attention"
-OPS = (MATMUL, TAYLOR_ATTENTION)
+OPS = (MATMUL, SD_LINEAR, TAYLOR_ATTENTION)
 
 
 @dataclass(frozen=True)
 class ModelOp:
     """One operation: golden(params, *args) and device(device, *args) give equal results;
-    check(params, *args) raises SettingError when a device of `params` cannot take args."""
+    check(params, *args) raises SettingError when a device of `params` cannot take args;
+    weight_unit(params, weights), where the op has weights of its own format, is the real
+    value of one unit of the weights the engine of `params` multiplies."""
     golden: Callable
     device: Callable
     check: Callable = lambda params, *args: None
+    weight_unit: Callable = None
 
 
 @dataclass(frozen=True)
@@ -82,14 +89,22 @@ class GoldenExecutor:
         self.params = dict(params)
         self.calls = {}
 
-    def __call__(self, op, *args):
+    def _engine(self, op):
         record, layers = engine_for(op)
         if record.name not in self.params:
             raise SettingError(f"no parameters for the {record.name!r} engine that runs {op!r}")
-        params = self.params[record.name]
-        layers.ops[op].check(params, *args)
+        return self.params[record.name], layers.ops[op]
+
+    def __call__(self, op, *args):
+        params, model_op = self._engine(op)
+        model_op.check(params, *args)
         self.calls[op] = self.calls.get(op, 0) + 1
-        return layers.ops[op].golden(params, *args)
+        return model_op.golden(params, *args)
+
+    def weight_unit(self, op, weights):
+        """The real value of one unit of `weights` as the engine running `op` uses them."""
+        params, model_op = self._engine(op)
+        return model_op.weight_unit(params, weights)
 
 
 class DeviceExecutor:
@@ -121,3 +136,9 @@ class DeviceExecutor:
         model_op.check(dev.accelerator.params.from_dict(dev.info["params"]), *args)
         self.calls[op] = self.calls.get(op, 0) + 1
         return model_op.device(dev, *args)
+
+    def weight_unit(self, op, weights):
+        """The real value of one unit of `weights` as the device running `op` uses them."""
+        dev, model_op = self.device_for(op)
+        return model_op.weight_unit(dev.accelerator.params.from_dict(dev.info["params"]),
+                                    weights)

@@ -14,7 +14,7 @@ import torch
 
 from ..firmware.errors import SettingError
 from ..golden.digits_vit import digits_dataset, one_thread
-from .integer import CALIBRATION_IMAGES, quantize_model
+from .integer import CALIBRATION_IMAGES
 from .offload import offload, open_devices
 from .variants import get
 
@@ -82,8 +82,8 @@ def evaluate(name, target="model", *, images=20, first=0, progress=True):
     pick = slice(first, first + images)
     x, labels = data.test_images[pick], data.test_labels[pick]
     with one_thread():
-        quantized = quantize_model(model, data.train_images[:CALIBRATION_IMAGES],
-                                   precision=variant.precision)
+        quantized = variant.quantize(data.train_images[:CALIBRATION_IMAGES],
+                                     progress=progress)
         devices = open_devices(quantized, target) if target in ("model", "sim") \
             else _open(target)
         try:

@@ -20,6 +20,7 @@ ENGINE = Accelerator(
     bench=Ref("celine.engines.smartdeal.bench:run"),
     sample_calls=Ref("celine.engines.smartdeal.bench:sample_calls"),
     random_call=Ref("celine.engines.smartdeal.calls:random_call"),
+    layers=Ref("celine.engines.smartdeal.layers:LAYERS"),
     space={"impl": spec.IMPLS, "rows_per_cycle": (1, 2, 4), "exponent_bits": (2, 3),
            "array_rows": (2, 4, 8), "array_cols": (2, 4, 8), "array_impl": ("dsp", "bricks")},
     small={"params": {"max_tokens": 16, "max_inputs": 48, "max_outputs": 48,
