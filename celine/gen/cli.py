@@ -343,7 +343,7 @@ def build_parser():
 
     p = sub.add_parser("run", help="run a model's test images on devices; accuracy, bit-exactness, "
                        "time per image")
-    p.add_argument("model", help="model variant (softmax, taylor; docs/models.md)")
+    p.add_argument("model", help="model variant (docs/models.md; softmax is the baseline)")
     p.add_argument("--device", default="model",
                    help="'model' (the golden devices, fast), 'sim' (the RTL under Verilator, "
                         "slow) or serial ports, comma-separated, one per engine "
