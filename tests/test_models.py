@@ -28,7 +28,13 @@ def _quantized(name, data):
         return get(name).quantize(data.train_images[:256], progress=False)
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS))
+# make test trains and runs the softmax and the Taylor variants; make sim all of them.
+SAMPLED = ("softmax", "taylor")
+
+
+@pytest.fixture(scope="module", params=[
+    name if name in SAMPLED else pytest.param(name, marks=pytest.mark.sweep)
+    for name in VARIANTS])
 def quantized(request, data):
     return _quantized(request.param, data)
 
@@ -192,6 +198,7 @@ def test_celine_run_rejects_bad_input_in_one_line(capsys, argv, message):
     assert err.startswith("celine: error: ") and message in err and err.count("\n") == 1
 
 
+@pytest.mark.sweep
 def test_the_switchable_variants_share_one_set_of_weights():
     eight, _ = get("switchable-8").trained(progress=False)
     four, _ = get("switchable-4").trained(progress=False)
@@ -211,6 +218,7 @@ def test_qat_rounds_operands_as_the_engine_does():
         assert torch.equal(fake_operand(x, step, precision), want)
 
 
+@pytest.mark.sweep
 def test_the_smartdeal_variant_runs_its_layers_as_smartdeal_weights(data):
     quantized = _quantized("smartdeal", data)
     assert SD_LINEAR in quantized.ops and set(quantized.weights) == {"embed"}
