@@ -15,7 +15,7 @@ from celine.gen.cli import main
 
 ENGINES = [record.name for record in registry.ENGINES]
 BENCH_CHOICES = ", ".join(repr(name) for name in [*ENGINES, "shell", "timing", "largest",
-                                                    "reliability", "explore"])
+                                                    "reliability", "explore", "model"])
 
 
 def run(*args, cwd=None):

