@@ -11,8 +11,8 @@ from celine.firmware.errors import SettingError
 from celine.golden.digits_vit import DigitsViTConfig, digits_dataset, one_thread
 from celine.models import offload, open_devices, quantize_model
 from celine.models.integer import FloatOps, forward
-from celine.models.ops import (MATMUL, OPS, SD_LINEAR, TAYLOR_ATTENTION, DeviceExecutor,
-                               GoldenExecutor, engine_for)
+from celine.models.ops import (MATMUL, OPS, SD_LINEAR, SPARSE_ATTENTION, TAYLOR_ATTENTION,
+                               DeviceExecutor, GoldenExecutor, engine_for)
 from celine.models.variants import VARIANTS, get
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -131,10 +131,10 @@ def test_the_rtl_equals_the_integer_model(quantized_rtl, data):
 
 def test_engines_declare_the_operations():
     assert engine_for(MATMUL)[0].name and engine_for(TAYLOR_ATTENTION)[0].name
-    assert set(OPS) == {MATMUL, SD_LINEAR, TAYLOR_ATTENTION}
-    assert engine_for(SD_LINEAR)[0].name
+    assert set(OPS) == {MATMUL, SD_LINEAR, SPARSE_ATTENTION, TAYLOR_ATTENTION}
+    assert engine_for(SD_LINEAR)[0].name and engine_for(SPARSE_ATTENTION)[0].name
     with pytest.raises(SettingError, match="op must be one of matmul, sd_linear, "
-                                           "taylor_attention, not 'conv'"):
+                                           "sparse_attention, taylor_attention, not 'conv'"):
         engine_for("conv")
 
 
@@ -183,7 +183,7 @@ def test_an_engine_checks_operands_in_the_golden_path_too(data):
 def test_model_names_and_configurations_are_checked():
     with pytest.raises(ValueError, match="model must be one of softmax, taylor, int4, "
                                          "switchable-8, switchable-4, smartdeal, "
-                                         "not 'resnet'"):
+                                         "vitcod, not 'resnet'"):
         get("resnet")
     with pytest.raises(ValueError, match="attention must be 'softmax' or 'taylor', "
                                          "not 'linear'"):
@@ -213,7 +213,7 @@ def test_celine_run_reports_accuracy_equality_and_time(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "vgg"], "model must be one of softmax, taylor, int4, switchable-8, "
-                     "switchable-4, smartdeal, not 'vgg'"),
+                     "switchable-4, smartdeal, vitcod, not 'vgg'"),
     (["run", "softmax", "--images", "0"], "images must be between 1 and 360, not 0"),
     (["run", "softmax", "--images", "10", "--first", "355"],
      "first must be between 0 and 350 for 10 images, not 355"),
@@ -274,3 +274,14 @@ def test_celine_bitstream_model_builds_each_engine_at_the_models_needs(tmp_path,
     assert [out for *_, out in built] == [tmp_path / name for name in
                                           quantized.engine_params()]
     assert capsys.readouterr().out.count("a report") == len(built)
+
+
+@pytest.mark.sweep
+def test_the_vitcod_variant_prunes_nine_tenths_of_attention(data):
+    from celine.golden.vitcod.mask import sparsity
+    quantized = _quantized("vitcod", data)
+    assert SPARSE_ATTENTION in quantized.ops
+    for block in quantized.model.blocks:
+        assert sparsity(block.attn.mask) >= 0.9
+    assert set(quantized.autoencoders) == {f"blocks.{i}.attn"
+                                           for i in range(len(quantized.model.blocks))}

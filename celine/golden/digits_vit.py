@@ -136,6 +136,7 @@ class Attention(nn.Module):
         super().__init__()
         self.heads = heads
         self.attention = attention
+        self.mask = None            # softmax over a fixed kept mask (heads, N, N), if set
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
@@ -156,7 +157,10 @@ class Attention(nn.Module):
             k_hat = k - k.mean(dim=-2, keepdim=True)
             attn = (1 + q @ k_hat.transpose(-2, -1) / math.sqrt(c // self.heads)) / n
         else:
-            attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(c // self.heads), dim=-1)
+            scores = q @ k.transpose(-2, -1) / math.sqrt(c // self.heads)
+            if self.mask is not None:
+                scores = scores.masked_fill(~self.mask, -math.inf)
+            attn = torch.softmax(scores, dim=-1)
             out = attn @ v
         out = out.transpose(1, 2).reshape(b, n, c)
         return self.proj(out), q, k, v, attn
@@ -191,6 +195,16 @@ class DigitsViT(nn.Module):
                                     for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim)
         self.head = nn.Linear(config.dim, CLASSES)
+
+    def set_masks(self, masks):
+        """Fixed attention masks (ViTCoD): masks[layer] a (heads, N, N) bool tensor (True =
+        kept) or None; softmax attention then runs over the kept entries only."""
+        if len(masks) != len(self.blocks):
+            raise ValueError(f"masks must hold one entry per layer ({len(self.blocks)}), "
+                             f"not {len(masks)}")
+        for block, mask in zip(self.blocks, masks):
+            block.attn.mask = None if mask is None else torch.as_tensor(mask, dtype=torch.bool)
+        return self
 
     def patches(self, images):
         """(B, tokens - 1, window²): each patch token's window of pixels, row-major, the

@@ -32,7 +32,8 @@ from torch import nn
 
 from ..golden.quant import quantize
 from ..golden.taylor import calibrate, output_scales, taylor_attention
-from .ops import MATMUL, SD_LINEAR, TAYLOR_ATTENTION, GoldenExecutor, engine_for
+from ..golden.vitcod.autoencoder import quantize_autoencoder
+from .ops import MATMUL, SD_LINEAR, SPARSE_ATTENTION, TAYLOR_ATTENTION, GoldenExecutor, engine_for
 
 __all__ = ["forward", "FloatOps", "CalibrationOps", "IntegerOps", "QuantizedViT", "quantize_model"]
 
@@ -51,7 +52,7 @@ def forward(model, images, ops):
         b, n, dim = x.shape
         qkv = ops.linear(f"blocks.{i}.qkv", block.norm1(x), block.attn.qkv)
         q, k, v = qkv.reshape(b, n, 3, c.heads, c.head_dim).permute(2, 0, 3, 1, 4)
-        heads = ops.attention(f"blocks.{i}.attn", c.attention, q, k, v)
+        heads = ops.attention(f"blocks.{i}.attn", c.attention, q, k, v, block.attn.mask)
         x = x + ops.linear(f"blocks.{i}.proj", heads.transpose(1, 2).reshape(b, n, dim),
                            block.attn.proj)
         hidden = nn.functional.gelu(ops.linear(f"blocks.{i}.fc1", block.norm2(x),
@@ -61,15 +62,23 @@ def forward(model, images, ops):
 
 
 class FloatOps:
-    """The float model, operation by operation."""
+    """The float model, operation by operation; `autoencoders` {attention name: (Q's, K's
+    float AutoEncoder)}: Q and K of those layers go through them (ViTCoD)."""
+
+    def __init__(self, autoencoders=None):
+        self.autoencoders = autoencoders or {}
 
     def linear(self, name, x, layer):
         return nn.functional.linear(x, layer.weight, layer.bias)
 
-    def attention(self, name, kind, q, k, v):
+    def attention(self, name, kind, q, k, v, mask=None):
         if kind == "taylor":
             return taylor_attention(q, k, v).to(q.dtype)
+        if name in self.autoencoders:
+            q, k = (ae(x) for ae, x in zip(self.autoencoders[name], (q, k)))
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, -math.inf)
         return torch.softmax(scores, dim=-1) @ v
 
 
@@ -77,8 +86,10 @@ class CalibrationOps(FloatOps):
     """The float model, keeping the largest |value| of each quantized tensor in `peaks`:
     "<layer>" for a linear layer's input, "<attn>.q", ".k", ".v" for attention."""
 
-    def __init__(self):
+    def __init__(self, autoencoders=None):
+        super().__init__(autoencoders)
         self.peaks = {}
+        self.qk = {}            # {attention name: (q, k)} as the calibration images give them
 
     def _see(self, name, x):
         self.peaks[name] = max(self.peaks.get(name, 0.0), float(x.detach().abs().max()))
@@ -87,10 +98,11 @@ class CalibrationOps(FloatOps):
         self._see(name, x)
         return super().linear(name, x, layer)
 
-    def attention(self, name, kind, q, k, v):
+    def attention(self, name, kind, q, k, v, mask=None):
         for part, x in (("q", q), ("k", k), ("v", v)):
             self._see(f"{name}.{part}", x)
-        return super().attention(name, kind, q, k, v)
+        self.qk[name] = (q.detach(), k.detach())
+        return super().attention(name, kind, q, k, v, mask)
 
 
 def _scale(peak):
@@ -102,10 +114,18 @@ class QuantizedViT:
     calibrated scale per quantized activation, and the precision of the linear layers'
     products. `golden(images)` runs the integer golden model."""
 
-    def __init__(self, model, peaks, *, precision=8, sd_layers=None):
+    def __init__(self, model, peaks, *, precision=8, sd_layers=None, autoencoders=None,
+                 qk=None):
         self.model = model
         self.precision = precision
         self.scales = {name: _scale(peak) for name, peak in peaks.items()}
+        # {attention name: (Q's, K's float AutoEncoder)}, and their integer form, their
+        # input steps those of Q and K, calibrated on the Q and K of `qk`
+        self.float_autoencoders = dict(autoencoders or {})
+        self.autoencoders = {
+            name: tuple(quantize_autoencoder(ae, x, in_scale=self.scales[f"{name}.{part}"])
+                        for ae, x, part in zip(pair, qk[name], "qk"))
+            for name, pair in self.float_autoencoders.items()}
         # {forward's layer name: SmartDealWeights}: the layers that run as SD_LINEAR
         self.sd_layers = {short_name(name): sd for name, sd in (sd_layers or {}).items()}
         # {forward's layer name: (int8 weights K x N, the real step of each output column)}:
@@ -129,12 +149,15 @@ class QuantizedViT:
                 "sd_weights": [(sd.header.length, sd.header.outputs)
                                for sd in self.sd_layers.values()],
                 **({"exponent_bits": next(iter(self.sd_layers.values())).exponent_bits}
-                   if self.sd_layers else {})}
+                   if self.sd_layers else {}),
+                "autoencoder": bool(self.autoencoders)}
 
     @property
     def ops(self):
         """The engine operations the model uses."""
+        sparse = any(block.attn.mask is not None for block in self.model.blocks)
         return (MATMUL,) + ((SD_LINEAR,) if self.sd_layers else ()) + \
+            ((SPARSE_ATTENTION,) if sparse else ()) + \
             ((TAYLOR_ATTENTION,) if self.model.config.attention == "taylor" else ())
 
     def engine_params(self):
@@ -186,13 +209,19 @@ class IntegerOps:
         real = sums.double() * (unit * w_step)
         return real.float().reshape(*shape[:-1], -1) + layer.bias
 
-    def attention(self, name, kind, q, k, v):
+    def attention(self, name, kind, q, k, v, mask=None):
         s_q, s_k, s_v = (self.q.scales[f"{name}.{part}"] for part in "qkv")
         q, k, v = (self._quantize(f"{name}.{part}", x) for part, x in (("q", q), ("k", k),
                                                                           ("v", v)))
         images, heads, tokens, head_dim = q.shape
         out = torch.empty(images, heads, tokens, head_dim, dtype=torch.float32)
         for i in range(images):
+            if mask is not None:
+                got, steps = self.run(SPARSE_ATTENTION, q[i], k[i], v[i], mask, (s_q, s_k, s_v),
+                                      self.q.autoencoders.get(name))
+                out[i] = (got.double() * torch.tensor(steps, dtype=torch.float64)[:, None, None]
+                          ).float()
+                continue
             if kind == "taylor":
                 regs = calibrate(q[i], k[i], v[i], scales=(s_q, s_k, s_v))
                 steps = output_scales(regs, scales=(s_q, s_k, s_v), tokens=tokens,
@@ -218,11 +247,15 @@ def short_name(name):
 
 
 @torch.no_grad()
-def quantize_model(model, calibration, *, precision=8, sd_layers=None):
+def quantize_model(model, calibration, *, precision=8, sd_layers=None, autoencoders=None):
     """The QuantizedViT of `model`, its activation scales calibrated on `calibration`
     ((B, 8, 8) training images); sd_layers {module name: SmartDealWeights}: the layers
-    whose weights are SmartDeal decompositions (their nn.Linear weights are ignored)."""
+    whose weights are SmartDeal decompositions (their nn.Linear weights are ignored);
+    autoencoders {layer index: (Q's, K's float AutoEncoder)}: ViTCoD's Q/K auto-encoders
+    of the layers with fixed masks."""
     model.eval()
-    ops = CalibrationOps()
+    named = {f"blocks.{layer}.attn": pair for layer, pair in (autoencoders or {}).items()}
+    ops = CalibrationOps(named)
     forward(model, calibration, ops)
-    return QuantizedViT(model, ops.peaks, precision=precision, sd_layers=sd_layers)
+    return QuantizedViT(model, ops.peaks, precision=precision, sd_layers=sd_layers,
+                        autoencoders=named, qk=ops.qk)

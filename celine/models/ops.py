@@ -24,6 +24,11 @@ The operations:
 - SD_LINEAR(x, sd_weights): x (M x L) int8 times a linear layer's SmartDeal weights
   (golden.smartdeal.hardware.SmartDealWeights, N x L) as the engine rebuilds them: the
   M x N int64 exact sums (the engine's layers module says the weights' real unit).
+- SPARSE_ATTENTION(q, k, v, masks, scales, autoencoders): ViTCoD's softmax attention of
+  H heads over fixed kept masks (H x N x N bool), q, k, v H x N x d int8 at the real
+  steps `scales` (s_q, s_k, s_v), Q and K through the layer's Q/K auto-encoders
+  (golden.vitcod.autoencoder.QuantizedAutoEncoder pair, or None): (the H x N x d int64
+  outputs, each head's real output step).
 - TAYLOR_ATTENTION(q, k, v, registers): ViTALiTy Taylor attention of H heads, q, k, v
   H x N x d int8, `registers` a golden.taylor.TaylorRegisters with one output scale per
   head: the H x N x d int64 outputs.
@@ -34,13 +39,14 @@ from typing import Callable
 
 from ..firmware.errors import SettingError
 
-__all__ = ["MATMUL", "SD_LINEAR", "TAYLOR_ATTENTION", "OPS", "ModelOp", "EngineLayers", "engine_for",
+__all__ = ["MATMUL", "SD_LINEAR", "SPARSE_ATTENTION", "TAYLOR_ATTENTION", "OPS", "ModelOp", "EngineLayers", "engine_for",
            "GoldenExecutor", "DeviceExecutor"]
 
 MATMUL = "matmul"
 SD_LINEAR = "sd_linear"
+SPARSE_ATTENTION = "sparse_attention"
 TAYLOR_ATTENTION = "taylor_attention"
-OPS = (MATMUL, SD_LINEAR, TAYLOR_ATTENTION)
+OPS = (MATMUL, SD_LINEAR, SPARSE_ATTENTION, TAYLOR_ATTENTION)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 
 from ..firmware.errors import SettingError
 from ..golden.digits_vit import digits_dataset, one_thread
-from .integer import CALIBRATION_IMAGES
+from .integer import CALIBRATION_IMAGES, FloatOps, forward
 from .offload import offload, open_devices
 from .variants import get
 
@@ -106,8 +106,8 @@ def evaluate(name, target="model", *, images=20, first=0, progress=True):
             for dev in devices:
                 dev.close()
         got, want = torch.cat(got), torch.cat(want)
-        with torch.no_grad():
-            floats = model(x)
+        with torch.no_grad():      # the float model, its Q/K auto-encoders included
+            floats = forward(quantized.model, x, FloatOps(quantized.float_autoencoders))
 
     def acc(logits):
         return round(float((logits.argmax(-1) == labels).float().mean()), 4)

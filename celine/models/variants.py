@@ -14,7 +14,10 @@ split (well under a minute on two CPU cores, cached under build/models/).
   together (InstantNet's switchable precision), run at 8 or at 4 bits;
 - smartdeal: every linear layer but the patch embedding decomposed into SmartDeal weights
   (W ~ Ce B, Ce sparse powers of two) and fine-tuned with the decomposition in the loop
-  (golden.smartdeal.finetune), run on the SmartDeal engine.
+  (golden.smartdeal.finetune), run on the SmartDeal engine;
+- vitcod: softmax attention over fixed masks cut from the averaged attention maps (92%
+  of the entries pruned) with the Q/K auto-encoders, fine-tuned together
+  (celine.models.sparse), run on the ViTCoD engine.
 """
 
 import dataclasses
@@ -22,8 +25,10 @@ from dataclasses import dataclass
 
 from ..golden.digits_vit import DigitsViTConfig, trained_vit_record
 from ..golden.smartdeal.finetune import FinetuneConfig, smartdeal_vit
+from ..golden.vitcod.autoencoder import FinetuneConfig as VitcodFinetune
 from .integer import quantize_model
 from .qat import QATConfig, finetune
+from .sparse import SparseConfig, sparse_vit
 
 __all__ = ["Variant", "VARIANTS", "FAMILY", "get"]
 
@@ -44,40 +49,48 @@ class Variant:
     config: DigitsViTConfig
     qat: QATConfig | None = None
     sd: FinetuneConfig | None = None
+    sparse: SparseConfig | None = None
 
     def trained(self, *, progress=True):
         """(model, record): the trained model (cached) and its training record
-        ("test_accuracy": the float model's)."""
+        ("test_accuracy": the float model's, its auto-encoders included)."""
         return self._trained(progress)[:2]
 
     def _trained(self, progress):
-        """(model, record, SmartDeal layers {module name: Decomposition} or None)."""
+        """(model, record, extras): extras {"sd": SmartDeal layers {module name:
+        Decomposition}} or {"autoencoders": {layer: (Q's, K's AutoEncoder)}} or {}."""
         if self.sd is not None:
             sd = smartdeal_vit(self.config, self.sd, progress=progress)
-            return sd.model, sd.record, sd.decompositions
+            return sd.model, sd.record, {"sd": sd.decompositions}
         model, record = trained_vit_record(self.config, progress=progress)
+        if self.sparse is not None:
+            model, aes, record = sparse_vit(model, record, self.sparse, progress=progress)
+            return model, record, {"autoencoders": aes}
         if self.qat is None:
-            return model, record, None
+            return model, record, {}
         model, record = finetune(model, record, self.qat, progress=progress)
-        return model, {**record, "test_accuracy": record["float_test_accuracy"]}, None
+        return model, {**record, "test_accuracy": record["float_test_accuracy"]}, {}
 
     def quantize(self, calibration, *, progress=True):
         """The variant's QuantizedViT (trained first if need be), its scales calibrated on
         `calibration` (B x 8 x 8 training images)."""
         from ..golden.smartdeal.hardware import quantize_decomposition
-        model, _, decompositions = self._trained(progress)
-        sd_layers = None if decompositions is None else {
+        model, _, extras = self._trained(progress)
+        sd_layers = None if "sd" not in extras else {
             name: quantize_decomposition(d, exponent_bits=self.sd.exponent_bits)
-            for name, d in decompositions.items()}
+            for name, d in extras["sd"].items()}
         return quantize_model(model, calibration, precision=self.precision,
-                              sd_layers=sd_layers)
+                              sd_layers=sd_layers, autoencoders=extras.get("autoencoders"))
 
     def describe(self):
         return {"name": self.name, "attention": self.attention, "weights": self.weights,
                 "precision": self.precision, "params": {
                     **dataclasses.asdict(self.config),
                     **({} if self.qat is None else {"qat": dataclasses.asdict(self.qat)}),
-                    **({} if self.sd is None else {"smartdeal": dataclasses.asdict(self.sd)})}}
+                    **({} if self.sd is None else {"smartdeal": dataclasses.asdict(self.sd)}),
+                    **({} if self.sparse is None else {"vitcod": {
+                        "sparsity": self.sparse.sparsity,
+                        "finetune": dataclasses.asdict(self.sparse.finetune)}})}}
 
 
 VARIANTS = {v.name: v for v in (
@@ -92,6 +105,9 @@ VARIANTS = {v.name: v for v in (
     # and 30 epochs, golden.smartdeal's defaults for the 17-token ViT, lose 1.7 points).
     Variant("smartdeal", "softmax", "smartdeal", 8, DigitsViTConfig(**FAMILY),
             sd=FinetuneConfig(exponent_bits=3, epochs=60)),
+    # 60 epochs of fine-tuning with the masks and the auto-encoders: 98.9% (30: 97.2%).
+    Variant("vitcod", "sparse softmax", "int8", 8, DigitsViTConfig(**FAMILY),
+            sparse=SparseConfig(finetune=VitcodFinetune(epochs=60))),
 )}
 
 

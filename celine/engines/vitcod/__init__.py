@@ -19,6 +19,7 @@ ENGINE = Accelerator(
     bench=Ref("celine.engines.vitcod.bench:run"),
     sample_calls=Ref("celine.engines.vitcod.bench:sample_calls"),
     random_call=Ref("celine.engines.vitcod.calls:random_call"),
+    layers=Ref("celine.engines.vitcod.layers:LAYERS"),
     space={"dense_macs": (8, 16, 24, 32), "sparse_macs": (24, 32, 40, 48, 56),
            "out_lanes": (16, 32), "max_global": (16, 32, 64),
            "sparse_capacity": (1024, 2048, 4096), "heads": (1, 3)},
