@@ -84,47 +84,33 @@ def test_the_model_device_equals_the_integer_model(quantized, data):
             dev.close()
 
 
-@pytest.mark.sweep
-def test_two_hundred_images_on_the_model_devices_equal_the_integer_model(quantized, data):
-    images = data.test_images[:200]
-    devices = open_devices(quantized, "model")
+def _equal_on(quantized, target, images):
+    """The devices' logits for `images` equal the integer golden model's, bit for bit."""
+    devices = open_devices(quantized, target)
     try:
         with one_thread():
-            got = offload(quantized, devices)(images)
-            want = quantized.golden(images)
-        assert torch.equal(got, want)
+            return torch.equal(offload(quantized, devices)(images), quantized.golden(images))
     finally:
         for dev in devices:
             dev.close()
+
+
+@pytest.mark.sweep
+def test_two_hundred_images_on_the_model_devices_equal_the_integer_model(quantized, data):
+    assert _equal_on(quantized, "model", data.test_images[:200])
 
 
 @pytest.mark.cocotb
 @pytest.mark.sweep
 def test_every_variant_through_the_rtl(quantized, data):
-    """Every variant (the SmartDeal engine's RTL too), two images."""
-    images = data.test_images[10:12]
-    devices = open_devices(quantized, "sim")
-    try:
-        with one_thread():
-            assert torch.equal(offload(quantized, devices)(images), quantized.golden(images))
-    finally:
-        for dev in devices:
-            dev.close()
+    """Every variant (the SmartDeal and ViTCoD engines' RTL too), two images."""
+    assert _equal_on(quantized, "sim", data.test_images[10:12])
 
 
 @pytest.mark.cocotb
 def test_the_rtl_equals_the_integer_model(quantized_rtl, data):
     """One image through the RTL of each engine the variant needs (Verilator)."""
-    images = data.test_images[:1]
-    devices = open_devices(quantized_rtl, "sim")
-    try:
-        with one_thread():
-            got = offload(quantized_rtl, devices)(images)
-            want = quantized_rtl.golden(images)
-        assert torch.equal(got, want)
-    finally:
-        for dev in devices:
-            dev.close()
+    assert _equal_on(quantized_rtl, "sim", data.test_images[:1])
 
 
 # -- settings ---------------------------------------------------------------------------

@@ -332,8 +332,28 @@ def train_vit(config, data=None, *, progress=True):
 
 
 def cache_path(config):
+    """Where the model of `config` is cached (see `cached`)."""
     from ..sim.emit import build_root
     return build_root() / "models" / f"digits_vit-{config.digest}.pt"
+
+
+def cached(name, digest, make):
+    """The entry (a dict of tensors, state dicts and JSON-ready values) cached as
+    build/models/<name>-<digest>.pt, or `make()`'s, cached first. One worker of several
+    makes it, the others wait and load it; a file of another digest is made again."""
+    from ..sim.emit import build_root, locked
+    path = build_root() / "models" / f"{name}-{digest}.pt"
+    with locked(path.with_suffix(".lock")):
+        if path.exists():
+            saved = torch.load(path, weights_only=True)
+            if saved["digest"] == digest:
+                return saved
+        saved = {**make(), "digest": digest}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        torch.save(saved, partial)
+        partial.replace(path)
+        return saved
 
 
 def trained_vit_record(config=None, *, progress=True):
@@ -342,25 +362,17 @@ def trained_vit_record(config=None, *, progress=True):
     config = DigitsViTConfig() if config is None else config
     if not isinstance(config, DigitsViTConfig):
         raise TypeError(f"config must be a DigitsViTConfig, not {config!r}")
-    path = cache_path(config)
-    from ..sim.emit import locked
-    # One worker makes the entry, the others wait and load it.
-    with locked(path.with_suffix(".lock")):
-        if path.exists():
-            saved = torch.load(path, weights_only=True)
-            if saved["digest"] == config.digest:
-                model = DigitsViT(config)
-                model.load_state_dict(saved["state_dict"])
-                model.eval()
-                return model, saved["record"]
+
+    def make():
         model, record = train_vit(config, progress=progress)
-        record = {"config": dataclasses.asdict(config), "digest": config.digest, **record}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        torch.save({"digest": config.digest, "record": record, "state_dict": model.state_dict()},
-                   partial)
-        partial.replace(path)
-        return model, record
+        return {"record": {"config": dataclasses.asdict(config), "digest": config.digest,
+                           **record},
+                "state_dict": model.state_dict()}
+
+    saved = cached("digits_vit", config.digest, make)
+    model = DigitsViT(config)
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), saved["record"]
 
 
 def trained_vit(config=None, *, progress=True):

@@ -28,8 +28,8 @@ import time
 import torch
 from torch import nn
 
-from ..golden.digits_vit import (DigitsViT, accuracy, classification_loss, deterministic,
-                                 digits_dataset, training_batches)
+from ..golden.digits_vit import (DigitsViT, accuracy, cached, classification_loss,
+                                 deterministic, digits_dataset, training_batches)
 from .integer import PEAK, FloatOps, forward
 
 __all__ = ["QATOps", "QATConfig", "finetune", "fake_operand"]
@@ -124,23 +124,15 @@ def _train(base, config, data, progress):
 def finetune(base, base_record, config, *, progress=True):
     """(model, record): `base` (a trained DigitsViT, its training record) fine-tuned with
     `config` (a QATConfig), from the cache or trained now."""
-    from ..sim.emit import build_root, locked
     digest = config.digest(base_record["digest"])
-    path = build_root() / "models" / f"digits_vit_qat-{digest}.pt"
-    with locked(path.with_suffix(".lock")):
-        if path.exists():
-            saved = torch.load(path, weights_only=True)
-            if saved["digest"] == digest:
-                model = DigitsViT(base.config)
-                model.load_state_dict(saved["state_dict"])
-                model.eval()
-                return model, saved["record"]
+
+    def make():
         model, record = _train(base, config, digits_dataset(), progress)
-        record = {"config": dataclasses.asdict(config), "base": base_record["digest"],
-                  "digest": digest, **record}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        torch.save({"digest": digest, "record": record, "state_dict": model.state_dict()},
-                   partial)
-        partial.replace(path)
-        return model, record
+        return {"record": {"config": dataclasses.asdict(config), "base": base_record["digest"],
+                           "digest": digest, **record},
+                "state_dict": model.state_dict()}
+
+    saved = cached("digits_vit_qat", digest, make)
+    model = DigitsViT(base.config)
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), saved["record"]

@@ -19,7 +19,8 @@ import time
 
 import torch
 
-from ..golden.digits_vit import DigitsViT, accuracy, attention_maps, digits_dataset, one_thread
+from ..golden.digits_vit import (DigitsViT, accuracy, attention_maps, cached, digits_dataset,
+                                 one_thread)
 from ..golden.vitcod.autoencoder import (AutoEncoder, FinetuneConfig, _float_path,
                                          fit_autoencoders, finetune)
 from ..golden.vitcod.mask import mask_for_sparsity, sparsity
@@ -64,18 +65,10 @@ def _aes(states, layers, heads):
 def sparse_vit(base, base_record, config, *, progress=True):
     """(model with its masks set, {layer: (ae_q, ae_k)} float auto-encoders, record) for the
     trained softmax model `base` (and its training record) and `config`; cached."""
-    from ..sim.emit import build_root, locked
     digest = config.digest(base_record["digest"])
-    path = build_root() / "models" / f"digits_vit_vitcod-{digest}.pt"
     c = base.config
-    with locked(path.with_suffix(".lock")):
-        if path.exists():
-            saved = torch.load(path, weights_only=True)
-            if saved["digest"] == digest:
-                model = DigitsViT(c)
-                model.load_state_dict(saved["model"])
-                model.set_masks(list(saved["masks"]))
-                return model.eval(), _aes(saved["aes"], c.depth, c.heads), saved["record"]
+
+    def make():
         data = digits_dataset()
         start = time.perf_counter()
         masks = _masks(base, config, data)
@@ -94,12 +87,12 @@ def sparse_vit(base, base_record, config, *, progress=True):
                   "test_accuracy": accuracy(model, data.test_images, data.test_labels,
                                             _float_path(aes)),
                   "train_seconds": time.perf_counter() - start}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        torch.save({"digest": digest, "record": record, "model": model.state_dict(),
-                    "masks": torch.stack(masks),
-                    "aes": {f"{layer}.{i}": ae.state_dict()
-                            for layer, pair in aes.items() for i, ae in enumerate(pair)}},
-                   partial)
-        partial.replace(path)
-        return model.eval(), aes, record
+        return {"record": record, "model": model.state_dict(), "masks": torch.stack(masks),
+                "aes": {f"{layer}.{i}": ae.state_dict()
+                        for layer, pair in aes.items() for i, ae in enumerate(pair)}}
+
+    saved = cached("digits_vit_vitcod", digest, make)
+    model = DigitsViT(c)
+    model.load_state_dict(saved["model"])
+    model.set_masks(list(saved["masks"]))
+    return model.eval(), _aes(saved["aes"], c.depth, c.heads), saved["record"]
