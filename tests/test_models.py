@@ -271,3 +271,8 @@ def test_the_vitcod_variant_prunes_nine_tenths_of_attention(data):
         assert sparsity(block.attn.mask) >= 0.9
     assert set(quantized.autoencoders) == {f"blocks.{i}.attn"
                                            for i in range(len(quantized.model.blocks))}
+
+
+def test_celine_offload_is_the_models_offload():
+    import celine
+    assert celine.offload is offload
