@@ -7,7 +7,7 @@ operation; `ops` decides how each linear layer and each attention is computed:
 - `CalibrationOps`: the float model, recording the largest magnitude of every tensor that
   gets quantized (the calibration on training images);
 - `IntegerOps(quantized, executor)`: the integer model. Every matrix product and every
-  Taylor attention is an engine operation (celine.models.ops) on int8 operands, run by the
+  attention is an engine operation (celine.models.ops) on int8 operands, run by the
   executor: the engines' golden models (`GoldenExecutor`: the integer golden model) or
   devices (`DeviceExecutor`: the hardware path). Both give the same integers, so both give
   the same logits, bit for bit.
@@ -18,7 +18,9 @@ What runs where (the integer model):
   training images, and int8 weights, one scale per output channel); softmax attention's
   q kᵀ and P v (MATMUL, with q, k, v per-tensor int8 and the probabilities P as int8
   steps of 1/127); Taylor attention whole (TAYLOR_ATTENTION, its registers chosen per
-  image by golden.taylor.calibrate from the calibrated scales).
+  image by golden.taylor.calibrate from the calibrated scales); attention over fixed
+  masks whole, Q and K through the layer's Q/K auto-encoders (SPARSE_ATTENTION); linear
+  layers with SmartDeal weights (SD_LINEAR, the weights' unit from the engine).
 - on the host, in float32: biases and the dequantizing scales, LayerNorm, GELU, the
   softmax of dense attention, residual adds, CLS and position embeddings. They are
   cheap element- or row-wise steps between products, and the host touches every product
