@@ -235,9 +235,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     out = Path(out) if out is not None else build_root() / board.name / accel
     out.mkdir(parents=True, exist_ok=True)
 
-    options = {} if options is None else dict(options)
-    if design.accelerator is not None:
-        design.accelerator.resolve_options(options)       # ValueError for an unknown one
+    options = {} if options is None else dict(options)   # checked by the design itself
     top = BoardTop(board, lambda hz, bd: design.component(params, hz, bd, **options),
                    clock_hz=design.clock_hz if clock_hz is None else clock_hz, baud=baud)
     if constraint_mhz is None:

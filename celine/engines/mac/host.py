@@ -92,6 +92,7 @@ class MacArrayHost:
         self.last_runs = None         # the tiles of each run of the last call, in order
         self._top = 0                 # weight words held by stored weights
         self._epoch = 0               # forget() count: older StoredWeights are stale
+        self.kept = {}                # for callers that keep weights across calls (models)
 
     # -- checks ------------------------------------------------------------------------
 
@@ -227,7 +228,7 @@ class MacArrayHost:
         probe = torch.zeros(1, _as_matrix("w", w).shape[0], dtype=torch.int64)
         _, w, _ = self._check(probe, w, precision, None, False)
         blocks = -(-w.shape[1] // self.params.tile_cols(precision))
-        words, free = blocks * w.shape[0], self._free_words()
+        words, free = self.weight_words(w.shape, precision), self.free_words
         if words > free:
             raise SettingError(f"w needs {words} words of the weight buffer, but {free} of "
                                f"{self.device.buffers['weight'].depth} are free "
@@ -243,8 +244,20 @@ class MacArrayHost:
         self._top = 0
         self._epoch += 1
 
-    def _free_words(self):
+    def weight_words(self, shape, precision):
+        """Words of the weight buffer a K x N `shape` takes at `precision` (its column
+        blocks of tile_cols(precision) columns, K words each)."""
+        size_k, size_n = shape
+        return size_k * -(-size_n // self.params.tile_cols(precision))
+
+    @property
+    def free_words(self):
+        """Words of the weight buffer not held by stored weights."""
         return self.device.buffers["weight"].depth - self._top
+
+    def holds(self, stored):
+        """Whether `stored` (a StoredWeights) is still in this device's weight buffer."""
+        return stored.owner is self and stored.epoch == self._epoch
 
     def _write_blocks(self, base, w, precision):
         """W's column blocks (tile_cols(precision) columns, zero padded, K words each)
@@ -261,7 +274,7 @@ class MacArrayHost:
                                             p.operand_width, info.word_bytes, info.word_stride))
 
     def _stored_matmul(self, a, stored, precision, requant, rps):
-        if stored.owner is not self or stored.epoch != self._epoch:
+        if not self.holds(stored):
             raise SettingError("w is a StoredWeights this device no longer holds (another "
                                "device's, or stored before forget())")
         if rps:
@@ -286,10 +299,10 @@ class MacArrayHost:
         size_k = w.shape[0]
         cols = self.params.tile_cols(precision)
         blocks = -(-w.shape[1] // cols)
-        room = self._free_words() // size_k
+        room = self.free_words // size_k
         if room < 1:
             raise SettingError(f"w needs {size_k} free words of the weight buffer for a column "
-                               f"block, but {self._free_words()} are free (forget() frees the "
+                               f"block, but {self.free_words} are free (forget() frees the "
                                f"stored weights)")
         out, runs = [], []
         for first in range(0, blocks, room):

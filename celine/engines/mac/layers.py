@@ -71,14 +71,11 @@ def _device(device, a, w, precision, constant=False):
     host = device.mac
     if not constant:
         return host.matmul(a, w, precision=precision)
-    kept = host.__dict__.setdefault("_model_weights", {})   # id(w) -> (w, StoredWeights)
-    entry = kept.get(id(w))
-    if entry is None or entry[0] is not w or entry[1].epoch != host._epoch:
-        cols = host.params.tile_cols(precision)
-        words = w.shape[0] * -(-w.shape[1] // cols)
-        if words > host._free_words() - RESERVE:
+    entry = host.kept.get(id(w))                 # id(w) -> (w, StoredWeights)
+    if entry is None or entry[0] is not w or not host.holds(entry[1]):
+        if host.weight_words(w.shape, precision) > host.free_words - RESERVE:
             return host.matmul(a, w, precision=precision)     # no room: sent every call
-        entry = kept[id(w)] = (w, host.store(w, precision=precision))
+        entry = host.kept[id(w)] = (w, host.store(w, precision=precision))
     return host.matmul(a, entry[1])
 
 
