@@ -276,3 +276,27 @@ def test_the_vitcod_variant_prunes_nine_tenths_of_attention(data):
 def test_celine_offload_is_the_models_offload():
     import celine
     assert celine.offload is offload
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"precisions": (3,)}, ValueError, r"^precisions must be distinct values from \{2, 4, 8\}, "
+                                       r"not \(3,\)$"),
+    ({"precisions": ()}, TypeError, r"^precisions must be a non-empty tuple of integers"),
+    ({"epochs": 0}, ValueError, r"^epochs must be at least 1, not 0$"),
+    ({"lr": -1}, ValueError, r"^lr must be a finite number above 0, not -1"),
+    ({"batch_size": 0}, ValueError, r"^batch_size must be at least 1, not 0$"),
+    ({"seed": -1}, ValueError, r"^seed must be at least 0, not -1$"),
+])
+def test_qat_settings_are_checked(kwargs, error, message):
+    from celine.models.qat import QATConfig
+    with pytest.raises(error, match=message):
+        QATConfig(**kwargs)
+
+
+def test_sparse_settings_are_checked():
+    from celine.models.sparse import SparseConfig
+    with pytest.raises(ValueError, match=r"^sparsity must be a number in \[0, 1\), not 1\.0$"):
+        SparseConfig(sparsity=1.0)
+    with pytest.raises(TypeError, match=r"^finetune must be a golden.vitcod.autoencoder."
+                                        r"FinetuneConfig, not 3$"):
+        SparseConfig(finetune=3)

@@ -28,8 +28,10 @@ import time
 import torch
 from torch import nn
 
+from ..golden.activation import check_scale
 from ..golden.digits_vit import (DigitsViT, accuracy, cached, classification_loss,
                                  deterministic, digits_dataset, training_batches)
+from ..spec.checks import check_int, check_int_tuple
 from .integer import PEAK, FloatOps, forward
 
 __all__ = ["QATOps", "QATConfig", "finetune", "fake_operand"]
@@ -77,6 +79,14 @@ class QATConfig:
     lr: float = 5e-4
     batch_size: int = 64
     seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "precisions", tuple(sorted(
+            check_int_tuple("precisions", self.precisions, allowed=(2, 4, 8)), reverse=True)))
+        check_int("epochs", self.epochs, minimum=1)
+        check_scale("lr", self.lr)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("seed", self.seed, minimum=0)
 
     def digest(self, base_digest):
         text = json.dumps([QAT_FORMAT, base_digest, dataclasses.asdict(self)], sort_keys=True)

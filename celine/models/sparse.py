@@ -38,6 +38,14 @@ class SparseConfig:
     sparsity: float = 0.92
     finetune: FinetuneConfig = FinetuneConfig()
 
+    def __post_init__(self):
+        if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) \
+                or not 0 <= self.sparsity < 1:
+            raise ValueError(f"sparsity must be a number in [0, 1), not {self.sparsity!r}")
+        if not isinstance(self.finetune, FinetuneConfig):
+            raise TypeError(f"finetune must be a golden.vitcod.autoencoder.FinetuneConfig, "
+                            f"not {self.finetune!r}")
+
     def digest(self, base_digest):
         text = json.dumps([SPARSE_FORMAT, base_digest, self.sparsity,
                            dataclasses.asdict(self.finetune)], sort_keys=True)
