@@ -543,3 +543,15 @@ def test_stored_weights_stay_on_the_device():
                                            r"holds"):
         dev.mac.matmul(a, stored)
     assert dev.mac.store(w, precision=8).base == 0
+
+
+def test_weight_bookkeeping_checks_its_arguments():
+    dev, _ = open_device()
+    assert dev.mac.weight_words((30, 5), 8) == 90                 # 3 blocks of 2 columns
+    with pytest.raises(SettingError, match=r"^shape must be a \(K, N\) pair of positive "
+                                           r"integers, not \(\)$"):
+        dev.mac.weight_words((), 8)
+    with pytest.raises(SettingError, match=r"^precision must be one of 2, 4, 8, 16, not 3$"):
+        dev.mac.weight_words((3, 3), 3)
+    with pytest.raises(SettingError, match=r"^stored must be a StoredWeights, not NoneType$"):
+        dev.mac.holds(None)

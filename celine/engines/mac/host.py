@@ -247,6 +247,13 @@ class MacArrayHost:
     def weight_words(self, shape, precision):
         """Words of the weight buffer a K x N `shape` takes at `precision` (its column
         blocks of tile_cols(precision) columns, K words each)."""
+        if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) != 2 or \
+                not all(_is_int(x) and x >= 1 for x in shape):
+            raise SettingError(f"shape must be a (K, N) pair of positive integers, "
+                               f"not {shape!r}")
+        if not _is_int(precision) or precision not in self.params.precisions:
+            rule = ", ".join(map(str, self.params.precisions))
+            raise SettingError(f"precision must be one of {rule}, not {precision!r}")
         size_k, size_n = shape
         return size_k * -(-size_n // self.params.tile_cols(precision))
 
@@ -257,6 +264,8 @@ class MacArrayHost:
 
     def holds(self, stored):
         """Whether `stored` (a StoredWeights) is still in this device's weight buffer."""
+        if not isinstance(stored, StoredWeights):
+            raise SettingError(f"stored must be a StoredWeights, not {type(stored).__name__}")
         return stored.owner is self and stored.epoch == self._epoch
 
     def _write_blocks(self, base, w, precision):
