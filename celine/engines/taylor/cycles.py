@@ -13,8 +13,9 @@ from .spec import CONTEXT_READ_LATENCY, TaylorParams
 
 # Latencies of the RTL's phase changes (cycles), named after what they wait for; each
 # begins with the context memory's read (CONTEXT_READ_LATENCY).
-KV_DRAIN = CONTEXT_READ_LATENCY + 3   # last K/V issue -> first centering issue (the
-                                      # tile's operands, products, write-back)
+KV_DRAIN = CONTEXT_READ_LATENCY + 4   # last K/V issue -> first centering issue (the
+                                      # tile's operands, products, write-back register,
+                                      # write)
 CENTER_WRITE_BACK = CONTEXT_READ_LATENCY + 2  # last centering issue -> first Q issue,
                                       # beyond the centering unit's latency
                                       # (TaylorParams.centering_latency): the write-back
@@ -22,6 +23,9 @@ TILE_TO_LANE = CONTEXT_READ_LATENCY + 3  # last Q issue -> its sums enter the se
                                       # (memory, operands, products, tree)
 LANE_TO_BEAT = 2      # output lane done -> beat leaves the output FIFO
 HEAD_TURN = 2         # output lane empty -> the next head's first K/V issue
+START_DELAY = 1       # `start` -> the units restart (the pipeline's registered `begin`)
+LOAD_DELAY = 1        # a token's last beat taken -> its slot full (the row loader's
+                      # write stage)
 
 
 def kept_heads(params: TaylorParams, head_mask: int):
@@ -37,9 +41,10 @@ def cycles(params: TaylorParams, tokens: int, head_mask: int = 0) -> int:
     if not kept:
         return 0
     per_row = p.blocks                        # d²/M cycles per token and per query row
-    recip_done = p.recip_shift + 2
-    first_token_loaded = 2 * p.row_beats + 1  # K and V rows of token 0, one beat per cycle
-    kv_start = max(2 + kept[0], first_token_loaded)
+    recip_done = START_DELAY + p.recip_shift + 2
+    # K and V rows of token 0, one beat per cycle from the cycle after the restart.
+    first_token_loaded = START_DELAY + 2 * p.row_beats + 1 + LOAD_DELAY
+    kv_start = max(START_DELAY + 2 + kept[0], first_token_loaded)
     last_beat = 0
     for index, head in enumerate(kept):
         center_start = kv_start + tokens * per_row + KV_DRAIN

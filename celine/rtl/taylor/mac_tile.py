@@ -13,7 +13,7 @@ class MacTile(wiring.Component):
     row-major, the memory's output for block `addr`), r elements `a` of a K (or Q) row and
     c elements `v` of a V row:
 
-      K/V (`query` low): block += a^T v, an outer product; the sum leaves on `write_*` three
+      K/V (`query` low): block += a^T v, an outer product; the sum leaves on `write_*` four
           cycles later, to go back to `addr` (all granules). `first` (token 0) reads the
           old block as 0.
       Q (`query` high): the r x c products a[i] * G[i][j] are reduced over i by an adder
@@ -23,8 +23,9 @@ class MacTile(wiring.Component):
 
     Stages: the multiplier inputs (the context or the V element, selected and
     registered: the block RAM's output never feeds a multiplier directly), the products,
-    then the write-back (K/V) or the adder tree and the running sums (Q). `busy` while any
-    stage holds a block.
+    then the write-back register (K/V) or the adder tree and the running sums (Q). A block
+    is read again no sooner than blocks = d²/M >= 8 cycles later, after its write-back.
+    `busy` while any stage holds a block.
     """
 
     def __init__(self, params: TaylorParams):
@@ -87,14 +88,20 @@ class MacTile(wiring.Component):
                              products[e].eq(mult.p)]
                 m.d.sync += old_1[e].eq(Mux(self.first, 0, stored[e]))
 
-        # K/V: the updated block, written back this cycle.
+        # K/V, stage W: the updated block, registered and written back the next cycle.
+        # Straight from the sum, a product register's clock-to-out, the add's carry chain
+        # and the nets across the die to the context memory's blocks were one cycle
+        # (12.6 ns, Taylor's worst path).
         valid_2, query_2, first_2, last_2, addr_2, column_2 = ctl_2
-        updated = Signal(elements)
+        updated = Signal(elements, reset_less=True)
+        write_en = Signal()
+        write_addr = Signal.like(self.addr)
         for e in range(p.mac_units):
-            m.d.comb += updated[e].eq(old_2[e] + products[e])
+            m.d.sync += updated[e].eq(old_2[e] + products[e])
+        m.d.sync += [write_en.eq(valid_2 & ~query_2), write_addr.eq(addr_2)]
         m.d.comb += [
-            self.write_en.eq(valid_2 & ~query_2),
-            self.write_addr.eq(addr_2),
+            self.write_en.eq(write_en),
+            self.write_addr.eq(write_addr),
             self.write_data.eq(updated.as_value()),
         ]
 
@@ -114,6 +121,6 @@ class MacTile(wiring.Component):
         m.d.comb += [
             self.scores_valid.eq(valid_3 & last_3),
             self.scores_column.eq(column_3),
-            self.busy.eq(Cat(ctl_1[0], valid_2, valid_3).any()),
+            self.busy.eq(Cat(ctl_1[0], valid_2, write_en, valid_3).any()),
         ]
         return m

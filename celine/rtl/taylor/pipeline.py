@@ -1,4 +1,4 @@
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -82,16 +82,17 @@ class TaylorPipeline(wiring.Component):
         kept = sum((~self.head_mask[h]).as_unsigned() for h in range(p.heads))
         kept_heads = Signal(range(p.heads + 1))
         launch = self.start & ~self.busy
-        # The compare with a constant as logic (common/compare.py): `begin` restarts the
-        # row loader, whose slot-select copies it reaches; as `>` it was a carry chain on
-        # that path (10.1 ns from the link's register).
         bad_tokens = (self.tokens == 0) | greater_than(self.tokens, p.max_tokens)
-        begin = launch & ~bad_tokens
+        # `begin` restarts every unit a cycle after `launch` (START_DELAY), from a register:
+        # decoded from the link's `tokens` in the same cycle, it reached the row loader's
+        # slot-select copies and every unit's restart through a compare and a long net
+        # (10.9 ns, Taylor's worst path). The settings are sampled at `launch`, so they
+        # are registers by the time `begin` comes; `busy` covers the cycle between.
+        begin = Signal()
+        m.d.sync += begin.eq(launch & ~bad_tokens)
         with m.If(launch):
             m.d.sync += [self.errors.framing.eq(0), self.errors.tokens.eq(bad_tokens),
-                         kept_heads.eq(kept)]
-        with m.If(begin):
-            m.d.sync += tokens.eq(self.tokens)
+                         kept_heads.eq(kept), tokens.eq(self.tokens)]
             m.d.sync += [sampled[name].eq(getattr(self, name)) for name in self.settings]
 
         m.submodules.loader = loader = RowLoader(p)
@@ -124,11 +125,11 @@ class TaylorPipeline(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), loader.i)
         m.d.comb += [
             loader.start.eq(begin),
-            loader.tokens.eq(Mux(launch, self.tokens, tokens)),
-            loader.heads.eq(Mux(launch, kept, kept_heads)),
+            loader.tokens.eq(tokens),
+            loader.heads.eq(kept_heads),
             loader.release.eq(seq.release),
             recip.start.eq(begin),
-            recip.n.eq(self.tokens),
+            recip.n.eq(tokens),
         ]
         with m.If(loader.framing):
             m.d.sync += self.errors.framing.eq(1)
@@ -144,7 +145,7 @@ class TaylorPipeline(wiring.Component):
             seq.mac_empty.eq(~feed.valid & ~to_tile["valid"] & ~tile.busy & ~serializer.busy),
             seq.center_empty.eq(~to_center["issue"] & ~centering.busy),
             seq.lane_empty.eq(~lane.busy),
-            self.busy.eq(seq.running | packer.pending),
+            self.busy.eq(begin | seq.running | packer.pending),
         ]
 
         # -- K/V and Q: token sums, the tile's operands, the MAC tile, the context ------------

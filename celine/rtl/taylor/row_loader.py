@@ -89,19 +89,30 @@ class RowLoader(wiring.Component):
         m.d.comb += token_step.eq(accepted & last_beat)
         m.d.comb += self.framing.eq(accepted & (self.i.payload.last != (last_beat & last_token)))
 
+        # An accepted beat is written into its slot a cycle later (LOAD_DELAY), from
+        # registers: its data and one write enable per word of each slot's rows, decoded
+        # from the slot and the beat. Written straight from the stream, `accepted` (and
+        # `active` behind `ready`) fanned out to the enables of all 4 x head_dim elements
+        # (one build: a 10.4 ns net). The slot turns full with its last word's write.
+        beat_data = Signal.like(self.i.payload.data, reset_less=True)
+        enables = [[Signal(name=f"write{s}_{w}") for w in range(2 * beats)] for s in range(2)]
+        filled = Signal()            # the last word of a token is written this cycle
+        filled_slot = Signal()
+        m.d.sync += [beat_data.eq(self.i.payload.data),
+                     filled.eq(accepted & last_beat), filled_slot.eq(slot)]
+        for s in range(2):
+            for w in range(2 * beats):
+                m.d.sync += enables[s][w].eq(accepted & (slot == s) & (beat == w))
+                rows = rows_a[s] if w < beats else rows_b[s]
+                with m.If(enables[s][w]):
+                    m.d.sync += rows.as_value().word_select(w % beats, word).eq(beat_data)
+        with m.If(filled):
+            m.d.sync += full.bit_select(filled_slot, 1).eq(1)
+
         with m.If(accepted):
-            for s in range(2):
-                with m.If(slot == s):
-                    with m.If(beat < beats):
-                        m.d.sync += rows_a[s].as_value().word_select(beat, word).eq(
-                            self.i.payload.data)
-                    with m.Else():
-                        m.d.sync += rows_b[s].as_value().word_select(
-                            (beat - beats)[:len(beat)], word).eq(self.i.payload.data)
             m.d.sync += beat.eq(beat + 1)
             with m.If(last_beat):
                 m.d.sync += [beat.eq(0), slot.eq(~slot)]
-                m.d.sync += full.bit_select(slot, 1).eq(1)
                 m.d.sync += token.eq(token + 1)
                 with m.If(last_token):
                     m.d.sync += token.eq(0)
