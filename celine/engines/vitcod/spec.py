@@ -30,8 +30,10 @@ DPU_WIDTH = LANES          # MACs of one dot-product unit; an engine has a whole
 # router2; docs/timing.md.)
 MAC_BANK_LATENCY = 2
 # v's read latency (BufferSpec.read_latency): its block RAMs' output registers are on, so
-# the SpMM's slice into the MAC bank leaves a register, not a block RAM's read path.
-V_READ_LATENCY = 2
+# the SpMM's slice into the MAC bank leaves a register, not a block RAM's read path; and
+# (3) the read address is registered beside every few of v's blocks, so the SpMM's
+# address does not cross the die to all of them in one cycle (one build: a 7.0 ns net).
+V_READ_LATENCY = 3
 # q's and k's read latency, likewise: the SDDMM engines' rows and the auto-encoder's
 # mixer slices leave the blocks' output registers (a k block's 5.6 ns clock-to-out and
 # an 8.9 ns net to the host's read register was a build's worst path).

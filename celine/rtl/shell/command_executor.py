@@ -153,11 +153,17 @@ class CommandExecutor(wiring.Component):
         word, lane, lane_ok = byte_lane(m, buffers, select, address)
         mask = Signal.like(self.mem.mask)
         last_byte = Signal()
+        # The staged byte is registered before it goes to the buffers (`staged`): the
+        # staging RAM's clock-to-out (a block RAM's read path) and the nets to every
+        # buffer's data register were one cycle (9.8 ns, a Taylor build's worst path). So
+        # the RAM reads the byte a cycle ahead: the first in CHECK, each next one in the
+        # WRITE_STORE before its WRITE_ADDRESS; `staged` has it in WRITE_STORE.
+        staged = Signal(8, reset_less=True)
+        m.d.sync += staged.eq(self.staging.data)
         m.d.comb += [
             self.mem.select.eq(select),
-            self.mem.wdata.eq(self.staging.data.replicate(len(self.mem.mask))),
+            self.mem.wdata.eq(staged.replicate(len(self.mem.mask))),
             self.mem.mask.eq(mask),
-            self.staging.addr.eq(index),
         ]
 
         def respond(status, length=0, source=Source.NONE):
@@ -209,8 +215,8 @@ class CommandExecutor(wiring.Component):
                 with m.Else():
                     respond(Status.OK, self.info_length, Source.INFO)
 
-            # Two cycles a byte: word, lane and staged byte fetched (and whether it is the
-            # last, registered), then written.
+            # Two cycles a byte: word and lane fetched, the staged byte registered (and
+            # whether it is the last), then written.
             with m.State("WRITE_ADDRESS"):
                 m.d.sync += [self.mem.addr.eq(word),
                              mask.eq(Mux(lane_ok, Const(1, len(mask)) << lane, 0)),
@@ -234,7 +240,11 @@ class CommandExecutor(wiring.Component):
                 with m.If(self.reply.ready):
                     m.next = "IDLE"
 
-        m.d.comb += self.mem.write.eq(store)
+        m.d.comb += [
+            self.mem.write.eq(store),
+            self.staging.addr.eq(Mux(fsm.ongoing("CHECK"), ADDRESS_BYTES,
+                                     Mux(fsm.ongoing("WRITE_STORE"), index + 1, index))),
+        ]
         with m.If(fsm.ongoing("CHECK") & configure_ok):
             for k in range(self.register_count):
                 with m.If(configure_at[k]):
