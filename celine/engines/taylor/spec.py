@@ -11,9 +11,9 @@ from ...spec.params import Params
 from ...spec.widths import ceil_log2, signed_width
 
 # The output lane's numerator stages (rtl/taylor/output_lane.py): copies of the column's
-# low bits, the column groups' picks, the registered multiplier (2; its input register
-# takes the pick over the groups), the rounding add, the shift, the score's add.
-NUMERATOR_LATENCY = 7
+# low bits, the column groups' picks, the pick over the groups, the registered
+# multiplier (2), the rounding add, the shift, the score's add.
+NUMERATOR_LATENCY = 8
 # Cycles from an address on the context memory (rtl/taylor/context_memory.py) to its
 # block: the block RAMs' output registers are on, so the word that goes to a multiplier
 # leaves a register, not a block RAM's read path.
