@@ -102,7 +102,10 @@ class SoftmaxHarness(wiring.Component):
         out_held = dut.signal("out_held")
         m.d.comb += [Assert(csr_held <= softmax_unit.CSR_QUEUE_DEPTH),
                      Assert(occupancy <= unit.entry_queue_depth),
-                     Assert(out_held <= softmax_unit.OUT_QUEUE_DEPTH)]
+                     Assert(out_held <= softmax_unit.OUT_QUEUE_DEPTH),
+                     # The credit flag that stands for the count's compare.
+                     Assert(dut.signal("entries_full")
+                            == (occupancy == unit.entry_queue_depth))]
         stalled_beat_held(m, unit.entries)
 
         # The invariant: each count is the words on their way plus its queue's level.

@@ -124,17 +124,23 @@ class HostedBuffer(Elaboratable):
         through HOST_READ_STAGES register stages (link_streams.READ_LATENCY): the word as
         the block RAM gives it (a block RAM's output has a long clock-to-out and no logic
         may follow it in the same cycle; with its output register on, that register is
-        this stage), then BYTES_A_GROUP : 1 multiplexers, then one
+        this stage), the word again, then BYTES_A_GROUP : 1 multiplexers, then one
         multiplexer over the groups. The link holds `lane` (and the buffer select)
         steady while it waits, so every stage reads it undelayed. No reset: the link
         only looks at the result READ_LATENCY cycles after an address."""
         spec = self.spec
         lane = self.link.lane[:max(1, (spec.word_stride - 1).bit_length())]
         if memory.output_register:
-            held = memory.data
+            word = memory.data
         else:
-            held = Signal.like(memory.data, name="host_word", reset_less=True)
-            m.d.sync += held.eq(memory.data)
+            word = Signal.like(memory.data, name="host_word", reset_less=True)
+            m.d.sync += word.eq(memory.data)
+        # The word again: a deep buffer's blocks lie across the die, and from each to the
+        # byte multiplexers was one net (one build's worst path: a v block of Taylor's
+        # into the multiplexer's register, 9.0 ns, 7.3 of it routing). A register between
+        # lets place and route put each bit on the way.
+        held = Signal.like(memory.data, name="host_word_again", reset_less=True)
+        m.d.sync += held.eq(word)
         group_bits = (BYTES_A_GROUP - 1).bit_length()
         groups = [held[8 * k:8 * (k + BYTES_A_GROUP)]
                   for k in range(0, spec.word_bytes, BYTES_A_GROUP)]

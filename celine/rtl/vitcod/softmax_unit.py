@@ -180,7 +180,10 @@ class SoftmaxUnit(wiring.Component):
         dense_left, sparse_left, on_last_row = Signal(), Signal(), Signal()
         has_dense, several_dense = Signal(), Signal()
         row_done = ~dense_left & (~sparse_left | (head_valid & (head.row != row)))
-        credit = occupancy != self.entry_queue_depth
+        # Whether the entry queue's credits are all out: a register that follows
+        # `occupancy`'s steps (below), so `issue` does not wait for a compare.
+        full = Signal(name="entries_full")
+        credit = ~full
         issue = Signal()                          # a new entry into the held register
         new_row = Signal()                        # ... the first of the next row
         flush = Signal()                          # the walk's end: the held entry moves on
@@ -358,8 +361,16 @@ class SoftmaxUnit(wiring.Component):
             out_queue.o.ready.eq(self.entries.ready),
         ]
         delivered = self.entries.valid & self.entries.ready
-        m.d.sync += [out_held.eq(out_held + take - delivered),
-                     occupancy.eq(occupancy + issue - take)]
+        m.d.sync += out_held.eq(out_held + take - delivered)
+        # `occupancy` steps by one at most: its next value is chosen among values made from
+        # registers, so `issue` (the end of stage 1's decision) selects rather than feeds
+        # an adder's carry chain (one build's worst path: the row compare through `issue`
+        # into this count, 10.0 ns, 14 levels).
+        up, down = issue & ~take, take & ~issue
+        m.d.sync += [
+            occupancy.eq(Mux(up, occupancy + 1, Mux(down, occupancy - 1, occupancy))),
+            full.eq(Mux(up, occupancy == self.entry_queue_depth - 1, Mux(down, 0, full))),
+        ]
 
         with m.If(delivered & self.entries.payload.last
                   & (self.entries.payload.row == last_row)):
