@@ -8,7 +8,7 @@ import pytest
 from celine.engines.mac.spec import REQUANT_REGISTER, Errors, MacArrayParams
 from celine.golden.mac import MacEngineModel
 from celine.golden.shell import Buffer
-from celine.rtl.mac.shell_adapter import MacShellAdapter
+from celine.rtl.mac.shell_adapter import SKID_LATENCY, MacShellAdapter
 from celine.spec.numerics import REQUANT_LATENCY
 from celine.sim.adapter_bench import run_adapter as adapter_run
 
@@ -66,7 +66,7 @@ def requant(enable=1, multiplier=1, shift=0):
 # next tile's last beat waits for that copy, so short tiles pay for it more than once;
 # the PEs' latency, since the array hands them a beat the cycle it accepts it), with a
 # requantizer of MEASURED_REQUANT_LATENCY stages: each further stage delays a run's last
-# result row by one cycle.
+# result row by one cycle. The skid buffer before the array (SKID_LATENCY) came after.
 COPY_LATENCY = {"bricks": 8, "dsp": 6}
 MEASURED_REQUANT_LATENCY = 8
 CASES = {
@@ -122,7 +122,7 @@ def test_adapter_matches_the_golden_engine_model(case):
     assert params.result_latency == COPY_LATENCY[params.impl] + 2 + REQUANT_LATENCY, \
         "the pinned cycles assume the drain's latency (shadow copy, queue)"
     if settings["tiles"] and settings["depth"]:
-        cycles = [c + REQUANT_LATENCY - MEASURED_REQUANT_LATENCY for c in cycles]
+        cycles = [c + REQUANT_LATENCY - MEASURED_REQUANT_LATENCY + SKID_LATENCY for c in cycles]
     status, words = run_adapter(params, settings, runs=runs, **options)
     want_status, want_words = golden(params, settings, words, runs=runs, **options)
     assert words["result"] == want_words["result"]
@@ -155,4 +155,4 @@ def test_the_grid_takes_no_extra_cycle(case):
              if name not in ("grid_cols", "weight_base")}
     status, _ = run_adapter(params, plain, runs=runs, **options)
     assert [c for _, c, _ in status] == [c + REQUANT_LATENCY - MEASURED_REQUANT_LATENCY
-                                         for c in cycles]
+                                         + SKID_LATENCY for c in cycles]

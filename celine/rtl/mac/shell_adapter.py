@@ -6,11 +6,14 @@ from amaranth.lib import data, wiring
 from ...engines.mac.spec import (DEFAULT_OPERAND_DEPTH, DEFAULT_RESULT_DEPTH, Errors,
                                  MacArrayParams, buffers, registers)
 from ..common.buffer_reader import BufferReader
+from ..common.skid import SkidBuffer
 from ..common.buffer_writer import BufferWriter
 from ..shell.contract import engine_signature
 from .array import MacArray, operand_layout
 from .result_drain import REQUANT_LAYOUT
 
+# Cycles the skid buffer between the reader and the array adds to a run (its first beat).
+SKID_LATENCY = 1
 # Prefetched words: from 6 on the reader keeps one word a cycle flowing (BufferReader).
 READ_QUEUE_DEPTH = 6
 
@@ -141,17 +144,23 @@ class MacShellAdapter(wiring.Component):
             with m.Else():
                 m.d.sync += [beat_left.eq(beat_left - 1), last.eq(beat_left == 1)]
 
-        # Reader -> array (both operand streams move together).
-        beat = reader.o.payload
+        # Reader -> a skid buffer -> array (both operand streams move together). The skid
+        # buffer registers `ready` (a run SKID_LATENCY cycles longer): the array's decision to take a beat
+        # (its tile state through `last_pass` and `issue`) reached the reader queue's
+        # pointers and level in the same cycle, across the die (one build's worst path:
+        # 11.7 ns, one 5.6 ns net).
+        m.submodules.skid = skid = SkidBuffer(reader.o.payload.shape())
+        wiring.connect(m, reader.o, skid.i)
+        beat = skid.o.payload
         m.d.comb += [
             array.clear_errors.eq(self.start & ~running),
-            array.act.valid.eq(reader.o.valid),
-            array.weight.valid.eq(reader.o.valid),
+            array.act.valid.eq(skid.o.valid),
+            array.weight.valid.eq(skid.o.valid),
             array.act.payload.data.eq(beat.data.act),
             array.weight.payload.data.eq(beat.data.weight),
             array.act.payload.last.eq(beat.last),
             array.weight.payload.last.eq(beat.last),
-            reader.o.ready.eq(array.act.ready),   # the array takes both beats together
+            skid.o.ready.eq(array.act.ready),   # the array takes both beats together
         ]
 
         # Array -> result buffer, rows from word 0 on.
