@@ -155,7 +155,7 @@ class CommandExecutor(wiring.Component):
         last_byte = Signal()
         # The staged byte is registered before it goes to the buffers (`staged`): the
         # staging RAM's clock-to-out (a block RAM's read path) and the nets to every
-        # buffer's data register were one cycle (9.8 ns, a Taylor build's worst path). So
+        # buffer's data register were one cycle (9.8 ns, an engine build's worst path). So
         # the RAM reads the byte a cycle ahead: the first in CHECK, each next one in the
         # WRITE_STORE before its WRITE_ADDRESS; `staged` has it in WRITE_STORE.
         staged = Signal(8, reset_less=True)

@@ -136,7 +136,7 @@ class HostedBuffer(Elaboratable):
             word = Signal.like(memory.data, name="host_word", reset_less=True)
             m.d.sync += word.eq(memory.data)
         # The word again: a deep buffer's blocks lie across the die, and from each to the
-        # byte multiplexers was one net (one build's worst path: a v block of Taylor's
+        # byte multiplexers was one net (one build's worst path: a deep buffer's block
         # into the multiplexer's register, 9.0 ns, 7.3 of it routing). A register between
         # lets place and route put each bit on the way.
         held = Signal.like(memory.data, name="host_word_again", reset_less=True)
