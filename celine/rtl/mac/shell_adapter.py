@@ -6,8 +6,8 @@ from amaranth.lib import data, wiring
 from ...engines.mac.spec import (DEFAULT_OPERAND_DEPTH, DEFAULT_RESULT_DEPTH, Errors,
                                  MacArrayParams, buffers, registers)
 from ..common.buffer_reader import BufferReader
-from ..common.skid import SkidBuffer
 from ..common.buffer_writer import BufferWriter
+from ..common.skid import SkidBuffer
 from ..shell.contract import engine_signature
 from .array import MacArray, operand_layout
 from .result_drain import REQUANT_LAYOUT
@@ -145,10 +145,10 @@ class MacShellAdapter(wiring.Component):
                 m.d.sync += [beat_left.eq(beat_left - 1), last.eq(beat_left == 1)]
 
         # Reader -> a skid buffer -> array (both operand streams move together). The skid
-        # buffer registers `ready` (a run SKID_LATENCY cycles longer): the array's decision to take a beat
-        # (its tile state through `last_pass` and `issue`) reached the reader queue's
-        # pointers and level in the same cycle, across the die (one build's worst path:
-        # 11.7 ns, one 5.6 ns net).
+        # buffer registers `ready` (a run is SKID_LATENCY cycles longer): the array's
+        # decision to take a beat (its tile state through `last_pass` and `issue`)
+        # reached the reader queue's pointers and level in the same cycle, across the die
+        # (one build's worst path: 11.7 ns, one 5.6 ns net).
         m.submodules.skid = skid = SkidBuffer(reader.o.payload.shape())
         wiring.connect(m, reader.o, skid.i)
         beat = skid.o.payload
