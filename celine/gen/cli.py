@@ -331,6 +331,7 @@ def build_parser():
     from ..boards.designs import DESIGNS
     from ..boards.platforms import BOARDS, DEFAULT_BOARD
     from ..boards.top import DEFAULT_CLOCK_HZ
+    from .bitstream import ROUTERS
     p = sub.add_parser("bitstream", help="build an ECP5 bitstream and its report")
     p.add_argument("params", nargs="*", default=[], metavar="key=value",
                    help="generator parameters")
@@ -351,8 +352,10 @@ def build_parser():
                    "the board's USB-serial chip and the clock allow)")
     p.add_argument("--constraint-mhz", type=float,
                    help="clock constraint for nextpnr (default: the clock)")
-    p.add_argument("--router", choices=["router1", "router2"], default="router2",
-                   help="nextpnr router (default router2, much faster on large designs)")
+    p.add_argument("--router", choices=ROUTERS, default="auto",
+                   help="nextpnr router (default auto: router1, which gives the higher "
+                        "Fmax, and router2, much faster on large designs, where router1 "
+                        "has not finished within its budget)")
     p.add_argument("--flatten", action="store_true",
                    help="synthesize flat (default: one module at a time, -noflatten)")
     p.add_argument("--out", help="output directory (default build/<board>/<accel>)")

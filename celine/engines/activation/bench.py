@@ -12,7 +12,7 @@ lookup: the lookup core alone, a stream of 1024 beats with no stalls: cycles fro
 first beat offered to the last taken.
 table_error: golden/activation.py `table_error` of gelu_table(s, s) for inputs spanning
 +-4 and +-8 (s = 4/127, 8/127), in output steps.
-fpga: the default engine inside the shell on ULX3S-85F (nextpnr's router2).
+fpga: the default engine inside the shell on ULX3S-85F (nextpnr, `--router auto`).
 Writes <out>/activation.json.
 """
 

@@ -252,7 +252,7 @@ def mase_shape(fpga):
 
 
 def measure_fpga(board, seed=1):
-    """The default engine in the shell (router2): one DeiT-Tiny head (d = 64, N = 197) on
+    """The default engine in the shell (router auto): one DeiT-Tiny head (d = 64, N = 197) on
     8 + 24 MAC units, its rows in two 256-bit buffer words (VitcodParams.beats; with
     512-bit words the design does not route: docs/vitcod.md, "Status")."""
     from ...gen.bitstream import bench_build
