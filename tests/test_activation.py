@@ -13,7 +13,7 @@ import torch
 
 from celine import registry
 from celine.engines.activation.cycles import estimate, run_cycles, runs
-from celine.engines.activation.spec import (ActivationParams, Errors, buffers,
+from celine.engines.activation.spec import (LOOKUP_LATENCY, ActivationParams, Errors, buffers,
                                             registers)
 from celine.firmware.device import Device
 from celine.firmware.errors import SettingError
@@ -175,11 +175,11 @@ def test_engine_model_keeps_the_loaded_table():
     result = model.run({"words": 2, "load_table": 1}, specs)
     assert [unpack_lanes(result.writes["y"][i], 2, 8) for i in range(2)] == [[127, -127],
                                                                            [-3, 3]]
-    assert result.cycles == run_cycles(p, 2) == 263 and result.result_words == 2
+    assert result.cycles == run_cycles(p, 2) == 264 and result.result_words == 2
     specs["table"].words = [0] * 256           # not loaded: the negation stays
     result = model.run({"words": 1, "load_table": 0}, specs)
     assert unpack_lanes(result.writes["y"][0], 2, 8) == [127, -127]
-    assert result.cycles == 6
+    assert result.cycles == 7
     for words in (0, 5):
         result = model.run({"words": words, "load_table": 1}, specs)
         assert result.errors == Errors.WORDS and result.writes == {} and result.cycles == 0
@@ -190,11 +190,11 @@ def test_engine_model_keeps_the_loaded_table():
 
 def test_cycle_model_bookkeeping():
     p = ActivationParams(lanes=8, max_words=1024)
-    assert run_cycles(p, 1) == 262 and run_cycles(p, 1024, load_table=False) == 1029
+    assert run_cycles(p, 1) == 263 and run_cycles(p, 1024, load_table=False) == 1030
     assert runs(p, 8 * 1024 + 1) == [(1024, True), (1, False)]
     assert runs(ActivationParams(lanes=3, max_words=4), 13) == [(4, True), (1, False)]
     deit = estimate(p)                                     # 197 x 768 elements
-    assert deit.cycles == 256 + 18912 + 19 * 5 and deit.useful_macs == 197 * 768
+    assert deit.cycles == 256 + 18912 + 19 * 6 and deit.useful_macs == 197 * 768
     assert 0.98 < deit.utilization <= 1
     for call, message in [(lambda: run_cycles(p, 0), "words must be between 1 and 1024, "
                                                      "not 0"),
@@ -246,7 +246,7 @@ def test_lookup_streams_under_stalls(lanes, idle, backpressure):
     run_sim(dut, producer, consumer, deadline=1e-2)
 
 
-def test_lookup_takes_a_beat_a_cycle_with_one_cycle_latency():
+def test_lookup_takes_a_beat_a_cycle_with_two_cycles_latency():
     dut = TableLookup(ActivationParams(lanes=2))
 
     async def testbench(ctx):
@@ -258,7 +258,7 @@ def test_lookup_takes_a_beat_a_cycle_with_one_cycle_latency():
         ctx.set(dut.table.en, 0)
         ctx.set(dut.o.ready, 1)
         seen = []
-        for cycle in range(6):
+        for cycle in range(7):
             ctx.set(dut.i.valid, cycle < 4)
             ctx.set(dut.i.payload, {"data": [cycle, -128], "last": cycle == 3})
             assert ctx.get(dut.i.ready)
@@ -266,7 +266,7 @@ def test_lookup_takes_a_beat_a_cycle_with_one_cycle_latency():
                 seen.append((cycle, ctx.get(dut.o.payload.data[0]),
                              ctx.get(dut.o.payload.data[1]), ctx.get(dut.o.payload.last)))
             await ctx.tick()
-        assert seen == [(1, 0, 127, 0), (2, -1, 127, 0), (3, -2, 127, 0), (4, -3, 127, 1)]
+        assert seen == [(2, 0, 127, 0), (3, -1, 127, 0), (4, -2, 127, 0), (5, -3, 127, 1)]
 
     run_sim(dut, testbench)
 
@@ -318,13 +318,13 @@ def test_adapter_runs_match_golden_and_the_cycle_model():
         assert y[:words] == expected[0][:words], f"run {n}"
     for n in (3, 4):                                  # words 0 and max_words + 1
         assert results[n][:3] == (Errors.WORDS, 0, 0)
-    assert results[5][:3] == (0, 10, 5)                # the flags clear on the next run
+    assert results[5][:3] == (0, 11, 5)                # the flags clear on the next run
 
 
 def test_adapter_without_a_load_uses_the_power_up_table():
     p = ActivationParams(lanes=2, max_words=2)
     (errors, cycles, words, y), = run_adapter(p, NEGATE, [[1, 2], [3, 4]], [(2, 0)])
-    assert (errors, cycles, words, y) == (0, 7, 2, [[0, 0], [0, 0]])
+    assert (errors, cycles, words, y) == (0, 8, 2, [[0, 0], [0, 0]])
 
 
 # -- cocotb: the lookup and the adapter under Verilator ---------------------------------
@@ -412,7 +412,7 @@ def test_lookup_cocotb_sweep(request, name, idle_prob, backpressure_prob):
 def test_lookup_throughput(request, name):
     path = run_lookup(request, name, seed=4, testcase="lookup_throughput")
     result = json.loads((path / "throughput.json").read_text())
-    assert result["cycles"] == result["beats"] + 1        # a beat a cycle, one of latency
+    assert result["cycles"] == result["beats"] + LOOKUP_LATENCY   # a beat a cycle
 
 
 @pytest.mark.cocotb

@@ -34,6 +34,15 @@ def test_slice_width(width, depth, bits):
      r"^address_register must be True or False, not None$"),
     (lambda: BlockRAM(8, 16, read_ports=2, address_register=True), ValueError,
      r"^address_register needs one read port, not 2$"),
+    (lambda: BlockRAM(8, 256, read_enable=0), TypeError,
+     r"^read_enable must be True or False, not 0$"),
+    (lambda: BlockRAM(8, 256, read_ports=2, read_enable=True), ValueError,
+     r"^read_enable needs one read port and no address_register$"),
+    (lambda: BlockRAM(8, 256, address_register=True, read_enable=True), ValueError,
+     r"^read_enable needs one read port and no address_register$"),
+    (lambda: BlockRAM(32, 256, read_enable=True), ValueError,
+     r"^read_enable needs blocks of at most 18 bits, not a 32-bit word 256 deep "
+     r"\(one 36-bit block\)$"),
     *[(lambda init=init: BlockRAM(8, 4, init=init), ValueError,
        r"^init must be at most 4 words of 8 bits \(non-negative integers\)$")
       for init in ([0] * 5, [256], [-1], [1.0], [True], b"ab")],
@@ -89,6 +98,60 @@ def test_reads_and_byte_writes_as_one_memory(width, depth, registers, contents):
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.parametrize("output_register", [False, True])
+@pytest.mark.parametrize("width,depth", [(8, 256), (16, 40), (64, 3000)])
+def test_read_enable_holds_the_read(width, depth, output_register):
+    """With read_enable, a cycle with `ren` low takes no address and, with the output
+    register, holds it too: the words out are those of the addresses of the cycles with
+    `ren` high, each `read_latency` enabled cycles later, held while `ren` is low."""
+    dut = BlockRAM(width, depth, output_register=output_register, read_enable=True)
+    rng = random.Random(depth)
+    contents = [rng.getrandbits(width) for _ in range(depth)]
+
+    async def bench(ctx):
+        ctx.set(dut.wen, (1 << width // 8) - 1)
+        for addr, word in enumerate(contents):
+            ctx.set(dut.waddr, addr)
+            ctx.set(dut.wdata, word)
+            await ctx.tick()
+        ctx.set(dut.wen, 0)
+        taken = []                 # the addresses of the enabled cycles, oldest first
+        for _ in range(200):
+            ren = rng.random() < 0.6
+            raddr = rng.randrange(depth)
+            ctx.set(dut.ren, ren)
+            ctx.set(dut.raddr, raddr)
+            if ren:
+                taken.append(raddr)
+            await ctx.tick()
+            # The word out: the read of the enabled cycle `read_latency` enabled cycles
+            # back, the stages advancing only on enabled cycles (the last read's word
+            # sits in the output register until the next enabled cycle).
+            if len(taken) >= dut.read_latency:
+                assert ctx.get(dut.data) == contents[taken[-dut.read_latency]]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_ecp5_read_enable_drives_the_read_ports_clock_enables(monkeypatch):
+    """On ECP5 a BlockRAM with read_enable gives `ren` to the read port's CEB and OCEB
+    pins and keeps port A (the write) enabled."""
+    from amaranth.back import rtlil
+    import celine.rtl.shell.block_ram as block_ram
+    monkeypatch.setattr(block_ram, "is_ecp5", lambda platform: True)
+    text = rtlil.convert(BlockRAM(8, 256, output_register=True, read_enable=True),
+                         name="ram")
+    cell = text[text.index("cell \\DP16KD"):]
+    cell = cell[:cell.index("\n  end\n")]
+    pins = dict(line.split()[1:3] for line in cell.splitlines()
+                if line.strip().startswith("connect"))
+    assert pins["\\CEB"] == pins["\\OCEB"] == "\\ren"
+    assert pins["\\CEA"] == pins["\\OCEA"] == "1'1"
 
 
 class _SharedAddress(wiring.Component):

@@ -6,7 +6,7 @@ import random
 import struct
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -15,7 +15,7 @@ from celine.engines.mac.spec import MacArrayParams
 from celine.golden.shell import shell_model
 from celine.rtl.shell.command_executor import CommandExecutor
 from celine.rtl.shell.frame_decoder import FrameDecoder
-from celine.rtl.shell.link_streams import ARG_BYTES, READ_LATENCY, Source
+from celine.rtl.shell.link_streams import ARG_BYTES, READ_LATENCY, STAGING_LATENCY, Source
 from celine.rtl.shell.reply_encoder import ReplyEncoder
 from celine.rtl.shell.uart import UARTReceiver
 from celine.sim.amaranth_sim import run_sim, stream_get, stream_get_n, stream_put, stream_put_all
@@ -60,7 +60,7 @@ def decode(stream_bytes, count, *, timeout_cycles=1000, idle_prob=0.3, backpress
             if fields["status"] == Status.OK:
                 for k in range(fields["length"]):
                     ctx.set(dut.staging.addr, k)
-                    await ctx.tick()
+                    await ctx.tick().repeat(STAGING_LATENCY)
                     staged.append(ctx.get(dut.staging.data))
             got.append((fields, bytes(staged)))
             await stream_get(ctx, dut.request)
@@ -182,7 +182,13 @@ class ExecutorHarness:
         m.submodules.executor = self.dut
         m.submodules.staging = self.staging = Memory(shape=8, depth=MAX_PAYLOAD, init=[])
         read = self.staging.read_port(transparent_for=())
-        m.d.comb += [read.addr.eq(self.dut.staging.addr), self.dut.staging.data.eq(read.data)]
+        # The decoder's staging RAM gives its byte STAGING_LATENCY cycles after the address:
+        # the read port's cycle, then the block's output register.
+        staged = read.data
+        for stage in range(STAGING_LATENCY - 1):
+            staged, before = Signal(8, name=f"staged{stage}"), staged
+            m.d.sync += staged.eq(before)
+        m.d.comb += [read.addr.eq(self.dut.staging.addr), self.dut.staging.data.eq(staged)]
         self.top = m
 
     def run(self, requests, *, busy=False, status=0, overrun_before=()):

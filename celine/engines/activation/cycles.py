@@ -4,7 +4,7 @@ One run counts the cycles `busy` is high (the adapter's `cycles`, STATUS's figur
 TABLE_LOAD cycles to copy the table when `load_table` is set, then one cycle per word of
 x, and STREAM_LATENCY cycles from the first read of x to the write of its result (three
 through rtl/common's BufferReader: the buffer's registered read and its prefetch queue;
-one through the lookup's registered table read). tests/test_activation.py holds it
+LOOKUP_LATENCY through the lookup's table read and the block's output register). tests/test_activation.py holds it
 against RTL simulation (exact).
 
 A workload of `elements` int8 values is what the host API does: ceil(elements / lanes)
@@ -13,10 +13,10 @@ words in runs of at most max_words, the table loaded by the first run only.
 
 from .. import CycleEstimate
 from ...spec.fields import READER_LATENCY
-from .spec import TABLE_SIZE, ActivationParams
+from .spec import LOOKUP_LATENCY, TABLE_SIZE, ActivationParams
 
 TABLE_LOAD = TABLE_SIZE      # one table entry a cycle into every lane's copy
-STREAM_LATENCY = READER_LATENCY + 1   # x read request -> reader output -> lookup output
+STREAM_LATENCY = READER_LATENCY + LOOKUP_LATENCY   # x read -> reader output -> lookup output
 
 __all__ = ["TABLE_LOAD", "STREAM_LATENCY", "run_cycles", "runs", "cycles", "estimate"]
 

@@ -13,10 +13,13 @@ from ...spec.fields import BufferSpec, Register, RegisterMap
 from ...spec.params import Params
 
 __all__ = ["ActivationParams", "ELEMENT_BITS", "TABLE_SIZE", "TABLE_OFFSET", "MAX_LANES",
-           "MAX_WORDS", "registers", "Errors", "buffers"]
+           "MAX_WORDS", "LOOKUP_LATENCY", "registers", "Errors", "buffers"]
 
 ELEMENT_BITS = 8                  # int8 in, int8 out
 TABLE_SIZE = 1 << ELEMENT_BITS    # one entry per input value
+# Cycles from a beat taken by the lookup to its result offered: the table's block RAM
+# reads through its own output register (rtl/activation/lookup.py).
+LOOKUP_LATENCY = 2
 TABLE_OFFSET = TABLE_SIZE // 2    # entry of x: x + 128
 MAX_LANES = 64
 MAX_WORDS = 16384
@@ -83,7 +86,7 @@ def buffers(params):
     return [
         BufferSpec("table", ELEMENT_BITS, TABLE_SIZE, True),
         # x is read through a BufferReader, registered in the block RAM
-        # (BufferSpec.read_latency); the table by the lookup, a word a cycle later.
+        # (BufferSpec.read_latency); the table by the lookup (LOOKUP_LATENCY).
         BufferSpec("x", p.word_bits, p.max_words, True, read_latency=2),
         BufferSpec("y", p.word_bits, p.max_words, False),
     ]

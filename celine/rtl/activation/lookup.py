@@ -2,10 +2,10 @@
 
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ...engines.activation.spec import ELEMENT_BITS, TABLE_SIZE, ActivationParams
+from ...engines.activation.spec import ELEMENT_BITS, LOOKUP_LATENCY, TABLE_SIZE, ActivationParams
+from ..shell.block_ram import BlockRAM
 
 __all__ = ["beat_layout", "TABLE_WRITE", "TableLookup"]
 
@@ -33,13 +33,17 @@ class TableLookup(wiring.Component):
     ready; full valid/ready (nothing lost or duplicated under any pattern).
 
     `table`: the table-write port (TABLE_WRITE). Every lane holds its own copy of the
-    256 entries (a memory with a registered read, one block RAM or LUT RAM each), written
-    together. A write lands at the end of its cycle; a beat taken in the same cycle reads
-    the entry as it was. The table is all zeros after configuration (not after reset).
+    256 entries (a BlockRAM each, one block RAM), written together. A write lands at the
+    end of its cycle; a beat taken in the same cycle reads the entry as it was. The table
+    is all zeros after configuration (not after reset).
 
-    The memories' registered outputs are the output register: `o.payload.data` comes
-    straight from them, and holding them (`en` low) is how `o` waits while not ready.
-    `i.ready` = `~o.valid | o.ready` (one combinational path, from `o.ready`).
+    A beat taken from `i` is offered on `o` LOOKUP_LATENCY (2) cycles later: the table is
+    read through the block's own output register, which `o.payload.data` comes straight
+    from (a block's array read is 5.8 ns after the clock, its output register 1 ns: the
+    array read into the next register was an activation build's worst path, 8.1 ns). The
+    two stages advance together (`advance`: the blocks' read and output clock enables),
+    so `o` waits by holding both; `i.ready` = `advance` = `~o.valid | o.ready` (one
+    combinational path, from `o.ready`).
     """
 
     def __init__(self, params: ActivationParams):
@@ -57,30 +61,33 @@ class TableLookup(wiring.Component):
         m = Module()
         lanes = self.params.lanes
 
-        valid = Signal()              # o holds a beat
-        last = Signal()
-        advance = ~valid | self.o.ready
+        # valid[k], last[k]: stage k holds a beat (0: the block's array read, 1: its
+        # output register, which `o` shows).
+        valid = [Signal(name=f"valid{k}") for k in range(LOOKUP_LATENCY)]
+        last = [Signal(name=f"last{k}") for k in range(LOOKUP_LATENCY)]
+        advance = Signal()
         m.d.comb += [
+            advance.eq(~valid[-1] | self.o.ready),
             self.i.ready.eq(advance),
-            self.o.valid.eq(valid),
-            self.o.payload.last.eq(last),
+            self.o.valid.eq(valid[-1]),
+            self.o.payload.last.eq(last[-1]),
         ]
         with m.If(advance):
-            m.d.sync += [valid.eq(self.i.valid), last.eq(self.i.payload.last)]
+            m.d.sync += [valid[0].eq(self.i.valid), last[0].eq(self.i.payload.last),
+                         *[valid[k].eq(valid[k - 1]) for k in range(1, LOOKUP_LATENCY)],
+                         *[last[k].eq(last[k - 1]) for k in range(1, LOOKUP_LATENCY)]]
 
         for lane in range(lanes):
-            memory = Memory(shape=ELEMENT_BITS, depth=TABLE_SIZE, init=[])
-            m.submodules[f"table_{lane}"] = memory
-            write = memory.write_port()
-            read = memory.read_port(transparent_for=())
+            table = BlockRAM(ELEMENT_BITS, TABLE_SIZE, output_register=True, read_enable=True)
+            m.submodules[f"table_{lane}"] = table
             x = self.i.payload.data[lane].as_unsigned()
             m.d.comb += [
-                write.addr.eq(self.table.addr),
-                write.data.eq(self.table.data),
-                write.en.eq(self.table.en),
+                table.waddr.eq(self.table.addr),
+                table.wdata.eq(self.table.data),
+                table.wen.eq(self.table.en),
                 # x + 128 in 8 bits: x's bits with the sign bit inverted.
-                read.addr.eq(x ^ TABLE_SIZE // 2),
-                read.en.eq(advance),
-                self.o.payload.data[lane].eq(read.data),
+                table.raddr.eq(x ^ TABLE_SIZE // 2),
+                table.ren.eq(advance),
+                self.o.payload.data[lane].eq(table.data),
             ]
         return m

@@ -120,6 +120,12 @@ class BlockRAM(wiring.Component):
     (`_ecp5_blocks`) with the pins wired as the yosys library wires them; elsewhere (the
     simulators) it is a register after the memory's read port.
 
+    With ``read_enable`` (one read port, blocks of at most 18 bits: not a 36-bit-wide
+    block, whose read takes both ports) a ``ren`` input gates the read: while it is low
+    the read does not advance, its address is not taken and, with ``output_register``,
+    the output register holds too (the block's CEB and OCEB pins), so that a stream stage
+    can hold its word under backpressure.
+
     With ``address_register`` (one read port only) ``raddr`` is registered first, in a
     copy beside every ADDRESS_GROUP blocks (RegisterCopies, which yosys keeps apart): a
     deep, wide memory is dozens of blocks across the die, and one address net reaching
@@ -134,7 +140,7 @@ class BlockRAM(wiring.Component):
     """
 
     def __init__(self, width, depth, *, read_ports=1, output_register=False,
-                 address_register=False, init=()):
+                 address_register=False, read_enable=False, init=()):
         check_int("width", width, minimum=8)
         check_int("depth", depth, minimum=1)
         if width % 8:
@@ -151,6 +157,13 @@ class BlockRAM(wiring.Component):
                             f"{address_register!r}")
         if address_register and read_ports != 1:
             raise ValueError(f"address_register needs one read port, not {read_ports}")
+        if not isinstance(read_enable, bool):
+            raise TypeError(f"read_enable must be True or False, not {read_enable!r}")
+        if read_enable and (read_ports != 1 or address_register):
+            raise ValueError("read_enable needs one read port and no address_register")
+        if read_enable and any(_MODES[bits][0] == 36 for _, bits in self._blocks()):
+            raise ValueError(f"read_enable needs blocks of at most 18 bits, not a "
+                             f"{width}-bit word {depth} deep (one 36-bit block)")
         init = list(init) if not isinstance(init, (str, bytes)) else None
         if init is None or len(init) > depth or any(
                 not isinstance(w, int) or isinstance(w, bool) or not 0 <= w < 1 << width
@@ -160,19 +173,30 @@ class BlockRAM(wiring.Component):
         self.init = init
         self.output_register = output_register
         self.address_register = address_register
+        self.read_enable = read_enable
         self.read_latency = 1 + output_register + address_register
         members = {"waddr": In(range(depth)), "wdata": In(width), "wen": In(width // 8),
                    "raddr": In(range(depth)), "data": Out(width)}
         if read_ports == 2:
             members.update(b_addr=In(range(depth)), b_data=Out(width))
+        if read_enable:
+            members.update(ren=In(1, init=1))
         super().__init__(members)
+
+    def _blocks(self):
+        """(first bit, bits) of each DP16KD on ECP5 (with the output register on): every
+        slice's blocks side by side (`_block_chunks`)."""
+        step = slice_width(self.width, self.depth)
+        return [(low + offset, bits) for low in range(0, self.width, step)
+                for offset, bits in _block_chunks(min(step, self.width - low),
+                                                  read_ports=self.read_ports)]
 
     def elaborate(self, platform):
         m = Module()
         step = slice_width(self.width, self.depth)
         if (self.output_register and is_ecp5(platform)
                 and _MIN_BLOCK_DEPTH <= self.depth <= _MAX_BLOCK_DEPTH):
-            self._ecp5_blocks(m, step)
+            self._ecp5_blocks(m)
             return m
         raddr = self.raddr
         if self.address_register:
@@ -193,6 +217,8 @@ class BlockRAM(wiring.Component):
                 write.addr.eq(self.waddr), write.data.eq(self.wdata[low:low + bits]),
                 write.en.eq(enables), read.addr.eq(raddr),
             ]
+            if self.read_enable:
+                m.d.comb += read.en.eq(self.ren)
             reads.append(read.data)
             if self.read_ports == 2:
                 read_b = memory.read_port(transparent_for=())
@@ -204,20 +230,19 @@ class BlockRAM(wiring.Component):
         for out, word in outputs:
             if self.output_register:
                 held = Signal.like(out, name=f"{out.name}_reg", reset_less=True)
-                m.d.sync += held.eq(word)
+                with m.If(self.ren if self.read_enable else 1):
+                    m.d.sync += held.eq(word)
                 word = held
             m.d.comb += out.eq(word)
         return m
 
-    def _ecp5_blocks(self, m, step):
+    def _ecp5_blocks(self, m):
         """The slices as DP16KD instances with their output registers on. Port A writes
         (and, with two read ports, reads ``raddr``, the caller's write address), port B
         reads. Every slice has one block, but a slice wider than a block's port takes
         several side by side (`_block_chunks`)."""
         two = self.read_ports == 2
-        blocks = [(low + offset, bits) for low in range(0, self.width, step)
-                  for offset, bits in _block_chunks(min(step, self.width - low),
-                                                    read_ports=self.read_ports)]
+        blocks = self._blocks()
         raddrs = [self.raddr] * len(blocks)
         if self.address_register:
             copies = register_copies(m, "raddr", self.raddr, -(-len(blocks) // ADDRESS_GROUP))
@@ -272,7 +297,10 @@ class BlockRAM(wiring.Component):
             write_enable = enables
         read_a = Signal(18, name=f"block_{index}_doa")
         read_b = Signal(18, name=f"block_{index}_dob")
-        ports = {"i_CLKA": clk, "i_CLKB": clk, "i_CEA": 1, "i_CEB": 1, "i_OCEA": 1, "i_OCEB": 1,
+        # With read_enable the read (port B: one read port) advances with `ren`: its
+        # address and output registers' clock enables.
+        ren = self.ren if self.read_enable else 1
+        ports = {"i_CLKA": clk, "i_CLKB": clk, "i_CEA": 1, "i_CEB": ren, "i_OCEA": 1, "i_OCEB": ren,
                  "i_RSTA": 0, "i_RSTB": 0, "i_WEA": write_enable, "i_WEB": 0}
         for pin in range(3):
             ports[f"i_CSA{pin}"] = ports[f"i_CSB{pin}"] = 0

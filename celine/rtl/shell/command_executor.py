@@ -153,13 +153,13 @@ class CommandExecutor(wiring.Component):
         word, lane, lane_ok = byte_lane(m, buffers, select, address)
         mask = Signal.like(self.mem.mask)
         last_byte = Signal()
-        # The staged byte is registered before it goes to the buffers (`staged`): the
-        # staging RAM's clock-to-out (a block RAM's read path) and the nets to every
-        # buffer's data register were one cycle (9.8 ns, an engine build's worst path). So
-        # the RAM reads the byte a cycle ahead: the first in CHECK, each next one in the
-        # WRITE_STORE before its WRITE_ADDRESS; `staged` has it in WRITE_STORE.
-        staged = Signal(8, reset_less=True)
-        m.d.sync += staged.eq(self.staging.data)
+        # The staged byte goes to the buffers from the staging RAM's output register
+        # (STAGING_LATENCY 2): the block's array read (5.8 ns clock-to-out) and the nets to
+        # every buffer's data pins were one cycle (9.8 ns, an engine build's worst path),
+        # and a register in the fabric after it was still 8 ns from the block. So the RAM
+        # reads the byte two cycles ahead: the first in CHECK, each next one in the
+        # WRITE_STORE before its WRITE_ADDRESS; the byte is there in WRITE_STORE.
+        staged = self.staging.data
         m.d.comb += [
             self.mem.select.eq(select),
             self.mem.wdata.eq(staged.replicate(len(self.mem.mask))),

@@ -2,13 +2,13 @@
 
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...spec.checks import check_int
 from ...spec.protocol import REQUEST_START, Status
-from .crc16 import CRC16
 from ..common.compare import greater_than
+from .block_ram import BlockRAM
+from .crc16 import CRC16
 from .link_streams import ARG_BYTES, request_layout, staging_signature
 
 __all__ = ["FrameDecoder"]
@@ -45,10 +45,10 @@ class FrameDecoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.staging = staging = Memory(shape=8, depth=self.max_payload, init=[])
-        stage_write = staging.write_port()
-        stage_read = staging.read_port(transparent_for=())
-        m.d.comb += [stage_read.addr.eq(self.staging.addr), self.staging.data.eq(stage_read.data)]
+        # The staging RAM gives its byte through the block's output register
+        # (STAGING_LATENCY): the executor's buffer writes take it from there.
+        m.submodules.staging = staging = BlockRAM(8, self.max_payload, output_register=True)
+        m.d.comb += [staging.raddr.eq(self.staging.addr), self.staging.data.eq(staging.data)]
         m.submodules.crc = crc = CRC16()
 
         request = self.request.payload
@@ -134,8 +134,8 @@ class FrameDecoder(wiring.Component):
 
             with m.State("PAYLOAD"):
                 def got_payload():
-                    m.d.comb += [stage_write.en.eq(1), stage_write.addr.eq(index),
-                                 stage_write.data.eq(byte)]
+                    m.d.comb += [staging.wen.eq(1), staging.waddr.eq(index),
+                                 staging.wdata.eq(byte)]
                     for k in range(ARG_BYTES):
                         with m.If(index == k):
                             m.d.sync += request.args[k].eq(byte)

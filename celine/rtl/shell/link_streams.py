@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from ...spec.protocol import ADDRESS_BYTES, STATUS_BYTES, configure_payload, read_payload
 
 __all__ = ["READ_BYTES", "CONFIGURE_BYTES", "ARG_BYTES", "Source", "request_layout",
-           "reply_layout", "staging_signature", "buffer_write_signature",
+           "reply_layout", "staging_signature", "STAGING_LATENCY", "buffer_write_signature",
            "buffer_read_signature", "memory_port_signature", "request_fields", "byte_lane",
            "READ_LATENCY", "HOST_ADDRESS_STAGES", "HOST_READ_STAGES",
            "BYTES_A_GROUP"]
@@ -58,8 +58,15 @@ def reply_layout(buffers):
     })
 
 
+# Cycles from the staging RAM's read address to its byte: the block's own output register
+# is on (BlockRAM(output_register=True)), so the byte leaves a register, not the block's
+# array (5.8 ns after the clock, then the nets to every buffer's data pins).
+STAGING_LATENCY = 2
+
+
 def staging_signature(depth):
-    """A reader's port into the decoder's staging RAM: payload byte `addr`, one cycle later."""
+    """A reader's port into the decoder's staging RAM: payload byte `addr`, STAGING_LATENCY
+    cycles later."""
     return wiring.Signature({"addr": Out(range(depth)), "data": In(8)})
 
 

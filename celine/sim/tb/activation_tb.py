@@ -98,7 +98,7 @@ async def lookup_matches_golden(dut):
 
 @cocotb.test()
 async def lookup_throughput(dut):
-    """The first batch with no stalls: one beat a cycle, one cycle of latency."""
+    """The first batch with no stalls: one beat a cycle, after the lookup's latency."""
     case = load_case()
     tb = LookupTB(dut, case)
     await start_clock_and_reset(dut)
