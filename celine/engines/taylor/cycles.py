@@ -19,8 +19,9 @@ KV_DRAIN = CONTEXT_READ_LATENCY + 4   # last K/V issue -> first centering issue 
 CENTER_WRITE_BACK = CONTEXT_READ_LATENCY + 2  # last centering issue -> first Q issue,
                                       # beyond the centering unit's latency
                                       # (TaylorParams.centering_latency): the write-back
-TILE_TO_LANE = CONTEXT_READ_LATENCY + 3  # last Q issue -> its sums enter the serializer
-                                      # (memory, operands, products, tree)
+TILE_TO_LANE = CONTEXT_READ_LATENCY + 4  # last Q issue -> its sums enter the serializer
+                                      # (memory, operands, products, the tree's pairs
+                                      # and sum)
 LANE_TO_BEAT = 2      # output lane done -> beat leaves the output FIFO
 HEAD_TURN = 2         # output lane empty -> the next head's first K/V issue
 START_DELAY = 1       # `start` -> the units restart (the pipeline's registered `begin`)
