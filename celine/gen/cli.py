@@ -354,8 +354,8 @@ def build_parser():
                    help="clock constraint for nextpnr (default: the clock)")
     p.add_argument("--router", choices=ROUTERS, default="auto",
                    help="nextpnr router (default auto: router1, which gives the higher "
-                        "Fmax, and router2, much faster on large designs, where router1 "
-                        "has not finished within its budget)")
+                        "Fmax, then router2, much faster on large designs, where router1 "
+                        "is congested)")
     p.add_argument("--flatten", action="store_true",
                    help="synthesize flat (default: one module at a time, -noflatten)")
     p.add_argument("--out", help="output directory (default build/<board>/<accel>)")
