@@ -79,6 +79,16 @@ class SdLinear(wiring.Component):
         restart = run.restart
         m.submodules.decoder = ResetInserter(restart)(decoder)
         header = decoder.header
+        # The header's L - 1, L - 2 and outputs - 1, registered: the decisions below compare
+        # a counter with them rather than the counter's sum with the header's field (an
+        # adder and a 16-bit compare before each: c_k into last_k and w_out into `full`
+        # were SmartDeal builds' worst paths, 9.0 and 9.1 ns). The header is parsed well
+        # before its first row leaves the decoder, so they are ready by then.
+        length_less1 = Signal(16)
+        length_less2 = Signal(16)
+        outputs_less1 = Signal(16)
+        m.d.sync += [length_less1.eq(header.length - 1), length_less2.eq(header.length - 2),
+                     outputs_less1.eq(header.outputs - 1)]
         computing = run.computing
         done_compute = Signal()
         tokens = run.run_tokens
@@ -122,7 +132,7 @@ class SdLinear(wiring.Component):
         with m.Elif(accept):
             with m.If(beat.end_output):
                 m.d.sync += [w_row.eq(0), w_out.eq(w_out + 1)]
-                with m.If((w_lane == cols - 1) | (w_out + 1 == header.outputs)):
+                with m.If((w_lane == cols - 1) | (w_out == outputs_less1)):
                     m.d.comb += set_full.eq(Mux(w_bank, 0b10, 0b01))
                     m.d.sync += [w_lane.eq(0), w_bank.eq(~w_bank)]
                 with m.Else():
@@ -163,8 +173,8 @@ class SdLinear(wiring.Component):
         step_k = Signal()                    # go: the counters move
         step_t = Signal()
         step_u = Signal()
-        last_k = lookahead(m, "last_k", c_k + 1 == header.length, step_k,
-                           header.length == 1, c_k + 2 == header.length)
+        last_k = lookahead(m, "last_k", c_k == length_less1, step_k,
+                           header.length == 1, c_k == length_less2)
         # c_base_t + rows and + 2·rows kept beside it, so that last_t's decision is one
         # compare (an adder before it was the build's worst path: 10.1 ns, 12 levels).
         c_end_t = Signal.like(c_base_t, name="c_end_t", init=rows)
