@@ -10,6 +10,7 @@ import torch
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 
+from celine.engines.vitcod.cycles import CHECK_TAIL
 from celine.engines.vitcod.spec import (QK_READ_LATENCY, VitcodParams, csc_fields, csr_fields,
                                         row_words)
 from celine.golden.vitcod.attention import softmax_int
@@ -527,11 +528,12 @@ def test_csr_check():
     for job in bad.values():
         jobs += [job, (gcols, good)]        # each bad job, then the flag cleared by a good one
     results = run_csr_check(p, tokens, jobs)
-    assert results[0] == (0, 2 + len(good) + 3) and results[1] == (0, 2 + 3)
-    assert results[2] == (0, 1 + 3) and results[3] == (0, tokens + 3)
+    # busy for g + nnz + CHECK_TAIL cycles (the model's constant)
+    assert results[0] == (0, 2 + len(good) + CHECK_TAIL) and results[1] == (0, 2 + CHECK_TAIL)
+    assert results[2] == (0, 1 + CHECK_TAIL) and results[3] == (0, tokens + CHECK_TAIL)
     for n, (name, (g, entries)) in enumerate(bad.items()):
         assert results[4 + 2 * n] == (1, CsrCheck.run_cycles(len(entries), len(g))), name
-        assert results[5 + 2 * n] == (0, 2 + len(good) + 3), name
+        assert results[5 + 2 * n] == (0, 2 + len(good) + CHECK_TAIL), name
 
 
 # -- RowMax alone: arbitrary sparse updates, the same row back to back ---------------------

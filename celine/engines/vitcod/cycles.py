@@ -23,7 +23,7 @@ from .spec import (AE_STEPS, INDEX_CHECK_LATENCY, MAC_BANK_LATENCY, QK_READ_LATE
 # the MAC bank, then the score chain's stages; likewise for the sparse engine.
 DENSE_TAIL = MAC_BANK_LATENCY + 9 + QK_READ_LATENCY
 SPARSE_TAIL = MAC_BANK_LATENCY + 11 + QK_READ_LATENCY
-CHECK_TAIL = 3         # CsrCheck: g + nnz + 3
+CHECK_TAIL = 4         # CsrCheck: g + nnz + 4 (the word, the checks, their OR)
 INDEX_TAIL = 1 + INDEX_CHECK_LATENCY   # IndexCheck: nnz + 5 (never the last: the sparser
                                        # engine's scores come later)
 # Phase 2.

@@ -1,13 +1,14 @@
 """The check of a head's global columns and CSR list, run in its phase 1 so that the softmax unit (phase 2)
 walks only a well-formed list (docs/vitcod.md, "Errors": INDEX)."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...engines.vitcod.cycles import CHECK_TAIL
 from ...engines.vitcod.spec import buffers, csr_fields
-from ..shell.contract import read_port_signature
 from ..common.delay import delayed
+from ..shell.contract import read_port_signature
 from .dpu import check_params
 
 __all__ = ["CsrCheck"]
@@ -32,7 +33,7 @@ class CsrCheck(wiring.Component):
     start (In): sample `tokens` N, `globals` g, `nnz`, `list_base` and `gcols_base`;
         clear `error`.
     busy (Out): from the cycle after start while reading; low again (with `error` final)
-        g + nnz + 3 cycles after the start cycle (`run_cycles`; 1 if g + nnz = 0).
+        g + nnz + CHECK_TAIL cycles after the start cycle (`run_cycles`; 1 if g + nnz = 0).
     gcols, csr: read ports of the gcols buffer and of the CSR list. error (Out): sticky
         until start.
     """
@@ -56,7 +57,7 @@ class CsrCheck(wiring.Component):
     @staticmethod
     def run_cycles(nnz, globals_=0):
         """Cycles from the start cycle to the first cycle with busy low."""
-        return globals_ + nnz + 3 if globals_ + nnz else 1
+        return globals_ + nnz + CHECK_TAIL if globals_ + nnz else 1
 
     def elaborate(self, platform):
         m = Module()
@@ -93,26 +94,33 @@ class CsrCheck(wiring.Component):
         g_word = Signal.like(self.gcols.data)
         m.d.sync += g_word.eq(self.gcols.data)
         g_valid = delayed(m, g_reading, 2, "g_valid")
-        g_final = delayed(m, g_reading & (g_left == 1) & ~nnz_pending, 2, "g_final")
+        # (busy falls CHECK_TAIL cycles after the last read, as with CSR entries)
+        g_final = delayed(m, g_reading & (g_left == 1) & ~nnz_pending, CHECK_TAIL - 1,
+                          "g_final")
         g_prev = Signal.like(g_word)
         g_have_prev = Signal()
         is_global = Signal(1 << p.token_bits)
         with m.If(self.start):
             m.d.sync += [g_have_prev.eq(0), is_global.eq(0)]
-        with m.Elif(g_valid):
-            m.d.sync += [g_prev.eq(g_word), g_have_prev.eq(1),
-                         is_global.bit_select(g_word, 1).eq(1)]
-            with m.If((g_word >= tokens) | (g_have_prev & (g_word <= g_prev))):
-                m.d.sync += self.error.eq(1)
+        with m.Else():
+            with m.If(g_valid):
+                m.d.sync += [g_prev.eq(g_word), g_have_prev.eq(1),
+                             is_global.bit_select(g_word, 1).eq(1)]
+                with m.If((g_word >= tokens) | (g_have_prev & (g_word <= g_prev))):
+                    m.d.sync += self.error.eq(1)
             with m.If(g_final):
                 m.d.sync += self.busy.eq(0)
 
         # -- the CSR entries: the word into a register (a block RAM's output is slow), then
-        # the checks ------------------------------------------------------------------------
+        # the checks, each into a register of its own (`failed`), then their OR into
+        # `error` (in one cycle, the word through the compares, the global-column lookup
+        # and the OR into `error` was a ViTCoD build's worst path, 9.6 ns, 8 levels) ------
         word = Signal.like(self.csr.data)
         m.d.sync += word.eq(self.csr.data)
         valid = delayed(m, reading, 2, "valid")
         final = delayed(m, reading & (left == 1), 2, "final")
+        checked = delayed(m, valid, 1, "checked")
+        checked_final = delayed(m, valid & final, 1, "checked_final")
         entry = data.View(csr_layout(p), word)
         prev_row = Signal.like(entry.row)
         prev_col = Signal.like(entry.col)
@@ -128,18 +136,21 @@ class CsrCheck(wiring.Component):
                           (final & (entry.row != last_row)))
         # The vector is complete: the last gcols word was marked the cycle before the first
         # CSR check at the latest.
-        bad = ((entry.row >= tokens) | (entry.col >= tokens) |
-               is_global.bit_select(entry.col, 1) | out_of_order | gap)
+        checks = [entry.row >= tokens, entry.col >= tokens, is_global.bit_select(entry.col, 1),
+                  out_of_order, gap]
+        failed = Signal(len(checks))
+        m.d.sync += failed.eq(Mux(valid, Cat(*checks), 0))
         with m.If(self.start):
             m.d.sync += [have_prev.eq(0), no_dense.eq(self.globals == 0),
                          last_row.eq(self.tokens - 1),
                          # no entry at all and no global column: every row is empty
                          self.error.eq((self.globals == 0) & (self.nnz == 0))]
-        with m.Elif(valid):
-            m.d.sync += [prev_row.eq(entry.row), prev_col.eq(entry.col), have_prev.eq(1),
-                         next_row.eq(entry.row + 1)]
-            with m.If(bad):
+        with m.Else():
+            with m.If(valid):
+                m.d.sync += [prev_row.eq(entry.row), prev_col.eq(entry.col),
+                             have_prev.eq(1), next_row.eq(entry.row + 1)]
+            with m.If(checked & failed.any()):
                 m.d.sync += self.error.eq(1)
-            with m.If(final):
+            with m.If(checked_final):
                 m.d.sync += self.busy.eq(0)
         return m
