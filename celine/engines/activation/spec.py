@@ -84,7 +84,10 @@ def buffers(params):
     and y (written by the engine): `lanes` int8 elements a word, lane 0 lowest."""
     p = params
     return [
-        BufferSpec("table", ELEMENT_BITS, TABLE_SIZE, True),
+        # The table is read through the block's output register too (its block's array
+        # read into the lookup's blocks' data pins was an activation build's worst path,
+        # 8.9 ns): the adapter writes entry k two cycles after reading it.
+        BufferSpec("table", ELEMENT_BITS, TABLE_SIZE, True, read_latency=2),
         # x is read through a BufferReader, registered in the block RAM
         # (BufferSpec.read_latency); the table by the lookup (LOOKUP_LATENCY).
         BufferSpec("x", p.word_bits, p.max_words, True, read_latency=2),

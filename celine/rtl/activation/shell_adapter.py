@@ -8,6 +8,7 @@ from ...engines.activation.spec import (TABLE_SIZE, ActivationParams, Errors, bu
                                         registers)
 from ..common.buffer_reader import BufferReader
 from ..common.buffer_writer import BufferWriter
+from ..common.delay import delayed
 from ..shell.contract import engine_signature
 from .lookup import TableLookup, beat_layout
 
@@ -65,17 +66,17 @@ class ActivationShellAdapter(wiring.Component):
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
-        # -- 1. the table: entry k read at k, written into every lane's copy at k + 1 ----
+        # -- 1. the table: entry k read at k, written into every lane's copy when it comes,
+        # the buffer's read latency later (the last lands before x's first word reaches
+        # the lookup: the reader's latency is longer) -------------------------------------
         load_addr = Signal(range(TABLE_SIZE))
-        table_en = Signal()
-        table_addr = Signal(range(TABLE_SIZE))
+        latency = next(b.read_latency for b in self.buffers if b.name == "table")
         m.d.comb += [
             mem.table.addr.eq(load_addr),
-            lookup.table.en.eq(table_en),
-            lookup.table.addr.eq(table_addr),
+            lookup.table.en.eq(delayed(m, loading, latency, "table_en")),
+            lookup.table.addr.eq(delayed(m, load_addr, latency, "table_addr")),
             lookup.table.data.eq(mem.table.data),
         ]
-        m.d.sync += [table_en.eq(loading), table_addr.eq(load_addr)]
         with m.If(loading):
             m.d.sync += load_addr.eq(load_addr + 1)
             with m.If(load_addr == TABLE_SIZE - 1):
