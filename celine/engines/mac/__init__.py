@@ -28,10 +28,11 @@ ENGINE = Accelerator(
            "options": {"operand_depth": 16, "result_depth": 16}},
     scale=tuple({"impl": "dsp", "precisions": (8,), "rows": rows, "cols": cols}
                 for rows, cols in ((2, 2), (4, 4), (8, 4), (8, 8), (16, 8), (16, 16))),
-    # The default design in the shell on the ULX3S-85F reached 104.0, 97.5 and 92.1 MHz
-    # on seeds 1-3 (docs/timing.md, "Board clocks"); 90 MHz is the highest clock below
-    # that which every board's PLL makes exactly with an exact UART divisor (30 at 3 Mbaud).
-    clock_mhz=90,
+    # The default design in the shell on the ULX3S-85F reached 134.4, 135.4 and 136.8 MHz
+    # on seeds 1-3 at a 125 MHz constraint (router1; docs/timing.md, "Board clocks");
+    # 120 MHz is the highest clock below the lowest that every board's PLL makes exactly
+    # with an exact UART divisor (40 at 3 Mbaud; 60, 90 and 120 MHz qualify).
+    clock_mhz=120,
     proofs=Ref("celine.engines.mac.proofs:PROOFS"),
     layers=Ref("celine.engines.mac.layers:LAYERS"),
 )
