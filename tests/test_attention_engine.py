@@ -81,9 +81,10 @@ def settings_of(regs, tokens, head_mask, heads=None):
 # (params.centering_latency), NUMERATOR_LATENCY - 4 since the output lane's numerator
 # is in short stages (it was 4; params.output_latency), and 3 (CONTEXT_READ_LATENCY - 1
 # in each of KV_DRAIN, CENTER_WRITE_BACK and TILE_TO_LANE) since the context memory is
-# read through its block RAMs' output registers, and 1 since the MAC tile registers a
-# K/V block's sum before writing it back (cycles.KV_DRAIN).
-A_KEPT_HEAD = 2 + NUMERATOR_LATENCY - 4 + 3 * (CONTEXT_READ_LATENCY - 1) + 1
+# read through its block RAMs' output registers, 1 since the MAC tile registers a
+# K/V block's sum before writing it back (cycles.KV_DRAIN), and 1 since its Q adder tree
+# takes two registered levels (cycles.TILE_TO_LANE).
+A_KEPT_HEAD = 2 + NUMERATOR_LATENCY - 4 + 3 * (CONTEXT_READ_LATENCY - 1) + 1 + 1
 # And one a run since q, k and v are read with their addresses registered beside their
 # blocks (BufferSpec.read_latency 3: the reader's first word comes a cycle later), and
 # LOAD_DELAY since the row loader writes a beat into its slot a cycle after taking it (the
