@@ -84,18 +84,18 @@ def router2_diverged(log_text):
 
 
 # router1 against router2 on this project's default designs (same RTL, placement seeds
-# 1 / 2 / 3, 125 MHz constraint, ULX3S-85F): Taylor 113.3 / 111.3 / 118.8 MHz against
-# 87.5 / 74.7 / 81.8; router2 leaves single nets of 5 to 11 ns on the worst paths
-# (detours), router1 does not. router1 routed those designs in 40 to 250 s, but a design
-# that fills the device takes it about an hour (Taylor with 64 MAC units: 3,568 s of
-# place and route), where router2 takes minutes. So "auto" routes with router1 and
-# gives up on it, to place and route again with router2, once it has made more than
-# ROUTER1_REROUTES times as many routing iterations as the design has arcs (its progress
-# lines count them): a congested design re-routes its arcs over and over. The default
-# designs finished in 1.0 (the echo) to 2.1 (ViTCoD: 224,023 iterations for 105,570
-# arcs) iterations an arc. Iterations, not seconds: the choice does not depend on what
-# else the machine runs (router1's time on ViTCoD went from 245 s to over 600 s beside
-# two other builds).
+# 1 / 2 / 3, 125 MHz constraint, ULX3S-85F; docs/timing.md, "Router1 first"): the
+# largest engine 113.3 / 111.3 / 118.8 MHz against 87.5 / 74.7 / 81.8; router2 leaves
+# single nets of 5 to 11 ns on the worst paths (detours), router1 does not. router1
+# routed those designs in 40 to 250 s, but a design that fills the device takes it about
+# an hour (3,568 s of place and route for 64 multiplier units), where router2 takes
+# minutes. So "auto" routes with router1 and gives up on it, to place and route again
+# with router2, once it has made more than ROUTER1_REROUTES times as many routing
+# iterations as the design has arcs (its progress lines count them): a congested design
+# re-routes its arcs over and over. The default designs finished in 1.0 (the echo) to 2.1 (224,023
+# iterations for 105,570 arcs) iterations an arc. Iterations, not seconds: the choice
+# does not depend on what else the machine runs (router1's time on the 2.1 design went
+# from 245 s to over 600 s beside two other builds).
 ROUTER1_REROUTES = 4
 _ROUTER1_ARCS = re.compile(r"^Info: Routing (\d+) arcs\.", re.M)
 _ROUTER1_PROGRESS = re.compile(r"^Info:\s+(\d+) \|.*\|\s*$", re.M)

@@ -124,7 +124,7 @@ class CommandExecutor(wiring.Component):
         # Likewise a STATUS's snapshot and overrun clear: `status_ok` is exactly "the
         # checks below reach the STATUS branch" (a STATUS is known, needs no idle engine
         # and has no address or register to check: its length alone). From the request
-        # through the CHECK decision into the overrun flag was a ViTCoD build's worst
+        # through the CHECK decision into the overrun flag was an engine build's worst
         # path (10.8 ns, 8 levels).
         status_ok = Signal()
         m.d.sync += [
