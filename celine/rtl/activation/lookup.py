@@ -34,8 +34,10 @@ class TableLookup(wiring.Component):
 
     `table`: the table-write port (TABLE_WRITE). Every lane holds its own copy of the
     256 entries (a BlockRAM each, one block RAM), written together. A write lands at the
-    end of its cycle; a beat taken in the same cycle reads the entry as it was. The table
-    is all zeros after configuration (not after reset).
+    end of its cycle. A beat taken in the cycle that writes the entry it reads gets an
+    undefined value on the FPGA (a block's read of the word its other port writes; the
+    simulators give the old entry), so the table is loaded before any beat (the shell
+    adapter does). The table is all zeros after configuration (not after reset).
 
     A beat taken from `i` is offered on `o` LOOKUP_LATENCY (2) cycles later: the table is
     read through the block's own output register, which `o.payload.data` comes straight
