@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from .. import CycleEstimate
 from ...spec.checks import check_int
 from ...spec.numerics import REQUANT_LATENCY
-from .spec import (AE_STEPS, INDEX_CHECK_LATENCY, MAC_BANK_LATENCY, QK_READ_LATENCY,
-                   V_READ_LATENCY, VitcodParams, ae_shape)
+from .spec import (AE_STEPS, CSR_CHECK_TAIL, INDEX_CHECK_LATENCY, MAC_BANK_LATENCY,
+                   QK_READ_LATENCY, V_READ_LATENCY, VitcodParams, ae_shape)
 
 # Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
 # Last dense job issued -> busy low, beyond the job's t slices and the engine's n DPUs:
 # the MAC bank, then the score chain's stages; likewise for the sparse engine.
 DENSE_TAIL = MAC_BANK_LATENCY + 9 + QK_READ_LATENCY
 SPARSE_TAIL = MAC_BANK_LATENCY + 11 + QK_READ_LATENCY
-CHECK_TAIL = 4         # CsrCheck: g + nnz + 4 (the word, the checks, their OR)
+CHECK_TAIL = CSR_CHECK_TAIL   # CsrCheck: g + nnz + 4
 INDEX_TAIL = 1 + INDEX_CHECK_LATENCY   # IndexCheck: nnz + 5 (never the last: the sparser
                                        # engine's scores come later)
 # Phase 2.

@@ -5,8 +5,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...engines.vitcod.cycles import CHECK_TAIL
-from ...engines.vitcod.spec import buffers, csr_fields
+from ...engines.vitcod.spec import CSR_CHECK_TAIL, buffers, csr_fields
 from ..common.delay import delayed
 from ..shell.contract import read_port_signature
 from .dpu import check_params
@@ -33,7 +32,7 @@ class CsrCheck(wiring.Component):
     start (In): sample `tokens` N, `globals` g, `nnz`, `list_base` and `gcols_base`;
         clear `error`.
     busy (Out): from the cycle after start while reading; low again (with `error` final)
-        g + nnz + CHECK_TAIL cycles after the start cycle (`run_cycles`; 1 if g + nnz = 0).
+        g + nnz + CSR_CHECK_TAIL cycles after the start cycle (`run_cycles`; 1 if g + nnz = 0).
     gcols, csr: read ports of the gcols buffer and of the CSR list. error (Out): sticky
         until start.
     """
@@ -57,7 +56,7 @@ class CsrCheck(wiring.Component):
     @staticmethod
     def run_cycles(nnz, globals_=0):
         """Cycles from the start cycle to the first cycle with busy low."""
-        return globals_ + nnz + CHECK_TAIL if globals_ + nnz else 1
+        return globals_ + nnz + CSR_CHECK_TAIL if globals_ + nnz else 1
 
     def elaborate(self, platform):
         m = Module()
@@ -94,8 +93,8 @@ class CsrCheck(wiring.Component):
         g_word = Signal.like(self.gcols.data)
         m.d.sync += g_word.eq(self.gcols.data)
         g_valid = delayed(m, g_reading, 2, "g_valid")
-        # (busy falls CHECK_TAIL cycles after the last read, as with CSR entries)
-        g_final = delayed(m, g_reading & (g_left == 1) & ~nnz_pending, CHECK_TAIL - 1,
+        # (busy falls CSR_CHECK_TAIL cycles after the last read, as with CSR entries)
+        g_final = delayed(m, g_reading & (g_left == 1) & ~nnz_pending, CSR_CHECK_TAIL - 1,
                           "g_final")
         g_prev = Signal.like(g_word)
         g_have_prev = Signal()
@@ -120,7 +119,7 @@ class CsrCheck(wiring.Component):
         valid = delayed(m, reading, 2, "valid")
         final = delayed(m, reading & (left == 1), 2, "final")
         checked = delayed(m, valid, 1, "checked")
-        checked_final = delayed(m, valid & final, 1, "checked_final")
+        checked_final = delayed(m, final, 1, "checked_final")
         entry = data.View(csr_layout(p), word)
         prev_row = Signal.like(entry.row)
         prev_col = Signal.like(entry.col)
@@ -139,7 +138,7 @@ class CsrCheck(wiring.Component):
         checks = [entry.row >= tokens, entry.col >= tokens, is_global.bit_select(entry.col, 1),
                   out_of_order, gap]
         failed = Signal(len(checks))
-        m.d.sync += failed.eq(Mux(valid, Cat(*checks), 0))
+        m.d.sync += failed.eq(Cat(*checks))
         with m.If(self.start):
             m.d.sync += [have_prev.eq(0), no_dense.eq(self.globals == 0),
                          last_row.eq(self.tokens - 1),
