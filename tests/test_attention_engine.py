@@ -86,11 +86,12 @@ def settings_of(regs, tokens, head_mask, heads=None):
 # takes two registered levels (cycles.TILE_TO_LANE).
 A_KEPT_HEAD = 2 + NUMERATOR_LATENCY - 4 + 3 * (CONTEXT_READ_LATENCY - 1) + 1 + 1
 # And one a run since q, k and v are read with their addresses registered beside their
-# blocks (BufferSpec.read_latency 3: the reader's first word comes a cycle later), and
+# blocks (BufferSpec.read_latency 3: the reader's first word comes a cycle later), one
+# since the reader registers their words again beside itself (its word_register), and
 # LOAD_DELAY since the row loader writes a beat into its slot a cycle after taking it (the
 # pipeline's registered restart, START_DELAY, is hidden: the reader's first word comes
 # later still).
-A_RUN = taylor_buffers(PARAMS)[0].read_latency - 2 + LOAD_DELAY
+A_RUN = taylor_buffers(PARAMS)[0].read_latency - 2 + 1 + LOAD_DELAY
 
 
 @pytest.mark.parametrize("tokens,head_mask,exact_cycles",

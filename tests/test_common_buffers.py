@@ -163,14 +163,19 @@ READER_CASES = {
 }
 
 
-def reader_setup(case, queue_depth, seed, read_latency=1):
+# (read_latency, word_register): at read latency 1 the words are registered anyway.
+READ_TIMINGS = [(1, False), (2, False), (3, False), (1, True), (2, True), (3, True)]
+
+
+def reader_setup(case, queue_depth, seed, read_latency=1, word_register=False):
     payload, depth, buffers = READER_CASES[case]
     rng = random.Random(seed)
     data_shape = payload["data"].shape
     contents = {name: [pack(data_shape, random_value(rng, data_shape)) for _ in range(depth)]
                 for name in buffers}
     reader = BufferReader(payload, buffer_depth=depth, buffers=buffers,
-                          queue_depth=queue_depth, read_latency=read_latency)
+                          queue_depth=queue_depth, read_latency=read_latency,
+                          word_register=word_register)
     tags = {name: field.shape for name, field in payload if name != "data"}
     requests, expected = [], []
     for _ in range(150):
@@ -189,11 +194,13 @@ def reader_setup(case, queue_depth, seed, read_latency=1):
 @pytest.mark.parametrize("queue_depth", [2, 3, 4, 5, 8])
 @pytest.mark.parametrize("idle_prob,backpressure_prob", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.7),
                                                          (0.3, 0.5)])
-@pytest.mark.parametrize("read_latency", [1, 2, 3])
+@pytest.mark.parametrize("read_latency,word_register", READ_TIMINGS)
 def test_reader_returns_every_word_in_request_order(case, queue_depth, idle_prob,
-                                                    backpressure_prob, read_latency):
+                                                    backpressure_prob, read_latency,
+                                                    word_register):
     bench, requests, expected = reader_setup(case, queue_depth, seed=queue_depth,
-                                             read_latency=read_latency)
+                                             read_latency=read_latency,
+                                             word_register=word_register)
     reader = bench.reader
     received = []
 
@@ -211,11 +218,13 @@ def test_reader_returns_every_word_in_request_order(case, queue_depth, idle_prob
 
 
 @pytest.mark.parametrize("queue_depth", [2, 3, 4, 5, 8])
-@pytest.mark.parametrize("read_latency", [1, 2, 3])
-def test_reader_never_reads_more_than_its_queue_takes(queue_depth, read_latency):
+@pytest.mark.parametrize("read_latency,word_register", READ_TIMINGS)
+def test_reader_never_reads_more_than_its_queue_takes(queue_depth, read_latency,
+                                                      word_register):
     """With the output stalled it takes queue_depth - 1 requests, and loses none of them."""
     bench, requests, expected = reader_setup("three buffers, lanes and tags", queue_depth,
-                                             seed=7, read_latency=read_latency)
+                                             seed=7, read_latency=read_latency,
+                                             word_register=word_register)
     reader = bench.reader
     received = []
 
@@ -238,14 +247,16 @@ def test_reader_never_reads_more_than_its_queue_takes(queue_depth, read_latency)
 
 
 @pytest.mark.parametrize("queue_depth", [2, 3, 4, 5, 6, 8])
-@pytest.mark.parametrize("read_latency", [1, 2, 3])
-def test_reader_throughput(queue_depth, read_latency):
+@pytest.mark.parametrize("read_latency,word_register", READ_TIMINGS)
+def test_reader_throughput(queue_depth, read_latency, word_register):
     """A request every cycle and `o` always ready: one word per cycle from queue_depth
     latency + 2 on, queue_depth - 1 words every latency + 1 cycles below; each word is on
     `o` the reader's `latency` cycles after its request was taken: 4 at read latency 1
-    and 2, 5 at 3 (the address registered)."""
+    and 2, 5 at 3 (the address registered), one more with the words registered again
+    (read latency 2 or 3 and `word_register`)."""
     bench, requests, _ = reader_setup("one buffer, plain words", queue_depth, seed=1,
-                                      read_latency=read_latency)
+                                      read_latency=read_latency,
+                                      word_register=word_register)
     reader = bench.reader
     taken_at, out_at = [], []
 
@@ -262,7 +273,8 @@ def test_reader_throughput(queue_depth, read_latency):
 
     run_sim(bench, testbench, deadline=DEADLINE)
     lag = reader.latency
-    assert lag == (5 if read_latency == 3 else 4)
+    assert lag == (5 if read_latency == 3 else 4) + (word_register and read_latency > 1)
+    assert reader.word_register == (word_register and read_latency > 1)
     assert out_at == [cycle + lag for cycle in taken_at if cycle + lag < 64]
     period = lag + 1                  # a request taken -> the next one after a full queue
     per_period = min(queue_depth - 1, period)
@@ -325,6 +337,8 @@ GOOD_PAYLOAD = data.StructLayout({"data": 8, "last": 1})
     (dict(buffer_depth=4, read_latency=4), ValueError, "read_latency must be 1 or 2 or 3, not 4"),
     (dict(buffer_depth=4, read_latency=True), TypeError,
      "read_latency must be an integer, not True"),
+    (dict(buffer_depth=4, read_latency=2, word_register=1), TypeError,
+     "word_register must be True or False, not 1"),
 ])
 def test_reader_checks_its_parameters(options, error, message):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):

@@ -30,11 +30,11 @@ def _queue(depth):
     return harness
 
 
-def _reader(queue_depth, read_latency, buffers):
+def _reader(queue_depth, read_latency, buffers, word_register=False):
     def harness():
         from .reader import ReaderHarness
         return ReaderHarness(queue_depth=queue_depth, read_latency=read_latency,
-                             buffers=buffers)
+                             buffers=buffers, word_register=word_register)
     return harness
 
 
@@ -77,6 +77,8 @@ SHARED_PROOFS = [
     Proof("BufferReader (queue 4, read latency 1)", _READER, _reader(4, 1, 1)),
     Proof("BufferReader (queue 4, read latency 2, 2 buffers)", _READER, _reader(4, 2, 2)),
     Proof("BufferReader (queue 6, read latency 3, 2 buffers)", _READER, _reader(6, 3, 2)),
+    Proof("BufferReader (queue 6, read latency 3, words registered, 2 buffers)", _READER,
+          _reader(6, 3, 2, word_register=True)),
     Proof("FrameDecoder (max_payload 16, timeout 16)", _FRAME, _frame(16, 16)),
     Proof("FrameDecoder (max_payload 1024, timeout 65536)", _FRAME, _frame(1024, 1 << 16)),
     Proof("CommandExecutor", "buffer writes, register changes and runs only for an OK "

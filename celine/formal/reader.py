@@ -47,10 +47,11 @@ class ReaderHarness(wiring.Component):
     req_buffer: In(1)        # which buffer a request reads (with two buffers)
     o_ready: In(1)
 
-    def __init__(self, *, queue_depth, read_latency=1, buffers=1):
+    def __init__(self, *, queue_depth, read_latency=1, buffers=1, word_register=False):
         """`buffers`: 1 or 2 read ports."""
         self._queue_depth = queue_depth
         self._read_latency = read_latency
+        self._word_register = word_register
         self._names = tuple(f"buffer_{k}" for k in range(buffers))
         super().__init__()
 
@@ -62,7 +63,8 @@ class ReaderHarness(wiring.Component):
             fields["which"] = 1
         layout = data.StructLayout(fields)
         reader = BufferReader(layout, buffer_depth=1 << WIDTH, buffers=self._names,
-                              queue_depth=self._queue_depth, read_latency=self._read_latency)
+                              queue_depth=self._queue_depth, read_latency=self._read_latency,
+                              word_register=self._word_register)
         dut = Insides(reader, platform)
         queue = dut.open("queue")              # (opened before any signal is named)
         req, o = reader.req, reader.o
@@ -114,7 +116,7 @@ class ReaderHarness(wiring.Component):
                      Assert(in_flight <= self._queue_depth - 1)]
 
         # The invariant: the queue's (its words are the numbers after `taken`) ...
-        stages = max(2, self._read_latency)
+        stages = max(2, self._read_latency + reader.word_register)
         flying = Signal(range(stages + 1))
         queue_invariant(m, queue, taken, in_flight - flying,
                         lambda word, n: holds(layout(word), n))
@@ -125,7 +127,8 @@ class ReaderHarness(wiring.Component):
                      Assert(req.ready == (in_flight <= self._queue_depth - 2))]
         # ... and the reads in flight: stage k holds the next number after the queue's
         # beats and the later stages' reads, and its word is on its way (in the model's
-        # registers, or in the reader's own word registers at read latency 1).
+        # registers, or in the reader's own word registers at read latency 1 or with
+        # `word_register`).
         number = taken + queue.component.level
         for k in reversed(range(stages)):
             with m.If(flight[k]):

@@ -37,7 +37,7 @@ class BufferReader(wiring.Component):
     register. With ``o`` always ready and a request every cycle, one word per cycle flows
     from queue_depth `latency` + 2 on (below, queue_depth - 1 words every `latency` + 1
     cycles); a word is on ``o`` `latency` cycles after its request was taken:
-    READER_LATENCY (4), or 5 at read latency 3.
+    READER_LATENCY (4), one more at read latency 3, one more with `word_register`.
 
     Parameters
     ----------
@@ -52,10 +52,14 @@ class BufferReader(wiring.Component):
         Beats the prefetch queue holds (at least 2).
     read_latency : int
         Cycles from an address to its word on every port of `buffers`: 1, 2 or 3.
+    word_register : bool
+        With `read_latency` 2 or 3, each port's word is registered here too, before the
+        buffer multiplexer and the queue (a cycle more): for buffers of many blocks
+        across the die, whose output nets are long (at read latency 1 it always is).
     """
 
     def __init__(self, payload, *, buffer_depth, buffers=("buffer",), queue_depth=4,
-                 read_latency=1):
+                 read_latency=1, word_register=False):
         try:
             if not isinstance(payload, data.StructLayout):
                 raise TypeError(f"payload must be a data.StructLayout, not {payload!r}")
@@ -72,6 +76,9 @@ class BufferReader(wiring.Component):
             check_int("queue_depth", queue_depth, minimum=2)
             check_int("read_latency", read_latency)
             check_choice("read_latency", read_latency, (1, 2, 3))
+            if not isinstance(word_register, bool):
+                raise TypeError(f"word_register must be True or False, not "
+                                f"{word_register!r}")
         except Exception:
             _rejected(self)
             raise
@@ -79,8 +86,10 @@ class BufferReader(wiring.Component):
         self._buffers = buffers
         self._queue_depth = queue_depth
         self._read_latency = read_latency
+        # At read latency 1 the words are always registered here.
+        self._word_register = word_register and read_latency >= 2
         # request taken -> its word on `o` (read, output register, queue)
-        self.latency = READER_LATENCY + max(0, read_latency - 2)
+        self.latency = READER_LATENCY + max(0, read_latency - 2) + self._word_register
         data_shape = payload["data"].shape
         request = {"addr": range(buffer_depth)}
         if len(buffers) > 1:
@@ -109,6 +118,10 @@ class BufferReader(wiring.Component):
     def read_latency(self):
         return self._read_latency
 
+    @property
+    def word_register(self):
+        return self._word_register
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.queue = queue = ShapedQueue(self._payload, self._queue_depth)
@@ -118,7 +131,7 @@ class BufferReader(wiring.Component):
         ports = [getattr(self.mem, name) for name in self._buffers]
         # The reads in flight, a stage a cycle: the last (`inflight`) is the read whose
         # word is in the output registers now, the one before it coming out of the block.
-        stages = max(2, self._read_latency)
+        stages = max(2, self._read_latency + self._word_register)
         flight = [Signal(name=f"flight_{k}") for k in range(stages)]
         flight_tags = [{name: Signal(field.shape, name=f"flight_{k}_{name}")
                         for name, field in self.req.payload.shape() if name != "addr"}
@@ -158,11 +171,11 @@ class BufferReader(wiring.Component):
                          for name, signal in flight_tags[k - 1].items()]
 
         # Each port's word registered as it leaves the block RAM (no reset: only read
-        # with `inflight`), by the block's output register or here; the buffer
-        # multiplexer comes after.
+        # with `inflight`), by the block's output register or here (or both, with
+        # `word_register`); the buffer multiplexer comes after.
         words = []
         for name, port in zip(self._buffers, ports):
-            if self._read_latency >= 2:
+            if self._read_latency >= 2 and not self._word_register:
                 words.append(port.data)
                 continue
             held = Signal.like(port.data, name=f"word_{name}", reset_less=True)
