@@ -512,7 +512,12 @@ class SdParser(wiring.Component):
         # build's worst path, 8.8 ns and 14 levels).
         after = [*(rows_left == R + k if k < R else ~less_than(rows_left, 2 * R)
                    for k in ksel), ~greater_than(rows_left, 2 * R)]
-        first_rows, now = steer(block_rows), [*ksel.values(), block_ending]
+        # A block's first steer flags: block_rows' compares, registered (block_rows is
+        # set by H2, long before the first block starts; its compares' carry chains into
+        # rows_can were a SmartDeal build's worst path, 8.5 ns and 20 levels).
+        first_rows = [Signal(name=f"first_rows{k}") for k in range(len(ksel) + 1)]
+        m.d.sync += [flag.eq(value) for flag, value in zip(first_rows, steer(block_rows))]
+        now = [*ksel.values(), block_ending]
         steer_next = [Mux(rows_go, a, Mux(block_start, f, n))
                       for a, f, n in zip(after, first_rows, now)]
         ksel_next = dict(zip(ksel, steer_next[:-1]))
