@@ -5,14 +5,14 @@ import random
 
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib.memory import Memory
 
 from celine.engines.vitcod.spec import X_BITS, VitcodParams
 from celine.golden.vitcod.attention import exp_int, exp_scale, softmax_int
 from celine.rtl.vitcod.divider import ReciprocalPipeline
 from celine.rtl.vitcod.exp_unit import ExpUnit
-from celine.rtl.vitcod.softmax_unit import SoftmaxUnit
+from celine.rtl.vitcod.softmax_unit import SCORE_READ_LATENCY, SoftmaxUnit
 from celine.sim.amaranth_sim import run_sim
 
 PARAMS = VitcodParams(head_dim=64, max_tokens=64, heads=2, max_global=64,
@@ -167,7 +167,8 @@ class Head:
 
 
 class Bench(Elaboratable):
-    """The softmax unit with its four memories (synchronous reads), holding `images`."""
+    """The softmax unit with its memories (synchronous reads, the score memories'
+    through a register more: SCORE_READ_LATENCY), holding `images`."""
 
     def __init__(self, params, images):
         self.dut = SoftmaxUnit(params)
@@ -183,7 +184,13 @@ class Bench(Elaboratable):
                          init=image + [0] * (depth - len(image)))
             m.submodules[name] = mem
             read = mem.read_port()
-            m.d.comb += [read.addr.eq(port.addr), port.data.eq(read.data)]
+            word = read.data
+            if name in ("dense_scores", "sparse_scores"):
+                for _ in range(SCORE_READ_LATENCY - 1):
+                    late = Signal.like(word)
+                    m.d.sync += late.eq(word)
+                    word = late
+            m.d.comb += [read.addr.eq(port.addr), port.data.eq(word)]
         return m
 
 

@@ -1,4 +1,4 @@
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -58,6 +58,12 @@ class PhaseSequencer(wiring.Component):
         last_ta = ta == p.head_dim // r - 1
         last_tb = tb == p.head_dim // p.tile_cols - 1
         block_0 = (ta == 0) & (tb == 0)
+        # Whether `token` is the head's last, registered: a cycle late after `token`
+        # moves, but it is read only at a token's last block, blocks = d²/M >= 8 cycles
+        # after (the compare with N - 1 into the state was a Taylor build's worst path,
+        # 9.3 ns and 11 levels).
+        last_token = Signal()
+        m.d.sync += last_token.eq(token == self.tokens - 1)
         m.d.comb += self.row_start.eq(self.issue_q & block_0)
 
         with m.If(self.start):
@@ -86,7 +92,7 @@ class PhaseSequencer(wiring.Component):
                         with m.If(last_ta):
                             m.d.sync += [ta.eq(0), token.eq(token + 1)]
                             m.d.comb += self.release.eq(1)
-                            with m.If(token == self.tokens - 1):
+                            with m.If(last_token):
                                 m.next = "KV_DRAIN"
             with m.State("KV_DRAIN"):
                 m.d.sync += token.eq(0)
@@ -114,7 +120,7 @@ class PhaseSequencer(wiring.Component):
                         with m.If(last_tb):
                             m.d.sync += [tb.eq(0), token.eq(token + 1)]
                             m.d.comb += self.release.eq(1)
-                            with m.If(token == self.tokens - 1):
+                            with m.If(last_token):
                                 m.next = "Q_DRAIN"
             with m.State("Q_DRAIN"):
                 with m.If(self.mac_empty & self.lane_empty):

@@ -1,11 +1,11 @@
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...engines.vitcod.spec import (AE_OPERANDS, AE_STEPS, Errors, VitcodParams, ae_shape,
                                     buffers)
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
+from ..shell.block_ram import BlockRAM
 from ..shell.contract import (CYCLE_BITS, ERROR_BITS, RESULT_WORD_BITS, buffer_port_signature)
 from .ae_codec import BIAS_BITS, WEIGHT_BITS
 from .ae_decoder import AeDecoder
@@ -15,7 +15,7 @@ from .dense_sddmm import DenseSddmm
 from .index_check import IndexCheck
 from .mac_bank import MacBank
 from .row_max import RowMax
-from .softmax_unit import SoftmaxUnit
+from .softmax_unit import SCORE_READ_LATENCY, SoftmaxUnit
 from .sparse_sddmm import SparseSddmm
 from .spmm import Spmm
 
@@ -45,6 +45,27 @@ def ae_fields(params, part="decoder"):
                                                  rows),
             prefix + "biases": data.ArrayLayout(signed(BIAS_BITS), rows),
             prefix + "mult": unsigned(MULT_BITS), prefix + "shift": unsigned(SHIFT_BITS)}
+
+
+def _score_memory(params, depth):
+    """A score memory (signed scores, stored in whole bytes), read through its block's
+    output register: SCORE_READ_LATENCY, the softmax unit's contract."""
+    ram = BlockRAM(-(-params.score_width // 8) * 8, max(1, depth), output_register=True)
+    if ram.read_latency != SCORE_READ_LATENCY:
+        raise RuntimeError(f"a score memory reads in {ram.read_latency} cycles, the softmax "
+                           f"unit expects {SCORE_READ_LATENCY}")
+    return ram
+
+
+def _score_write(m, ram, score):
+    """An engine's score write port ({addr, data, en}) into `ram`."""
+    m.d.comb += [ram.waddr.eq(score.addr), ram.wdata.eq(score.data),
+                 ram.wen.eq(Mux(score.en, (1 << len(ram.wen)) - 1, 0))]
+
+
+def _score_read(m, ram, port):
+    """The softmax unit's read `port` from `ram` (its low score_width bits, signed)."""
+    m.d.comb += [ram.raddr.eq(port.addr), port.data.eq(ram.data[:len(port.data)])]
 
 
 class VitcodCore(wiring.Component):
@@ -115,14 +136,13 @@ class VitcodCore(wiring.Component):
         m.submodules.spmm = spmm = Spmm(p)
         if has_dense:
             m.submodules.dense = dense = DenseSddmm(p)
-            m.submodules.dense_scores = dense_scores = Memory(
-                shape=signed(p.score_width), depth=p.max_tokens * p.max_global, init=[])
+            m.submodules.dense_scores = dense_scores = _score_memory(
+                p, p.max_tokens * p.max_global)
         m.submodules.csr_check = csr_check = CsrCheck(p)
         if has_sparse:
             m.submodules.sparse = sparse = SparseSddmm(p)
             m.submodules.index_check = index_check = IndexCheck(p)
-            m.submodules.sparse_scores = sparse_scores = Memory(
-                shape=signed(p.score_width), depth=p.sparse_capacity, init=[])
+            m.submodules.sparse_scores = sparse_scores = _score_memory(p, p.sparse_capacity)
 
         # The auto-encoder phase: step `ae_step` of AE_STEPS; `ae_on` (one-hot, registered)
         # marks the step whose mixer owns the bank and its buffer's ports while it runs.
@@ -281,9 +301,7 @@ class VitcodCore(wiring.Component):
                 row_max.dense.value.eq(dense.row_max.value),
                 row_max.dense.en.eq(dense.row_max.en),
             ]
-            write = dense_scores.write_port()
-            m.d.comb += [write.addr.eq(dense.score.addr), write.data.eq(dense.score.data),
-                         write.en.eq(dense.score.en)]
+            _score_write(m, dense_scores, dense.score)
         if has_sparse:
             m.d.comb += [
                 sparse.nnz.eq(current["nnz"]), sparse.list_base.eq(list_base),
@@ -297,9 +315,7 @@ class VitcodCore(wiring.Component):
                 mem.csc.b.addr.eq(index_check.csc.addr), index_check.csc.data.eq(mem.csc.b.data),
                 mem.csr.b.addr.eq(index_check.csr.addr), index_check.csr.data.eq(mem.csr.b.data),
             ]
-            write = sparse_scores.write_port()
-            m.d.comb += [write.addr.eq(sparse.score.addr), write.data.eq(sparse.score.data),
-                         write.en.eq(sparse.score.en)]
+            _score_write(m, sparse_scores, sparse.score)
         m.d.comb += softmax.csr.data.eq(mem.csr.data)
 
         # -- q and k: the sparser engine on port A, the denser one on port B; with the
@@ -372,11 +388,7 @@ class VitcodCore(wiring.Component):
         ]
         wiring.connect(m, softmax.entries, spmm.entries)
         if has_dense:
-            read = dense_scores.read_port(transparent_for=())
-            m.d.comb += [read.addr.eq(softmax.dense_scores.addr),
-                         softmax.dense_scores.data.eq(read.data)]
+            _score_read(m, dense_scores, softmax.dense_scores)
         if has_sparse:
-            read = sparse_scores.read_port(transparent_for=())
-            m.d.comb += [read.addr.eq(softmax.sparse_scores.addr),
-                         softmax.sparse_scores.data.eq(read.data)]
+            _score_read(m, sparse_scores, softmax.sparse_scores)
         return m

@@ -15,7 +15,13 @@ from .divider import ReciprocalPipeline
 from .exp_unit import E_WIDTH, ExpUnit
 from .mac_bank import OPERAND_WIDTH
 
-__all__ = ["SoftmaxUnit", "entry_layout", "score_port_signature"]
+__all__ = ["SCORE_READ_LATENCY", "SoftmaxUnit", "entry_layout", "score_port_signature"]
+
+# Cycles from an address on ``dense_scores`` or ``sparse_scores`` to its score: the score
+# memories are block RAMs read through their output registers (core.py), which stand for
+# stage 1's first register (an unregistered block output into it was a ViTCoD build's
+# worst path, 9.3 ns).
+SCORE_READ_LATENCY = 2
 
 # The queues are filled on credit (a count of the words issued and not yet taken out), so
 # nothing upstream of them stalls. That needs a ShapedQueue of depth >= 3, which takes a
@@ -38,7 +44,7 @@ def entry_layout(params):
 
 def score_port_signature(params, depth):
     """A read port into a score memory of `depth` words: `addr` out, the signed score in
-    one cycle later."""
+    later (SCORE_READ_LATENCY for the score memories, one cycle for the row maxima)."""
     return wiring.Signature({"addr": Out(range(max(1, depth))),
                              "data": In(signed(params.score_width))})
 
@@ -51,7 +57,8 @@ class SoftmaxUnit(wiring.Component):
     ``list_base`` (the head's first CSR word) and ``gcols_base`` (its first gcols word).
     ``busy`` stays high until the last entry of row N − 1 has been taken from ``entries``.
 
-    Read ports (``addr`` out, ``data`` in the cycle after):
+    Read ports (``addr`` out, ``data`` in the cycle after; the two score memories'
+    SCORE_READ_LATENCY cycles after):
     - ``dense_scores``: score (i, j) of the j-th global column (j < g) at i·max_global + j;
     - ``gcols``: the j-th global column's token index at gcols_base + j;
     - ``sparse_scores``: the score of the CSR entry at list position n at address n;
@@ -243,17 +250,17 @@ class SoftmaxUnit(wiring.Component):
         m.d.sync += [valid_0.eq(move), tag_0.row.eq(held_row), tag_0.col.eq(held_col),
                      tag_0.last.eq(new_row | flush), sparse_0.eq(held_sparse)]
 
-        # The memories' outputs go straight into registers (a block RAM's output is slow).
+        # The memories' outputs go straight into registers (a block RAM's output is slow):
+        # the score memories' own output registers (SCORE_READ_LATENCY), ours for the rest.
         valid_1 = Signal()
         tag_1 = Signal(tag)
         sparse_1 = Signal()
-        dense_1 = Signal.like(self.dense_scores.data)
-        sparse_score_1 = Signal.like(self.sparse_scores.data)
+        dense_1 = self.dense_scores.data
+        sparse_score_1 = self.sparse_scores.data
         max_1 = Signal.like(self.row_max.data)
         gcol_1 = Signal.like(self.gcols.data)
         m.d.sync += [valid_1.eq(valid_0), tag_1.eq(tag_0), sparse_1.eq(sparse_0),
-                     dense_1.eq(self.dense_scores.data), gcol_1.eq(self.gcols.data),
-                     sparse_score_1.eq(self.sparse_scores.data), max_1.eq(self.row_max.data)]
+                     gcol_1.eq(self.gcols.data), max_1.eq(self.row_max.data)]
         valid_2 = Signal()
         tag_2 = Signal(tag)
         distance_2 = Signal(p.score_width + 1)   # m - s >= 0
