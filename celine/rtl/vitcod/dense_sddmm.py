@@ -112,8 +112,8 @@ class DenseSddmm(wiring.Component):
         m.d.sync += [q_addr_1.eq(q_addr), q_addr_2.eq(q_addr_1), q_addr_3.eq(q_addr_2),
                      gcol.eq(self.gcols.data), k_addr.eq(head_base + gcol)]
         beats = p.beats
-        q_row = read_row(m, self.q, q_addr_3, array.slot, self.READ_OFFSET, beats, "q")
-        k_row = read_row(m, self.k, k_addr, array.slot, self.READ_OFFSET, beats, "k")
+        q_row = read_row(m, self.q, q_addr_3, array, self.READ_OFFSET, beats, "q")
+        k_row = read_row(m, self.k, k_addr, array, self.READ_OFFSET, beats, "k")
         m.d.comb += [self.gcols.addr.eq(g_addr),
                      array.start.eq(self.start), array.go.eq(go),
                      array.q_row.eq(q_row), array.k_row.eq(k_row)]

@@ -68,20 +68,29 @@ def biased(value):
     return value.as_unsigned() ^ (1 << (len(value) - 1))
 
 
-def read_row(m, port, row_addr, slot, offset, beats, name):
+def read_row(m, port, row_addr, array, offset, beats, name):
     """Read whole rows through `port` (a buffer read port of row_beats = `beats` words a
-    row) for a DpuArray's engine. A read starts `offset` cycles after an issue cycle (when
-    `slot`, the array's, is ≡ offset mod beats) at the row `row_addr` shows then; word j
-    is read in its j-th cycle (the row address held meanwhile). Returns the row, whole in
-    the cycle after the read's last word: `beats` - 1 cycles later than a one-word row
-    would be (a register a word holds the earlier words)."""
+    row) for the DpuArray `array`'s engine. A read starts `offset` cycles after an issue
+    cycle (when the array's `slot` is ≡ offset mod beats) at the row `row_addr` shows
+    then; word j is read in its j-th cycle (the row address held meanwhile). Returns the
+    row, whole in the cycle after the read's last word: `beats` - 1 cycles later than a
+    one-word row would be (a register a word holds the earlier words)."""
     if beats == 1:
         m.d.comb += port.addr.eq(row_addr)
         return port.data
-    word = Signal(exact_log2(beats), name=f"{name}_word")
+    # The word, slot - offset mod beats, is a counter of its own, and whether it is 0 a
+    # register: `slot` restarts with the array's `start` and wraps at a multiple of beats,
+    # so the counter follows it. (The subtraction and compare from `slot` into the buffer
+    # address, through the shell's ownership multiplexer, was a ViTCoD build's worst
+    # path: 10.1 ns.)
+    first_word = (-offset) % beats
+    word = Signal(exact_log2(beats), name=f"{name}_word", init=first_word)
+    at_first = Signal(name=f"{name}_at_first", init=first_word == 0)
+    word_next = Mux(array.start, first_word, word + 1)[:len(word)]
+    m.d.sync += [word.eq(word_next), at_first.eq(word_next == 0)]
     held = Signal.like(row_addr, name=f"{name}_row")
-    current = Mux(word == 0, row_addr, held)
-    m.d.comb += [word.eq(slot - offset), port.addr.eq(Cat(word, current))]
+    current = Mux(at_first, row_addr, held)
+    m.d.comb += port.addr.eq(Cat(word, current))
     m.d.sync += held.eq(current)
     words = [port.data]
     for j in range(beats - 1):

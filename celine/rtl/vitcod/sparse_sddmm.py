@@ -170,7 +170,7 @@ class SparseSddmm(wiring.Component):
         # (with row_beats b, each read takes b cycles, and everything after it b - 1 more)
         beats = p.beats
         q_addr = Signal.like(self.q.addr)
-        k_row = read_row(m, self.k, k_addr, array.slot, self.K_OFFSET, beats, "k")
+        k_row = read_row(m, self.k, k_addr, array, self.K_OFFSET, beats, "k")
         m.d.comb += self.k_fetch.eq(fetch2)
         with m.If(valid2):
             m.d.sync += q_addr.eq(head_base + row2)
@@ -178,7 +178,7 @@ class SparseSddmm(wiring.Component):
 
         # -- C+4: the q row's read; the k row into the stationary register -----------------
         stationary = Signal.like(k_row)
-        q_row = read_row(m, self.q, q_addr, array.slot, self.Q_OFFSET, beats, "q")
+        q_row = read_row(m, self.q, q_addr, array, self.Q_OFFSET, beats, "q")
         with m.If(fetch3):
             m.d.sync += stationary.eq(k_row)
 
