@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...engines.vitcod.spec import X_BITS, VitcodParams, buffers, csr_fields
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
+from ..common.multiplier import RegisteredMultiplier
 from ..common.shaped_queue import ShapedQueue, _rejected
 from ..shell.contract import read_port_signature
 from .divider import ReciprocalPipeline
@@ -328,8 +329,9 @@ class SoftmaxUnit(wiring.Component):
 
         # a: the entry taken (its row addresses r: a register drives the block RAM's
         # address, and a row taken at c was written before c, so the read at c + 1 sees
-        # it); b: r read; c: r registered; d: e times each MULT18X18D-sized chunk of r;
-        # e: their sum; f: rounded and shifted. The tag rides along.
+        # it); b: r read; c: r registered (in the multipliers); d: e times each
+        # MULT18X18D-sized chunk of r; e: their sum; f: rounded and shifted. The tag rides
+        # along.
         out_tag = data.StructLayout({"row": tb, "col": tb, "last": 1})
         valid, tag_s = Signal(name="valid_a"), Signal(out_tag, name="tag_a")
         m.d.sync += [valid.eq(take), tag_s.row.eq(row_2), tag_s.col.eq(queue_head.col),
@@ -339,15 +341,19 @@ class SoftmaxUnit(wiring.Component):
             valid_k, tag_k = Signal(name=f"valid_{stage}"), Signal(out_tag, name=f"tag_{stage}")
             m.d.sync += [valid_k.eq(valid), tag_k.eq(tag_s)]
             valid, tag_s = valid_k, tag_k
-        e_a, e_b, e_c = (Signal(E_WIDTH, name=f"e_{stage}") for stage in "abc")
-        r_c = Signal(p.recip_width)
-        m.d.sync += [e_a.eq(queue_head.e), e_b.eq(e_a), e_c.eq(e_b), r_c.eq(recip_read.data)]
+        # Stages c and d are each multiplier's own input and output registers
+        # (RegisteredMultiplier: yosys would map `*` with them bypassed, and r's register
+        # through the block into piece_d was a ViTCoD build's worst path, 9.8 ns).
+        e_a, e_b = (Signal(E_WIDTH, name=f"e_{stage}") for stage in "ab")
+        m.d.sync += [e_a.eq(queue_head.e), e_b.eq(e_a)]
         chunk = OPERAND_WIDTH - 1                 # unsigned operands of a signed multiplier
         pieces = []
         for low in range(0, p.recip_width, chunk):
-            r_chunk = r_c[low:low + chunk]
-            piece = Signal(E_WIDTH + len(r_chunk), name=f"piece_d_{low}")
-            m.d.sync += piece.eq(e_c * r_chunk)
+            r_chunk = recip_read.data[low:low + chunk]
+            mult = RegisteredMultiplier(E_WIDTH + 1, len(r_chunk) + 1)
+            m.submodules[f"piece_{low}"] = mult
+            m.d.comb += [mult.a.eq(e_b), mult.b.eq(r_chunk)]     # zero-extended: >= 0
+            piece = mult.p[:E_WIDTH + len(r_chunk)]
             pieces.append(piece << low)
         product_e = Signal(E_WIDTH + p.recip_width)
         m.d.sync += product_e.eq(sum(pieces))
