@@ -12,6 +12,9 @@ def beat_layout(width):
     return data.StructLayout({"data": data.ArrayLayout(signed(width), LANES), "last": 1})
 
 
+SELECT_GROUP = LANES // 2     # elements of a row a copy of the slot select steers
+
+
 class RowLoader(wiring.Component):
     """Collects the input stream into two token slots (double buffering).
 
@@ -60,16 +63,19 @@ class RowLoader(wiring.Component):
         rows_a = [Signal(row, name=f"slot{s}_a") for s in range(2)]
         rows_b = [Signal(row, name=f"slot{s}_b") for s in range(2)]
         full = Signal(2)
-        # The consumer's slot selects 2 x head_dim elements: each element of each row is
-        # chosen by a copy of `read_slot` of its own (a module each, so that synthesis
-        # keeps them and places each beside its multiplexer), not by one register driving
-        # every multiplexer. (A copy a word of 8 elements, 64 multiplexers, was a Taylor
-        # build's worst path: a 4.2 ns net into the tile feed.)
+        # The consumer's slot selects 2 x head_dim elements: each group of SELECT_GROUP
+        # elements of each row is chosen by a copy of `read_slot` of its own (a module
+        # each, so that synthesis keeps them and places each beside its multiplexers), not
+        # by one register driving every multiplexer. (A copy a word of 8 elements, 64
+        # multiplexers, was a Taylor build's worst path: a 4.2 ns net into the tile feed; a
+        # copy an element put 128 flip-flops on the release's net, 8.4 ns.)
         read_slot_next = Mux(self.start, 0, Mux(self.release, ~read_slot, read_slot))
-        selects = register_copies(m, "read_slot", read_slot_next, 2 * p.head_dim)
+        groups = p.head_dim // SELECT_GROUP
+        selects = register_copies(m, "read_slot", read_slot_next, 2 * groups)
         for n, (out, rows) in enumerate(((self.row_a, rows_a), (self.row_b, rows_b))):
             for e in range(p.head_dim):
-                m.d.comb += out[e].eq(Mux(selects[n * p.head_dim + e], rows[1][e], rows[0][e]))
+                m.d.comb += out[e].eq(Mux(selects[n * groups + e // SELECT_GROUP],
+                                          rows[1][e], rows[0][e]))
         m.d.comb += self.ready.eq(full.bit_select(read_slot, 1))
 
         token_beats = Mux(query, beats, 2 * beats)
