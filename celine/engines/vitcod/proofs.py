@@ -103,9 +103,11 @@ class SoftmaxHarness(wiring.Component):
         m.d.comb += [Assert(csr_held <= softmax_unit.CSR_QUEUE_DEPTH),
                      Assert(occupancy <= unit.entry_queue_depth),
                      Assert(out_held <= softmax_unit.OUT_QUEUE_DEPTH),
-                     # The credit flag that stands for the count's compare.
+                     # The credit flags that stand for the counts' compares.
                      Assert(dut.signal("entries_full")
-                            == (occupancy == unit.entry_queue_depth))]
+                            == (occupancy == unit.entry_queue_depth)),
+                     Assert(dut.signal("out_full")
+                            == (out_held == softmax_unit.OUT_QUEUE_DEPTH))]
         stalled_beat_held(m, unit.entries)
 
         # The invariant: each count is the words on their way plus its queue's level.
