@@ -164,8 +164,11 @@ class SdLinear(wiring.Component):
         c_memory = Signal(range(R))                  # (k div 3) mod R at word
         c_weight = Signal(range(BASIS))              # (k div 3) div R, weight k mod 3
         issuing = Signal()                   # tiles remain to be issued
-        tiles_issued = Signal(32)
-        tiles_done = Signal(32)
+        # Tiles issued and not yet out of the array, and whether there are none: a
+        # register that follows the count's steps (below), not a compare of two 32-bit
+        # counts (which into the run's state was a SmartDeal build's worst path, 9.4 ns).
+        tiles_out = Signal(16)
+        no_tiles_out = Signal(init=1)
         # Whether this is the last step, token tile, output tile: registers that follow the
         # counters (the compares run a cycle ahead, off the issue path). They are right
         # from the cycle after the header and the token count settle; the first issue
@@ -219,7 +222,7 @@ class SdLinear(wiring.Component):
                          c_end_t.eq(rows), c_next_end_t.eq(2 * rows),
                          c_end_u.eq(cols), c_next_end_u.eq(2 * cols),
                          c_k.eq(0), c_word.eq(0), c_memory.eq(0), c_weight.eq(0),
-                         issuing.eq(1), tiles_issued.eq(0)]
+                         issuing.eq(1)]
         with m.Elif(go):
             with m.If(c_weight == BASIS - 1):
                 m.d.sync += c_weight.eq(0)
@@ -231,8 +234,7 @@ class SdLinear(wiring.Component):
                 m.d.sync += c_weight.eq(c_weight + 1)
             m.d.sync += c_k.eq(c_k + 1)
             with m.If(last_k):
-                m.d.sync += [c_k.eq(0), c_word.eq(0), c_memory.eq(0), c_weight.eq(0),
-                             tiles_issued.eq(tiles_issued + 1)]
+                m.d.sync += [c_k.eq(0), c_word.eq(0), c_memory.eq(0), c_weight.eq(0)]
                 with m.If(last_t):
                     # The bank is read out (its last read is this cycle's): free it.
                     m.d.comb += clear_full.eq(Mux(c_bank, 0b10, 0b01))
@@ -286,10 +288,15 @@ class SdLinear(wiring.Component):
             self.result_words.eq(writer.count),
             array.clear_errors.eq(self.start & ~self.busy),
         ]
+        tile_in = go & last_k
+        tile_out = array.o.valid & array.o.ready & array.o.payload.last
         with m.If(restart):
-            m.d.sync += tiles_done.eq(0)
-        with m.Elif(array.o.valid & array.o.ready & array.o.payload.last):
-            m.d.sync += tiles_done.eq(tiles_done + 1)
-        m.d.comb += done_compute.eq(computing & ~restart & ~issuing
-                                    & (tiles_done == tiles_issued))
+            m.d.sync += [tiles_out.eq(0), no_tiles_out.eq(1)]
+        with m.Else():
+            m.d.sync += [
+                tiles_out.eq(tiles_out + tile_in - tile_out),
+                no_tiles_out.eq(Mux(tile_in & ~tile_out, 0,
+                                    Mux(tile_out & ~tile_in, tiles_out == 1, no_tiles_out))),
+            ]
+        m.d.comb += done_compute.eq(computing & ~restart & ~issuing & no_tiles_out)
         return m
