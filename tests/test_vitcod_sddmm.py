@@ -250,7 +250,7 @@ def run_phase1(p, tokens, gcols, kept_sparse, q, k, *, with_dense, with_sparse):
             await ctx.tick()
         for row in range(tokens):
             ctx.set(rm.read.addr, row)
-            await ctx.tick()
+            await ctx.tick().repeat(RowMax.read_latency)
             seen["maxima"][row] = ctx.get(rm.read.data)
         await ctx.tick().repeat(2)
 
@@ -579,7 +579,7 @@ def test_row_max_read_modify_write():
                 if row in dense:
                     values.append(dense[row])
                 ctx.set(dut.read.addr, row)
-                await ctx.tick()
+                await ctx.tick().repeat(RowMax.read_latency)
                 if values:
                     assert ctx.get(dut.read.data) == max(values), row
 

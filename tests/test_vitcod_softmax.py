@@ -185,7 +185,7 @@ class Bench(Elaboratable):
             m.submodules[name] = mem
             read = mem.read_port()
             word = read.data
-            if name in ("dense_scores", "sparse_scores"):
+            if name in ("dense_scores", "sparse_scores", "row_max"):
                 for _ in range(SCORE_READ_LATENCY - 1):
                     late = Signal.like(word)
                     m.d.sync += late.eq(word)

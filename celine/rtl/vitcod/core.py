@@ -132,6 +132,9 @@ class VitcodCore(wiring.Component):
 
         m.submodules.bank = bank = MacBank(p.mac_units)
         m.submodules.row_max = row_max = RowMax(p)
+        if RowMax.read_latency != SCORE_READ_LATENCY:
+            raise RuntimeError(f"RowMax reads in {RowMax.read_latency} cycles, the softmax "
+                               f"unit expects {SCORE_READ_LATENCY}")
         m.submodules.softmax = softmax = SoftmaxUnit(p)
         m.submodules.spmm = spmm = Spmm(p)
         if has_dense:

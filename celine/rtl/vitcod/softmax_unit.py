@@ -18,10 +18,10 @@ from .mac_bank import OPERAND_WIDTH
 
 __all__ = ["SCORE_READ_LATENCY", "SoftmaxUnit", "entry_layout", "score_port_signature"]
 
-# Cycles from an address on ``dense_scores`` or ``sparse_scores`` to its score: the score
-# memories are block RAMs read through their output registers (core.py), which stand for
-# stage 1's first register (an unregistered block output into it was a ViTCoD build's
-# worst path, 9.3 ns).
+# Cycles from an address on ``dense_scores``, ``sparse_scores`` or ``row_max`` to its
+# score: the score memories are block RAMs read through their output registers (core.py)
+# and the row maxima come out of a register (RowMax), which stand for stage 1's first
+# register (an unregistered block output into it was a ViTCoD build's worst path, 9.3 ns).
 SCORE_READ_LATENCY = 2
 
 # The queues are filled on credit (a count of the words issued and not yet taken out), so
@@ -45,7 +45,7 @@ def entry_layout(params):
 
 def score_port_signature(params, depth):
     """A read port into a score memory of `depth` words: `addr` out, the signed score in
-    later (SCORE_READ_LATENCY for the score memories, one cycle for the row maxima)."""
+    SCORE_READ_LATENCY cycles later."""
     return wiring.Signature({"addr": Out(range(max(1, depth))),
                              "data": In(signed(params.score_width))})
 
@@ -58,8 +58,8 @@ class SoftmaxUnit(wiring.Component):
     ``list_base`` (the head's first CSR word) and ``gcols_base`` (its first gcols word).
     ``busy`` stays high until the last entry of row N − 1 has been taken from ``entries``.
 
-    Read ports (``addr`` out, ``data`` in the cycle after; the two score memories'
-    SCORE_READ_LATENCY cycles after):
+    Read ports (``addr`` out, ``data`` in the cycle after; the two score memories' and the
+    row maxima SCORE_READ_LATENCY cycles after):
     - ``dense_scores``: score (i, j) of the j-th global column (j < g) at i·max_global + j;
     - ``gcols``: the j-th global column's token index at gcols_base + j;
     - ``sparse_scores``: the score of the CSR entry at list position n at address n;
@@ -182,6 +182,10 @@ class SoftmaxUnit(wiring.Component):
         held_sparse = Signal()
         held_addr = Signal(range(max(self.dense_depth, self.sparse_depth)))
         held_gaddr = Signal.like(self.gcols.addr)     # a dense entry's gcols word
+        # gcols_base + col, stepped with col: a dense entry's gcols word without an adder
+        # after the walk's decision (the CSR queue's head through the issue and that adder
+        # into held_gaddr was a ViTCoD build's worst path: 9.5 ns, 11 levels).
+        dense_gaddr = Signal.like(self.gcols.addr)
 
         # Flags kept in registers, for a short decision path: col != g, list_pos != nnz,
         # row == N - 1, g != 0, g > 1.
@@ -202,7 +206,8 @@ class SoftmaxUnit(wiring.Component):
                 m.d.comb += [issue.eq(credit), new["row"].eq(row), new["col"].eq(col),
                              new["addr"].eq(dense_addr)]
                 with m.If(credit):
-                    m.d.sync += [col.eq(col + 1), dense_addr.eq(dense_addr + 1),
+                    m.d.sync += [col.eq(col + 1), dense_gaddr.eq(dense_gaddr + 1),
+                                 dense_addr.eq(dense_addr + 1),
                                  dense_left.eq(col + 1 != globals_)]
             with m.Elif(sparse_left & head_valid & (head.row == row)):
                 m.d.comb += [issue.eq(credit), pop.eq(credit), new["row"].eq(row),
@@ -220,6 +225,7 @@ class SoftmaxUnit(wiring.Component):
                                  new["addr"].eq(next_base)]
                     with m.If(credit):
                         m.d.sync += [row.eq(row + 1), col.eq(1),
+                                     dense_gaddr.eq(gcols_base + 1),
                                      dense_addr.eq(next_base + 1),
                                      next_base.eq(next_base + p.max_global),
                                      on_last_row.eq(row + 1 == last_row),
@@ -237,7 +243,8 @@ class SoftmaxUnit(wiring.Component):
         with m.If(issue):
             m.d.sync += [held.eq(1), held_row.eq(new["row"]), held_col.eq(new["col"]),
                          held_sparse.eq(new["sparse"]), held_addr.eq(new["addr"]),
-                         held_gaddr.eq(gcols_base + new["col"])]
+                         # (a dense entry is the row's next column, or its first)
+                         held_gaddr.eq(Mux(dense_left, dense_gaddr, gcols_base))]
         with m.Elif(flush):
             m.d.sync += held.eq(0)
 
@@ -252,16 +259,17 @@ class SoftmaxUnit(wiring.Component):
                      tag_0.last.eq(new_row | flush), sparse_0.eq(held_sparse)]
 
         # The memories' outputs go straight into registers (a block RAM's output is slow):
-        # the score memories' own output registers (SCORE_READ_LATENCY), ours for the rest.
+        # the score memories' own output registers and RowMax's (SCORE_READ_LATENCY), ours
+        # for gcols.
         valid_1 = Signal()
         tag_1 = Signal(tag)
         sparse_1 = Signal()
         dense_1 = self.dense_scores.data
         sparse_score_1 = self.sparse_scores.data
-        max_1 = Signal.like(self.row_max.data)
+        max_1 = self.row_max.data
         gcol_1 = Signal.like(self.gcols.data)
         m.d.sync += [valid_1.eq(valid_0), tag_1.eq(tag_0), sparse_1.eq(sparse_0),
-                     gcol_1.eq(self.gcols.data), max_1.eq(self.row_max.data)]
+                     gcol_1.eq(self.gcols.data)]
         valid_2 = Signal()
         tag_2 = Signal(tag)
         distance_2 = Signal(p.score_width + 1)   # m - s >= 0
@@ -413,7 +421,8 @@ class SoftmaxUnit(wiring.Component):
                 exp_mult.eq(self.exp_mult), exp_shift.eq(self.exp_shift),
                 gcols_base.eq(self.gcols_base),
                 fetch_n.eq(0), fetch_addr.eq(self.list_base),
-                row.eq(0), col.eq(0), dense_addr.eq(0), next_base.eq(p.max_global),
+                row.eq(0), col.eq(0), dense_gaddr.eq(self.gcols_base), dense_addr.eq(0),
+                next_base.eq(p.max_global),
                 dense_left.eq(self.globals != 0), has_dense.eq(self.globals != 0),
                 several_dense.eq(self.globals > 1), sparse_left.eq(self.nnz != 0),
                 on_last_row.eq(self.tokens == 1),
