@@ -56,7 +56,7 @@ from .spec import VitcodParams
 
 __all__ = ["PARAMS", "PROOFS", "SoftmaxHarness"]
 
-# Four tokens, two global columns, eight kept entries: an entry queue of 40.
+# Four tokens, two global columns, eight kept entries: an entry queue of 41.
 PARAMS = VitcodParams(head_dim=8, max_tokens=4, max_global=2, sparse_capacity=8,
                       dense_macs=8, sparse_macs=8, out_lanes=8)
 

@@ -12,7 +12,7 @@ from ...spec.numerics import LANES, MULT_BITS, SHIFT_BITS
 from ...spec.params import Params
 from ...spec.widths import ceil_log2, signed_width
 
-__all__ = ["VitcodParams", "V_READ_LATENCY", "QK_READ_LATENCY", "INDEX_CHECK_LATENCY", "CSR_CHECK_TAIL", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS",
+__all__ = ["VitcodParams", "V_READ_LATENCY", "QK_READ_LATENCY", "INDEX_CHECK_LATENCY", "CSR_CHECK_TAIL", "EXP_LATENCY", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS",
            "E_BITS", "X_BITS", "EXP_HI_TABLE", "EXP_LO_TABLE", "registers", "head_register",
            "HEAD_REGISTERS", "Errors", "buffers", "AE_OPERANDS", "AE_WEIGHTS_PER_REGISTER",
            "AeEnable", "AE_STEPS", "AE_PARTS", "AE_REGISTER_PREFIX", "AE_MAX_HEADS",
@@ -44,6 +44,10 @@ INDEX_CHECK_LATENCY = 4
 # CsrCheck's cycles from its last read to `busy` low (rtl/vitcod/csr_check.py): the word
 # into a register, each check into a register of its own, their OR into `error`.
 CSR_CHECK_TAIL = 4
+# The softmax unit's ExpUnit (rtl/vitcod/exp_unit.py): x in -> e out, fully pipelined.
+# (The tables' ROMs in logic straight into the HI·LO multiplier's input registers, one
+# register fewer, put a 4.0 ns net into the multiplier block on a build's worst path.)
+EXP_LATENCY = 9
 
 # -- the softmax unit's exponential (docs/vitcod.md, "The integer softmax") ---------------
 #

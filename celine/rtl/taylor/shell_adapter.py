@@ -109,7 +109,14 @@ class TaylorShellAdapter(wiring.Component):
         # Taylor build's worst path: 8.6 ns into the q, k and v blocks' address copies).
         address = Signal(range(self.depth))
         next_head = lowest(to_read & (to_read - 1), "next_read_head")   # lowest bit clear
-        last_beat, last_token = beat == beats - 1, token == tokens - 1
+        last_beat = beat == beats - 1
+        # Whether `token` is N - 1: a register that moves with `token` (compared on the
+        # way, N - 1 through the adder and compare into the address's choice was a Taylor
+        # build's worst path: 9.5 ns, 8 levels). N - 2 is registered from `tokens` (set at
+        # launch; first compared at a token's last read, two cycles later at the earliest).
+        last_token = Signal()
+        tokens_less2 = Signal.like(tokens)
+        m.d.sync += tokens_less2.eq(tokens - 2)
 
         operands = ("q", "k", "v")
         m.submodules.prefetch = reader = BufferReader(
@@ -139,9 +146,11 @@ class TaylorShellAdapter(wiring.Component):
                     # The same token's V row next, at the K row's words.
                     m.d.sync += [value.eq(1), address.eq(address - (beats - 1))]
                 with m.Else():
-                    m.d.sync += [value.eq(0), token.eq(token + 1)]
+                    m.d.sync += [value.eq(0), token.eq(token + 1),
+                                 last_token.eq(token == tokens_less2)]
                     with m.If(last_token):
-                        m.d.sync += [token.eq(0), query.eq(~query)]
+                        m.d.sync += [token.eq(0), last_token.eq(tokens == 1),
+                                     query.eq(~query)]
                         with m.If(query):
                             m.d.sync += [to_read.bit_select(read_head, 1).eq(0),
                                          address.eq(head_base(next_head, "next_base"))]
@@ -149,6 +158,7 @@ class TaylorShellAdapter(wiring.Component):
                             m.d.sync += address.eq(head_base(read_head, "read_base"))
         with m.If(launch):
             m.d.sync += [query.eq(0), value.eq(0), token.eq(0), beat.eq(0),
+                         last_token.eq(tokens_reg[:p.token_width] == 1),
                          to_read.eq(Mux(bad_tokens, 0, kept_mask)),
                          address.eq(head_base(lowest(kept_mask, "first_head"), "first_base"))]
 
