@@ -115,6 +115,7 @@ class Spmm(wiring.Component):
         # -- the run --------------------------------------------------------------------
         head_base = Signal.like(self.head_base)
         rows_in = Signal(range(p.max_tokens + 1))     # rows whose entries are still to come
+        rows_some = Signal()                          # rows_in != 0, kept in a register
         rows_left = Signal(range(p.max_tokens + 1))   # rows not yet handed off
         next_first = Signal()                         # the next entry starts a row
         next_addr = Signal.like(self.head_base)       # out word of the next row handed off
@@ -123,15 +124,19 @@ class Spmm(wiring.Component):
         m.d.comb += [output.multiplier.eq(out_mult), output.shift.eq(out_shift)]
         with m.If(self.start):
             m.d.sync += [head_base.eq(self.head_base), next_addr.eq(self.head_base),
-                         rows_in.eq(self.tokens), rows_left.eq(self.tokens),
+                         rows_in.eq(self.tokens), rows_some.eq(self.tokens != 0),
+                         rows_left.eq(self.tokens),
                          next_first.eq(1), out_mult.eq(self.out_mult),
                          out_shift.eq(self.out_shift)]
 
         # -- the row spacing the output stage needs: K cycles between last entries --------
         chunks = p.head_dim // p.out_lanes
         gap = Signal(range(chunks))        # cycles until a row's last entry may move
-        gap_clear = Signal()
-        m.d.comb += gap_clear.eq(gap == 0)
+        # gap == 0, rows_in != 0 and x_k == S - 1 are registers set with their counters:
+        # `entries.ready` leaves flip-flops through two LUT levels (the compares on the
+        # way, gap through ready into the softmax unit's output queue was a ViTCoD build's
+        # worst path: 9.8 ns, 7 levels).
+        gap_clear = Signal(init=1)
 
         # -- R: the accepted entry, its v row being read ----------------------------------
         r_valid, r_first, r_last = Signal(), Signal(), Signal()
@@ -142,14 +147,14 @@ class Spmm(wiring.Component):
         x_addr = Signal.like(self.v.addr)
         x_p = Signal(p.prob_width)
         x_k = Signal(range(slices))                  # no bits at all when S = 1
-        x_final = x_k == slices - 1
+        x_final = Signal(init=slices == 1)           # x_k == S - 1
 
         x_free = ~x_valid | x_final                  # X takes a new entry next cycle
         r_move = Signal()
         m.d.comb += r_move.eq(r_valid & x_free & (~r_last | gap_clear))
         entry = self.entries.payload
         accept = self.entries.valid & self.entries.ready
-        m.d.comb += self.entries.ready.eq((rows_in != 0) & (~r_valid | r_move))
+        m.d.comb += self.entries.ready.eq(rows_some & (~r_valid | r_move))
         # v's address: X's row while X has slices left (so it is read again), else R's;
         # with row_beats b, the word (of b a row) that holds the next cycle's slice.
         x_next = x_valid & ~x_final
@@ -168,23 +173,23 @@ class Spmm(wiring.Component):
                          r_first.eq(next_first), r_last.eq(entry.last),
                          next_first.eq(entry.last)]
             with m.If(entry.last):
-                m.d.sync += rows_in.eq(rows_in - 1)
+                m.d.sync += [rows_in.eq(rows_in - 1), rows_some.eq(rows_in != 1)]
         with m.Elif(r_move):
             m.d.sync += r_valid.eq(0)
 
         with m.If(x_valid & ~x_final):
-            m.d.sync += x_k.eq(x_k + 1)
+            m.d.sync += [x_k.eq(x_k + 1), x_final.eq(x_k == slices - 2)]
         with m.Elif(r_move):
             m.d.sync += [x_valid.eq(1), x_addr.eq(r_addr), x_p.eq(r_p), x_first.eq(r_first),
                          x_last.eq(r_last)]
-            m.d.sync += x_k.eq(0)
+            m.d.sync += [x_k.eq(0), x_final.eq(slices == 1)]
         with m.Elif(x_valid):
             m.d.sync += x_valid.eq(0)
 
         with m.If(r_move & r_last):
-            m.d.sync += gap.eq(chunks - 1)
+            m.d.sync += [gap.eq(chunks - 1), gap_clear.eq(chunks == 1)]
         with m.Elif(~gap_clear):
-            m.d.sync += gap.eq(gap - 1)
+            m.d.sync += [gap.eq(gap - 1), gap_clear.eq(gap == 1)]
 
         # -- Y: X's slice, V_READ_LATENCY - 1 cycles later, when its v word arrives --------
         wait = V_READ_LATENCY - 1
