@@ -49,6 +49,16 @@ class FrameDecoder(wiring.Component):
         # (STAGING_LATENCY): the executor's buffer writes take it from there.
         m.submodules.staging = staging = BlockRAM(8, self.max_payload, output_register=True)
         m.d.comb += [staging.raddr.eq(self.staging.addr), self.staging.data.eq(staging.data)]
+        # A payload byte is written a cycle after it is taken, from registers: the state
+        # decode into the block's write port crossed to the block in one net (a build's
+        # worst path: 8.6 ns, 3.7 of it that net). The executor reads the staging RAM only
+        # after the request is emitted, bytes later.
+        stage_wen = Signal()
+        stage_waddr = Signal.like(staging.waddr)
+        stage_wdata = Signal(8)
+        m.d.sync += stage_wen.eq(0)
+        m.d.comb += [staging.wen.eq(stage_wen), staging.waddr.eq(stage_waddr),
+                     staging.wdata.eq(stage_wdata)]
         m.submodules.crc = crc = CRC16()
 
         request = self.request.payload
@@ -134,8 +144,8 @@ class FrameDecoder(wiring.Component):
 
             with m.State("PAYLOAD"):
                 def got_payload():
-                    m.d.comb += [staging.wen.eq(1), staging.waddr.eq(index),
-                                 staging.wdata.eq(byte)]
+                    m.d.sync += [stage_wen.eq(1), stage_waddr.eq(index),
+                                 stage_wdata.eq(byte)]
                     for k in range(ARG_BYTES):
                         with m.If(index == k):
                             m.d.sync += request.args[k].eq(byte)
