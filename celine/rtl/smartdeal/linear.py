@@ -151,7 +151,8 @@ class SdLinear(wiring.Component):
         tile_reader = BufferReader(
             data.StructLayout({"data": tiles.read.data.shape(), "memory": range(R),
                                "weight": range(BASIS), "weight_mask": cols}),
-            buffer_depth=2 * tiles.depth, buffers=("tile",), queue_depth=6)
+            buffer_depth=2 * tiles.depth, buffers=("tile",), queue_depth=6,
+            read_latency=tiles.read_latency)
         m.submodules.act_reader = ResetInserter(restart)(act_reader)
         m.submodules.tile_reader = ResetInserter(restart)(tile_reader)
 

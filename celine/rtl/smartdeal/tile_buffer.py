@@ -6,11 +6,11 @@ import math
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...engines.smartdeal.spec import SmartDealParams
 from ...golden.smartdeal.format import BASIS
+from ..shell.block_ram import BlockRAM
 
 __all__ = ["TileBuffer", "WEIGHT_BITS"]
 
@@ -26,10 +26,18 @@ class TileBuffer(wiring.Component):
 
     write (In): `bank`, `lane`, `row` (r of the beat's first row), `rows` (R rows of 3
         weights), `valid` (bit i: row i is written; a prefix), `en`.
-    read: `addr` in (bank·depth + r div R), `data` out one cycle later: for each memory s,
-        for each lane, the 3 weights of its row at that word (the caller picks memory
-        r mod R and weight k mod 3).
+    read: `addr` in (bank·depth + r div R), `data` out `read_latency` (2) cycles later:
+        for each memory s, for each lane, the 3 weights of its row at that word (the
+        caller picks memory r mod R and weight k mod 3).
+
+    Each memory is a BlockRAM read through its output register: read from the block's
+    array, its word reached the tile reader 5.8 ns after the clock, and that was a build's
+    worst path (8.3 ns into the reader's word register). A lane is 3 whole bytes, so its
+    write enables are 3 of the block's byte enables. The decoder writes one bank while the
+    reader reads the other, so no word is read in the cycle it is written.
     """
+
+    read_latency = 2
 
     def __init__(self, params):
         if not isinstance(params, SmartDealParams):
@@ -53,27 +61,26 @@ class TileBuffer(wiring.Component):
         m = Module()
         p = self.params
         R, cols = p.rows_per_cycle, p.array_cols
-        lane_bits = self.row_layout.size
+        lane_bytes = self.row_layout.size // 8
         w = self.write
         shift = w.row % R if R > 1 else 0             # the memory of the beat's first row
         for s in range(R):
-            memory = Memory(shape=self.word_layout.size, depth=2 * self.depth, init=[])
+            memory = BlockRAM(self.word_layout.size, 2 * self.depth, output_register=True)
             m.submodules[f"memory{s}"] = memory
-            port = memory.write_port(granularity=lane_bits)
-            read = memory.read_port(transparent_for=())
             # Memory s takes the beat's row i = (s - shift) mod R, row index w.row + i.
             slot = Signal(range(R), name=f"slot{s}")
             m.d.comb += slot.eq((s + R - shift) % R if R > 1 else 0)
             row = w.rows[slot] if R > 1 else w.rows[0]
             index = w.row + slot
             m.d.comb += [
-                port.addr.eq(w.bank * self.depth + index // R),
-                port.data.eq(row.as_value().replicate(cols)),
-                read.addr.eq(self.read.addr),
-                self.read.data[s].eq(read.data),
+                memory.waddr.eq(w.bank * self.depth + index // R),
+                memory.wdata.eq(row.as_value().replicate(cols)),
+                memory.raddr.eq(self.read.addr),
+                self.read.data[s].eq(memory.data),
             ]
             ok = Signal(name=f"write{s}")
             m.d.comb += ok.eq(w.en & w.valid.bit_select(slot, 1) & (index // R < self.depth))
             for lane in range(cols):
-                m.d.comb += port.en[lane].eq(ok & (w.lane == lane))
+                m.d.comb += memory.wen[lane * lane_bytes:(lane + 1) * lane_bytes].eq(
+                    (ok & (w.lane == lane)).replicate(lane_bytes))
         return m
