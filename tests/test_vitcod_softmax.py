@@ -12,7 +12,8 @@ from celine.engines.vitcod.spec import X_BITS, VitcodParams
 from celine.golden.vitcod.attention import exp_int, exp_scale, softmax_int
 from celine.rtl.vitcod.divider import ReciprocalPipeline
 from celine.rtl.vitcod.exp_unit import ExpUnit
-from celine.rtl.vitcod.softmax_unit import SCORE_READ_LATENCY, SoftmaxUnit
+from celine.rtl.vitcod.softmax_unit import (ROW_MAX_READ_LATENCY, SCORE_READ_LATENCY,
+                                           SoftmaxUnit)
 from celine.sim.amaranth_sim import run_sim
 
 PARAMS = VitcodParams(head_dim=64, max_tokens=64, heads=2, max_global=64,
@@ -168,7 +169,8 @@ class Head:
 
 class Bench(Elaboratable):
     """The softmax unit with its memories (synchronous reads, the score memories'
-    through a register more: SCORE_READ_LATENCY), holding `images`."""
+    through a register more: SCORE_READ_LATENCY; the row maxima's through two more, the
+    last loading with `load`: ROW_MAX_READ_LATENCY), holding `images`."""
 
     def __init__(self, params, images):
         self.dut = SoftmaxUnit(params)
@@ -185,11 +187,21 @@ class Bench(Elaboratable):
             m.submodules[name] = mem
             read = mem.read_port()
             word = read.data
-            if name in ("dense_scores", "sparse_scores", "row_max"):
+            if name in ("dense_scores", "sparse_scores"):
                 for _ in range(SCORE_READ_LATENCY - 1):
                     late = Signal.like(word)
                     m.d.sync += late.eq(word)
                     word = late
+            if name == "row_max":
+                # Registers up to its last, which loads with `load` (the port's contract).
+                for _ in range(ROW_MAX_READ_LATENCY - 2):
+                    late = Signal.like(word)
+                    m.d.sync += late.eq(word)
+                    word = late
+                held = Signal.like(word)
+                with m.If(port.load):
+                    m.d.sync += held.eq(word)
+                word = held
             m.d.comb += [read.addr.eq(port.addr), port.data.eq(word)]
         return m
 

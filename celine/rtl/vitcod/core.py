@@ -15,7 +15,7 @@ from .dense_sddmm import DenseSddmm
 from .index_check import IndexCheck
 from .mac_bank import MacBank
 from .row_max import RowMax
-from .softmax_unit import SCORE_READ_LATENCY, SoftmaxUnit
+from .softmax_unit import ROW_MAX_READ_LATENCY, SCORE_READ_LATENCY, SoftmaxUnit
 from .sparse_sddmm import SparseSddmm
 from .spmm import Spmm
 
@@ -132,9 +132,9 @@ class VitcodCore(wiring.Component):
 
         m.submodules.bank = bank = MacBank(p.mac_units)
         m.submodules.row_max = row_max = RowMax(p)
-        if RowMax.read_latency != SCORE_READ_LATENCY:
+        if RowMax.read_latency != ROW_MAX_READ_LATENCY:
             raise RuntimeError(f"RowMax reads in {RowMax.read_latency} cycles, the softmax "
-                               f"unit expects {SCORE_READ_LATENCY}")
+                               f"unit expects {ROW_MAX_READ_LATENCY}")
         m.submodules.softmax = softmax = SoftmaxUnit(p)
         m.submodules.spmm = spmm = Spmm(p)
         if has_dense:
@@ -382,7 +382,9 @@ class VitcodCore(wiring.Component):
             softmax.globals.eq(current["globals"]), softmax.nnz.eq(current["nnz"]),
             softmax.exp_mult.eq(current["exp_mult"]), softmax.exp_shift.eq(current["exp_shift"]),
             softmax.list_base.eq(list_base),
-            row_max.read.addr.eq(softmax.row_max.addr), softmax.row_max.data.eq(row_max.read.data),
+            row_max.read.addr.eq(softmax.row_max.addr),
+            row_max.read.load.eq(softmax.row_max.load),
+            softmax.row_max.data.eq(row_max.read.data),
             spmm.start.eq(start_b), spmm.tokens.eq(tokens), spmm.head_base.eq(head_base),
             spmm.out_mult.eq(current["out_mult"]), spmm.out_shift.eq(current["out_shift"]),
             mem.v.addr.eq(spmm.v.addr), spmm.v.data.eq(mem.v.data),

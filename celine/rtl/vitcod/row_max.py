@@ -25,16 +25,20 @@ class RowMax(wiring.Component):
         new maxima of the two scores before (see elaborate).
     busy (Out): a sparse score is still being folded in (presented in one of the two
         previous cycles).
-    read: {addr (In), data (Out)}: data `read_latency` = 2 cycles later is the maximum of
-        whichever of the row's two maxima are valid (0 if neither is: the caller reads only
-        rows with a kept entry): the reads registered, then combined (a compare and a mux)
-        into a register (combined on the way into the caller's register, it was a ViTCoD
-        build's worst path: 9.4 ns, 26 levels with the compare's carry chain). A read in a
-        cycle with busy low sees every value presented before that cycle: reads may begin
-        once the engines are idle and busy is low (two cycles after the last score).
+    read: {addr (In), load (In, 1 by default), data (Out)}: data `read_latency` = 3
+        cycles later is the maximum of whichever of the row's two maxima are valid (0 if
+        neither is: the caller reads only rows with a kept entry), if `load` was high the
+        cycle before; with `load` low the output register holds (the caller reads a row
+        ahead and loads it when the row changes). The reads are registered, compared
+        into a register of their own, then picked into the output register: the compare
+        (22 bits, a carry chain) and the pick in one cycle were a ViTCoD build's worst
+        path, 9.2 ns and 20 levels (and combined on the way into the caller's register,
+        9.4 ns and 26 levels). A read in a cycle with busy low sees every value presented
+        before that cycle: reads may begin once the engines are idle and busy is low (two
+        cycles after the last score).
     """
 
-    read_latency = 2
+    read_latency = 3
 
     def __init__(self, params):
         self.params = p = check_params(params)
@@ -44,6 +48,7 @@ class RowMax(wiring.Component):
             "sparse": In(row_value_signature(p)),
             "busy": Out(1),
             "read": In(wiring.Signature({"addr": Out(range(p.max_tokens)),
+                                         "load": Out(1, init=1),
                                          "data": In(signed(p.score_width))})),
         })
 
@@ -100,7 +105,7 @@ class RowMax(wiring.Component):
         with m.If(en2):
             m.d.sync += sparse_valid.bit_select(row2, 1).eq(1)
 
-        # The read port: both maxima read into registers, then combined.
+        # The read port: both maxima read into registers, compared, then picked.
         dense_read = dense_max.read_port(transparent_for=())
         sparse_read = sparse_max.read_port(transparent_for=())
         d_valid = Signal()
@@ -109,6 +114,12 @@ class RowMax(wiring.Component):
         m.d.sync += [d_valid.eq(dense_valid.bit_select(self.read.addr, 1)),
                      s_valid.eq(sparse_valid.bit_select(self.read.addr, 1))]
         d, s = dense_read.data, biased(sparse_read.data).as_signed()
-        m.d.sync += self.read.data.eq(
-            Mux(d_valid & s_valid, Mux(d > s, d, s), Mux(d_valid, d, Mux(s_valid, s, 0))))
+        # Which to take (the dense maximum, the sparse one or neither), registered with
+        # both values.
+        d_2, s_2 = Signal(shape), Signal(shape)
+        take_d, take_s = Signal(), Signal()
+        m.d.sync += [d_2.eq(d), s_2.eq(s),
+                     take_d.eq(d_valid & (~s_valid | (d > s))), take_s.eq(s_valid)]
+        with m.If(self.read.load):
+            m.d.sync += self.read.data.eq(Mux(take_d, d_2, Mux(take_s, s_2, 0)))
         return m

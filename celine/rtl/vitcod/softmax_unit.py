@@ -16,13 +16,18 @@ from .divider import ReciprocalPipeline
 from .exp_unit import E_WIDTH, ExpUnit
 from .mac_bank import OPERAND_WIDTH
 
-__all__ = ["SCORE_READ_LATENCY", "SoftmaxUnit", "entry_layout", "score_port_signature"]
+__all__ = ["ROW_MAX_READ_LATENCY", "SCORE_READ_LATENCY", "SoftmaxUnit", "entry_layout",
+           "row_max_port_signature", "score_port_signature"]
 
 # Cycles from an address on ``dense_scores``, ``sparse_scores`` or ``row_max`` to its
 # score: the score memories are block RAMs read through their output registers (core.py)
 # and the row maxima come out of a register (RowMax), which stand for stage 1's first
 # register (an unregistered block output into it was a ViTCoD build's worst path, 9.3 ns).
 SCORE_READ_LATENCY = 2
+# Cycles from an address on ``row_max`` to its maximum: one more (RowMax compares its two
+# maxima into a register of their own). The walk reads a row's maximum a row ahead, so
+# it is there when the row's first entry needs it (see row_max_port_signature).
+ROW_MAX_READ_LATENCY = SCORE_READ_LATENCY + 1
 
 # The queues are filled on credit (a count of the words issued and not yet taken out), so
 # nothing upstream of them stalls. That needs a ShapedQueue of depth >= 3, which takes a
@@ -50,6 +55,14 @@ def score_port_signature(params, depth):
                              "data": In(signed(params.score_width))})
 
 
+def row_max_port_signature(params):
+    """The read port into the row maxima: `addr` and `load` out, `data` in: `data` is the
+    maximum of the row addressed ROW_MAX_READ_LATENCY cycles before if `load` was high
+    the cycle before, else it holds."""
+    return wiring.Signature({"addr": Out(range(params.max_tokens)), "load": Out(1),
+                             "data": In(signed(params.score_width))})
+
+
 class SoftmaxUnit(wiring.Component):
     """The integer softmax of one head's kept scores, one entry a cycle.
 
@@ -58,8 +71,8 @@ class SoftmaxUnit(wiring.Component):
     ``list_base`` (the head's first CSR word) and ``gcols_base`` (its first gcols word).
     ``busy`` stays high until the last entry of row N − 1 has been taken from ``entries``.
 
-    Read ports (``addr`` out, ``data`` in the cycle after; the two score memories' and the
-    row maxima SCORE_READ_LATENCY cycles after):
+    Read ports (``addr`` out, ``data`` in the cycle after; the two score memories'
+    SCORE_READ_LATENCY cycles after, the row maxima's as row_max_port_signature says):
     - ``dense_scores``: score (i, j) of the j-th global column (j < g) at i·max_global + j;
     - ``gcols``: the j-th global column's token index at gcols_base + j;
     - ``sparse_scores``: the score of the CSR entry at list position n at address n;
@@ -124,7 +137,7 @@ class SoftmaxUnit(wiring.Component):
             "dense_scores": Out(score_port_signature(p, self.dense_depth)),
             "sparse_scores": Out(score_port_signature(p, self.sparse_depth)),
             "csr": Out(read_port_signature(csr_buffer)),
-            "row_max": Out(score_port_signature(p, p.max_tokens)),
+            "row_max": Out(row_max_port_signature(p)),
             "entries": Out(stream.Signature(entry_layout(p))),
         })
 
@@ -240,6 +253,20 @@ class SoftmaxUnit(wiring.Component):
                                      sparse_left.eq(list_pos + 1 != nnz)]
 
         move = (issue & held) | flush
+        # The row maxima are read a row ahead: `max_row` is the row the next row change
+        # will hold (the first issue's, then one more at each), and the port's output
+        # register loads it ROW_MAX_READ_LATENCY - 1 cycles after the change, when this
+        # row's last entry, which moved with the change, has had the old maximum (its
+        # stage 1 is that cycle) and before the new row's first entry reaches stage 1
+        # (it moves a cycle later at the earliest).
+        max_row = Signal(tb + 1)
+        row_change = issue & (new_row | ~held)
+        with m.If(row_change):
+            m.d.sync += max_row.eq(max_row + 1)
+        changed = [Signal(name=f"row_changed_{k}") for k in range(ROW_MAX_READ_LATENCY - 1)]
+        m.d.sync += [changed[0].eq(row_change),
+                     *[later.eq(earlier) for earlier, later in zip(changed, changed[1:])]]
+        m.d.comb += [self.row_max.addr.eq(max_row), self.row_max.load.eq(changed[-1])]
         with m.If(issue):
             m.d.sync += [held.eq(1), held_row.eq(new["row"]), held_col.eq(new["col"]),
                          held_sparse.eq(new["sparse"]), held_addr.eq(new["addr"]),
@@ -250,7 +277,7 @@ class SoftmaxUnit(wiring.Component):
 
         # -- stage 1's data path: the reads, x, e and the row sum ------------------------
         m.d.comb += [self.dense_scores.addr.eq(held_addr), self.sparse_scores.addr.eq(held_addr),
-                     self.row_max.addr.eq(held_row), self.gcols.addr.eq(held_gaddr)]
+                     self.gcols.addr.eq(held_gaddr)]
         tag = data.StructLayout({"row": tb, "col": tb, "last": 1})
         valid_0 = Signal()
         tag_0 = Signal(tag)
@@ -259,7 +286,7 @@ class SoftmaxUnit(wiring.Component):
                      tag_0.last.eq(new_row | flush), sparse_0.eq(held_sparse)]
 
         # The memories' outputs go straight into registers (a block RAM's output is slow):
-        # the score memories' own output registers and RowMax's (SCORE_READ_LATENCY), ours
+        # the score memories' own output registers and RowMax's (read a row ahead), ours
         # for gcols.
         valid_1 = Signal()
         tag_1 = Signal(tag)
@@ -427,5 +454,6 @@ class SoftmaxUnit(wiring.Component):
                 several_dense.eq(self.globals > 1), sparse_left.eq(self.nnz != 0),
                 on_last_row.eq(self.tokens == 1),
                 list_pos.eq(0), row_part.eq(0), ahead.eq(0), known.eq(0), row_2.eq(0),
+                max_row.eq(0),
             ]
         return m
