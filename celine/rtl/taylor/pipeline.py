@@ -158,6 +158,8 @@ class TaylorPipeline(wiring.Component):
             feed.issue_q.eq(seq.issue_q),
             feed.ta.eq(seq.ta),
             feed.tb.eq(seq.tb),
+            feed.ta_next.eq(seq.ta_next),
+            feed.tb_next.eq(seq.tb_next),
             feed.token.eq(seq.token),
             feed.row_a.eq(loader.row_a),
             feed.row_b.eq(loader.row_b),

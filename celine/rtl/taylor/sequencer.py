@@ -22,6 +22,7 @@ class PhaseSequencer(wiring.Component):
                     fastest (`issue_q`); `release` on the row's last;
       Q_DRAIN       until `mac_empty` and `lane_empty`, then the next head.
     `row_start` marks a Q row's first issue, `first_token` the K/V blocks of token 0.
+    `ta_next` and `tb_next` are the values ta and tb take at the next clock edge.
     """
 
     def __init__(self, params: TaylorParams):
@@ -42,6 +43,8 @@ class PhaseSequencer(wiring.Component):
             "token": Out(p.token_width),
             "ta": Out(range(p.head_dim // p.tile_rows)),
             "tb": Out(range(p.head_dim // p.tile_cols)),
+            "ta_next": Out(range(p.head_dim // p.tile_rows)),
+            "tb_next": Out(range(p.head_dim // p.tile_cols)),
             "sub": Out(range(p.tile_rows)),
             "issue_kv": Out(1),
             "issue_center": Out(1),
@@ -69,6 +72,10 @@ class PhaseSequencer(wiring.Component):
         last_token = Signal()
         m.d.sync += last_token.eq(token == self.tokens - 1)
         m.d.comb += self.row_start.eq(self.issue_q & block_0)
+        # ta and tb's next values, out for the tile feed's registers that follow them.
+        ta_next, tb_next = self.ta_next, self.tb_next
+        m.d.comb += [ta_next.eq(ta), tb_next.eq(tb)]
+        m.d.sync += [ta.eq(ta_next), tb.eq(tb_next)]
 
         with m.If(self.start):
             m.d.sync += self.running.eq(1)
@@ -79,7 +86,8 @@ class PhaseSequencer(wiring.Component):
                     m.next = "SELECT"
             with m.State("SELECT"):
                 m.d.comb += self.selecting.eq(1)
-                m.d.sync += [token.eq(0), ta.eq(0), tb.eq(0), sub.eq(0), block_0.eq(1)]
+                m.d.sync += [token.eq(0), sub.eq(0), block_0.eq(1)]
+                m.d.comb += [ta_next.eq(0), tb_next.eq(0)]
                 with m.If(head == p.heads):
                     m.d.sync += self.running.eq(0)
                     m.next = "IDLE"
@@ -90,11 +98,13 @@ class PhaseSequencer(wiring.Component):
             with m.State("KV"):
                 with m.If(self.slot_ready):
                     m.d.comb += self.issue_kv.eq(1)
-                    m.d.sync += [tb.eq(tb + 1), block_0.eq(both_wrap)]
+                    m.d.sync += block_0.eq(both_wrap)
+                    m.d.comb += tb_next.eq(tb + 1)
                     with m.If(last_tb):
-                        m.d.sync += [tb.eq(0), ta.eq(ta + 1)]
+                        m.d.comb += [tb_next.eq(0), ta_next.eq(ta + 1)]
                         with m.If(last_ta):
-                            m.d.sync += [ta.eq(0), token.eq(token + 1)]
+                            m.d.comb += ta_next.eq(0)
+                            m.d.sync += token.eq(token + 1)
                             m.d.comb += self.release.eq(1)
                             with m.If(last_token):
                                 m.next = "KV_DRAIN"
@@ -106,11 +116,12 @@ class PhaseSequencer(wiring.Component):
                 m.d.comb += self.issue_center.eq(1)
                 m.d.sync += sub.eq(sub + 1)
                 with m.If(sub == r - 1):
-                    m.d.sync += [sub.eq(0), tb.eq(tb + 1), block_0.eq(both_wrap)]
+                    m.d.sync += [sub.eq(0), block_0.eq(both_wrap)]
+                    m.d.comb += tb_next.eq(tb + 1)
                     with m.If(last_tb):
-                        m.d.sync += [tb.eq(0), ta.eq(ta + 1)]
+                        m.d.comb += [tb_next.eq(0), ta_next.eq(ta + 1)]
                         with m.If(last_ta):
-                            m.d.sync += ta.eq(0)
+                            m.d.comb += ta_next.eq(0)
                             m.next = "CENTER_DRAIN"
             with m.State("CENTER_DRAIN"):
                 with m.If(self.center_empty):
@@ -118,11 +129,13 @@ class PhaseSequencer(wiring.Component):
             with m.State("Q"):
                 with m.If(~block_0 | (self.slot_ready & self.room & self.recip_done)):
                     m.d.comb += self.issue_q.eq(1)
-                    m.d.sync += [ta.eq(ta + 1), block_0.eq(both_wrap)]
+                    m.d.sync += block_0.eq(both_wrap)
+                    m.d.comb += ta_next.eq(ta + 1)
                     with m.If(last_ta):
-                        m.d.sync += [ta.eq(0), tb.eq(tb + 1)]
+                        m.d.comb += [ta_next.eq(0), tb_next.eq(tb + 1)]
                         with m.If(last_tb):
-                            m.d.sync += [tb.eq(0), token.eq(token + 1)]
+                            m.d.comb += tb_next.eq(0)
+                            m.d.sync += token.eq(token + 1)
                             m.d.comb += self.release.eq(1)
                             with m.If(last_token):
                                 m.next = "Q_DRAIN"
