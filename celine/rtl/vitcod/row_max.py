@@ -1,7 +1,7 @@
 """The row maxima of a head's kept scores, tracked while its SDDMM engines run
 (docs/vitcod.md, "The hardware", phase 1)."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -11,6 +11,10 @@ from .dpu import biased, check_params, row_value_signature
 __all__ = ["RowMax"]
 
 DISTRIBUTED = {"ram_style": "distributed"}      # yosys: LUT RAM, not a block RAM
+
+
+# Valid bits a register holds between the two steps of the read's valid-bit pick.
+VALID_GROUP = 16
 
 
 class RowMax(wiring.Component):
@@ -108,11 +112,23 @@ class RowMax(wiring.Component):
         # The read port: both maxima read into registers, compared, then picked.
         dense_read = dense_max.read_port(transparent_for=())
         sparse_read = sparse_max.read_port(transparent_for=())
-        d_valid = Signal()
-        s_valid = Signal()
         m.d.comb += [dense_read.addr.eq(self.read.addr), sparse_read.addr.eq(self.read.addr)]
-        m.d.sync += [d_valid.eq(dense_valid.bit_select(self.read.addr, 1)),
-                     s_valid.eq(sparse_valid.bit_select(self.read.addr, 1))]
+        # The valid bits are picked in two steps, a group of VALID_GROUP beside the reads
+        # and its bit beside the compare (in one step, a max_tokens-to-1 multiplexer into
+        # a register, it was a ViTCoD build's worst path: 9.5 ns, 7 levels).
+        addr = self.read.addr
+        low_bits = min(VALID_GROUP.bit_length() - 1, len(addr))
+        groups = -(-p.max_tokens // (1 << low_bits))
+        padding = groups * (1 << low_bits) - p.max_tokens
+        low = Signal(low_bits)
+        d_group, s_group = Signal(1 << low_bits), Signal(1 << low_bits)
+        m.d.sync += [
+            low.eq(addr[:low_bits]),
+            *[group.eq(Cat(bits, Const(0, padding)).word_select(addr[low_bits:], 1 << low_bits)
+                       if len(addr) > low_bits else Cat(bits, Const(0, padding)))
+              for group, bits in ((d_group, dense_valid), (s_group, sparse_valid))],
+        ]
+        d_valid, s_valid = d_group.bit_select(low, 1), s_group.bit_select(low, 1)
         d, s = dense_read.data, biased(sparse_read.data).as_signed()
         # Which to take (the dense maximum, the sparse one or neither), registered with
         # both values.
