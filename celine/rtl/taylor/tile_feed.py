@@ -86,9 +86,9 @@ class TileFeed(wiring.Component):
             for e in range(p.head_dim):
                 zero, stepped = flags[e // ELEMENT_GROUP]
                 bits = slice(e * w, (e + 1) * w)
-                m.d.sync += copy[bits].eq(Mux(zero, row[bits],
-                                              Mux(stepped, rotated[bits], copy[bits])))
+                # The copy's next value; its first word is also the operand's.
+                element = Mux(zero, row[bits], Mux(stepped, rotated[bits], copy[bits]))
+                m.d.sync += copy[bits].eq(element)
                 if e < elements:
-                    m.d.sync += operand.as_value()[bits].eq(
-                        Mux(zero, row[bits], Mux(stepped, rotated[bits], copy[bits])))
+                    m.d.sync += operand.as_value()[bits].eq(element)
         return m
