@@ -1,4 +1,4 @@
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,7 +22,11 @@ class PhaseSequencer(wiring.Component):
                     fastest (`issue_q`); `release` on the row's last;
       Q_DRAIN       until `mac_empty` and `lane_empty`, then the next head.
     `row_start` marks a Q row's first issue, `first_token` the K/V blocks of token 0.
-    `ta_next` and `tb_next` are the values ta and tb take at the next clock edge.
+    `ta_zero_next` / `tb_zero_next` say whether ta / tb are 0 after the next clock edge,
+    `ta_steps` / `tb_steps` whether that edge changes them: flags for the tile feed's
+    registers, made from the step decisions directly rather than by comparing next values
+    (the next values through compares into the feed's flag copies were a Taylor build's
+    worst path, 9.0 ns, 5 levels, 7.3 ns of it routing).
     """
 
     def __init__(self, params: TaylorParams):
@@ -43,8 +47,10 @@ class PhaseSequencer(wiring.Component):
             "token": Out(p.token_width),
             "ta": Out(range(p.head_dim // p.tile_rows)),
             "tb": Out(range(p.head_dim // p.tile_cols)),
-            "ta_next": Out(range(p.head_dim // p.tile_rows)),
-            "tb_next": Out(range(p.head_dim // p.tile_cols)),
+            "ta_zero_next": Out(1),
+            "tb_zero_next": Out(1),
+            "ta_steps": Out(1),
+            "tb_steps": Out(1),
             "sub": Out(range(p.tile_rows)),
             "issue_kv": Out(1),
             "issue_center": Out(1),
@@ -72,10 +78,24 @@ class PhaseSequencer(wiring.Component):
         last_token = Signal()
         m.d.sync += last_token.eq(token == self.tokens - 1)
         m.d.comb += self.row_start.eq(self.issue_q & block_0)
-        # ta and tb's next values, out for the tile feed's registers that follow them.
-        ta_next, tb_next = self.ta_next, self.tb_next
+        # ta and tb's next values. Each counter only steps by one (wrapping to 0 after its
+        # last value) or goes to 0 in SELECT, where it already is 0 (every phase ends with
+        # both wrapped), so whether it is 0 next and whether it changes follow from the
+        # step decision (`step_a`, `step_b`) and registers alone.
+        ta_next = Signal.like(ta)
+        tb_next = Signal.like(tb)
+        step_a, step_b = Signal(), Signal()
+        ta_zero, tb_zero = Signal(init=1), Signal(init=1)
         m.d.comb += [ta_next.eq(ta), tb_next.eq(tb)]
         m.d.sync += [ta.eq(ta_next), tb.eq(tb_next)]
+        for zero, zero_next, steps, step, last, count in (
+                (ta_zero, self.ta_zero_next, self.ta_steps, step_a, last_ta,
+                 p.head_dim // r),
+                (tb_zero, self.tb_zero_next, self.tb_steps, step_b, last_tb,
+                 p.head_dim // p.tile_cols)):
+            m.d.comb += [zero_next.eq(self.selecting | Mux(step, last, zero)),
+                         steps.eq(step if count > 1 else 0)]
+            m.d.sync += zero.eq(zero_next)
 
         with m.If(self.start):
             m.d.sync += self.running.eq(1)
@@ -97,11 +117,11 @@ class PhaseSequencer(wiring.Component):
                     m.next = "KV"
             with m.State("KV"):
                 with m.If(self.slot_ready):
-                    m.d.comb += self.issue_kv.eq(1)
+                    m.d.comb += [self.issue_kv.eq(1), step_b.eq(1)]
                     m.d.sync += block_0.eq(both_wrap)
                     m.d.comb += tb_next.eq(tb + 1)
                     with m.If(last_tb):
-                        m.d.comb += [tb_next.eq(0), ta_next.eq(ta + 1)]
+                        m.d.comb += [tb_next.eq(0), ta_next.eq(ta + 1), step_a.eq(1)]
                         with m.If(last_ta):
                             m.d.comb += ta_next.eq(0)
                             m.d.sync += token.eq(token + 1)
@@ -117,9 +137,9 @@ class PhaseSequencer(wiring.Component):
                 m.d.sync += sub.eq(sub + 1)
                 with m.If(sub == r - 1):
                     m.d.sync += [sub.eq(0), block_0.eq(both_wrap)]
-                    m.d.comb += tb_next.eq(tb + 1)
+                    m.d.comb += [tb_next.eq(tb + 1), step_b.eq(1)]
                     with m.If(last_tb):
-                        m.d.comb += [tb_next.eq(0), ta_next.eq(ta + 1)]
+                        m.d.comb += [tb_next.eq(0), ta_next.eq(ta + 1), step_a.eq(1)]
                         with m.If(last_ta):
                             m.d.comb += ta_next.eq(0)
                             m.next = "CENTER_DRAIN"
@@ -128,11 +148,11 @@ class PhaseSequencer(wiring.Component):
                     m.next = "Q"
             with m.State("Q"):
                 with m.If(~block_0 | (self.slot_ready & self.room & self.recip_done)):
-                    m.d.comb += self.issue_q.eq(1)
+                    m.d.comb += [self.issue_q.eq(1), step_a.eq(1)]
                     m.d.sync += block_0.eq(both_wrap)
                     m.d.comb += ta_next.eq(ta + 1)
                     with m.If(last_ta):
-                        m.d.comb += [ta_next.eq(0), tb_next.eq(tb + 1)]
+                        m.d.comb += [ta_next.eq(0), tb_next.eq(tb + 1), step_b.eq(1)]
                         with m.If(last_tb):
                             m.d.comb += tb_next.eq(0)
                             m.d.sync += token.eq(token + 1)
