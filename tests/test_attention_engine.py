@@ -14,6 +14,7 @@ from celine.engines.taylor.cycles import LOAD_DELAY
 from celine.engines.taylor.spec import (CONTEXT_READ_LATENCY, NUMERATOR_LATENCY, Errors,
                                         TaylorParams, registers, buffers as taylor_buffers)
 from celine.sim.adapter_bench import run_adapter
+from celine.sim.amaranth_sim import shared
 
 PARAMS = TaylorParams(head_dim=16, max_tokens=8, mac_units=4, heads=3)
 
@@ -49,7 +50,7 @@ def buffer_words(params, x):
 def run_engine(params, q, k, v, settings, *, runs=1, limit=20_000):
     """Set the registers, pulse start, wait for the end; (status per run, out words)."""
     contents = {name: buffer_words(params, x) for name, x in (("q", q), ("k", k), ("v", v))}
-    status, words = run_adapter(TaylorShellAdapter(params), contents, settings, runs=runs,
+    status, words = run_adapter(shared(TaylorShellAdapter, params), contents, settings, runs=runs,
                                 limit=limit)
     return status, words["out"]
 

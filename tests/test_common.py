@@ -1,9 +1,13 @@
-"""Amaranth-simulator unit tests of rtl/common against golden/ (LFSR, requantizer)."""
+"""Amaranth-simulator unit tests of rtl/common against golden/ (LFSR, requantizer), and of
+sim/amaranth_sim's reused simulators."""
 
 import random
 
 import pytest
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Module, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 import torch
 
 from celine.golden.lfsr import LFSR as GoldenLFSR
@@ -179,3 +183,55 @@ def test_constant_compares_match_python_for_every_value(shape):
                 assert (ctx.get(outs[c][0]), ctx.get(outs[c][1])) == (v > c, v < c), (v, c)
 
     run_sim(m, bench)
+
+
+# -- amaranth_sim's reused simulators ------------------------------------------------------------
+
+class _Counter(wiring.Component):
+    """A count of cycles with `en` and a 4-word memory written at the count."""
+    en: In(1)
+    count: Out(8)
+
+    def __init__(self, init=0):
+        self.init = init
+        super().__init__()
+        self.memory = Memory(shape=8, depth=4, init=[9, 9, 9, 9])
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.memory = self.memory
+        write = self.memory.write_port()
+        m.d.comb += [write.addr.eq(self.count), write.data.eq(self.count), write.en.eq(self.en)]
+        with m.If(self.en):
+            m.d.sync += self.count.eq(self.count + 1)
+        return m
+
+
+def test_a_reused_simulator_starts_each_run_from_the_initial_state():
+    from celine.sim.amaranth_sim import shared
+    dut = shared(_Counter, init=0)
+    assert shared(_Counter, init=0) is dut and shared(_Counter, init=1) is not dut
+    assert shared(_Counter, init=[0]) is not shared(_Counter, init=[0])   # unhashable
+    seen = []
+
+    def bench(cycles):
+        async def testbench(ctx):
+            seen.append((ctx.get(dut.count), [ctx.get(dut.memory.data[i]) for i in range(4)]))
+            ctx.set(dut.en, 1)
+            await ctx.tick().repeat(cycles)
+            seen.append(ctx.get(dut.count))
+        return testbench
+
+    async def idle(ctx):
+        await ctx.tick()
+
+    run_sim(dut, bench(3), reuse=True)
+    run_sim(dut, idle, bench(2), reuse=True)      # other testbenches, in other slots
+    with pytest.raises(AssertionError):
+        run_sim(dut, lambda ctx: _fail(), reuse=True)
+    run_sim(dut, bench(1), reuse=True)
+    assert seen == [(0, [9] * 4), 3, (0, [9] * 4), 2, (0, [9] * 4), 1]
+
+
+async def _fail():
+    raise AssertionError("a failing testbench")

@@ -11,6 +11,7 @@ from celine.golden.shell import Buffer
 from celine.rtl.mac.shell_adapter import SKID_LATENCY, MacShellAdapter
 from celine.spec.numerics import REQUANT_LATENCY
 from celine.sim.adapter_bench import run_adapter as adapter_run
+from celine.sim.amaranth_sim import shared
 
 SMALL = MacArrayParams(rows=2, cols=2, precisions=(2, 4, 8, 16))
 DSP = MacArrayParams(rows=2, cols=3, impl="dsp", precisions=(4, 8))
@@ -27,7 +28,7 @@ def operand_words(spec, seed):
 def run_adapter(params, settings, *, runs=1, limit=20_000, seed=0, **options):
     """Run the adapter `runs` times with register `settings`; (status per run, buffers)
     with status (errors, cycles, result_words) and buffers {name: words} after the runs."""
-    engine = MacShellAdapter(params, **options)
+    engine = shared(MacShellAdapter, params, **options)
     contents = {spec.name: operand_words(spec, seed + i)
                 for i, spec in enumerate(engine.buffers) if spec.writable}
     return adapter_run(engine, contents, settings, runs=runs, limit=limit)

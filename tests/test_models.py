@@ -28,8 +28,10 @@ def _quantized(name, data):
         return get(name).quantize(data.train_images[:256], progress=False)
 
 
-# make test trains and runs the softmax and the Taylor variants; make sim all of them.
-SAMPLED = ("softmax", "taylor")
+# make test trains and runs the Taylor variant (its attention on the Taylor engine, its
+# other layers on the MAC array); make sim all of them. Training a variant and a model's
+# RTL run are minutes each on two cores, so make test samples one.
+SAMPLED = ("taylor",)
 
 
 @pytest.fixture(scope="module", params=[
@@ -40,8 +42,10 @@ def quantized(request, data):
 
 
 # The RTL runs the softmax and the Taylor variants (the others differ from softmax only in
-# the precision of the MAC array's products, which its own tests cover at every precision).
-@pytest.fixture(scope="module", params=["softmax", "taylor"])
+# the precision of the MAC array's products, which its own tests cover at every precision);
+# make test the Taylor one, whose engines are a superset of the softmax variant's.
+@pytest.fixture(scope="module", params=[pytest.param("softmax", marks=pytest.mark.sweep),
+                                        "taylor"])
 def quantized_rtl(request, data):
     return _quantized(request.param, data)
 
@@ -158,7 +162,7 @@ def test_a_golden_executor_needs_every_engines_parameters():
 
 
 def test_an_engine_checks_operands_in_the_golden_path_too(data):
-    params = _quantized("softmax", data).engine_params()
+    params = _quantized("taylor", data).engine_params()
     run = GoldenExecutor(params)
     with pytest.raises(SettingError, match="w must have 3 rows \\(the columns of a\\), not 2"):
         run(MATMUL, torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 2, dtype=torch.int64), 8)

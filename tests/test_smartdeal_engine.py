@@ -107,7 +107,8 @@ def test_buffers():
 def rtl(case, runs=1, host_writes=None, limit=200_000):
     from celine.rtl.smartdeal.shell_adapter import SmartDealShellAdapter
     from celine.sim.adapter_bench import run_adapter
-    return run_adapter(SmartDealShellAdapter(case.params), case.contents, case.settings,
+    from celine.sim.amaranth_sim import shared
+    return run_adapter(shared(SmartDealShellAdapter, case.params), case.contents, case.settings,
                        runs=runs, limit=limit, host_writes=host_writes)
 
 

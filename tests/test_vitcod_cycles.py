@@ -8,6 +8,7 @@ from celine.engines.vitcod.spec import VitcodParams
 from celine.golden.vitcod.mask import random_mask
 from celine.rtl.vitcod.shell_adapter import VitcodShellAdapter
 from celine.sim.adapter_bench import run_adapter
+from celine.sim.amaranth_sim import shared
 from celine.sim.vitcod_cases import make_case
 
 POINTS = {
@@ -32,7 +33,7 @@ def check(params, tokens, sparsity, threshold, head_mask=0, balance=False):
     masks = [random_mask(tokens, sparsity, seed=tokens + h) for h in range(params.heads)]
     case = make_case(params, tokens, masks, threshold=threshold, head_mask=head_mask,
                      balance=balance)
-    (status,), _ = run_adapter(VitcodShellAdapter(params), case.contents, case.settings,
+    (status,), _ = run_adapter(shared(VitcodShellAdapter, params), case.contents, case.settings,
                                limit=200_000)
     plans = iter(case.plans)
     works = [HeadWork(0, (1,)) if head_mask >> h & 1 else work(next(plans))

@@ -9,6 +9,7 @@ from celine.engines.vitcod.spec import (Errors, VitcodParams, csc_fields, csr_fi
 from celine.golden.vitcod.mask import load_deit_masks, random_mask
 from celine.rtl.vitcod.shell_adapter import VitcodShellAdapter
 from celine.sim.adapter_bench import run_adapter
+from celine.sim.amaranth_sim import shared
 from celine.sim.vitcod_cases import make_case
 from celine.spec.lanes import pack_lanes
 
@@ -17,7 +18,7 @@ SMALL = VitcodParams(head_dim=16, max_tokens=24, heads=2, max_global=8, sparse_c
 
 
 def check(case, limit=60_000):
-    status, words = run_adapter(VitcodShellAdapter(case.params), case.contents, case.settings,
+    status, words = run_adapter(shared(VitcodShellAdapter, case.params), case.contents, case.settings,
                                 limit=limit)
     (errors, cycles, result_words), = status
     expected = case.expected
@@ -97,8 +98,8 @@ def test_balanced_plans_give_the_same_words():
 
 @pytest.mark.parametrize("settings, errors", [
     ({"tokens": 0}, Errors.TOKENS),
-    ({"tokens": 25}, Errors.TOKENS),
-    ({head_register("nnz", 1): 401}, Errors.CAPACITY),
+    pytest.param({"tokens": 25}, Errors.TOKENS, marks=pytest.mark.sweep),
+    pytest.param({head_register("nnz", 1): 401}, Errors.CAPACITY, marks=pytest.mark.sweep),
     ({head_register("globals", 0): 9}, Errors.CAPACITY),
 ])
 def test_bad_registers_run_nothing(settings, errors):
@@ -126,9 +127,12 @@ def _corrupt(case, buffer, head, index, change):
     return case
 
 
+# make test: two of the four (each is a run of the same engine).
 @pytest.mark.parametrize("buffer, index, change", [
-    ("csr", 3, lambda w: w ^ 1),                    # a CSR row changed: order/consistency
-    ("csc", 2, lambda w: w ^ (1 << 5)),             # a CSC row changed
+    pytest.param("csr", 3, lambda w: w ^ 1,         # a CSR row changed: order/consistency
+                 marks=pytest.mark.sweep),
+    pytest.param("csc", 2, lambda w: w ^ (1 << 5),  # a CSC row changed
+                 marks=pytest.mark.sweep),
     ("csc", 0, "pos"),                              # a CSR position beyond nnz
     ("csr", 0, lambda w: w | 0x1F),                 # a row beyond N
 ])
@@ -195,10 +199,13 @@ def _lists(case, head):
     return csc, csr, case.contents["gcols"][head * p.max_global:head * p.max_global + g]
 
 
+# make test: the unsorted table and the column with sparse entries.
 @pytest.mark.parametrize("gcols, reason", [
     ((0, 2, 1, 3, 5, 13, 14), "global column 2 (1) is out of order"),           # unsorted
-    ((0, 1, 1, 3, 5, 13, 14), "global column 2 (1) is out of order"),           # repeated
-    ((0, 1, 2, 3, 5, 13, 16), "global column 6 (16) is out of range"),          # >= N
+    pytest.param((0, 1, 1, 3, 5, 13, 14), "global column 2 (1) is out of order",  # repeated
+                 marks=pytest.mark.sweep),
+    pytest.param((0, 1, 2, 3, 5, 13, 16), "global column 6 (16) is out of range",  # >= N
+                 marks=pytest.mark.sweep),
     ((0, 1, 2, 3, 4, 5, 13, 14), "csr entry {n} (row {row}, col 4) is in a global column"),
 ])
 def test_malformed_global_columns(gcols, reason):
@@ -303,7 +310,7 @@ def ae_case(params, tokens, masks, *, ae_enable, seed, head_mask=0, threshold=50
 
 def check_ae(case, limit=60_000):
     """check() plus the q and k words the run rewrote (== the golden model's writes)."""
-    status, words = run_adapter(VitcodShellAdapter(case.params), case.contents, case.settings,
+    status, words = run_adapter(shared(VitcodShellAdapter, case.params), case.contents, case.settings,
                                 limit=limit)
     (errors, cycles, result_words), = status
     expected = case.expected
@@ -316,6 +323,7 @@ def check_ae(case, limit=60_000):
     return cycles
 
 
+@pytest.mark.sweep      # make test: test_encoders_and_decoders_in_the_path decodes both
 def test_both_decoders_then_the_heads():
     masks = [random_mask(11, 0.6, seed=20), None, random_mask(11, 0.8, seed=21)]
     case = ae_case(AE, 11, masks, ae_enable=0b11, seed=22, threshold=4)
@@ -324,6 +332,7 @@ def test_both_decoders_then_the_heads():
     check_ae(case)
 
 
+@pytest.mark.sweep      # make test: the whole path at max_tokens with a skipped head
 def test_q_decoder_alone_with_a_skipped_head_and_max_tokens():
     masks = [random_mask(13, 0.5, seed=23)] * 3
     case = ae_case(AE, 13, masks, ae_enable=0b01, seed=24, head_mask=0b100)
@@ -378,6 +387,7 @@ def _words(params, values, slots):
             for r, base in enumerate(slots) for i in range(values.shape[2])}
 
 
+@pytest.mark.sweep      # make test: test_encoders_and_decoders_in_the_path checks the codes
 def test_encoders_alone_write_the_code_slots():
     """ae_enable = ENCODE_Q | ENCODE_K: the code slots become encode_int of every head
     (the skipped one too); the heads run on the plain q and k."""

@@ -2,22 +2,26 @@
 (its `read_latency` on each of its read ports, as in the shell; the engine's writes
 into a buffer it writes), its registers set, `start` pulsed."""
 
+from collections import OrderedDict
+
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib.memory import Memory
 
-from .amaranth_sim import run_sim
+from .amaranth_sim import REUSED, run_sim
 
 __all__ = ["AdapterBench", "run_adapter"]
+
+_benches = OrderedDict()           # id(engine): its AdapterBench, for run_sim's reuse
 
 
 class AdapterBench(Elaboratable):
     """`engine` (a shell adapter with `buffers` and the contract's `mem` ports) with each
-    buffer as a memory, initialised from `contents` {buffer name: words}."""
+    buffer as a memory, initialised from `contents` {buffer name: words} (none: all 0)."""
 
-    def __init__(self, engine, contents):
+    def __init__(self, engine, contents=None):
         self.engine = engine
         self.memories = {spec.name: Memory(shape=spec.width, depth=spec.depth,
-                                           init=contents.get(spec.name, []))
+                                           init=(contents or {}).get(spec.name, []))
                          for spec in engine.buffers}
 
     def elaborate(self, platform):
@@ -54,12 +58,26 @@ def run_adapter(engine, contents, settings, *, runs=1, limit=20_000, host_writes
     `start` `runs` times, each time waiting for `busy` to fall (TimeoutError after `limit`
     cycles); ([(errors, cycles, result_words)] per run, {buffer name: words} after).
     `host_writes`: per run, {buffer name: {address: word}} the host writes before it, a
-    word a cycle, with `host_wrote` high for a watched buffer (BufferSpec.watched)."""
-    bench = AdapterBench(engine, contents)
+    word a cycle, with `host_wrote` high for a watched buffer (BufferSpec.watched).
+
+    The bench and its simulator are kept for the next call with the same `engine` object
+    (amaranth_sim.run_sim's `reuse`; tests get one with amaranth_sim.shared), so the
+    buffers' contents are written before the first cycle rather than made the memories'
+    initial values."""
+    bench = _benches.pop(id(engine), None)
+    if bench is None or bench.engine is not engine:
+        bench = AdapterBench(engine)
+    _benches[id(engine)] = bench
+    while len(_benches) > REUSED:
+        _benches.popitem(last=False)
     registers = engine.register_map
     status, words = [], {}
 
     async def testbench(ctx):
+        for name, memory in bench.memories.items():
+            for address, word in enumerate(contents.get(name, [])):
+                if word:
+                    ctx.set(memory.data[address], word)
         for name in registers.names:
             ctx.set(engine.registers[registers.index(name)],
                     settings.get(name, registers[name].reset))
@@ -89,5 +107,5 @@ def run_adapter(engine, contents, settings, *, runs=1, limit=20_000, host_writes
         for name, memory in bench.memories.items():
             words[name] = [ctx.get(memory.data[i]) for i in range(memory.depth)]
 
-    run_sim(bench, testbench)
+    run_sim(bench, testbench, reuse=True)
     return status, words
