@@ -263,19 +263,22 @@ def _contents(width, depth, seed):
     return [rng.getrandbits(width) for _ in range(depth - 7)]
 
 
+# make test: a sample of block widths and depths (each case is 4 to 16 s of yosys); make
+# sim: the 2- and 1-bit slices and the deep memory with two ports too (11 to 53 s each).
 @pytest.mark.parametrize("make", [
     lambda: BlockRAM(64, 512), lambda: BlockRAM(24, 40), lambda: BlockRAM(24, 64),
-    lambda: BlockRAM(64, 1024),
-    lambda: BlockRAM(16, 3000), lambda: BlockRAM(8, 1500),
-    # 2- and 1-bit slices, and a deep memory with two ports: yosys takes 11 to 53 s over
-    # each, so only in `make sim`.
+    pytest.param(lambda: BlockRAM(64, 1024), marks=pytest.mark.sweep),
+    pytest.param(lambda: BlockRAM(16, 3000), marks=pytest.mark.sweep),
+    lambda: BlockRAM(8, 1500),
     pytest.param(lambda: BlockRAM(8, 5000), marks=pytest.mark.sweep),
     pytest.param(lambda: BlockRAM(8, 9000), marks=pytest.mark.sweep),
-    lambda: _SharedAddress(32, 1030), lambda: _SharedAddress(64, 512),
+    pytest.param(lambda: _SharedAddress(32, 1030), marks=pytest.mark.sweep),
+    lambda: _SharedAddress(64, 512),
     pytest.param(lambda: _SharedAddress(16, 3000), marks=pytest.mark.sweep),
     # With contents (a ROM's): 9-bit (bytes), 4-bit, 18- and 36-bit blocks.
     lambda: BlockRAM(8, 1500, init=_contents(8, 1500, 1)),
-    lambda: BlockRAM(8, 3000, init=_contents(8, 3000, 2)),
+    pytest.param(lambda: BlockRAM(8, 3000, init=_contents(8, 3000, 2)),
+                 marks=pytest.mark.sweep),
     lambda: BlockRAM(16, 1000, init=_contents(16, 1000, 3)),
     lambda: BlockRAM(64, 300, init=_contents(64, 300, 4)),
 ], ids=["64x512", "24x40", "24x64", "64x1024", "16x3000", "8x1500", "8x5000", "8x9000",
