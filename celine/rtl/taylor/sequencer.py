@@ -70,7 +70,11 @@ class PhaseSequencer(wiring.Component):
         # synthesis shared its logic with the tile feed's block address, and ta through
         # it into ta's enable was a Taylor build's worst path: 9.1 ns, 6 levels).
         block_0 = Signal(init=1)
-        both_wrap = last_ta & last_tb
+        # Whether ta and tb are both at their last values (the block ends a token or a row):
+        # a register that follows ta_next and tb_next, so that `release` (into the row
+        # loader's slot-select copies, a Taylor build's worst path at 8.2 ns) is the issue
+        # and this flag, not the issue and two counter compares.
+        both_wrap = Signal(init=p.blocks == 1)
         # Whether `token` is the head's last, registered: a cycle late after `token`
         # moves, but it is read only at a token's last block, blocks = d²/M >= 8 cycles
         # after (the compare with N - 1 into the state was a Taylor build's worst path,
@@ -87,7 +91,10 @@ class PhaseSequencer(wiring.Component):
         step_a, step_b = Signal(), Signal()
         ta_zero, tb_zero = Signal(init=1), Signal(init=1)
         m.d.comb += [ta_next.eq(ta), tb_next.eq(tb)]
-        m.d.sync += [ta.eq(ta_next), tb.eq(tb_next)]
+        m.d.sync += [ta.eq(ta_next), tb.eq(tb_next),
+                     both_wrap.eq((ta_next == p.head_dim // r - 1) &
+                                  (tb_next == p.head_dim // p.tile_cols - 1))]
+        m.d.comb += self.release.eq(both_wrap & (self.issue_kv | self.issue_q))
         for zero, zero_next, steps, step, last, count in (
                 (ta_zero, self.ta_zero_next, self.ta_steps, step_a, last_ta,
                  p.head_dim // r),
@@ -125,7 +132,6 @@ class PhaseSequencer(wiring.Component):
                         with m.If(last_ta):
                             m.d.comb += ta_next.eq(0)
                             m.d.sync += token.eq(token + 1)
-                            m.d.comb += self.release.eq(1)
                             with m.If(last_token):
                                 m.next = "KV_DRAIN"
             with m.State("KV_DRAIN"):
@@ -156,7 +162,6 @@ class PhaseSequencer(wiring.Component):
                         with m.If(last_tb):
                             m.d.comb += tb_next.eq(0)
                             m.d.sync += token.eq(token + 1)
-                            m.d.comb += self.release.eq(1)
                             with m.If(last_token):
                                 m.next = "Q_DRAIN"
             with m.State("Q_DRAIN"):
