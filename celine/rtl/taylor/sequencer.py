@@ -94,7 +94,6 @@ class PhaseSequencer(wiring.Component):
         m.d.sync += [ta.eq(ta_next), tb.eq(tb_next),
                      both_wrap.eq((ta_next == p.head_dim // r - 1) &
                                   (tb_next == p.head_dim // p.tile_cols - 1))]
-        m.d.comb += self.release.eq(both_wrap & (self.issue_kv | self.issue_q))
         for zero, zero_next, steps, step, last, count in (
                 (ta_zero, self.ta_zero_next, self.ta_steps, step_a, last_ta,
                  p.head_dim // r),
@@ -106,7 +105,7 @@ class PhaseSequencer(wiring.Component):
 
         with m.If(self.start):
             m.d.sync += self.running.eq(1)
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += head.eq(0)
@@ -168,4 +167,12 @@ class PhaseSequencer(wiring.Component):
                 with m.If(self.mac_empty & self.lane_empty):
                     m.d.sync += head.eq(head + 1)
                     m.next = "SELECT"
+        # `release`: the issue of a token's or a row's last block. At a row's last block
+        # (with more than one block) block_0 is low, so a Q issue is the state alone and only
+        # a K/V issue waits for `slot_ready`: two levels of logic from registers.
+        if p.blocks > 1:
+            m.d.comb += self.release.eq(both_wrap & (fsm.ongoing("Q") |
+                                                     (fsm.ongoing("KV") & self.slot_ready)))
+        else:
+            m.d.comb += self.release.eq(both_wrap & (self.issue_kv | self.issue_q))
         return m
