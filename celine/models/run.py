@@ -43,13 +43,20 @@ def estimate_ulx3s(devices, stats, images):
     return link, compute
 
 
+def _ports(target):
+    """The serial ports of a `target` that is not "model" or "sim" ("/dev/ttyUSB0,
+    /dev/ttyUSB1"); SettingError if it names none."""
+    ports = [port for port in target.split(",") if port]
+    if not ports:
+        raise SettingError(f"device must be 'model', 'sim' or serial ports, not {target!r}")
+    return ports
+
+
 def _open(target):
     """Devices for `target`: "model" and "sim" are opened per engine later; a serial port
     list ("/dev/ttyUSB0,/dev/ttyUSB1") now."""
     from ..firmware.device import Device
-    ports = [port for port in target.split(",") if port]
-    if not ports:
-        raise SettingError(f"device must be 'model', 'sim' or serial ports, not {target!r}")
+    ports = _ports(target)
     devices = []
     try:
         for port in ports:
@@ -78,6 +85,8 @@ def evaluate(name, target="model", *, images=20, first=0, progress=True):
             not 0 <= first <= tests - images:
         raise SettingError(f"first must be between 0 and {tests - images} for {images} "
                            f"images, not {first!r}")
+    if target not in ("model", "sim"):
+        _ports(target)                 # a bad target says so before minutes of training
     model, record = variant.trained(progress=progress)
     pick = slice(first, first + images)
     x, labels = data.test_images[pick], data.test_labels[pick]
