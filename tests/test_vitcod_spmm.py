@@ -19,7 +19,7 @@ from celine.rtl.common.delay import delayed
 from celine.rtl.vitcod.mac_bank import MacBank
 from celine.rtl.vitcod.output_stage import OutputStage
 from celine.rtl.vitcod.spmm import OFFER_TO_BANK, START_TO_OFFER, Spmm, spmm_latency
-from celine.sim.amaranth_sim import run_sim, stream_put_all
+from celine.sim.amaranth_sim import run_sim, shared, stream_put_all
 from celine.spec.numerics import REQUANT_LATENCY
 
 
@@ -34,12 +34,13 @@ def make_params(head_dim, macs, *, out_lanes, max_tokens=13, heads=2, prob_bits=
 
 class Bench(Elaboratable):
     """The Spmm with a MacBank and the v buffer (a Memory, synchronous read, then
-    registers up to V_READ_LATENCY) attached."""
+    registers up to V_READ_LATENCY; the test writes its words) attached."""
 
-    def __init__(self, params, v_words):
+    def __init__(self, params):
         self.params = params
         self.spmm = Spmm(params)
-        self.v_words = v_words
+        self.v = Memory(shape=params.row_word_bits,
+                        depth=params.heads * params.max_tokens * params.beats, init=[])
 
     def elaborate(self, platform):
         m = Module()
@@ -47,8 +48,7 @@ class Bench(Elaboratable):
         m.submodules.spmm = spmm = self.spmm
         m.submodules.bank = bank = MacBank(p.mac_units)
         wiring.connect(m, spmm.mul, bank.bus)
-        m.submodules.v = v = Memory(shape=p.row_word_bits,
-                                    depth=p.heads * p.max_tokens * p.beats, init=self.v_words)
+        m.submodules.v = v = self.v
         read = v.read_port()
         word = delayed(m, read.data, V_READ_LATENCY - 1, "v_word")  # the output register
         m.d.comb += [read.addr.eq(spmm.v.addr), spmm.v.data.eq(word)]
@@ -145,7 +145,7 @@ def simulate(params, v, runs, *, idle_prob, seed=0):
     writes {addr: row values}, the cycles from the start pulse until busy fell and the
     cycle (the same count) each entry was first offered in."""
     words = [word for row in v.tolist() for word in row_words(params, row)]
-    bench = Bench(params, words)
+    bench = shared(Bench, params)          # its simulator reused (amaranth_sim.run_sim)
     dut = bench.spmm
     stream = [b for rows, *_ in runs for b in beats(rows)]
     results = []
@@ -155,6 +155,8 @@ def simulate(params, v, runs, *, idle_prob, seed=0):
                              idle_prob=idle_prob)
 
     async def control(ctx):
+        for address, word in enumerate(words):
+            ctx.set(bench.v.data[address], word)
         for rows, head_base, out_mult, out_shift in runs:
             ctx.set(dut.tokens, len(rows))
             ctx.set(dut.head_base, head_base)
@@ -191,7 +193,7 @@ def simulate(params, v, runs, *, idle_prob, seed=0):
             assert len(writes) == b * len(rows_written)
             results.append((rows_written, cycle, offers))
 
-    run_sim(bench, producer, control, deadline=1.0)
+    run_sim(bench, producer, control, deadline=1.0, reuse=True)
     return results
 
 
