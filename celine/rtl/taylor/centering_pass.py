@@ -48,11 +48,17 @@ class CenteringPass(wiring.Component):
         # The memory read: the issue's position travels beside it.
         c1_valid = Signal()
         c1_sub = Signal(range(r))
-        c1_ta = Signal.like(self.ta)
         c1_tb = Signal.like(self.tb)
         c1_addr = Signal.like(self.addr)
-        m.d.sync += [c1_valid.eq(self.issue), c1_sub.eq(self.sub), c1_ta.eq(self.ta),
-                     c1_tb.eq(self.tb), c1_addr.eq(self.addr)]
+        m.d.sync += [c1_valid.eq(self.issue), c1_sub.eq(self.sub), c1_tb.eq(self.tb),
+                     c1_addr.eq(self.addr)]
+        # S_K[ta*r + sub] is picked in two steps: the r sums of block row ta beside the
+        # read, then the row's one. (In one step, a d-to-1 multiplexer from the token sums
+        # into c2_sum_k was a Taylor build's worst path: 8.1 ns, 6 levels.) The sums hold
+        # still through the centering phase.
+        c1_sums_k = Signal(data.ArrayLayout(signed(p.sum_width), r))
+        for i in range(r):
+            m.d.sync += c1_sums_k[i].eq(self.sums_k[self.ta * r + i])
 
         # The operands of the row, registered.
         c2_kv = Signal(data.ArrayLayout(signed(ew), c))
@@ -60,7 +66,7 @@ class CenteringPass(wiring.Component):
         c2_sums_v = Signal(data.ArrayLayout(signed(p.sum_width), c))
         m.d.sync += [
             c2_kv.as_value().eq(self.stored.word_select(c1_sub, c * ew)),
-            c2_sum_k.eq(self.sums_k[c1_ta * r + c1_sub]),
+            c2_sum_k.eq(c1_sums_k[c1_sub]),
         ]
         for j in range(c):
             m.d.sync += c2_sums_v[j].eq(self.sums_v[c1_tb * c + j])
