@@ -24,8 +24,8 @@ from .payload import unpack
 __all__ = ["run_sim", "shared", "stream_put", "stream_get", "stream_put_all", "stream_get_n"]
 
 # Making a Simulator (elaborating the design and compiling it to Python) is most of a short
-# test's time: 10.8 of 11.8 s for a MAC shell adapter case. `run_sim(..., reuse=True)` keeps
-# the last REUSED simulators and runs the same design object again after `reset()` (every
+# test's time: 10.8 of 11.8 s for one small shell-adapter case. `run_sim(..., reuse=True)`
+# keeps the last REUSED simulators and runs the same design object again after `reset()` (every
 # signal and memory back at its initial value, as in a new Simulator); `shared` gives
 # tests of one process the same design object for equal constructor arguments.
 REUSED = 4
