@@ -214,7 +214,8 @@ POINTS = [
     # heads, d, M, out_lanes
     (3, 16, 16, 16),     # C = 2, S = 1: bank-bound (2 and 3 cycles a row, d/lanes = 1)
     (3, 16, 16, 4),      # d/lanes = 4 cycles a row: requantizer-bound, the issue waits
-    (6, 64, 32, 16),     # C = 3, S = 2 at d = 64
+    pytest.param(6, 64, 32, 16, marks=pytest.mark.sweep),   # C = 3, S = 2 at d = 64 (make
+    #                                                        test: S = 2 at (1, 16, 8, 8))
     pytest.param(6, 64, 64, 16, marks=pytest.mark.sweep),   # S = 1 at d = 64 (the decoder
     #                                                        waits: 3 < 4)
     (1, 16, 8, 8),       # H = C = 1, S = 2
