@@ -250,15 +250,21 @@ class CommandExecutor(wiring.Component):
                 with m.If(self.reply.ready):
                     m.next = "IDLE"
 
+        # `in_check`: the FSM is in CHECK, as a register of its own (RANGE always goes to
+        # CHECK next). Decoded from the state register, whose nets reach the whole
+        # executor, it was an engine build's worst path (the state -> the CHECK decode ->
+        # the overrun flag's clear, 9.2 ns, two nets of 3.2 and 3.5 ns).
+        in_check = Signal()
+        m.d.sync += in_check.eq(fsm.ongoing("RANGE"))
         m.d.comb += [
             self.mem.write.eq(store),
-            self.staging.addr.eq(Mux(fsm.ongoing("CHECK"), ADDRESS_BYTES,
+            self.staging.addr.eq(Mux(in_check, ADDRESS_BYTES,
                                      Mux(fsm.ongoing("WRITE_STORE"), index_next, index))),
         ]
-        with m.If(fsm.ongoing("CHECK") & status_ok):
+        with m.If(in_check & status_ok):
             m.d.sync += reply.snapshot.eq(self.status | Mux(overrun, int(StatusFlags.OVERRUN), 0))
             m.d.comb += clear_overrun.eq(1)
-        with m.If(fsm.ongoing("CHECK") & configure_ok):
+        with m.If(in_check & configure_ok):
             for k in range(self.register_count):
                 with m.If(configure_at[k]):
                     m.d.sync += self.registers[k].eq(offset)
