@@ -2,7 +2,7 @@
 buffer -> MAC array, activations from `act`, results to `result` (docs/smartdeal.md, "The
 hardware")."""
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -87,8 +87,9 @@ class SdLinear(wiring.Component):
         length_less1 = Signal(16)
         length_less2 = Signal(16)
         outputs_less1 = Signal(16)
+        outputs_less2 = Signal(16)
         m.d.sync += [length_less1.eq(header.length - 1), length_less2.eq(header.length - 2),
-                     outputs_less1.eq(header.outputs - 1)]
+                     outputs_less1.eq(header.outputs - 1), outputs_less2.eq(header.outputs - 2)]
         computing = run.computing
         done_compute = Signal()
         tokens = run.run_tokens
@@ -127,12 +128,18 @@ class SdLinear(wiring.Component):
             with m.If(beat.valid[i]):
                 m.d.comb += count.eq(i + 1)
         set_full = Signal(2)
+        # Whether the output row being written is the layer's last: a register that follows
+        # w_out (lookahead), so that `full`'s set decision has no 16-bit compare before it.
+        end_output = Signal()
+        m.d.comb += end_output.eq(accept & beat.end_output & ~restart)
+        last_out = lookahead(m, "last_out", w_out == outputs_less1, end_output,
+                             Const(0), w_out == outputs_less2)
         with m.If(restart):
             m.d.sync += [w_bank.eq(0), w_lane.eq(0), w_row.eq(0), w_out.eq(0)]
         with m.Elif(accept):
             with m.If(beat.end_output):
                 m.d.sync += [w_row.eq(0), w_out.eq(w_out + 1)]
-                with m.If((w_lane == cols - 1) | (w_out == outputs_less1)):
+                with m.If((w_lane == cols - 1) | last_out):
                     m.d.comb += set_full.eq(Mux(w_bank, 0b10, 0b01))
                     m.d.sync += [w_lane.eq(0), w_bank.eq(~w_bank)]
                 with m.Else():
