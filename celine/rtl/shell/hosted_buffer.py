@@ -70,7 +70,7 @@ class HostedBuffer(Elaboratable):
             # The host's byte enables, registered with the ownership they need (`owned`
             # is `owned_next` registered): the block RAMs' write enables come straight
             # from a register. Decoded from `owned` and a registered mask, the LUT's net
-            # across a deep buffer's blocks was a Taylor build's worst path (9.1 ns, one
+            # across a deep buffer's blocks was an engine build's worst path (9.1 ns, one
             # 6.8 ns net).
             host_en = Signal(len(memory.wen))
             m.d.sync += host_en.eq(Mux(self.owned_next | ~link.write
