@@ -92,24 +92,23 @@ class PhaseSequencer(wiring.Component):
         ta_zero, tb_zero = Signal(init=1), Signal(init=1)
         m.d.comb += [ta_next.eq(ta), tb_next.eq(tb)]
         m.d.sync += [ta.eq(ta_next), tb.eq(tb_next)]
-        # Whether each counter is at its last value next: on a step, whether it is one
-        # before it now (or, with one value, always); else whether it is there now. From
-        # compares of ta_next and tb_next (after the state's decisions) it was a Taylor
+        # Per counter: whether it is 0 next and whether it steps (for the tile feed), and
+        # whether it is at its last value next: on a step, whether it is one before it now
+        # (or, with one value, always); else whether it is there now. `both_wrap` from
+        # compares of ta_next and tb_next (after the state's decisions) was a Taylor
         # build's worst path (the state -> both_wrap, 8.1 ns, 6 levels).
         last_next = []
-        for counter, step, last, count in ((ta, step_a, last_ta, p.head_dim // r),
-                                           (tb, step_b, last_tb, p.head_dim // p.tile_cols)):
-            before_last = counter == count - 2 if count > 1 else Const(1, 1)
-            last_next.append(Mux(step, before_last, last))
-        m.d.sync += both_wrap.eq(last_next[0] & last_next[1])
-        for zero, zero_next, steps, step, last, count in (
-                (ta_zero, self.ta_zero_next, self.ta_steps, step_a, last_ta,
+        for counter, zero, zero_next, steps, step, last, count in (
+                (ta, ta_zero, self.ta_zero_next, self.ta_steps, step_a, last_ta,
                  p.head_dim // r),
-                (tb_zero, self.tb_zero_next, self.tb_steps, step_b, last_tb,
+                (tb, tb_zero, self.tb_zero_next, self.tb_steps, step_b, last_tb,
                  p.head_dim // p.tile_cols)):
             m.d.comb += [zero_next.eq(self.selecting | Mux(step, last, zero)),
                          steps.eq(step if count > 1 else 0)]
             m.d.sync += zero.eq(zero_next)
+            before_last = counter == count - 2 if count > 1 else Const(1, 1)
+            last_next.append(Mux(step, before_last, last))
+        m.d.sync += both_wrap.eq(last_next[0] & last_next[1])
 
         with m.If(self.start):
             m.d.sync += self.running.eq(1)
