@@ -195,9 +195,9 @@ class SoftmaxUnit(wiring.Component):
         held_sparse = Signal()
         held_addr = Signal(range(max(self.dense_depth, self.sparse_depth)))
         held_gaddr = Signal.like(self.gcols.addr)     # a dense entry's gcols word
-        # gcols_base + col, stepped with col: a dense entry's gcols word without an adder
-        # after the walk's decision (the CSR queue's head through the issue and that adder
-        # into held_gaddr was a ViTCoD build's worst path: 9.5 ns, 11 levels).
+        # gcols_base + col, stepped with col (below): a dense entry's gcols word without an
+        # adder after the walk's decision (the CSR queue's head through the issue and that
+        # adder into held_gaddr was a ViTCoD build's worst path: 9.5 ns, 11 levels).
         dense_gaddr = Signal.like(self.gcols.addr)
 
         # Flags kept in registers, for a short decision path: col != g, list_pos != nnz,
@@ -209,6 +209,19 @@ class SoftmaxUnit(wiring.Component):
         # `occupancy`'s steps (below), so `issue` does not wait for a compare.
         full = Signal(name="entries_full")
         credit = ~full
+        # The dense run's counters (col, dense_addr, dense_gaddr) step with each dense
+        # issue and, outside a row's dense run, wait at the next row's second column (its
+        # first goes with the row change, from gcols_base and next_base): so they do not
+        # hang on the walk's whole decision (the row compare through row_done into
+        # dense_gaddr's enable was a ViTCoD build's worst path, 9.2 ns, 7 levels). A dense
+        # run implies the walk is on; start (below) overrides.
+        gcols_next = Signal.like(self.gcols.addr)
+        m.d.sync += gcols_next.eq(gcols_base + 1)
+        with m.If(~dense_left):
+            m.d.sync += [col.eq(1), dense_addr.eq(next_base + 1), dense_gaddr.eq(gcols_next)]
+        with m.Elif(credit):
+            m.d.sync += [col.eq(col + 1), dense_addr.eq(dense_addr + 1),
+                         dense_gaddr.eq(dense_gaddr + 1)]
         issue = Signal()                          # a new entry into the held register
         new_row = Signal()                        # ... the first of the next row
         flush = Signal()                          # the walk's end: the held entry moves on
@@ -219,9 +232,7 @@ class SoftmaxUnit(wiring.Component):
                 m.d.comb += [issue.eq(credit), new["row"].eq(row), new["col"].eq(col),
                              new["addr"].eq(dense_addr)]
                 with m.If(credit):
-                    m.d.sync += [col.eq(col + 1), dense_gaddr.eq(dense_gaddr + 1),
-                                 dense_addr.eq(dense_addr + 1),
-                                 dense_left.eq(col + 1 != globals_)]
+                    m.d.sync += dense_left.eq(col + 1 != globals_)
             with m.Elif(sparse_left & head_valid & (head.row == row)):
                 m.d.comb += [issue.eq(credit), pop.eq(credit), new["row"].eq(row),
                              new["col"].eq(head.col), new["sparse"].eq(1),
@@ -237,9 +248,7 @@ class SoftmaxUnit(wiring.Component):
                     m.d.comb += [issue.eq(credit), new_row.eq(1), new["row"].eq(row + 1),
                                  new["addr"].eq(next_base)]
                     with m.If(credit):
-                        m.d.sync += [row.eq(row + 1), col.eq(1),
-                                     dense_gaddr.eq(gcols_base + 1),
-                                     dense_addr.eq(next_base + 1),
+                        m.d.sync += [row.eq(row + 1),
                                      next_base.eq(next_base + p.max_global),
                                      on_last_row.eq(row + 1 == last_row),
                                      dense_left.eq(several_dense)]
