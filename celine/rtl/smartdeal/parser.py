@@ -337,7 +337,11 @@ class SdParser(wiring.Component):
         # values are made for each of the two cases from registers and the queue alone,
         # and rows_go picks one in the last level: rows_go is the end of the group's
         # decision, and through the group's shift into the count it was a SmartDeal
-        # build's worst path (rows_can to count_is, 8.1 ns, 6 levels).
+        # build's worst path (rows_can to count_is, 8.1 ns, 6 levels). The queue's symbols
+        # instead take rows_go into the shift's select (move t: the group's if rows_go,
+        # else the chunk's or none), which is ready before the word's placement at `count`:
+        # the placement, the shift, then rows_go's pick were a SmartDeal build's worst
+        # path (count_is to the queue, 8.6 ns, 7 levels).
         max_shift = max(P, ROW_SYMBOLS_MAX * R)
         group_moves, stay_moves = [], [(0, ~basis_go)]
         for t in range(1, max_shift + 1):
@@ -363,21 +367,27 @@ class SdParser(wiring.Component):
             return _any(Mux(bit, vector[x + t] if x + t >= 0 else below, 0)
                         for t, bit in moves if x + t < len(vector))
 
-        def queue_after(moves):
-            """The queue, count == c and count > j after `moves` (count - shift, + P with
-            a word taken)."""
-            queue = [_any(Mux(bit, ext[i + t], 0) for t, bit in moves if i + t < Q)
-                     for i in range(Q)]
+        def count_after(moves):
+            """count == c and count > j after `moves` (count - shift, + P with a word
+            taken)."""
             count_is_after = [Mux(body_take, moved(count_is, c - P, 0, moves) if c >= P else 0,
                                   moved(count_is, c, 0, moves)) for c in range(Q + 1)]
             count_gt_after = [Mux(body_take, moved(count_gt, j - P, 1, moves),
                                   moved(count_gt, j, 1, moves)) for j in range(Q)]
-            return queue, count_is_after, count_gt_after
+            return count_is_after, count_gt_after
 
-        queue_go, count_is_go, count_gt_go = queue_after(group_moves)
-        queue_stay, count_is_stay, count_gt_stay = queue_after(stay_moves)
+        count_is_go, count_gt_go = count_after(group_moves)
+        count_is_stay, count_gt_stay = count_after(stay_moves)
+        shifts = {}
+        for t, bit in group_moves:
+            shifts[t] = rows_go & bit
+        for t, bit in stay_moves:
+            shifts[t] = shifts[t] | (~rows_go & bit) if t in shifts else ~rows_go & bit
+        shift_by = {t: Signal(name=f"shift_by{t}") for t in sorted(shifts)}
+        m.d.comb += [shift_by[t].eq(shifts[t]) for t in shift_by]
         for i in range(Q):
-            m.d.sync += q[i].eq(Mux(rows_go, queue_go[i], queue_stay[i]))
+            m.d.sync += q[i].eq(_any(Mux(bit, ext[i + t], 0)
+                                     for t, bit in shift_by.items() if i + t < Q))
         count_is_next = [Signal(name=f"count_is_next{c}") for c in range(Q + 1)]
         count_gt_next = [Signal(name=f"count_gt_next{j}") for j in range(Q)]
         for c in range(Q + 1):
