@@ -67,17 +67,24 @@ class ReplyEncoder(wiring.Component):
         # from ADDRESS to PAYLOAD (its adder and compare into the state were a build's
         # worst path: 8.5 ns, 13 levels).
         last_byte = Signal()
+        # The CRC folds each byte sent a cycle later, from registers (the state through
+        # the byte's mux and the CRC's XORs was a build's worst path, 8.6 ns): CRC_WAIT
+        # lets the last byte's fold land before CRC_LOW sends the value.
+        fold = Signal()
+        fold_byte = Signal(8)
         m.d.comb += [
             self.mem.select.eq(reply.buffer),
             self.mem.lane.eq(byte_lane_reg),
-            crc.data.eq(self.tx.payload),
+            crc.en.eq(fold),
+            crc.data.eq(fold_byte),
         ]
+        m.d.sync += [fold.eq(0), fold_byte.eq(self.tx.payload)]
 
-        def send(byte, state, fold=True):
+        def send(byte, state, fold_it=True):
             m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
             with m.If(self.tx.ready):
-                if fold:
-                    m.d.comb += crc.en.eq(1)
+                if fold_it:
+                    m.d.sync += fold.eq(1)
                 m.next = state
 
         with m.FSM():
@@ -87,7 +94,7 @@ class ReplyEncoder(wiring.Component):
                 with m.If(self.reply.valid):
                     m.next = "START"
             with m.State("START"):
-                send(REPLY_START, "STATUS", fold=False)
+                send(REPLY_START, "STATUS", fold_it=False)
             with m.State("STATUS"):
                 send(reply.status, "SEQ")
             with m.State("SEQ"):
@@ -97,7 +104,7 @@ class ReplyEncoder(wiring.Component):
             with m.State("LENGTH_HIGH"):
                 send(reply.length[8:], "ADDRESS")
                 with m.If(self.tx.ready & (reply.length == 0)):
-                    m.next = "CRC_LOW"
+                    m.next = "CRC_WAIT"
 
             # READ_LATENCY + 3 cycles a payload byte: word and lane, the buffers' read
             # (`mem.rdata` is valid in LATCH), byte registered, sent.
@@ -123,16 +130,17 @@ class ReplyEncoder(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(payload_byte)]
                 with m.If(self.tx.ready):
-                    m.d.comb += crc.en.eq(1)
-                    m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1),
-                                 address.eq(address + 1)]
+                    m.d.sync += [fold.eq(1), index.eq(index_next),
+                                 index_next.eq(index_next + 1), address.eq(address + 1)]
                     with m.If(last_byte):
-                        m.next = "CRC_LOW"
+                        m.next = "CRC_WAIT"
                     with m.Else():
                         m.next = "ADDRESS"
 
+            with m.State("CRC_WAIT"):
+                m.next = "CRC_LOW"
             with m.State("CRC_LOW"):
-                send(crc.value[:8], "CRC_HIGH", fold=False)
+                send(crc.value[:8], "CRC_HIGH", fold_it=False)
             with m.State("CRC_HIGH"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(crc.value[8:])]
                 with m.If(self.tx.ready):
