@@ -4,7 +4,8 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 
-from celine.engines.vitcod.spec import VitcodParams, csc_fields, csr_fields, pack_word
+from celine.engines.vitcod.spec import (CSR_READ_LATENCY, VitcodParams, csc_fields, csr_fields,
+                                        pack_word)
 from celine.golden.vitcod.mask import index_lists, polarize, random_mask
 from celine.rtl.vitcod.index_check import IndexCheck
 
@@ -35,13 +36,16 @@ def _run(csc, csr, base=256):
         await ctx.tick()
         ctx.set(dut.start, 0)
         cycles = 0
+        csr_reads = []
         while True:
-            # the memories: data one cycle after the address
+            # the memories: csc's data one cycle after the address, csr's CSR_READ_LATENCY
             a_csc, a_csr = ctx.get(dut.csc.addr), ctx.get(dut.csr.addr)
             busy = ctx.get(dut.busy)
             await ctx.tick()
             ctx.set(dut.csc.data, memory_csc.get(a_csc, 0))
-            ctx.set(dut.csr.data, memory_csr.get(a_csr, 0))
+            csr_reads.append(memory_csr.get(a_csr, 0))
+            if len(csr_reads) == CSR_READ_LATENCY:
+                ctx.set(dut.csr.data, csr_reads.pop(0))
             if not busy:
                 break
             cycles += 1

@@ -11,7 +11,7 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 
 from celine.engines.vitcod.cycles import CHECK_TAIL
-from celine.engines.vitcod.spec import (QK_READ_LATENCY, VitcodParams, csc_fields, csr_fields,
+from celine.engines.vitcod.spec import (CSR_READ_LATENCY, QK_READ_LATENCY, VitcodParams, csc_fields, csr_fields,
                                         row_words)
 from celine.golden.vitcod.attention import softmax_int
 from celine.rtl.vitcod.csr_check import CsrCheck
@@ -499,7 +499,7 @@ def run_csr_check(p, tokens, jobs):
                 "list_base": base, "gcols_base": gbase})
             results.append((ctx.get(dut.error), cycles))
 
-    run_sim(dut, testbench, processes=[read_model(dut.csr, memory),
+    run_sim(dut, testbench, processes=[read_model(dut.csr, memory, latency=CSR_READ_LATENCY),
                                        read_model(dut.gcols, gmemory)])
     return results
 

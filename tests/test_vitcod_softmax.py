@@ -8,7 +8,7 @@ import torch
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib.memory import Memory
 
-from celine.engines.vitcod.spec import X_BITS, VitcodParams
+from celine.engines.vitcod.spec import CSR_READ_LATENCY, X_BITS, VitcodParams
 from celine.golden.vitcod.attention import exp_int, exp_scale, softmax_int
 from celine.rtl.vitcod.divider import ReciprocalPipeline
 from celine.rtl.vitcod.exp_unit import ExpUnit
@@ -21,9 +21,10 @@ PARAMS = VitcodParams(head_dim=64, max_tokens=64, heads=2, max_global=64,
 X_MAX = (1 << X_BITS) - 1
 # With `entries` always ready, a head takes at most entries + (its longest row) + this
 # many cycles from start to its last entry: the exponential's and the divider's latencies
-# and 16: 46 at PARAMS (measured in test_softmax_unit_throughput: 43 with dense columns
-# and, with g = 0, 46, the bound).
-THROUGHPUT_CONSTANT = ExpUnit.latency + PARAMS.recip_width + 16
+# and 15 + CSR_READ_LATENCY (a row's first CSR entry waits for the prefetch): 47 at PARAMS
+# (measured in test_softmax_unit_throughput: 43 with dense columns and, with g = 0, 47,
+# the bound).
+THROUGHPUT_CONSTANT = ExpUnit.latency + PARAMS.recip_width + 15 + CSR_READ_LATENCY
 
 
 # -- the parts: fixed-latency pipelines ------------------------------------------------------
@@ -169,7 +170,7 @@ class Head:
 
 class Bench(Elaboratable):
     """The softmax unit with its memories (synchronous reads, the score memories'
-    through a register more: SCORE_READ_LATENCY; the row maxima's through two more, the
+    and the CSR list's through a register more: SCORE_READ_LATENCY, CSR_READ_LATENCY; the row maxima's through two more, the
     last loading with `load`: ROW_MAX_READ_LATENCY), holding `images`."""
 
     def __init__(self, params, images):
@@ -187,8 +188,9 @@ class Bench(Elaboratable):
             m.submodules[name] = mem
             read = mem.read_port()
             word = read.data
-            if name in ("dense_scores", "sparse_scores"):
-                for _ in range(SCORE_READ_LATENCY - 1):
+            if name in ("dense_scores", "sparse_scores", "csr"):
+                latency = CSR_READ_LATENCY if name == "csr" else SCORE_READ_LATENCY
+                for _ in range(latency - 1):
                     late = Signal.like(word)
                     m.d.sync += late.eq(word)
                     word = late

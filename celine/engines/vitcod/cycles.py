@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from .. import CycleEstimate
 from ...spec.checks import check_int
 from ...spec.numerics import REQUANT_LATENCY
-from .spec import (AE_STEPS, CSR_CHECK_TAIL, EXP_LATENCY, INDEX_CHECK_LATENCY,
-                   MAC_BANK_LATENCY, QK_READ_LATENCY, V_READ_LATENCY, VitcodParams, ae_shape)
+from .spec import (AE_STEPS, CSR_CHECK_TAIL, CSR_READ_LATENCY, EXP_LATENCY,
+                   INDEX_CHECK_LATENCY, MAC_BANK_LATENCY, QK_READ_LATENCY, V_READ_LATENCY,
+                   VitcodParams, ae_shape)
 
 # Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
 # Last dense job issued -> busy low, beyond the job's t slices and the engine's n DPUs:
@@ -28,7 +29,8 @@ INDEX_TAIL = 1 + INDEX_CHECK_LATENCY   # IndexCheck: nnz + 5 (never the last: th
                                        # engine's scores come later)
 # Phase 2.
 FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit
-SPARSE_FIRST = 3       # ... later when the row's first entry is a CSR one (g = 0)
+SPARSE_FIRST = CSR_READ_LATENCY + 2   # ... later when the row's first entry is a CSR
+                                      # one (g = 0): the prefetch's read and queue
 RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider's stages)
 # The last row's end on the bank -> busy low (plus d / out_lanes): v's read latency beyond
 # 1, the bank's stages beyond 2, then the output stage's requantizers, less the 2 cycles

@@ -7,8 +7,8 @@ words let in and not yet taken out, and a word is let in only while the count is
 what the queue holds:
 
 - the CSR prefetch: a read of the `csr` buffer is issued only while `csr_held` (reads in
-  flight and words queued) is below CSR_QUEUE_DEPTH; the word lands in `csr_queue` the
-  next cycle;
+  flight and words queued) is below CSR_QUEUE_DEPTH; the word lands in `csr_queue`
+  CSR_READ_LATENCY cycles later;
 - stage 1: an entry is issued only while `occupancy` (entries issued and not yet taken
   by stage 2) is below the entry queue's depth; it waits in the held register, goes
   through the reads and the ExpUnit into `entry_queue`, and stage 2 takes it into its
@@ -52,7 +52,7 @@ from ...formal.insides import Insides
 from ...formal.prove import Proof
 from ...rtl.vitcod import softmax_unit
 from ...rtl.vitcod.exp_unit import ExpUnit
-from .spec import VitcodParams
+from .spec import CSR_READ_LATENCY, VitcodParams
 
 __all__ = ["PARAMS", "PROOFS", "SoftmaxHarness"]
 
@@ -114,7 +114,8 @@ class SoftmaxHarness(wiring.Component):
         stage_1 = [dut.signal(name) for name in ("held", "valid_0", "valid_1", "valid_2")]
         stage_1 += [exp.signal(f"valid_{k + 1}") for k in range(ExpUnit.latency)]
         stage_2 = [dut.signal(f"valid_{stage}") for stage in "abcdef"]
-        fifo_invariant(m, fifos["csr_queue"], csr_held - dut.signal("fetched"))
+        in_flight = sum(dut.signal(f"fetched_d{k + 1}") for k in range(CSR_READ_LATENCY))
+        fifo_invariant(m, fifos["csr_queue"], csr_held - in_flight)
         fifo_invariant(m, fifos["entry_queue"],
                        occupancy - sum(stage_1) - dut.signal("head_held"))
         fifo_invariant(m, fifos["out_queue"], out_held - sum(stage_2))

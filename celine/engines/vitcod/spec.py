@@ -12,7 +12,7 @@ from ...spec.numerics import LANES, MULT_BITS, SHIFT_BITS
 from ...spec.params import Params
 from ...spec.widths import ceil_log2, signed_width
 
-__all__ = ["VitcodParams", "V_READ_LATENCY", "QK_READ_LATENCY", "INDEX_CHECK_LATENCY", "CSR_CHECK_TAIL", "EXP_LATENCY", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS",
+__all__ = ["VitcodParams", "V_READ_LATENCY", "QK_READ_LATENCY", "CSR_READ_LATENCY", "INDEX_CHECK_LATENCY", "CSR_CHECK_TAIL", "EXP_LATENCY", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS",
            "E_BITS", "X_BITS", "EXP_HI_TABLE", "EXP_LO_TABLE", "registers", "head_register",
            "HEAD_REGISTERS", "Errors", "buffers", "AE_OPERANDS", "AE_WEIGHTS_PER_REGISTER",
            "AeEnable", "AE_STEPS", "AE_PARTS", "AE_REGISTER_PREFIX", "AE_MAX_HEADS",
@@ -25,10 +25,12 @@ __all__ = ["VitcodParams", "V_READ_LATENCY", "QK_READ_LATENCY", "INDEX_CHECK_LAT
 
 DPU_WIDTH = LANES          # MACs of one dot-product unit; an engine has a whole number of them
 # The shared MAC bank (rtl/vitcod/mac_bank.py): operands in -> products out, a registered
-# multiplier. (A register after its operand multiplexer, making it 3, was tried against
-# the V buffer -> bank path: the default design's routing then diverged on seed 1 with
-# router2; docs/timing.md.)
-MAC_BANK_LATENCY = 2
+# multiplier (2), then each product into a register in the fabric (the multiplier
+# block's output crossing to its user's adder in the same cycle, a 5.8 ns net into the
+# SpMM's accumulators, was a build's worst path). (A register after the operand
+# multiplexer instead was tried against the V buffer -> bank path: the default design's
+# routing then diverged on seed 1 with router2; docs/timing.md.)
+MAC_BANK_LATENCY = 3
 # v's read latency (BufferSpec.read_latency): its block RAMs' output registers are on, so
 # the SpMM's slice into the MAC bank leaves a register, not a block RAM's read path; and
 # (3) the read address is registered beside every few of v's blocks, so the SpMM's
@@ -38,6 +40,11 @@ V_READ_LATENCY = 3
 # mixer slices leave the blocks' output registers (a k block's 5.6 ns clock-to-out and
 # an 8.9 ns net to the host's read register was a build's worst path).
 QK_READ_LATENCY = 2
+# The CSR list's read latency, on both its read ports: the words leave the blocks' output
+# registers, which take the place of the registers the list's readers (the CSR check, the
+# index check, the softmax unit's prefetch) had after them (the block's 5.6 ns clock-to-
+# out and a 3.7 ns net into the CSR check's word register was a build's worst path).
+CSR_READ_LATENCY = 2
 # IndexCheck's stages from an entry's issue to its comparison: the CSC word in, into a
 # register, the CSR word in, into a register (rtl/vitcod/index_check.py).
 INDEX_CHECK_LATENCY = 4
@@ -581,7 +588,8 @@ def buffers(params):
         BufferSpec("v", row_bits, rows, True,           # the SpMM reads it, alone
                    read_latency=V_READ_LATENCY),
         BufferSpec("csc", sum(w for _, w in csc_fields(p)), lists, True, read_ports=2),
-        BufferSpec("csr", sum(w for _, w in csr_fields(p)), lists, True, read_ports=2),
+        BufferSpec("csr", sum(w for _, w in csr_fields(p)), lists, True, read_ports=2,
+                   read_latency=CSR_READ_LATENCY),
         BufferSpec("gcols", p.token_bits, gcols_depth(p), True, read_ports=2),
         BufferSpec("out", row_bits, rows, False),
     ]

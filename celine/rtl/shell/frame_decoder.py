@@ -84,8 +84,12 @@ class FrameDecoder(wiring.Component):
         # Whether the payload byte due is the frame's last: a register, from `index` and
         # the length a cycle earlier (bytes are taken two cycles apart at the closest, and
         # the length is known two cycles before the first payload byte).
+        # `index_next` (index + 1, a register stepped with it) keeps the adder off that
+        # path (index through the adder and the compare was a build's worst path, 7.9 ns,
+        # 12 levels).
         last_payload = Signal()
-        m.d.sync += last_payload.eq(index + 1 == request.length)
+        index_next = Signal(16)
+        m.d.sync += last_payload.eq(index_next == request.length)
 
         # The inter-byte timeout: quiet cycles since the last byte.
         timer = Signal(range(self.timeout_cycles + 1))
@@ -119,7 +123,8 @@ class FrameDecoder(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [take.eq(held), crc.clear.eq(1)]
                 with m.If(held & is_start):
-                    m.d.sync += [request.seq.eq(0), request.args.eq(0), index.eq(0)]
+                    m.d.sync += [request.seq.eq(0), request.args.eq(0), index.eq(0),
+                                 index_next.eq(1)]
                     m.next = "COMMAND"
 
             with m.State("COMMAND"):
@@ -149,7 +154,7 @@ class FrameDecoder(wiring.Component):
                     for k in range(ARG_BYTES):
                         with m.If(index == k):
                             m.d.sync += request.args[k].eq(byte)
-                    m.d.sync += index.eq(index + 1)
+                    m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1)]
                     with m.If(last_payload):
                         m.next = "CRC_LOW"
                 receive(got_payload)

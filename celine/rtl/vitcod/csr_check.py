@@ -5,7 +5,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...engines.vitcod.spec import CSR_CHECK_TAIL, buffers, csr_fields
+from ...engines.vitcod.spec import CSR_CHECK_TAIL, CSR_READ_LATENCY, buffers, csr_fields
 from ..common.delay import delayed
 from ..shell.contract import read_port_signature
 from .dpu import check_params
@@ -110,12 +110,12 @@ class CsrCheck(wiring.Component):
             with m.If(g_final):
                 m.d.sync += self.busy.eq(0)
 
-        # -- the CSR entries: the word into a register (a block RAM's output is slow), then
-        # the checks, each into a register of its own (`failed`), then their OR into
-        # `error` (in one cycle, the word through the compares, the global-column lookup
-        # and the OR into `error` was a ViTCoD build's worst path, 9.6 ns, 8 levels) ------
-        word = Signal.like(self.csr.data)
-        m.d.sync += word.eq(self.csr.data)
+        # -- the CSR entries: the word from a register (the block RAM's own output register
+        # at CSR_READ_LATENCY 2: its array's output is slow), then the checks, each into a
+        # register of its own (`failed`), then their OR into `error` (in one cycle, the
+        # word through the compares, the global-column lookup and the OR into `error` was
+        # a ViTCoD build's worst path, 9.6 ns, 8 levels) ----------------------------------
+        word = delayed(m, self.csr.data, 2 - CSR_READ_LATENCY, "word")
         valid = delayed(m, reading, 2, "valid")
         final = delayed(m, reading & (left == 1), 2, "final")
         checked = delayed(m, valid, 1, "checked")

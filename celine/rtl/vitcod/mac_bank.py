@@ -25,10 +25,13 @@ def bank_signature(units):
 class MacBank(wiring.Component):
     """`units` signed 18 x 18 multipliers with registered operands and products.
 
-    p[k] = a[k] * b[k] of the operands presented `latency` = MAC_BANK_LATENCY = 2 cycles
+    p[k] = a[k] * b[k] of the operands presented `latency` = MAC_BANK_LATENCY = 3 cycles
     earlier: one register stage before the multiply and one after, on ECP5 the input and
     output registers of a MULT18X18D (common.multiplier.RegisteredMultiplier), so the
-    multiply is a register-to-register path of its own. The bank never stalls; its users
+    multiply is a register-to-register path of its own; then a register in the fabric,
+    so that the block's output net, which crosses to wherever the product's user sits,
+    is a path of its own too (only the bits a user reads are kept: yosys drops the
+    rest). The bank never stalls; its users
     (the SDDMM engines in a head's first phase, the SpMM in its second, the
     auto-encoder's mixers) schedule around the fixed latency.
     """
@@ -44,6 +47,6 @@ class MacBank(wiring.Component):
         m = Module()
         for k in range(self.units):
             m.submodules[f"mult{k}"] = mult = RegisteredMultiplier(OPERAND_WIDTH, OPERAND_WIDTH)
-            m.d.comb += [mult.a.eq(self.bus.a[k]), mult.b.eq(self.bus.b[k]),
-                         self.bus.p[k].eq(mult.p)]
+            m.d.comb += [mult.a.eq(self.bus.a[k]), mult.b.eq(self.bus.b[k])]
+            m.d.sync += self.bus.p[k].eq(mult.p)
         return m

@@ -4,13 +4,14 @@ celine.golden.vitcod.attention.softmax_int computes them."""
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ...engines.vitcod.spec import X_BITS, VitcodParams, buffers, csr_fields
+from ...engines.vitcod.spec import CSR_READ_LATENCY, X_BITS, VitcodParams, buffers, csr_fields
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
+from ..common.delay import delayed
 from ..common.multiplier import RegisteredMultiplier
 from ..common.shaped_queue import ShapedQueue, _rejected
+from ..shell.block_ram import BlockRAM
 from ..shell.contract import read_port_signature
 from .divider import ReciprocalPipeline
 from .exp_unit import E_WIDTH, ExpUnit
@@ -32,8 +33,9 @@ ROW_MAX_READ_LATENCY = SCORE_READ_LATENCY + 1
 # The queues are filled on credit (a count of the words issued and not yet taken out), so
 # nothing upstream of them stalls. That needs a ShapedQueue of depth >= 3, which takes a
 # beat whenever its level is below its depth (at depth 2 it may not).
-CSR_QUEUE_DEPTH = 4      # CSR words prefetched: one a cycle needs 4 (a read in flight, the
-                         # queue's two stages, the word being taken); 3 halves the rate
+# CSR words prefetched: one a cycle needs CSR_READ_LATENCY + 3 (the reads in flight, the
+# queue's two stages, the word being taken); one fewer halves the rate.
+CSR_QUEUE_DEPTH = CSR_READ_LATENCY + 3
 OUT_QUEUE_DEPTH = 10     # stage 2's six stages + the output queue's two: 9 suffice
 # Cycles of stage 1's pipeline and of the bookkeeping around the divider that the entry
 # queue covers besides a whole row, the ExpUnit and the divider (SoftmaxUnit.
@@ -102,10 +104,11 @@ class SoftmaxUnit(wiring.Component):
     stage 2 likewise against the output queue. The entry queue holds a whole row plus the
     entries issued while the row's sum goes through the divider, so with ``entries``
     always ready stage 1 never waits: a head takes at most entries + (its longest row) +
-    ExpUnit.latency + recip_width + 16 cycles from start to its last entry (the longest
-    row because p of a row needs the row's whole sum first, so stage 2 runs up to a row
-    behind stage 1; measured at recip_width 22: + 43 with dense columns, + 46 with g = 0,
-    whose first entry waits 3 cycles for the CSR prefetch).
+    ExpUnit.latency + recip_width + 15 + CSR_READ_LATENCY cycles from start to its last
+    entry (the longest row because p of a row needs the row's whole sum first, so stage
+    2 runs up to a row behind stage 1; measured at recip_width 22: + 43 with dense
+    columns, + 47 with g = 0, whose first entry waits CSR_READ_LATENCY + 2 cycles for the
+    CSR prefetch).
     """
 
     def __init__(self, params):
@@ -161,10 +164,11 @@ class SoftmaxUnit(wiring.Component):
         m.submodules.csr_queue = csr_queue = ShapedQueue(csr_layout, CSR_QUEUE_DEPTH)
         fetch_n = Signal.like(self.nnz)
         fetch_addr = Signal(range(self.csr_depth + 1))
-        fetched = Signal()                        # a read in flight
         csr_held = Signal(range(CSR_QUEUE_DEPTH + 1))   # in flight or queued
         fetch = Signal()
         pop = Signal()
+        # The reads in flight: the word of fetched_d<CSR_READ_LATENCY> is on the port.
+        fetched = delayed(m, fetch, CSR_READ_LATENCY, "fetched")
         m.d.comb += [
             fetch.eq(running & (fetch_n != nnz) & (csr_held != CSR_QUEUE_DEPTH)),
             self.csr.addr.eq(fetch_addr),
@@ -172,7 +176,7 @@ class SoftmaxUnit(wiring.Component):
             csr_queue.i.payload.eq(self.csr.data),
             csr_queue.o.ready.eq(pop),
         ]
-        m.d.sync += [fetched.eq(fetch), csr_held.eq(csr_held + fetch - pop)]
+        m.d.sync += csr_held.eq(csr_held + fetch - pop)
         with m.If(fetch):
             m.d.sync += [fetch_n.eq(fetch_n + 1), fetch_addr.eq(fetch_addr + 1)]
         head = csr_queue.o.payload
@@ -343,11 +347,13 @@ class SoftmaxUnit(wiring.Component):
         # -- the reciprocals, by row ------------------------------------------------------
         m.submodules.recip = recip = ReciprocalPipeline(p, tb)
         m.d.comb += [recip.valid.eq(sum_valid), recip.s.eq(row_sum), recip.tag.eq(sum_row)]
-        m.submodules.recips = recips = Memory(shape=p.recip_width, depth=p.max_tokens, init=[])
-        recip_write = recips.write_port()
-        recip_read = recips.read_port()           # not transparent: a plain block-RAM port
-        m.d.comb += [recip_write.addr.eq(recip.out_tag), recip_write.data.eq(recip.r),
-                     recip_write.en.eq(recip.out_valid)]
+        # r by row, read through the block's output register (its array's 5.9 ns clock-to-
+        # out straight into the multipliers' input registers was a ViTCoD build's worst
+        # path, 9.1 ns): the read is issued a stage earlier instead (below).
+        m.submodules.recips = recips = BlockRAM(-(-p.recip_width // 8) * 8, p.max_tokens,
+                                                output_register=True)
+        m.d.comb += [recips.waddr.eq(recip.out_tag), recips.wdata.eq(recip.r),
+                     recips.wen.eq(Mux(recip.out_valid, (1 << len(recips.wen)) - 1, 0))]
 
         # -- stage 2: p = min((e * r + 2^(R-F-1)) >> (R-F), 2^F) ---------------------------
         # The queue's head goes straight from the block RAM into a register (loaded
@@ -377,16 +383,16 @@ class SoftmaxUnit(wiring.Component):
         with m.If(take & queue_head.last):
             m.d.sync += row_2.eq(row_2 + 1)
 
-        # a: the entry taken (its row addresses r: a register drives the block RAM's
-        # address, and a row taken at c was written before c, so the read at c + 1 sees
-        # it); b: r read; c: r registered (in the multipliers); d: e times each
-        # MULT18X18D-sized chunk of r; e: their sum; f: rounded and shifted. The tag rides
-        # along.
+        # The cycle an entry is taken its row (the register row_2) addresses r: a row taken
+        # at t was written before t (`known` follows the write), so the read sees it.
+        # a: the entry taken, r read; b: r in the block's output register; c: r
+        # registered (in the multipliers); d: e times each MULT18X18D-sized chunk of r;
+        # e: their sum; f: rounded and shifted. The tag rides along.
         out_tag = data.StructLayout({"row": tb, "col": tb, "last": 1})
         valid, tag_s = Signal(name="valid_a"), Signal(out_tag, name="tag_a")
         m.d.sync += [valid.eq(take), tag_s.row.eq(row_2), tag_s.col.eq(queue_head.col),
                      tag_s.last.eq(queue_head.last)]
-        m.d.comb += recip_read.addr.eq(tag_s.row)
+        m.d.comb += recips.raddr.eq(row_2)
         for stage in "bcdef":
             valid_k, tag_k = Signal(name=f"valid_{stage}"), Signal(out_tag, name=f"tag_{stage}")
             m.d.sync += [valid_k.eq(valid), tag_k.eq(tag_s)]
@@ -399,7 +405,7 @@ class SoftmaxUnit(wiring.Component):
         chunk = OPERAND_WIDTH - 1                 # unsigned operands of a signed multiplier
         pieces = []
         for low in range(0, p.recip_width, chunk):
-            r_chunk = recip_read.data[low:low + chunk]
+            r_chunk = recips.data[low:min(low + chunk, p.recip_width)]
             mult = RegisteredMultiplier(E_WIDTH + 1, len(r_chunk) + 1)
             m.submodules[f"piece_{low}"] = mult
             m.d.comb += [mult.a.eq(e_b), mult.b.eq(r_chunk)]     # zero-extended: >= 0
