@@ -150,7 +150,9 @@ class FrameHarness(wiring.Component):
         byte, is_start = dut.signal("byte"), dut.signal("is_start")
         index, last_payload = dut.signal("index"), dut.signal("last_payload")
         crc_low, crc_high = dut.signal("crc_low"), dut.signal("crc_high")
-        m.d.comb += [Assert(is_start == (byte == REQUEST_START)), Assert(count <= cap)]
+        index_next = dut.signal("index_next")
+        m.d.comb += [Assert(is_start == (byte == REQUEST_START)), Assert(count <= cap),
+                     Assert(index_next == (index + 1)[:len(index_next)])]
         with m.If(held):
             m.d.comb += Assert(byte == last)
         # Between frames: the harness is in a frame only if the decoder holds its start.

@@ -46,11 +46,13 @@ QK_READ_LATENCY = 2
 # out and a 3.7 ns net into the CSR check's word register was a build's worst path).
 CSR_READ_LATENCY = 2
 # IndexCheck's stages from an entry's issue to its comparison: the CSC word in, into a
-# register, the CSR word in, into a register (rtl/vitcod/index_check.py).
-INDEX_CHECK_LATENCY = 4
+# register, the CSR word in (CSR_READ_LATENCY), into a register (rtl/vitcod/
+# index_check.py).
+INDEX_CHECK_LATENCY = 3 + CSR_READ_LATENCY
 # CsrCheck's cycles from its last read to `busy` low (rtl/vitcod/csr_check.py): the word
-# into a register, each check into a register of its own, their OR into `error`.
-CSR_CHECK_TAIL = 4
+# in (CSR_READ_LATENCY), into a register, each check into a register of its own, their
+# OR into `error`.
+CSR_CHECK_TAIL = 3 + CSR_READ_LATENCY
 # The softmax unit's ExpUnit (rtl/vitcod/exp_unit.py): x in -> e out, fully pipelined.
 # (The tables' ROMs in logic straight into the HI·LO multiplier's input registers, one
 # register fewer, put a 4.0 ns net into the multiplier block on a build's worst path.)

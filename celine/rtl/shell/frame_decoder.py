@@ -88,7 +88,7 @@ class FrameDecoder(wiring.Component):
         # path (index through the adder and the compare was a build's worst path, 7.9 ns,
         # 12 levels).
         last_payload = Signal()
-        index_next = Signal(16)
+        index_next = Signal(16, init=1)
         m.d.sync += last_payload.eq(index_next == request.length)
 
         # The inter-byte timeout: quiet cycles since the last byte.

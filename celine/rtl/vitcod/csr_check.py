@@ -110,14 +110,17 @@ class CsrCheck(wiring.Component):
             with m.If(g_final):
                 m.d.sync += self.busy.eq(0)
 
-        # -- the CSR entries: the word from a register (the block RAM's own output register
-        # at CSR_READ_LATENCY 2: its array's output is slow), then the checks, each into a
-        # register of its own (`failed`), then their OR into `error` (in one cycle, the
-        # word through the compares, the global-column lookup and the OR into `error` was
-        # a ViTCoD build's worst path, 9.6 ns, 8 levels) ----------------------------------
-        word = delayed(m, self.csr.data, 2 - CSR_READ_LATENCY, "word")
-        valid = delayed(m, reading, 2, "valid")
-        final = delayed(m, reading & (left == 1), 2, "final")
+        # -- the CSR entries: the word into a register here, after the block RAM's own
+        # output register (CSR_READ_LATENCY 2: the blocks sit across the die, and their
+        # output register straight into the checks was a build's worst path, a 2.4 ns net
+        # then 7 levels, 9.4 ns), then the checks, each into a register of its own
+        # (`failed`), then their OR into `error` (in one cycle, the word through the
+        # compares, the global-column lookup and the OR into `error` was a ViTCoD build's
+        # worst path, 9.6 ns, 8 levels) --------------------------------------------------
+        word = Signal.like(self.csr.data)
+        m.d.sync += word.eq(self.csr.data)
+        valid = delayed(m, reading, CSR_READ_LATENCY + 1, "valid")
+        final = delayed(m, reading & (left == 1), CSR_READ_LATENCY + 1, "final")
         checked = delayed(m, valid, 1, "checked")
         checked_final = delayed(m, final, 1, "checked_final")
         entry = data.View(csr_layout(p), word)

@@ -2,8 +2,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ...engines.vitcod.spec import (CSR_READ_LATENCY, INDEX_CHECK_LATENCY, VitcodParams,
-                                    csc_fields, csr_fields)
+from ...engines.vitcod.spec import INDEX_CHECK_LATENCY, VitcodParams, csc_fields, csr_fields
 from ..common.delay import delayed
 
 __all__ = ["IndexCheck"]
@@ -66,15 +65,18 @@ class IndexCheck(wiring.Component):
         # Each list word goes into a register as it leaves its block RAM (a CSR word
         # compared straight from the block was a build's worst path, 13.4 ns), so an entry
         # takes LATENCY stages after its issue: 1 the CSC word arrives, 2 it is registered
-        # and the CSR read issued at its position, 3 the CSR word arrives, 4 it is compared
-        # (stages 3 and 4 are the CSR block's read and its output register).
+        # and the CSR read issued at its position, 3 .. 2 + CSR_READ_LATENCY the CSR word
+        # arrives (through the block's output register), then it is registered here (the
+        # blocks sit across the die) and compared.
         valid = [Signal(name=f"valid_{k}") for k in range(1, self.LATENCY + 1)]
         csc_2 = Signal.like(self.csc.data)
-        # The CSR word at stage 4: the block's own output register (CSR_READ_LATENCY 2).
-        csr_4 = delayed(m, self.csr.data, 2 - CSR_READ_LATENCY, "csr_4")
+        csr_w = Signal.like(self.csr.data)        # the CSR word, at stage LATENCY
+        m.d.sync += csr_w.eq(self.csr.data)
         row_3, col_3 = Signal(p.token_bits), Signal(p.token_bits)
-        row_4, col_4 = Signal(p.token_bits), Signal(p.token_bits)
-        bad_3, bad_4 = Signal(), Signal()
+        bad_3 = Signal()
+        # stage 3's row, col and verdict, delayed to the CSR word's stage
+        row_w, col_w, bad_w = (delayed(m, value, self.LATENCY - 3, name) for value, name in
+                               ((row_3, "row"), (col_3, "col"), (bad_3, "bad")))
 
         pos_2 = _field(csc_2, csc_fields(p), "pos")
         m.d.comb += [self.csc.addr.eq(base + n),
@@ -93,11 +95,10 @@ class IndexCheck(wiring.Component):
             m.d.sync += [csc_2.eq(self.csc.data),
                          row_3.eq(_field(csc_2, csc_fields(p), "row")),
                          col_3.eq(_field(csc_2, csc_fields(p), "col")),
-                         bad_3.eq(pos_2 >= nnz),
-                         row_4.eq(row_3), col_4.eq(col_3), bad_4.eq(bad_3)]
-            mismatch = (Cat(_field(csr_4, csr_fields(p), "row"),
-                            _field(csr_4, csr_fields(p), "col")) != Cat(row_4, col_4))
-            with m.If(valid[-1] & (bad_4 | mismatch)):
+                         bad_3.eq(pos_2 >= nnz)]
+            mismatch = (Cat(_field(csr_w, csr_fields(p), "row"),
+                            _field(csr_w, csr_fields(p), "col")) != Cat(row_w, col_w))
+            with m.If(valid[-1] & (bad_w | mismatch)):
                 m.d.sync += self.error.eq(1)
         m.d.comb += self.busy.eq(issuing | Cat(*valid).any())
         return m
