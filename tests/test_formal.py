@@ -185,7 +185,8 @@ def test_a_packer_whose_fifo_is_short_of_its_credit_fails(tmp_path, monkeypatch)
 @pytest.mark.sweep      # make test: the packer's and the reader's short credit fail
 def test_a_softmax_unit_whose_csr_queue_is_short_of_its_credit_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(softmax_unit, "ShapedQueue", lambda layout, depth: ShapedQueue(
-        layout, depth - 1 if depth == softmax_unit.CSR_QUEUE_DEPTH else depth))
+        # (the queue holds the words not in flight and not in the walk's head register)
+        layout, depth - 1 if depth == softmax_unit.CSR_QUEUE_DEPTH - 1 else depth))
     proof = Proof("SoftmaxUnit, CSR queue 1 short", "credit", SoftmaxHarness)
     assert "\\unit__start" in _fails_from_reset(proof, tmp_path)
 

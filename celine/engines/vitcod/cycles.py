@@ -29,8 +29,8 @@ INDEX_TAIL = 1 + INDEX_CHECK_LATENCY   # IndexCheck: nnz + 5 (never the last: th
                                        # engine's scores come later)
 # Phase 2.
 FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit
-SPARSE_FIRST = CSR_READ_LATENCY + 2   # ... later when the row's first entry is a CSR
-                                      # one (g = 0): the prefetch's read and queue
+SPARSE_FIRST = CSR_READ_LATENCY + 3   # ... later when the row's first entry is a CSR one
+                                      # (g = 0): the prefetch's read, queue and head
 RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider's stages)
 # The last row's end on the bank -> busy low (plus d / out_lanes): v's read latency beyond
 # 1, the bank's stages beyond 2, then the output stage's requantizers, less the 2 cycles

@@ -7,8 +7,10 @@ words let in and not yet taken out, and a word is let in only while the count is
 what the queue holds:
 
 - the CSR prefetch: a read of the `csr` buffer is issued only while `csr_held` (reads in
-  flight and words queued) is below CSR_QUEUE_DEPTH; the word lands in `csr_queue`
-  CSR_READ_LATENCY cycles later;
+  flight, words queued and the walk's head register) is below CSR_QUEUE_DEPTH; the word
+  lands in `csr_queue` CSR_READ_LATENCY cycles later, and the walk's head register takes
+  it from there (its row's compares, `here` and `here_next`, kept in registers, are
+  proven equal to the compares);
 - stage 1: an entry is issued only while `occupancy` (entries issued and not yet taken
   by stage 2) is below the entry queue's depth; it waits in the held register, goes
   through the reads and the ExpUnit into `entry_queue`, and stage 2 takes it into its
@@ -44,7 +46,7 @@ unit starts: docs/formal.md.)
 """
 
 from amaranth.hdl import Assert, Assume, Module
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
 from ...formal.credits import fifo_invariant, stalled_beat_held
@@ -52,7 +54,7 @@ from ...formal.insides import Insides
 from ...formal.prove import Proof
 from ...rtl.vitcod import softmax_unit
 from ...rtl.vitcod.exp_unit import ExpUnit
-from .spec import CSR_READ_LATENCY, VitcodParams
+from .spec import CSR_READ_LATENCY, VitcodParams, csr_fields
 
 __all__ = ["PARAMS", "PROOFS", "SoftmaxHarness"]
 
@@ -93,6 +95,12 @@ class SoftmaxHarness(wiring.Component):
         head = queues["csr_queue"].component.o
         with m.If(head.valid):
             m.d.comb += Assume(head.payload.row <= last_row)
+        # ... and on the walk's head register, which the queue's head loads.
+        walk_head = data.View(data.StructLayout(dict(csr_fields(self._params))),
+                              dut.signal("head"))
+        walk_head_valid = dut.signal("head_valid")
+        with m.If(walk_head_valid):
+            m.d.comb += Assume(walk_head.row <= last_row)
 
         # The property: no queue overflows; the counts stay in range; `entries` holds.
         for queue in queues.values():
@@ -115,7 +123,15 @@ class SoftmaxHarness(wiring.Component):
         stage_1 += [exp.signal(f"valid_{k + 1}") for k in range(ExpUnit.latency)]
         stage_2 = [dut.signal(f"valid_{stage}") for stage in "abcdef"]
         in_flight = sum(dut.signal(f"fetched_d{k + 1}") for k in range(CSR_READ_LATENCY))
-        fifo_invariant(m, fifos["csr_queue"], csr_held - in_flight)
+        fifo_invariant(m, fifos["csr_queue"], csr_held - in_flight - walk_head_valid)
+        # The walk's compares of its head's row, kept in registers.
+        row = dut.signal("row")
+        row_1, row_2 = ((row + k)[:len(row)] for k in (1, 2))    # as the walk's row wraps
+        m.d.comb += [Assert(dut.signal("here") == (walk_head_valid & (walk_head.row == row))),
+                     Assert(dut.signal("here_next")
+                            == (walk_head_valid & (walk_head.row == row_1))),
+                     Assert(dut.signal("row_plus_1") == row_1),
+                     Assert(dut.signal("row_plus_2") == row_2)]
         fifo_invariant(m, fifos["entry_queue"],
                        occupancy - sum(stage_1) - dut.signal("head_held"))
         fifo_invariant(m, fifos["out_queue"], out_held - sum(stage_2))

@@ -33,9 +33,10 @@ ROW_MAX_READ_LATENCY = SCORE_READ_LATENCY + 1
 # The queues are filled on credit (a count of the words issued and not yet taken out), so
 # nothing upstream of them stalls. That needs a ShapedQueue of depth >= 3, which takes a
 # beat whenever its level is below its depth (at depth 2 it may not).
-# CSR words prefetched: one a cycle needs CSR_READ_LATENCY + 3 (the reads in flight, the
-# queue's two stages, the word being taken); one fewer halves the rate.
-CSR_QUEUE_DEPTH = CSR_READ_LATENCY + 3
+# CSR words prefetched (read, queued or in the walk's head register): one a cycle needs
+# CSR_READ_LATENCY + 4 (the reads in flight, the queue's two stages, the head register,
+# the word being taken); one fewer halves the rate.
+CSR_QUEUE_DEPTH = CSR_READ_LATENCY + 4
 OUT_QUEUE_DEPTH = 10     # stage 2's six stages + the output queue's two: 9 suffice
 # Cycles of stage 1's pipeline and of the bookkeeping around the divider that the entry
 # queue covers besides a whole row, the ExpUnit and the divider (SoftmaxUnit.
@@ -104,10 +105,10 @@ class SoftmaxUnit(wiring.Component):
     stage 2 likewise against the output queue. The entry queue holds a whole row plus the
     entries issued while the row's sum goes through the divider, so with ``entries``
     always ready stage 1 never waits: a head takes at most entries + (its longest row) +
-    ExpUnit.latency + recip_width + 15 + CSR_READ_LATENCY cycles from start to its last
+    ExpUnit.latency + recip_width + 16 + CSR_READ_LATENCY cycles from start to its last
     entry (the longest row because p of a row needs the row's whole sum first, so stage
     2 runs up to a row behind stage 1; measured at recip_width 22: + 43 with dense
-    columns, + 47 with g = 0, whose first entry waits CSR_READ_LATENCY + 2 cycles for the
+    columns, + 48 with g = 0, whose first entry waits CSR_READ_LATENCY + 2 cycles for the
     CSR prefetch).
     """
 
@@ -161,10 +162,10 @@ class SoftmaxUnit(wiring.Component):
 
         # -- the CSR prefetch: words list_base + n into a small queue, counted ------------
         csr_layout = data.StructLayout(dict(csr_fields(p)))
-        m.submodules.csr_queue = csr_queue = ShapedQueue(csr_layout, CSR_QUEUE_DEPTH)
+        m.submodules.csr_queue = csr_queue = ShapedQueue(csr_layout, CSR_QUEUE_DEPTH - 1)
         fetch_n = Signal.like(self.nnz)
         fetch_addr = Signal(range(self.csr_depth + 1))
-        csr_held = Signal(range(CSR_QUEUE_DEPTH + 1))   # in flight or queued
+        csr_held = Signal(range(CSR_QUEUE_DEPTH + 1))   # in flight, queued or the head
         fetch = Signal()
         pop = Signal()
         # The reads in flight: the word of fetched_d<CSR_READ_LATENCY> is on the port.
@@ -174,13 +175,21 @@ class SoftmaxUnit(wiring.Component):
             self.csr.addr.eq(fetch_addr),
             csr_queue.i.valid.eq(fetched),
             csr_queue.i.payload.eq(self.csr.data),
-            csr_queue.o.ready.eq(pop),
         ]
         m.d.sync += csr_held.eq(csr_held + fetch - pop)
         with m.If(fetch):
             m.d.sync += [fetch_n.eq(fetch_n + 1), fetch_addr.eq(fetch_addr + 1)]
-        head = csr_queue.o.payload
-        head_valid = csr_queue.o.valid
+        # The walk's head: the queue's first word in a register of its own, loaded when it
+        # is empty or taken, with its row compared ahead (below: `here`, `here_next`), so
+        # the walk's decision starts from flip-flops (the queue's head through the row
+        # compare, row_done and the decision into the walk's enables was a ViTCoD build's
+        # worst path on two seeds, 9.7 ns, 8 levels).
+        head = Signal(csr_layout)
+        head_valid = Signal()
+        load = ~head_valid | pop
+        m.d.comb += csr_queue.o.ready.eq(load)
+        with m.If(load):
+            m.d.sync += [head_valid.eq(csr_queue.o.valid), head.eq(csr_queue.o.payload)]
         with m.If(~running):
             m.d.comb += pop.eq(head_valid)        # words a malformed list left: dropped
 
@@ -208,7 +217,14 @@ class SoftmaxUnit(wiring.Component):
         # row == N - 1, g != 0, g > 1.
         dense_left, sparse_left, on_last_row = Signal(), Signal(), Signal()
         has_dense, several_dense = Signal(), Signal()
-        row_done = ~dense_left & (~sparse_left | (head_valid & (head.row != row)))
+        # here = head_valid & (head.row == row), here_next = head_valid & (head.row ==
+        # row + 1, in tb bits): registers kept equal to those compares (formally: engines/vitcod/
+        # proofs.py), set when the head loads (its row against row, row + 1 and row + 2,
+        # picked by whether the row advances) and when the row advances.
+        here = Signal()
+        here_next = Signal()
+        advance_row = Signal()                    # the walk moves to row + 1 this cycle
+        row_done = ~dense_left & (~sparse_left | (head_valid & ~here))
         # Whether the entry queue's credits are all out: a register that follows
         # `occupancy`'s steps (below), so `issue` does not wait for a compare.
         full = Signal(name="entries_full")
@@ -237,7 +253,7 @@ class SoftmaxUnit(wiring.Component):
                              new["addr"].eq(dense_addr)]
                 with m.If(credit):
                     m.d.sync += dense_left.eq(col + 1 != globals_)
-            with m.Elif(sparse_left & head_valid & (head.row == row)):
+            with m.Elif(sparse_left & here):
                 m.d.comb += [issue.eq(credit), pop.eq(credit), new["row"].eq(row),
                              new["col"].eq(head.col), new["sparse"].eq(1),
                              new["addr"].eq(list_pos)]
@@ -252,6 +268,7 @@ class SoftmaxUnit(wiring.Component):
                     m.d.comb += [issue.eq(credit), new_row.eq(1), new["row"].eq(row + 1),
                                  new["addr"].eq(next_base)]
                     with m.If(credit):
+                        m.d.comb += advance_row.eq(1)
                         m.d.sync += [row.eq(row + 1),
                                      next_base.eq(next_base + p.max_global),
                                      on_last_row.eq(row + 1 == last_row),
@@ -261,9 +278,26 @@ class SoftmaxUnit(wiring.Component):
                                  new["row"].eq(row + 1), new["col"].eq(head.col),
                                  new["sparse"].eq(1), new["addr"].eq(list_pos)]
                     with m.If(credit):
+                        m.d.comb += advance_row.eq(1)
                         m.d.sync += [row.eq(row + 1), list_pos.eq(list_pos + 1),
                                      on_last_row.eq(row + 1 == last_row),
                                      sparse_left.eq(list_pos + 1 != nnz)]
+
+        # The head's row compared ahead: against row + 1 and row + 2 (registers stepped
+        # with row) where the row advances, the decision only picking.
+        row_plus_1 = Signal(tb, init=1 % (1 << tb))      # (row + 1) mod 2^tb, as row wraps
+        row_plus_2 = Signal(tb, init=2 % (1 << tb))
+        with m.If(advance_row):
+            m.d.sync += [row_plus_1.eq(row_plus_1 + 1), row_plus_2.eq(row_plus_2 + 1)]
+        queued_row = csr_queue.o.payload.row
+        with m.If(load):
+            m.d.sync += [
+                here.eq(csr_queue.o.valid & Mux(advance_row, queued_row == row_plus_1,
+                                                queued_row == row)),
+                here_next.eq(csr_queue.o.valid & Mux(advance_row, queued_row == row_plus_2,
+                                                     queued_row == row_plus_1))]
+        with m.Elif(advance_row):
+            m.d.sync += [here.eq(here_next), here_next.eq(head.row == row_plus_2)]
 
         move = (issue & held) | flush
         # The row maxima are read a row ahead: `max_row` is the row the next row change
@@ -469,6 +503,12 @@ class SoftmaxUnit(wiring.Component):
                 several_dense.eq(self.globals > 1), sparse_left.eq(self.nnz != 0),
                 on_last_row.eq(self.tokens == 1),
                 list_pos.eq(0), row_part.eq(0), ahead.eq(0), known.eq(0), row_2.eq(0),
-                max_row.eq(0),
+                max_row.eq(0), row_plus_1.eq(1 % (1 << tb)), row_plus_2.eq(2 % (1 << tb)),
+                # the head's compares against row 0 (a head left from a malformed list
+                # is dropped before the next start, but the flags hold regardless)
+                here.eq(Mux(load, csr_queue.o.valid & (queued_row == 0),
+                            head_valid & (head.row == 0))),
+                here_next.eq(Mux(load, csr_queue.o.valid & (queued_row == 1),
+                                 head_valid & (head.row == 1))),
             ]
         return m
