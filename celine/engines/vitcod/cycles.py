@@ -24,13 +24,13 @@ from .spec import (AE_STEPS, CSR_CHECK_TAIL, CSR_READ_LATENCY, EXP_LATENCY,
 # the MAC bank, then the score chain's stages; likewise for the sparse engine.
 DENSE_TAIL = MAC_BANK_LATENCY + 9 + QK_READ_LATENCY
 SPARSE_TAIL = MAC_BANK_LATENCY + 11 + QK_READ_LATENCY
-CHECK_TAIL = CSR_CHECK_TAIL   # CsrCheck: g + nnz + 4
-INDEX_TAIL = 1 + INDEX_CHECK_LATENCY   # IndexCheck: nnz + 5 (never the last: the sparser
+CHECK_TAIL = CSR_CHECK_TAIL   # CsrCheck: g + nnz + 5
+INDEX_TAIL = 1 + INDEX_CHECK_LATENCY   # IndexCheck: nnz + 6 (never the last: the sparser
                                        # engine's scores come later)
 # Phase 2.
 FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit
-SPARSE_FIRST = CSR_READ_LATENCY + 3   # ... later when the row's first entry is a CSR one
-                                      # (g = 0): the prefetch's read, queue and head
+SPARSE_FIRST = CSR_READ_LATENCY + 3   # ... the first CSR entry, at the earliest: the
+                                      # prefetch's read, queue and head register
 RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider's stages)
 # The last row's end on the bank -> busy low (plus d / out_lanes): v's read latency beyond
 # 1, the bank's stages beyond 2, then the output stage's requantizers, less the 2 cycles
@@ -96,11 +96,16 @@ def phase_2(p, head):
     cycles)."""
     g = head.globals
     spmm, floor = p.spmm_cycles, p.head_dim // p.out_lanes
-    fed = FIRST_ENTRY + (0 if g else SPARSE_FIRST)    # the first stage's next free cycle
+    fed = FIRST_ENTRY                                 # the first stage's next free cycle
+    # The CSR prefetch's first word: the walk's first CSR entry waits for it (with g
+    # dense columns first, only the part of the wait they do not cover).
+    sparse_from = FIRST_ENTRY + SPARSE_FIRST
     done = None                                       # the previous row's end on the bank
     for nnz in head.row_nnz:
         length = g + nnz
-        fed += length
+        fed += g
+        if nnz:
+            fed = max(fed, sparse_from) + nnz
         ready = fed + EXP_LATENCY + p.recip_width + RECIP_TO_P
         if done is None:
             done = ready + length * spmm
