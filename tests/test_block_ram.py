@@ -4,7 +4,7 @@ read multiplexer, reads and byte-enabled writes like one memory, and yosys's map
 import random
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
@@ -46,10 +46,42 @@ def test_slice_width(width, depth, bits):
     *[(lambda init=init: BlockRAM(8, 4, init=init), ValueError,
        r"^init must be at most 4 words of 8 bits \(non-negative integers\)$")
       for init in ([0] * 5, [256], [-1], [1.0], [True], b"ab")],
+    (lambda: BlockRAM.for_bits(0, 64), ValueError, r"^bits must be at least 1, not 0$"),
+    (lambda: BlockRAM.for_bits(2.5, 64), TypeError, r"^bits must be an integer, not 2.5$"),
 ])
 def test_bad_parameters(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+def test_for_bits_and_write_word():
+    """for_bits rounds the word up to whole bytes; write_word writes every byte of a word
+    (zero-extended) when `en`, nothing otherwise."""
+    assert [BlockRAM.for_bits(bits, 64).width for bits in (1, 8, 9, 22, 24)] == [8, 8, 16, 24, 24]
+    ram = BlockRAM.for_bits(22, 64, output_register=True)
+    m = Module()
+    m.submodules.ram = ram
+    addr, data, en = Signal(6), Signal(22), Signal()
+    ram.write_word(m, addr, data, en)
+    seen = []
+
+    async def bench(ctx):
+        for a, d, e in ((3, (1 << 22) - 1, 1), (4, 5, 0), (4, 0x2AAAAA, 1)):
+            ctx.set(addr, a)
+            ctx.set(data, d)
+            ctx.set(en, e)
+            await ctx.tick()
+        ctx.set(en, 0)
+        for a in (3, 4):
+            ctx.set(ram.raddr, a)
+            await ctx.tick().repeat(ram.read_latency)
+            seen.append(ctx.get(ram.data))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [(1 << 22) - 1, 0x2AAAAA]
 
 
 @pytest.mark.parametrize("contents", ["zero", "init"])

@@ -407,7 +407,7 @@ def test_bank_latency():
         for k in range(3):
             ctx.set(bank.bus.a[k], 0)
             ctx.set(bank.bus.b[k], 0)
-        for cycle in range(1, MAC_BANK_LATENCY + 2):
+        for _ in range(MAC_BANK_LATENCY + 1):
             seen.append([ctx.get(bank.bus.p[k]) for k in range(3)])
             await ctx.tick()
 

@@ -11,8 +11,8 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 
 from celine.engines.vitcod.cycles import CHECK_TAIL
-from celine.engines.vitcod.spec import (CSR_READ_LATENCY, QK_READ_LATENCY, VitcodParams, csc_fields, csr_fields,
-                                        row_words)
+from celine.engines.vitcod.spec import (CSR_READ_LATENCY, QK_READ_LATENCY, VitcodParams,
+                                        csc_fields, csr_fields, row_words)
 from celine.golden.vitcod.attention import softmax_int
 from celine.rtl.vitcod.csr_check import CsrCheck
 from celine.rtl.vitcod.dense_sddmm import DenseSddmm

@@ -169,9 +169,10 @@ class Head:
 
 
 class Bench(Elaboratable):
-    """The softmax unit with its memories (synchronous reads, the score memories'
-    and the CSR list's through a register more: SCORE_READ_LATENCY, CSR_READ_LATENCY; the row maxima's through two more, the
-    last loading with `load`: ROW_MAX_READ_LATENCY), holding `images`."""
+    """The softmax unit with its memories (synchronous reads, the score memories' and
+    the CSR list's through a register more: SCORE_READ_LATENCY, CSR_READ_LATENCY; the row
+    maxima's through two more, the last loading with `load`: ROW_MAX_READ_LATENCY),
+    holding `images`."""
 
     def __init__(self, params, images):
         self.dut = SoftmaxUnit(params)

@@ -183,6 +183,19 @@ class BlockRAM(wiring.Component):
             members.update(ren=In(1, init=1))
         super().__init__(members)
 
+    @classmethod
+    def for_bits(cls, bits, depth, **kwargs):
+        """A BlockRAM of `bits`-bit words, each stored in whole bytes (`width` rounded up
+        to a multiple of 8; the bits above `bits` read as written, 0 with `write_word`)."""
+        check_int("bits", bits, minimum=1)
+        return cls(-(-bits // 8) * 8, depth, **kwargs)
+
+    def write_word(self, m, addr, data, en):
+        """Drive the write port from `m`: `data` (zero-extended) to `addr`, every byte at
+        once when `en`."""
+        m.d.comb += [self.waddr.eq(addr), self.wdata.eq(data),
+                     self.wen.eq(en.replicate(len(self.wen)))]
+
     def _blocks(self):
         """(first bit, bits) of each DP16KD on ECP5 (with the output register on): every
         slice's blocks side by side (`_block_chunks`)."""

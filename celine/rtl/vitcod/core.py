@@ -50,7 +50,7 @@ def ae_fields(params, part="decoder"):
 def _score_memory(params, depth):
     """A score memory (signed scores, stored in whole bytes), read through its block's
     output register: SCORE_READ_LATENCY, the softmax unit's contract."""
-    ram = BlockRAM(-(-params.score_width // 8) * 8, max(1, depth), output_register=True)
+    ram = BlockRAM.for_bits(params.score_width, max(1, depth), output_register=True)
     if ram.read_latency != SCORE_READ_LATENCY:
         raise RuntimeError(f"a score memory reads in {ram.read_latency} cycles, the softmax "
                            f"unit expects {SCORE_READ_LATENCY}")
@@ -59,8 +59,7 @@ def _score_memory(params, depth):
 
 def _score_write(m, ram, score):
     """An engine's score write port ({addr, data, en}) into `ram`."""
-    m.d.comb += [ram.waddr.eq(score.addr), ram.wdata.eq(score.data),
-                 ram.wen.eq(Mux(score.en, (1 << len(ram.wen)) - 1, 0))]
+    ram.write_word(m, score.addr, score.data, score.en)
 
 
 def _score_read(m, ram, port):

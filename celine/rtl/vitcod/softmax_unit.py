@@ -218,9 +218,9 @@ class SoftmaxUnit(wiring.Component):
         dense_left, sparse_left, on_last_row = Signal(), Signal(), Signal()
         has_dense, several_dense = Signal(), Signal()
         # here = head_valid & (head.row == row), here_next = head_valid & (head.row ==
-        # row + 1, in tb bits): registers kept equal to those compares (formally: engines/vitcod/
-        # proofs.py), set when the head loads (its row against row, row + 1 and row + 2,
-        # picked by whether the row advances) and when the row advances.
+        # row + 1, in tb bits): registers kept equal to those compares (formally:
+        # engines/vitcod/proofs.py), set when the head loads (its row against row, row + 1
+        # and row + 2, picked by whether the row advances) and when the row advances.
         here = Signal()
         here_next = Signal()
         advance_row = Signal()                    # the walk moves to row + 1 this cycle
@@ -384,10 +384,9 @@ class SoftmaxUnit(wiring.Component):
         # r by row, read through the block's output register (its array's 5.9 ns clock-to-
         # out straight into the multipliers' input registers was a ViTCoD build's worst
         # path, 9.1 ns): the read is issued a stage earlier instead (below).
-        m.submodules.recips = recips = BlockRAM(-(-p.recip_width // 8) * 8, p.max_tokens,
-                                                output_register=True)
-        m.d.comb += [recips.waddr.eq(recip.out_tag), recips.wdata.eq(recip.r),
-                     recips.wen.eq(Mux(recip.out_valid, (1 << len(recips.wen)) - 1, 0))]
+        m.submodules.recips = recips = BlockRAM.for_bits(p.recip_width, p.max_tokens,
+                                                         output_register=True)
+        recips.write_word(m, recip.out_tag, recip.r, recip.out_valid)
 
         # -- stage 2: p = min((e * r + 2^(R-F-1)) >> (R-F), 2^F) ---------------------------
         # The queue's head goes straight from the block RAM into a register (loaded
