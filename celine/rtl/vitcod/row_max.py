@@ -95,13 +95,25 @@ class RowMax(wiring.Component):
                      valid1.eq(sparse_valid.bit_select(self.sparse.row, 1)),
                      forward_2.eq(en1 & (row1 == self.sparse.row)),    # in s2 next cycle
                      forward_3.eq(en2 & (row2 == self.sparse.row))]    # in s3 next cycle
-        # The candidates are compared with the score in parallel (unsigned compares of the
-        # biased values); the loop through s2 (the same row twice in a row) is a compare
-        # and two LUT levels.
+        # The candidates for s2's new maximum: the score itself (value1), the new maximum
+        # of the score before (value2, if of the same row), or `older` (the row's stored
+        # maximum, or the one in s3 not yet written). Which wins over value1 comes from a
+        # bit registered the cycle before: `beats` (value1 > value2) is the incoming score
+        # compared, beside s1, with each candidate for value2 and picked by the same
+        # selects that pick value2. So the loop through s2 (the same row twice in a row)
+        # is no longer a 22-bit compare and a pick into value2 in one cycle (that was a
+        # ViTCoD build's worst path, 9.7 ns and 20 levels): value2's compare goes into
+        # `beats`, and `beats` picks value2 the cycle after. (Equal values: either pick is
+        # the same maximum.)
         older = Mux(forward_3, value3, sparse_old.data)
         older_wins = Mux(forward_3, value3 > value1, valid1 & (sparse_old.data > value1))
-        new = Mux(forward_2, Mux(value2 > value1, value2, value1),
-                  Mux(older_wins, older, value1))
+        beats = Signal()                # value1 > value2 (used when forward_2)
+        pick_value1 = Mux(forward_2, beats, ~older_wins)
+        pick_value2 = forward_2 & ~beats
+        new = Mux(pick_value1, value1, Mux(pick_value2, value2, older))
+        incoming = biased(self.sparse.value)
+        m.d.sync += beats.eq(Mux(pick_value1, incoming > value1,
+                                 Mux(pick_value2, incoming > value2, incoming > older)))
         m.d.sync += [row2.eq(row1), en2.eq(en1), value2.eq(new), value3.eq(value2)]
         sparse_write = sparse_max.write_port()
         m.d.comb += [sparse_write.addr.eq(row2), sparse_write.data.eq(value2),
