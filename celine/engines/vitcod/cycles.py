@@ -38,8 +38,10 @@ RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider'
 SPMM_TAIL = V_READ_LATENCY - 1 + MAC_BANK_LATENCY - 2 + REQUANT_LATENCY - 2
 # The core's sequencer.
 RUN_SETUP = 2          # start -> the first head's phase 1 (IDLE, NEXT_HEAD)
-PHASE_TURN = 3         # phase 1's last busy -> phase 2's start pulse (WAIT_A, START_B)
-HEAD_TURN = 2          # phase 2 done -> the next head's phase 1 (WAIT_B, NEXT_HEAD)
+PHASE_TURN = 4         # phase 1's last busy -> phase 2's start pulse (the registered
+                       # idle, WAIT_A, START_B)
+HEAD_TURN = 3          # phase 2 done -> the next head's phase 1 (the registered idle,
+                       # WAIT_B, NEXT_HEAD)
 DECODE_TURN = 2        # with the auto-encoder built in: the sequencer's visits of Q's and
                        # K's decode (AE), whether they run or not
 ENCODE_TURN = 2        # ... and of Q's and K's encode, before them

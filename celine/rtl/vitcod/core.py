@@ -200,6 +200,15 @@ class VitcodCore(wiring.Component):
             phase_a_busy = phase_a_busy | sparse.busy | index_check.busy
             index_error = index_error | sparse.error | index_check.error
 
+        # The phases' ends, registered: the phase's units idle, and not started this cycle
+        # (their busy rises the cycle after the pulse). Read straight, the SpMM's row count
+        # through its busy into WAIT_B's end and on to the head registers' enables was a
+        # ViTCoD build's worst path (9.3 ns): a cycle more a phase (cycles.PHASE_TURN,
+        # HEAD_TURN). The error flags are sticky, so they are read a cycle late too.
+        a_idle, b_idle = Signal(), Signal()
+        m.d.sync += [a_idle.eq(~phase_a_busy & ~start_a),
+                     b_idle.eq(~softmax.busy & ~spmm.busy & ~start_b)]
+
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(mem.out.write & (self.result_words != (1 << RESULT_WORD_BITS) - 1)):
@@ -259,7 +268,7 @@ class VitcodCore(wiring.Component):
             with m.State("START_A"):
                 m.next = "WAIT_A"
             with m.State("WAIT_A"):
-                with m.If(~phase_a_busy):
+                with m.If(a_idle):
                     with m.If(index_error):
                         m.d.sync += self.errors.eq(Errors.INDEX)
                         m.next = "DONE"
@@ -269,7 +278,7 @@ class VitcodCore(wiring.Component):
             with m.State("START_B"):
                 m.next = "WAIT_B"
             with m.State("WAIT_B"):
-                with m.If(~softmax.busy & ~spmm.busy):
+                with m.If(b_idle):
                     m.d.sync += [head.eq(head + 1), head_base.eq(head_base + p.max_tokens),
                                  list_base.eq(list_base + p.sparse_capacity),
                                  gcols_base.eq(gcols_base + p.max_global)]
