@@ -4,8 +4,8 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 
-from celine.engines.vitcod.spec import (CSR_READ_LATENCY, VitcodParams, csc_fields, csr_fields,
-                                        pack_word)
+from celine.engines.vitcod.spec import (CSC_READ_LATENCY, CSR_READ_LATENCY, VitcodParams,
+                                        csc_fields, csr_fields, pack_word)
 from celine.golden.vitcod.mask import index_lists, polarize, random_mask
 from celine.rtl.vitcod.index_check import IndexCheck
 
@@ -36,13 +36,16 @@ def _run(csc, csr, base=256):
         await ctx.tick()
         ctx.set(dut.start, 0)
         cycles = 0
-        csr_reads = []
+        csc_reads, csr_reads = [], []
         while True:
-            # the memories: csc's data one cycle after the address, csr's CSR_READ_LATENCY
+            # the memories: csc's data CSC_READ_LATENCY cycles after the address, csr's
+            # CSR_READ_LATENCY
             a_csc, a_csr = ctx.get(dut.csc.addr), ctx.get(dut.csr.addr)
             busy = ctx.get(dut.busy)
             await ctx.tick()
-            ctx.set(dut.csc.data, memory_csc.get(a_csc, 0))
+            csc_reads.append(memory_csc.get(a_csc, 0))
+            if len(csc_reads) == CSC_READ_LATENCY:
+                ctx.set(dut.csc.data, csc_reads.pop(0))
             csr_reads.append(memory_csr.get(a_csr, 0))
             if len(csr_reads) == CSR_READ_LATENCY:
                 ctx.set(dut.csr.data, csr_reads.pop(0))

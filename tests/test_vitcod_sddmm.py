@@ -11,7 +11,8 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 
 from celine.engines.vitcod.cycles import CHECK_TAIL
-from celine.engines.vitcod.spec import (CSR_READ_LATENCY, QK_READ_LATENCY, VitcodParams,
+from celine.engines.vitcod.spec import (CSC_READ_LATENCY, CSR_READ_LATENCY, QK_READ_LATENCY,
+                                        VitcodParams,
                                         csc_fields, csr_fields, row_words)
 from celine.golden.vitcod.attention import softmax_int
 from celine.rtl.vitcod.csr_check import CsrCheck
@@ -209,7 +210,8 @@ def run_phase1(p, tokens, gcols, kept_sparse, q, k, *, with_dense, with_sparse):
                       recorder(dense.row_max, ("row", "value"), seen["row_max"])]
     if sparse:
         processes += [row_model(sparse.q, q_words), row_model(sparse.k, k_words),
-                      read_model(sparse.csc, list_memory(p, csc_fields(p), csc)),
+                      read_model(sparse.csc, list_memory(p, csc_fields(p), csc),
+                                 latency=CSC_READ_LATENCY),
                       recorder(sparse.score, ("addr", "data"), seen["sparse"]),
                       recorder(sparse.score_row, ("row", "value"), seen["score_row"]),
                       strobe_recorder(sparse.k_fetch, sparse.k.addr, seen["k_fetch"])]
@@ -374,8 +376,9 @@ def test_phase1_deit_tiny_head(p):
 def test_cycle_counts():
     """The formulas at full and partial occupancy, by hand (docstrings' constants; L, the
     bank's latency, was 2 and R, q's and k's read latency, 1 when they were written:
-    14 = 11 + R + L)."""
-    L, R = MacBank.latency, QK_READ_LATENCY
+    14 = 11 + R + L; the sparser engine's C, the CSC list's read latency, was 1 then: its
+    11 is 10 + C)."""
+    L, R, C = MacBank.latency, QK_READ_LATENCY, CSC_READ_LATENCY
     for dense, sparse, t in ((8, 8, 8), (7, 1, 8), (1, 7, 8), (2, 2, 2)):
         p = make_params(8 * t, dense, t - dense)
         p_sparse = make_params(8 * t, t - sparse, sparse)
@@ -385,7 +388,7 @@ def test_cycle_counts():
         assert DenseSddmm.run_cycles(p, tokens, g) == (issue_cycle(jobs - 1, dense, t) + t
                                                       + 11 + R + L + dense)
         assert SparseSddmm.run_cycles(p_sparse, nnz) == (issue_cycle(nnz - 1, sparse, t) + t
-                                                        + 11 + R + L + sparse)
+                                                        + 10 + C + R + L + sparse)
         assert DenseSddmm.run_cycles(p, tokens, 0) == SparseSddmm.run_cycles(p_sparse, 0) == 1
     p = make_params(64, 8, 0)
     assert DenseSddmm.run_cycles(p, 5, 3) == 15 + 8 + 10 + R + L + 8  # a job a cycle
@@ -394,10 +397,10 @@ def test_cycle_counts():
     # The ideal g*N*t/n plus the latency, at n | jobs:
     # (jobs/n - 1)*t + n - 1 + t + 11 + R + L + n.
     # Sparse, 14 entries on 7 DPUs: ideally nnz*t/n = 16 cycles; the last issue is in cycle
-    # 16 - (t - n) - 1 = 14 (no wait for the idle slot), then t + 11 + R + L + n.
+    # 16 - (t - n) - 1 = 14 (no wait for the idle slot), then t + 10 + C + R + L + n.
     p = make_params(64, 1, 7)
-    assert SparseSddmm.run_cycles(p, 14) == 14 + 8 + 11 + R + L + 7
-    assert SparseSddmm.run_cycles(make_params(64, 0, 8), 14) == 13 + 8 + 11 + R + L + 8
+    assert SparseSddmm.run_cycles(p, 14) == 14 + 8 + 10 + C + R + L + 7
+    assert SparseSddmm.run_cycles(make_params(64, 0, 8), 14) == 13 + 8 + 10 + C + R + L + 8
 
 
 # -- the sparser engine's error flag -------------------------------------------------------
@@ -421,7 +424,8 @@ def run_sparse(p, tokens, globals_, entries, q, k, runs=1):
 
     run_sim(bench, testbench, processes=[
         row_model(sparse.q, row_memory(p, q)), row_model(sparse.k, row_memory(p, k)),
-        read_model(sparse.csc, list_memory(p, csc_fields(p), entries)),
+        read_model(sparse.csc, list_memory(p, csc_fields(p), entries),
+                   latency=CSC_READ_LATENCY),
         recorder(sparse.score, ("addr", "data"), written)])
     return results
 
@@ -469,7 +473,7 @@ def test_sparse_error_flags():
             memory[base * p.sparse_capacity + n] = pack_fields(csc_fields(p), entry)
     run_sim(bench, testbench, processes=[
         row_model(sparse.q, [0] * 16), row_model(sparse.k, [0] * 16),
-        read_model(sparse.csc, memory)])
+        read_model(sparse.csc, memory, latency=CSC_READ_LATENCY)])
     assert flags == [1, 0]
     # Columns below g are sparse columns like any other (the global ones are a table).
     (error, _, written), = run_sparse(p, tokens, globals_, [(0, 1, 0), (1, 0, 1)], q, k)

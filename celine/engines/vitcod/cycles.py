@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .. import CycleEstimate
 from ...spec.checks import check_int
 from ...spec.numerics import REQUANT_LATENCY
-from .spec import (AE_STEPS, CSR_CHECK_TAIL, CSR_READ_LATENCY, EXP_LATENCY,
+from .spec import (AE_STEPS, CSC_READ_LATENCY, CSR_CHECK_TAIL, CSR_READ_LATENCY, EXP_LATENCY,
                    INDEX_CHECK_LATENCY, MAC_BANK_LATENCY, QK_READ_LATENCY, V_READ_LATENCY,
                    VitcodParams, ae_shape)
 
@@ -23,9 +23,9 @@ from .spec import (AE_STEPS, CSR_CHECK_TAIL, CSR_READ_LATENCY, EXP_LATENCY,
 # Last dense job issued -> busy low, beyond the job's t slices and the engine's n DPUs:
 # the MAC bank, then the score chain's stages; likewise for the sparse engine.
 DENSE_TAIL = MAC_BANK_LATENCY + 9 + QK_READ_LATENCY
-SPARSE_TAIL = MAC_BANK_LATENCY + 11 + QK_READ_LATENCY
+SPARSE_TAIL = MAC_BANK_LATENCY + CSC_READ_LATENCY + 10 + QK_READ_LATENCY
 CHECK_TAIL = CSR_CHECK_TAIL   # CsrCheck: g + nnz + 5
-INDEX_TAIL = 1 + INDEX_CHECK_LATENCY   # IndexCheck: nnz + 6 (never the last: the sparser
+INDEX_TAIL = 1 + INDEX_CHECK_LATENCY   # IndexCheck: nnz + 7 (never the last: the sparser
                                        # engine's scores come later)
 # Phase 2.
 FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit

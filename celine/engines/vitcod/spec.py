@@ -12,7 +12,7 @@ from ...spec.numerics import LANES, MULT_BITS, SHIFT_BITS
 from ...spec.params import Params
 from ...spec.widths import ceil_log2, signed_width
 
-__all__ = ["VitcodParams", "V_READ_LATENCY", "QK_READ_LATENCY", "CSR_READ_LATENCY", "INDEX_CHECK_LATENCY", "CSR_CHECK_TAIL", "EXP_LATENCY", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS",
+__all__ = ["VitcodParams", "V_READ_LATENCY", "QK_READ_LATENCY", "CSR_READ_LATENCY", "CSC_READ_LATENCY", "INDEX_CHECK_LATENCY", "CSR_CHECK_TAIL", "EXP_LATENCY", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS",
            "E_BITS", "X_BITS", "EXP_HI_TABLE", "EXP_LO_TABLE", "registers", "head_register",
            "HEAD_REGISTERS", "Errors", "buffers", "AE_OPERANDS", "AE_WEIGHTS_PER_REGISTER",
            "AeEnable", "AE_STEPS", "AE_PARTS", "AE_REGISTER_PREFIX", "AE_MAX_HEADS",
@@ -45,10 +45,13 @@ QK_READ_LATENCY = 2
 # index check, the softmax unit's prefetch) had after them (the block's 5.6 ns clock-to-
 # out and a 3.7 ns net into the CSR check's word register was a build's worst path).
 CSR_READ_LATENCY = 2
-# IndexCheck's stages from an entry's issue to its comparison: the CSC word in, into a
-# register, the CSR word in (CSR_READ_LATENCY), into a register (rtl/vitcod/
-# index_check.py).
-INDEX_CHECK_LATENCY = 3 + CSR_READ_LATENCY
+# The CSC list's, the same way (the block's clock-to-out without its output register and
+# a 3.9 ns net into the index check's word register was a build's worst path, 9.7 ns).
+CSC_READ_LATENCY = 2
+# IndexCheck's stages from an entry's issue to its comparison: the CSC word in
+# (CSC_READ_LATENCY), into a register, the CSR word in (CSR_READ_LATENCY), into a register
+# (rtl/vitcod/index_check.py).
+INDEX_CHECK_LATENCY = CSC_READ_LATENCY + CSR_READ_LATENCY + 2
 # CsrCheck's cycles from its last read to `busy` low (rtl/vitcod/csr_check.py): the word
 # in (CSR_READ_LATENCY), into a register, each check into a register of its own, their
 # OR into `error`.
@@ -589,7 +592,8 @@ def buffers(params):
                    read_latency=QK_READ_LATENCY),
         BufferSpec("v", row_bits, rows, True,           # the SpMM reads it, alone
                    read_latency=V_READ_LATENCY),
-        BufferSpec("csc", sum(w for _, w in csc_fields(p)), lists, True, read_ports=2),
+        BufferSpec("csc", sum(w for _, w in csc_fields(p)), lists, True, read_ports=2,
+                   read_latency=CSC_READ_LATENCY),
         BufferSpec("csr", sum(w for _, w in csr_fields(p)), lists, True, read_ports=2,
                    read_latency=CSR_READ_LATENCY),
         BufferSpec("gcols", p.token_bits, gcols_depth(p), True, read_ports=2),

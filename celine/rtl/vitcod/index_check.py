@@ -2,7 +2,8 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ...engines.vitcod.spec import INDEX_CHECK_LATENCY, VitcodParams, csc_fields, csr_fields
+from ...engines.vitcod.spec import (CSC_READ_LATENCY, INDEX_CHECK_LATENCY, VitcodParams,
+                                    csc_fields, csr_fields)
 from ..common.delay import delayed
 
 __all__ = ["IndexCheck"]
@@ -64,23 +65,24 @@ class IndexCheck(wiring.Component):
         issuing = Signal()
         # Each list word goes into a register as it leaves its block RAM (a CSR word
         # compared straight from the block was a build's worst path, 13.4 ns), so an entry
-        # takes LATENCY stages after its issue: 1 the CSC word arrives, 2 it is registered
-        # and the CSR read issued at its position, 3 .. 2 + CSR_READ_LATENCY the CSR word
-        # arrives (through the block's output register), then it is registered here (the
-        # blocks sit across the die) and compared.
+        # takes LATENCY stages after its issue: 1 .. CSC_READ_LATENCY the CSC word arrives
+        # (through the block's output register), then it is registered here (`csc_w`: the
+        # blocks sit across the die) and the CSR read issued at its position; the CSR word
+        # arrives CSR_READ_LATENCY stages later, is registered here too and compared.
         valid = [Signal(name=f"valid_{k}") for k in range(1, self.LATENCY + 1)]
-        csc_2 = Signal.like(self.csc.data)
+        csc_w = Signal.like(self.csc.data)        # the CSC word, at stage CSC_READ_LATENCY + 1
         csr_w = Signal.like(self.csr.data)        # the CSR word, at stage LATENCY
         m.d.sync += csr_w.eq(self.csr.data)
-        row_3, col_3 = Signal(p.token_bits), Signal(p.token_bits)
-        bad_3 = Signal()
-        # stage 3's row, col and verdict, delayed to the CSR word's stage
-        row_w, col_w, bad_w = (delayed(m, value, self.LATENCY - 3, name) for value, name in
-                               ((row_3, "row"), (col_3, "col"), (bad_3, "bad")))
+        # the CSC word's row, col and verdict, a stage after csc_w, delayed to csr_w's
+        row_c, col_c = Signal(p.token_bits), Signal(p.token_bits)
+        bad_c = Signal()
+        row_w, col_w, bad_w = (delayed(m, value, self.LATENCY - CSC_READ_LATENCY - 2, name)
+                               for value, name in
+                               ((row_c, "row"), (col_c, "col"), (bad_c, "bad")))
 
-        pos_2 = _field(csc_2, csc_fields(p), "pos")
+        pos_w = _field(csc_w, csc_fields(p), "pos")
         m.d.comb += [self.csc.addr.eq(base + n),
-                     self.csr.addr.eq(base + pos_2)]
+                     self.csr.addr.eq(base + pos_w)]
 
         with m.If(self.start):
             m.d.sync += [nnz.eq(self.nnz), base.eq(self.list_base), n.eq(0),
@@ -92,10 +94,10 @@ class IndexCheck(wiring.Component):
                 m.d.sync += n.eq(n + 1)
                 with m.If(n + 1 == nnz):
                     m.d.sync += issuing.eq(0)
-            m.d.sync += [csc_2.eq(self.csc.data),
-                         row_3.eq(_field(csc_2, csc_fields(p), "row")),
-                         col_3.eq(_field(csc_2, csc_fields(p), "col")),
-                         bad_3.eq(pos_2 >= nnz)]
+            m.d.sync += [csc_w.eq(self.csc.data),
+                         row_c.eq(_field(csc_w, csc_fields(p), "row")),
+                         col_c.eq(_field(csc_w, csc_fields(p), "col")),
+                         bad_c.eq(pos_w >= nnz)]
             mismatch = (Cat(_field(csr_w, csr_fields(p), "row"),
                             _field(csr_w, csr_fields(p), "col")) != Cat(row_w, col_w))
             with m.If(valid[-1] & (bad_w | mismatch)):

@@ -5,7 +5,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...engines.vitcod.spec import QK_READ_LATENCY, buffers, csc_fields
+from ...engines.vitcod.spec import CSC_READ_LATENCY, QK_READ_LATENCY, buffers, csc_fields
 from ..shell.contract import read_port_signature
 from ..common.delay import delayed
 from .dpu import (DpuArray, array_latency, check_params, issue_cycle, read_row,
@@ -42,22 +42,23 @@ class SparseSddmm(wiring.Component):
         writes no score (and no score_row) of a flagged entry.
 
     The schedule, for an entry issued in cycle C (issue_cycle(e, n, t) cycles after the
-    first cycle after start, one a cycle at n = t): C reads its CSC word; C+1 registers
-    it; C+2 checks it against the previous entry; C+3 reads its k row if the column
-    changed; C+4 reads its q row; C+5 the k row, if read, lands in the stationary register
-    (q and k come QK_READ_LATENCY = 2 cycles after their addresses); C+6 the q row and
-    the stationary register go into the array's input register (READ_LEAD = 6; the next
-    entry may reload the stationary register at the same edge); C+7+k its DPU k latches
-    them (the row chain). Its score is written
-    `write_latency` = t + 13 + n cycles after C (array_latency), and busy falls the cycle
-    after the last one: busy is low again issue_cycle(nnz-1, n, t) + t + 15 + n cycles
-    after the start cycle (1 if nnz = 0).
+    first cycle after start, one a cycle at n = t), with L = CSC_READ_LATENCY (2): C reads
+    its CSC word; C+L it arrives (through the block's output register), C+L+1 it is in a
+    register here and checked against the previous entry; C+L+2 reads its k row if the
+    column changed; C+L+3 reads its q row; C+L+4 the k row, if read, lands in the
+    stationary register (q and k come QK_READ_LATENCY = 2 cycles after their addresses);
+    C+L+5 the q row and the stationary register go into the array's input register
+    (READ_LEAD = L+5; the next entry may reload the stationary register at the same edge);
+    C+L+6+k its DPU k latches them (the row chain). Its score is written `write_latency` =
+    t + 14 + n cycles after C (array_latency), and busy falls the cycle after the last
+    one: busy is low again issue_cycle(nnz-1, n, t) + t + 16 + n cycles after the start
+    cycle (1 if nnz = 0).
     """
 
-    READ_LEAD = 4 + QK_READ_LATENCY    # issue cycle (CSC address) -> rows at the
-                                       # DpuArray (the q row read in C + 4)
-    K_OFFSET = 3           # issue cycle -> the k row's read (its first word's)
-    Q_OFFSET = 4           # ... and the q row's
+    READ_LEAD = CSC_READ_LATENCY + 3 + QK_READ_LATENCY    # issue cycle (CSC address) ->
+                                                          # rows at the DpuArray
+    K_OFFSET = CSC_READ_LATENCY + 2     # issue cycle -> the k row's read (its first word's)
+    Q_OFFSET = CSC_READ_LATENCY + 3     # ... and the q row's
 
     @staticmethod
     def read_lead(params):
@@ -129,13 +130,13 @@ class SparseSddmm(wiring.Component):
                 m.d.sync += go.eq(0)
         final = array.issue & (left == 1)
 
-        # -- C+1: the CSC word, into a register (a block RAM's output is slow) -------------
+        # -- C+L: the CSC word, into a register here (the block sits across the die) ------
         word = Signal.like(self.csc.data)
         m.d.sync += word.eq(self.csc.data)
 
-        # -- C+2: the entry, checked against the previous one ------------------------------
-        valid1 = delayed(m, array.issue, 2, "valid")
-        final1 = delayed(m, final, 2, "final")
+        # -- C+L+1: the entry, checked against the previous one ----------------------------
+        valid1 = delayed(m, array.issue, CSC_READ_LATENCY + 1, "valid")
+        final1 = delayed(m, final, CSC_READ_LATENCY + 1, "final")
         entry = data.View(csc_layout(p), word)
         prev_col = Signal.like(entry.col)
         prev_row = Signal.like(entry.row)
@@ -166,7 +167,7 @@ class SparseSddmm(wiring.Component):
             with m.If(new_col):
                 m.d.sync += k_addr.eq(head_base + entry.col)
 
-        # -- C+3: the k row's read (a new column only), the q row's address ----------------
+        # -- C+L+2: the k row's read (a new column only), the q row's address --------------
         # (with row_beats b, each read takes b cycles, and everything after it b - 1 more)
         beats = p.beats
         q_addr = Signal.like(self.q.addr)
@@ -176,17 +177,18 @@ class SparseSddmm(wiring.Component):
             m.d.sync += q_addr.eq(head_base + row2)
         fetch3 = delayed(m, fetch2, beats + QK_READ_LATENCY - 1, "fetch")
 
-        # -- C+4: the q row's read; the k row into the stationary register -----------------
+        # -- C+L+3: the q row's read; the k row into the stationary register ---------------
         stationary = Signal.like(k_row)
         q_row = read_row(m, self.q, q_addr, array, self.Q_OFFSET, beats, "q")
         with m.If(fetch3):
             m.d.sync += stationary.eq(k_row)
 
-        # -- C+5: both into the array (C+6: its DPU latches them) --------------------------
+        # -- C+L+4: both into the array (C+L+5: its DPU latches them) ----------------------
         m.d.comb += [array.q_row.eq(q_row), array.k_row.eq(stationary)]
 
         # -- the score, array.latency after C ----------------------------------------------
-        meta = delayed(m, Cat(row2, pos2, bad2, final2), array.latency - 3, "meta")
+        meta = delayed(m, Cat(row2, pos2, bad2, final2), array.latency - CSC_READ_LATENCY - 2,
+                       "meta")
         row_w = meta[:len(row2)]
         pos_w = meta[len(row2):len(row2) + len(pos2)]
         bad_w = meta[len(row2) + len(pos2)]
