@@ -141,6 +141,14 @@ class CommandExecutor(wiring.Component):
         run_seq = Signal(8)
         replay = Signal()
         m.d.sync += replay.eq(run_armed & (command == Command.RUN) & (request.seq == run_seq))
+        # A RUN's start is decided with them, like a CONFIGURE's write: `run_ok` is exactly
+        # "the checks below reach the RUN branch" (a RUN is known, its address and register
+        # always ok; its length, not a replay, the engine idle). The request's command
+        # through CHECK's decode into run_seq's enable was an engine build's worst path
+        # (8.0 ns, 6 levels).
+        run_ok = Signal()
+        m.d.sync += run_ok.eq((command == Command.RUN) & length_ok & ~busy
+                              & ~(run_armed & (request.seq == run_seq)))
 
         # A WRITE's store cycle is a register of its own (set with the address, cleared
         # by the store), so the buffers' write enables do not decode the FSM's state.
@@ -217,8 +225,7 @@ class CommandExecutor(wiring.Component):
                 with m.Elif(command == Command.CONFIGURE):
                     respond(Status.OK)          # the register is set below
                 with m.Elif(command == Command.RUN):
-                    m.d.sync += [start.eq(1), run_armed.eq(1), run_seq.eq(request.seq)]
-                    respond(Status.OK)
+                    respond(Status.OK)          # the engine is started below
                 with m.Elif(command == Command.STATUS):
                     respond(Status.OK, STATUS_BYTES, Source.STATUS)   # snapshot below
                 with m.Else():
@@ -264,6 +271,8 @@ class CommandExecutor(wiring.Component):
         with m.If(in_check & status_ok):
             m.d.sync += reply.snapshot.eq(self.status | Mux(overrun, int(StatusFlags.OVERRUN), 0))
             m.d.comb += clear_overrun.eq(1)
+        with m.If(in_check & run_ok):
+            m.d.sync += [start.eq(1), run_armed.eq(1), run_seq.eq(request.seq)]
         with m.If(in_check & configure_ok):
             for k in range(self.register_count):
                 with m.If(configure_at[k]):
