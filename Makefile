@@ -44,8 +44,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
+# --durations: the slowest tests at the end of the run (make test's time is a budget).
 test: $(STAMP)
-	$(PYTEST) -m "not sweep" -n $(JOBS) --dist worksteal $(PYTEST_ARGS)
+	$(PYTEST) -m "not sweep" -n $(JOBS) --dist worksteal --durations=30 $(PYTEST_ARGS)
 
 sim: $(STAMP)
 	$(PYTEST) -m "cocotb or sweep" -n $(JOBS) --dist worksteal $(PYTEST_ARGS)
