@@ -656,3 +656,16 @@ def test_rows_over_several_words(params):
     check(make_case(params, 1, [None] * params.heads, seed=22))
     if params.heads > 1:
         check(make_case(params, tokens, masks, seed=23, head_mask=0b01, threshold=3))
+
+
+def test_skipped_heads_cycles():
+    """Heads skipped before and after a kept one: the cycle count is the model's, each
+    skipped head SKIP_TURN cycles (the model takes a HeadWork per head of the engine)."""
+    from celine.engines.vitcod.cycles import cycles as model_cycles, work_of_plan
+    params = VitcodParams(head_dim=16, max_tokens=9, heads=3, max_global=4,
+                          sparse_capacity=81, dense_macs=8, sparse_macs=8, out_lanes=4)
+    head_mask = 0b101
+    case = make_case(params, 9, [None, random_mask(9, 0.6, seed=20), None], seed=23,
+                     head_mask=head_mask, threshold=3)
+    (kept,) = [work_of_plan(plan) for plan in case.plans]
+    assert check(case) == model_cycles(params, [kept] * params.heads, head_mask=head_mask)

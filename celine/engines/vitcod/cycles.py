@@ -37,11 +37,13 @@ RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider'
 # they overlap the bank's last row.
 SPMM_TAIL = V_READ_LATENCY - 1 + MAC_BANK_LATENCY - 2 + REQUANT_LATENCY - 2
 # The core's sequencer.
-RUN_SETUP = 2          # start -> the first head's phase 1 (IDLE, NEXT_HEAD)
-PHASE_TURN = 4         # phase 1's last busy -> phase 2's start pulse (the registered
-                       # idle, WAIT_A, START_B)
-HEAD_TURN = 3          # phase 2 done -> the next head's phase 1 (the registered idle,
-                       # WAIT_B, NEXT_HEAD)
+RUN_SETUP = 2          # start -> the first head's phase 1 (NEXT_HEAD, LOAD; the last head's
+                       # HEAD_TURN ends in DONE instead of LOAD)
+PHASE_TURN = 5         # phase 1's last busy -> phase 2's start pulse (the registered
+                       # idle, WAIT_A, PRE_B, START_B)
+HEAD_TURN = 5          # phase 2 done -> the next head's phase 1 (the registered idle,
+                       # WAIT_B, ADVANCE, NEXT_HEAD, LOAD)
+SKIP_TURN = 2          # a skipped head (NEXT_HEAD, ADVANCE)
 DECODE_TURN = 2        # with the auto-encoder built in: the sequencer's visits of Q's and
                        # K's decode (AE), whether they run or not
 ENCODE_TURN = 2        # ... and of Q's and K's encode, before them
@@ -225,6 +227,7 @@ def cycles(params: VitcodParams, heads, head_mask: int = 0, ae_enable: int = 0):
             raise ValueError(f"tokens must be between 1 and {p.max_tokens}, not {head.tokens!r}")
         check_capacity(p, head.globals, head.nnz)
         total += phase_1(p, head) + PHASE_TURN + phase_2(p, head) + HEAD_TURN
+    total += SKIP_TURN * (len(heads) - len(kept))
     if p.autoencoder:
         tokens = (kept or list(enumerate(heads)))[0][1].tokens
         total += decode_phase(p, tokens, ae_enable)

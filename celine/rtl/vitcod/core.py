@@ -209,6 +209,34 @@ class VitcodCore(wiring.Component):
         m.d.sync += [a_idle.eq(~phase_a_busy & ~start_a),
                      b_idle.eq(~softmax.busy & ~spmm.busy & ~start_b)]
 
+        # The registers the sequencer changes for a head that fan out across the engine
+        # (the head's index and bases, its values, phase_b) change a cycle after its
+        # decision, from registered pulses, not from the state's decode: from the state
+        # register across the die to that decode and back to phase_b's enable was a ViTCoD
+        # build's worst path (9.3 ns, three nets of 2.3 ns). A cycle more each: LOAD,
+        # PRE_B, ADVANCE (cycles.RUN_SETUP, PHASE_TURN, HEAD_TURN). A run's end rewinds
+        # them for the next (`rewind`, from DONE: they are 0 from reset too).
+        advance, load, to_phase_a, to_phase_b, rewind = (
+            Signal(name=name) for name in ("advance", "load", "to_phase_a", "to_phase_b",
+                                           "rewind"))
+        m.d.sync += [advance.eq(0), load.eq(0), to_phase_a.eq(0), to_phase_b.eq(0),
+                     rewind.eq(0)]
+        with m.If(rewind):
+            m.d.sync += [head.eq(0), head_base.eq(0), list_base.eq(0), gcols_base.eq(0),
+                         phase_b.eq(0)]
+        with m.If(advance):
+            m.d.sync += [head.eq(head + 1), head_base.eq(head_base + p.max_tokens),
+                         list_base.eq(list_base + p.sparse_capacity),
+                         gcols_base.eq(gcols_base + p.max_global)]
+        with m.If(load):
+            for name, signal in current.items():
+                m.d.sync += signal.eq(Array(getattr(self, name))[head])
+            m.d.sync += start_a.eq(1)
+        with m.If(to_phase_b):
+            m.d.sync += [phase_b.eq(1), start_b.eq(1)]
+        with m.If(to_phase_a):
+            m.d.sync += phase_b.eq(0)
+
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(mem.out.write & (self.result_words != (1 << RESULT_WORD_BITS) - 1)):
@@ -218,8 +246,7 @@ class VitcodCore(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [self.busy.eq(1), self.cycles.eq(0), self.result_words.eq(0),
-                                 self.errors.eq(0), head.eq(0), head_base.eq(0),
-                                 list_base.eq(0), gcols_base.eq(0), phase_b.eq(0)]
+                                 self.errors.eq(0)]
                     with m.If((self.tokens == 0) | (self.tokens > p.max_tokens)):
                         m.d.sync += self.errors.eq(Errors.TOKENS)
                         m.next = "DONE"
@@ -252,19 +279,17 @@ class VitcodCore(wiring.Component):
                         with m.Else():
                             m.next = "AE"
             with m.State("NEXT_HEAD"):
-                # One head a visit: skip it, or take its values and start its SDDMM.
-                m.d.sync += phase_b.eq(0)
+                # One head a visit: skip it, or load its values and start its SDDMM.
                 with m.If(head == p.heads):
                     m.next = "DONE"
                 with m.Elif(~kept[head]):
-                    m.d.sync += [head.eq(head + 1), head_base.eq(head_base + p.max_tokens),
-                                 list_base.eq(list_base + p.sparse_capacity),
-                                 gcols_base.eq(gcols_base + p.max_global)]
+                    m.d.sync += advance.eq(1)
+                    m.next = "ADVANCE"
                 with m.Else():
-                    for name, signal in current.items():
-                        m.d.sync += signal.eq(Array(getattr(self, name))[head])
-                    m.d.sync += start_a.eq(1)
-                    m.next = "START_A"
+                    m.d.sync += load.eq(1)
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.next = "START_A"          # `load` takes the head's values, pulses start_a
             with m.State("START_A"):
                 m.next = "WAIT_A"
             with m.State("WAIT_A"):
@@ -273,18 +298,20 @@ class VitcodCore(wiring.Component):
                         m.d.sync += self.errors.eq(Errors.INDEX)
                         m.next = "DONE"
                     with m.Else():
-                        m.d.sync += [phase_b.eq(1), start_b.eq(1)]
-                        m.next = "START_B"
+                        m.d.sync += to_phase_b.eq(1)
+                        m.next = "PRE_B"
+            with m.State("PRE_B"):
+                m.next = "START_B"          # `to_phase_b` sets phase_b, pulses start_b
             with m.State("START_B"):
                 m.next = "WAIT_B"
             with m.State("WAIT_B"):
                 with m.If(b_idle):
-                    m.d.sync += [head.eq(head + 1), head_base.eq(head_base + p.max_tokens),
-                                 list_base.eq(list_base + p.sparse_capacity),
-                                 gcols_base.eq(gcols_base + p.max_global)]
-                    m.next = "NEXT_HEAD"
+                    m.d.sync += [advance.eq(1), to_phase_a.eq(1)]
+                    m.next = "ADVANCE"
+            with m.State("ADVANCE"):
+                m.next = "NEXT_HEAD"        # `advance` steps the head's registers
             with m.State("DONE"):
-                m.d.sync += self.busy.eq(0)
+                m.d.sync += [self.busy.eq(0), rewind.eq(1)]
                 m.next = "IDLE"
 
         # -- phase 1 -----------------------------------------------------------------------
