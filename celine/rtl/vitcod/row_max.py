@@ -24,10 +24,10 @@ class RowMax(wiring.Component):
         are cleared at once. Pulse it with nothing in flight (busy low, no en with it).
     dense (In): {row, value, en}: a row's maximum over its global columns (stored as is).
     sparse (In): {row, value, en}: one score, folded into its row's running maximum; one a
-        cycle, any rows in any order (the same row in consecutive cycles too). A
-        three-stage read-modify-write (read, compare, write back), exact by forwarding the
-        new maxima of the two scores before (see elaborate).
-    busy (Out): a sparse score is still being folded in (presented in one of the two
+        cycle, any rows in any order (the same row in consecutive cycles too). Into an
+        input register, then a three-stage read-modify-write (read, compare, write back),
+        exact by forwarding the new maxima of the two scores before (see elaborate).
+    busy (Out): a sparse score is still being folded in (presented in one of the three
         previous cycles).
     read: {addr (In), load (In, 1 by default), data (Out)}: data `read_latency` = 3
         cycles later is the maximum of whichever of the row's two maxima are valid (0 if
@@ -38,7 +38,7 @@ class RowMax(wiring.Component):
         (22 bits, a carry chain) and the pick in one cycle were a ViTCoD build's worst
         path, 9.2 ns and 20 levels (and combined on the way into the caller's register,
         9.4 ns and 26 levels). A read in a cycle with busy low sees every value presented
-        before that cycle: reads may begin once the engines are idle and busy is low (two
+        before that cycle: reads may begin once the engines are idle and busy is low (three
         cycles after the last score).
     """
 
@@ -78,23 +78,29 @@ class RowMax(wiring.Component):
         with m.If(self.dense.en):
             m.d.sync += dense_valid.bit_select(self.dense.row, 1).eq(1)
 
-        # The sparse maxima, a score presented in cycle X:
+        # The sparse maxima, a score presented in cycle X - 1 (into the input register,
+        # `s0`: the score's net from the engine into the compares below was a ViTCoD
+        # build's worst path, 8.9 ns), then in cycle X:
         #   X    its row's maximum and valid bit are read (into registers, `s1`);
         #   X+1  compared with the score (`s2` gets the new maximum);
         #   X+2  written back. The two scores before it are not yet in what X read: if one
         #        of them is of the same row, its new maximum (in `s2` or `s3`, the later
         #        one first) replaces the read.
+        row0 = Signal.like(self.sparse.row)
+        value0 = Signal(p.score_width)
+        en0 = Signal()
+        m.d.sync += [row0.eq(self.sparse.row), value0.eq(biased(self.sparse.value)),
+                     en0.eq(self.sparse.en)]
         sparse_old = sparse_max.read_port(transparent_for=())
-        row1, row2 = Signal.like(self.sparse.row), Signal.like(self.sparse.row)
+        row1, row2 = Signal.like(row0), Signal.like(row0)
         value1, value2, value3 = (Signal(p.score_width) for _ in range(3))
         en1, en2 = Signal(), Signal()
         valid1, forward_2, forward_3 = Signal(), Signal(), Signal()
-        m.d.comb += [sparse_old.addr.eq(self.sparse.row), self.busy.eq(en1 | en2)]
-        m.d.sync += [row1.eq(self.sparse.row), value1.eq(biased(self.sparse.value)),
-                     en1.eq(self.sparse.en),
-                     valid1.eq(sparse_valid.bit_select(self.sparse.row, 1)),
-                     forward_2.eq(en1 & (row1 == self.sparse.row)),    # in s2 next cycle
-                     forward_3.eq(en2 & (row2 == self.sparse.row))]    # in s3 next cycle
+        m.d.comb += [sparse_old.addr.eq(row0), self.busy.eq(en0 | en1 | en2)]
+        m.d.sync += [row1.eq(row0), value1.eq(value0), en1.eq(en0),
+                     valid1.eq(sparse_valid.bit_select(row0, 1)),
+                     forward_2.eq(en1 & (row1 == row0)),    # in s2 next cycle
+                     forward_3.eq(en2 & (row2 == row0))]    # in s3 next cycle
         # The candidates for s2's new maximum: the score itself (value1), the new maximum
         # of the score before (value2, if of the same row), or `older` (the row's stored
         # maximum, or the one in s3 not yet written). Which wins over value1 comes from a
@@ -111,7 +117,7 @@ class RowMax(wiring.Component):
         pick_value1 = Mux(forward_2, beats, ~older_wins)
         pick_value2 = forward_2 & ~beats
         new = Mux(pick_value1, value1, Mux(pick_value2, value2, older))
-        incoming = biased(self.sparse.value)
+        incoming = value0
         m.d.sync += beats.eq(Mux(pick_value1, incoming > value1,
                                  Mux(pick_value2, incoming > value2, incoming > older)))
         m.d.sync += [row2.eq(row1), en2.eq(en1), value2.eq(new), value3.eq(value2)]
