@@ -540,6 +540,23 @@ def test_csr_check():
         assert results[5 + 2 * n] == (0, 2 + len(good) + CHECK_TAIL), name
 
 
+def test_csr_check_global_lookup_over_groups():
+    """N = 40 (is_global in groups of GLOBAL_GROUP bits, looked up in two steps): a CSR
+    entry in any global column is flagged, whatever its group; its neighbours in the same
+    group and across a group's edge are not."""
+    from celine.rtl.vitcod.csr_check import GLOBAL_GROUP
+    p = make_params(16, 1, 1, max_tokens=40, capacity=40)
+    tokens, gcols = 40, (3, GLOBAL_GROUP + 5, 2 * GLOBAL_GROUP)
+    assert p.token_bits > GLOBAL_GROUP.bit_length() - 1
+    neighbours = [(0, 2), (0, 4), (1, GLOBAL_GROUP + 4), (1, GLOBAL_GROUP + 6),
+                  (2, 2 * GLOBAL_GROUP - 1), (2, 2 * GLOBAL_GROUP + 1)]
+    jobs = [(gcols, neighbours)]
+    for col in gcols:
+        jobs += [(gcols, [(0, 2), (1, col)]), (gcols, neighbours)]
+    results = run_csr_check(p, tokens, jobs)
+    assert [error for error, _ in results] == [0] + [1, 0] * len(gcols)
+
+
 # -- RowMax alone: arbitrary sparse updates, the same row back to back ---------------------
 
 

@@ -25,7 +25,7 @@ from .spec import (AE_STEPS, CSC_READ_LATENCY, CSR_CHECK_TAIL, CSR_READ_LATENCY,
 DENSE_TAIL = MAC_BANK_LATENCY + 9 + QK_READ_LATENCY
 SPARSE_TAIL = MAC_BANK_LATENCY + CSC_READ_LATENCY + 11 + QK_READ_LATENCY   # (RowMax's 4
                                                                         # stages in it)
-CHECK_TAIL = CSR_CHECK_TAIL   # CsrCheck: g + nnz + 5
+CHECK_TAIL = CSR_CHECK_TAIL   # CsrCheck: g + nnz + 6
 INDEX_TAIL = 1 + INDEX_CHECK_LATENCY   # IndexCheck: nnz + 7 (never the last: the sparser
                                        # engine's scores come later)
 # Phase 2.

@@ -53,9 +53,9 @@ CSC_READ_LATENCY = 2
 # (rtl/vitcod/index_check.py).
 INDEX_CHECK_LATENCY = CSC_READ_LATENCY + CSR_READ_LATENCY + 2
 # CsrCheck's cycles from its last read to `busy` low (rtl/vitcod/csr_check.py): the word
-# in (CSR_READ_LATENCY), into a register, each check into a register of its own, their
-# OR into `error`.
-CSR_CHECK_TAIL = 3 + CSR_READ_LATENCY
+# in (CSR_READ_LATENCY), into a register, each check into a register of its own (with
+# the global-column lookup's first step), the lookup's second step, their OR into `error`.
+CSR_CHECK_TAIL = 4 + CSR_READ_LATENCY
 # The softmax unit's ExpUnit (rtl/vitcod/exp_unit.py): x in -> e out, fully pipelined.
 # (The tables' ROMs in logic straight into the HI·LO multiplier's input registers, one
 # register fewer, put a 4.0 ns net into the multiplier block on a build's worst path.)
