@@ -544,7 +544,7 @@ def test_csr_check_global_lookup_over_groups():
     """N = 40 (is_global in groups of GLOBAL_GROUP bits, looked up in two steps): a CSR
     entry in any global column is flagged, whatever its group; its neighbours in the same
     group and across a group's edge are not."""
-    from celine.rtl.vitcod.csr_check import GLOBAL_GROUP
+    from celine.rtl.common.pick import GROUP as GLOBAL_GROUP
     p = make_params(16, 1, 1, max_tokens=40, capacity=40)
     tokens, gcols = 40, (3, GLOBAL_GROUP + 5, 2 * GLOBAL_GROUP)
     assert p.token_bits > GLOBAL_GROUP.bit_length() - 1

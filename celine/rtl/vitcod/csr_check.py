@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...engines.vitcod.spec import CSR_CHECK_TAIL, CSR_READ_LATENCY, buffers, csr_fields
 from ..common.delay import delayed
+from ..common.pick import picked_bit
 from ..shell.contract import read_port_signature
 from .dpu import check_params
 
@@ -16,10 +17,6 @@ __all__ = ["CsrCheck"]
 def csr_layout(params):
     """A CSR word as a struct (row, col), low bits first (spec.csr_fields)."""
     return data.StructLayout(dict(csr_fields(params)))
-
-
-# Bits of `is_global` a register holds between the two steps of the global-column lookup.
-GLOBAL_GROUP = 16
 
 
 class CsrCheck(wiring.Component):
@@ -144,21 +141,17 @@ class CsrCheck(wiring.Component):
         gap = no_dense & (Mux(have_prev, entry.row > next_row, entry.row != 0) |
                           (final & (entry.row != last_row)))
         # The checks go into registers (`first`), with the global-column lookup's first
-        # step: the group of GLOBAL_GROUP bits of `is_global` its column's high bits pick;
+        # step (common.pick): the group of `is_global` its column's high bits pick;
         # a stage later its low bits pick the bit, and the checks go into `failed` (the
         # word through the whole 2^token_bits-to-1 pick into `failed` was a ViTCoD build's
         # worst path, 9.7 ns: a 2.8 ns net, then 6 levels). The vector is complete: the
         # last gcols word was marked the cycle before the first CSR check at the latest.
         checks = [entry.row >= tokens, entry.col >= tokens, out_of_order, gap]
         first = Signal(len(checks))
-        low_bits = min(GLOBAL_GROUP.bit_length() - 1, p.token_bits)
-        group = Signal(1 << low_bits)
-        low = Signal(low_bits)
-        m.d.sync += [first.eq(Cat(*checks)), low.eq(entry.col[:low_bits]),
-                     group.eq(is_global.word_select(entry.col[low_bits:], 1 << low_bits)
-                              if p.token_bits > low_bits else is_global)]
+        m.d.sync += first.eq(Cat(*checks))
+        is_global_here = picked_bit(m, is_global, entry.col, "is_global")
         failed = Signal(len(checks) + 1)
-        m.d.sync += failed.eq(Cat(first, group.bit_select(low, 1)))
+        m.d.sync += failed.eq(Cat(first, is_global_here))
         with m.If(self.start):
             m.d.sync += [have_prev.eq(0), no_dense.eq(self.globals == 0),
                          last_row.eq(self.tokens - 1),

@@ -1,20 +1,17 @@
 """The row maxima of a head's kept scores, tracked while its SDDMM engines run
 (docs/vitcod.md, "The hardware", phase 1)."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..common.pick import picked_bit
 from .dpu import biased, check_params, row_value_signature
 
 __all__ = ["RowMax"]
 
 DISTRIBUTED = {"ram_style": "distributed"}      # yosys: LUT RAM, not a block RAM
-
-
-# Valid bits a register holds between the two steps of the read's valid-bit pick.
-VALID_GROUP = 16
 
 
 class RowMax(wiring.Component):
@@ -131,22 +128,11 @@ class RowMax(wiring.Component):
         dense_read = dense_max.read_port(transparent_for=())
         sparse_read = sparse_max.read_port(transparent_for=())
         m.d.comb += [dense_read.addr.eq(self.read.addr), sparse_read.addr.eq(self.read.addr)]
-        # The valid bits are picked in two steps, a group of VALID_GROUP beside the reads
+        # The valid bits are picked in two steps (common.pick), a group beside the reads
         # and its bit beside the compare (in one step, a max_tokens-to-1 multiplexer into
         # a register, it was a ViTCoD build's worst path: 9.5 ns, 7 levels).
-        addr = self.read.addr
-        low_bits = min(VALID_GROUP.bit_length() - 1, len(addr))
-        groups = -(-p.max_tokens // (1 << low_bits))
-        padding = groups * (1 << low_bits) - p.max_tokens
-        low = Signal(low_bits)
-        d_group, s_group = Signal(1 << low_bits), Signal(1 << low_bits)
-        m.d.sync += [
-            low.eq(addr[:low_bits]),
-            *[group.eq(Cat(bits, Const(0, padding)).word_select(addr[low_bits:], 1 << low_bits)
-                       if len(addr) > low_bits else Cat(bits, Const(0, padding)))
-              for group, bits in ((d_group, dense_valid), (s_group, sparse_valid))],
-        ]
-        d_valid, s_valid = d_group.bit_select(low, 1), s_group.bit_select(low, 1)
+        d_valid = picked_bit(m, dense_valid, self.read.addr, "d_valid")
+        s_valid = picked_bit(m, sparse_valid, self.read.addr, "s_valid")
         d, s = dense_read.data, biased(sparse_read.data).as_signed()
         # Which to take (the dense maximum, the sparse one or neither), registered with
         # both values.
