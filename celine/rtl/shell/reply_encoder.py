@@ -22,10 +22,16 @@ class ReplyEncoder(wiring.Component):
     Payload bytes come from buffer `buffer` from byte `offset` on (through `mem`, whose
     read byte follows the address and lane by READ_LATENCY cycles: the shell registers the
     lane beside each buffer), from the descriptor's STATUS `snapshot`, or from the INFO
-    ROM holding `info`. Each payload byte is registered before it goes out, READ_LATENCY + 3
-    cycles a byte, far less than a UART needs. The descriptor
-    is taken after the last CRC byte went out: until then it stays valid, and `mem` is
-    this encoder's.
+    ROM holding `info`.
+
+    `tx.valid` and `tx.payload` are registers (`out_valid`, `out_byte`): a byte is decided
+    and loaded a cycle before it is offered, and the next one is loaded once it has gone,
+    so nothing of the state's decode reaches the stream's far end (the encoder's state
+    through the byte's mux into the transmit side's enables, across the die, was a
+    build's worst path, 10.0 ns). A header or CRC byte takes two cycles, a payload byte
+    READ_LATENCY + 2 (its read overlaps the previous byte's wait), far less than a UART
+    needs. The descriptor is taken after the last CRC byte went out: until then it stays
+    valid, and `mem` is this encoder's.
     """
 
     def __init__(self, *, buffers, info):
@@ -62,27 +68,34 @@ class ReplyEncoder(wiring.Component):
         word, lane, lane_ok = byte_lane(m, self.buffers, reply.buffer, address)
         byte_lane_reg = Signal.like(lane)
         lane_ok_reg = Signal()
-        payload_byte = Signal(8)
-        # Whether `index` is the payload's last byte: registered in LATCH, as `index` holds
-        # from ADDRESS to PAYLOAD (its adder and compare into the state were a build's
+        # Whether `index` is the payload's last byte: registered in ADDRESS, as `index`
+        # holds from ADDRESS to LATCH (its adder and compare into the state were a build's
         # worst path: 8.5 ns, 13 levels).
         last_byte = Signal()
-        # The CRC folds each byte sent a cycle later, from registers (the state through
-        # the byte's mux and the CRC's XORs was a build's worst path, 8.6 ns): CRC_WAIT
-        # lets the last byte's fold land before CRC_LOW sends the value.
+
+        # The outgoing byte, from registers. It is cleared when taken and loaded only
+        # while clear: `tx.ready` reaches `out_valid` alone, not the state.
+        out_valid = Signal()
+        out_byte = Signal(8)
+        # The CRC folds each byte the cycle after it is loaded, from `out_byte` (the state
+        # through the byte's mux and the CRC's XORs was a build's worst path, 8.6 ns); the
+        # next load is two cycles later at the earliest, so the CRC bytes see every fold.
         fold = Signal()
-        fold_byte = Signal(8)
         m.d.comb += [
+            self.tx.valid.eq(out_valid),
+            self.tx.payload.eq(out_byte),
             self.mem.select.eq(reply.buffer),
             self.mem.lane.eq(byte_lane_reg),
             crc.en.eq(fold),
-            crc.data.eq(fold_byte),
+            crc.data.eq(out_byte),
         ]
-        m.d.sync += [fold.eq(0), fold_byte.eq(self.tx.payload)]
+        m.d.sync += fold.eq(0)
+        with m.If(self.tx.ready):
+            m.d.sync += out_valid.eq(0)
 
-        def send(byte, state, fold_it=True):
-            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
-            with m.If(self.tx.ready):
+        def load(byte, state, fold_it=True):
+            with m.If(~out_valid):
+                m.d.sync += [out_valid.eq(1), out_byte.eq(byte)]
                 if fold_it:
                     m.d.sync += fold.eq(1)
                 m.next = state
@@ -94,23 +107,24 @@ class ReplyEncoder(wiring.Component):
                 with m.If(self.reply.valid):
                     m.next = "START"
             with m.State("START"):
-                send(REPLY_START, "STATUS", fold_it=False)
+                load(REPLY_START, "STATUS", fold_it=False)
             with m.State("STATUS"):
-                send(reply.status, "SEQ")
+                load(reply.status, "SEQ")
             with m.State("SEQ"):
-                send(reply.seq, "LENGTH_LOW")
+                load(reply.seq, "LENGTH_LOW")
             with m.State("LENGTH_LOW"):
-                send(reply.length[:8], "LENGTH_HIGH")
+                load(reply.length[:8], "LENGTH_HIGH")
             with m.State("LENGTH_HIGH"):
-                send(reply.length[8:], "ADDRESS")
-                with m.If(self.tx.ready & (reply.length == 0)):
-                    m.next = "CRC_WAIT"
+                load(reply.length[8:], "ADDRESS")
+                with m.If(~out_valid & (reply.length == 0)):
+                    m.next = "CRC_LOW"
 
-            # READ_LATENCY + 3 cycles a payload byte: word and lane, the buffers' read
-            # (`mem.rdata` is valid in LATCH), byte registered, sent.
+            # READ_LATENCY + 2 cycles a payload byte: word and lane, the buffers' read
+            # (`mem.rdata` is valid in LATCH, and stays so while LATCH waits for the
+            # previous byte to go: the address holds), byte loaded.
             with m.State("ADDRESS"):
                 m.d.sync += [self.mem.addr.eq(word), byte_lane_reg.eq(lane),
-                             lane_ok_reg.eq(lane_ok)]
+                             lane_ok_reg.eq(lane_ok), last_byte.eq(index_next == reply.length)]
                 m.next = "READ_0"
             for k in range(READ_LATENCY):
                 with m.State(f"READ_{k}"):
@@ -118,32 +132,27 @@ class ReplyEncoder(wiring.Component):
             with m.State("LATCH"):
                 buffer_byte = Mux(lane_ok_reg, self.mem.rdata, 0)
                 status_byte = reply.snapshot.word_select(index[:SNAPSHOT_INDEX_BITS], 8)
+                payload_byte = Signal(8)
                 with m.Switch(reply.source):
                     with m.Case(Source.BUFFER):
-                        m.d.sync += payload_byte.eq(buffer_byte)
+                        m.d.comb += payload_byte.eq(buffer_byte)
                     with m.Case(Source.STATUS):
-                        m.d.sync += payload_byte.eq(status_byte)
+                        m.d.comb += payload_byte.eq(status_byte)
                     with m.Default():
-                        m.d.sync += payload_byte.eq(info_byte)
-                m.d.sync += last_byte.eq(index_next == reply.length)
-                m.next = "PAYLOAD"
-            with m.State("PAYLOAD"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(payload_byte)]
-                with m.If(self.tx.ready):
-                    m.d.sync += [fold.eq(1), index.eq(index_next),
-                                 index_next.eq(index_next + 1), address.eq(address + 1)]
+                        m.d.comb += payload_byte.eq(info_byte)
+                load(payload_byte, "ADDRESS")
+                with m.If(~out_valid):
+                    m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1),
+                                 address.eq(address + 1)]
                     with m.If(last_byte):
-                        m.next = "CRC_WAIT"
-                    with m.Else():
-                        m.next = "ADDRESS"
+                        m.next = "CRC_LOW"
 
-            with m.State("CRC_WAIT"):
-                m.next = "CRC_LOW"
             with m.State("CRC_LOW"):
-                send(crc.value[:8], "CRC_HIGH", fold_it=False)
+                load(crc.value[:8], "CRC_HIGH", fold_it=False)
             with m.State("CRC_HIGH"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(crc.value[8:])]
-                with m.If(self.tx.ready):
+                load(crc.value[8:], "DRAIN", fold_it=False)
+            with m.State("DRAIN"):
+                with m.If(~out_valid):
                     m.d.comb += self.reply.ready.eq(1)
                     m.next = "IDLE"
         return m

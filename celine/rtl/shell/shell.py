@@ -88,15 +88,11 @@ class Shell(wiring.Component):
         wiring.connect(m, uart_rx.o, rx_fifo.i)
         wiring.connect(m, rx_fifo.o, rx_skid.i)
         wiring.connect(m, rx_skid.o, link.rx)
-        # And two the link's reply bytes toward the transmit FIFO: one by the link, one by
-        # the FIFO (its encoder's state into the FIFO's level was a build's worst path,
-        # 9.1 ns and 7 levels; with one skid buffer, placed by the FIFO and the pins, the
-        # encoder's state across the die into its enables was another, 9.8 ns with a 3.1
-        # ns net).
-        m.submodules.reply_skid = reply_skid = SkidBuffer(8)
+        # And one the link's reply bytes (registered in its encoder) toward the transmit
+        # FIFO (the encoder's state into the FIFO's level was a build's worst path, 9.1 ns
+        # and 7 levels).
         m.submodules.tx_skid = tx_skid = SkidBuffer(8)
-        wiring.connect(m, link.tx, reply_skid.i)
-        wiring.connect(m, reply_skid.o, tx_skid.i)
+        wiring.connect(m, link.tx, tx_skid.i)
         wiring.connect(m, tx_skid.o, tx_fifo.w_stream)
         wiring.connect(m, tx_fifo.r_stream, uart_tx.i)
 
