@@ -96,10 +96,10 @@ class HostLink(wiring.Component):
         # switched by a register (`to_encoder`: the reply's valid, a cycle late), so that
         # the executor's state decode does not run into every buffer's select and the
         # read multiplexer (an executor state into the encoder's payload byte was a
-        # engine build's worst path, 8.7 ns). The encoder reads from five cycles after
-        # its reply is offered (start, status, sequence and length bytes first) and the
-        # executor writes from four cycles after the reply is taken (a request's checks
-        # first), so neither sees the port a cycle late.
+        # engine build's worst path, 8.7 ns). The encoder reads from ten cycles after
+        # its reply is offered (start, status, sequence and length bytes first, two
+        # cycles each) and the executor writes from four cycles after the reply is taken
+        # (a request's checks first), so neither sees the port a cycle late.
         to_encoder = Signal()
         m.d.sync += to_encoder.eq(executor.reply.valid)
         mem = self.mem
