@@ -9,7 +9,7 @@ import pytest
 
 from celine import registry
 from celine.gen import bench_timing
-from celine.gen.bitstream import ToolError, critical_paths
+from celine.gen.bitstream import ToolError, critical_paths, slowest_endpoints
 
 
 def _step(kind, delay, src, dst, net=""):
@@ -38,6 +38,25 @@ def test_critical_paths_summed_up():
     assert first["slowest_nets"] == [{"net": "n1", "delay_ns": 2.0}]
     assert first["clock"] == "posedge clk -> posedge clk"
     assert critical_paths({}) == []
+
+
+def _ends(net, *ends):
+    return {"net": net, "endpoints": [{"cell": cell, "port": port, "delay": [0.5, delay]}
+                                      for cell, port, delay in ends]}
+
+
+def test_slowest_endpoints_one_per_register_and_port():
+    report = {"detailed_net_timings": [
+        _ends("n1", ("design.a.count_TRELLIS_FF_Q", "DI", 7.0),
+              ("design.a.count_TRELLIS_FF_Q_12", "DI", 7.95), ("design.b.x", "A", 3.0)),
+        _ends("n2", ("design.a.count_TRELLIS_FF_Q_3", "DI", 8.0),
+              ("design.a.count_TRELLIS_FF_Q_3", "CE", 6.0), ("design.ram", "ADA4", 5.0)),
+    ]}
+    assert slowest_endpoints(report, count=3) == [
+        {"endpoint": "design.a.count", "port": "DI", "arrival_ns": 8.0, "bits": 2},
+        {"endpoint": "design.a.count", "port": "CE", "arrival_ns": 6.0, "bits": 1},
+        {"endpoint": "design.ram", "port": "ADA4", "arrival_ns": 5.0, "bits": 1}]
+    assert slowest_endpoints({}) == []
 
 
 def _fake_build(fmax_by_seed, failing=()):

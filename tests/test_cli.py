@@ -185,6 +185,18 @@ def test_report_shows_a_whole_report(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "board ulx3s-85f  accel mac  seed 1" in out and "50.10" in out
+    assert "slowest endpoints" not in out
+
+
+def test_report_shows_the_slowest_endpoints(tmp_path, capsys):
+    ends = [{"endpoint": f"design.r{k}", "port": "DI", "arrival_ns": 9.0 - k, "bits": k}
+            for k in range(7)]
+    (tmp_path / "report.json").write_text(json.dumps({**REPORT, "slowest_endpoints": ends}))
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "slowest endpoints (arrival ns, setup not included)" in out
+    assert "    9.00  design.r0.DI (0 bits)" in out and "    8.00  design.r1.DI (1 bit)" in out
+    assert "design.r4.DI" in out and "design.r5" not in out       # the first five
 
 
 @pytest.mark.parametrize("change,message", [
@@ -205,6 +217,9 @@ def test_report_shows_a_whole_report(tmp_path, capsys):
     ({"clock_hz": "45"}, "clock_hz in {path!r} must be a number, not '45'"),
     ({"step_seconds": {"synth": None}}, "step_seconds in {path!r} must be a mapping of step "
                                         "name to seconds, not {{'synth': None}}"),
+    ({"slowest_endpoints": [{"endpoint": "r", "port": "DI", "arrival_ns": "9"}]},
+     "slowest_endpoints in {path!r} must be a list of {{endpoint, port, arrival_ns, bits}}, "
+     "not [{{'arrival_ns': '9', 'endpoint': 'r', 'port': 'DI'}}]"),
 ])
 def test_report_partial_or_malformed(change, message, tmp_path, capsys):
     report = {key: value for key, value in {**REPORT, **change}.items()

