@@ -29,7 +29,7 @@ class ReplyEncoder(wiring.Component):
     so nothing of the state's decode reaches the stream's far end (the encoder's state
     through the byte's mux into the transmit side's enables, across the die, was a
     build's worst path, 10.0 ns). A header or CRC byte takes two cycles, a payload byte
-    READ_LATENCY + 2 (its read overlaps the previous byte's wait), far less than a UART
+    READ_LATENCY + 3 (its read overlaps the previous byte's wait), far less than a UART
     needs. The descriptor is taken after the last CRC byte went out: until then it stays
     valid, and `mem` is this encoder's.
     """
@@ -69,14 +69,19 @@ class ReplyEncoder(wiring.Component):
         byte_lane_reg = Signal.like(lane)
         lane_ok_reg = Signal()
         # Whether `index` is the payload's last byte: registered in ADDRESS, as `index`
-        # holds from ADDRESS to LATCH (its adder and compare into the state were a build's
-        # worst path: 8.5 ns, 13 levels).
+        # holds from ADDRESS to PAYLOAD (its adder and compare into the state were a
+        # build's worst path: 8.5 ns, 13 levels).
         last_byte = Signal()
 
-        # The outgoing byte, from registers. It is cleared when taken and loaded only
-        # while clear: `tx.ready` reaches `out_valid` alone, not the state.
+        # The outgoing byte, from registers. `out_byte` loads the state's byte in every
+        # cycle `out_valid` is low, whatever the state (no state decode in its enable:
+        # the states' load conditions into it were a build's worst path, 8.6 ns); the
+        # states that send a byte set `out_valid`, and it is cleared when taken, so
+        # `tx.ready` reaches `out_valid` alone, not the state.
         out_valid = Signal()
         out_byte = Signal(8)
+        state_byte = Signal(8)            # the byte the state would send
+        payload_byte = Signal(8)          # a payload byte, registered in LATCH
         # The CRC folds each byte the cycle after it is loaded, from `out_byte` (the state
         # through the byte's mux and the CRC's XORs was a build's worst path, 8.6 ns); the
         # next load is two cycles later at the earliest, so the CRC bytes see every fold.
@@ -92,10 +97,13 @@ class ReplyEncoder(wiring.Component):
         m.d.sync += fold.eq(0)
         with m.If(self.tx.ready):
             m.d.sync += out_valid.eq(0)
+        with m.If(~out_valid):
+            m.d.sync += out_byte.eq(state_byte)
 
-        def load(byte, state, fold_it=True):
+        def send(byte, state, fold_it=True):
+            m.d.comb += state_byte.eq(byte)
             with m.If(~out_valid):
-                m.d.sync += [out_valid.eq(1), out_byte.eq(byte)]
+                m.d.sync += out_valid.eq(1)
                 if fold_it:
                     m.d.sync += fold.eq(1)
                 m.next = state
@@ -107,21 +115,21 @@ class ReplyEncoder(wiring.Component):
                 with m.If(self.reply.valid):
                     m.next = "START"
             with m.State("START"):
-                load(REPLY_START, "STATUS", fold_it=False)
+                send(REPLY_START, "STATUS", fold_it=False)
             with m.State("STATUS"):
-                load(reply.status, "SEQ")
+                send(reply.status, "SEQ")
             with m.State("SEQ"):
-                load(reply.seq, "LENGTH_LOW")
+                send(reply.seq, "LENGTH_LOW")
             with m.State("LENGTH_LOW"):
-                load(reply.length[:8], "LENGTH_HIGH")
+                send(reply.length[:8], "LENGTH_HIGH")
             with m.State("LENGTH_HIGH"):
-                load(reply.length[8:], "ADDRESS")
+                send(reply.length[8:], "ADDRESS")
                 with m.If(~out_valid & (reply.length == 0)):
                     m.next = "CRC_LOW"
 
-            # READ_LATENCY + 2 cycles a payload byte: word and lane, the buffers' read
-            # (`mem.rdata` is valid in LATCH, and stays so while LATCH waits for the
-            # previous byte to go: the address holds), byte loaded.
+            # READ_LATENCY + 3 cycles a payload byte: word and lane, the buffers' read
+            # (`mem.rdata` is valid in LATCH), byte registered, sent once the byte before
+            # has gone (the read overlaps that wait).
             with m.State("ADDRESS"):
                 m.d.sync += [self.mem.addr.eq(word), byte_lane_reg.eq(lane),
                              lane_ok_reg.eq(lane_ok), last_byte.eq(index_next == reply.length)]
@@ -132,15 +140,16 @@ class ReplyEncoder(wiring.Component):
             with m.State("LATCH"):
                 buffer_byte = Mux(lane_ok_reg, self.mem.rdata, 0)
                 status_byte = reply.snapshot.word_select(index[:SNAPSHOT_INDEX_BITS], 8)
-                payload_byte = Signal(8)
                 with m.Switch(reply.source):
                     with m.Case(Source.BUFFER):
-                        m.d.comb += payload_byte.eq(buffer_byte)
+                        m.d.sync += payload_byte.eq(buffer_byte)
                     with m.Case(Source.STATUS):
-                        m.d.comb += payload_byte.eq(status_byte)
+                        m.d.sync += payload_byte.eq(status_byte)
                     with m.Default():
-                        m.d.comb += payload_byte.eq(info_byte)
-                load(payload_byte, "ADDRESS")
+                        m.d.sync += payload_byte.eq(info_byte)
+                m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                send(payload_byte, "ADDRESS")
                 with m.If(~out_valid):
                     m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1),
                                  address.eq(address + 1)]
@@ -148,9 +157,9 @@ class ReplyEncoder(wiring.Component):
                         m.next = "CRC_LOW"
 
             with m.State("CRC_LOW"):
-                load(crc.value[:8], "CRC_HIGH", fold_it=False)
+                send(crc.value[:8], "CRC_HIGH", fold_it=False)
             with m.State("CRC_HIGH"):
-                load(crc.value[8:], "DRAIN", fold_it=False)
+                send(crc.value[8:], "DRAIN", fold_it=False)
             with m.State("DRAIN"):
                 with m.If(~out_valid):
                     m.d.comb += self.reply.ready.eq(1)

@@ -286,7 +286,8 @@ class HeadMixer(wiring.Component):
         complete = Signal()
         m.d.comb += [
             complete.eq(valid & final),
-            output.load.eq(complete),              # ready by the schedule (rows P apart)
+            # Ready by the schedule (rows P apart); every copy of `load` from one net.
+            output.load.eq(complete.replicate(len(output.load))),
             output.sums.as_value().eq(Cat(*(g.as_value() for g in rotated))),
             output.addr.eq(out_addr),
         ]

@@ -2,14 +2,14 @@
 row into the `out` buffer (docs/vitcod.md, "The hardware")."""
 
 from amaranth.hdl import Module, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common.requant import Requantizer
 from ..shell.contract import buffer_port_signature
 from ...engines.vitcod.spec import VitcodParams, buffers
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
-from .row_requantizer import RowRequantizer
+from .row_requantizer import RowRequantizer, load_copies
 
 __all__ = ["OutputStage", "row_layout", "output_latency"]
 
@@ -36,13 +36,15 @@ def output_latency(params):
 class OutputStage(wiring.Component):
     """Requantizes finished rows `out_lanes` values a cycle and writes each as one word.
 
-    A row offered on `rows` is copied into a RowRequantizer's working register (so the SpMM
+    A row offered on `row` is copied into a RowRequantizer's working register (so the SpMM
     can finish the next row meanwhile) that shifts `out_lanes` sums a cycle into as many Requantizers
     (y = requantize(o, multiplier, shift), int8 at operand_width 8); the results are
     collected into the row's word, written on `out` (`write` for one cycle) when its last
     lanes leave the requantizers. A row takes K = d / out_lanes cycles.
 
-    `rows` is always ready: the stage never stalls (the write port has no backpressure),
+    A row is offered with `load`: load_copies(d) equal bits, which its user drives from
+    register copies (RowRequantizer: each steers a group of the working register's lanes).
+    The stage is always ready: it never stalls (the write port has no backpressure),
     so its user schedules the rows at least K cycles apart (the SpMM does: see its
     `gap`), and a row then always arrives when the working register is empty or shows its
     last lanes (one arriving sooner would overwrite the row being requantized). Rows K
@@ -60,7 +62,8 @@ class OutputStage(wiring.Component):
         self.chunks = params.head_dim // params.out_lanes
         self.latency = output_latency(params)
         super().__init__({
-            "rows": In(stream.Signature(row_layout(params), always_ready=True)),
+            "load": In(load_copies(params.head_dim)),
+            "row": In(row_layout(params)),
             "multiplier": In(unsigned(MULT_BITS)),
             "shift": In(unsigned(SHIFT_BITS)),
             "out": Out(buffer_port_signature(_buffer(params, "out"))),
@@ -75,9 +78,9 @@ class OutputStage(wiring.Component):
             out_width=p.operand_width, depth=_buffer(p, "out").depth, beats=p.beats)
         # `rows` is always ready: its user keeps rows K cycles apart (see the docstring).
         m.d.comb += [
-            rows.load.eq(self.rows.valid),
-            rows.sums.eq(self.rows.payload.sums),
-            rows.addr.eq(self.rows.payload.addr),
+            rows.load.eq(self.load),
+            rows.sums.eq(self.row.sums),
+            rows.addr.eq(self.row.addr),
             rows.multiplier.eq(self.multiplier),
             rows.shift.eq(self.shift),
             self.out.addr.eq(rows.out.addr),

@@ -1,7 +1,7 @@
 """d accumulator sums -> one word of d requantized values through the common
 requantizer, `lanes` values a cycle: the row writer of the ViTCoD SpMM and auto-encoder."""
 
-from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.utils import exact_log2
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -10,13 +10,23 @@ from ..common.requant import Requantizer
 from ...spec.checks import check_int
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
 
-__all__ = ["RowRequantizer", "write_port_signature"]
+__all__ = ["LOAD_GROUP", "RowRequantizer", "load_copies", "write_port_signature"]
 
 
 def write_port_signature(depth, width):
     """A write port as the shell's engine-written buffers have (contract.buffer_port_signature)."""
     return wiring.Signature({"addr": Out(range(depth)), "data": Out(width), "write": Out(1)})
 
+
+
+# Lanes of the working register that one copy of `load` steers: a single load net into
+# every lane's register (64 lanes of 22 bits, 1,372 enables) was a build's worst path.
+LOAD_GROUP = 8
+
+
+def load_copies(head_dim):
+    """How many copies of `load` a RowRequantizer of `head_dim` lanes takes."""
+    return -(-head_dim // LOAD_GROUP)
 
 
 class RowRequantizer(wiring.Component):
@@ -34,6 +44,10 @@ class RowRequantizer(wiring.Component):
     With `beats` b > 1 a row is b words of d/b values (buffer word addr·b + j holds values
     j·d/b onwards; `depth` counts words, `addr` rows): word j is written as its last lanes
     leave the requantizers, the last one in the same cycle as a one-word row's.
+
+    `load` comes as load_copies(d) equal bits, each steering LOAD_GROUP lanes of the
+    working register (a user whose load fans out far drives them from register copies);
+    the working register has no enable: it loads, else shifts.
     """
 
     def __init__(self, *, head_dim, acc_width, lanes, out_width, depth, beats=1):
@@ -53,7 +67,7 @@ class RowRequantizer(wiring.Component):
         self.chunks = head_dim // lanes
         self.latency = self.chunks + Requantizer.latency
         super().__init__({
-            "load": In(1),
+            "load": In(load_copies(head_dim)),
             "sums": In(data.ArrayLayout(signed(acc_width), head_dim)),
             "addr": In(range(max(1, depth // beats))),
             "multiplier": In(unsigned(MULT_BITS)),
@@ -72,11 +86,15 @@ class RowRequantizer(wiring.Component):
         left = Signal(range(chunks + 1))           # chunks still to present
         present = Signal()
         m.d.comb += [present.eq(left != 0), self.ready.eq(left <= 1)]
-        with m.If(self.load):
-            m.d.sync += [work.eq(self.sums), work_addr.eq(self.addr), left.eq(chunks)]
+        with m.If(self.load[0]):
+            m.d.sync += [work_addr.eq(self.addr), left.eq(chunks)]
         with m.Elif(present):
-            m.d.sync += [work.as_value().eq(work.as_value() >> (lanes * acc_width)),
-                         left.eq(left - 1)]
+            m.d.sync += left.eq(left - 1)
+        # Loaded, else shifted every cycle (what it holds while `left` is 0 is never used):
+        # no enable to fan out, each lane's choice by its group's copy of `load`.
+        for k in range(self.head_dim):
+            shifted = work[k + lanes] if k + lanes < self.head_dim else 0
+            m.d.sync += work[k].eq(Mux(self.load[k // LOAD_GROUP], self.sums[k], shifted))
 
         # The requantizers never stall (the write port has no backpressure): `en` stays
         # high and a delay line of their latency carries valid / write / address along.

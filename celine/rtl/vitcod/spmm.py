@@ -222,6 +222,11 @@ class Spmm(wiring.Component):
                 copies = -(-units // GROUP)
                 valid_copies = register_copies(m, "prod_valid", valid, copies)
                 first_copies = register_copies(m, "prod_first", first, copies)
+                # The row's handoff (`valid & final` of this stage) into the output
+                # stage's working register, in copies too (one net into its 64 lanes
+                # was a build's worst path, 8.5 ns).
+                handoff = register_copies(m, "handoff", valid & final,
+                                          len(output.load))
             tags = (Signal(name=f"prod_valid_{stage}"), Signal(name=f"prod_first_{stage}"),
                     Signal(name=f"prod_final_{stage}"))
             m.d.sync += [tags[0].eq(valid), tags[1].eq(first), tags[2].eq(final)]
@@ -239,12 +244,11 @@ class Spmm(wiring.Component):
             with m.If(valid_copies[k // GROUP]):
                 m.d.sync += [a[k].eq(b[k]) for a, b in zip(acc, rotated)]
         # A finished row goes to the output stage as its final product arrives; the
-        # schedule above guarantees that the stage takes it (rows.ready is constant 1).
-        handoff = output.rows.payload
+        # schedule above guarantees that the stage takes it (it is always ready).
         m.d.comb += [
-            handoff.sums.as_value().eq(Cat(*(g.as_value() for g in rotated))),
-            handoff.addr.eq(next_addr),
-            output.rows.valid.eq(valid & final),
+            output.row.sums.as_value().eq(Cat(*(g.as_value() for g in rotated))),
+            output.row.addr.eq(next_addr),
+            output.load.eq(Cat(handoff)),
         ]
         with m.If(valid & final):
             m.d.sync += [next_addr.eq(next_addr + 1), rows_left.eq(rows_left - 1)]
