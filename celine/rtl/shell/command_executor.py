@@ -219,6 +219,12 @@ class CommandExecutor(wiring.Component):
                 with m.Elif(needs_idle & checked_busy):
                     respond(Status.BUSY)
                 with m.Elif(command == Command.WRITE):
+                    # The reply's fields load in every branch of CHECK (a WRITE's are set
+                    # again when its last byte is stored), so CHECK's decode is in their
+                    # values, not their enable (the request through the checks' chain into
+                    # the enable was 7.9 ns in a build).
+                    m.d.sync += [reply.status.eq(Status.OK), reply.length.eq(0),
+                                 reply.source.eq(Source.NONE)]
                     m.next = "WRITE_ADDRESS"
                 with m.Elif(command == Command.READ):
                     respond(Status.OK, count, Source.BUFFER)

@@ -163,7 +163,11 @@ class SoftmaxUnit(wiring.Component):
         # -- the CSR prefetch: words list_base + n into a small queue, counted ------------
         csr_layout = data.StructLayout(dict(csr_fields(p)))
         m.submodules.csr_queue = csr_queue = ShapedQueue(csr_layout, CSR_QUEUE_DEPTH - 1)
-        fetch_n = Signal.like(self.nnz)
+        # The entries left to fetch, counted down, and whether any are (`fetch_more`, a
+        # register: the count's compare with nnz into the fetch and on into the address's
+        # enables was 8.2 ns in a build).
+        fetch_left = Signal.like(self.nnz)
+        fetch_more = Signal()
         fetch_addr = Signal(range(self.csr_depth + 1))
         csr_held = Signal(range(CSR_QUEUE_DEPTH + 1))   # in flight, queued or the head
         fetch = Signal()
@@ -171,14 +175,15 @@ class SoftmaxUnit(wiring.Component):
         # The reads in flight: the word of fetched_d<CSR_READ_LATENCY> is on the port.
         fetched = delayed(m, fetch, CSR_READ_LATENCY, "fetched")
         m.d.comb += [
-            fetch.eq(running & (fetch_n != nnz) & (csr_held != CSR_QUEUE_DEPTH)),
+            fetch.eq(running & fetch_more & (csr_held != CSR_QUEUE_DEPTH)),
             self.csr.addr.eq(fetch_addr),
             csr_queue.i.valid.eq(fetched),
             csr_queue.i.payload.eq(self.csr.data),
         ]
         m.d.sync += csr_held.eq(csr_held + fetch - pop)
         with m.If(fetch):
-            m.d.sync += [fetch_n.eq(fetch_n + 1), fetch_addr.eq(fetch_addr + 1)]
+            m.d.sync += [fetch_left.eq(fetch_left - 1), fetch_more.eq(fetch_left != 1),
+                         fetch_addr.eq(fetch_addr + 1)]
         # The walk's head: the queue's first word in a register of its own, loaded when it
         # is empty or taken, with its row compared ahead (below: `here`, `here_next`), so
         # the walk's decision starts from flip-flops (the queue's head through the row
@@ -495,7 +500,8 @@ class SoftmaxUnit(wiring.Component):
                 last_row.eq(self.tokens - 1), globals_.eq(self.globals), nnz.eq(self.nnz),
                 exp_mult.eq(self.exp_mult), exp_shift.eq(self.exp_shift),
                 gcols_base.eq(self.gcols_base),
-                fetch_n.eq(0), fetch_addr.eq(self.list_base),
+                fetch_left.eq(self.nnz), fetch_more.eq(self.nnz != 0),
+                fetch_addr.eq(self.list_base),
                 row.eq(0), col.eq(0), dense_gaddr.eq(self.gcols_base), dense_addr.eq(0),
                 next_base.eq(p.max_global),
                 dense_left.eq(self.globals != 0), has_dense.eq(self.globals != 0),
