@@ -170,6 +170,9 @@ class CommandExecutor(wiring.Component):
         index_next = Signal(16)
         address = Signal(32)
         word, lane, lane_ok = byte_lane(m, buffers, select, address)
+        word_1 = Signal.like(word, name="word_1")
+        lane_1 = Signal.like(lane, name="lane_1")
+        lane_ok_1 = Signal(name="lane_ok_1")
         mask = Signal.like(self.mem.mask)
         last_byte = Signal()
         # The staged byte goes to the buffers from the staging RAM's output register
@@ -177,7 +180,7 @@ class CommandExecutor(wiring.Component):
         # every buffer's data pins were one cycle (9.8 ns, an engine build's worst path),
         # and a register in the fabric after it was still 8 ns from the block. So the RAM
         # reads the byte two cycles ahead: the first in CHECK, each next one in the
-        # WRITE_STORE before its WRITE_ADDRESS; the byte is there in WRITE_STORE.
+        # WRITE_STORE before its WRITE_LANE; the byte is there in WRITE_STORE.
         staged = self.staging.data
         m.d.comb += [
             self.mem.select.eq(select),
@@ -225,7 +228,7 @@ class CommandExecutor(wiring.Component):
                     # the enable was 7.9 ns in a build).
                     m.d.sync += [reply.status.eq(Status.OK), reply.length.eq(0),
                                  reply.source.eq(Source.NONE)]
-                    m.next = "WRITE_ADDRESS"
+                    m.next = "WRITE_LANE"
                 with m.Elif(command == Command.READ):
                     respond(Status.OK, count, Source.BUFFER)
                 with m.Elif(command == Command.CONFIGURE):
@@ -237,11 +240,17 @@ class CommandExecutor(wiring.Component):
                 with m.Else():
                     respond(Status.OK, self.info_length, Source.INFO)
 
-            # Two cycles a byte: word and lane fetched, the staged byte registered (and
-            # whether it is the last), then written.
+            # Three cycles a byte: the byte's word and lane registered, then the lane
+            # decoded into the mask (and whether it is the last byte), then written. The
+            # buffer's stride pick, the lane compare and the decode in one cycle were a
+            # ViTCoD build's slow path (8.0-9.0 ns into `mask`); a UART byte is hundreds
+            # of cycles.
+            with m.State("WRITE_LANE"):
+                m.d.sync += [word_1.eq(word), lane_1.eq(lane), lane_ok_1.eq(lane_ok)]
+                m.next = "WRITE_ADDRESS"
             with m.State("WRITE_ADDRESS"):
-                m.d.sync += [self.mem.addr.eq(word),
-                             mask.eq(Mux(lane_ok, Const(1, len(mask)) << lane, 0)),
+                m.d.sync += [self.mem.addr.eq(word_1),
+                             mask.eq(Mux(lane_ok_1, Const(1, len(mask)) << lane_1, 0)),
                              last_byte.eq(index_next == request.length), store.eq(1)]
                 m.next = "WRITE_STORE"
             with m.State("WRITE_STORE"):
@@ -250,7 +259,7 @@ class CommandExecutor(wiring.Component):
                 with m.If(last_byte):
                     respond(Status.OK)
                 with m.Else():
-                    m.next = "WRITE_ADDRESS"
+                    m.next = "WRITE_LANE"
 
             with m.State("ACCEPT"):
                 m.d.comb += [self.request.ready.eq(1), self.reply.valid.eq(1)]
