@@ -13,6 +13,7 @@ from amaranth.lib.memory import Memory
 from celine.rtl.common.buffer_reader import BufferReader
 from celine.rtl.common.buffer_writer import BufferWriter
 from celine.rtl.common.shaped_queue import ShapedQueue
+from celine.rtl.shell.block_ram import MIN_BLOCK_DEPTH
 from celine.sim.amaranth_sim import run_sim, stream_get_n, stream_put_all
 from celine.sim.payload import pack, unpack
 
@@ -42,12 +43,14 @@ LAYOUTS = {
 # -- ShapedQueue -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-@pytest.mark.parametrize("depth", [1, 2, 3, 8])
+@pytest.mark.parametrize("depth", [1, 2, 3, 8, MIN_BLOCK_DEPTH, 100])
 @pytest.mark.parametrize("idle_prob,backpressure_prob", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.6),
-                                                         (0.3, 0.5)])
+                                                         (0.3, 0.5), (0.0, 0.95)])
 def test_queue_keeps_every_beat_in_order(layout, depth, idle_prob, backpressure_prob):
+    """Also in the block-RAM queue (MIN_BLOCK_DEPTH on), filled to the top and beyond
+    (0.95 backpressure) with 250 beats."""
     rng = random.Random(depth)
-    beats = [random_value(rng, LAYOUTS[layout]) for _ in range(120)]
+    beats = [random_value(rng, LAYOUTS[layout]) for _ in range(250 if depth > 8 else 120)]
     dut = ShapedQueue(LAYOUTS[layout], depth)
     received = []
 
@@ -92,6 +95,51 @@ def test_queue_throughput_and_level(depth):
     else:
         assert (in_ready, out_valid) == ([0, 1] * 10, [1, 0] * 10 if depth == 1
                                          else [1, 1] + [0, 1] * 9)
+
+
+@pytest.mark.parametrize("depth", [MIN_BLOCK_DEPTH, 70])
+def test_block_queue_latency_throughput_and_level(depth):
+    """The block-RAM queue: a beat into an empty queue is offered BLOCK_LATENCY cycles
+    later; filled with the output stalled it takes `depth` beats (`level` counting them);
+    then, with the output always ready, a beat per cycle in and out."""
+    dut = ShapedQueue(LAYOUTS["plain"], depth)
+    offered, levels, in_ready, out = [], [], [], []
+
+    async def testbench(ctx):
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.i.payload, 7)
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        for _ in range(8):
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            offered.append(int(valid))
+        ctx.set(dut.o.ready, 1)            # the first beat leaves
+        await ctx.tick()
+        ctx.set(dut.o.ready, 0)
+        ctx.set(dut.i.valid, 1)
+        taken = 0
+        for _ in range(depth + 8):
+            ctx.set(dut.i.payload, taken)
+            _, _, ready = await ctx.tick().sample(dut.i.ready)
+            taken += ready
+            levels.append(ctx.get(dut.level))
+        assert taken == depth and not ctx.get(dut.i.ready)
+        ctx.set(dut.o.ready, 1)
+        for _ in range(3 * depth):
+            ctx.set(dut.i.payload, taken)
+            _, _, ready, valid, payload = await ctx.tick().sample(dut.i.ready, dut.o.valid,
+                                                                  dut.o.payload)
+            taken += ready
+            in_ready.append(int(ready))
+            if valid:
+                out.append(payload)
+
+    run_sim(dut, testbench, deadline=DEADLINE)
+    # offered from the BLOCK_LATENCY-th cycle after the one it was taken in
+    assert offered == [0] * (ShapedQueue.BLOCK_LATENCY - 1) + [1] * (9 - ShapedQueue.BLOCK_LATENCY)
+    assert levels == sorted(levels) and levels[-1] == depth
+    assert in_ready == [0] + [1] * (3 * depth - 1)
+    assert out == list(range(3 * depth))
 
 
 @pytest.mark.parametrize("layout", [LAYOUTS["struct"], data.ArrayLayout(4, 2), 8, signed(3)])

@@ -16,7 +16,8 @@ what the queue holds:
   through the reads and the ExpUnit into `entry_queue`, and stage 2 takes it into its
   head register;
 - stage 2: an entry is taken only while `out_held` (taken and not yet delivered on
-  `entries`) is below OUT_QUEUE_DEPTH; six stages later it lands in `out_queue`.
+  `entries`, a delivery counted a cycle late) is below OUT_QUEUE_DEPTH; six stages later
+  it lands in `out_queue`.
 
 Every input of the unit is free (`start` and the head's settings, every read port's
 data, `entries.ready`, the reset), but for the caller's contract as far as the credits
@@ -29,9 +30,9 @@ offered on `entries` and not taken stays, unchanged.
 
 The invariant: each count is the words on their way (the read in flight; the held
 entry, the pipeline's valid bits, the ExpUnit's, the head register; stage 2's six valid
-bits) plus its queue's level; each queue's invariant without its words
-(celine.formal.credits.fifo_invariant: a ShapedQueue of depth 3 or more takes a word
-whenever its level is below its depth); and, while the walk has issued nothing yet, it
+bits and the delivery not yet counted) plus its queue's level; each queue's invariant
+without its words (celine.formal.credits.fifo_invariant: a ShapedQueue of depth 3 or
+more takes a word whenever its level is below its depth); and, while the walk has issued nothing yet, it
 is on row 0 with nothing of the list taken and `on_last_row` as N says. Its flags of
 what is left of the row (dense columns, CSR entries) are not named signals, so the
 invariant cannot say that such a walk has an entry to come; the induction's second
@@ -134,7 +135,8 @@ class SoftmaxHarness(wiring.Component):
                      Assert(dut.signal("row_plus_2") == row_2)]
         fifo_invariant(m, fifos["entry_queue"],
                        occupancy - sum(stage_1) - dut.signal("head_held"))
-        fifo_invariant(m, fifos["out_queue"], out_held - sum(stage_2))
+        fifo_invariant(m, fifos["out_queue"],
+                       out_held - sum(stage_2) - dut.signal("returned"))
         for queue in queues.values():
             m.d.comb += Assert(queue.component.level <= queue.component.depth)
 

@@ -1,11 +1,12 @@
 """A stream FIFO whose payload has a shape (a data layout), so nobody packs words by hand."""
 
-from amaranth.hdl import Module, Shape, ShapeLike
+from amaranth.hdl import Module, Mux, Shape, ShapeLike, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ...spec.checks import check_int
+from ..shell.block_ram import MIN_BLOCK_DEPTH, BlockRAM
 
 __all__ = ["ShapedQueue"]
 
@@ -16,19 +17,26 @@ def _rejected(component):
 
 
 class ShapedQueue(wiring.Component):
-    """`depth` beats of `layout` between two streams: amaranth.lib.fifo.SyncFIFOBuffered
-    (block-RAM friendly: no asynchronous reads) with stream interfaces.
+    """`depth` beats of `layout` between two streams, with stream interfaces.
 
     - ``i``: the input stream; ``i.ready`` is high while the queue has room.
     - ``o``: the output stream; ``o.valid`` and ``o.payload`` come from registers.
-    - ``level``: beats held (including the one offered on ``o``), as SyncFIFOBuffered
-      counts them.
+    - ``level``: beats held (including the one offered on ``o``).
 
-    Latency: a beat taken in an empty queue is offered on ``o`` two cycles later.
-    Throughput: one beat per cycle in and out from depth 3 on; at depth 1 and 2 one beat
-    every other cycle once the queue has filled (SyncFIFOBuffered's inner memory then
-    holds one entry). Beats leave in order; none is lost or duplicated under any
-    valid/ready pattern.
+    Below MIN_BLOCK_DEPTH beats (memories yosys may build of LUT RAM) it is
+    amaranth.lib.fifo.SyncFIFOBuffered: a beat taken in an empty queue is offered on
+    ``o`` two cycles later; one beat per cycle in and out from depth 3 on; at depth 1 and
+    2 one beat every other cycle once the queue has filled (SyncFIFOBuffered's inner
+    memory then holds one entry).
+
+    From MIN_BLOCK_DEPTH on the beats are kept in block RAM (BlockRAM) read through the
+    block's output register into a few registers that ``o`` offers from (see
+    `_elaborate_block`): SyncFIFOBuffered's output register is the block's read port,
+    whose array output (5.8 ns after the clock) was a ViTCoD build's slow path into the
+    consumer's register. A beat taken in an empty queue is offered BLOCK_LATENCY = 4
+    cycles later; one beat per cycle in and out.
+
+    Beats leave in order; none is lost or duplicated under any valid/ready pattern.
 
     Parameters
     ----------
@@ -62,9 +70,15 @@ class ShapedQueue(wiring.Component):
     def depth(self):
         return self._depth
 
+    # Cycles from a beat taken in an empty block-RAM queue to its offer on `o`.
+    BLOCK_LATENCY = 4
+
     def elaborate(self, platform):
         m = Module()
         width = Shape.cast(self._layout).width
+        if self._depth >= MIN_BLOCK_DEPTH:
+            self._elaborate_block(m, width)
+            return m
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=self._depth)
         m.d.comb += [
             fifo.w_en.eq(self.i.valid),
@@ -76,3 +90,87 @@ class ShapedQueue(wiring.Component):
             self.level.eq(fifo.level),
         ]
         return m
+
+    def _elaborate_block(self, m, width):
+        """The block-RAM queue: beats written into the memory, read from it on credit into
+        `slots` registers (a shift queue, `o` offers the first), so that nothing reads a
+        block's array output but its own output register.
+
+        A read is issued while the memory holds a beat not yet read (`stored_some`) and a
+        slot is free for it (`credit_some`: the slots less the beats offered or in
+        flight); it reaches the slots the block's read latency later, when it has a free
+        one by the credit. A beat offered and taken returns its credit the next cycle, so
+        a beat a cycle needs the read latency + 2 slots. Every flag that a decision
+        reads is a register set from its count's step (no adder before a decision)."""
+        depth = self._depth
+        ram = BlockRAM.for_bits(width, depth, output_register=True)
+        m.submodules.memory = ram
+        slots = ram.read_latency + 2
+        if ram.read_latency + 2 != self.BLOCK_LATENCY:
+            raise RuntimeError(f"the block RAM reads in {ram.read_latency} cycles, "
+                               f"BLOCK_LATENCY expects {self.BLOCK_LATENCY - 2}")
+
+        def step(count, flag, up, down):
+            """count += up - down; `flag` follows `count != 0`."""
+            m.d.sync += [count.eq(Mux(up & ~down, count + 1, Mux(down & ~up, count - 1, count))),
+                         flag.eq(Mux(up & ~down, 1, Mux(down & ~up, count != 1, flag)))]
+
+        # The level and the input's room.
+        level = Signal(range(depth + 1))
+        full = Signal()
+        taken_in = self.i.valid & ~full
+        given = self.o.valid & self.o.ready
+        m.d.comb += [self.i.ready.eq(~full), self.level.eq(level)]
+        m.d.sync += [level.eq(Mux(taken_in & ~given, level + 1,
+                                  Mux(given & ~taken_in, level - 1, level))),
+                     full.eq(Mux(taken_in & ~given, level == depth - 1,
+                                 Mux(given & ~taken_in, 0, full)))]
+
+        # The memory: written at `produce`, read at `consume` (each read issued is the
+        # beat at `consume`; a read not issued is ignored, so reading the word being
+        # written is harmless).
+        produce = Signal(range(depth))
+        consume = Signal(range(depth))
+        stored = Signal(range(depth + 1))          # beats in the memory not yet read
+        stored_some = Signal()
+        credits = Signal(range(slots + 1), init=slots)
+        credit_some = Signal(init=1)
+        issue = stored_some & credit_some
+        ram.write_word(m, produce, Value.cast(self.i.payload), taken_in)
+        m.d.comb += ram.raddr.eq(consume)
+        with m.If(taken_in):
+            m.d.sync += produce.eq(Mux(produce == depth - 1, 0, produce + 1))
+        with m.If(issue):
+            m.d.sync += consume.eq(Mux(consume == depth - 1, 0, consume + 1))
+        step(stored, stored_some, taken_in, issue)
+        step(credits, credit_some, given, issue)
+
+        # The slots: a shift queue, `filled` a thermometer code (slot k holds a beat iff
+        # bit k is set); the first slot is offered. A read arrives `read_latency` cycles
+        # after its issue and goes to the first free slot (after the shift, if a beat
+        # leaves in the same cycle).
+        arrived = Signal()
+        arriving = issue
+        for stage in range(ram.read_latency):
+            later = Signal(name=f"in_flight_{stage + 1}")
+            m.d.sync += later.eq(arriving)
+            arriving = later
+        m.d.comb += arrived.eq(arriving)
+        word = ram.data[:width]
+        filled = Signal(slots)
+        held = [Signal(width, name=f"slot_{k}") for k in range(slots)]
+        m.d.comb += [self.o.valid.eq(filled[0]), self.o.payload.eq(held[0])]
+        with m.If(given & ~arrived):
+            m.d.sync += filled.eq(filled >> 1)
+        with m.Elif(arrived & ~given):
+            m.d.sync += filled.eq((filled << 1) | 1)
+        for k in range(slots):
+            last = filled[k] & ~(filled[k + 1] if k + 1 < slots else 0)
+            first_free = ~filled[k] & (filled[k - 1] if k else 1)
+            after = held[k + 1] if k + 1 < slots else word
+            with m.If(given):
+                # shifted: slot k takes slot k+1's beat, or the arriving one if it was the
+                # last filled
+                m.d.sync += held[k].eq(Mux(arrived & last, word, after))
+            with m.Elif(arrived & first_free):
+                m.d.sync += held[k].eq(word)

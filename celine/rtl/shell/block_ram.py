@@ -9,7 +9,7 @@ from ...spec.checks import check_int
 from ..common.fanout import register_copies
 from ..common.multiplier import is_ecp5
 
-__all__ = ["BlockRAM", "slice_width"]
+__all__ = ["BlockRAM", "MIN_BLOCK_DEPTH", "slice_width"]
 
 
 # The DP16KD's shapes (ECP5): words deep, bits wide. A memory deeper than a shape's depth
@@ -55,7 +55,7 @@ _MAX_BLOCK_DEPTH = _SHAPES[-1][0]
 # Below 64 words yosys may build a memory of LUT RAM rather than a block (it did at 48
 # words and fewer, and at 63 x 8 bits); a memory that shallow keeps yosys's choice, its
 # output register in the fabric.
-_MIN_BLOCK_DEPTH = 64
+MIN_BLOCK_DEPTH = 64
 # Blocks a copy of the registered read address drives (`address_register`).
 ADDRESS_GROUP = 4
 
@@ -208,7 +208,7 @@ class BlockRAM(wiring.Component):
         m = Module()
         step = slice_width(self.width, self.depth)
         if (self.output_register and is_ecp5(platform)
-                and _MIN_BLOCK_DEPTH <= self.depth <= _MAX_BLOCK_DEPTH):
+                and MIN_BLOCK_DEPTH <= self.depth <= _MAX_BLOCK_DEPTH):
             self._ecp5_blocks(m)
             return m
         raddr = self.raddr

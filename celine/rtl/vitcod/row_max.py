@@ -7,6 +7,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..common.pick import picked_bit
+from ..shell.block_ram import BlockRAM
 from .dpu import biased, check_params, row_value_signature
 
 __all__ = ["RowMax"]
@@ -30,13 +31,13 @@ class RowMax(wiring.Component):
         cycles later is the maximum of whichever of the row's two maxima are valid (0 if
         neither is: the caller reads only rows with a kept entry), if `load` was high the
         cycle before; with `load` low the output register holds (the caller reads a row
-        ahead and loads it when the row changes). The reads are registered, compared
-        into a register of their own, then picked into the output register: the compare
-        (22 bits, a carry chain) and the pick in one cycle were a ViTCoD build's worst
-        path, 9.2 ns and 20 levels (and combined on the way into the caller's register,
-        9.4 ns and 26 levels). A read in a cycle with busy low sees every value presented
-        before that cycle: reads may begin once the engines are idle and busy is low (three
-        cycles after the last score).
+        ahead and loads it when the row changes). The two maxima are read from block RAM
+        copies through the blocks' output registers (two cycles), then compared and picked
+        into the output register. From the distributed RAMs the read was a ViTCoD build's
+        worst path (8.7 ns: the address's net to every LUT-RAM cell of both memories, 2.4
+        ns, then the 16-to-1 multiplexer of their blocks, four levels). A read in a cycle
+        with busy low sees every value presented before that cycle: reads may begin once
+        the engines are idle and busy is low (three cycles after the last score).
     """
 
     read_latency = 3
@@ -56,22 +57,27 @@ class RowMax(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        shape = signed(p.score_width)
-        # Small memories in distributed RAM: a block RAM's unregistered output is slow, and
-        # its output register would cost the read-modify-write a cycle.
-        m.submodules.dense_max = dense_max = Memory(shape=shape, depth=p.max_tokens, init=[],
-                                                    attrs=DISTRIBUTED)
+        # The running sparse maxima in distributed RAM (a block RAM's read would cost the
+        # read-modify-write a cycle, or its unregistered output the clock); the read port
+        # reads block RAM copies (below).
         m.submodules.sparse_max = sparse_max = Memory(shape=p.score_width, depth=p.max_tokens,
                                                       init=[], attrs=DISTRIBUTED)
+        # The read port's copies: the dense maxima (only read there) and the sparse ones,
+        # both biased (dpu.biased: their compare is a bare carry chain).
+        m.submodules.dense_copy = dense_copy = BlockRAM.for_bits(
+            p.score_width, p.max_tokens, output_register=True)
+        m.submodules.sparse_copy = sparse_copy = BlockRAM.for_bits(
+            p.score_width, p.max_tokens, output_register=True)
+        if dense_copy.read_latency != self.read_latency - 1:
+            raise RuntimeError(f"the row maxima's copies read in {dense_copy.read_latency} "
+                               f"cycles, RowMax's read needs {self.read_latency - 1}")
         dense_valid = Signal(p.max_tokens)
         sparse_valid = Signal(p.max_tokens)
         with m.If(self.clear):
             m.d.sync += [dense_valid.eq(0), sparse_valid.eq(0)]
 
         # The dense maxima: stored.
-        dense_write = dense_max.write_port()
-        m.d.comb += [dense_write.addr.eq(self.dense.row), dense_write.data.eq(self.dense.value),
-                     dense_write.en.eq(self.dense.en)]
+        dense_copy.write_word(m, self.dense.row, biased(self.dense.value), self.dense.en)
         with m.If(self.dense.en):
             m.d.sync += dense_valid.bit_select(self.dense.row, 1).eq(1)
 
@@ -89,10 +95,10 @@ class RowMax(wiring.Component):
         m.d.sync += [row0.eq(self.sparse.row), value0.eq(biased(self.sparse.value)),
                      en0.eq(self.sparse.en)]
         sparse_old = sparse_max.read_port(transparent_for=())
-        row1, row2 = Signal.like(row0), Signal.like(row0)
-        value1, value2, value3 = (Signal(p.score_width) for _ in range(3))
-        en1, en2 = Signal(), Signal()
-        forward_2, forward_3 = Signal(), Signal()
+        row1, row2 = (Signal.like(row0, name=f"row{k}") for k in (1, 2))
+        value1, value2, value3 = (Signal(p.score_width, name=f"value{k}") for k in (1, 2, 3))
+        en1, en2 = (Signal(name=f"en{k}") for k in (1, 2))
+        forward_2, forward_3 = (Signal(name=f"forward_{k}") for k in (2, 3))
         m.d.comb += [sparse_old.addr.eq(row0), self.busy.eq(en0 | en1 | en2)]
         # The row's valid bit, as of X, picked in two steps (common.pick: its group
         # registered beside s1, the bit picked beside the compare below): a max_tokens-to-1
@@ -124,25 +130,26 @@ class RowMax(wiring.Component):
         sparse_write = sparse_max.write_port()
         m.d.comb += [sparse_write.addr.eq(row2), sparse_write.data.eq(value2),
                      sparse_write.en.eq(en2)]
+        sparse_copy.write_word(m, row2, value2, en2)
         with m.If(en2):
             m.d.sync += sparse_valid.bit_select(row2, 1).eq(1)
 
-        # The read port: both maxima read into registers, compared, then picked.
-        dense_read = dense_max.read_port(transparent_for=())
-        sparse_read = sparse_max.read_port(transparent_for=())
-        m.d.comb += [dense_read.addr.eq(self.read.addr), sparse_read.addr.eq(self.read.addr)]
-        # The valid bits are picked in two steps (common.pick), a group beside the reads
-        # and its bit beside the compare (in one step, a max_tokens-to-1 multiplexer into
-        # a register, it was a ViTCoD build's worst path: 9.5 ns, 7 levels).
-        d_valid = picked_bit(m, dense_valid, self.read.addr, "d_valid")
-        s_valid = picked_bit(m, sparse_valid, self.read.addr, "s_valid")
-        d, s = dense_read.data, biased(sparse_read.data).as_signed()
-        # Which to take (the dense maximum, the sparse one or neither), registered with
-        # both values.
-        d_2, s_2 = Signal(shape), Signal(shape)
-        take_d, take_s = Signal(), Signal()
-        m.d.sync += [d_2.eq(d), s_2.eq(s),
-                     take_d.eq(d_valid & (~s_valid | (d > s))), take_s.eq(s_valid)]
+        # The read port: both copies read through their output registers (cycles 1 and
+        # 2), beside them the valid bits picked in two steps (common.pick: a group, then
+        # its bit, each into a register; in one step, a max_tokens-to-1 multiplexer into a
+        # register, it was a ViTCoD build's worst path: 9.5 ns, 7 levels); in cycle 3 the
+        # two maxima compared (a carry chain on their biased forms) and the larger valid
+        # one picked into the output register.
+        m.d.comb += [dense_copy.raddr.eq(self.read.addr), sparse_copy.raddr.eq(self.read.addr)]
+        d_valid = Signal(name="d_valid_2")
+        s_valid = Signal(name="s_valid_2")
+        m.d.sync += [d_valid.eq(picked_bit(m, dense_valid, self.read.addr, "d_valid")),
+                     s_valid.eq(picked_bit(m, sparse_valid, self.read.addr, "s_valid"))]
+        d = dense_copy.data[:p.score_width]
+        s = sparse_copy.data[:p.score_width]
+        take_d = d_valid & (~s_valid | (d > s))
+        biased_zero = 1 << (p.score_width - 1)
         with m.If(self.read.load):
-            m.d.sync += self.read.data.eq(Mux(take_d, d_2, Mux(take_s, s_2, 0)))
+            m.d.sync += self.read.data.eq(
+                biased(Mux(take_d, d, Mux(s_valid, s, biased_zero))))
         return m

@@ -37,7 +37,7 @@ ROW_MAX_READ_LATENCY = SCORE_READ_LATENCY + 1
 # CSR_READ_LATENCY + 4 (the reads in flight, the queue's two stages, the head register,
 # the word being taken); one fewer halves the rate.
 CSR_QUEUE_DEPTH = CSR_READ_LATENCY + 4
-OUT_QUEUE_DEPTH = 10     # stage 2's six stages + the output queue's two: 9 suffice
+OUT_QUEUE_DEPTH = 10     # stage 2's six stages, the output queue's two, the late credit
 # Cycles of stage 1's pipeline and of the bookkeeping around the divider that the entry
 # queue covers besides a whole row, the ExpUnit and the divider (SoftmaxUnit.
 # entry_queue_depth): with rows of max_tokens entries, 6 suffice to keep stage 1 at one
@@ -469,11 +469,17 @@ class SoftmaxUnit(wiring.Component):
             self.entries.payload.eq(out_queue.o.payload),
             out_queue.o.ready.eq(self.entries.ready),
         ]
+        # A delivery returns its credit a cycle late (`returned`, a register): the
+        # consumer's `ready` through the count's adder was a ViTCoD build's slow path (8.0
+        # ns into out_held). The count stays at or above the entries on their way, so the
+        # queue never overflows; the late credit is why OUT_QUEUE_DEPTH is 10.
         delivered = self.entries.valid & self.entries.ready
+        returned = Signal()
+        m.d.sync += returned.eq(delivered)
         m.d.sync += [
-            out_held.eq(out_held + take - delivered),
-            out_full.eq(Mux(take & ~delivered, out_held == OUT_QUEUE_DEPTH - 1,
-                            Mux(delivered & ~take, 0, out_full))),
+            out_held.eq(out_held + take - returned),
+            out_full.eq(Mux(take & ~returned, out_held == OUT_QUEUE_DEPTH - 1,
+                            Mux(returned & ~take, 0, out_full))),
         ]
         row_known, row_done = recip.out_valid, take & queue_head.last
         m.d.sync += [
