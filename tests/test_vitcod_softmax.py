@@ -238,6 +238,8 @@ async def _run_head(ctx, dut, head, rng, backpressure, poke=False):
             beats.append({name: int(getattr(payload, name)) for name in
                           ("row", "col", "p", "last")})
     ctx.set(dut.entries.ready, 1)
+    assert ctx.get(dut.busy)                     # falls the cycle after the last entry
+    await ctx.tick()
     assert not ctx.get(dut.busy)
     for _ in range(20):                          # nothing more comes
         assert not ctx.get(dut.entries.valid)

@@ -28,15 +28,16 @@ Asserted every cycle: no queue is ever offered a word it has no room for (its `i
 implies its `i.ready`); each credit count stays within its queue's depth; an entry
 offered on `entries` and not taken stays, unchanged.
 
-The invariant: each count is the words on their way (the read in flight; the held
-entry, the pipeline's valid bits, the ExpUnit's, the head register; stage 2's six valid
-bits and the delivery not yet counted) plus its queue's level; each queue's invariant
-without its words (celine.formal.credits.fifo_invariant: a ShapedQueue of depth 3 or
-more takes a word whenever its level is below its depth); and, while the walk has issued nothing yet, it
-is on row 0 with nothing of the list taken and `on_last_row` as N says. Its flags of
-what is left of the row (dense columns, CSR entries) are not named signals, so the
-invariant cannot say that such a walk has an entry to come; the induction's second
-step does (a walk with nothing to come flushes at once), so the proof closes at depth 2.
+The invariant: each count is the words on their way (the read in flight; the held entry,
+the pipeline's valid bits, the ExpUnit's, the head register; stage 2's six valid bits,
+the delivery not yet counted and the output's skid entry) plus its queue's level; each
+queue's invariant without its words (celine.formal.credits.fifo_invariant: a ShapedQueue
+of depth 3 or more takes a word whenever its level is below its depth); and, while the
+walk has issued nothing yet, it is on row 0 with nothing of the list taken and
+`on_last_row` as N says. Its flags of what is left of the row (dense columns, CSR
+entries) are not named signals, so the invariant cannot say that such a walk has an
+entry to come; the induction's second step does (a walk with nothing to come flushes at
+once), so the proof closes at depth 2.
 
 Without the contract the count does not hold: a head of one token whose row has no
 entry (g = 0 and nnz = 0, or a first CSR word of another row) ends its walk with the
@@ -79,6 +80,7 @@ class SoftmaxHarness(wiring.Component):
         queues = {name: dut.open(name) for name in ("csr_queue", "entry_queue", "out_queue")}
         fifos = {name: queue.open("fifo") for name, queue in queues.items()}
         exp = dut.open("exp")
+        out_skid = dut.open("out_skid")
         wiring.connect(m, wiring.flipped(self.unit), unit)
 
         # The caller's contract, as far as the credits need it: a head has 1 <= N <=
@@ -135,8 +137,8 @@ class SoftmaxHarness(wiring.Component):
                      Assert(dut.signal("row_plus_2") == row_2)]
         fifo_invariant(m, fifos["entry_queue"],
                        occupancy - sum(stage_1) - dut.signal("head_held"))
-        fifo_invariant(m, fifos["out_queue"],
-                       out_held - sum(stage_2) - dut.signal("returned"))
+        fifo_invariant(m, fifos["out_queue"], out_held - sum(stage_2) - dut.signal("returned")
+                       - out_skid.signal("skid_valid"))
         for queue in queues.values():
             m.d.comb += Assert(queue.component.level <= queue.component.depth)
 

@@ -81,7 +81,7 @@ class ReplyEncoder(wiring.Component):
         out_valid = Signal()
         out_byte = Signal(8)
         state_byte = Signal(8)            # the byte the state would send
-        payload_byte = Signal(8)          # a payload byte, registered in LATCH
+        payload_byte = Signal(8)          # a payload byte, registered (below)
         # The CRC folds each byte the cycle after it is loaded, from `out_byte` (the state
         # through the byte's mux and the CRC's XORs was a build's worst path, 8.6 ns); the
         # next load is two cycles later at the earliest, so the CRC bytes see every fold.
@@ -99,6 +99,19 @@ class ReplyEncoder(wiring.Component):
             m.d.sync += out_valid.eq(0)
         with m.If(~out_valid):
             m.d.sync += out_byte.eq(state_byte)
+        # The payload byte is loaded in every cycle (no state decode in its enable: LATCH's
+        # decode into it was a ViTCoD build's slow path, 8.1 to 8.3 ns). What PAYLOAD sends
+        # is the load of LATCH's cycle or a later one: the buffers' read, the snapshot's
+        # index and the source hold from LATCH until the byte has gone.
+        buffer_byte = Mux(lane_ok_reg, self.mem.rdata, 0)
+        status_byte = reply.snapshot.word_select(index[:SNAPSHOT_INDEX_BITS], 8)
+        with m.Switch(reply.source):
+            with m.Case(Source.BUFFER):
+                m.d.sync += payload_byte.eq(buffer_byte)
+            with m.Case(Source.STATUS):
+                m.d.sync += payload_byte.eq(status_byte)
+            with m.Default():
+                m.d.sync += payload_byte.eq(info_byte)
 
         def send(byte, state, fold_it=True):
             m.d.comb += state_byte.eq(byte)
@@ -138,15 +151,6 @@ class ReplyEncoder(wiring.Component):
                 with m.State(f"READ_{k}"):
                     m.next = f"READ_{k + 1}" if k + 1 < READ_LATENCY else "LATCH"
             with m.State("LATCH"):
-                buffer_byte = Mux(lane_ok_reg, self.mem.rdata, 0)
-                status_byte = reply.snapshot.word_select(index[:SNAPSHOT_INDEX_BITS], 8)
-                with m.Switch(reply.source):
-                    with m.Case(Source.BUFFER):
-                        m.d.sync += payload_byte.eq(buffer_byte)
-                    with m.Case(Source.STATUS):
-                        m.d.sync += payload_byte.eq(status_byte)
-                    with m.Default():
-                        m.d.sync += payload_byte.eq(info_byte)
                 m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
                 send(payload_byte, "ADDRESS")

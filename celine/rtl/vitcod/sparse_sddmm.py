@@ -145,13 +145,17 @@ class SparseSddmm(wiring.Component):
                                     ((entry.col == prev_col) & (entry.row <= prev_row)))
         # (a global column is no sparse column either: CsrCheck flags it in the CSR list,
         # and IndexCheck makes the CSC list the same entries)
-        bad = ((entry.col >= tokens) | (entry.row >= tokens) |
-               (entry.pos >= nnz) | out_of_order)
+        # The checks registered apart and ORed the cycle after (`bad2`), where the error
+        # flag takes them: the compares with N through the order check into the flag's
+        # enable were a ViTCoD build's worst path (8.15 ns, a 1.8 ns net from `tokens`).
+        checks = {"range": (entry.col >= tokens) | (entry.row >= tokens),
+                  "pos": entry.pos >= nnz, "order": out_of_order}
         new_col = ~have_prev | (entry.col != prev_col)
 
         row2 = Signal.like(entry.row)
         pos2 = Signal.like(entry.pos)
-        bad2 = Signal()
+        bad_2 = {name: Signal(name=f"bad_{name}2") for name in checks}
+        bad2 = Cat(*bad_2.values()).any()
         valid2 = Signal()
         final2 = Signal()
         fetch2 = Signal()
@@ -159,11 +163,12 @@ class SparseSddmm(wiring.Component):
         m.d.sync += [valid2.eq(valid1), final2.eq(final1), fetch2.eq(valid1 & new_col)]
         with m.If(self.start):
             m.d.sync += [have_prev.eq(0), self.error.eq(0)]
-        with m.Elif(valid1):
+        with m.Elif(valid2 & bad2):
+            m.d.sync += self.error.eq(1)
+        with m.If(~self.start & valid1):
             m.d.sync += [prev_col.eq(entry.col), prev_row.eq(entry.row), have_prev.eq(1),
-                         row2.eq(entry.row), pos2.eq(entry.pos), bad2.eq(bad)]
-            with m.If(bad):
-                m.d.sync += self.error.eq(1)
+                         row2.eq(entry.row), pos2.eq(entry.pos),
+                         *[bad_2[name].eq(check) for name, check in checks.items()]]
             with m.If(new_col):
                 m.d.sync += k_addr.eq(head_base + entry.col)
 
