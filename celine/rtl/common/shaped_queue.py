@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...spec.checks import check_int
 from ..shell.block_ram import MIN_BLOCK_DEPTH, BlockRAM
+from .skid import SkidBuffer
 
 __all__ = ["ShapedQueue"]
 
@@ -30,9 +31,11 @@ class ShapedQueue(wiring.Component):
     memory then holds one entry).
 
     From MIN_BLOCK_DEPTH on the beats are kept in block RAM (BlockRAM) read through the
-    block's output register into a few registers that ``o`` offers from (see
-    `_elaborate_block`): SyncFIFOBuffered's output register is the block's read port,
-    whose array output (5.8 ns after the clock) was a ViTCoD build's slow path into the
+    block's output register into a few registers, and ``o`` offers from them through a
+    skid entry whose ready is a register (see `_elaborate_block`; ``o.valid`` and
+    ``o.payload`` are registers picked by a register, and ``o.ready`` reaches the skid
+    entry alone): SyncFIFOBuffered's output register is the block's read port, whose
+    array output (5.8 ns after the clock) was a ViTCoD build's slow path into the
     consumer's register. A beat taken in an empty queue is offered BLOCK_LATENCY = 4
     cycles later; one beat per cycle in and out.
 
@@ -93,8 +96,9 @@ class ShapedQueue(wiring.Component):
 
     def _elaborate_block(self, m, width):
         """The block-RAM queue: beats written into the memory, read from it on credit into
-        `slots` registers (a shift queue, `o` offers the first), so that nothing reads a
-        block's array output but its own output register.
+        `slots` registers (a shift queue whose first beat goes to `o` through a skid entry
+        with a pass-through output), so that nothing reads a block's array output but its
+        own output register.
 
         A read is issued while the memory holds a beat not yet read (`stored_some`) and a
         slot is free for it (`credit_some`: the slots less the beats offered or in
@@ -115,16 +119,26 @@ class ShapedQueue(wiring.Component):
             m.d.sync += [count.eq(Mux(up & ~down, count + 1, Mux(down & ~up, count - 1, count))),
                          flag.eq(Mux(up & ~down, 1, Mux(down & ~up, count != 1, flag)))]
 
-        # The level and the input's room.
+        # `o` through a skid entry whose `i.ready` is a register (SkidBuffer with a
+        # pass-through output): the consumer's `ready` reaches that entry alone, not the
+        # queue's counts and slots (into them it was a ViTCoD build's worst path, 8.4 ns:
+        # the block RAM pulls the queue's logic across the die, away from the consumer).
+        m.submodules.skid = skid = SkidBuffer(width, registered_output=False)
+        m.d.comb += [self.o.valid.eq(skid.o.valid), self.o.payload.eq(skid.o.payload),
+                     skid.o.ready.eq(self.o.ready)]
+        out = skid.i
+
+        # The level (the skid entry's beat included) and the input's room.
         level = Signal(range(depth + 1))
         full = Signal()
         taken_in = self.i.valid & ~full
-        given = self.o.valid & self.o.ready
+        given = out.valid & out.ready               # a beat leaves the slots
+        left = self.o.valid & self.o.ready          # a beat leaves the queue
         m.d.comb += [self.i.ready.eq(~full), self.level.eq(level)]
-        m.d.sync += [level.eq(Mux(taken_in & ~given, level + 1,
-                                  Mux(given & ~taken_in, level - 1, level))),
-                     full.eq(Mux(taken_in & ~given, level == depth - 1,
-                                 Mux(given & ~taken_in, 0, full)))]
+        m.d.sync += [level.eq(Mux(taken_in & ~left, level + 1,
+                                  Mux(left & ~taken_in, level - 1, level))),
+                     full.eq(Mux(taken_in & ~left, level == depth - 1,
+                                 Mux(left & ~taken_in, 0, full)))]
 
         # The memory: written at `produce`, read at `consume` (each read issued is the
         # beat at `consume`; a read not issued is ignored, so reading the word being
@@ -159,7 +173,7 @@ class ShapedQueue(wiring.Component):
         word = ram.data[:width]
         filled = Signal(slots)
         held = [Signal(width, name=f"slot_{k}") for k in range(slots)]
-        m.d.comb += [self.o.valid.eq(filled[0]), self.o.payload.eq(held[0])]
+        m.d.comb += [out.valid.eq(filled[0]), out.payload.eq(held[0])]
         with m.If(given & ~arrived):
             m.d.sync += filled.eq(filled >> 1)
         with m.Elif(arrived & ~given):
