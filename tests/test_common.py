@@ -185,6 +185,35 @@ def test_constant_compares_match_python_for_every_value(shape):
     run_sim(m, bench)
 
 
+@pytest.mark.parametrize("widths", [(1, 1), (4, 4), (3, 5), (5, 2)], ids=str)
+def test_exceeds_matches_python_for_every_pair(widths):
+    """exceeds(a, b) against Python's `a > b` for every pair of unsigned values (equal and
+    unequal widths, the extremes included)."""
+    from amaranth.hdl import Module, Signal
+    from celine.rtl.common.compare import exceeds
+    from celine.sim.amaranth_sim import run_sim
+    a, b, out = Signal(widths[0]), Signal(widths[1]), Signal()
+    m = Module()
+    m.d.comb += out.eq(exceeds(a, b))
+
+    async def bench(ctx):
+        for x in range(1 << widths[0]):
+            for y in range(1 << widths[1]):
+                ctx.set(a, x)
+                ctx.set(b, y)
+                assert ctx.get(out) == (x > y), (x, y)
+
+    run_sim(m, bench)
+
+
+def test_exceeds_takes_unsigned_values():
+    from amaranth.hdl import Signal
+    from celine.rtl.common.compare import exceeds
+    with pytest.raises(TypeError, match=r"^exceeds compares unsigned values \(bias signed ones "
+                                        r"first\)$"):
+        exceeds(Signal(signed(4)), Signal(4))
+
+
 # -- amaranth_sim's reused simulators ------------------------------------------------------------
 
 class _Counter(wiring.Component):

@@ -1,11 +1,13 @@
 """The row maxima of a head's kept scores, tracked while its SDDMM engines run
 (docs/vitcod.md, "The hardware", phase 1)."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..common.compare import exceeds
+from ..common.fanout import register_copies
 from ..common.pick import picked_bit
 from ..shell.block_ram import BlockRAM
 from .dpu import biased, check_params, row_value_signature
@@ -58,10 +60,18 @@ class RowMax(wiring.Component):
         m = Module()
         p = self.params
         # The running sparse maxima in distributed RAM (a block RAM's read would cost the
-        # read-modify-write a cycle, or its unregistered output the clock); the read port
-        # reads block RAM copies (below).
-        m.submodules.sparse_max = sparse_max = Memory(shape=p.score_width, depth=p.max_tokens,
-                                                      init=[], attrs=DISTRIBUTED)
+        # read-modify-write a cycle, or its unregistered output the clock), in two halves
+        # of whole LUT-RAM nibbles, each read at its own copy of the row (`row0`, below):
+        # one address net into every LUT-RAM cell of the word, then their multiplexer, was
+        # a ViTCoD build's slow path (8.2 ns). The read port reads block RAM copies (below).
+        nibbles = -(-p.score_width // 4)
+        split = min(p.score_width, 4 * -(-nibbles // 2))
+        halves = [(0, split)] + ([(split, p.score_width)] if split < p.score_width else [])
+        sparse_max = []
+        for k, (low, high) in enumerate(halves):
+            m.submodules[f"sparse_max_{k}"] = memory = Memory(
+                shape=high - low, depth=p.max_tokens, init=[], attrs=DISTRIBUTED)
+            sparse_max.append(memory)
         # The read port's copies: the dense maxima (only read there) and the sparse ones,
         # both biased (dpu.biased: their compare is a bare carry chain).
         m.submodules.dense_copy = dense_copy = BlockRAM.for_bits(
@@ -89,17 +99,19 @@ class RowMax(wiring.Component):
         #   X+2  written back. The two scores before it are not yet in what X read: if one
         #        of them is of the same row, its new maximum (in `s2` or `s3`, the later
         #        one first) replaces the read.
-        row0 = Signal.like(self.sparse.row)
+        row0_copies = register_copies(m, "row0", self.sparse.row, len(halves))
+        row0 = row0_copies[0]
         value0 = Signal(p.score_width)
         en0 = Signal()
-        m.d.sync += [row0.eq(self.sparse.row), value0.eq(biased(self.sparse.value)),
-                     en0.eq(self.sparse.en)]
-        sparse_old = sparse_max.read_port(transparent_for=())
+        m.d.sync += [value0.eq(biased(self.sparse.value)), en0.eq(self.sparse.en)]
+        old_reads = [memory.read_port(transparent_for=()) for memory in sparse_max]
+        old_data = Cat(*(read.data for read in old_reads))
         row1, row2 = (Signal.like(row0, name=f"row{k}") for k in (1, 2))
         value1, value2, value3 = (Signal(p.score_width, name=f"value{k}") for k in (1, 2, 3))
         en1, en2 = (Signal(name=f"en{k}") for k in (1, 2))
         forward_2, forward_3 = (Signal(name=f"forward_{k}") for k in (2, 3))
-        m.d.comb += [sparse_old.addr.eq(row0), self.busy.eq(en0 | en1 | en2)]
+        m.d.comb += [read.addr.eq(row) for read, row in zip(old_reads, row0_copies)]
+        m.d.comb += self.busy.eq(en0 | en1 | en2)
         # The row's valid bit, as of X, picked in two steps (common.pick: its group
         # registered beside s1, the bit picked beside the compare below): a max_tokens-to-1
         # pick from row0 into a register was a ViTCoD build's worst path, 9.0 ns, 7 levels.
@@ -116,20 +128,23 @@ class RowMax(wiring.Component):
         # is no longer a 22-bit compare and a pick into value2 in one cycle (that was a
         # ViTCoD build's worst path, 9.7 ns and 20 levels): value2's compare goes into
         # `beats`, and `beats` picks value2 the cycle after. (Equal values: either pick is
-        # the same maximum.)
-        older = Mux(forward_3, value3, sparse_old.data)
-        older_wins = Mux(forward_3, value3 > value1, valid1 & (sparse_old.data > value1))
+        # the same maximum.) Every compare is a subtraction's borrow (common.compare.
+        # exceeds): one carry chain, never a ripple of LUTs.
+        older = Mux(forward_3, value3, old_data)
+        older_wins = Mux(forward_3, exceeds(value3, value1),
+                         valid1 & exceeds(old_data, value1))
         beats = Signal()                # value1 > value2 (used when forward_2)
         pick_value1 = Mux(forward_2, beats, ~older_wins)
         pick_value2 = forward_2 & ~beats
         new = Mux(pick_value1, value1, Mux(pick_value2, value2, older))
         incoming = value0
-        m.d.sync += beats.eq(Mux(pick_value1, incoming > value1,
-                                 Mux(pick_value2, incoming > value2, incoming > older)))
+        m.d.sync += beats.eq(Mux(pick_value1, exceeds(incoming, value1),
+                                 Mux(pick_value2, exceeds(incoming, value2),
+                                     exceeds(incoming, older))))
         m.d.sync += [row2.eq(row1), en2.eq(en1), value2.eq(new), value3.eq(value2)]
-        sparse_write = sparse_max.write_port()
-        m.d.comb += [sparse_write.addr.eq(row2), sparse_write.data.eq(value2),
-                     sparse_write.en.eq(en2)]
+        for memory, (low, high) in zip(sparse_max, halves):
+            write = memory.write_port()
+            m.d.comb += [write.addr.eq(row2), write.data.eq(value2[low:high]), write.en.eq(en2)]
         sparse_copy.write_word(m, row2, value2, en2)
         with m.If(en2):
             m.d.sync += sparse_valid.bit_select(row2, 1).eq(1)
@@ -147,7 +162,7 @@ class RowMax(wiring.Component):
                      s_valid.eq(picked_bit(m, sparse_valid, self.read.addr, "s_valid"))]
         d = dense_copy.data[:p.score_width]
         s = sparse_copy.data[:p.score_width]
-        take_d = d_valid & (~s_valid | (d > s))
+        take_d = d_valid & (~s_valid | exceeds(d, s))
         biased_zero = 1 << (p.score_width - 1)
         with m.If(self.read.load):
             m.d.sync += self.read.data.eq(
