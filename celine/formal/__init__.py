@@ -9,10 +9,14 @@ from .prove import Proof, ProofFailed, prove
 __all__ = ["SHARED_PROOFS", "Proof", "ProofFailed", "all_proofs", "prove"]
 
 
-def _skid():
-    from ..rtl.common.skid import SkidBuffer
-    from .streams import WIDTH, StreamHarness
-    return StreamHarness(lambda: SkidBuffer(WIDTH), capacity=2)
+def _skid(registered_output=True):
+    """The skid buffer: two beats held with its output registers, one passing through."""
+    def harness():
+        from ..rtl.common.skid import SkidBuffer
+        from .streams import WIDTH, StreamHarness
+        return StreamHarness(lambda: SkidBuffer(WIDTH, registered_output=registered_output),
+                             capacity=2 if registered_output else 1)
+    return harness
 
 
 def _queue(depth):
@@ -69,7 +73,9 @@ _WRITER = ("a beat written exactly when it comes with room, at the next word; co
            "most depth; overflow exactly when a beat came past the end")
 
 SHARED_PROOFS = [
-    Proof("SkidBuffer", f"{_IN_ORDER}, at most 2 held", _skid),
+    Proof("SkidBuffer", f"{_IN_ORDER}, at most 2 held", _skid()),
+    Proof("SkidBuffer (output passing through)", f"{_IN_ORDER}, at most 1 held",
+          _skid(registered_output=False)),
     Proof("ShapedQueue (depth 1)", f"{_IN_ORDER}, at most 1 held", _queue(1)),
     Proof("ShapedQueue (depth 2)", f"{_IN_ORDER}, at most 2 held", _queue(2)),
     Proof("ShapedQueue (depth 3)", f"{_IN_ORDER}, at most 3 held", _queue(3)),
