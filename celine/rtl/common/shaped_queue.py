@@ -22,7 +22,8 @@ class ShapedQueue(wiring.Component):
 
     - ``i``: the input stream; ``i.ready`` is high while the queue has room.
     - ``o``: the output stream; ``o.valid`` and ``o.payload`` come from registers.
-    - ``level``: beats held (including the one offered on ``o``).
+    - ``level``: beats held (including the one offered on ``o``; in a block-RAM queue,
+      below, not the one in its output's skid entry).
 
     Below MIN_BLOCK_DEPTH beats (memories yosys may build of LUT RAM) it is
     amaranth.lib.fifo.SyncFIFOBuffered: a beat taken in an empty queue is offered on
@@ -37,7 +38,9 @@ class ShapedQueue(wiring.Component):
     entry alone): SyncFIFOBuffered's output register is the block's read port, whose
     array output (5.8 ns after the clock) was a ViTCoD build's slow path into the
     consumer's register. A beat taken in an empty queue is offered BLOCK_LATENCY = 4
-    cycles later; one beat per cycle in and out.
+    cycles later; one beat per cycle in and out. It takes a beat whenever its level is
+    below `depth`, as the small queue does; the skid entry holds one beat more while the
+    consumer stalls (depth + 1 in all).
 
     Beats leave in order; none is lost or duplicated under any valid/ready pattern.
 
@@ -128,17 +131,19 @@ class ShapedQueue(wiring.Component):
                      skid.o.ready.eq(self.o.ready)]
         out = skid.i
 
-        # The level (the skid entry's beat included) and the input's room.
+        # The level (the beats not yet in the skid entry: counted by `given`, whose ready is
+        # the skid entry's register, not the consumer's) and the input's room. A beat is
+        # taken whenever the level is below `depth`, so with the skid entry full the queue
+        # holds depth + 1 beats.
         level = Signal(range(depth + 1))
         full = Signal()
         taken_in = self.i.valid & ~full
         given = out.valid & out.ready               # a beat leaves the slots
-        left = self.o.valid & self.o.ready          # a beat leaves the queue
         m.d.comb += [self.i.ready.eq(~full), self.level.eq(level)]
-        m.d.sync += [level.eq(Mux(taken_in & ~left, level + 1,
-                                  Mux(left & ~taken_in, level - 1, level))),
-                     full.eq(Mux(taken_in & ~left, level == depth - 1,
-                                 Mux(left & ~taken_in, 0, full)))]
+        m.d.sync += [level.eq(Mux(taken_in & ~given, level + 1,
+                                  Mux(given & ~taken_in, level - 1, level))),
+                     full.eq(Mux(taken_in & ~given, level == depth - 1,
+                                 Mux(given & ~taken_in, 0, full)))]
 
         # The memory: written at `produce`, read at `consume` (each read issued is the
         # beat at `consume`; a read not issued is ignored, so reading the word being
