@@ -51,8 +51,8 @@ def less_than(value, constant):
 def exceeds(a, b):
     """`a > b` for two unsigned values, as the borrow of `b - a`: one subtraction, which
     yosys maps onto a carry chain whatever feeds it. As `>` with an operand picked by a
-    multiplexer, yosys gave one a ripple of LUTs instead (RowMax's update: eleven LUT
-    levels after `value1`, 8.4 ns into `beats`, a ViTCoD build's worst path)."""
+    multiplexer, yosys gave one a ripple of LUTs instead (eleven LUT levels in a
+    read-modify-write loop, 9.2 ns, an engine build's worst path)."""
     a, b = Value.cast(a), Value.cast(b)
     if a.shape().signed or b.shape().signed:
         raise TypeError("exceeds compares unsigned values (bias signed ones first)")

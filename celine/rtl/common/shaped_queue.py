@@ -36,7 +36,7 @@ class ShapedQueue(wiring.Component):
     skid entry whose ready is a register (see `_elaborate_block`; ``o.valid`` and
     ``o.payload`` are registers picked by a register, and ``o.ready`` reaches the skid
     entry alone): SyncFIFOBuffered's output register is the block's read port, whose
-    array output (5.8 ns after the clock) was a ViTCoD build's slow path into the
+    array output (5.8 ns after the clock) was an engine build's slow path into the
     consumer's register. A beat taken in an empty queue is offered BLOCK_LATENCY = 4
     cycles later; one beat per cycle in and out. It takes a beat whenever its level is
     below `depth`, as the small queue does; the skid entry holds one beat more while the
@@ -124,7 +124,7 @@ class ShapedQueue(wiring.Component):
 
         # `o` through a skid entry whose `i.ready` is a register (SkidBuffer with a
         # pass-through output): the consumer's `ready` reaches that entry alone, not the
-        # queue's counts and slots (into them it was a ViTCoD build's worst path, 8.4 ns:
+        # queue's counts and slots (into them it was an engine build's worst path, 8.4 ns:
         # the block RAM pulls the queue's logic across the die, away from the consumer).
         m.submodules.skid = skid = SkidBuffer(width, registered_output=False)
         m.d.comb += [self.o.valid.eq(skid.o.valid), self.o.payload.eq(skid.o.payload),

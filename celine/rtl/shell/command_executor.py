@@ -98,7 +98,7 @@ class CommandExecutor(wiring.Component):
         register_ok = Signal()
         # `end <= size` with the size a constant, as logic (common.compare.greater_than),
         # not a 34-bit carry chain a buffer (its chain and the select's pick into
-        # address_ok were 8.0 ns in a ViTCoD build).
+        # address_ok were 8.0 ns in an engine build).
         for k, b in enumerate(buffers):
             with m.If(select == k):
                 m.d.comb += [in_range.eq(~greater_than(end, b.size)), writable.eq(b.writable)]
@@ -247,7 +247,7 @@ class CommandExecutor(wiring.Component):
             # Three cycles a byte: the byte's word and lane registered, then the lane
             # decoded into the mask (and whether it is the last byte), then written. The
             # buffer's stride pick, the lane compare and the decode in one cycle were a
-            # ViTCoD build's slow path (8.0-9.0 ns into `mask`); a UART byte is hundreds
+            # build's slow path (8.0-9.0 ns into `mask`); a UART byte is hundreds
             # of cycles.
             with m.State("WRITE_LANE"):
                 m.d.sync += [word_1.eq(word), lane_1.eq(lane), lane_ok_1.eq(lane_ok)]

@@ -100,7 +100,7 @@ class ReplyEncoder(wiring.Component):
         with m.If(~out_valid):
             m.d.sync += out_byte.eq(state_byte)
         # The payload byte is loaded in every cycle (no state decode in its enable: LATCH's
-        # decode into it was a ViTCoD build's slow path, 8.1 to 8.3 ns). What PAYLOAD sends
+        # decode into it was an engine build's slow path, 8.1 to 8.3 ns). What PAYLOAD sends
         # is the load of LATCH's cycle or a later one: the buffers' read, the snapshot's
         # index and the source hold from LATCH until the byte has gone.
         buffer_byte = Mux(lane_ok_reg, self.mem.rdata, 0)
