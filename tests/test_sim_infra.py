@@ -12,10 +12,14 @@ from celine.sim.tb.skid_tb import frame_layout
 from celine.sim.toolchain import ToolchainError, selected_simulator, simulator_environment
 
 
-def run_skid(request, *, lanes, width, seed, idle_prob, backpressure_prob, beats=300):
-    run_cocotb(SkidBuffer(frame_layout(lanes, width)), toplevel=f"skid_{lanes}x{width}",
+def run_skid(request, *, lanes, width, seed, idle_prob, backpressure_prob, beats=300,
+             registered_output=True):
+    through = "" if registered_output else "_through"
+    run_cocotb(SkidBuffer(frame_layout(lanes, width), registered_output=registered_output),
+               toplevel=f"skid_{lanes}x{width}{through}",
                test_module="celine.sim.tb.skid_tb", case_id=request.node.nodeid,
-               params={"lanes": lanes, "width": width}, seed=seed,
+               params={"lanes": lanes, "width": width, "registered_output": registered_output},
+               seed=seed,
                data={"beats": beats, "idle_prob": idle_prob,
                      "backpressure_prob": backpressure_prob})
 
@@ -23,6 +27,16 @@ def run_skid(request, *, lanes, width, seed, idle_prob, backpressure_prob, beats
 @pytest.mark.cocotb
 def test_skid_buffer_verilog(request):
     run_skid(request, lanes=4, width=8, seed=1, idle_prob=0.3, backpressure_prob=0.5)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("idle_prob,backpressure_prob", [(0.3, 0.5), (0.0, 0.9)])
+def test_skid_buffer_with_output_passing_through_verilog(request, idle_prob,
+                                                         backpressure_prob):
+    """registered_output=False: every beat in order under random idle cycles and
+    backpressure, and a beat a cycle when nothing stalls (the throughput case)."""
+    run_skid(request, lanes=3, width=5, seed=4, idle_prob=idle_prob,
+             backpressure_prob=backpressure_prob, registered_output=False)
 
 
 @pytest.mark.cocotb

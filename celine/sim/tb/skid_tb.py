@@ -1,6 +1,7 @@
 """cocotb testbench: SkidBuffer Verilog under random idle and backpressure.
 
-Case parameters (``load_case().params``): ``lanes``, ``width``; data: ``beats``,
+Case parameters (``load_case().params``): ``lanes``, ``width`` (and ``registered_output``,
+which the testbench need not read: both forms keep every beat); data: ``beats``,
 ``idle_prob``, ``backpressure_prob``.
 """
 
