@@ -123,6 +123,10 @@ def test_scale_checks():
     with pytest.raises(ValueError, match=r"^out_scale must be a finite number above 0, "
                                          r"not 0.0$"):
         gelu_table(0.1, 0)
+    # finite scales whose product overflows a float: a clear error, not NaN into floor()
+    with pytest.raises(ValueError, match=r"^in_scale 1\.5e\+306 with out_scale 1\.5e\+306 "
+                                         r"overflows a float at input -128$"):
+        gelu_table(1.5e306, 1.5e306)
 
 
 def test_table_rounding_is_half_up_then_saturated():

@@ -83,7 +83,11 @@ def table_from_function(function, in_scale, out_scale):
     out_scale = check_scale("out_scale", out_scale)
     table = []
     for x in range(INT8_MIN, INT8_MAX + 1):
-        code = math.floor(function(x * in_scale) / out_scale + 0.5)
+        ratio = function(x * in_scale) / out_scale
+        if not math.isfinite(ratio):
+            raise ValueError(f"in_scale {in_scale!r} with out_scale {out_scale!r} overflows "
+                             f"a float at input {x}")
+        code = math.floor(ratio + 0.5)
         table.append(min(max(code, INT8_MIN), INT8_MAX))
     return table
 

@@ -76,9 +76,10 @@ class ActivationHost:
         try:
             in_scale = check_scale("in_scale", in_scale)
             out_scale = in_scale if out_scale is None else check_scale("out_scale", out_scale)
+            table = gelu_table(in_scale, out_scale)
         except (TypeError, ValueError) as error:
             raise SettingError(str(error)) from None
-        return self.apply(x, gelu_table(in_scale, out_scale), timeout=timeout)
+        return self.apply(x, table, timeout=timeout)
 
     def apply(self, x, table, *, timeout=10.0):
         """table[x + 128] for every element of the int8 tensor x (any shape): int64
