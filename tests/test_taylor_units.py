@@ -206,6 +206,7 @@ def test_shell_adapter_gives_each_head_its_output_registers():
     async def testbench(ctx):
         for name, value in {"tokens": tokens, "head_mask": mask, **regs.values(3)}.items():
             ctx.set(engine.registers[engine.register_map.index(name)], value)
+        await ctx.tick()            # registers settle a cycle before start (docs/engines.md)
         ctx.set(engine.start, 1)
         await ctx.tick()
         ctx.set(engine.start, 0)

@@ -620,6 +620,37 @@ def test_row_max_read_modify_write():
     run_sim(dut, testbench)
 
 
+@pytest.mark.parametrize("apart", [1, 2, 3, 4])
+def test_row_max_sees_a_row_first_written_apart_scores_before(apart):
+    """A row's first score, then the same row `apart` scores later (other rows between):
+    the first must count (its valid bit set in flight: forwarded at 1, 2 and 3 apart), and
+    the later, smaller score must not replace it. The random test above rarely meets this
+    with nothing else (a dense maximum, an earlier round's value) masking it."""
+    p = make_params(16, 1, 1, max_tokens=6, capacity=20)
+    dut = RowMax(p)
+    lo = -(1 << (p.score_width - 1))
+    scores = [(0, 100)] + [(1 + k % 5, lo) for k in range(apart - 1)] + [(0, 5)]
+
+    async def testbench(ctx):
+        for first in (lo, 100):
+            ctx.set(dut.clear, 1)
+            await ctx.tick()
+            ctx.set(dut.clear, 0)
+            for row, value in [(0, first)] + scores[1:]:
+                ctx.set(dut.sparse.row, row)
+                ctx.set(dut.sparse.value, value)
+                ctx.set(dut.sparse.en, 1)
+                await ctx.tick()
+            ctx.set(dut.sparse.en, 0)
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            ctx.set(dut.read.addr, 0)
+            await ctx.tick().repeat(RowMax.read_latency)
+            assert ctx.get(dut.read.data) == max(first, 5)
+
+    run_sim(dut, testbench)
+
+
 # -- parameters ----------------------------------------------------------------------------
 
 

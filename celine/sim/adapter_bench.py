@@ -92,6 +92,7 @@ def run_adapter(engine, contents, settings, *, runs=1, limit=20_000, host_writes
                     await ctx.tick()
                 if spec.watched:
                     ctx.set(port.host_wrote, 0)
+            await ctx.tick()        # registers settle a cycle before start (docs/engines.md)
             ctx.set(engine.start, 1)
             await ctx.tick()
             ctx.set(engine.start, 0)

@@ -186,8 +186,12 @@ class CommandExecutor(wiring.Component):
         # reads the byte two cycles ahead: the first in CHECK, each next one in the
         # WRITE_STORE before its WRITE_LANE; the byte is there in WRITE_STORE.
         staged = self.staging.data
+        # `select` is steady from the request's arrival, its first store four cycles on.
+        write_to = Signal(len(buffers))
+        m.d.sync += write_to.eq(Cat(*(select == k for k in range(len(buffers)))))
         m.d.comb += [
             self.mem.select.eq(select),
+            self.mem.write_to.eq(write_to),
             self.mem.wdata.eq(staged.replicate(len(self.mem.mask))),
             self.mem.mask.eq(mask),
         ]

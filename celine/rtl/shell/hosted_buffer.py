@@ -19,7 +19,7 @@ class HostedBuffer(Elaboratable):
     """Buffer `spec` (a BufferSpec, id `index`): its block RAM (block_ram.BlockRAM, in
     slices with no multiplexer after the blocks), the engine's port `port`
     (the adapter's `mem.<name>`) and the link's port `link` (its `mem`, shared by every
-    buffer and routed by `link.select`).
+    buffer and routed by `link.select`, its writes by `link.write_to`).
 
     The engine owns the buffer while it runs, the link otherwise. Ownership is a register
     of this buffer's own, loaded from `owned_next` (the engine's `busy` or the link's
@@ -77,7 +77,7 @@ class HostedBuffer(Elaboratable):
             # `owned_next` into these registers' resets, was another build's worst path
             # (9.75 ns, four nets of 1.1 to 2.4 ns).
             host_en = Signal(len(memory.wen))
-            m.d.sync += host_en.eq(Mux(owned | ~link.write | (link.select != self.index),
+            m.d.sync += host_en.eq(Mux(owned | ~link.write | ~link.write_to[self.index],
                                        0, link.mask[:len(memory.wen)]))
             read_addr = Mux(owned, port.addr, host_addr)
             if memory.address_register:

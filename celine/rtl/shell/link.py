@@ -105,6 +105,7 @@ class HostLink(wiring.Component):
         mem = self.mem
         m.d.comb += [
             mem.write.eq(executor.mem.write),
+            mem.write_to.eq(executor.mem.write_to),
             mem.mask.eq(executor.mem.mask),
             mem.wdata.eq(executor.mem.wdata),
             mem.lane.eq(encoder.mem.lane),

@@ -64,8 +64,11 @@ class PhaseSequencer(wiring.Component):
         p = self.params
         r = p.tile_rows
         head, token, ta, tb, sub = self.head, self.token, self.ta, self.tb, self.sub
-        last_ta = ta == p.head_dim // r - 1
-        last_tb = tb == p.head_dim // p.tile_cols - 1
+        # Whether ta / tb are at their last values: registers that follow the counters
+        # (`last_next` below). As compares they sat on the issue decision's path into the
+        # tile feed's flag copies (a Taylor build's worst path: 8.3 ns, 5 levels).
+        last_ta = Signal(init=p.head_dim // r == 1)
+        last_tb = Signal(init=p.head_dim // p.tile_cols == 1)
         # Whether ta = tb = 0, a register set where the counters wrap (from ta and tb,
         # synthesis shared its logic with the tile feed's block address, and ta through
         # it into ta's enable was a Taylor build's worst path: 9.1 ns, 6 levels).
@@ -108,7 +111,8 @@ class PhaseSequencer(wiring.Component):
             m.d.sync += zero.eq(zero_next)
             before_last = counter == count - 2 if count > 1 else Const(1, 1)
             last_next.append(Mux(step, before_last, last))
-        m.d.sync += both_wrap.eq(last_next[0] & last_next[1])
+        m.d.sync += [both_wrap.eq(last_next[0] & last_next[1]),
+                     last_ta.eq(last_next[0]), last_tb.eq(last_next[1])]
 
         with m.If(self.start):
             m.d.sync += self.running.eq(1)

@@ -112,10 +112,18 @@ class RowMax(wiring.Component):
         forward_2, forward_3 = (Signal(name=f"forward_{k}") for k in (2, 3))
         m.d.comb += [read.addr.eq(row) for read, row in zip(old_reads, row0_copies)]
         m.d.comb += self.busy.eq(en0 | en1 | en2)
-        # The row's valid bit, as of X, picked in two steps (common.pick: its group
-        # registered beside s1, the bit picked beside the compare below): a max_tokens-to-1
-        # pick from row0 into a register was a ViTCoD build's worst path, 9.0 ns, 7 levels.
-        valid1 = picked_bit(m, sparse_valid, row0, "valid1")
+        # The row's valid bit, as of X, a register (s1): picked in two steps (common.pick)
+        # from the incoming row, its group registered beside s0 and its bit picked in X.
+        # That group is of X - 1, so the write of X - 1 (the third score before, in s3
+        # then: `row3`) is forwarded into it. A max_tokens-to-1 pick from row0 into a
+        # register was a ViTCoD build's worst path (9.0 ns, 7 levels); the bit picked
+        # from the group beside the compare below, then through the pick into value2,
+        # another (8.1 ns).
+        row3 = Signal.like(row0, name="row3")
+        en3 = Signal(name="en3")
+        valid1 = Signal(name="valid1")
+        m.d.sync += valid1.eq(picked_bit(m, sparse_valid, self.sparse.row, "valid0")
+                              | (en3 & (row3 == row0)))
         m.d.sync += [row1.eq(row0), value1.eq(value0), en1.eq(en0),
                      forward_2.eq(en1 & (row1 == row0)),    # in s2 next cycle
                      forward_3.eq(en2 & (row2 == row0))]    # in s3 next cycle
@@ -141,7 +149,8 @@ class RowMax(wiring.Component):
         m.d.sync += beats.eq(Mux(pick_value1, exceeds(incoming, value1),
                                  Mux(pick_value2, exceeds(incoming, value2),
                                      exceeds(incoming, older))))
-        m.d.sync += [row2.eq(row1), en2.eq(en1), value2.eq(new), value3.eq(value2)]
+        m.d.sync += [row2.eq(row1), en2.eq(en1), value2.eq(new), value3.eq(value2),
+                     row3.eq(row2), en3.eq(en2)]
         for memory, (low, high) in zip(sparse_max, halves):
             write = memory.write_port()
             m.d.comb += [write.addr.eq(row2), write.data.eq(value2[low:high]), write.en.eq(en2)]
