@@ -12,7 +12,8 @@ what the queue holds:
   it from there (its row's compares, `here` and `here_next`, kept in registers, are
   proven equal to the compares);
 - stage 1: an entry is issued only while `occupancy` (entries issued and not yet taken
-  by stage 2) is below the entry queue's depth; it waits in the held register, goes
+  by stage 2, an issue counted a cycle late: `issued_late`) is below the entry queue's
+  depth less one; it waits in the held register, goes
   through the reads and the ExpUnit into `entry_queue`, and stage 2 takes it into its
   head register;
 - stage 2: an entry is taken only while `out_held` (taken and not yet delivered on
@@ -110,13 +111,14 @@ class SoftmaxHarness(wiring.Component):
             i = queue.component.i
             m.d.comb += Assert(~i.valid | i.ready)
         csr_held, occupancy = dut.signal("csr_held"), dut.signal("occupancy")
+        issued = dut.signal("issued_late")      # an issue, counted into occupancy next
         out_held = dut.signal("out_held")
         m.d.comb += [Assert(csr_held <= softmax_unit.CSR_QUEUE_DEPTH),
-                     Assert(occupancy <= unit.entry_queue_depth),
+                     Assert(occupancy + issued <= unit.entry_queue_depth),
                      Assert(out_held <= softmax_unit.OUT_QUEUE_DEPTH),
                      # The credit flags that stand for the counts' compares.
                      Assert(dut.signal("entries_full")
-                            == (occupancy == unit.entry_queue_depth)),
+                            == (occupancy >= unit.entry_queue_depth - 1)),
                      Assert(dut.signal("out_full")
                             == (out_held == softmax_unit.OUT_QUEUE_DEPTH))]
         stalled_beat_held(m, unit.entries)
@@ -136,7 +138,7 @@ class SoftmaxHarness(wiring.Component):
                      Assert(dut.signal("row_plus_1") == row_1),
                      Assert(dut.signal("row_plus_2") == row_2)]
         fifo_invariant(m, fifos["entry_queue"],
-                       occupancy - sum(stage_1) - dut.signal("head_held"))
+                       occupancy + issued - sum(stage_1) - dut.signal("head_held"))
         fifo_invariant(m, fifos["out_queue"], out_held - sum(stage_2) - dut.signal("returned")
                        - out_skid.signal("skid_valid"))
         for queue in queues.values():

@@ -121,13 +121,13 @@ class Shell(wiring.Component):
         # The read byte's pick, by the select a cycle late: only the link's reply encoder
         # reads, its select holds through a reply and its first read comes several cycles
         # after it (the select's switch to the encoder through this pick into the
-        # encoder's byte was a build's worst path, 9.2 ns).
+        # encoder's byte was a build's worst path, 9.2 ns). The pick goes into a register
+        # (the last of link_streams.HOST_READ_STAGES).
         read_select = Signal.like(link.mem.select)
         m.d.sync += read_select.eq(link.mem.select)
-        selected = link.mem.rdata
         for k, value in enumerate(rdata):
             with m.If(read_select == k):
-                m.d.comb += selected.eq(value)
+                m.d.sync += link.mem.rdata.eq(value)
         return m
 
 

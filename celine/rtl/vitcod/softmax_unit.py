@@ -235,8 +235,9 @@ class SoftmaxUnit(wiring.Component):
         here_next = Signal()
         advance_row = Signal()                    # the walk moves to row + 1 this cycle
         row_done = ~dense_left & (~sparse_left | (head_valid & ~here))
-        # Whether the entry queue's credits are all out: a register that follows
-        # `occupancy`'s steps (below), so `issue` does not wait for a compare.
+        # Whether the entry queue's credits are all out (occupancy >= depth - 1, an issue
+        # being counted a cycle late): a register that follows `occupancy`'s steps
+        # (below), so `issue` does not wait for a compare.
         full = Signal(name="entries_full")
         credit = ~full
         # The dense run's counters (col, dense_addr, dense_gaddr) step with each dense
@@ -505,10 +506,18 @@ class SoftmaxUnit(wiring.Component):
         # registers, so `issue` (the end of stage 1's decision) selects rather than feeds
         # an adder's carry chain (one build's worst path: the row compare through `issue`
         # into this count, 10.0 ns, 14 levels).
-        up, down = issue & ~take, take & ~issue
+        # An issue is counted a cycle late (`issued`, a register: `issue` into the count
+        # and its flag was a ViTCoD build's slow path, 8.2 ns), so the credits run out one
+        # early: `full` from depth - 1 counted, the one not yet counted making depth. With
+        # an issue every cycle the count lags by one and the queue still fills to depth.
+        issued = Signal(name="issued_late")
+        m.d.sync += issued.eq(issue)
+        depth = self.entry_queue_depth
+        up, down = issued & ~take, take & ~issued
         m.d.sync += [
             occupancy.eq(Mux(up, occupancy + 1, Mux(down, occupancy - 1, occupancy))),
-            full.eq(Mux(up, occupancy == self.entry_queue_depth - 1, Mux(down, 0, full))),
+            full.eq(Mux(up, full | (occupancy == depth - 2),
+                        Mux(down, occupancy == depth, full))),
         ]
 
         # `busy` falls the cycle after the last entry is delivered (`delivered_last`, a
