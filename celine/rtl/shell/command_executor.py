@@ -74,11 +74,14 @@ class CommandExecutor(wiring.Component):
         select, offset, count = request_fields(request)
 
         # First cycle of a request: the length of its byte range and the length check,
-        # registered; the second, whether the range's end is within each buffer (`fits`).
+        # registered; the second, the range's end; the third, whether that end is within
+        # each buffer (`fits`).
         span = Signal(max(16, len(count)))
+        end = Signal(34)
         length_ok = Signal()
         m.d.sync += [
             span.eq(Mux(command == Command.WRITE, request.length - ADDRESS_BYTES, count)),
+            end.eq(offset + span),
             length_ok.eq(Mux(command == Command.WRITE, request.length > ADDRESS_BYTES,
                          Mux(command == Command.READ,
                              (request.length == READ_BYTES) & (count != 0)
@@ -86,20 +89,20 @@ class CommandExecutor(wiring.Component):
                          Mux(command == Command.CONFIGURE, request.length == CONFIGURE_BYTES,
                              request.length == 0)))),
         ]
-        # The third cycle registers the checks (from `fits` and the request), so that the
-        # fourth (CHECK) only picks a status: no comparison of its own runs into the reply
+        # The fourth cycle registers the checks (from `fits` and the request), so that the
+        # fifth (CHECK) only picks a status: no comparison of its own runs into the reply
         # registers, which that decision enables.
         known = Signal()
         in_range = Signal()
         writable = Signal()
         address_ok = Signal()
         register_ok = Signal()
-        # Each buffer's `end <= size` (end = offset + span), registered in the second
-        # cycle, the size a constant: as logic (common.compare.greater_than), not a carry
-        # chain a buffer. The select's pick of it is the third cycle's: the compare and
-        # the pick in one cycle were 8.0 ns into address_ok in an engine build.
+        # Each buffer's `end <= size`, registered in the third cycle, the size a constant:
+        # as logic (common.compare.greater_than), not a carry chain a buffer. The select's
+        # pick of it is the fourth cycle's: the compare and the pick in one cycle were
+        # 8.0 ns into address_ok in an engine build, the adder and the compare 7.9 ns.
         fits = Signal(len(buffers))
-        m.d.sync += fits.eq(Cat(*(~greater_than(offset + span, b.size) for b in buffers)))
+        m.d.sync += fits.eq(Cat(*(~greater_than(end, b.size) for b in buffers)))
         for k, b in enumerate(buffers):
             with m.If(select == k):
                 m.d.comb += [in_range.eq(fits[k]), writable.eq(b.writable)]
@@ -118,7 +121,7 @@ class CommandExecutor(wiring.Component):
         m.d.sync += [busy.eq(self.busy), start.eq(0)]
         m.d.comb += self.start.eq(start)
 
-        # A CONFIGURE's write is decided with the checks (registered in the third cycle,
+        # A CONFIGURE's write is decided with the checks (registered in the fourth cycle,
         # like them), so CHECK's decode only enables it: `configure_ok` is exactly "the
         # checks below reach the CONFIGURE branch" (a CONFIGURE is known and its address
         # always ok; its length, its register and the engine idle), and `checked_busy` is
@@ -141,7 +144,7 @@ class CommandExecutor(wiring.Component):
         ]
         # The repeated-RUN check: `replay` is registered from the request and from
         # `run_armed`/`run_seq`, which change only in CHECK; a request reaches CHECK at
-        # least four cycles after the previous one left it, so `replay` is current there.
+        # least five cycles after the previous one left it, so `replay` is current there.
         run_armed = Signal()
         run_seq = Signal(8)
         replay = Signal()
@@ -187,7 +190,7 @@ class CommandExecutor(wiring.Component):
         # reads the byte two cycles ahead: the first in CHECK, each next one in the
         # WRITE_STORE before its WRITE_LANE; the byte is there in WRITE_STORE.
         staged = self.staging.data
-        # `select` is steady from the request's arrival, its first store four cycles on.
+        # `select` is steady from the request's arrival, its first store five cycles on.
         write_to = Signal(len(buffers))
         m.d.sync += write_to.eq(Cat(*(select == k for k in range(len(buffers)))))
         m.d.comb += [
@@ -212,6 +215,8 @@ class CommandExecutor(wiring.Component):
                 with m.Else():
                     m.next = "RANGE"
             with m.State("RANGE"):
+                m.next = "FITS"
+            with m.State("FITS"):
                 m.next = "CHECK"
 
             with m.State("CHECK"):
@@ -281,12 +286,12 @@ class CommandExecutor(wiring.Component):
                 with m.If(self.reply.ready):
                     m.next = "IDLE"
 
-        # `in_check`: the FSM is in CHECK, as a register of its own (RANGE always goes to
+        # `in_check`: the FSM is in CHECK, as a register of its own (FITS always goes to
         # CHECK next). Decoded from the state register, whose nets reach the whole
         # executor, it was an engine build's worst path (the state -> the CHECK decode ->
         # the overrun flag's clear, 9.2 ns, two nets of 3.2 and 3.5 ns).
         in_check = Signal()
-        m.d.sync += in_check.eq(fsm.ongoing("RANGE"))
+        m.d.sync += in_check.eq(fsm.ongoing("FITS"))
         m.d.comb += [
             self.mem.write.eq(store),
             self.staging.addr.eq(Mux(in_check, ADDRESS_BYTES,

@@ -98,7 +98,7 @@ class HostLink(wiring.Component):
         # read multiplexer (an executor state into the encoder's payload byte was a
         # engine build's worst path, 8.7 ns). The encoder reads from ten cycles after
         # its reply is offered (start, status, sequence and length bytes first, two
-        # cycles each) and the executor writes from four cycles after the reply is taken
+        # cycles each) and the executor writes from five cycles after the reply is taken
         # (a request's checks first), so neither sees the port a cycle late.
         to_encoder = Signal()
         m.d.sync += to_encoder.eq(executor.reply.valid)
