@@ -22,11 +22,15 @@ class PhaseSequencer(wiring.Component):
                     fastest (`issue_q`); `release` on the row's last;
       Q_DRAIN       until `mac_empty` and `lane_empty`, then the next head.
     `row_start` marks a Q row's first issue, `first_token` the K/V blocks of token 0.
-    `ta_zero_next` / `tb_zero_next` say whether ta / tb are 0 after the next clock edge,
-    `ta_steps` / `tb_steps` whether that edge changes them: flags for the tile feed's
-    registers, made from the step decisions directly rather than by comparing next values
-    (the next values through compares into the feed's flag copies were a Taylor build's
-    worst path, 9.0 ns, 5 levels, 7.3 ns of it routing).
+    `ta_steps` / `tb_steps` say whether the next clock edge changes ta / tb, and
+    `ta_zero_if_step` / `ta_zero_if_hold` (and tb's) whether ta is 0 after that edge if it
+    steps / if it does not: flags for the tile feed's registers, made from the step
+    decisions directly rather than by comparing next values (the next values through
+    compares into the feed's flag copies were a Taylor build's worst path, 9.0 ns, 5
+    levels, 7.3 ns of it routing). The two outcomes come from registers alone, and the
+    feed picks one by its registered copy of the step, so that the step decision runs
+    straight into the feed's copies (through `zero_next`, a LUT more and a net across the
+    feed, it was a Taylor build's worst path, 8.3 ns, 6.6 of it routing).
     """
 
     def __init__(self, params: TaylorParams):
@@ -47,8 +51,10 @@ class PhaseSequencer(wiring.Component):
             "token": Out(p.token_width),
             "ta": Out(range(p.head_dim // p.tile_rows)),
             "tb": Out(range(p.head_dim // p.tile_cols)),
-            "ta_zero_next": Out(1),
-            "tb_zero_next": Out(1),
+            "ta_zero_if_step": Out(1),
+            "ta_zero_if_hold": Out(1),
+            "tb_zero_if_step": Out(1),
+            "tb_zero_if_hold": Out(1),
             "ta_steps": Out(1),
             "tb_steps": Out(1),
             "sub": Out(range(p.tile_rows)),
@@ -101,14 +107,15 @@ class PhaseSequencer(wiring.Component):
         # compares of ta_next and tb_next (after the state's decisions) was a Taylor
         # build's worst path (the state -> both_wrap, 8.1 ns, 6 levels).
         last_next = []
-        for counter, zero, zero_next, steps, step, last, count in (
-                (ta, ta_zero, self.ta_zero_next, self.ta_steps, step_a, last_ta,
-                 p.head_dim // r),
-                (tb, tb_zero, self.tb_zero_next, self.tb_steps, step_b, last_tb,
-                 p.head_dim // p.tile_cols)):
-            m.d.comb += [zero_next.eq(self.selecting | Mux(step, last, zero)),
+        for counter, zero, if_step, if_hold, steps, step, last, count in (
+                (ta, ta_zero, self.ta_zero_if_step, self.ta_zero_if_hold, self.ta_steps,
+                 step_a, last_ta, p.head_dim // r),
+                (tb, tb_zero, self.tb_zero_if_step, self.tb_zero_if_hold, self.tb_steps,
+                 step_b, last_tb, p.head_dim // p.tile_cols)):
+            # (With one value, both outcomes are 1 and `steps` is 0.)
+            m.d.comb += [if_step.eq(self.selecting | last), if_hold.eq(self.selecting | zero),
                          steps.eq(step if count > 1 else 0)]
-            m.d.sync += zero.eq(zero_next)
+            m.d.sync += zero.eq(Mux(step, if_step, if_hold))
             before_last = counter == count - 2 if count > 1 else Const(1, 1)
             last_next.append(Mux(step, before_last, last))
         m.d.sync += [both_wrap.eq(last_next[0] & last_next[1]),

@@ -29,10 +29,11 @@ class TileFeed(wiring.Component):
     rotates a word. The operand (registered every cycle; the tile takes it with `valid`)
     is then the row's first word at index 0, else the copy's second word if the index
     has just stepped, else its first. What steers the copy and the operand are the
-    index's `== 0` and `stepped` flags, registers made from the sequencer's
-    `ta_zero_next`/`ta_steps` (and tb's), a copy for every ELEMENT_GROUP elements, as
-    the issue itself into the copies' enables (1,024 flip-flops) was a build's worst
-    path, 11.1 ns.
+    index's `== 0` and `stepped` flags, registers made from the sequencer's `ta_steps`
+    and the two outcomes `ta_zero_if_step`/`ta_zero_if_hold` (and tb's), a copy for
+    every ELEMENT_GROUP elements, as the issue itself into the copies' enables (1,024
+    flip-flops) was a build's worst path, 11.1 ns; the `== 0` flag is the outcome the
+    registered step picks.
     """
 
     def __init__(self, params: TaylorParams):
@@ -44,8 +45,10 @@ class TileFeed(wiring.Component):
             "issue_q": In(1),
             "ta": In(range(p.head_dim // r)),
             "tb": In(range(p.head_dim // c)),
-            "ta_zero_next": In(1),
-            "tb_zero_next": In(1),
+            "ta_zero_if_step": In(1),
+            "ta_zero_if_hold": In(1),
+            "tb_zero_if_step": In(1),
+            "tb_zero_if_hold": In(1),
             "ta_steps": In(1),
             "tb_steps": In(1),
             "token": In(p.token_width),
@@ -76,18 +79,21 @@ class TileFeed(wiring.Component):
             self.block.eq(self.addr),
             self.column.eq(tb),
         ]
-        for name, operand, row, zero_next, steps in (
-                ("a", self.a, self.row_a, self.ta_zero_next, self.ta_steps),
-                ("v", self.v, self.row_b, self.tb_zero_next, self.tb_steps)):
+        for name, operand, row, if_step, if_hold, steps in (
+                ("a", self.a, self.row_a, self.ta_zero_if_step, self.ta_zero_if_hold,
+                 self.ta_steps),
+                ("v", self.v, self.row_b, self.tb_zero_if_step, self.tb_zero_if_hold,
+                 self.tb_steps)):
             elements = operand.shape().length
             row = row.as_value()
             copy = Signal(len(row), name=f"{name}_copy", reset_less=True)
             rotated = copy.rotate_right(elements * w)    # the copy's next word first
             flags = register_copies(m, f"{name}_flags",
-                                    Cat(zero_next, steps),
-                                    -(-p.head_dim // ELEMENT_GROUP), init=0b01)
+                                    Cat(if_step, if_hold, steps),
+                                    -(-p.head_dim // ELEMENT_GROUP), init=0b011)
             for e in range(p.head_dim):
-                zero, stepped = flags[e // ELEMENT_GROUP]
+                zero_if_step, zero_if_hold, stepped = flags[e // ELEMENT_GROUP]
+                zero = Mux(stepped, zero_if_step, zero_if_hold)
                 bits = slice(e * w, (e + 1) * w)
                 # The copy's next value; its first word is also the operand's.
                 element = Mux(zero, row[bits], Mux(stepped, rotated[bits], copy[bits]))
