@@ -60,6 +60,7 @@ class QATOps(FloatOps):
     layer (see the module docstring)."""
 
     def __init__(self, precision):
+        super().__init__()
         self.precision = precision
 
     def linear(self, name, x, layer):
