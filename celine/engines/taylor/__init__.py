@@ -26,12 +26,12 @@ ENGINE = Accelerator(
     small={"params": {"head_dim": 16, "max_tokens": 16, "mac_units": 4, "heads": 2}},
     scale=tuple({"head_dim": 64, "heads": heads, "mac_units": units}
                 for heads, units in ((1, 8), (1, 16), (3, 16), (3, 32), (3, 64))),
-    # The default design in the shell on the ULX3S-85F reached 126.9, 120.3 and 116.3 MHz
-    # on seeds 1-3 at a 125 MHz constraint with this round's shell (router1; docs/timing.md,
-    # "Board clocks"; 133.5, 135.6 and 126.7 before): 90 MHz is the highest clock below the
-    # lowest that every board's PLL makes exactly with an exact UART divisor (60, 90 and
-    # 120 MHz qualify).
-    clock_mhz=90,
+    # The default design in the shell on the ULX3S-85F reached 136.2, 126.8 and 131.5 MHz
+    # on seeds 1-3 at a 125 MHz constraint (router1; docs/timing.md, "Board clocks"; 126.9,
+    # 120.3 and 116.3 the round before): 120 MHz is the highest clock below the lowest that
+    # every board's PLL makes exactly with an exact UART divisor (60, 90 and 120 MHz
+    # qualify).
+    clock_mhz=120,
     proofs=Ref("celine.engines.taylor.proofs:PROOFS"),
     layers=Ref("celine.engines.taylor.layers:LAYERS"),
 )

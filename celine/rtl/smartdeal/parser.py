@@ -492,16 +492,20 @@ class SdParser(wiring.Component):
         # bound, then the compare with 3 m0: in one cycle they were a build's worst path,
         # 11.8 ns and 25 levels of carry chains): HMUL ends two cycles after the last
         # addition.
+        # `product_fail`: the product is bad and HMUL ends this cycle (settled == 2), a
+        # register set from the cycle before (settled == 1: the product's last stage is
+        # then decided, and nothing but HMUL's end follows). As HMUL's end decoded from the
+        # state and ANDed with the check, through the errors into the state's reset, it
+        # was a SmartDeal build's worst path (8.0 ns, 6 levels).
         product_under = Signal()
         excess = Signal(product_width)
         three_m0_r = Signal.like(three_m0)
-        product_bad = Signal()
         settled = Signal(range(3))          # cycles since the last addition, up to 2
-        product_done = Signal()
+        product_fail = Signal()
         m.d.sync += [product_under.eq(product < length), excess.eq(product - length),
                      three_m0_r.eq(three_m0),
-                     product_bad.eq(product_under | (excess >= three_m0_r))]
-        m.d.comb += product_done.eq(at["HMUL"] & (settled == 2))
+                     product_fail.eq(at["HMUL"] & multiplier_zero & (settled == 1)
+                                     & (product_under | (excess >= three_m0_r)))]
 
         # The header words' checks are registered (`pending`): an error counts the cycle
         # after its word is taken (an error then drops the checks still pending).
@@ -532,7 +536,7 @@ class SdParser(wiring.Component):
         spare_bad = Signal()
         m.d.sync += spare_bad.eq(body_take & checks.spare_set)
         m.d.comb += [
-            err.bad_header.eq(pending[0] | (product_done & product_bad)),
+            err.bad_header.eq(pending[0] | product_fail),
             err.too_large.eq(pending[1]),
             err.wrong_length.eq(pending[2] | (start_now & short)
                                 | (end_checked & (~input_done | ~end_short))),
@@ -652,7 +656,7 @@ class SdParser(wiring.Component):
             m.d.comb += state_next.eq(S.HMUL)
         with m.If(at["HMUL"]):
             with m.If(multiplier_zero):
-                # Two cycles for product_bad to follow the last addition, then H3.
+                # Two cycles for the product's check to follow the last addition, then H3.
                 with m.If(settled != 2):
                     m.d.sync += settled.eq(settled + 1)
                 with m.Else():
