@@ -52,16 +52,23 @@ class ReceiveFIFO(wiring.Component):
         read_at = Signal(range(depth))        # the next byte to request
         unread = Signal(range(depth + 1))     # written, not yet requested
         held = Signal(range(depth + 1))       # written, not yet left on `o`
+        # `unread != 0` and `held == depth` as registers that follow the counts' steps:
+        # the compares after the counters were a build's worst path (unread -> != 0 ->
+        # the reader's request -> the counter's adder, 8.2 ns). Each flag's next value
+        # is decided from compares of the registered count against constants, beside
+        # the request/write, never after an adder.
+        some_unread = Signal()
+        full = Signal()
         write = self.i.valid & self.i.ready
         request = reader.req.valid & reader.req.ready
         leave = self.o.valid & self.o.ready
 
         m.d.comb += [
-            self.i.ready.eq(held != depth),
+            self.i.ready.eq(~full),
             memory.waddr.eq(write_at), memory.wdata.eq(self.i.payload), memory.wen.eq(write),
             memory.raddr.eq(reader.mem.buffer.addr),
             reader.mem.buffer.data.eq(memory.data),
-            reader.req.valid.eq(unread != 0),
+            reader.req.valid.eq(some_unread),
             reader.req.payload.addr.eq(read_at),
             self.o.valid.eq(reader.o.valid), self.o.payload.eq(reader.o.payload.data),
             reader.o.ready.eq(self.o.ready),
@@ -72,4 +79,16 @@ class ReceiveFIFO(wiring.Component):
                 with m.If(pointer == depth - 1):
                     m.d.sync += pointer.eq(0)
         m.d.sync += [unread.eq(unread + write - request), held.eq(held + write - leave)]
+        # A request only when one is unread: with it and no write, one stays unread iff
+        # two were; a write always leaves one.
+        with m.If(write):
+            m.d.sync += some_unread.eq(1)
+        with m.Elif(request):
+            m.d.sync += some_unread.eq(unread >= 2)
+        # A write only when not full: it fills the FIFO iff depth - 1 were held and none
+        # leaves; a byte leaving without a write always makes room.
+        with m.If(write & ~leave):
+            m.d.sync += full.eq(held == depth - 1)
+        with m.Elif(leave & ~write):
+            m.d.sync += full.eq(0)
         return m
