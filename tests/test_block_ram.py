@@ -32,8 +32,6 @@ def test_slice_width(width, depth, bits):
      r"^output_register must be True or False, not 1$"),
     (lambda: BlockRAM(8, 16, address_register=None), TypeError,
      r"^address_register must be True or False, not None$"),
-    (lambda: BlockRAM(8, 16, read_ports=2, address_register=True), ValueError,
-     r"^address_register needs one read port, not 2$"),
     (lambda: BlockRAM(8, 256, read_enable=0), TypeError,
      r"^read_enable must be True or False, not 0$"),
     (lambda: BlockRAM(8, 256, read_ports=2, read_enable=True), ValueError,
@@ -85,20 +83,23 @@ def test_for_bits_and_write_word():
 
 
 @pytest.mark.parametrize("contents", ["zero", "init"])
-@pytest.mark.parametrize("registers", ["plain", "output", "address"])
+@pytest.mark.parametrize("registers", ["plain", "output", "address", "address_two"])
 @pytest.mark.parametrize("width,depth", [(32, 1030), (16, 3000), (24, 40)])
 def test_reads_and_byte_writes_as_one_memory(width, depth, registers, contents):
-    """Random byte-enabled writes and reads on both read ports (one with the address
-    registered) against a Python list: every slice on the same address, each byte's
-    enable on its own bits; each word out `read_latency` cycles after its address (2
-    with the output register, 3 with the address register too); from all zeros or from
-    `init` (its words, then zeros)."""
+    """Random byte-enabled writes and reads on both read ports against a Python list:
+    every slice on the same address, each byte's enable on its own bits; each word out
+    `read_latency` cycles after its address (2 with the output register, 3 with the
+    address register too); from all zeros or from `init` (its words, then zeros). With
+    the address registered and one read port the write is not delayed, so the read sees
+    its cycle's write; with two the write is registered with the address (a cycle late),
+    so the read sees the words as they were when it was driven."""
     two = registers != "address"
     init = _contents(width, depth, depth) if contents == "init" else []
     dut = BlockRAM(width, depth, read_ports=2 if two else 1,
-                   output_register=registers != "plain", address_register=not two,
-                   init=init)
-    assert dut.read_latency == {"plain": 1, "output": 2, "address": 3}[registers]
+                   output_register=registers != "plain",
+                   address_register=registers.startswith("address"), init=init)
+    assert dut.read_latency == {"plain": 1, "output": 2, "address": 3,
+                                "address_two": 3}[registers]
     rng = random.Random(width * depth)
     model = init + [0] * (depth - len(init))
     nbytes = width // 8
@@ -344,3 +345,19 @@ def test_ecp5_address_register_is_a_copy_every_four_blocks(monkeypatch):
     assert ram.read_latency == 3 and ADDRESS_GROUP == 4
     resources, _ = synthesize(ram, top="block_ram", workdir="synth_ooc/block_ram_address")
     assert (resources["dp16kd"], resources["ff"], resources["lut4"]) == (16, 4 * 12, 0)
+
+
+def test_ecp5_address_register_with_two_read_ports_registers_the_write(monkeypatch):
+    """64 x 3,000 with two read ports and the address registered: 16 blocks, 4 copies each
+    of port A's address (the write's and the first read's) and port B's, and each block's
+    slice of the write (4 data bits and its byte's enable) in registers of its own: 2 x 4
+    x 12 + 16 x 5 flip-flops and no other logic."""
+    from celine.gen.synth import synthesize
+    from celine.sim.emit import build_root
+    root = build_root()
+    root.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(root)
+    ram = BlockRAM(64, 3000, read_ports=2, output_register=True, address_register=True)
+    assert ram.read_latency == 3
+    resources, _ = synthesize(ram, top="block_ram", workdir="synth_ooc/block_ram_address_two")
+    assert (resources["dp16kd"], resources["ff"], resources["lut4"]) == (16, 2 * 4 * 12 + 16 * 5, 0)

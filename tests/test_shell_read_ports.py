@@ -47,8 +47,6 @@ def test_a_buffer_the_engine_writes_has_one_read_port():
 @pytest.mark.parametrize("make, error, message", [
     (lambda: BufferSpec("q", 8, 4, True, read_latency=4), ValueError,
      "read_latency must be 1 or 2 or 3, not 4"),
-    (lambda: BufferSpec("q", 8, 4, True, read_ports=2, read_latency=3), ValueError,
-     "read_latency must be 1 or 2 for a buffer with 2 read ports, not 3"),
     (lambda: BufferSpec("q", 8, 4, True, read_latency=2.0), TypeError,
      "read_latency must be an integer, not 2.0"),
     (lambda: BufferSpec("out", 8, 4, False, read_latency=2), ValueError,
@@ -136,7 +134,7 @@ def with_latency(buffers, latency):
                        read_latency=latency)] + buffers[1:]
 
 
-@pytest.mark.parametrize("latency", [1, 2])
+@pytest.mark.parametrize("latency", [1, 2, 3])
 def test_the_adapter_bench_serves_port_b(latency):
     buffers = with_latency(BUFFERS, latency)
     engine = component(engine_signature(buffers, REGISTERS))
@@ -178,7 +176,7 @@ async def uart_receive(ctx, pin, count, timeout=20_000):
     raise TimeoutError(f"received {bytes(out)!r}, wanted {count} bytes")
 
 
-@pytest.mark.parametrize("latency", [1, 2])
+@pytest.mark.parametrize("latency", [1, 2, 3])
 def test_the_shell_serves_two_read_ports_from_host_written_words(latency):
     """The host writes the buffer over the UART; then the engine (here the testbench,
     driving the outputs of an engine without logic) owns it and reads two random addresses
@@ -224,6 +222,14 @@ WRITTEN = [BufferSpec("q", 16, DEPTH, True, read_ports=2, engine_writes=True),
            BufferSpec("out", 8, 4, False)]
 
 
+def written(latency):
+    """WRITTEN with q read at `latency` (at 3 the shell registers port A's write with its
+    address: it lands a cycle later)."""
+    q = WRITTEN[0]
+    return [BufferSpec(q.name, q.width, q.depth, True, read_ports=2, engine_writes=True,
+                       read_latency=latency)] + WRITTEN[1:]
+
+
 @pytest.mark.parametrize("make, error, message", [
     (lambda: BufferSpec("q", 8, 4, True, read_ports=2, engine_writes=1), TypeError,
      "engine_writes must be True or False, not 1"),
@@ -251,52 +257,63 @@ def test_engine_writes_in_the_contract_not_in_info():
                      WRITTEN, REGISTERS)
 
 
-async def write_through_port_a(ctx, port, words, rng, count=40):
+async def write_through_port_a(ctx, port, words, rng, count=40, latency=1):
     """The engine writes `count` random words through port A (some cycles idle, reading
-    port B meanwhile); `words` follows."""
-    for _ in range(count):
+    port B meanwhile, each word `latency` cycles after its address: the word as it was
+    before the cycle's own write); `words` follows."""
+    sent = []
+    for _ in range(count + latency - 1):
         a, b = rng.randrange(len(words)), rng.randrange(len(words))
-        write = rng.random() < 0.7
+        write = len(sent) < count and rng.random() < 0.7
         value = rng.randrange(1 << 16)
         ctx.set(port.addr, a)
         ctx.set(port.b.addr, b)
         ctx.set(port.wdata, value)
         ctx.set(port.write, write)
+        sent.append((b, words[b]))
         await ctx.tick()
-        assert ctx.get(port.b.data) == words[b], b          # the word before this write
+        if len(sent) >= latency:
+            b, word = sent[-latency]
+            assert ctx.get(port.b.data) == word, b       # the word before that cycle's write
         if write:
             words[a] = value
     ctx.set(port.write, 0)
 
 
-def test_the_adapter_bench_serves_engine_writes():
-    engine = component(engine_signature(WRITTEN, REGISTERS))
-    engine.buffers = WRITTEN
+@pytest.mark.parametrize("latency", [1, 3])
+def test_the_adapter_bench_serves_engine_writes(latency):
+    buffers = written(latency)
+    engine = component(engine_signature(buffers, REGISTERS))
+    engine.buffers = buffers
     rng = random.Random(3)
     words = [rng.randrange(1 << 16) for _ in range(DEPTH)]
     bench = AdapterBench(engine, {"q": list(words)})
 
     async def testbench(ctx):
-        await write_through_port_a(ctx, engine.mem.q, words, rng)
-        await read_both_ports(ctx, engine.mem.q, words, rng)
+        await write_through_port_a(ctx, engine.mem.q, words, rng, latency=latency)
+        await ctx.tick()             # the last write lands (a cycle late at latency 3)
+        await read_both_ports(ctx, engine.mem.q, words, rng, latency=latency)
         assert [ctx.get(bench.memories["q"].data[i]) for i in range(DEPTH)] == words
 
     run_sim(bench, testbench)
 
 
-def test_the_shell_serves_engine_writes_through_port_a():
+@pytest.mark.parametrize("latency", [1, 3])
+def test_the_shell_serves_engine_writes_through_port_a(latency):
     """The host writes the buffer; the engine owns it and writes random words through port
-    A while reading port B, then reads both ports; the host reads every word back."""
+    A while reading port B, then reads both ports; the host reads every word back. At read
+    latency 3 the block RAM registers the write with its address (and the host's too)."""
+    buffers = written(latency)
 
     class Engine(wiring.Component):
         def __init__(self):
-            super().__init__(engine_signature(WRITTEN, REGISTERS))
+            super().__init__(engine_signature(buffers, REGISTERS))
 
         def elaborate(self, platform):
             return Module()
 
     engine = Engine()
-    dut = Shell(engine, buffers=WRITTEN, registers=REGISTERS, description={"engine": "test"},
+    dut = Shell(engine, buffers=buffers, registers=REGISTERS, description={"engine": "test"},
                 clock_hz=DIVISOR * 1_000_000, baud=1_000_000, max_payload=128)
     rng = random.Random(4)
     words = [rng.randrange(1 << 16) for _ in range(DEPTH)]
@@ -315,8 +332,9 @@ def test_the_shell_serves_engine_writes_through_port_a():
         await exchange(ctx, Command.WRITE, 1, write_payload(0, 0, as_bytes(words)), b"")
         ctx.set(engine.busy, 1)
         await ctx.tick()        # the engine owns the buffers from the cycle after `busy` rises
-        await write_through_port_a(ctx, engine.mem.q, words, rng)
-        await read_both_ports(ctx, engine.mem.q, words, rng)
+        await write_through_port_a(ctx, engine.mem.q, words, rng, latency=latency)
+        await ctx.tick()             # the last write lands (a cycle late at latency 3)
+        await read_both_ports(ctx, engine.mem.q, words, rng, latency=latency)
         ctx.set(engine.busy, 0)
         await exchange(ctx, Command.READ, 2, read_payload(0, 0, 64), as_bytes(words))
 

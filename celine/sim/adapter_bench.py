@@ -1,6 +1,6 @@
 """A shell adapter alone in the Amaranth simulator: each of its buffers a plain memory
 (its `read_latency` on each of its read ports, as in the shell; the engine's writes
-into a buffer it writes), its registers set, `start` pulsed."""
+into a buffer it writes, a cycle late at read latency 3 as in the shell), its registers set, `start` pulsed."""
 
 from collections import OrderedDict
 
@@ -35,17 +35,30 @@ class AdapterBench(Elaboratable):
                 ports = [port, port.b] if spec.read_ports == 2 else [port]
                 for engine_port in ports:
                     read = memory.read_port(transparent_for=())
-                    word = read.data
-                    for _ in range(spec.read_latency - 1):  # the block RAM's registers
+                    word, addr = read.data, engine_port.addr
+                    # The block RAM's registers: at latency 3 its address register, so
+                    # the read meets the writes when the shell's does.
+                    if spec.read_latency == 3:
+                        addr = Signal.like(engine_port.addr, reset_less=True)
+                        m.d.sync += addr.eq(engine_port.addr)
+                    for _ in range(min(spec.read_latency, 2) - 1):   # its output register
                         late = Signal.like(read.data, reset_less=True)
                         m.d.sync += late.eq(word)
                         word = late
-                    m.d.comb += [read.addr.eq(engine_port.addr), engine_port.data.eq(word)]
+                    m.d.comb += [read.addr.eq(addr), engine_port.data.eq(word)]
                 if spec.engine_writes:
-                    # The engine's writes through port A, at port A's address.
+                    # The engine's writes through port A, at port A's address; at read
+                    # latency 3 registered with the address first, as the shell's block
+                    # RAM does (rtl/shell/block_ram.py), so they land a cycle later.
                     write = memory.write_port()
-                    m.d.comb += [write.addr.eq(port.addr), write.data.eq(port.wdata),
-                                 write.en.eq(port.write)]
+                    addr, wdata, en = port.addr, port.wdata, port.write
+                    if spec.read_latency == 3:
+                        late = [Signal.like(v, reset_less=True) for v in (addr, wdata)]
+                        late.append(Signal())
+                        m.d.sync += [late[0].eq(addr), late[1].eq(wdata), late[2].eq(en)]
+                        addr, wdata, en = late
+                    m.d.comb += [write.addr.eq(addr), write.data.eq(wdata),
+                                 write.en.eq(en)]
             else:
                 write = memory.write_port()
                 m.d.comb += [write.addr.eq(port.addr), write.data.eq(port.data),

@@ -151,9 +151,10 @@ class BufferSpec:
     read ports of a host-writable buffer to its word. With 2 the word comes out of the
     block RAM's own output register (rtl/shell/block_ram.py), which leaves it 0.96 ns
     after the clock where the block's array takes 5.83 ns: for an engine whose reader
-    registers the word as it arrives anyway (rtl/common's BufferReader). With 3 (one read
-    port only) the address is registered too, in a copy beside every few blocks: for a
-    buffer of dozens of blocks spread over the die. Not in INFO.
+    registers the word as it arrives anyway (rtl/common's BufferReader). With 3 the
+    address is registered too, in a copy beside every few blocks: for a
+    buffer of dozens of blocks spread over the die; with two read ports the write on the
+    first port is registered with its address, so it lands a cycle later. Not in INFO.
     """
     name: str
     width: int
@@ -188,9 +189,6 @@ class BufferSpec:
         if not self.writable and self.read_latency != 1:
             raise ValueError(f"read_latency must be 1 for a buffer the engine writes (it "
                              f"does not read it), not {self.read_latency!r}")
-        if self.read_latency == 3 and self.read_ports != 1:
-            raise ValueError(f"read_latency must be 1 or 2 for a buffer with "
-                             f"{self.read_ports} read ports, not 3")
 
     @property
     def word_bytes(self):

@@ -36,10 +36,13 @@ MAC_BANK_LATENCY = 3
 # (3) the read address is registered beside every few of v's blocks, so the SpMM's
 # address does not cross the die to all of them in one cycle (one build: a 7.0 ns net).
 V_READ_LATENCY = 3
-# q's and k's read latency, likewise: the SDDMM engines' rows and the auto-encoder's
+# q's and k's read latency, likewise (3): the SDDMM engines' rows and the auto-encoder's
 # mixer slices leave the blocks' output registers (a k block's 5.6 ns clock-to-out and
-# an 8.9 ns net to the host's read register was a build's worst path).
-QK_READ_LATENCY = 2
+# an 8.9 ns net to the host's read register was a build's worst path), and both ports'
+# addresses are registered beside the blocks, the auto-encoder's writes with them (the
+# k address through the auto-encoder's and the ownership multiplexers to a block across
+# the die was another, 8.65 ns with one 5.6 ns net).
+QK_READ_LATENCY = 3
 # The CSR list's read latency, on both its read ports: the words leave the blocks' output
 # registers, which take the place of the registers the list's readers (the CSR check, the
 # index check, the softmax unit's prefetch) had after them (the block's 5.6 ns clock-to-

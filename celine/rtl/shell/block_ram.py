@@ -126,11 +126,15 @@ class BlockRAM(wiring.Component):
     the output register holds too (the block's CEB and OCEB pins), so that a stream stage
     can hold its word under backpressure.
 
-    With ``address_register`` (one read port only) ``raddr`` is registered first, in a
-    copy beside every ADDRESS_GROUP blocks (RegisterCopies, which yosys keeps apart): a
-    deep, wide memory is dozens of blocks across the die, and one address net reaching
-    them all was a build's worst path (13.1 ns, 8.6 of it two nets). `read_latency` is
-    one more. The write is not delayed.
+    With ``address_register`` ``raddr`` is registered first, in a copy beside every
+    ADDRESS_GROUP blocks (RegisterCopies, which yosys keeps apart): a deep, wide memory is
+    dozens of blocks across the die, and one address net reaching them all was a build's
+    worst path (13.1 ns, 8.6 of it two nets). `read_latency` is one more. With one read
+    port the write is not delayed. With two, ``b_addr`` is registered the same way, and so
+    is the write, since it shares its address with ``raddr`` (port A): ``waddr`` in the
+    copies, each block's slice of ``wdata`` and ``wen`` in a register of its own, so a
+    write lands a cycle after it is driven (reads of other words are unaffected; a read
+    of a word in the cycle after its write is undefined, like one in the same cycle).
 
     A write and a read driven by the same address make one RAM port in yosys, so with a
     second read the caller drives ``waddr`` and ``raddr`` alike: that is one port of the
@@ -155,8 +159,6 @@ class BlockRAM(wiring.Component):
         if not isinstance(address_register, bool):
             raise TypeError(f"address_register must be True or False, not "
                             f"{address_register!r}")
-        if address_register and read_ports != 1:
-            raise ValueError(f"address_register needs one read port, not {read_ports}")
         if not isinstance(read_enable, bool):
             raise TypeError(f"read_enable must be True or False, not {read_enable!r}")
         if read_enable and (read_ports != 1 or address_register):
@@ -211,9 +213,15 @@ class BlockRAM(wiring.Component):
                 and MIN_BLOCK_DEPTH <= self.depth <= _MAX_BLOCK_DEPTH):
             self._ecp5_blocks(m)
             return m
-        raddr = self.raddr
+        raddr, waddr, wdata, wen = self.raddr, self.waddr, self.wdata, self.wen
+        b_addr = self.b_addr if self.read_ports == 2 else None
         if self.address_register:
             raddr, = register_copies(m, "raddr", self.raddr, 1)
+            if self.read_ports == 2:        # port A's write too (see the class)
+                waddr, wdata, wen, b_addr = (
+                    register_copies(m, name, signal, 1)[0] for name, signal in
+                    (("waddr", self.waddr), ("wdata", self.wdata), ("wen", self.wen),
+                     ("b_addr", self.b_addr)))
         reads, reads_b = [], []
         for k, low in enumerate(range(0, self.width, step)):
             bits = min(step, self.width - low)
@@ -224,10 +232,10 @@ class BlockRAM(wiring.Component):
             # bits, the width being whole bytes) lies inside one byte and takes its enable.
             whole = bits % 8 == 0
             write = memory.write_port(granularity=8 if whole and bits > 8 else None)
-            enables = self.wen[low // 8:(low + bits) // 8] if whole else self.wen[low // 8]
+            enables = wen[low // 8:(low + bits) // 8] if whole else wen[low // 8]
             read = memory.read_port(transparent_for=())
             m.d.comb += [
-                write.addr.eq(self.waddr), write.data.eq(self.wdata[low:low + bits]),
+                write.addr.eq(waddr), write.data.eq(wdata[low:low + bits]),
                 write.en.eq(enables), read.addr.eq(raddr),
             ]
             if self.read_enable:
@@ -235,7 +243,7 @@ class BlockRAM(wiring.Component):
             reads.append(read.data)
             if self.read_ports == 2:
                 read_b = memory.read_port(transparent_for=())
-                m.d.comb += read_b.addr.eq(self.b_addr)
+                m.d.comb += read_b.addr.eq(b_addr)
                 reads_b.append(read_b.data)
         outputs = [(self.data, Cat(*reads))]
         if self.read_ports == 2:
@@ -256,13 +264,33 @@ class BlockRAM(wiring.Component):
         several side by side (`_block_chunks`)."""
         two = self.read_ports == 2
         blocks = self._blocks()
-        raddrs = [self.raddr] * len(blocks)
-        if self.address_register:
-            copies = register_copies(m, "raddr", self.raddr, -(-len(blocks) // ADDRESS_GROUP))
-            raddrs = [copies[k // ADDRESS_GROUP] for k in range(len(blocks))]
+        groups = -(-len(blocks) // ADDRESS_GROUP)
+
+        def per_block(name, signal):
+            """`signal` for each block: itself, or with `address_register` the copy of its
+            block's group."""
+            if not self.address_register:
+                return [signal] * len(blocks)
+            copies = register_copies(m, name, signal, groups)
+            return [copies[k // ADDRESS_GROUP] for k in range(len(blocks))]
+
+        # Port A's address is the write's (and, with two read ports, the first read's);
+        # port B's the read's (one read port) or the second read's.
+        if two:
+            a_addrs, b_addrs = per_block("waddr", self.waddr), per_block("b_addr", self.b_addr)
+        else:
+            a_addrs, b_addrs = [self.waddr] * len(blocks), per_block("raddr", self.raddr)
         reads, reads_b = [], []
         for index, (start, bits) in enumerate(blocks):
-            word_a, word_b = self._block(m, index, start, bits, two, raddrs[index])
+            nbytes = max(1, bits // 8)
+            wdata = self.wdata[start:start + bits]
+            wen = self.wen[start // 8:start // 8 + nbytes]
+            if self.address_register and two:
+                # The block's own slice of the write, registered beside it with its address.
+                wdata, wen = (register_copies(m, f"block_{index}_{name}", signal, 1)[0]
+                              for name, signal in (("wdata", wdata), ("wen", wen)))
+            word_a, word_b = self._block(m, index, start, bits, two, a_addrs[index],
+                                         b_addrs[index], wdata, wen)
             # Two read ports: `data` is port A's (the write's address), `b_data` port B's;
             # one: `data` is port B's.
             reads.append(word_a if two else word_b)
@@ -271,9 +299,11 @@ class BlockRAM(wiring.Component):
         if two:
             m.d.comb += self.b_data.eq(Cat(*reads_b))
 
-    def _block(self, m, index, start, bits, two, raddr):
-        """One DP16KD holding bits start .. start + bits - 1 of every word: its read data
-        on port A (with two read ports, else None) and port B, `bits` wide each."""
+    def _block(self, m, index, start, bits, two, a_addr, b_addr, wdata, wen):
+        """One DP16KD holding bits start .. start + bits - 1 of every word, port A on
+        `a_addr` (writing `wdata` with byte enables `wen`, the block's slices) and port B
+        on `b_addr`: its read data on port A (with two read ports, else None) and port B,
+        `bits` wide each."""
         # At 36 bits (simple dual port) the word is written on both ports' data pins (A's
         # the low 18 bits) and read on both ports' output pins, the byte enables on port
         # A's low address pins. Both ports' output registers are on, whichever of them
@@ -296,11 +326,11 @@ class BlockRAM(wiring.Component):
             """The data bits of the block's output `pins` (the inverse of `spread`)."""
             return Cat(*(pins[byte_bits * k:byte_bits * k + min(8, bits)] for k in range(nbytes)))
 
-        enables = self.wen[start // 8:start // 8 + nbytes]
-        write_data = spread(self.wdata[start:start + bits])
+        enables = wen
+        write_data = spread(wdata)
         address = lambda addr: Cat(Const(0, low_pins), addr[:_ADDRESS_PINS - low_pins],
                                    Const(0, max(0, _ADDRESS_PINS - low_pins - len(addr))))
-        port_a_address = address(self.waddr)
+        port_a_address = address(a_addr)
         if data_width >= 18:
             # Byte enables on the low address pins; the write enable gates them (at 36
             # bits the yosys library holds it high and writes with the enables alone).
@@ -317,7 +347,7 @@ class BlockRAM(wiring.Component):
                  "i_RSTA": 0, "i_RSTB": 0, "i_WEA": write_enable, "i_WEB": 0}
         for pin in range(3):
             ports[f"i_CSA{pin}"] = ports[f"i_CSB{pin}"] = 0
-        b_address = address(self.b_addr if two else raddr)
+        b_address = address(b_addr)
         for pin in range(_ADDRESS_PINS):
             ports[f"i_ADA{pin}"] = port_a_address[pin]
             ports[f"i_ADB{pin}"] = b_address[pin]

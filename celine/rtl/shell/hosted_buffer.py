@@ -53,7 +53,9 @@ class HostedBuffer(Elaboratable):
         # and in a buffer the engine writes, whose reads only the link's byte path sees.
         # At read latency 3 the block RAM registers the read address itself, a copy beside
         # every few blocks; the link's address goes in unregistered, so those registers
-        # are its address stage (link_streams.HOST_ADDRESS_STAGES) for reads.
+        # are its address stage (link_streams.HOST_ADDRESS_STAGES) for reads. With two
+        # read ports the block RAM registers port A's write as well (its address is the
+        # write's): the link's data and enables then go in unregistered too.
         m.submodules.memory = memory = BlockRAM(
             8 * spec.word_bytes, spec.depth, read_ports=spec.read_ports,
             output_register=spec.read_latency >= 2 or not spec.writable,
@@ -76,14 +78,24 @@ class HostedBuffer(Elaboratable):
             # this buffer's own register: the engine's `busy` itself, through
             # `owned_next` into these registers' resets, was another build's worst path
             # (9.75 ns, four nets of 1.1 to 2.4 ns).
+            host_en_next = Mux(owned | ~link.write | ~link.write_to[self.index],
+                               0, link.mask[:len(memory.wen)])
             host_en = Signal(len(memory.wen))
-            m.d.sync += host_en.eq(Mux(owned | ~link.write | ~link.write_to[self.index],
-                                       0, link.mask[:len(memory.wen)]))
+            m.d.sync += host_en.eq(host_en_next)
             read_addr = Mux(owned, port.addr, host_addr)
+            two = spec.read_ports == 2
             if memory.address_register:
                 # `owned` and the link's address of the same cycle (the link reads a
                 # buffer only while the engine does not own it).
                 read_addr = Mux(owned, port.addr, link.addr[:len(memory.raddr)])
+                if two:
+                    # The block RAM registers the write with its address: the link's
+                    # data and enables of the same cycle (the enables' register is the
+                    # block RAM's, beside each block). `host_en` still tells the engine.
+                    host_data = link.wdata[:len(memory.wdata)]
+                    host_en_write = host_en_next
+            if not (memory.address_register and two):
+                host_en_write = host_en
             # With a second read port, port A of the true-dual-port block RAM (DP16KD)
             # writes and reads, port B reads: yosys merges a write
             # and a read port into one RAM port only when their addresses are the same
@@ -91,15 +103,14 @@ class HostedBuffer(Elaboratable):
             # address may be the engine's then. An engine that writes the buffer
             # (BufferSpec.engine_writes) does so on the same port, at the same address,
             # while it owns it: still one RAM port.
-            two = spec.read_ports == 2
             if spec.watched:
                 m.d.comb += port.host_wrote.eq(host_en.any())
             if spec.engine_writes:
                 engine_en = Mux(owned, port.write.replicate(len(memory.wen)), 0)
                 m.d.comb += [memory.wdata.eq(Mux(owned, port.wdata, host_data)),
-                             memory.wen.eq(engine_en | host_en)]
+                             memory.wen.eq(engine_en | host_en_write)]
             else:
-                m.d.comb += [memory.wdata.eq(host_data), memory.wen.eq(host_en)]
+                m.d.comb += [memory.wdata.eq(host_data), memory.wen.eq(host_en_write)]
             m.d.comb += [
                 memory.waddr.eq(read_addr if two else host_addr),
                 memory.raddr.eq(read_addr),

@@ -34,11 +34,11 @@ class DenseSddmm(wiring.Component):
 
     Cycles (`run_cycles`): the J = N*g jobs are issued from the cycle after start at
     issue_cycle(m, n, t) (one a cycle at n = t DPUs); job m's score is written
-    `write_latency` = t + 12 + n cycles after its issue (array_latency: the gcols read and
-    the rows' read 5, the row chain's first stage 1, Dpu.latency t + 6, the score chain's n
-    stages); the last row maximum a cycle later, and busy falls in the cycle after that. So
-    busy is low again issue_cycle(J-1, n, t) + t + 15 + n cycles after the start cycle (1
-    if J = 0).
+    `write_latency` = t + 10 + Q + n cycles after its issue, Q = QK_READ_LATENCY (3)
+    (array_latency: the gcols read and the rows' read 3 + Q, the row chain's first stage 1,
+    Dpu.latency t + 6, the score chain's n stages); the last row maximum a cycle later, and
+    busy falls in the cycle after that. So busy is low again issue_cycle(J-1, n, t) + t +
+    13 + Q + n cycles after the start cycle (1 if J = 0).
     """
 
     READ_LEAD = 3 + QK_READ_LATENCY    # issue cycle (gcols address) -> rows on the q/k

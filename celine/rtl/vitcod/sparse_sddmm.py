@@ -45,14 +45,14 @@ class SparseSddmm(wiring.Component):
     first cycle after start, one a cycle at n = t), with L = CSC_READ_LATENCY (2): C reads
     its CSC word; C+L it arrives (through the block's output register), C+L+1 it is in a
     register here and checked against the previous entry; C+L+2 reads its k row if the
-    column changed; C+L+3 reads its q row; C+L+4 the k row, if read, lands in the
-    stationary register (q and k come QK_READ_LATENCY = 2 cycles after their addresses);
-    C+L+5 the q row and the stationary register go into the array's input register
-    (READ_LEAD = L+5; the next entry may reload the stationary register at the same edge);
-    C+L+6+k its DPU k latches them (the row chain). Its score is written `write_latency` =
-    t + 14 + n cycles after C (array_latency), and busy falls the cycle after the last
-    one: busy is low again issue_cycle(nnz-1, n, t) + t + 16 + n cycles after the start
-    cycle (1 if nnz = 0).
+    column changed; C+L+3 reads its q row; with Q = QK_READ_LATENCY (3), C+L+2+Q the k
+    row, if read, lands in the stationary register; C+L+3+Q the q row and the stationary
+    register go into the array's input register (READ_LEAD = L+3+Q; the next entry may
+    reload the stationary register at the same edge); C+L+4+Q+k its DPU k latches them
+    (the row chain). Its score is written `write_latency` = t + 10 + L + Q + n cycles
+    after C (array_latency), and busy falls the cycle after the last one: busy is low
+    again issue_cycle(nnz-1, n, t) + t + 12 + L + Q + n cycles after the start cycle (1
+    if nnz = 0).
     """
 
     READ_LEAD = CSC_READ_LATENCY + 3 + QK_READ_LATENCY    # issue cycle (CSC address) ->
