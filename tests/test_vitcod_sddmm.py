@@ -247,9 +247,12 @@ def run_phase1(p, tokens, gcols, kept_sparse, q, k, *, with_dense, with_sparse):
             assert cycle < 100_000, "the engines hang"
         if sparse:
             seen["error"] = ctx.get(sparse.error)
-        # The row maxima: read from the first cycle with the engines and RowMax idle.
+        # The row maxima: read in order (RowMax's read walks the rows), from the cycle
+        # after RowMax's busy falls, its first address held a cycle.
         while ctx.get(rm.busy):
             await ctx.tick()
+        ctx.set(rm.read.addr, 0)
+        await ctx.tick()
         for row in range(tokens):
             ctx.set(rm.read.addr, row)
             await ctx.tick().repeat(RowMax.read_latency)
@@ -608,6 +611,9 @@ def test_row_max_read_modify_write():
             assert ctx.get(dut.busy) == last_sparse
             while ctx.get(dut.busy):
                 await ctx.tick()
+            # The rows in order (the read walks them), the first address held a cycle.
+            ctx.set(dut.read.addr, 0)
+            await ctx.tick()
             for row in range(p.max_tokens):
                 values = [v for r, v in sparse if r == row]
                 if row in dense:
@@ -644,9 +650,72 @@ def test_row_max_sees_a_row_first_written_apart_scores_before(apart):
             ctx.set(dut.sparse.en, 0)
             while ctx.get(dut.busy):
                 await ctx.tick()
-            ctx.set(dut.read.addr, 0)
-            await ctx.tick().repeat(RowMax.read_latency)
+            ctx.set(dut.read.addr, 0)         # held a cycle before the read
+            await ctx.tick().repeat(1 + RowMax.read_latency)
             assert ctx.get(dut.read.data) == max(first, 5)
+
+    run_sim(dut, testbench)
+
+
+def test_row_max_read_walks_the_rows():
+    """The read port as the softmax unit drives it: the address holds or steps to the next
+    row each cycle (at random, runs of steps included), `load` at random; every cycle
+    `data` is the maximum of the row addressed read_latency cycles before when `load`
+    was high the cycle before, else what it held (RowMax reads a cycle ahead, at the
+    address and the next row, and picks the one the address then names)."""
+    p = make_params(16, 1, 1, max_tokens=12, capacity=20)
+    dut = RowMax(p)
+    rng = random.Random(9)
+    lo, hi = -(1 << (p.score_width - 1)), (1 << (p.score_width - 1)) - 1
+    dense = {row: rng.randint(lo, hi) for row in range(p.max_tokens) if rng.random() < 0.6}
+    sparse = {row: rng.randint(lo, hi) for row in range(p.max_tokens)
+              if row not in dense or rng.random() < 0.5}
+    sparse[0] = lo                     # the most negative score, against a dense maximum
+    dense[0] = lo + 1
+
+    async def testbench(ctx):
+        for row, value in sparse.items():
+            ctx.set(dut.sparse.row, row)
+            ctx.set(dut.sparse.value, value)
+            ctx.set(dut.sparse.en, 1)
+            if row in dense:
+                ctx.set(dut.dense.row, row)
+                ctx.set(dut.dense.value, dense[row])
+                ctx.set(dut.dense.en, 1)
+            await ctx.tick()
+            ctx.set(dut.dense.en, 0)
+        ctx.set(dut.sparse.en, 0)
+        for row, value in dense.items():
+            if row not in sparse:
+                ctx.set(dut.dense.row, row)
+                ctx.set(dut.dense.value, value)
+                ctx.set(dut.dense.en, 1)
+                await ctx.tick()
+        ctx.set(dut.dense.en, 0)
+        while ctx.get(dut.busy):
+            await ctx.tick()
+        def maximum(row):
+            return max(v[row] for v in (dense, sparse) if row in v)
+
+        for _walk in range(3):
+            # Row 0 read and loaded (its address held, as the walk's first always is).
+            ctx.set(dut.read.addr, 0)
+            ctx.set(dut.read.load, 1)
+            await ctx.tick().repeat(1 + RowMax.read_latency)
+            held = maximum(0)
+            assert ctx.get(dut.read.data) == held
+            addrs, loads = [0] * (1 + RowMax.read_latency), [1] * (1 + RowMax.read_latency)
+            while addrs[-1] < p.max_tokens - 1:
+                step = rng.random() < 0.6
+                addrs.append(addrs[-1] + step)
+                loads.append(int(rng.random() < 0.7))
+                ctx.set(dut.read.addr, addrs[-1])
+                ctx.set(dut.read.load, loads[-1])
+                await ctx.tick()
+                t = len(addrs)               # the cycle now (addrs[k]: cycle k's address)
+                if loads[t - 1]:
+                    held = maximum(addrs[t - RowMax.read_latency])
+                assert ctx.get(dut.read.data) == held, (addrs, loads)
 
     run_sim(dut, testbench)
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 import torch
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Elaboratable, Module, Mux, Signal
 from amaranth.lib.memory import Memory
 
 from celine.engines.vitcod.spec import CSR_READ_LATENCY, X_BITS, VitcodParams
@@ -196,11 +196,19 @@ class Bench(Elaboratable):
                     m.d.sync += late.eq(word)
                     word = late
             if name == "row_max":
-                # Registers up to its last, which loads with `load` (the port's contract).
-                for _ in range(ROW_MAX_READ_LATENCY - 2):
-                    late = Signal.like(word)
-                    m.d.sync += late.eq(word)
-                    word = late
+                # As RowMax reads (rtl/vitcod/row_max.py): a cycle ahead, at the address
+                # and at the next row, then the one the address names a cycle later is
+                # picked, and the last register loads with `load`. An address that jumps
+                # (not held, not the next row) reads the wrong row, as in the hardware.
+                assert ROW_MAX_READ_LATENCY == 3
+                read_next = mem.read_port()
+                m.d.comb += read_next.addr.eq(port.addr + 1)
+                words = [Signal.like(word) for _ in range(2)]
+                m.d.sync += [words[0].eq(read.data), words[1].eq(read_next.data)]
+                last_addr, stepped = Signal.like(port.addr), Signal()
+                m.d.sync += [last_addr.eq(port.addr), stepped.eq(port.addr != last_addr)]
+                word = Signal.like(word)
+                m.d.sync += word.eq(Mux(stepped, words[1], words[0]))
                 held = Signal.like(word)
                 with m.If(port.load):
                     m.d.sync += held.eq(word)

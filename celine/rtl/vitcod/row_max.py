@@ -33,13 +33,13 @@ class RowMax(wiring.Component):
         cycles later is the maximum of whichever of the row's two maxima are valid (0 if
         neither is: the caller reads only rows with a kept entry), if `load` was high the
         cycle before; with `load` low the output register holds (the caller reads a row
-        ahead and loads it when the row changes). The two maxima are read from block RAM
-        copies through the blocks' output registers (two cycles), then compared and picked
-        into the output register. From the distributed RAMs the read was a ViTCoD build's
-        worst path (8.7 ns: the address's net to every LUT-RAM cell of both memories, 2.4
-        ns, then the 16-to-1 multiplexer of their blocks, four levels). A read in a cycle
-        with busy low sees every value presented before that cycle: reads may begin once
-        the engines are idle and busy is low (three cycles after the last score).
+        ahead and loads it when the row changes). The address walks the rows: in the
+        cycle of a read it is the cycle before's or one more (the caller reads rows in
+        order; it holds its first address a cycle). The read begins the cycle before,
+        at that cycle's address and the next (see elaborate). A read in a cycle with busy
+        low sees every value presented before the cycle before it: reads may begin once
+        the engines are idle and busy has been low a cycle (four cycles after the last
+        score).
     """
 
     read_latency = 3
@@ -73,21 +73,26 @@ class RowMax(wiring.Component):
                 shape=high - low, depth=p.max_tokens, init=[], attrs=DISTRIBUTED)
             sparse_max.append(memory)
         # The read port's copies: the dense maxima (only read there) and the sparse ones,
-        # both biased (dpu.biased: their compare is a bare carry chain).
-        m.submodules.dense_copy = dense_copy = BlockRAM.for_bits(
-            p.score_width, p.max_tokens, output_register=True)
-        m.submodules.sparse_copy = sparse_copy = BlockRAM.for_bits(
-            p.score_width, p.max_tokens, output_register=True)
-        if dense_copy.read_latency != self.read_latency - 1:
-            raise RuntimeError(f"the row maxima's copies read in {dense_copy.read_latency} "
-                               f"cycles, RowMax's read needs {self.read_latency - 1}")
+        # both biased (dpu.biased: their compare is a bare carry chain), each twice: one
+        # copy read at the address, one at the next row (see the read port below).
+        dense_copies, sparse_copies = [], []
+        for lane in range(2):
+            for kind, copies in (("dense", dense_copies), ("sparse", sparse_copies)):
+                copy = BlockRAM.for_bits(p.score_width, p.max_tokens, output_register=True)
+                m.submodules[f"{kind}_copy_{lane}"] = copy
+                copies.append(copy)
+        if dense_copies[0].read_latency != self.read_latency - 1:
+            raise RuntimeError(f"the row maxima's copies read in "
+                               f"{dense_copies[0].read_latency} cycles, RowMax's read needs "
+                               f"{self.read_latency - 1}")
         dense_valid = Signal(p.max_tokens)
         sparse_valid = Signal(p.max_tokens)
         with m.If(self.clear):
             m.d.sync += [dense_valid.eq(0), sparse_valid.eq(0)]
 
         # The dense maxima: stored.
-        dense_copy.write_word(m, self.dense.row, biased(self.dense.value), self.dense.en)
+        for copy in dense_copies:
+            copy.write_word(m, self.dense.row, biased(self.dense.value), self.dense.en)
         with m.If(self.dense.en):
             m.d.sync += dense_valid.bit_select(self.dense.row, 1).eq(1)
 
@@ -154,23 +159,50 @@ class RowMax(wiring.Component):
         for memory, (low, high) in zip(sparse_max, halves):
             write = memory.write_port()
             m.d.comb += [write.addr.eq(row2), write.data.eq(value2[low:high]), write.en.eq(en2)]
-        sparse_copy.write_word(m, row2, value2, en2)
+        for copy in sparse_copies:
+            copy.write_word(m, row2, value2, en2)
         with m.If(en2):
             m.d.sync += sparse_valid.bit_select(row2, 1).eq(1)
 
-        # The read port: both copies read through their output registers (cycles 1 and
-        # 2), beside them the valid bits picked in two steps (common.pick: a group, then
-        # its bit, each into a register; in one step, a max_tokens-to-1 multiplexer into a
-        # register, it was a ViTCoD build's worst path: 9.5 ns, 7 levels); in cycle 3 the
-        # two maxima compared (a carry chain on their biased forms) and the larger valid
-        # one picked into the output register.
-        m.d.comb += [dense_copy.raddr.eq(self.read.addr), sparse_copy.raddr.eq(self.read.addr)]
-        d_valid = Signal(name="d_valid_2")
-        s_valid = Signal(name="s_valid_2")
-        m.d.sync += [d_valid.eq(picked_bit(m, dense_valid, self.read.addr, "d_valid")),
-                     s_valid.eq(picked_bit(m, sparse_valid, self.read.addr, "s_valid"))]
-        d = dense_copy.data[:p.score_width]
-        s = sparse_copy.data[:p.score_width]
+        # The read port. The two maxima used to be compared straight after the copies'
+        # output registers, and a copy placed far from the compare made that a ViTCoD
+        # build's worst path (9.0 ns: a 4.0 ns net from the block, then the carry chain).
+        # So the words are registered beside the compare first, which takes a cycle the
+        # read has not got (the softmax unit loads a row's maximum ROW_MAX_READ_LATENCY
+        # cycles after it knows the row, with rows one cycle apart at times): instead the
+        # read begins a cycle early, at the address of the cycle before (`a`) and at the
+        # row after it (`a + 1`), in two copies of each memory, and the cycle after picks
+        # whichever the address then named (it is `a` or `a + 1`).
+        #   T-1  the four copies read at a and a + 1; the valid bits' groups picked
+        #        (common.pick: a max_tokens-to-1 pick in one step was a build's worst
+        #        path, 9.5 ns, 7 levels);
+        #   T    `stepped` (the address moved since T-1) registered;
+        #   T+1  the copies' words, and the valid bits, of the row the address named in T,
+        #        picked by `stepped` into registers beside the compare;
+        #   T+2  the two maxima compared (a carry chain on their biased forms) and the
+        #        larger valid one picked into the output register, if `load`.
+        addr = self.read.addr
+        rows = [addr, Signal.like(addr, name="read_next_row")]
+        m.d.comb += rows[1].eq(addr + 1)
+        lane_words, lane_valid = [], []
+        for lane, row in enumerate(rows):
+            dense_copy, sparse_copy = dense_copies[lane], sparse_copies[lane]
+            m.d.comb += [dense_copy.raddr.eq(row), sparse_copy.raddr.eq(row)]
+            d_valid = Signal(name=f"d_valid_{lane}")
+            s_valid = Signal(name=f"s_valid_{lane}")
+            m.d.sync += [d_valid.eq(picked_bit(m, dense_valid, row, f"d_valid_{lane}_pick")),
+                         s_valid.eq(picked_bit(m, sparse_valid, row, f"s_valid_{lane}_pick"))]
+            lane_words.append((dense_copy.data[:p.score_width], sparse_copy.data[:p.score_width]))
+            lane_valid.append((d_valid, s_valid))
+        last_addr = Signal.like(addr, name="read_last_addr")
+        stepped = Signal(name="read_stepped")
+        m.d.sync += [last_addr.eq(addr), stepped.eq(addr != last_addr)]
+        d, s = (Signal(p.score_width, name=f"read_{kind}") for kind in ("dense", "sparse"))
+        d_valid, s_valid = Signal(name="read_d_valid"), Signal(name="read_s_valid")
+        (d0, s0), (d1, s1) = lane_words
+        (dv0, sv0), (dv1, sv1) = lane_valid
+        m.d.sync += [d.eq(Mux(stepped, d1, d0)), s.eq(Mux(stepped, s1, s0)),
+                     d_valid.eq(Mux(stepped, dv1, dv0)), s_valid.eq(Mux(stepped, sv1, sv0))]
         take_d = d_valid & (~s_valid | exceeds(d, s))
         biased_zero = 1 << (p.score_width - 1)
         with m.If(self.read.load):

@@ -63,7 +63,8 @@ def score_port_signature(params, depth):
 def row_max_port_signature(params):
     """The read port into the row maxima: `addr` and `load` out, `data` in: `data` is the
     maximum of the row addressed ROW_MAX_READ_LATENCY cycles before if `load` was high
-    the cycle before, else it holds."""
+    the cycle before, else it holds. The address walks the rows: each cycle it holds or
+    steps to the next row (RowMax reads a cycle ahead, at the address and the next)."""
     return wiring.Signature({"addr": Out(range(params.max_tokens)), "load": Out(1),
                              "data": In(signed(params.score_width))})
 
@@ -321,6 +322,11 @@ class SoftmaxUnit(wiring.Component):
         row_change = issue & (new_row | ~held)
         with m.If(row_change):
             m.d.sync += max_row.eq(max_row + 1)
+        # Back to row 0 when the walk ends, so that the address only ever holds or steps
+        # to the next row while it matters (row_max_port_signature): RowMax reads a cycle
+        # ahead, and a head's first row may change the cycle after its start.
+        with m.If(flush):
+            m.d.sync += max_row.eq(0)
         changed = [Signal(name=f"row_changed_{k}") for k in range(ROW_MAX_READ_LATENCY - 1)]
         m.d.sync += [changed[0].eq(row_change),
                      *[later.eq(earlier) for earlier, later in zip(changed, changed[1:])]]
