@@ -29,7 +29,10 @@ CHECK_TAIL = CSR_CHECK_TAIL   # CsrCheck: g + nnz + 6
 INDEX_TAIL = 1 + INDEX_CHECK_LATENCY   # IndexCheck: nnz + 7 (never the last: the sparser
                                        # engine's scores come later)
 # Phase 2.
-FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit
+FIRST_ENTRY = 4        # phase start -> the softmax unit's first entry into the ExpUnit,
+                       # less STAGE_1B
+STAGE_1B = 1           # the softmax's score and row maximum registered before the
+                       # subtraction (not on the walk's schedule: the CSR entries' waits)
 SPARSE_FIRST = CSR_READ_LATENCY + 3   # ... the first CSR entry, at the earliest: the
                                       # prefetch's read, queue and head register
 RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider's stages)
@@ -111,7 +114,7 @@ def phase_2(p, head):
         fed += g
         if nnz:
             fed = max(fed, sparse_from) + nnz
-        ready = fed + EXP_LATENCY + p.recip_width + RECIP_TO_P
+        ready = fed + STAGE_1B + EXP_LATENCY + p.recip_width + RECIP_TO_P
         if done is None:
             done = ready + length * spmm
         else:

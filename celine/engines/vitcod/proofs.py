@@ -124,7 +124,8 @@ class SoftmaxHarness(wiring.Component):
         stalled_beat_held(m, unit.entries)
 
         # The invariant: each count is the words on their way plus its queue's level.
-        stage_1 = [dut.signal(name) for name in ("held", "valid_0", "valid_1", "valid_2")]
+        stage_1 = [dut.signal(name)
+                   for name in ("held", "valid_0", "valid_1", "valid_1b", "valid_2")]
         stage_1 += [exp.signal(f"valid_{k + 1}") for k in range(ExpUnit.latency)]
         stage_2 = [dut.signal(f"valid_{stage}") for stage in "abcdef"]
         in_flight = sum(dut.signal(f"fetched_d{k + 1}") for k in range(CSR_READ_LATENCY))
