@@ -100,26 +100,35 @@ class PhaseSequencer(wiring.Component):
         step_a, step_b = Signal(), Signal()
         ta_zero, tb_zero = Signal(init=1), Signal(init=1)
         m.d.comb += [ta_next.eq(ta), tb_next.eq(tb)]
+        # A step is the state's issue decision (`advance`: a block issues) and, from
+        # registers alone, which counters it moves (`a_if`, `b_if`): the flags below take
+        # the decision last, as a pick between outcomes made from registers (through
+        # step_b and two LUTs after it, the issue into `both_wrap` was a Taylor build's
+        # worst path, 8.3 ns, 6 levels).
+        advance, a_if, b_if = Signal(), Signal(), Signal()
+        m.d.comb += [step_a.eq(advance & a_if), step_b.eq(advance & b_if)]
         m.d.sync += [ta.eq(ta_next), tb.eq(tb_next)]
         # Per counter: whether it is 0 next and whether it steps (for the tile feed), and
         # whether it is at its last value next: on a step, whether it is one before it now
         # (or, with one value, always); else whether it is there now. `both_wrap` from
         # compares of ta_next and tb_next (after the state's decisions) was a Taylor
         # build's worst path (the state -> both_wrap, 8.1 ns, 6 levels).
-        last_next = []
-        for counter, zero, if_step, if_hold, steps, step, last, count in (
+        last_if_advance = []
+        for counter, zero, if_step, if_hold, steps, step, moves, last, count in (
                 (ta, ta_zero, self.ta_zero_if_step, self.ta_zero_if_hold, self.ta_steps,
-                 step_a, last_ta, p.head_dim // r),
+                 step_a, a_if, last_ta, p.head_dim // r),
                 (tb, tb_zero, self.tb_zero_if_step, self.tb_zero_if_hold, self.tb_steps,
-                 step_b, last_tb, p.head_dim // p.tile_cols)):
+                 step_b, b_if, last_tb, p.head_dim // p.tile_cols)):
             # (With one value, both outcomes are 1 and `steps` is 0.)
             m.d.comb += [if_step.eq(self.selecting | last), if_hold.eq(self.selecting | zero),
                          steps.eq(step if count > 1 else 0)]
             m.d.sync += zero.eq(Mux(step, if_step, if_hold))
             before_last = counter == count - 2 if count > 1 else Const(1, 1)
-            last_next.append(Mux(step, before_last, last))
-        m.d.sync += [both_wrap.eq(last_next[0] & last_next[1]),
-                     last_ta.eq(last_next[0]), last_tb.eq(last_next[1])]
+            last_if_advance.append(Mux(moves, before_last, last))
+        m.d.sync += [both_wrap.eq(Mux(advance, last_if_advance[0] & last_if_advance[1],
+                                      both_wrap)),
+                     last_ta.eq(Mux(advance, last_if_advance[0], last_ta)),
+                     last_tb.eq(Mux(advance, last_if_advance[1], last_tb))]
 
         with m.If(self.start):
             m.d.sync += self.running.eq(1)
@@ -140,12 +149,13 @@ class PhaseSequencer(wiring.Component):
                 with m.Else():
                     m.next = "KV"
             with m.State("KV"):
+                m.d.comb += [advance.eq(self.slot_ready), a_if.eq(last_tb), b_if.eq(1)]
                 with m.If(self.slot_ready):
-                    m.d.comb += [self.issue_kv.eq(1), step_b.eq(1)]
+                    m.d.comb += self.issue_kv.eq(1)
                     m.d.sync += block_0.eq(both_wrap)
                     m.d.comb += tb_next.eq(tb + 1)
                     with m.If(last_tb):
-                        m.d.comb += [tb_next.eq(0), ta_next.eq(ta + 1), step_a.eq(1)]
+                        m.d.comb += [tb_next.eq(0), ta_next.eq(ta + 1)]
                         with m.If(last_ta):
                             m.d.comb += ta_next.eq(0)
                             m.d.sync += token.eq(token + 1)
@@ -158,11 +168,12 @@ class PhaseSequencer(wiring.Component):
             with m.State("CENTER"):
                 m.d.comb += self.issue_center.eq(1)
                 m.d.sync += sub.eq(sub + 1)
+                m.d.comb += [advance.eq(sub == r - 1), a_if.eq(last_tb), b_if.eq(1)]
                 with m.If(sub == r - 1):
                     m.d.sync += [sub.eq(0), block_0.eq(both_wrap)]
-                    m.d.comb += [tb_next.eq(tb + 1), step_b.eq(1)]
+                    m.d.comb += tb_next.eq(tb + 1)
                     with m.If(last_tb):
-                        m.d.comb += [tb_next.eq(0), ta_next.eq(ta + 1), step_a.eq(1)]
+                        m.d.comb += [tb_next.eq(0), ta_next.eq(ta + 1)]
                         with m.If(last_ta):
                             m.d.comb += ta_next.eq(0)
                             m.next = "CENTER_DRAIN"
@@ -170,12 +181,14 @@ class PhaseSequencer(wiring.Component):
                 with m.If(self.center_empty):
                     m.next = "Q"
             with m.State("Q"):
-                with m.If(~block_0 | (self.slot_ready & self.room & self.recip_done)):
-                    m.d.comb += [self.issue_q.eq(1), step_a.eq(1)]
+                issue = ~block_0 | (self.slot_ready & self.room & self.recip_done)
+                m.d.comb += [advance.eq(issue), a_if.eq(1), b_if.eq(last_ta)]
+                with m.If(issue):
+                    m.d.comb += self.issue_q.eq(1)
                     m.d.sync += block_0.eq(both_wrap)
                     m.d.comb += ta_next.eq(ta + 1)
                     with m.If(last_ta):
-                        m.d.comb += [ta_next.eq(0), tb_next.eq(tb + 1), step_b.eq(1)]
+                        m.d.comb += [ta_next.eq(0), tb_next.eq(tb + 1)]
                         with m.If(last_tb):
                             m.d.comb += tb_next.eq(0)
                             m.d.sync += token.eq(token + 1)
