@@ -626,6 +626,16 @@ def test_row_max_read_modify_write():
     run_sim(dut, testbench)
 
 
+async def _present(ctx, port, items):
+    """(row, value) pairs on RowMax's `port` (dense or sparse), one a cycle."""
+    for row, value in items:
+        ctx.set(port.row, row)
+        ctx.set(port.value, value)
+        ctx.set(port.en, 1)
+        await ctx.tick()
+    ctx.set(port.en, 0)
+
+
 @pytest.mark.parametrize("apart", [1, 2, 3, 4])
 def test_row_max_sees_a_row_first_written_apart_scores_before(apart):
     """A row's first score, then the same row `apart` scores later (other rows between):
@@ -642,12 +652,7 @@ def test_row_max_sees_a_row_first_written_apart_scores_before(apart):
             ctx.set(dut.clear, 1)
             await ctx.tick()
             ctx.set(dut.clear, 0)
-            for row, value in [(0, first)] + scores[1:]:
-                ctx.set(dut.sparse.row, row)
-                ctx.set(dut.sparse.value, value)
-                ctx.set(dut.sparse.en, 1)
-                await ctx.tick()
-            ctx.set(dut.sparse.en, 0)
+            await _present(ctx, dut.sparse, [(0, first)] + scores[1:])
             while ctx.get(dut.busy):
                 await ctx.tick()
             ctx.set(dut.read.addr, 0)         # held a cycle before the read
@@ -685,13 +690,7 @@ def test_row_max_read_walks_the_rows():
             await ctx.tick()
             ctx.set(dut.dense.en, 0)
         ctx.set(dut.sparse.en, 0)
-        for row, value in dense.items():
-            if row not in sparse:
-                ctx.set(dut.dense.row, row)
-                ctx.set(dut.dense.value, value)
-                ctx.set(dut.dense.en, 1)
-                await ctx.tick()
-        ctx.set(dut.dense.en, 0)
+        await _present(ctx, dut.dense, [(row, v) for row, v in dense.items() if row not in sparse])
         while ctx.get(dut.busy):
             await ctx.tick()
         def maximum(row):
