@@ -188,10 +188,15 @@ class RowMax(wiring.Component):
         for lane, row in enumerate(rows):
             dense_copy, sparse_copy = dense_copies[lane], sparse_copies[lane]
             m.d.comb += [dense_copy.raddr.eq(row), sparse_copy.raddr.eq(row)]
+            # The valid bits of row a + 1 are bit a of the vectors shifted down by one: the
+            # same pick as lane 0's, no adder before it (through `a + 1`, max_row's net
+            # and the adder into the pick's group register was a ViTCoD build's worst
+            # path, 8.4 ns).
             d_valid = Signal(name=f"d_valid_{lane}")
             s_valid = Signal(name=f"s_valid_{lane}")
-            m.d.sync += [d_valid.eq(picked_bit(m, dense_valid, row, f"d_valid_{lane}_pick")),
-                         s_valid.eq(picked_bit(m, sparse_valid, row, f"s_valid_{lane}_pick"))]
+            m.d.sync += [
+                d_valid.eq(picked_bit(m, dense_valid[lane:], addr, f"d_valid_{lane}_pick")),
+                s_valid.eq(picked_bit(m, sparse_valid[lane:], addr, f"s_valid_{lane}_pick"))]
             lane_words.append((dense_copy.data[:p.score_width], sparse_copy.data[:p.score_width]))
             lane_valid.append((d_valid, s_valid))
         last_addr = Signal.like(addr, name="read_last_addr")
