@@ -228,6 +228,10 @@ class SoftmaxUnit(wiring.Component):
         # g - 1: the dense run's last column, compared with `col` without an adder (col + 1
         # != g, an adder and a compare into dense_left's choice, was 8.4 ns in a build).
         last_gcol = Signal.like(self.globals)
+        # nnz - 1: the list's last position, compared with `list_pos` without an adder
+        # (list_pos + 1 != nnz into sparse_left was a ViTCoD build's worst path, 8.3 ns,
+        # the adder's carry chain then four LUTs). Read only with nnz >= 1.
+        last_pos = Signal.like(self.nnz)
         # here = head_valid & (head.row == row), here_next = head_valid & (head.row ==
         # row + 1, in tb bits): registers kept equal to those compares (formally:
         # engines/vitcod/proofs.py), set when the head loads (its row against row, row + 1
@@ -271,7 +275,7 @@ class SoftmaxUnit(wiring.Component):
                              new["addr"].eq(list_pos)]
                 with m.If(credit):
                     m.d.sync += [list_pos.eq(list_pos + 1),
-                                 sparse_left.eq(list_pos + 1 != nnz)]
+                                 sparse_left.eq(list_pos != last_pos)]
             with m.Elif(row_done):
                 with m.If(on_last_row):
                     m.d.comb += flush.eq(1)
@@ -293,7 +297,7 @@ class SoftmaxUnit(wiring.Component):
                         m.d.comb += advance_row.eq(1)
                         m.d.sync += [row.eq(row + 1), list_pos.eq(list_pos + 1),
                                      on_last_row.eq(row + 1 == last_row),
-                                     sparse_left.eq(list_pos + 1 != nnz)]
+                                     sparse_left.eq(list_pos != last_pos)]
 
         # The head's row compared ahead: against row + 1 and row + 2 (registers stepped
         # with row) where the row advances, the decision only picking.
@@ -549,7 +553,7 @@ class SoftmaxUnit(wiring.Component):
         with m.If(start):
             m.d.sync += [
                 self.busy.eq(1), running.eq(1),
-                last_row.eq(self.tokens - 1), nnz.eq(self.nnz),
+                last_row.eq(self.tokens - 1), nnz.eq(self.nnz), last_pos.eq(self.nnz - 1),
                 last_gcol.eq(self.globals - 1),
                 exp_mult.eq(self.exp_mult), exp_shift.eq(self.exp_shift),
                 gcols_base.eq(self.gcols_base),
