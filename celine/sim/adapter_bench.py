@@ -1,6 +1,7 @@
 """A shell adapter alone in the Amaranth simulator: each of its buffers a plain memory
 (its `read_latency` on each of its read ports, as in the shell; the engine's writes
-into a buffer it writes, a cycle late at read latency 3 as in the shell), its registers set, `start` pulsed."""
+into a buffer it writes, a cycle late at read latency 3 as in the shell), its registers
+set, `start` pulsed."""
 
 from collections import OrderedDict
 
@@ -53,9 +54,9 @@ class AdapterBench(Elaboratable):
                     write = memory.write_port()
                     addr, wdata, en = port.addr, port.wdata, port.write
                     if spec.read_latency == 3:
-                        late = [Signal.like(v, reset_less=True) for v in (addr, wdata)]
-                        late.append(Signal())
-                        m.d.sync += [late[0].eq(addr), late[1].eq(wdata), late[2].eq(en)]
+                        late = (Signal.like(addr, reset_less=True),
+                                Signal.like(wdata, reset_less=True), Signal())
+                        m.d.sync += [r.eq(v) for r, v in zip(late, (addr, wdata, en))]
                         addr, wdata, en = late
                     m.d.comb += [write.addr.eq(addr), write.data.eq(wdata),
                                  write.en.eq(en)]

@@ -299,9 +299,9 @@ class BlockRAM(wiring.Component):
         if two:
             m.d.comb += self.b_data.eq(Cat(*reads_b))
 
-    def _block(self, m, index, start, bits, two, a_addr, b_addr, wdata, wen):
+    def _block(self, m, index, start, bits, two, a_addr, b_addr, wdata, enables):
         """One DP16KD holding bits start .. start + bits - 1 of every word, port A on
-        `a_addr` (writing `wdata` with byte enables `wen`, the block's slices) and port B
+        `a_addr` (writing `wdata` with byte enables `enables`, the block's slices) and port B
         on `b_addr`: its read data on port A (with two read ports, else None) and port B,
         `bits` wide each."""
         # At 36 bits (simple dual port) the word is written on both ports' data pins (A's
@@ -326,7 +326,6 @@ class BlockRAM(wiring.Component):
             """The data bits of the block's output `pins` (the inverse of `spread`)."""
             return Cat(*(pins[byte_bits * k:byte_bits * k + min(8, bits)] for k in range(nbytes)))
 
-        enables = wen
         write_data = spread(wdata)
         address = lambda addr: Cat(Const(0, low_pins), addr[:_ADDRESS_PINS - low_pins],
                                    Const(0, max(0, _ADDRESS_PINS - low_pins - len(addr))))
