@@ -16,8 +16,8 @@ from .. import CycleEstimate
 from ...spec.checks import check_int
 from ...spec.numerics import REQUANT_LATENCY
 from .spec import (AE_STEPS, CSC_READ_LATENCY, CSR_CHECK_TAIL, CSR_READ_LATENCY, EXP_LATENCY,
-                   INDEX_CHECK_LATENCY, MAC_BANK_LATENCY, QK_READ_LATENCY, V_READ_LATENCY,
-                   VitcodParams, ae_shape)
+                   INDEX_CHECK_LATENCY, MAC_BANK_LATENCY, QK_READ_LATENCY, V_OPERAND_REGISTER,
+                   V_READ_LATENCY, VitcodParams, ae_shape)
 
 # Phase 1: cycles from the phase's start pulse to its last unit's busy falling.
 # Last dense job issued -> busy low, beyond the job's t slices and the engine's n DPUs:
@@ -37,9 +37,10 @@ SPARSE_FIRST = CSR_READ_LATENCY + 3   # ... the first CSR entry, at the earliest
                                       # prefetch's read, queue and head register
 RECIP_TO_P = 16        # the row sum -> its first p offered (beyond the divider's stages)
 # The last row's end on the bank -> busy low (plus d / out_lanes): v's read latency beyond
-# 1, the bank's stages beyond 2, then the output stage's requantizers, less the 2 cycles
-# they overlap the bank's last row.
-SPMM_TAIL = V_READ_LATENCY - 1 + MAC_BANK_LATENCY - 2 + REQUANT_LATENCY - 2
+# 1 and the SpMM's operand register, the bank's stages beyond 2, then the output stage's
+# requantizers, less the 2 cycles they overlap the bank's last row.
+SPMM_TAIL = (V_READ_LATENCY - 1 + V_OPERAND_REGISTER + MAC_BANK_LATENCY - 2
+             + REQUANT_LATENCY - 2)
 # The core's sequencer.
 RUN_SETUP = 2          # start -> the first head's phase 1 (NEXT_HEAD, LOAD; the last head's
                        # HEAD_TURN ends in DONE instead of LOAD)

@@ -12,7 +12,7 @@ from ...spec.numerics import LANES, MULT_BITS, SHIFT_BITS
 from ...spec.params import Params
 from ...spec.widths import ceil_log2, signed_width
 
-__all__ = ["VitcodParams", "V_READ_LATENCY", "QK_READ_LATENCY", "CSR_READ_LATENCY", "CSC_READ_LATENCY", "INDEX_CHECK_LATENCY", "CSR_CHECK_TAIL", "EXP_LATENCY", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS",
+__all__ = ["VitcodParams", "V_READ_LATENCY", "V_OPERAND_REGISTER", "QK_READ_LATENCY", "CSR_READ_LATENCY", "CSC_READ_LATENCY", "INDEX_CHECK_LATENCY", "CSR_CHECK_TAIL", "EXP_LATENCY", "DPU_WIDTH", "EXP_FRAC_BITS", "EXP_TABLE_BITS",
            "E_BITS", "X_BITS", "EXP_HI_TABLE", "EXP_LO_TABLE", "registers", "head_register",
            "HEAD_REGISTERS", "Errors", "buffers", "AE_OPERANDS", "AE_WEIGHTS_PER_REGISTER",
            "AeEnable", "AE_STEPS", "AE_PARTS", "AE_REGISTER_PREFIX", "AE_MAX_HEADS",
@@ -36,6 +36,10 @@ MAC_BANK_LATENCY = 3
 # (3) the read address is registered beside every few of v's blocks, so the SpMM's
 # address does not cross the die to all of them in one cycle (one build: a 7.0 ns net).
 V_READ_LATENCY = 3
+# The SpMM's slice of a v word registered beside v's blocks before the MAC bank's operand
+# multiplexer (a v block's output through that multiplexer into a multiplier across the
+# die was a build's worst path, 8.2 ns: nets of 3.2 and 3.8 ns).
+V_OPERAND_REGISTER = 1
 # q's and k's read latency, likewise (3): the SDDMM engines' rows and the auto-encoder's
 # mixer slices leave the blocks' output registers (a k block's 5.6 ns clock-to-out and
 # an 8.9 ns net to the host's read register was a build's worst path), and both ports'

@@ -12,14 +12,16 @@ from ..common.delay import delayed
 from ..common.fanout import register_copies
 from .output_stage import OutputStage, output_latency
 from ..shell.contract import buffer_port_signature, read_port_signature
-from ...engines.vitcod.spec import V_READ_LATENCY, VitcodParams, buffers
+from ...engines.vitcod.spec import V_OPERAND_REGISTER, V_READ_LATENCY, VitcodParams, buffers
 from ...spec.numerics import MULT_BITS, SHIFT_BITS
 
 __all__ = ["OFFER_TO_BANK", "START_TO_OFFER", "Spmm", "entry_layout", "spmm_latency"]
 
 # Cycles from an entry offered on an idle SpMM to its first slice on the bank: it is
-# registered with its v address, whose read returns the row V_READ_LATENCY cycles later.
-OFFER_TO_BANK = 1 + V_READ_LATENCY
+# registered with its v address, whose read returns the row V_READ_LATENCY cycles later,
+# and the row's slice is registered (V_OPERAND_REGISTER) before the bank's operand
+# multiplexer.
+OFFER_TO_BANK = 1 + V_READ_LATENCY + V_OPERAND_REGISTER
 # `entries.ready` rises the cycle after the start pulse.
 START_TO_OFFER = 1
 # Accumulator units each copy of the products' `valid` and `first` tags drives.
@@ -52,16 +54,18 @@ class Spmm(wiring.Component):
     order, each with at least one entry and `last` on its final one (entry_layout).
 
     Each entry reads v row head_base + col (`v`: address registered, data V_READ_LATENCY
-    cycles later; X's slice index, p and tags wait for it in Y) and spends S = d / M
-    cycles on the M multipliers of the bank (`mul`): slice s presents
-    v[sM .. sM+M-1] (sign-extended) and p (zero-extended). The products come back
+    cycles later; X's slice index waits for it in Y, which picks the slice into a
+    register, Z, V_OPERAND_REGISTER cycles before the bank; p and the tags wait for Z)
+    and spends S = d / M cycles on the M multipliers of the bank (`mul`): slice s
+    presents v[sM .. sM+M-1] (sign-extended) and p (zero-extended). The products come back
     MacBank.latency cycles later into S rotating groups of M accumulators (out_acc_width
     bits, two's complement wrap; the row's sum always fits): a row's first entry loads
     them, later ones add. The final product of a row goes with the other groups straight
     into the OutputStage's working register, so the next row starts at once.
 
     Schedule: the bank and the output stage never stall, so a row's sums reach the output
-    stage exactly S + V_READ_LATENCY cycles after its last entry left the entry register. The output
+    stage exactly S + V_READ_LATENCY + V_OPERAND_REGISTER cycles after its last entry left
+    the entry register. The output
     stage takes a row every K = d / out_lanes cycles, so a row's last entry waits (and
     `entries.ready` falls) until K cycles after the previous row's last entry: a counter
     (`gap`), no path from the output stage. Entry k of the run (0-based, all rows) has its
@@ -73,7 +77,7 @@ class Spmm(wiring.Component):
     offered before) and l the previous row's last entry. With its entries there, a row of
     e entries thus ends max(e·S, K) cycles after the previous one: the floor a row is
     max(S, K). The last row's word is written in cycle b + S + K + 5 and `busy` is low
-    from cycle b + S + K + 6 on (b its last entry's). With `entries` always valid that is
+    from cycle b + S + K + 6 on (b its last entry's first slice on the bank). With `entries` always valid that is
     cycle
 
         e_0·S + sum over rows n >= 1 of max(e_n·S, K) + `latency`,
@@ -192,13 +196,16 @@ class Spmm(wiring.Component):
             m.d.sync += [gap.eq(gap - 1), gap_clear.eq(gap == 1)]
 
         # -- Y: X's slice, V_READ_LATENCY - 1 cycles later, when its v word arrives --------
-        wait = V_READ_LATENCY - 1
-        y_valid, y_first, y_final, y_k, y_p = (
+        y_k = delayed(m, x_k, V_READ_LATENCY - 1, "y_k")
+        # -- Z: that slice in a register (placed beside v's blocks, apart from the bank's
+        # operand multiplexer), with p and the tags, V_OPERAND_REGISTER cycles after Y ---
+        wait = V_READ_LATENCY - 1 + V_OPERAND_REGISTER
+        z_valid, z_first, z_final, z_p = (
             delayed(m, value, wait, name) for value, name in
-            ((x_valid, "y_valid"), (x_first, "y_first"), (x_last & x_final, "y_final"),
-             (x_k, "y_k"), (x_p, "y_p")))
+            ((x_valid, "z_valid"), (x_first, "z_first"), (x_last & x_final, "z_final"),
+             (x_p, "z_p")))
 
-        # -- operands: slice y_k of the v row, and p -------------------------------------
+        # -- operands: slice y_k of the v row, registered, and p -------------------------
         word = self.v.data
         if per_word == slices:
             part = word.word_select(y_k, units * w) if slices > 1 else word
@@ -208,15 +215,16 @@ class Spmm(wiring.Component):
             part = word.word_select(within, units * w)
         else:
             part = word
+        operand = delayed(m, part[:units * w], V_OPERAND_REGISTER, "z_slice")
         for k in range(units):
-            m.d.comb += [self.mul.a[k].eq(part[k * w:(k + 1) * w].as_signed()),
-                         self.mul.b[k].eq(y_p)]
+            m.d.comb += [self.mul.a[k].eq(operand[k * w:(k + 1) * w].as_signed()),
+                         self.mul.b[k].eq(z_p)]
 
         # The products' tags, MacBank.latency cycles behind the operands. The last stage's
         # `valid` and `first` also in a copy for every GROUP units: each drives its units'
         # accumulators (one register for all of them was a build's worst path, an 8.2 ns
         # net into every accumulator's adder).
-        valid, first, final = y_valid, y_first, y_final
+        valid, first, final = z_valid, z_first, z_final
         for stage in range(MacBank.latency):
             if stage == MacBank.latency - 1:
                 copies = -(-units // GROUP)
