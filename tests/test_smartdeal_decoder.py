@@ -11,6 +11,7 @@ output payloads == the same expectations packed as the Verilog lays them out."""
 
 import dataclasses
 import random
+import re
 
 import pytest
 import torch
@@ -53,11 +54,12 @@ def _value(value):
     return unpack_payload(value.shape(), value.as_value().value)
 
 
-def simulate(dut, layers, *, seed=0, idle=0.3, backpressure=0.3, send=None):
+def simulate(dut, layers, *, seed=0, idle=0.3, backpressure=0.3, send=None, waits=None):
     """Run `layers` [(words, count, check_only)] one after another on `dut` (SdParser or
     SdDecoder): `count` is the `words` input (None: len(words)). The words of every layer
     are offered in order with random idle cycles (probability `idle`), the output taken
-    with random backpressure. `send`: the words offered (default: every layer's)."""
+    with random backpressure. `send`: the words offered (default: every layer's).
+    `waits`: {index in `send`: idle cycles before that word is offered}."""
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
     beats, runs = [], []
     send = [w for words, _, _ in layers for w in words] if send is None else send
@@ -80,7 +82,9 @@ def simulate(dut, layers, *, seed=0, idle=0.3, backpressure=0.3, send=None):
                             _value(ctx.get(dut.header)), ctx.get(dut.header_valid), cycles))
 
     async def producer(ctx):
-        for word in send:
+        for index, word in enumerate(send):
+            for _ in range((waits or {}).get(index, 0)):
+                await ctx.tick()
             while rng_in.random() < idle:
                 await ctx.tick()
             ctx.set(dut.i.payload, word)
@@ -487,6 +491,30 @@ def test_corrupt_streams(exponent_bits, rows_per_cycle):
         assert not any(beat["last"] for beat in bad.beats), name
         assert bad.beats == corrupt_beats(name, sd, exponent_bits, rows_per_cycle), name
         check_good(good, sd, want)
+
+
+def test_extra_word_late():
+    """A word too many offered after a pause of 0 to 40 cycles (the end-of-stream errors
+    count the cycle after they are found, and no body word is taken in that cycle). A zero
+    word: wrong_length alone, whenever it comes. A word with its spare bits set (a second
+    fault): bad_code alone while it comes before the end check, both when it is taken in
+    the cycle the end check finds the words left, and wrong_length alone after that, at
+    most one pause giving both (a word taken in the cycle after, as a body word, would give
+    both at a second one). No beat flagged `last`."""
+    sd, _ = corrupt_cases(2)
+    words = corrupt(sd.pack(), fmt.HEADER_WORDS - 1, sd.packed_words + 1)
+    outcomes = {}
+    for extra in (0, 1 << 31):              # E = 2: 30 bits of symbols, 2 spare
+        outcomes[extra] = []
+        for pause in range(41):
+            run, = simulate(SdParser(), [(words + [extra], None, 0)], idle=0,
+                            backpressure=0, waits={len(words): pause})
+            assert not any(beat["last"] for beat in run.beats), (extra, pause)
+            flags = "".join(sorted(name[0] for name, value in run.errors.items() if value))
+            outcomes[extra].append(flags)
+    assert set(outcomes[0]) == {"w"}
+    spare = "".join({"b": "b", "bw": "x", "w": "w"}[flags] for flags in outcomes[1 << 31])
+    assert re.fullmatch("b+x?w+", spare), spare
 
 
 def test_corrupt_check_only():
