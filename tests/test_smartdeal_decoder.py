@@ -494,13 +494,12 @@ def test_corrupt_streams(exponent_bits, rows_per_cycle):
 
 
 def test_extra_word_late():
-    """A word too many offered after a pause of 0 to 40 cycles (the end-of-stream errors
-    count the cycle after they are found, and no body word is taken in that cycle). A zero
-    word: wrong_length alone, whenever it comes. A word with its spare bits set (a second
-    fault): bad_code alone while it comes before the end check, both when it is taken in
-    the cycle the end check finds the words left, and wrong_length alone after that, at
-    most one pause giving both (a word taken in the cycle after, as a body word, would give
-    both at a second one). No beat flagged `last`."""
+    """A word too many offered after a pause of 0 to 40 cycles. A zero word: wrong_length
+    alone, whenever it comes. A word with its spare bits set (a second fault): bad_code
+    alone while it comes before the end check, both when it is taken in the cycle the end
+    check finds the words left, and wrong_length alone after that, when it is taken and
+    dropped in DRAIN: at most one pause gives both (a body word taken after the check
+    would give both at a second one). No beat flagged `last`."""
     sd, _ = corrupt_cases(2)
     words = corrupt(sd.pack(), fmt.HEADER_WORDS - 1, sd.packed_words + 1)
     outcomes = {}

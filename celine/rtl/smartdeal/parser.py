@@ -249,9 +249,8 @@ class SdParser(wiring.Component):
         m.d.comb += in_body.eq(in_basis | in_rows)
         take = Signal()
         body_take = Signal()
-        end_any = Signal()              # an end-of-stream error counts this cycle (below)
         m.d.comb += [
-            take.eq(word_valid & (in_header | (in_body & room & ~input_done & ~end_any)
+            take.eq(word_valid & (in_header | (in_body & room & ~input_done)
                                   | (in_drain & ~input_done))),
             body_take.eq(take & in_body),
             skid.o.ready.eq(take),
@@ -391,16 +390,12 @@ class SdParser(wiring.Component):
 
         # ext[j]: the queue as it would be with the word appended (when taken, it lands
         # at `count`; count <= Q - P then). Positions past the valid ones are don't-care.
-        # One flat AND-OR a position (a word lands only at count <= j, where count > j is
-        # false), so that the word's path is 3 LUT levels here and 2 in the shift (the
-        # word's placement, then a multiplexer with q[j], then the shift was a SmartDeal
-        # build's worst path, 8.0 ns and 6 levels).
         ext = []
         for j in range(Q):
-            placed = [Mux(count_is[c], word_symbols[j - c], 0)
-                      for c in range(max(0, j - P + 1), min(j, Q - P) + 1)]
+            placed = _any(Mux(count_is[c], word_symbols[j - c], 0)
+                          for c in range(max(0, j - P + 1), min(j, Q - P) + 1))
             sig = Signal(W, name=f"ext{j}")
-            m.d.comb += sig.eq(_any([Mux(count_gt[j], q[j], 0), *placed]))
+            m.d.comb += sig.eq(Mux(count_gt[j], q[j], placed))
             ext.append(sig)
 
         def moved(vector, x, below, moves):
@@ -540,30 +535,16 @@ class SdParser(wiring.Component):
         # rows_truncated need a still queue, and the word moved it.)
         spare_bad = Signal()
         m.d.sync += spare_bad.eq(body_take & checks.spare_set)
-        # The end of the stream's errors (the last group's end checks, a group or a chunk
-        # of B truncated by the input's end) come from registers alone; they are
-        # registered too (`end_errors`, wrong_length, bad_code, truncated_block) and count
-        # the cycle after, once (through the errors' OR into the state's reset they were a
-        # SmartDeal build's worst path: in_rows to the state, 8.4 ns, 7 levels). Nothing
-        # moves in that cycle: no group goes (each of them holds rows_can at 0), no chunk
-        # (chunk_fits is 0 with the input done) and no body word is taken (`end_any`), so
-        # the flags and the beats are those of the error counted at once.
-        end_next = Signal(3)
-        end_errors = Signal(3)
-        m.d.comb += end_next.eq(Cat(end_checked & (~input_done | ~end_short),
-                                    end_checked & input_done & end_short & ~end_zero,
-                                    rows_truncated | (basis_truncated & ~spare_bad)))
-        m.d.sync += [end_errors.eq(Mux(end_any, 0, end_next)),
-                     end_any.eq(~end_any & end_next.any())]
         m.d.comb += [
             err.bad_header.eq(pending[0] | product_fail),
             err.too_large.eq(pending[1]),
-            err.wrong_length.eq(pending[2] | (start_now & short) | end_errors[0]),
+            err.wrong_length.eq(pending[2] | (start_now & short)
+                                | (end_checked & (~input_done | ~end_short))),
             err.bad_code.eq(spare_bad
                             | (rows_go & _any(bad_masks))
                             | (basis_go & basis_above)
-                            | end_errors[1]),
-            err.truncated_block.eq(end_errors[2]),
+                            | (end_checked & input_done & end_short & ~end_zero)),
+            err.truncated_block.eq(rows_truncated | (basis_truncated & ~spare_bad)),
         ]
 
         # -- control -----------------------------------------------------------------------
