@@ -509,11 +509,13 @@ def test_extra_word_late():
             run, = simulate(SdParser(), [(words + [extra], None, 0)], idle=0,
                             backpressure=0, waits={len(words): pause})
             assert not any(beat["last"] for beat in run.beats), (extra, pause)
-            flags = "".join(sorted(name[0] for name, value in run.errors.items() if value))
-            outcomes[extra].append(flags)
-    assert set(outcomes[0]) == {"w"}
-    spare = "".join({"b": "b", "bw": "x", "w": "w"}[flags] for flags in outcomes[1 << 31])
-    assert re.fullmatch("b+x?w+", spare), spare
+            outcomes[extra].append(frozenset(name for name, value in run.errors.items()
+                                             if value))
+    code, length = frozenset({fmt.BAD_CODE}), frozenset({fmt.WRONG_LENGTH})
+    assert set(outcomes[0]) == {length}
+    letter = {code: "c", code | length: "x", length: "w"}
+    spare = "".join(letter.get(flags, "?") for flags in outcomes[1 << 31])
+    assert re.fullmatch("c+x?w+", spare), (spare, outcomes[1 << 31])
 
 
 def test_corrupt_check_only():

@@ -36,7 +36,7 @@ MAC_BANK_LATENCY = 3
 # (3) the read address is registered beside every few of v's blocks, so the SpMM's
 # address does not cross the die to all of them in one cycle (one build: a 7.0 ns net).
 V_READ_LATENCY = 3
-# The SpMM's slice of a v word registered beside v's blocks before the MAC bank's operand
+# The SpMM's slice of a v word registered in the SpMM, before the MAC bank's operand
 # multiplexer (a v block's output through that multiplexer into a multiplier across the
 # die was a build's worst path, 8.2 ns: nets of 3.2 and 3.8 ns).
 V_OPERAND_REGISTER = 1

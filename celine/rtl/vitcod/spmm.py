@@ -65,11 +65,10 @@ class Spmm(wiring.Component):
 
     Schedule: the bank and the output stage never stall, so a row's sums reach the output
     stage exactly S + V_READ_LATENCY + V_OPERAND_REGISTER cycles after its last entry left
-    the entry register. The output
-    stage takes a row every K = d / out_lanes cycles, so a row's last entry waits (and
-    `entries.ready` falls) until K cycles after the previous row's last entry: a counter
-    (`gap`), no path from the output stage. Entry k of the run (0-based, all rows) has its
-    first slice on the bank in cycle
+    the entry register. The output stage takes a row every K = d / out_lanes cycles, so a
+    row's last entry waits (and `entries.ready` falls) until K cycles after the previous
+    row's last entry: a counter (`gap`), no path from the output stage. Entry k of the run
+    (0-based, all rows) has its first slice on the bank in cycle
 
         b_k = max(o_k + OFFER_TO_BANK, b_(k-1) + S, b_l + K if k ends a row)
 
@@ -77,8 +76,8 @@ class Spmm(wiring.Component):
     offered before) and l the previous row's last entry. With its entries there, a row of
     e entries thus ends max(e·S, K) cycles after the previous one: the floor a row is
     max(S, K). The last row's word is written in cycle b + S + K + 5 and `busy` is low
-    from cycle b + S + K + 6 on (b its last entry's first slice on the bank). With `entries` always valid that is
-    cycle
+    from cycle b + S + K + 6 on (b its last entry's first slice on the bank). With
+    `entries` always valid that is cycle
 
         e_0·S + sum over rows n >= 1 of max(e_n·S, K) + `latency`,
 
@@ -197,8 +196,9 @@ class Spmm(wiring.Component):
 
         # -- Y: X's slice, V_READ_LATENCY - 1 cycles later, when its v word arrives --------
         y_k = delayed(m, x_k, V_READ_LATENCY - 1, "y_k")
-        # -- Z: that slice in a register (placed beside v's blocks, apart from the bank's
-        # operand multiplexer), with p and the tags, V_OPERAND_REGISTER cycles after Y ---
+        # -- Z: that slice in a register on this side of the bank's operand multiplexer
+        # (the block's net and the multiplexer's are then paths of their own), with p and
+        # the tags, V_OPERAND_REGISTER cycles after Y ------------------------------------
         wait = V_READ_LATENCY - 1 + V_OPERAND_REGISTER
         z_valid, z_first, z_final, z_p = (
             delayed(m, value, wait, name) for value, name in
