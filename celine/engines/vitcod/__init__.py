@@ -28,7 +28,7 @@ ENGINE = Accelerator(
                       "out_lanes": 4}},
     scale=tuple({"dense_macs": dense, "sparse_macs": sparse}
                 for dense, sparse in ((8, 8), (8, 24), (16, 48), (32, 64), (64, 64))),
-    # The default design in the shell on the ULX3S-85F reached 129.8, 139.4 and 121.7 MHz
+    # The default design in the shell on the ULX3S-85F reached 127.0, 125.6 and 134.3 MHz
     # on seeds 1-3 at a 125 MHz constraint (router1; docs/timing.md, "Board clocks"); 120
     # MHz is the highest clock below the lowest that every board's PLL makes exactly with
     # an exact UART divisor (60, 90 and 120 MHz qualify).
