@@ -230,13 +230,16 @@ def test_a_stopped_router_is_replaced_by_the_other(tmp_path, monkeypatch, router
 
 def test_auto_is_the_default_router_and_routes_with_router1(tmp_path, monkeypatch):
     """build_bitstream's default router is "auto": nextpnr gets router1 and the budget
-    check; a build that finishes within it says router1 and names nothing stopped."""
+    check, with the timing-driven ripup (TIMING_OPTIONS); a build that finishes within
+    the budget says router1 and names nothing stopped."""
     from celine.gen import bitstream
-    calls = []
+    calls, pnr_argv = [], []
 
     def run_step(step, argv, *, cwd, log, give_up=None, **_):
         calls.append((step, argv[argv.index("--router") + 1] if "--router" in argv else None,
                       give_up))
+        if step == "pnr":
+            pnr_argv.extend(argv)
         if step == "pnr":
             (cwd / "celine_echo.pnr.json").write_text(json.dumps({
                 "fmax": {"clk": {"achieved": 130.0, "constraint": 125.0}}}))
@@ -248,6 +251,8 @@ def test_auto_is_the_default_router_and_routes_with_router1(tmp_path, monkeypatc
     report = bitstream.build_bitstream("ulx3s-85f", "echo", out=tmp_path,
                                        progress=lambda text: None)
     assert calls[1] == ("pnr", "router1", bitstream.router1_over_budget)
+    assert bitstream.TIMING_OPTIONS == ("--tmg-ripup",)
+    assert "--tmg-ripup" in pnr_argv
     assert report["router"] == "router1" and "router_stopped" not in report
 
 
