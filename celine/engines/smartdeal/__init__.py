@@ -26,8 +26,9 @@ ENGINE = Accelerator(
     small={"params": {"max_tokens": 16, "max_inputs": 48, "max_outputs": 48,
                       "weight_words": 512}},
     scale=tuple({"array_rows": size, "array_cols": size} for size in (2, 4, 8)),
-    # The default design in the shell on the ULX3S-85F reached 128.5, 128.2 and 126.3 MHz
-    # on seeds 1-3 at a 125 MHz constraint (router1; docs/timing.md, "Board clocks"), and
+    # The default design in the shell on the ULX3S-85F reached 126.6, 128.0 and 128.3 MHz
+    # on seeds 1-3 at a 125 MHz constraint (router1 with the timing-driven ripup;
+    # docs/timing.md, "Board clocks"), and
     # its board build at 120 MHz met it (123.8 MHz, seed 1); 120 MHz is the highest clock
     # below the lowest that every board's PLL makes exactly with an exact UART divisor
     # (60, 90 and 120 MHz qualify).
