@@ -103,12 +103,12 @@ ROUTER1_REROUTES = 4
 # router1's options besides the router: nextpnr's timing-driven ripup. Once every arc is
 # routed, router1 rips up the arcs with negative slack and routes them again with their
 # criticality, up to 50 times (while more than 5 % of the arcs fail, the 5 % with the
-# least slack). A design whose arcs all have slack is left as it was routed: SmartDeal's
-# default at 0385fad, seeds 1 and 3, routed the same with it (126.55 and 128.32 MHz), and
-# seed 2 went from 124.70 to 128.04 MHz (7 arcs ripped up once; docs/timing.md,
+# least slack). A design whose arcs all have slack is left as it was routed: of the
+# default designs' builds, the 11 that met 125 MHz routed the same with it, and the one
+# that missed by 0.02 ns went to 128.04 MHz (7 arcs ripped up once; docs/timing.md,
 # "Timing-driven ripup"). Not router2's: with it router2 goes on iterating while any arc
-# fails (the 16x8 DSP MAC array, which router2 is for, was still at iteration 400 with 4
-# arcs failing), and router2 is chosen to be fast.
+# fails (a design that fills the device's multipliers, which router2 is for, was still at
+# iteration 400 with 4 arcs failing), and router2 is chosen to be fast.
 TIMING_OPTIONS = ("--tmg-ripup",)
 
 
