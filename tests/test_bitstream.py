@@ -237,14 +237,13 @@ def test_auto_is_the_default_router_and_routes_with_router1(tmp_path, monkeypatc
     check, with the timing-driven ripup (TIMING_OPTIONS); a build that finishes within
     the budget says router1 and names nothing stopped."""
     from celine.gen import bitstream
-    calls, pnr_argv = [], []
+    calls, pnr_command = [], []
 
     def run_step(step, argv, *, cwd, log, give_up=None, **_):
         calls.append((step, argv[argv.index("--router") + 1] if "--router" in argv else None,
                       give_up))
         if step == "pnr":
-            pnr_argv.extend(argv)
-        if step == "pnr":
+            pnr_command.extend(argv)
             (cwd / "celine_echo.pnr.json").write_text(json.dumps({
                 "fmax": {"clk": {"achieved": 130.0, "constraint": 125.0}}}))
         if step == "pack":
@@ -256,7 +255,7 @@ def test_auto_is_the_default_router_and_routes_with_router1(tmp_path, monkeypatc
                                        progress=lambda text: None)
     assert calls[1] == ("pnr", "router1", bitstream.router1_over_budget)
     assert bitstream.TIMING_OPTIONS == ("--tmg-ripup",)
-    assert "--tmg-ripup" in pnr_argv
+    assert "--tmg-ripup" in pnr_command
     assert report["router"] == "router1" and "router_stopped" not in report
 
 

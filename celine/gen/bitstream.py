@@ -27,7 +27,7 @@ from .synth import ToolError, _tool
 
 __all__ = ["build_bitstream", "bench_build", "ToolError", "StepStopped", "REPORT_KEYS",
            "PROGRESS_SECONDS", "ROUTERS", "router2_diverged", "router1_over_budget",
-           "critical_paths", "slowest_endpoints"]
+           "critical_paths", "slowest_endpoints", "TIMING_OPTIONS", "pnr_argv"]
 
 REPORT_KEYS = ("board", "accel", "params", "options", "seed", "flatten", "clock_hz", "baud",
                "utilization", "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths",
@@ -99,6 +99,20 @@ def router2_diverged(log_text):
 # does not depend on what else the machine runs (router1's time on the 2.1 design went
 # from 245 s to over 600 s beside two other builds).
 ROUTER1_REROUTES = 4
+_ROUTER1_ARCS = re.compile(r"^Info: Routing (\d+) arcs\.", re.M)
+_ROUTER1_PROGRESS = re.compile(r"^Info:\s+(\d+) \|.*\|\s*$", re.M)
+
+
+def router1_over_budget(log_text, reroutes=ROUTER1_REROUTES):
+    """Why router1 (from nextpnr's log text so far) is given up, or None: its progress
+    lines count more than `reroutes` iterations per arc of the design."""
+    arcs = _ROUTER1_ARCS.search(log_text)
+    iterations = _ROUTER1_PROGRESS.findall(log_text)
+    if arcs and iterations and int(iterations[-1]) > reroutes * int(arcs.group(1)):
+        return (f"router1 still routing after {int(iterations[-1]):,} iterations for "
+                f"{int(arcs.group(1)):,} arcs (budget {reroutes:g} an arc)")
+    return None
+
 
 # router1's options besides the router: nextpnr's timing-driven ripup. Once every arc is
 # routed, router1 rips up the arcs with negative slack and routes them again with their
@@ -116,19 +130,6 @@ def pnr_argv(base, router):
     """nextpnr's command: `base` (tool, device, files, constraint, seed, reports), then
     `router` with its options (TIMING_OPTIONS for router1)."""
     return [*base, *(TIMING_OPTIONS if router == "router1" else ()), "--router", router]
-_ROUTER1_ARCS = re.compile(r"^Info: Routing (\d+) arcs\.", re.M)
-_ROUTER1_PROGRESS = re.compile(r"^Info:\s+(\d+) \|.*\|\s*$", re.M)
-
-
-def router1_over_budget(log_text, reroutes=ROUTER1_REROUTES):
-    """Why router1 (from nextpnr's log text so far) is given up, or None: its progress
-    lines count more than `reroutes` iterations per arc of the design."""
-    arcs = _ROUTER1_ARCS.search(log_text)
-    iterations = _ROUTER1_PROGRESS.findall(log_text)
-    if arcs and iterations and int(iterations[-1]) > reroutes * int(arcs.group(1)):
-        return (f"router1 still routing after {int(iterations[-1]):,} iterations for "
-                f"{int(arcs.group(1)):,} arcs (budget {reroutes:g} an arc)")
-    return None
 
 
 def run_step(step, argv, *, cwd, log, error_log=None, progress=_say, time_limit=None,
