@@ -3,8 +3,8 @@ result drain (rtl/mac/result_drain.py): its credits never let its row queue over
 every row of every tile goes into the queue once, in order, with its tile's `last` and
 precision, and the queue gives the rows out in order.
 
-The drain shifts a finished tile's rows out of the PEs' shadow registers (`shift`, one
-decision for every PE, made a cycle ahead), through the requantizers (which never stall)
+The drain shifts a finished tile's rows out of the PEs' shadow registers (`shift`, a
+register for each PE of one decision made the cycle before), through the requantizers (which never stall)
 into a RowQueue, which has no `ready`: the drain counts the rows it has decided to shift
 and `o` has not taken (`credits_used`) and decides a shift only while that count is below
 what the queue holds (its store and its output register: depth + 1 rows).
@@ -29,8 +29,8 @@ is pending or the drain is busy, so its loads are further apart). Asserted every
 - held: a row offered on `o` and not taken is offered again, unchanged;
 - `pending` is high exactly while a row is in the shadow registers or not yet taken.
 
-The invariant (the drain's insides, celine.formal.insides): the register copies equal
-their registers (the requantizer settings' copies are 0), the row counters agree with
+The invariant (the drain's insides, celine.formal.insides): the decision's copies equal
+`shifting` (the requantizer settings' copies are 0), the row counters agree with
 the model, `credit_free` is `credits_used < capacity` (the RowQueue's `capacity`, which
 the drain counts against: depth + 1), the rows decided and not taken are the one
 shifting, those in the requantizers' stages and those in the queue; each requantizer
@@ -60,8 +60,6 @@ __all__ = ["DrainHarness", "PARAMS", "PROOFS", "row_queue_invariant"]
 # output lanes, two PEs (two copies of each decision register), a queue of 16 + 1 rows.
 PARAMS = MacArrayParams(rows=2, cols=1, brick_width=4, precisions=(4, 8), max_reduction=4)
 
-_NEXT_VALUES = ("load", "remaining_0", "remaining_1", "shifting", "credit_free")
-
 
 class DrainHarness(wiring.Component):
     """`params`: the array's (MacArrayParams); `drain`: the class under proof (ResultDrain,
@@ -81,8 +79,7 @@ class DrainHarness(wiring.Component):
         depth = queue.component.depth
         capacity = depth + 1                # what the queue holds: its store and output
         requants = [dut.open(f"requant_{n}") for n in range(p.weight_lanes)]
-        copies = {name: [dut.submodule(f"{name}_copy{k}").q for k in range(p.rows * p.cols)]
-                  for name in _NEXT_VALUES}
+        copies = [dut.submodule(f"shift_copy{k}").q for k in range(p.rows * p.cols)]
         settings = [data.View(REQUANT_LAYOUT, dut.submodule(f"requant_copy{n}").q)
                     for n in range(p.weight_lanes)]
         o = drain.o
@@ -90,11 +87,11 @@ class DrainHarness(wiring.Component):
         m.d.comb += [drain.load_next.eq(self.load_next), drain.precision.eq(self.precision),
                      drain.requant.eq(0), o.ready.eq(self.o_ready)]
 
-        # The PE array: a load fills the shadow registers, a shift (decided the cycle
-        # before) takes their head row.
+        # The PE array: a load fills the shadow registers, a shift (the drain's register
+        # of its decision the cycle before) takes their head row.
         load = Signal()
-        shifting = Signal()
-        m.d.sync += [load.eq(self.load_next), shifting.eq(drain.shift[0])]
+        shifting = drain.shift[0]
+        m.d.sync += load.eq(self.load_next)
         left = Signal(range(p.act_lanes + 1))          # rows in the shadow registers
         tile = Signal.like(self.precision)             # the tile's precision code
         sizes = [p.tile_rows(precision) for precision in p.precisions]
@@ -107,7 +104,8 @@ class DrainHarness(wiring.Component):
             m.d.sync += left.eq(left - 1)
         shifted = count(m, shifting, WIDTH, "shifted")  # the next row's number
         taken = count(m, o.valid & o.ready, WIDTH, "taken")
-        decided = count(m, drain.shift[0], WIDTH, "decided")
+        decided = Signal(WIDTH)                        # rows decided: shifted or shifting
+        m.d.comb += decided.eq(shifted + shifting)
         queued = count(m, queue.component.i.valid, WIDTH, "queued")
         m.d.comb += drain.row[0].eq(Cat(shifted, left == 1, tile))
 
@@ -139,10 +137,9 @@ class DrainHarness(wiring.Component):
         stalled_beat_held(m, o)
         m.d.comb += Assert(drain.pending == ((left != 0) | (owed != 0)))
 
-        # The invariant: the decision registers' copies ...
-        for name, values in copies.items():
-            for copy in values:
-                m.d.comb += Assert(copy == dut.signal(name))
+        # The invariant: the decision's copies ...
+        for copy in copies:
+            m.d.comb += Assert(copy == dut.signal("shifting"))
         for setting in settings:
             m.d.comb += Assert(setting.as_value() == 0)
         # ... the row counters and the credit count ...
@@ -159,7 +156,6 @@ class DrainHarness(wiring.Component):
             Assert(register(dut, "precision", [drain.precision]) == tile),
             Assert(credits_used == owed),
             Assert(dut.signal("credit_free") == (credits_used < queue.component.capacity)),
-            Assert(decided == (shifted + shifting)[:WIDTH]),
             Assert(shifted == (queued + sum(valid))[:WIDTH]),
             Assert(in_queue == count_q + o.valid),
         ]

@@ -35,9 +35,9 @@ class ProcessingElement(wiring.Component):
 
     Shadow registers hold the previous tile while it drains: the cycle a tile's last sum
     is in the accumulators they copy it (`latency` cycles after the pass with `last` at
-    the inputs); `shift` high in a cycle makes them take `shadow_next` at the end of the
-    next cycle (the drain decides a cycle ahead; each slot registers it). The array chains them into one shift
-    register per PE column, ordered as the output rows leave.
+    the inputs); `shift` high in a cycle makes them take `shadow_next` at the end of it
+    (`shift` is the drain's register for this PE: it decides a cycle ahead). The array
+    chains them into one shift register per PE column, ordered as the output rows leave.
     """
 
     def __init__(self, params):
@@ -218,8 +218,8 @@ class AccumulatorSlot(wiring.Component):
     `shifts`, `by` (the product is shifted by 8 * by) one cycle before `product`, which
     is added as it comes. The accumulator holds the sum the cycle after `product`; the
     cycle after that, when the pass was a tile's last, the shadow register copies it.
-    `shift` moves `shadow_next` into the shadow register two cycles later (registered
-    here, the drain having decided a cycle ahead).
+    `shift` moves `shadow_next` into the shadow register at the end of the cycle (it is
+    the drain's register for the PE, the slots' only shared control).
     """
 
     def __init__(self, *, width, product_width, shifts=False):
@@ -240,12 +240,11 @@ class AccumulatorSlot(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # `valid`, `shift` and `load` are reset; the rest is data that they qualify (the
-        # first pass of a tile restarts the accumulator), so it has no reset net.
-        valid, shift = Signal(), Signal()
+        # `valid` and `load` are reset; the rest is data that they qualify (the first
+        # pass of a tile restarts the accumulator), so it has no reset net.
+        valid = Signal()
         restart, last = Signal(reset_less=True), Signal(reset_less=True)
-        m.d.sync += [valid.eq(self.valid), restart.eq(self.restart), last.eq(self.last),
-                     shift.eq(self.shift)]
+        m.d.sync += [valid.eq(self.valid), restart.eq(self.restart), last.eq(self.last)]
         term = self.product
         if self.shifts:
             by = Signal(range(3), reset_less=True)
@@ -261,6 +260,6 @@ class AccumulatorSlot(wiring.Component):
         m.d.sync += load.eq(valid & last)
         with m.If(load):
             m.d.sync += shadow.eq(acc)
-        with m.Elif(shift):
+        with m.Elif(self.shift):
             m.d.sync += shadow.eq(self.shadow_next)
         return m

@@ -1,4 +1,4 @@
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -88,12 +88,15 @@ class ResultDrain(wiring.Component):
     the PEs load their shadow registers in the load's cycle); on the load the drain
     starts counting tile_rows(precision) rows, `precision` and `requant` read that
     cycle. Whether the shadow registers shift in a cycle is decided the cycle before,
-    from registers: `shift[r * cols + c]` is that decision for the PE in row r, column
-    c, and its accumulator slots register it (so no path from `o.ready` or the drain's
-    state reaches the shadow registers' enables in the same cycle, and each slot's own
-    register drives them). Each PE's decision is made from its own copies of the
-    registers it reads (common.fanout), so no net reaches more than one PE: in a 16 x 8
-    array the one `shift` net took 6.8 ns, and a column's took 6.7 ns in a 2 x 2 one.
+    from registers, and `shift[r * cols + c]`, high in the cycles the PE in row r,
+    column c shifts, is a register of that decision, one for each PE (common.fanout), so
+    no path from `o.ready` or the drain's state reaches the shadow registers' enables
+    in the same cycle, and no net from a register reaches more than one PE. The one
+    decision is a couple of LUTs from the drain's registers; only its copies' inputs
+    cross the device. (In a 16 x 8 array the one `shift` net into every PE's slots took
+    6.8 ns. Copies of the decision's five input registers, each PE deciding for itself,
+    put the counter's compare before the five nets that crossed the device instead:
+    9.5 ns with nextpnr's static placer.)
 
     Each lane passes through a Requantizer (int8 when requant.enable, else the full sum)
     that advances every cycle, then a RowQueue. The drain shifts a row out only with a
@@ -151,26 +154,19 @@ class ResultDrain(wiring.Component):
         beats = 0
         for k, p in enumerate(params.precisions):
             beats = Mux(self.precision == k, params.tile_rows(p), beats)
-        # `shift` fans out to every PE's slots, so it is a few LUTs from registers: whether
-        # `remaining` is 0 or 1 and whether a credit is free are registers of their own,
-        # computed with the counters' next values (no subtract or compare before `shift`).
+        # `shift` is a few LUTs from registers (its copies' inputs cross the device):
+        # whether `remaining` is 0 or 1 and whether a credit is free are registers of their
+        # own, computed with the counters' next values (no subtract or compare before it).
         left = Signal.like(remaining)
         remaining_0 = Signal(init=1)
         remaining_1 = Signal()
         credit_free = Signal(init=1)
         rows_left = Signal()
-
-        def decision(load, remaining_0, remaining_1, shifting, credit_free):
-            """(rows left after this cycle's shift, whether the next cycle shifts)."""
-            rows_left = load | ~(remaining_0 | (remaining_1 & shifting))      # left != 0
-            return rows_left, rows_left & credit_free
-
-        primary = decision(load, remaining_0, remaining_1, shifting, credit_free)
         m.d.comb += [
             left.eq(Mux(load, beats, remaining - shifting)),
-            rows_left.eq(primary[0]),
+            rows_left.eq(load | ~(remaining_0 | (remaining_1 & shifting))),     # left != 0
             self.busy_next.eq(rows_left),
-            shift.eq(primary[1]),
+            shift.eq(rows_left & credit_free),
         ]
         # credit_free follows credits_used < capacity: the count moves by at most one a
         # cycle, so its next value needs only whether one more would still be below
@@ -178,30 +174,18 @@ class ResultDrain(wiring.Component):
         popped = self.o.valid & self.o.ready
         one_more_free = Signal()
         m.d.comb += one_more_free.eq(credits_used < queue.capacity - 1)
-        next_values = {
-            "load": (self.load_next, 0),
-            "remaining_0": (left == 0, 1),
-            "remaining_1": (left == 1, 0),
-            "shifting": (shift, 0),
-            "credit_free": (Mux(shift & ~popped, one_more_free,
-                                Mux(~shift & popped, 1, credit_free)), 1),
-        }
         m.d.sync += [
-            shifting.eq(next_values["shifting"][0]),
+            shifting.eq(shift),
             remaining.eq(left),
-            remaining_0.eq(next_values["remaining_0"][0]),
-            remaining_1.eq(next_values["remaining_1"][0]),
+            remaining_0.eq(left == 0),
+            remaining_1.eq(left == 1),
             self.busy.eq(self.busy_next),
             credits_used.eq(credits_used + shift - popped),
-            credit_free.eq(next_values["credit_free"][0]),
+            credit_free.eq(Mux(shift & ~popped, one_more_free,
+                               Mux(~shift & popped, 1, credit_free))),
         ]
-        # Each PE's decision, from its own copies of those registers.
-        pes = params.rows * params.cols
-        copies = {name: register_copies(m, name, value, pes, init=init)
-                  for name, (value, init) in next_values.items()}
-        for k in range(pes):
-            own = decision(**{name: copies[name][k] for name in next_values})
-            m.d.comb += self.shift[k].eq(own[1])
+        # The decision, a register for each PE (each drives that PE's slots).
+        m.d.comb += self.shift.eq(Cat(*register_copies(m, "shift", shift, params.rows * params.cols)))
         with m.If(load):
             m.d.sync += precision.eq(self.precision)
         # The tile's requantizer settings: a copy a lane, beside its requantizer's
