@@ -209,6 +209,8 @@ def test_a_stopped_router_is_replaced_by_the_other(tmp_path, monkeypatch, router
         if step == "pnr":
             ripup[calls[-1][1]] = "--tmg-ripup" in argv
         name = "celine_echo"
+        if step == "synth":
+            (cwd / f"{name}.json").write_text(json.dumps({"modules": {}}))
         if step == "pnr" and len(calls) == 2:
             raise bitstream.StepStopped(f"pnr failed\nERROR: pnr stopped: {why}", why)
         if step == "pnr":
@@ -242,6 +244,8 @@ def test_auto_is_the_default_router_and_routes_with_router1(tmp_path, monkeypatc
     def run_step(step, argv, *, cwd, log, give_up=None, **_):
         calls.append((step, argv[argv.index("--router") + 1] if "--router" in argv else None,
                       give_up))
+        if step == "synth":
+            (cwd / "celine_echo.json").write_text(json.dumps({"modules": {}}))
         if step == "pnr":
             pnr_command.extend(argv)
             (cwd / "celine_echo.pnr.json").write_text(json.dumps({
@@ -257,6 +261,63 @@ def test_auto_is_the_default_router_and_routes_with_router1(tmp_path, monkeypatc
     assert bitstream.TIMING_OPTIONS == ("--tmg-ripup",)
     assert "--tmg-ripup" in pnr_command
     assert report["router"] == "router1" and "router_stopped" not in report
+    assert "--placer" not in pnr_command and report["placer"] == "heap"
+
+
+def _netlist(blocks):
+    """A synthesized netlist's JSON text with `blocks` MULT18X18D, one module per PE (as
+    Amaranth names one module per instance), beside a few LUTs."""
+    modules = {f"top.pe_{k}": {"cells": {"mult": {"type": "MULT18X18D"},
+                                         "lut": {"type": "LUT4"}}} for k in range(blocks)}
+    modules["top"] = {"cells": {f"lut{k}": {"type": "LUT4"} for k in range(3)}}
+    return json.dumps({"modules": modules})
+
+
+@pytest.mark.parametrize("placer, blocks, used, option", [
+    ("auto", 78, "heap", None), ("auto", 79, "static", "static"),
+    ("heap", 144, "heap", None), ("static", 0, "static", "static"),
+])
+def test_the_placer_follows_the_multiplier_blocks(tmp_path, monkeypatch, placer, blocks,
+                                                  used, option):
+    """build_bitstream's placer: "auto" gives nextpnr `--placer static` for a synthesized
+    netlist with more than STATIC_FROM_MULTIPLIERS multiplier blocks, else no placer
+    (HeAP, nextpnr's default); a placer named is used as it is; the report says which,
+    and the progress why. Tools stubbed: the synthesis writes the netlist."""
+    from celine.gen import bitstream
+    assert bitstream.STATIC_FROM_MULTIPLIERS == 78
+    commands, said = [], []
+
+    def run_step(step, argv, *, cwd, log, give_up=None, **_):
+        if step == "synth":
+            (cwd / "celine_echo.json").write_text(_netlist(blocks))
+        if step == "pnr":
+            commands.append(argv)
+            (cwd / "celine_echo.pnr.json").write_text(json.dumps({
+                "fmax": {"clk": {"achieved": 130.0, "constraint": 125.0}}}))
+        if step == "pack":
+            (cwd / "celine_echo.bit").write_bytes(b"bit")
+        return 1.0
+
+    monkeypatch.setattr(bitstream, "run_step", run_step)
+    report = bitstream.build_bitstream("ulx3s-85f", "echo", placer=placer, out=tmp_path,
+                                       progress=said.append)
+    (command,) = commands
+    assert (command[command.index("--placer") + 1] if "--placer" in command else None) == option
+    assert report["placer"] == used
+    place = [line for line in said if line.startswith("place: ")]
+    if placer == "auto":
+        assert place == [f"place: {blocks} multiplier blocks, more than 78: the static placer"
+                         if used == "static" else f"place: {blocks} multiplier blocks: HeAP"]
+    else:
+        assert place == []
+
+
+def test_netlist_cells_counts_every_module():
+    from celine.gen.bitstream import auto_placer, netlist_cells
+    cells = netlist_cells(_netlist(5))
+    assert cells == {"MULT18X18D": 5, "LUT4": 8}
+    assert auto_placer(cells) == ("heap", "5 multiplier blocks: HeAP")
+    assert auto_placer({}) == ("heap", "0 multiplier blocks: HeAP")
 
 
 def test_router1_over_budget_counts_iterations_an_arc():
@@ -278,6 +339,17 @@ def test_router1_over_budget_counts_iterations_an_arc():
         f"(budget {ROUTER1_REROUTES} an arc)")
     assert router1_over_budget(line.format(n=over)) is None          # no arc count yet
     assert router1_over_budget("Info: Routing globals...\n") is None
+
+
+def test_an_unknown_placer_is_refused(tmp_path, capsys):
+    from celine.gen.bitstream import build_bitstream
+    with pytest.raises(ValueError, match=r"^placer must be one of auto, heap, static, "
+                                         r"not 'sa'$"):
+        build_bitstream("ulx3s-85f", "echo", placer="sa", out=tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["bitstream", "--accel", "echo", "--placer", "sa", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "argument --placer: invalid choice: 'sa'" in capsys.readouterr().err
 
 
 def test_an_unknown_router_is_refused(tmp_path):

