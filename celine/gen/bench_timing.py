@@ -3,9 +3,10 @@ critical paths (the timing issue's figures), and each engine's time per host cal
 into time on the link and time in the engine.
 
 designs: for the UART echo and every registered engine at its default parameters, inside
-the shell on the ULX3S-85F: synthesis and place and route (build_bitstream's router
-"auto": router1, router2 where router1 runs over its budget; each seed records its
-"router") for each of SEEDS,
+the shell on the ULX3S-85F: synthesis and place and route (build_bitstream's placer and
+router "auto": HeAP, or the static placer for a design with more than 78 multiplier
+blocks; router1, router2 where router1 runs over its budget; each seed records its
+"placer" and "router") for each of SEEDS,
 nextpnr constrained to TARGET_MHZ (the PLL keeps the board's default clock, so the
 bitstreams stay usable), place and route stopped after PNR_TIME_LIMIT seconds. Per design:
 each seed's Fmax and whether it met the constraint, the median, the critical paths of the
@@ -94,7 +95,7 @@ def measure(accel, seeds, root):
              "constraint_mhz": TARGET_MHZ,
              "seeds": [{"seed": b["seed"], "fmax_mhz": b.get("fmax_mhz"),
                         "timing_met": b.get("timing_met", False),
-                        **({"router": b["router"]} if "router" in b else {}),
+                        **({key: b[key] for key in ("placer", "router") if key in b}),
                         **({"error": b["error"]} if "error" in b else {})} for b in builds],
              "fmax_median_mhz": None, "critical_path": []}
     if done:
@@ -213,7 +214,9 @@ def largest_of(record, board, root):
         ok = "error" not in build and build["timing_met"]
         tried.append({"scale": json.loads(json.dumps(ladder[k])), **({"error": build["error"]} if "error" in build else
                                              {"fmax_mhz": build["fmax_mhz"],
-                                              "timing_met": build["timing_met"]})})
+                                              "timing_met": build["timing_met"],
+                                              **({"placer": build["placer"]}
+                                                 if "placer" in build else {})})})
         if ok:
             passed, low = (params, build), k + 1
         else:
