@@ -107,6 +107,15 @@ def test_timing_bench_median_seed_and_failures(tmp_path, monkeypatch):
     assert (entry["lut4"], entry["mult18x18d"], entry["ff"]) == (100, 4, None)
     assert json.loads((tmp_path / "out" / "timing.json").read_text()) == result
 
+    # a build's placer and router, when its report names them, go with its seed
+    def named(*args, **kwargs):
+        return {**_fake_build({1: 130.0, 2: 120.0, 3: 140.0})(*args, **kwargs),
+                "placer": "static", "router": "router1"}
+    monkeypatch.setattr(bitstream, "bench_build", named)
+    (entry,) = bench_timing.run(tmp_path / "out", only=["mac"])["designs"]
+    assert entry["seeds"][0] == {"seed": 1, "fmax_mhz": 130.0, "timing_met": True,
+                                 "placer": "static", "router": "router1"}
+
     monkeypatch.setattr(bitstream, "bench_build", _fake_build({1: 130.0}, failing={2, 3}))
     (entry,) = bench_timing.run(tmp_path / "out", only=["mac"])["designs"]
     assert entry["seeds"][1] == {"seed": 2, "fmax_mhz": None, "timing_met": False,
