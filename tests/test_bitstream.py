@@ -304,6 +304,8 @@ def test_the_placer_follows_the_multiplier_blocks(tmp_path, monkeypatch, placer,
     (command,) = commands
     assert (command[command.index("--placer") + 1] if "--placer" in command else None) == option
     assert report["placer"] == used
+    # router1's timing-driven ripup after HeAP only
+    assert ("--tmg-ripup" in command) == (used == "heap")
     place = [line for line in said if line.startswith("place: ")]
     if placer == "auto":
         assert place == [f"place: {blocks} multiplier blocks, more than 78: the static placer"

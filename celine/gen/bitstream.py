@@ -126,7 +126,8 @@ def router1_over_budget(log_text, reroutes=ROUTER1_REROUTES):
 # that missed by 0.02 ns went to 128.04 MHz (7 arcs ripped up once; docs/timing.md,
 # "Timing-driven ripup"). Not router2's: with it router2 goes on iterating while any arc
 # fails (a design that fills the device's multipliers, which router2 is for, was still at
-# iteration 400 with 4 arcs failing), and router2 is chosen to be fast.
+# iteration 400 with 4 arcs failing), and router2 is chosen to be fast. Nor after the
+# static placer (pnr_argv).
 TIMING_OPTIONS = ("--tmg-ripup",)
 
 
@@ -164,9 +165,14 @@ def auto_placer(cells):
 def pnr_argv(base, router, placer="heap"):
     """nextpnr's command: `base` (tool, device, files, constraint, seed, reports), then
     `placer` (nothing for HeAP, nextpnr's default) and `router` with its options
-    (TIMING_OPTIONS for router1)."""
+    (TIMING_OPTIONS for router1 after HeAP). Not after the static placer: its designs
+    fill the device, and there a round of the timing-driven ripup reroutes around the
+    congestion for minutes, up to 50 rounds (Taylor with 64 MAC units at 120 MHz: 628 s
+    to route, then 257 s for its first round of 43 arcs, and its second was still going
+    at 1,119 s with 5,098 arcs to route again)."""
+    ripup = router == "router1" and placer == "heap"
     return [*base, *(("--placer", placer) if placer != "heap" else ()),
-            *(TIMING_OPTIONS if router == "router1" else ()), "--router", router]
+            *(TIMING_OPTIONS if ripup else ()), "--router", router]
 
 
 def run_step(step, argv, *, cwd, log, error_log=None, progress=_say, time_limit=None,
