@@ -314,6 +314,31 @@ def test_the_placer_follows_the_multiplier_blocks(tmp_path, monkeypatch, placer,
         assert place == []
 
 
+def test_a_design_that_does_not_fit_stops_before_place_and_route(tmp_path, monkeypatch):
+    """More MULT18X18D (or DP16KD) in the synthesized netlist than the board's device has:
+    a ToolError naming the count and the device, before nextpnr runs (the static placer's
+    legalizer does not give up on it)."""
+    from celine.gen import bitstream
+    steps = []
+
+    def run_step(step, argv, *, cwd, log, give_up=None, **_):
+        steps.append(step)
+        (cwd / "celine_echo.json").write_text(_netlist(29))
+        return 1.0
+
+    monkeypatch.setattr(bitstream, "run_step", run_step)
+    with pytest.raises(bitstream.ToolError,
+                       match=r"^pnr failed\nERROR: does not fit: 29 MULT18X18D, the LFE5U-25F "
+                             r"has 28$"):
+        bitstream.build_bitstream("ulx3s-25f", "echo", out=tmp_path, progress=lambda text: None)
+    assert steps == ["synth"]
+    from celine.boards.platforms import get_board
+    board = get_board("ulx3s-85f")
+    assert bitstream.does_not_fit({"MULT18X18D": 156, "DP16KD": 208}, board) is None
+    assert bitstream.does_not_fit({"DP16KD": 209}, board) == \
+        "does not fit: 209 DP16KD, the LFE5U-85F has 208"
+
+
 def test_netlist_cells_counts_every_module():
     from celine.gen.bitstream import auto_placer, netlist_cells
     cells = netlist_cells(_netlist(5))

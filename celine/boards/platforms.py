@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from amaranth_boards import ecpix5, versa_ecp5
 from amaranth_boards.ulx3s import ULX3S_25F_Platform, ULX3S_85F_Platform
 
-__all__ = ["Board", "BOARDS", "DEFAULT_BOARD", "get_board"]
+__all__ = ["Board", "BOARDS", "DEFAULT_BOARD", "DEVICE_RESOURCES", "get_board"]
 
 _PROGRAMMERS = ("openFPGALoader", "openocd")
 
@@ -63,6 +63,21 @@ class VersaECP5Platform(_BuildWithoutProgrammer, versa_ecp5.VersaECP5Platform):
     pass
 
 
+# Resources of the ECP5 devices of celine.boards (Lattice ECP5 family data sheet,
+# FPGA-DS-02012, table 1.1): LUT4 (TRELLIS_COMB), MULT18X18D, DP16KD.
+DEVICE_RESOURCES = {
+    "LFE5U-25F": {"lut4": 24_288, "mult18x18d": 28, "dp16kd": 56},
+    "LFE5U-45F": {"lut4": 43_848, "mult18x18d": 72, "dp16kd": 108},
+    "LFE5U-85F": {"lut4": 83_640, "mult18x18d": 156, "dp16kd": 208},
+    "LFE5UM-25F": {"lut4": 24_288, "mult18x18d": 28, "dp16kd": 56},
+    "LFE5UM-45F": {"lut4": 43_848, "mult18x18d": 72, "dp16kd": 108},
+    "LFE5UM-85F": {"lut4": 83_640, "mult18x18d": 156, "dp16kd": 208},
+    "LFE5UM5G-25F": {"lut4": 24_288, "mult18x18d": 28, "dp16kd": 56},
+    "LFE5UM5G-45F": {"lut4": 43_848, "mult18x18d": 72, "dp16kd": 108},
+    "LFE5UM5G-85F": {"lut4": 83_640, "mult18x18d": 156, "dp16kd": 208},
+}
+
+
 @dataclass(frozen=True)
 class Board:
     """A board: its platform class and the resources the Celine top uses.
@@ -97,6 +112,11 @@ class Board:
     @property
     def device(self):
         return self.platform.device
+
+    @property
+    def resources(self):
+        """The device's {"lut4", "mult18x18d", "dp16kd"} (DEVICE_RESOURCES)."""
+        return dict(DEVICE_RESOURCES[self.device])
 
     @property
     def package(self):

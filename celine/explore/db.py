@@ -42,6 +42,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..boards.platforms import DEVICE_RESOURCES
 from .record import FIELDS, STATUS, check_record, new_record
 
 __all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "REPO_ROOT", "default_db_path", "MIGRATIONS",
@@ -80,19 +81,6 @@ OBJECTIVES = FIGURES + tuple(DERIVED)
 # What `where` and `constraints` may name besides parameters.
 FILTER_FIGURES = OBJECTIVES + BOOL_COLUMNS + ("device",)
 
-# Resources of the ECP5 devices of celine.boards (Lattice ECP5 family data sheet,
-# FPGA-DS-02012, table 1.1): LUT4 (TRELLIS_COMB), MULT18X18D, DP16KD.
-DEVICE_RESOURCES = {
-    "LFE5U-25F": {"lut4": 24_288, "mult18x18d": 28, "dp16kd": 56},
-    "LFE5U-45F": {"lut4": 43_848, "mult18x18d": 72, "dp16kd": 108},
-    "LFE5U-85F": {"lut4": 83_640, "mult18x18d": 156, "dp16kd": 208},
-    "LFE5UM-25F": {"lut4": 24_288, "mult18x18d": 28, "dp16kd": 56},
-    "LFE5UM-45F": {"lut4": 43_848, "mult18x18d": 72, "dp16kd": 108},
-    "LFE5UM-85F": {"lut4": 83_640, "mult18x18d": 156, "dp16kd": 208},
-    "LFE5UM5G-25F": {"lut4": 24_288, "mult18x18d": 28, "dp16kd": 56},
-    "LFE5UM5G-45F": {"lut4": 43_848, "mult18x18d": 72, "dp16kd": 108},
-    "LFE5UM5G-85F": {"lut4": 83_640, "mult18x18d": 156, "dp16kd": 208},
-}
 
 
 def _boards():

