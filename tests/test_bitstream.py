@@ -234,36 +234,6 @@ def test_a_stopped_router_is_replaced_by_the_other(tmp_path, monkeypatch, router
     assert report["fmax_mhz"] == {"clk": 80.0} and report["seed"] == 3
 
 
-def test_auto_is_the_default_router_and_routes_with_router1(tmp_path, monkeypatch):
-    """build_bitstream's default router is "auto": nextpnr gets router1 and the budget
-    check, with the timing-driven ripup (TIMING_OPTIONS); a build that finishes within
-    the budget says router1 and names nothing stopped."""
-    from celine.gen import bitstream
-    calls, pnr_command = [], []
-
-    def run_step(step, argv, *, cwd, log, give_up=None, **_):
-        calls.append((step, argv[argv.index("--router") + 1] if "--router" in argv else None,
-                      give_up))
-        if step == "synth":
-            (cwd / "celine_echo.json").write_text(json.dumps({"modules": {}}))
-        if step == "pnr":
-            pnr_command.extend(argv)
-            (cwd / "celine_echo.pnr.json").write_text(json.dumps({
-                "fmax": {"clk": {"achieved": 130.0, "constraint": 125.0}}}))
-        if step == "pack":
-            (cwd / "celine_echo.bit").write_bytes(b"bit")
-        return 1.0
-
-    monkeypatch.setattr(bitstream, "run_step", run_step)
-    report = bitstream.build_bitstream("ulx3s-85f", "echo", out=tmp_path,
-                                       progress=lambda text: None)
-    assert calls[1] == ("pnr", "router1", bitstream.router1_over_budget)
-    assert bitstream.TIMING_OPTIONS == ("--tmg-ripup",)
-    assert "--tmg-ripup" in pnr_command
-    assert report["router"] == "router1" and "router_stopped" not in report
-    assert "--placer" not in pnr_command and report["placer"] == "heap"
-
-
 def _netlist(blocks):
     """A synthesized netlist's JSON text with `blocks` MULT18X18D, one module per PE (as
     Amaranth names one module per instance), beside a few LUTs."""
@@ -271,6 +241,46 @@ def _netlist(blocks):
                                          "lut": {"type": "LUT4"}}} for k in range(blocks)}
     modules["top"] = {"cells": {f"lut{k}": {"type": "LUT4"} for k in range(3)}}
     return json.dumps({"modules": modules})
+
+
+def _stub_tools(monkeypatch, netlist):
+    """Stub build_bitstream's tool steps (the echo design is elaborated and its files
+    written for real): the synthesis writes `netlist`, place and route a report at 130
+    MHz, packing a bitstream. Returns the list of (step, argv, give_up) they are run with."""
+    from celine.gen import bitstream
+    steps = []
+
+    def run_step(step, argv, *, cwd, log, give_up=None, **_):
+        steps.append((step, argv, give_up))
+        if step == "synth":
+            (cwd / "celine_echo.json").write_text(netlist)
+        if step == "pnr":
+            (cwd / "celine_echo.pnr.json").write_text(json.dumps({
+                "fmax": {"clk": {"achieved": 130.0, "constraint": 125.0}}}))
+        if step == "pack":
+            (cwd / "celine_echo.bit").write_bytes(b"bit")
+        return 1.0
+
+    monkeypatch.setattr(bitstream, "run_step", run_step)
+    return steps
+
+
+def test_auto_is_the_default_router_and_routes_with_router1(tmp_path, monkeypatch):
+    """build_bitstream's default router is "auto": nextpnr gets router1 and the budget
+    check, with the timing-driven ripup (TIMING_OPTIONS); a build that finishes within
+    the budget says router1 and names nothing stopped."""
+    from celine.gen import bitstream
+    steps = _stub_tools(monkeypatch, _netlist(0))
+    report = bitstream.build_bitstream("ulx3s-85f", "echo", out=tmp_path,
+                                       progress=lambda text: None)
+    step, pnr_command, give_up = steps[1]
+    assert (step, pnr_command[pnr_command.index("--router") + 1], give_up) == \
+        ("pnr", "router1", bitstream.router1_over_budget)
+    assert bitstream.TIMING_OPTIONS == ("--tmg-ripup",)
+    assert "--tmg-ripup" in pnr_command
+    assert report["router"] == "router1" and "router_stopped" not in report
+    assert "--placer" not in pnr_command and report["placer"] == "heap"
+
 
 
 @pytest.mark.parametrize("placer, blocks, used, option", [
@@ -285,23 +295,11 @@ def test_the_placer_follows_the_multiplier_blocks(tmp_path, monkeypatch, placer,
     and the progress why. Tools stubbed: the synthesis writes the netlist."""
     from celine.gen import bitstream
     assert bitstream.STATIC_FROM_MULTIPLIERS == 78
-    commands, said = [], []
-
-    def run_step(step, argv, *, cwd, log, give_up=None, **_):
-        if step == "synth":
-            (cwd / "celine_echo.json").write_text(_netlist(blocks))
-        if step == "pnr":
-            commands.append(argv)
-            (cwd / "celine_echo.pnr.json").write_text(json.dumps({
-                "fmax": {"clk": {"achieved": 130.0, "constraint": 125.0}}}))
-        if step == "pack":
-            (cwd / "celine_echo.bit").write_bytes(b"bit")
-        return 1.0
-
-    monkeypatch.setattr(bitstream, "run_step", run_step)
+    said = []
+    steps = _stub_tools(monkeypatch, _netlist(blocks))
     report = bitstream.build_bitstream("ulx3s-85f", "echo", placer=placer, out=tmp_path,
                                        progress=said.append)
-    (command,) = commands
+    (command,) = [argv for step, argv, _ in steps if step == "pnr"]
     assert (command[command.index("--placer") + 1] if "--placer" in command else None) == option
     assert report["placer"] == used
     # router1's timing-driven ripup after HeAP only
@@ -319,19 +317,12 @@ def test_a_design_that_does_not_fit_stops_before_place_and_route(tmp_path, monke
     a ToolError naming the count and the device, before nextpnr runs (the static placer's
     legalizer does not give up on it)."""
     from celine.gen import bitstream
-    steps = []
-
-    def run_step(step, argv, *, cwd, log, give_up=None, **_):
-        steps.append(step)
-        (cwd / "celine_echo.json").write_text(_netlist(29))
-        return 1.0
-
-    monkeypatch.setattr(bitstream, "run_step", run_step)
+    steps = _stub_tools(monkeypatch, _netlist(29))
     with pytest.raises(bitstream.ToolError,
                        match=r"^pnr failed\nERROR: does not fit: 29 MULT18X18D, the LFE5U-25F "
                              r"has 28$"):
         bitstream.build_bitstream("ulx3s-25f", "echo", out=tmp_path, progress=lambda text: None)
-    assert steps == ["synth"]
+    assert [step for step, _, _ in steps] == ["synth"]
     from celine.boards.platforms import get_board
     board = get_board("ulx3s-85f")
     assert bitstream.does_not_fit({"MULT18X18D": 156, "DP16KD": 208}, board) is None
