@@ -199,8 +199,9 @@ def largest_of(record, board, root):
     {"board", "accel", "params", "fmax_mhz", "useful_macs_per_s", "mult18x18d_share",
     "lut4_share", "dp16kd_share", "mult18x18d", "lut4", "dp16kd", "tried"}; "params" None
     when not even the smallest passes. "tried": each build's {"scale", "fmax_mhz",
-    "timing_met"} or {"scale", "error"} (the tool's line; "no BELs remaining" for a
-    design that does not fit)."""
+    "timing_met"} or {"scale", "error"} (the tool's line; "does not fit: ..." for a
+    design with more multiplier blocks or block RAMs than the device, "no BELs remaining"
+    for one nextpnr cannot place)."""
     import dataclasses
     ladder = list(record.scale)
     tried, passed = [], None
