@@ -32,8 +32,8 @@ __all__ = ["build_bitstream", "bench_build", "ToolError", "StepStopped", "REPORT
 
 REPORT_KEYS = ("board", "accel", "params", "options", "seed", "flatten", "clock_hz", "baud",
                "utilization", "fmax_mhz", "constraint_mhz", "timing_met", "critical_paths",
-               "slowest_endpoints", "placer", "router", "tool_versions", "step_seconds", "bitstream",
-               "inputs")
+               "slowest_endpoints", "placer", "router", "tool_versions", "step_seconds",
+               "bitstream", "inputs")
 PROGRESS_SECONDS = 30
 # nextpnr's routers, and "auto": router1 within its budget (router1_over_budget), else
 # router2.
@@ -171,7 +171,7 @@ def does_not_fit(cells, board):
     """Why a netlist of `cells` (netlist_cells) does not fit `board`'s device, or None:
     more multiplier blocks or block RAMs than it has. Said before place and route: the
     static placer's legalizer does not give up on such a design (a 16 x 16 DSP array,
-    272 blocks for the 85F's 156, was still legalizing after 270 s), where HeAP stops
+    288 blocks for the 85F's 156, was still legalizing after 270 s), where HeAP stops
     with "no BELs remaining"."""
     for cell, key in _COUNTED:
         if cells.get(cell, 0) > board.resources[key]:

@@ -4,8 +4,8 @@ every row of every tile goes into the queue once, in order, with its tile's `las
 precision, and the queue gives the rows out in order.
 
 The drain shifts a finished tile's rows out of the PEs' shadow registers (`shift`, a
-register for each PE of one decision made the cycle before), through the requantizers (which never stall)
-into a RowQueue, which has no `ready`: the drain counts the rows it has decided to shift
+register for each PE of one decision made the cycle before), through the requantizers
+(which never stall) into a RowQueue, which has no `ready`: the drain counts the rows it has decided to shift
 and `o` has not taken (`credits_used`) and decides a shift only while that count is below
 what the queue holds (its store and its output register: depth + 1 rows).
 

@@ -192,7 +192,8 @@ class ResultDrain(wiring.Component):
                                Mux(~shift & popped, 1, credit_free))),
         ]
         # The decision, a register for each PE (each drives that PE's slots).
-        m.d.comb += self.shift.eq(Cat(*register_copies(m, "shift", shift, params.rows * params.cols)))
+        copies = register_copies(m, "shift", shift, params.rows * params.cols)
+        m.d.comb += self.shift.eq(Cat(*copies))
         with m.If(load):
             m.d.sync += precision.eq(self.precision)
         # The tile's requantizer settings: a copy a lane, beside its requantizer's
