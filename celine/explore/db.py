@@ -42,11 +42,10 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..boards.platforms import DEVICE_RESOURCES
 from .record import FIELDS, STATUS, check_record, new_record
 
 __all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "REPO_ROOT", "default_db_path", "MIGRATIONS",
-           "FIGURES", "FILTER_FIGURES", "OBJECTIVES", "DERIVED", "DEVICE_RESOURCES",
+           "FIGURES", "FILTER_FIGURES", "OBJECTIVES", "DERIVED",
            "board_capacity", "figure_value", "pareto_front", "Cost", "CostDB"]
 
 SCHEMA_VERSION = 1      # the layout of the file (record.SCHEMA_VERSION is the record's)
@@ -93,7 +92,7 @@ def board_capacity(board):
     boards = _boards()
     if not isinstance(board, str) or board not in boards:
         raise ValueError(f"board must be one of {', '.join(boards)}, not {board!r}")
-    return dict(DEVICE_RESOURCES[boards[board].device])
+    return boards[board].resources
 
 
 def _engines():

@@ -14,7 +14,7 @@ plotting changes no global state and needs no display.
 import os
 from pathlib import Path
 
-from .db import DEVICE_RESOURCES, CostDB, pareto_front
+from .db import CostDB, pareto_front
 
 __all__ = ["plot"]
 
@@ -29,7 +29,7 @@ def _capacities(board):
     for name, b in BOARDS.items():
         if board not in (None, name):
             continue
-        lines.setdefault(DEVICE_RESOURCES[b.device]["lut4"], []).append(name)
+        lines.setdefault(b.resources["lut4"], []).append(name)
     return [(lut4, f"{', '.join(names)}: {lut4:,} LUT4") for lut4, names in sorted(lines.items())]
 
 
