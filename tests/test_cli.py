@@ -188,6 +188,22 @@ def test_report_shows_a_whole_report(tmp_path, capsys):
     assert "slowest endpoints" not in out
 
 
+def test_report_of_a_missed_clock_says_which_clock_would_do(tmp_path, capsys):
+    missed = {**REPORT, "fmax_mhz": {"clk": 43.7}, "timing_met": False}
+    (tmp_path / "report.json").write_text(json.dumps(missed))
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "timing NOT met" in out
+    assert ("  it reached 43.70 MHz, below its 45 MHz clock: rebuild with --clock-mhz 43 "
+            "or lower") in out
+    # A bench build misses a constraint above its clock but keeps the clock: no advice.
+    (tmp_path / "report.json").write_text(json.dumps({**missed, "fmax_mhz": {"clk": 46.0},
+                                                      "constraint_mhz": 50.0}))
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "timing NOT met" in out and "rebuild" not in out
+
+
 def test_report_shows_the_slowest_endpoints(tmp_path, capsys):
     ends = [{"endpoint": f"design.r{k}", "port": "DI", "arrival_ns": 9.0 - k, "bits": k}
             for k in range(7)]

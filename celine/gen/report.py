@@ -1,6 +1,7 @@
 """Bitstream build reports (`build/<board>/<accel>/report.json`) as text tables."""
 
 import json
+import math
 import reprlib
 from pathlib import Path
 
@@ -107,8 +108,14 @@ def format_report(report):
         f"clock {clock_mhz:g} MHz, {report.get('baud')} baud; "
         f"constraint {report['constraint_mhz']:g} MHz, "
         f"timing {'met' if report.get('timing_met') else 'NOT met'}",
-        "",
     ]
+    slowest = min(report["fmax_mhz"].values(), default=None)
+    if not report.get("timing_met") and slowest and slowest < clock_mhz:
+        # What a user whose build misses its clock does next: a clock below the Fmax
+        # reached (the PLL and the baud divisor are worked out for it).
+        lines.append(f"  it reached {slowest:.2f} MHz, below its {clock_mhz:g} MHz clock: "
+                     f"rebuild with --clock-mhz {math.floor(slowest)} or lower")
+    lines.append("")
     rows = [("clock", "fmax MHz")]
     rows += [(clock, f"{mhz:.2f}") for clock, mhz in report["fmax_mhz"].items()]
     lines += _table(rows, "<>") + [""]
