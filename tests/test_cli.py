@@ -196,6 +196,16 @@ def test_report_of_a_missed_clock_says_which_clock_would_do(tmp_path, capsys):
     assert "timing NOT met" in out
     assert ("  it reached 43.70 MHz, below its 45 MHz clock: rebuild with --clock-mhz 43 "
             "or lower") in out
+    # The PLL makes the nearest clock it can: at 25 MHz in, 107 MHz asked gives 107.14.
+    (tmp_path / "report.json").write_text(json.dumps({**missed, "fmax_mhz": {"clk": 107.08},
+                                                      "clock_hz": 120_000_000}))
+    assert main(["report", str(tmp_path)]) == 0
+    assert "rebuild with --clock-mhz 106 or lower" in capsys.readouterr().out
+    # A board this tree does not know: the Fmax, no clock to suggest.
+    (tmp_path / "report.json").write_text(json.dumps({**missed, "board": "elsewhere"}))
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "it reached 43.70 MHz, below its 45 MHz clock\n" in out and "rebuild" not in out
     # A bench build misses a constraint above its clock but keeps the clock: no advice.
     (tmp_path / "report.json").write_text(json.dumps({**missed, "fmax_mhz": {"clk": 46.0},
                                                       "constraint_mhz": 50.0}))

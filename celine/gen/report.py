@@ -97,6 +97,25 @@ def _table(rows, align):
                       for cell, w, a in zip(row, widths, align)).rstrip() for row in rows]
 
 
+def _clock_below(board, mhz):
+    """The highest whole --clock-mhz whose PLL output on `board` is at most `mhz` (the PLL
+    makes the nearest it can, within 1 %, which may be above the number asked for), or
+    None for a board this tree does not know."""
+    from ..boards.pll import pll_config
+    from ..boards.platforms import get_board
+    try:
+        input_hz = get_board(board).clock_hz
+    except (KeyError, ValueError):
+        return None
+    for asked in range(math.floor(mhz), 0, -1):
+        try:
+            if pll_config(input_hz, asked * 1_000_000).output_hz <= mhz * 1e6:
+                return asked
+        except ValueError:
+            continue
+    return None
+
+
 def format_report(report):
     params = report.get("params")
     params_text = (" ".join(f"{key}={value}" for key, value in params.items())
@@ -111,10 +130,10 @@ def format_report(report):
     ]
     slowest = min(report["fmax_mhz"].values(), default=None)
     if not report.get("timing_met") and slowest and slowest < clock_mhz:
-        # What a user whose build misses its clock does next: a clock below the Fmax
-        # reached (the PLL and the baud divisor are worked out for it).
-        lines.append(f"  it reached {slowest:.2f} MHz, below its {clock_mhz:g} MHz clock: "
-                     f"rebuild with --clock-mhz {math.floor(slowest)} or lower")
+        # What a user whose build misses its clock does next.
+        below = _clock_below(report["board"], slowest)
+        lines.append(f"  it reached {slowest:.2f} MHz, below its {clock_mhz:g} MHz clock"
+                     + (f": rebuild with --clock-mhz {below} or lower" if below else ""))
     lines.append("")
     rows = [("clock", "fmax MHz")]
     rows += [(clock, f"{mhz:.2f}") for clock, mhz in report["fmax_mhz"].items()]
