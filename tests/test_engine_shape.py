@@ -1,6 +1,6 @@
 """The engine shape (docs/engines.md): complete records, the shell contract, shared code
 that names no engine, and one installable package."""
-
+import dataclasses
 import re
 import subprocess
 import sys
@@ -61,6 +61,15 @@ def test_record_is_complete(record):
                 record.params(**{name: value})
             except ValueError as error:      # a value that needs other parameters changed
                 assert name in str(error)
+    # The largest-configuration ladder: valid configurations, none with fewer useful MACs a
+    # cycle than the one before (the search halves it, so it must grow; ViTCoD's top two
+    # take the same: past d MACs the SpMM uses d of them).
+    rates = []
+    for rung in record.scale:
+        over = dataclasses.replace(params, **rung)
+        rung_estimate = record.cycles.load()(over, **record.workload)
+        rates.append(rung_estimate.useful_macs / rung_estimate.cycles)
+    assert rates == sorted(rates) and rates[0] < rates[-1], (record.name, rates)
 
 
 @pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.name)
