@@ -266,6 +266,7 @@ def test_largest_halves_the_scale_to_the_largest_that_passes(tmp_path, monkeypat
 
     def bench_build(board, accel, params, *, seed, constraint_mhz, time_limit, out, log):
         assert (accel, seed, constraint_mhz) == ("mac", 1, bench_timing.LARGEST_MHZ)
+        assert time_limit == bench_timing.LARGEST_PNR_TIME_LIMIT
         k = next(k for k, over in enumerate(ladder)
                  if dataclasses.replace(record.params(), **over) == params)
         built.append((board, k))

@@ -36,16 +36,18 @@ are not counted.
 largest (`celine bench --only largest`, run_largest): for each engine and each of
 LARGEST_BOARDS (the ULX3S-85F and -25F), the largest configuration of the engine's
 `scale` (celine.engines.Accelerator.scale) that builds in the shell on the board and
-meets LARGEST_MHZ (seed 1), found by halving the scale: {"board", "accel", "params",
+meets LARGEST_MHZ (seed 1, place and route stopped after LARGEST_PNR_TIME_LIMIT
+seconds), found by halving the scale: {"board", "accel", "params",
 "fmax_mhz", "useful_macs_per_s" (the cycle model's useful MACs of the default workload
 per cycle, times the Fmax), "mult18x18d_share", "lut4_share", "dp16kd_share" (of the
 device), the counts, and "tried" (every build of the search)}. Builds are kept under
 build/bench/largest/<board>/<engine>/scale<k>.
 
-Writes <out>/timing.json: {"target_mhz", "pnr_time_limit_s", "largest_mhz", "designs":
-[...], "largest": [...], "call_time": [...]}. Each part replaces its own entries in an
-earlier file and keeps the others, so `--only timing`, `--only largest` and a run without
-synthesis each leave the other's figures in place.
+Writes <out>/timing.json: {"target_mhz", "pnr_time_limit_s", "largest_mhz",
+"largest_pnr_time_limit_s", "designs": [...], "largest": [...], "call_time": [...]}.
+Each part replaces its own entries in an earlier file and keeps the others, so `--only
+timing`, `--only largest` and a run without synthesis each leave the other's figures in
+place.
 """
 
 import json
@@ -74,12 +76,14 @@ def designs():
     return ["echo", *(record.name for record in registry.ENGINES)]
 
 
-def _build(accel, seed, out, *, board=BOARD, params=None, constraint_mhz=TARGET_MHZ):
-    """bench_build's figures, or {"seed", "error": the tool's error line} if it failed."""
+def _build(accel, seed, out, *, board=BOARD, params=None, constraint_mhz=TARGET_MHZ,
+           time_limit=None):
+    """bench_build's figures, or {"seed", "error": the tool's error line} if it failed;
+    place and route stopped after `time_limit` seconds (default PNR_TIME_LIMIT)."""
     from .bitstream import ToolError, bench_build
     try:
         return bench_build(board, accel, params, seed=seed, constraint_mhz=constraint_mhz,
-                           time_limit=PNR_TIME_LIMIT, out=out, log=log)
+                           time_limit=time_limit or PNR_TIME_LIMIT, out=out, log=log)
     except ToolError as error:
         line = next((text for text in reversed(str(error).splitlines()) if "ERROR" in text),
                     str(error).splitlines()[0])
@@ -184,6 +188,9 @@ def call_times(measured, only=None):
 LARGEST_BOARDS = ("ulx3s-85f", "ulx3s-25f")
 LARGEST_MHZ = 100        # nextpnr's constraint for the largest configurations
 LARGEST_SEED = 1
+# Place and route of a configuration that fills the device: ViTCoD's 16 + 48 MACs (100
+# multiplier blocks) took 1,942 s and its 32 + 64 (132) 2,186 s, beside other builds.
+LARGEST_PNR_TIME_LIMIT = 3600
 
 
 def _share(utilization, cell):
@@ -211,7 +218,8 @@ def largest_of(record, board, root):
         params = dataclasses.replace(record.params(), **ladder[k])
         log(f"largest: {record.name} on {board}, {ladder[k]} (scale {k + 1} of {len(ladder)})")
         build = _build(record.name, LARGEST_SEED, root / board / record.name / f"scale{k}",
-                       board=board, params=params, constraint_mhz=LARGEST_MHZ)
+                       board=board, params=params, constraint_mhz=LARGEST_MHZ,
+                       time_limit=LARGEST_PNR_TIME_LIMIT)
         ok = "error" not in build and build["timing_met"]
         tried.append({"scale": json.loads(json.dumps(ladder[k])), **({"error": build["error"]} if "error" in build else
                                              {"fmax_mhz": build["fmax_mhz"],
@@ -276,7 +284,7 @@ def _write(out, *, designs_=(), largest=()):
                       lambda e: (boards.get(e.get("board"), len(boards)),
                                  names.get(e.get("accel"), len(names))))
     result = {"target_mhz": TARGET_MHZ, "pnr_time_limit_s": PNR_TIME_LIMIT,
-              "largest_mhz": LARGEST_MHZ, "designs": merged, "largest": largest,
+              "largest_mhz": LARGEST_MHZ, "largest_pnr_time_limit_s": LARGEST_PNR_TIME_LIMIT, "designs": merged, "largest": largest,
               "call_time": call_times(merged)}
     path = out / "timing.json"
     write_if_changed(path, json.dumps(result, indent=2) + "\n")
