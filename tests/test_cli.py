@@ -214,6 +214,19 @@ def test_report_of_a_missed_clock_says_which_clock_would_do(tmp_path, capsys):
     assert "timing NOT met" in out and "rebuild" not in out
 
 
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path, monkeypatch):
+    """`celine report | head -1`: the pipe closes while the report is written."""
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+    (tmp_path / "report.json").write_text(json.dumps(REPORT))
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["report", str(tmp_path)]) == 1
+
+
 def test_report_shows_the_slowest_endpoints(tmp_path, capsys):
     ends = [{"endpoint": f"design.r{k}", "port": "DI", "arrival_ns": 9.0 - k, "bits": k}
             for k in range(7)]

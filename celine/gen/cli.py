@@ -10,6 +10,7 @@ own last lines on stderr and exit status 1.
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import tempfile
@@ -430,6 +431,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("celine: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`celine report | head`): stop writing, no traceback. Later
+        # writes (Python's own flush at exit) go to /dev/null.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):      # not a file: nothing to redirect
+            pass
+        return 1
     return 0
 
 
