@@ -1,5 +1,6 @@
 """The engine shape (docs/engines.md): complete records, the shell contract, shared code
 that names no engine, and one installable package."""
+
 import dataclasses
 import re
 import subprocess

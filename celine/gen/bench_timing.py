@@ -284,8 +284,8 @@ def _write(out, *, designs_=(), largest=()):
                       lambda e: (boards.get(e.get("board"), len(boards)),
                                  names.get(e.get("accel"), len(names))))
     result = {"target_mhz": TARGET_MHZ, "pnr_time_limit_s": PNR_TIME_LIMIT,
-              "largest_mhz": LARGEST_MHZ, "largest_pnr_time_limit_s": LARGEST_PNR_TIME_LIMIT, "designs": merged, "largest": largest,
-              "call_time": call_times(merged)}
+              "largest_mhz": LARGEST_MHZ, "largest_pnr_time_limit_s": LARGEST_PNR_TIME_LIMIT,
+              "designs": merged, "largest": largest, "call_time": call_times(merged)}
     path = out / "timing.json"
     write_if_changed(path, json.dumps(result, indent=2) + "\n")
     log(f"wrote {path}")
