@@ -188,8 +188,8 @@ def call_times(measured, only=None):
 LARGEST_BOARDS = ("ulx3s-85f", "ulx3s-25f")
 LARGEST_MHZ = 100        # nextpnr's constraint for the largest configurations
 LARGEST_SEED = 1
-# Place and route of a configuration that fills the device: ViTCoD's 16 + 48 MACs (100
-# multiplier blocks) took 1,942 s and its 32 + 64 (132) 2,186 s, beside other builds.
+# Place and route of a configuration that fills the device: up to 2,186 s for 132
+# multiplier blocks beside other builds (docs/timing.md, "Every engine's largest").
 LARGEST_PNR_TIME_LIMIT = 3600
 
 
