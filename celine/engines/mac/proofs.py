@@ -5,9 +5,10 @@ precision, and the queue gives the rows out in order.
 
 The drain shifts a finished tile's rows out of the PEs' shadow registers (`shift`, a
 register for each PE of one decision made the cycle before), through the requantizers
-(which never stall) into a RowQueue, which has no `ready`: the drain counts the rows it has decided to shift
-and `o` has not taken (`credits_used`) and decides a shift only while that count is below
-what the queue holds (its store and its output register: depth + 1 rows).
+(which never stall) into a RowQueue, which has no `ready`: the drain counts the rows it
+has decided to shift and `o` has not taken (`credits_used`) and decides a shift only
+while that count is below what the queue holds (its store and its output register:
+depth + 1 rows).
 
 `DrainHarness` plays the PE array: it models the shadow registers (a load fills them
 with `tile_rows(precision)` rows; in a cycle with a shift the head row leaves) and
